@@ -1,0 +1,337 @@
+"""Grouped data with holes.
+
+factVAE sees a data set as ``G`` groups (views, modalities, aspects) of columns. A row may lack
+whole groups. :class:`GroupedData` stores each group as a zero-filled ``float32`` tensor plus one
+boolean ``observed`` mask of shape ``(N, G)`` and validates everything once, at construction, so
+that the model never meets a NaN.
+
+A group is *missing* for a row when every value of that group is NaN (or when an explicit mask
+says so). A row where only some values of a group are NaN is an error: factVAE models whole
+groups, not single entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["GroupedData", "as_grouped"]
+
+
+def _fmt_rows(rows: np.ndarray, limit: int = 5) -> str:
+    shown = ", ".join(str(int(r)) for r in rows[:limit])
+    more = f", ... ({len(rows)} rows in all)" if len(rows) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def _to_numpy(name: str, array: Any) -> np.ndarray:
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    try:
+        out = np.asarray(array)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"group {name!r}: could not be read as an array ({exc})") from None
+    if out.dtype == bool:
+        out = out.astype(np.float32)
+    if not (np.issubdtype(out.dtype, np.number)):
+        raise ValueError(
+            f"group {name!r}: data must be numeric, got dtype {out.dtype}; "
+            "encode categories as numbers (e.g. one-hot) first"
+        )
+    if np.iscomplexobj(out):
+        raise ValueError(f"group {name!r}: complex values are not supported")
+    if out.ndim == 1:
+        out = out[:, None]
+    if out.ndim != 2:
+        raise ValueError(
+            f"group {name!r}: expected a 2-D array (rows x features), got shape {out.shape}; "
+            "flatten images to rows first"
+        )
+    return out.astype(np.float64, copy=False)
+
+
+class GroupedData:
+    """Multi-group data with whole groups missing.
+
+    Parameters
+    ----------
+    groups : sequence or mapping of array-like
+        One ``(N, d_g)`` array per group (a 1-D array is one feature). With a mapping, its keys
+        are the group names. Without ``mask``, a row whose values in a group are all NaN marks
+        that group as missing for that row.
+    names : sequence of str, optional
+        Group names when ``groups`` is a sequence. Defaults to ``g0, g1, ...``.
+    mask : array-like of bool, optional
+        Explicit ``(N, G)`` observed mask. Values under ``False`` are ignored (they may be NaN);
+        values under ``True`` must be finite.
+    drop_empty_rows : bool
+        Rows with no observed group carry no information. By default they raise a
+        ``ValueError``; with ``True`` they are dropped (see :attr:`row_index`).
+
+    Attributes
+    ----------
+    values : list of torch.Tensor
+        Per-group ``(N, d_g)`` float32 tensors; entries of missing groups are zero.
+    observed : torch.Tensor
+        ``(N, G)`` bool mask, ``True`` where a group is observed.
+    names : list of str
+        Group names, in the order given.
+    row_index : numpy.ndarray
+        For each row kept, its index in the input (differs from ``arange(N)`` only when
+        ``drop_empty_rows=True`` dropped rows).
+    """
+
+    def __init__(
+        self,
+        groups: Sequence[Any] | Mapping[str, Any],
+        names: Sequence[str] | None = None,
+        mask: Any = None,
+        drop_empty_rows: bool = False,
+    ) -> None:
+        if isinstance(groups, GroupedData):
+            raise ValueError("already a GroupedData; use it directly")
+        if isinstance(groups, Mapping):
+            if names is not None:
+                raise ValueError("give names either as mapping keys or as `names`, not both")
+            names = [str(k) for k in groups.keys()]
+            arrays = list(groups.values())
+        elif isinstance(groups, (np.ndarray, torch.Tensor)):
+            raise ValueError(
+                "expected one array per group (a list or dict of arrays), got a single array; "
+                "split its columns into groups, e.g. GroupedData([X[:, :4], X[:, 4:]])"
+            )
+        else:
+            arrays = list(groups)
+            names = [f"g{i}" for i in range(len(arrays))] if names is None else list(names)
+        if len(arrays) == 0:
+            raise ValueError("no groups given: factVAE needs at least one group")
+        if len(names) != len(arrays):
+            raise ValueError(f"got {len(names)} names for {len(arrays)} groups")
+        if len(set(names)) != len(names):
+            raise ValueError(f"group names must be unique, got {names}")
+        for name in names:
+            if not isinstance(name, str) or not name.isidentifier():
+                raise ValueError(
+                    f"group name {name!r} is not a valid identifier; "
+                    "use letters, digits and '_' (it names the Pyro sites x_<name>, Phi_<name>)"
+                )
+
+        mats = [_to_numpy(n, a) for n, a in zip(names, arrays)]
+        counts = {n: m.shape[0] for n, m in zip(names, mats)}
+        if len(set(counts.values())) != 1:
+            raise ValueError(
+                f"groups have different numbers of rows: {counts}; every group needs one row "
+                "per example (use a NaN row where a group is missing)"
+            )
+        for n, m in zip(names, mats):
+            if m.shape[1] == 0:
+                raise ValueError(f"group {n!r} has no columns")
+            if m.shape[0] == 0:
+                raise ValueError(f"group {n!r} has no rows")
+
+        num_rows = mats[0].shape[0]
+        if mask is None:
+            obs = np.stack([~np.isnan(m).all(axis=1) for m in mats], axis=1)
+            for n, m in zip(names, mats):
+                partial = np.flatnonzero(np.isnan(m).any(axis=1) & ~np.isnan(m).all(axis=1))
+                if len(partial):
+                    raise ValueError(
+                        f"group {n!r}: rows {_fmt_rows(partial)} are partly NaN; a group is "
+                        "either fully observed or fully missing (all NaN) in a row. Impute the "
+                        "single entries first, or mark the whole group missing in those rows"
+                    )
+        else:
+            obs = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
+            obs = np.asarray(obs)
+            if obs.shape != (num_rows, len(mats)):
+                raise ValueError(
+                    f"mask has shape {obs.shape}, expected (rows, groups) = "
+                    f"{(num_rows, len(mats))}"
+                )
+            if obs.dtype != bool:
+                if not np.isin(obs, (0, 1)).all():
+                    raise ValueError("mask must be boolean (True = observed)")
+                obs = obs.astype(bool)
+            for j, (n, m) in enumerate(zip(names, mats)):
+                bad = np.flatnonzero(obs[:, j] & np.isnan(m).any(axis=1))
+                if len(bad):
+                    raise ValueError(
+                        f"group {n!r}: rows {_fmt_rows(bad)} are marked observed but hold NaN; "
+                        "set mask False there or fill the values"
+                    )
+        for j, (n, m) in enumerate(zip(names, mats)):
+            bad = np.flatnonzero(obs[:, j] & np.isinf(m).any(axis=1))
+            if len(bad):
+                raise ValueError(
+                    f"group {n!r}: rows {_fmt_rows(bad)} hold inf; only finite values can be "
+                    "observed (use NaN for the whole group to mark it missing)"
+                )
+
+        row_index = np.arange(num_rows)
+        empty = np.flatnonzero(~obs.any(axis=1))
+        if len(empty):
+            if not drop_empty_rows:
+                raise ValueError(
+                    f"{len(empty)} rows have no observed group: {_fmt_rows(empty)}; "
+                    "drop them, or pass drop_empty_rows=True"
+                )
+            keep = obs.any(axis=1)
+            mats = [m[keep] for m in mats]
+            obs = obs[keep]
+            row_index = row_index[keep]
+            if len(row_index) == 0:
+                raise ValueError("no row has an observed group")
+
+        self.names: list[str] = list(names)
+        self.values: list[torch.Tensor] = [
+            torch.as_tensor(np.where(obs[:, [j]], m, 0.0), dtype=torch.float32)
+            for j, m in enumerate(mats)
+        ]
+        self.observed: torch.Tensor = torch.as_tensor(obs, dtype=torch.bool)
+        self.row_index: np.ndarray = row_index
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_dataframe(
+        cls,
+        frame: Any,
+        groups: Mapping[str, Sequence[str]],
+        drop_empty_rows: bool = False,
+    ) -> GroupedData:
+        """Build from a pandas DataFrame and a mapping ``group name -> list of columns``."""
+        missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
+        if missing:
+            raise ValueError(f"columns {missing} are not in the DataFrame")
+        arrays = {}
+        for name, cols in groups.items():
+            if len(cols) == 0:
+                raise ValueError(f"group {name!r} has no columns")
+            block = frame[list(cols)]
+            non_numeric = [c for c in cols if not np.issubdtype(block[c].dtype, np.number)]
+            if non_numeric:
+                raise ValueError(
+                    f"group {name!r}: columns {non_numeric} are not numeric; encode them first"
+                )
+            arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        return cls(arrays, drop_empty_rows=drop_empty_rows)
+
+    @classmethod
+    def from_masked(
+        cls,
+        values: Sequence[Any] | Mapping[str, Any],
+        mask: Any,
+        names: Sequence[str] | None = None,
+    ) -> GroupedData:
+        """Build from per-group values plus an explicit ``(N, G)`` bool observed mask."""
+        return cls(values, names=names, mask=mask)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_groups(self) -> int:
+        return len(self.names)
+
+    @property
+    def dims(self) -> list[int]:
+        """Number of features of each group."""
+        return [v.shape[1] for v in self.values]
+
+    def __len__(self) -> int:
+        return self.observed.shape[0]
+
+    def __repr__(self) -> str:
+        frac = self.observed.float().mean(0).tolist()
+        parts = ", ".join(f"{n}[{d}] {f:.0%}" for n, d, f in zip(self.names, self.dims, frac))
+        return f"GroupedData({len(self)} rows; {parts} observed)"
+
+    def index(self, name: str) -> int:
+        """Position of group ``name``; a clear ``ValueError`` for unknown names."""
+        try:
+            return self.names.index(name)
+        except ValueError:
+            raise ValueError(f"unknown group {name!r}; groups are {self.names}") from None
+
+    # ------------------------------------------------------------------ slicing
+    def subset(self, rows: Any) -> GroupedData:
+        """The rows ``rows`` (indices or bool mask) as a new :class:`GroupedData`."""
+        rows = torch.as_tensor(rows)
+        if rows.dtype == torch.bool:
+            rows = rows.nonzero().squeeze(-1)
+        out = object.__new__(GroupedData)
+        out.names = list(self.names)
+        out.values = [v[rows] for v in self.values]
+        out.observed = self.observed[rows]
+        out.row_index = self.row_index[rows.numpy()]
+        if len(out) and not bool(out.observed.any(1).all()):
+            raise ValueError("the mask leaves rows with no observed group")
+        return out
+
+    def with_mask(self, observed: Any) -> GroupedData:
+        """Same values with fewer observed groups (e.g. to hold groups out for evaluation).
+
+        ``observed`` must be a subset of the current mask: a group cannot be revealed.
+        """
+        observed = torch.as_tensor(observed, dtype=torch.bool)
+        if observed.shape != self.observed.shape:
+            raise ValueError(
+                f"mask has shape {tuple(observed.shape)}, expected {tuple(self.observed.shape)}"
+            )
+        if bool((observed & ~self.observed).any()):
+            raise ValueError("the new mask marks observed a group that is missing in the data")
+        empty = (~observed.any(1)).nonzero().squeeze(-1).numpy()
+        if len(empty):
+            raise ValueError(f"{len(empty)} rows would have no observed group: {_fmt_rows(empty)}")
+        out = object.__new__(GroupedData)
+        out.names = list(self.names)
+        out.values = [torch.where(observed[:, [j]], v, 0.0) for j, v in enumerate(self.values)]
+        out.observed = observed
+        out.row_index = self.row_index
+        return out
+
+    def split(
+        self, fraction: float = 0.8, seed: int = 0
+    ) -> tuple[GroupedData, GroupedData]:
+        """Random split into ``(first, second)`` with ``fraction`` of rows in the first."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        cut = int(round(fraction * len(self)))
+        return self.subset(perm[:cut]), self.subset(perm[cut:])
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """Per-group float arrays with NaN rows where a group is missing."""
+        out = {}
+        for j, (n, v) in enumerate(zip(self.names, self.values)):
+            arr = v.numpy().astype(np.float64)
+            arr[~self.observed[:, j].numpy()] = np.nan
+            out[n] = arr
+        return out
+
+    # ------------------------------------------------------------------ minibatches
+    def __getitem__(self, rows: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``(values, observed)`` for the given rows: the minibatch format of the model."""
+        return [v[rows] for v in self.values], self.observed[rows]
+
+    def loader(
+        self,
+        batch_size: int,
+        shuffle: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> torch.utils.data.DataLoader:
+        """A DataLoader of ``(values, observed)`` minibatches, indexed a batch at a time."""
+        from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        base = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
+        sampler = BatchSampler(base, batch_size=min(batch_size, len(self)), drop_last=False)
+        return DataLoader(self, sampler=sampler, batch_size=None, collate_fn=lambda b: b)
+
+
+def as_grouped(data: Any, names: Sequence[str] | None = None) -> GroupedData:
+    """Return ``data`` as :class:`GroupedData` (unchanged if it already is one)."""
+    if isinstance(data, GroupedData):
+        return data
+    return GroupedData(data, names=names)

@@ -1,0 +1,41 @@
+"""Quadrant bars (the paper's sec. 4.1, Fig 2).
+
+Each image is ``size x size`` pixels. Every row of pixels is switched on (value ``value``)
+independently with probability ``p``, plus ``Normal(0, noise^2)`` noise on every pixel. The four
+quadrants are the groups: a bar spans the left and right quadrants of its half, so the top
+quadrants share latent causes, the bottom quadrants share others, and no cause links top and
+bottom.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["QUADRANTS", "make_bars", "quadrant_groups"]
+
+#: group names, in order: top-left, top-right, bottom-left, bottom-right
+QUADRANTS = ("top_left", "top_right", "bottom_left", "bottom_right")
+
+
+def make_bars(
+    n: int,
+    size: int = 4,
+    p: float = 0.125,
+    value: float = 0.5,
+    noise: float = 0.05,
+    seed: int = 0,
+) -> np.ndarray:
+    """``n`` images of horizontal bars, shape ``(n, size, size)``."""
+    if size < 2 or size % 2:
+        raise ValueError(f"size must be an even number >= 2, got {size}")
+    rng = np.random.default_rng(seed)
+    rows = (rng.random((n, size, 1)) < p) * value
+    return (rows + noise * rng.standard_normal((n, size, size))).astype(np.float32)
+
+
+def quadrant_groups(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Split ``(n, s, s)`` images into the four quadrant groups, each ``(n, s*s/4)``."""
+    n, s, _ = images.shape
+    h = s // 2
+    parts = [images[:, :h, :h], images[:, :h, h:], images[:, h:, :h], images[:, h:, h:]]
+    return {name: q.reshape(n, -1) for name, q in zip(QUADRANTS, parts)}

@@ -1,0 +1,463 @@
+r"""``FactVAE``: the user-facing estimator.
+
+This follows :class:`pyro.contrib.cevae.CEVAE`: one class that builds a
+:class:`~pyro_factvae.model.Model` and :class:`~pyro_factvae.model.Guide`, trains them with
+:class:`~pyro_factvae.optim.ProximalOptim` (Algorithm 1), and answers questions with them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyro
+import torch
+
+from . import __version__
+from .data import GroupedData, as_grouped
+from .model import Guide, Layout, Model
+from .optim import ProximalOptim
+from .priors import column_norms
+from .train import seed_everything, train
+
+__all__ = ["FactVAE"]
+
+_names = itertools.count()
+_FORMAT = "pyro_factvae.FactVAE"
+
+
+class FactVAE:
+    r"""factVAE: a VAE factorised over groups, with a product-of-experts encoder and a
+    group-lasso prior coupling encoder and decoder sparsity (Ainsworth, Foti & Fox 2018).
+
+    **Objective.** With ``N`` rows, ``O_i`` the observed groups of row ``i``, and
+    ``ELBO_i = E_q[log p(x_{i,O_i} | z)] - KL(q(z | x_{i,I_i}) || N(0, I))``, ``fit`` maximises
+    the paper's eq 9 averaged over rows::
+
+        (1/N) sum_i ELBO_i  +  tau log N(theta_f; 0, I)  -  lam sum_{g,j} ||Phi_g[:, j]||_2
+
+    i.e. ``lam`` (and ``tau = theta_prior_weight``) are *per-example* weights, as in the
+    paper's experiments (``lam = 1`` there). In the Pyro model this is the log joint over the
+    full data set divided by ``N``: the Gamma rate of eq 7 is ``(N lam)^2 / 2``. A minibatch of
+    ``B`` rows estimates the first term by its mean (``pyro.plate`` scaling ``N / B`` times
+    ``1 / N``); the penalty is applied exactly by the prox step (Algorithm 1), not by
+    gradients. ``history_`` records the negative of the first two terms per epoch.
+
+    Parameters
+    ----------
+    latent_dim : int
+        ``K``, the number of latent dimensions.
+    lam : float
+        Per-example group-lasso weight (``>= 0``; 0 turns sparsity off).
+    likelihood : str, sequence of str or mapping
+        ``"normal"`` or ``"bernoulli"``, one for all groups, a list in group order, or a
+        ``{group: name}`` mapping (unlisted groups use ``"normal"``).
+    encoder_hidden : sequence of int
+        Hidden widths of each group's encoder network before its output layer.
+    encoder_width : int
+        ``H``: width of the encoder features ``h_g``; ``V_g`` is ``K x H``.
+    decoder_width : int
+        ``p``: rows of ``W_g``; ``Phi_g`` has ``m = p + H`` rows.
+    decoder_hidden : sequence of int
+        Hidden widths of each group's generator ``f_g`` after ``ReLU(W_g z + c_g)``.
+    keep_prob : float
+        Probability that an observed group is fed to the encoder at a training step
+        (encoder group dropout, sec. 2.1). The likelihood always uses all observed groups.
+    theta_prior_weight : float
+        ``tau``, per-example weight of the ``N(0, 1)`` prior on the generator networks.
+    baseline : float
+        Initial baseline precision ``b`` of the experts.
+
+    Attributes
+    ----------
+    model_, guide_ : Model, Guide
+        The fitted Pyro modules (after :meth:`fit`).
+    history_ : list of float
+        Mean loss per epoch.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 8,
+        lam: float = 1.0,
+        likelihood: str | Sequence[str] | Mapping[str, str] = "normal",
+        encoder_hidden: Sequence[int] = (),
+        encoder_width: int = 16,
+        decoder_width: int = 16,
+        decoder_hidden: Sequence[int] = (),
+        keep_prob: float = 0.5,
+        theta_prior_weight: float = 1.0,
+        baseline: float = 1.0,
+    ) -> None:
+        _positive_int("latent_dim", latent_dim)
+        _positive_int("encoder_width", encoder_width)
+        _positive_int("decoder_width", decoder_width)
+        for h in [*encoder_hidden, *decoder_hidden]:
+            _positive_int("hidden width", h)
+        if not (isinstance(lam, (int, float)) and lam >= 0 and np.isfinite(lam)):
+            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
+        if not 0.0 < keep_prob <= 1.0:
+            raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob}")
+        if not theta_prior_weight >= 0:
+            raise ValueError(f"theta_prior_weight must be >= 0, got {theta_prior_weight}")
+        if isinstance(likelihood, str):
+            from .likelihoods import get
+
+            get(likelihood)
+        self.config: dict[str, Any] = dict(
+            latent_dim=int(latent_dim),
+            lam=float(lam),
+            likelihood=likelihood if isinstance(likelihood, str) else (
+                dict(likelihood) if isinstance(likelihood, Mapping) else list(likelihood)
+            ),
+            encoder_hidden=list(encoder_hidden),
+            encoder_width=int(encoder_width),
+            decoder_width=int(decoder_width),
+            decoder_hidden=list(decoder_hidden),
+            keep_prob=float(keep_prob),
+            theta_prior_weight=float(theta_prior_weight),
+            baseline=float(baseline),
+        )
+        self.model_: Model | None = None
+        self.guide_: Guide | None = None
+        self.history_: list[float] = []
+        self.layout_: Layout | None = None
+
+    # ------------------------------------------------------------------ building
+    def _likelihoods(self, names: Sequence[str]) -> list[str]:
+        spec = self.config["likelihood"]
+        if isinstance(spec, str):
+            return [spec] * len(names)
+        if isinstance(spec, Mapping):
+            unknown = sorted(set(spec) - set(names))
+            if unknown:
+                raise ValueError(f"likelihood given for unknown groups {unknown}; groups: {names}")
+            return [spec.get(n, "normal") for n in names]
+        if len(spec) != len(names):
+            raise ValueError(f"{len(spec)} likelihoods given for {len(names)} groups")
+        return list(spec)
+
+    def _build(self, layout: Layout, num_data: int) -> None:
+        c = self.config
+        tag = next(_names)
+        self.layout_ = layout
+        self.num_data_ = num_data
+        self.model_ = Model(
+            layout,
+            latent_dim=c["latent_dim"],
+            encoder_width=c["encoder_width"],
+            decoder_width=c["decoder_width"],
+            decoder_hidden=c["decoder_hidden"],
+            lam=c["lam"],
+            num_data=num_data,
+            theta_prior_weight=c["theta_prior_weight"],
+            name=f"factvae{tag}_model",
+        )
+        self.guide_ = Guide(
+            self.model_, hidden=c["encoder_hidden"], baseline=c["baseline"],
+            name=f"factvae{tag}_guide",
+        )
+
+    def _data(self, data: Any) -> GroupedData:
+        data = as_grouped(data, names=self.layout_.names if self.layout_ else None)
+        if self.layout_ is not None:
+            if tuple(data.names) != self.layout_.names:
+                raise ValueError(
+                    f"data has groups {data.names}, the model was fitted on {list(self.layout_.names)}"
+                )
+            if tuple(data.dims) != self.layout_.dims:
+                raise ValueError(
+                    f"data has group widths {data.dims}, the model expects {list(self.layout_.dims)}"
+                )
+        return data
+
+    def _fitted(self) -> tuple[Model, Guide]:
+        if self.model_ is None or self.guide_ is None:
+            raise ValueError("this FactVAE is not fitted yet; call fit(data) first")
+        return self.model_, self.guide_
+
+    # ------------------------------------------------------------------ training
+    def fit(
+        self,
+        data: Any,
+        epochs: int = 100,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        phi_lr: float = 1e-3,
+        phi_optim: str = "sgd",
+        warmup_epochs: float = 0.0,
+        seed: int | None = 0,
+        progress: bool = True,
+    ) -> FactVAE:
+        """Train with collapsed SVI and the prox step (Algorithm 1).
+
+        Parameters
+        ----------
+        data : GroupedData or anything :class:`GroupedData` accepts
+            Training rows; NaN rows mark missing groups.
+        epochs, batch_size : int
+            Passes over the data and rows per step.
+        lr : float
+            Adam step size for all parameters but ``Phi``.
+        phi_lr : float
+            Step size ``eta`` of the ``Phi`` update; the prox threshold is ``eta * lam``.
+        phi_optim : {"sgd", "adam"}
+            See :class:`~pyro_factvae.optim.ProximalOptim`.
+        warmup_epochs : float
+            Ramp the prox's ``lam`` linearly from 0 over this many epochs (a continuation
+            start: networks first learn what the data say, then the penalty prunes). The
+            objective at the end is unchanged.
+        seed : int or None
+            Seeds initialisation, data order, group dropout and ``z`` draws: a CPU run with
+            a seed repeats bit for bit. ``None`` leaves the RNGs as they are.
+        progress : bool
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        FactVAE
+            ``self``, fitted. Calling ``fit`` again continues training.
+        """
+        _positive_int("epochs", epochs)
+        _positive_int("batch_size", batch_size)
+        if not (lr > 0 and phi_lr > 0 and warmup_epochs >= 0):
+            raise ValueError("lr and phi_lr must be > 0 and warmup_epochs >= 0")
+        data = self._data(data)
+        layout = Layout(data.names, data.dims, self._likelihoods(data.names))
+        for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
+            from .likelihoods import get
+
+            get(lik)(1, 1).check(name, data.values[g], data.observed[:, g])
+        generator = seed_everything(seed) if seed is not None else torch.Generator()
+        if seed is None:
+            generator.manual_seed(int(torch.randint(2**62, ()).item()))
+        if self.model_ is None:
+            self._build(layout, len(data))
+            self.model_.init_from_data(data.values, data.observed)
+        model, guide = self._fitted()
+        model.num_data = guide.num_data = len(data)
+        optim = ProximalOptim(
+            torch.optim.Adam,
+            {"lr": lr, "foreach": True},
+            lam=self.config["lam"],
+            phi_lr=phi_lr,
+            phi_optim=phi_optim,
+        )
+        self.history_ += train(
+            model,
+            guide,
+            data,
+            optim,
+            epochs=epochs,
+            batch_size=batch_size,
+            keep_prob=self.config["keep_prob"],
+            generator=generator,
+            progress=progress,
+            warmup_epochs=warmup_epochs,
+        )
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def _given_mask(self, data: GroupedData, given: Sequence[str] | None) -> torch.Tensor:
+        if given is None:
+            return data.observed
+        sel = torch.zeros(data.num_groups, dtype=torch.bool)
+        for name in given:
+            sel[data.index(name)] = True
+        return data.observed & sel
+
+    @torch.no_grad()
+    def _posterior(self, data: GroupedData, enc_mask: torch.Tensor):
+        _, guide = self._fitted()
+        return guide.posterior(data.values, enc_mask)
+
+    @torch.no_grad()
+    def _decode_mean(self, z: torch.Tensor) -> list[torch.Tensor]:
+        """Per-group observation means ``(..., d_g)`` at latents ``z`` (user group order)."""
+        model, guide = self._fitted()
+        outs = model.decode(z, list(guide.Phi))
+        per_group: list[torch.Tensor | None] = [None] * model.layout.num_groups
+        for block, out, lik in zip(model.layout.blocks, outs, model.likelihoods):
+            mean = lik.mean(out)
+            for i, g in enumerate(block.groups):
+                per_group[g] = mean[..., i, :]
+        return per_group  # type: ignore[return-value]
+
+    def latent(
+        self, data: Any, given: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """PoE posterior ``q(z | x_given)``: mean and standard deviation, each ``(N, K)``.
+
+        ``given`` names the groups to encode (default: every observed group).
+        """
+        data = self._data(data)
+        loc, scale = self._posterior(data, self._given_mask(data, given))
+        return loc.numpy(), scale.numpy()
+
+    def reconstruct(
+        self,
+        data: Any,
+        given: Sequence[str] | None = None,
+        targets: Sequence[str] | None = None,
+        num_samples: int = 100,
+        seed: int = 0,
+    ) -> dict[str, np.ndarray]:
+        """Posterior-predictive means of ``targets`` given the groups ``given``.
+
+        ``E_{q(z | x_given)}[E(x_g | z)]``, estimated with ``num_samples`` draws of ``z``
+        (``0``: plug in the posterior mean of ``z`` instead). Rows where none of ``given``
+        is observed get prior-predictive means.
+
+        Returns
+        -------
+        dict
+            ``{group: (N, d_g) array}`` for each target (default: all groups).
+        """
+        data = self._data(data)
+        targets = list(self.layout_.names) if targets is None else list(targets)
+        idx = [data.index(t) for t in targets]
+        loc, scale = self._posterior(data, self._given_mask(data, given))
+        if num_samples == 0:
+            means = self._decode_mean(loc)
+            return {t: means[g].numpy() for t, g in zip(targets, idx)}
+        _positive_int("num_samples", num_samples)
+        gen = torch.Generator().manual_seed(seed)
+        sums = [torch.zeros(len(data), self.layout_.dims[g]) for g in idx]
+        for _ in range(num_samples):
+            z = loc + scale * torch.randn(loc.shape, generator=gen)
+            means = self._decode_mean(z)
+            for s, g in zip(sums, idx):
+                s += means[g]
+        return {t: (s / num_samples).numpy() for t, s in zip(targets, sums)}
+
+    def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+        """Fill every missing group with its posterior-predictive mean given the observed ones.
+
+        Returns ``{group: (N, d_g) array}``; observed values are returned unchanged.
+        """
+        data = self._data(data)
+        recon = self.reconstruct(data, num_samples=num_samples, seed=seed)
+        out = {}
+        for g, name in enumerate(data.names):
+            obs = data.observed[:, g].numpy()[:, None]
+            out[name] = np.where(obs, data.values[g].numpy(), recon[name])
+        return out
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, mean: bool = False, seed: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Draw ``n`` rows from the fitted generative model (``z ~ N(0, I)``, then each group).
+
+        With ``mean=True`` returns ``E(x_g | z)`` instead of a draw of ``x_g``.
+        """
+        _positive_int("n", n)
+        model, guide = self._fitted()
+        if seed is not None:
+            pyro.set_rng_seed(seed)
+        z = torch.randn(n, model.latent_dim)
+        outs = model.decode(z, list(guide.Phi))
+        result: dict[str, np.ndarray] = {}
+        for block, out, lik in zip(model.layout.blocks, outs, model.likelihoods):
+            for i, g in enumerate(block.groups):
+                value = lik.mean(out)[:, i] if mean else lik.dist(out[:, i], i).sample()
+                result[model.layout.names[g]] = value.numpy()
+        return {name: result[name] for name in model.layout.names}
+
+    def sparsity(self):
+        """Column norms ``||Phi_g[:, j]||_2`` as a ``G x K`` pandas DataFrame.
+
+        Rows are groups (in the user's order), columns ``z0 .. z{K-1}``. A link pruned by the
+        prox is exactly ``0.0``.
+        """
+        import pandas as pd
+
+        model, guide = self._fitted()
+        norms = np.zeros((model.layout.num_groups, model.latent_dim))
+        for block, phi in zip(model.layout.blocks, guide.Phi):
+            norms[list(block.groups)] = column_norms(phi.detach()).double().numpy()
+        return pd.DataFrame(
+            norms,
+            index=pd.Index(model.layout.names, name="group"),
+            columns=[f"z{j}" for j in range(model.latent_dim)],
+        )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write config (as JSON text) and weights to ``path``, atomically.
+
+        The file holds only tensors, strings and numbers: :meth:`load` reads it with
+        ``torch.load(weights_only=True)``, which never runs code from the file.
+        """
+        model, guide = self._fitted()
+        meta = {
+            "format": _FORMAT,
+            "version": __version__,
+            "config": self.config,
+            "layout": {
+                "names": list(model.layout.names),
+                "dims": list(model.layout.dims),
+                "likelihoods": list(model.layout.likelihoods),
+            },
+            "num_data": self.num_data_,
+            "history": self.history_,
+        }
+        payload = {
+            "meta": json.dumps(meta),
+            "model": model.state_dict(),
+            "guide": guide.state_dict(),
+        }
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".factvae-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(payload, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FactVAE:
+        """Read a model written by :meth:`save` (no code from the file is executed)."""
+        try:
+            payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:
+            raise ValueError(
+                f"{os.fspath(path)!r} is not a loadable FactVAE file (only tensors and plain "
+                f"data are accepted): {str(exc).splitlines()[0]}"
+            ) from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("meta"), str):
+            raise ValueError(f"{os.fspath(path)!r} is not a FactVAE file")
+        meta = json.loads(payload["meta"])
+        if meta.get("format") != _FORMAT:
+            raise ValueError(f"{os.fspath(path)!r} is not a FactVAE file")
+        self = cls(**meta["config"])
+        lay = meta["layout"]
+        self._build(Layout(lay["names"], lay["dims"], lay["likelihoods"]), meta["num_data"])
+        try:
+            self.model_.load_state_dict(payload["model"])
+            self.guide_.load_state_dict(payload["guide"])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"weights in {os.fspath(path)!r} do not match its config (written by version "
+                f"{meta.get('version')}): {str(exc).splitlines()[0]}"
+            ) from None
+        self.history_ = list(meta.get("history", []))
+        return self
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -1,0 +1,123 @@
+"""Per-group observation families ``p(x_g | f_g(W_g z))`` (eq 5, generalised).
+
+Each likelihood turns the decoder output of a group (one value per feature) into a Pyro
+distribution over the group's ``d_g`` features. Choose one per group by name:
+
+=============  ===============================================  ==========================
+name           distribution                                     decoder output is
+=============  ===============================================  ==========================
+``normal``     ``Normal(out, sigma)``, sigma learned per feature the mean
+``bernoulli``  ``Bernoulli(logits=out)``                        the logit
+=============  ===============================================  ==========================
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro.distributions as dist
+import torch
+from torch import nn
+from torch.nn.functional import softplus
+
+__all__ = ["LIKELIHOODS", "Likelihood", "NormalLikelihood", "BernoulliLikelihood", "get"]
+
+#: lower bound on a learned Normal scale, so the log-density stays bounded
+MIN_SCALE = 1e-3
+
+
+class Likelihood(nn.Module):
+    """Base class: parameters of one block of groups sharing a family and width.
+
+    Parameters
+    ----------
+    num_groups, dim : int
+        The block holds ``num_groups`` groups of ``dim`` features each.
+    """
+
+    name = "base"
+
+    def __init__(self, num_groups: int, dim: int) -> None:
+        super().__init__()
+        self.num_groups, self.dim = num_groups, dim
+
+    def dist(self, out: torch.Tensor, i: int) -> dist.TorchDistribution:
+        """Distribution of group ``i`` of the block given its decoder output ``(..., dim)``."""
+        raise NotImplementedError
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        """Mean of the observations given decoder outputs ``(..., num_groups, dim)``."""
+        raise NotImplementedError
+
+    def check(self, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
+        """Raise ``ValueError`` if observed values of group ``name`` are outside the support."""
+
+    def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
+        """Data-dependent initialisation of the block's parameters (default: none)."""
+
+
+class NormalLikelihood(Likelihood):
+    """``x ~ Normal(out, sigma)`` with a learned scale per feature (``sigma >= MIN_SCALE``)."""
+
+    name = "normal"
+
+    def __init__(self, num_groups: int, dim: int, init_scale: float = 0.5) -> None:
+        super().__init__(num_groups, dim)
+        raw = math.log(math.expm1(init_scale - MIN_SCALE))
+        self.raw_scale = nn.Parameter(torch.full((num_groups, dim), raw))
+
+    @property
+    def scale(self) -> torch.Tensor:
+        return softplus(self.raw_scale) + MIN_SCALE
+
+    def dist(self, out: torch.Tensor, i: int) -> dist.TorchDistribution:
+        return dist.Normal(out, self.scale[i]).to_event(1)
+
+    @torch.no_grad()
+    def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
+        """Start each scale at its feature's standard deviation over the observed rows."""
+        for i, (x, obs) in enumerate(zip(xs, observed)):
+            rows = x[obs]
+            if len(rows) > 1:
+                std = rows.std(0).clamp_min(10 * MIN_SCALE)
+                self.raw_scale[i] = torch.log(torch.expm1(std - MIN_SCALE))
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return out
+
+
+class BernoulliLikelihood(Likelihood):
+    """``x ~ Bernoulli(logits=out)``; observed values must be 0 or 1."""
+
+    name = "bernoulli"
+
+    def dist(self, out: torch.Tensor, i: int) -> dist.TorchDistribution:
+        return dist.Bernoulli(logits=out).to_event(1)
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(out)
+
+    def check(self, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
+        bad = ((x != 0) & (x != 1)).any(-1) & observed
+        if bool(bad.any()):
+            rows = bad.nonzero().squeeze(-1)[:5].tolist()
+            raise ValueError(
+                f"group {name!r} has the 'bernoulli' likelihood but rows {rows} hold values "
+                "other than 0 and 1; binarise the data or use 'normal'"
+            )
+
+
+LIKELIHOODS: dict[str, type[Likelihood]] = {
+    "normal": NormalLikelihood,
+    "bernoulli": BernoulliLikelihood,
+}
+
+
+def get(name: str) -> type[Likelihood]:
+    """The likelihood class called ``name``; a ``ValueError`` lists the known names."""
+    try:
+        return LIKELIHOODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}"
+        ) from None

@@ -1,0 +1,364 @@
+"""The factVAE generative model and its product-of-experts guide.
+
+Ainsworth, Foti & Fox, "Disentangled VAE Representations for Multi-Aspect and Missing Data"
+(2018). Equation numbers refer to that paper.
+
+Sites (stable names, usable with ``poutine.condition`` / ``block`` / ``replay``):
+
+========================  ==========================================================
+``gamma_sq_<g>``          ``(K,)`` group-lasso scales of group ``g`` (eq 7)
+``Phi_<g>``               ``(m, K)`` matrix ``[W_g ; V_g^T]`` of group ``g`` (eq 8)
+``theta_prior``           factor: ``N(0, 1)`` prior on the generator networks (sec. 2)
+``z``                     ``(K,)`` latent of each row, in plate ``data`` (eq 4)
+``x_<g>``                 ``(d_g,)`` observations of group ``g``, masked where missing (eq 5)
+========================  ==========================================================
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch import nn
+
+from . import likelihoods
+from .nets import BlockDecoder, BlockEncoder
+from .poe import product_of_experts
+from .priors import conditional_mode, gamma_sq_prior, phi_prior
+
+__all__ = ["Layout", "Model", "Guide"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class Block:
+    """Groups of equal width and likelihood, computed together along a group axis."""
+
+    groups: tuple[int, ...]
+    dim: int
+    likelihood: str
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Names, widths and likelihoods of the groups, and their blocks.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Group names in the user's order.
+    dims : sequence of int
+        Features per group.
+    likelihoods : sequence of str
+        Likelihood name per group (see :mod:`pyro_factvae.likelihoods`).
+    """
+
+    names: tuple[str, ...]
+    dims: tuple[int, ...]
+    likelihoods: tuple[str, ...]
+    blocks: tuple[Block, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        names, dims, liks = tuple(self.names), tuple(self.dims), tuple(self.likelihoods)
+        if not (len(names) == len(dims) == len(liks)):
+            raise ValueError("names, dims and likelihoods must have one entry per group")
+        for lik in liks:
+            likelihoods.get(lik)
+        keys: dict[tuple[int, str], list[int]] = {}
+        for g, key in enumerate(zip(dims, liks)):
+            keys.setdefault(key, []).append(g)
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "dims", dims)
+        object.__setattr__(self, "likelihoods", liks)
+        object.__setattr__(
+            self, "blocks", tuple(Block(tuple(g), d, lk) for (d, lk), g in keys.items())
+        )
+
+    @property
+    def num_groups(self) -> int:
+        return len(self.names)
+
+    @property
+    def order(self) -> list[int]:
+        """Group indices in block order (blocks concatenated)."""
+        return [g for b in self.blocks for g in b.groups]
+
+
+def _check_batch(layout: Layout, xs: Sequence[torch.Tensor], mask: torch.Tensor):
+    """Validate a minibatch and zero-fill missing groups (a NaN there would poison gradients)."""
+    if len(xs) != layout.num_groups:
+        raise ValueError(f"expected {layout.num_groups} groups {layout.names}, got {len(xs)}")
+    if mask.dtype != torch.bool or mask.dim() != 2 or mask.shape[1] != layout.num_groups:
+        raise ValueError(
+            f"mask must be a bool tensor of shape (batch, {layout.num_groups}), "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
+    out = []
+    for g, (x, name, d) in enumerate(zip(xs, layout.names, layout.dims)):
+        if x.shape != (mask.shape[0], d):
+            raise ValueError(
+                f"group {name!r}: expected shape ({mask.shape[0]}, {d}), got {tuple(x.shape)}"
+            )
+        out.append(torch.where(mask[:, g : g + 1], x, 0.0))
+    return out
+
+
+class Model(PyroModule):
+    r"""The factVAE generative model (eqs 4-8).
+
+    For every group ``g`` and latent ``j`` and every row ``i``::
+
+        gamma_sq_g[j] ~ Gamma((m + 1)/2, (N lam)^2 / 2)                 # eq 7
+        Phi_g[:, j]   ~ Normal(0, gamma_sq_g[j] I_m),  Phi_g = [W_g ; V_g^T]   # eq 8
+        theta_f       ~ Normal(0, (N tau)^-1 I)        # generator nets, sec. 2
+        z_i           ~ Normal(0, I_K)                 # eq 4
+        x_i^(g)       ~ lik_g(f_g(W_g z_i))   for the observed groups of row i   # eq 5
+
+    ``m = p + H`` stacks the decoder's ``p x K`` latent-to-group matrix ``W_g`` over the
+    ``H x K`` transpose of the encoder's precision matrix ``V_g``; the guide reads ``V_g`` from
+    the same ``Phi_g``, so one group-lasso prior couples encoder and decoder sparsity.
+    ``N = num_data`` (or the batch size) makes ``lam`` and ``tau`` per-example weights: the
+    log joint divided by ``N`` is the paper's eq 9 averaged over rows.
+
+    Parameters
+    ----------
+    layout : Layout
+        Group names, widths and likelihoods.
+    latent_dim : int
+        ``K``.
+    encoder_width : int
+        ``H``, width of the encoder features ``h_g`` (rows of ``V_g^T`` in ``Phi_g``).
+    decoder_width : int
+        ``p``, rows of ``W_g``.
+    decoder_hidden : sequence of int
+        Hidden widths of ``f_g`` after ``ReLU(W_g z + c_g)``.
+    lam : float
+        Per-example group-lasso weight (``>= 0``).
+    num_data : int, optional
+        ``N``, the data-set size: minibatches are scaled by ``N / batch`` (``pyro.plate``).
+    theta_prior_weight : float
+        Per-example weight ``tau`` of the ``N(0, 1)`` log-prior on the generator networks
+        ``f_g`` (the paper uses 1; 0 switches it off).
+    """
+
+    def __init__(
+        self,
+        layout: Layout,
+        latent_dim: int,
+        encoder_width: int,
+        decoder_width: int,
+        decoder_hidden: Sequence[int] = (),
+        lam: float = 1.0,
+        num_data: int | None = None,
+        theta_prior_weight: float = 1.0,
+        name: str = "",
+    ) -> None:
+        super().__init__(name)
+        self.layout = layout
+        self.latent_dim = latent_dim
+        self.encoder_width = encoder_width
+        self.decoder_width = decoder_width
+        self.lam = float(lam)
+        self.num_data = num_data
+        self.theta_prior_weight = float(theta_prior_weight)
+        self.decoders = nn.ModuleList(
+            BlockDecoder(len(b.groups), b.dim, decoder_width, decoder_hidden)
+            for b in layout.blocks
+        )
+        self.likelihoods = nn.ModuleList(
+            likelihoods.get(b.likelihood)(len(b.groups), b.dim) for b in layout.blocks
+        )
+
+    def init_from_data(self, xs: Sequence[torch.Tensor], mask: torch.Tensor) -> None:
+        """Data-dependent initialisation of the likelihoods (e.g. Normal scales = data std)."""
+        for block, lik in zip(self.layout.blocks, self.likelihoods):
+            lik.init_from_data([xs[g] for g in block.groups], [mask[:, g] for g in block.groups])
+
+    @property
+    def phi_rows(self) -> int:
+        """``m = p + H``, the rows of every ``Phi_g``."""
+        return self.decoder_width + self.encoder_width
+
+    def lam_total(self, batch_size: int) -> float:
+        """Rate ``N * lam`` of the full-data prior."""
+        return self.lam * (self.num_data or batch_size)
+
+    def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
+        """Sample the ``gamma_sq_<g>`` and ``Phi_<g>`` sites; return ``Phi`` stacked per block."""
+        m, k = self.phi_rows, self.latent_dim
+        lam_total = self.lam_total(batch_size)
+        phis = []
+        for block in self.layout.blocks:
+            stack = []
+            for g in block.groups:
+                name = self.layout.names[g]
+                gamma_sq = pyro.sample(f"gamma_sq_{name}", gamma_sq_prior(m, k, lam_total))
+                stack.append(pyro.sample(f"Phi_{name}", phi_prior(gamma_sq, m)))
+            phis.append(torch.stack(stack, dim=-3))
+        return phis
+
+    def theta_log_prior(self) -> torch.Tensor:
+        """``sum log N(theta_f; 0, 1)`` over the generator networks' parameters."""
+        params = [p for dec in self.decoders for p in dec.prior_parameters()]
+        count = sum(p.numel() for p in params)
+        return -0.5 * sum(p.square().sum() for p in params) - count * _HALF_LOG_2PI
+
+    def decode(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Decoder outputs ``(..., G_b, d_b)`` per block, given ``z`` and ``Phi`` per block."""
+        p = self.decoder_width
+        return [dec(z, phi[..., :p, :]) for dec, phi in zip(self.decoders, phis)]
+
+    def forward(
+        self,
+        xs: Sequence[torch.Tensor],
+        mask: torch.Tensor,
+        enc_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Run the model on a minibatch.
+
+        Parameters
+        ----------
+        xs : sequence of torch.Tensor
+            One ``(B, d_g)`` tensor per group; values under missing groups are ignored.
+        mask : torch.Tensor
+            ``(B, G)`` bool, ``True`` where a group is observed (likelihood on those).
+        enc_mask : torch.Tensor, optional
+            Ignored here: the groups fed to the encoder only matter to the guide.
+
+        Returns
+        -------
+        torch.Tensor
+            The sampled ``z``, shape ``(B, K)``.
+        """
+        xs = _check_batch(self.layout, xs, mask)
+        batch = mask.shape[0]
+        phis = self.sample_phi(batch)
+        num_data = self.num_data or batch
+        if self.theta_prior_weight > 0:
+            pyro.factor("theta_prior", self.theta_prior_weight * num_data * self.theta_log_prior())
+        with pyro.plate("data", num_data, subsample=torch.arange(batch)):
+            prior = dist.Normal(torch.zeros(batch, self.latent_dim), 1.0).to_event(1)
+            z = pyro.sample("z", prior)
+            outs = self.decode(z, phis)
+            for block, out, lik in zip(self.layout.blocks, outs, self.likelihoods):
+                for i, g in enumerate(block.groups):
+                    with poutine.mask(mask=mask[:, g]):
+                        pyro.sample(
+                            f"x_{self.layout.names[g]}", lik.dist(out[..., i, :], i), obs=xs[g]
+                        )
+        return z
+
+
+class Guide(PyroModule):
+    r"""Product-of-experts encoder (eq 6, footnote 2) with point-mass ``Phi`` (prox-MAP).
+
+    For each row, over the groups ``I`` fed to the encoder (observed and kept)::
+
+        h_g      = phi_g(x_g)                         # MLP, ReLU output of width H
+        mu_g     = h_g M_g + c_g
+        Lambda_g = |(h_g + b) V_g|                    # V_g from Phi_g, b a learned scalar
+        q(z | x) = N(mu, Lambda^-1),  Lambda = 1 + sum_{g in I} Lambda_g,
+                                      mu = Lambda^-1 sum_{g in I} Lambda_g mu_g
+
+    Globals: ``Phi_<g> ~ Delta(Phi_g)`` (a parameter, the MAP point) and
+    ``gamma_sq_<g> ~ Delta(mode of p(gamma_sq | Phi_g))`` (floored at 1e-12).
+
+    Parameters
+    ----------
+    model : Model
+        The model this guide serves (layout, ``K``, ``p``, ``H``, ``lam``, ``num_data``).
+    hidden : sequence of int
+        Hidden widths of ``phi_g`` before its last layer (of width ``model.encoder_width``).
+    baseline : float
+        Initial value of the baseline precision ``b``.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        hidden: Sequence[int] = (),
+        baseline: float = 1.0,
+        name: str = "",
+    ) -> None:
+        super().__init__(name)
+        self.layout = model.layout
+        self.latent_dim = k = model.latent_dim
+        self.decoder_width = p = model.decoder_width
+        self.lam, self.num_data = model.lam, model.num_data
+        h = model.encoder_width
+        self.encoders = nn.ModuleList(
+            BlockEncoder(len(b.groups), b.dim, [*hidden, h], k) for b in self.layout.blocks
+        )
+        phis = []
+        for b in self.layout.blocks:
+            w = torch.empty(len(b.groups), p, k).uniform_(-(k**-0.5), k**-0.5)
+            v_t = torch.empty(len(b.groups), h, k).uniform_(-(h**-0.5), h**-0.5)
+            phis.append(nn.Parameter(torch.cat([w, v_t], dim=1)))
+        self.Phi = nn.ParameterList(phis)
+        self.baseline = nn.Parameter(torch.tensor(float(baseline)))
+
+    def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
+        """Sample the point-mass global sites; return ``Phi`` stacked per block."""
+        lam_total = self.lam * (self.num_data or batch_size)
+        out = []
+        for block, phi in zip(self.layout.blocks, self.Phi):
+            gamma_sq = conditional_mode(phi.detach(), lam_total).clamp_min(1e-12)
+            stack = []
+            for i, g in enumerate(block.groups):
+                name = self.layout.names[g]
+                pyro.sample(f"gamma_sq_{name}", dist.Delta(gamma_sq[i], event_dim=1))
+                stack.append(pyro.sample(f"Phi_{name}", dist.Delta(phi[i], event_dim=2)))
+            out.append(torch.stack(stack, dim=-3))
+        return out
+
+    def experts(
+        self, xs: Sequence[torch.Tensor], phis: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert means and precisions ``(B, G, K)`` in the user's group order."""
+        p = self.decoder_width
+        mus, precs = [], []
+        for block, enc, phi in zip(self.layout.blocks, self.encoders, phis):
+            x = torch.stack([xs[g] for g in block.groups], dim=-2)
+            mu, prec = enc(x, phi[..., p:, :], self.baseline)
+            mus.append(mu)
+            precs.append(prec)
+        inverse = torch.argsort(torch.tensor(self.layout.order))
+        return torch.cat(mus, -2)[..., inverse, :], torch.cat(precs, -2)[..., inverse, :]
+
+    def posterior(
+        self,
+        xs: Sequence[torch.Tensor],
+        enc_mask: torch.Tensor,
+        phis: Sequence[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """PoE ``q(z | x)`` loc and scale ``(B, K)`` from the groups in ``enc_mask`` (eq 6)."""
+        if phis is None:
+            phis = list(self.Phi)
+        mu, prec = self.experts(xs, phis)
+        return product_of_experts(mu, prec, enc_mask)
+
+    def forward(
+        self,
+        xs: Sequence[torch.Tensor],
+        mask: torch.Tensor,
+        enc_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Sample the guide on a minibatch (same arguments as :meth:`Model.forward`).
+
+        ``enc_mask`` (``(B, G)`` bool) selects the groups fed to the encoder; it is combined
+        with ``mask`` so a missing group never enters (Algorithm 1's ``I subset O``).
+        """
+        xs = _check_batch(self.layout, xs, mask)
+        batch = mask.shape[0]
+        phis = self.sample_phi(batch)
+        inputs = mask if enc_mask is None else mask & enc_mask
+        loc, scale = self.posterior(xs, inputs, phis)
+        with pyro.plate("data", self.num_data or batch, subsample=torch.arange(batch)):
+            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
