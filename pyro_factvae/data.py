@@ -148,8 +148,7 @@ class GroupedData:
             obs = np.asarray(obs)
             if obs.shape != (num_rows, len(mats)):
                 raise ValueError(
-                    f"mask has shape {obs.shape}, expected (rows, groups) = "
-                    f"{(num_rows, len(mats))}"
+                    f"mask has shape {obs.shape}, expected (rows, groups) = {(num_rows, len(mats))}"
                 )
             if obs.dtype != bool:
                 if not np.isin(obs, (0, 1)).all():
@@ -210,7 +209,11 @@ class GroupedData:
             if len(cols) == 0:
                 raise ValueError(f"group {name!r} has no columns")
             block = frame[list(cols)]
-            non_numeric = [c for c in cols if not np.issubdtype(block[c].dtype, np.number)]
+            from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+            non_numeric = [
+                c for c in cols if not (is_numeric_dtype(block[c]) or is_bool_dtype(block[c]))
+            ]
             if non_numeric:
                 raise ValueError(
                     f"group {name!r}: columns {non_numeric} are not numeric; encode them first"
@@ -290,9 +293,7 @@ class GroupedData:
         out.row_index = self.row_index
         return out
 
-    def split(
-        self, fraction: float = 0.8, seed: int = 0
-    ) -> tuple[GroupedData, GroupedData]:
+    def split(self, fraction: float = 0.8, seed: int = 0) -> tuple[GroupedData, GroupedData]:
         """Random split into ``(first, second)`` with ``fraction`` of rows in the first."""
         if not 0.0 < fraction < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")

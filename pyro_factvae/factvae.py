@@ -71,7 +71,8 @@ class FactVAE:
     theta_prior_weight : float
         ``tau``, per-example weight of the ``N(0, 1)`` prior on the generator networks.
     baseline : float
-        Initial baseline precision ``b`` of the experts.
+        Initial baseline precision ``b`` of the experts (100, as the authors' code: a
+        confident encoder at the start keeps the decoder from learning to ignore ``z``).
 
     Attributes
     ----------
@@ -90,9 +91,9 @@ class FactVAE:
         encoder_width: int = 16,
         decoder_width: int = 16,
         decoder_hidden: Sequence[int] = (),
-        keep_prob: float = 0.5,
+        keep_prob: float = 0.75,
         theta_prior_weight: float = 1.0,
-        baseline: float = 1.0,
+        baseline: float = 100.0,
     ) -> None:
         _positive_int("latent_dim", latent_dim)
         _positive_int("encoder_width", encoder_width)
@@ -112,9 +113,9 @@ class FactVAE:
         self.config: dict[str, Any] = dict(
             latent_dim=int(latent_dim),
             lam=float(lam),
-            likelihood=likelihood if isinstance(likelihood, str) else (
-                dict(likelihood) if isinstance(likelihood, Mapping) else list(likelihood)
-            ),
+            likelihood=likelihood
+            if isinstance(likelihood, str)
+            else (dict(likelihood) if isinstance(likelihood, Mapping) else list(likelihood)),
             encoder_hidden=list(encoder_hidden),
             encoder_width=int(encoder_width),
             decoder_width=int(decoder_width),
@@ -159,7 +160,9 @@ class FactVAE:
             name=f"factvae{tag}_model",
         )
         self.guide_ = Guide(
-            self.model_, hidden=c["encoder_hidden"], baseline=c["baseline"],
+            self.model_,
+            hidden=c["encoder_hidden"],
+            baseline=c["baseline"],
             name=f"factvae{tag}_guide",
         )
 
@@ -187,10 +190,11 @@ class FactVAE:
         data: Any,
         epochs: int = 100,
         batch_size: int = 64,
-        lr: float = 1e-3,
-        phi_lr: float = 1e-3,
-        phi_optim: str = "sgd",
-        warmup_epochs: float = 0.0,
+        lr: float = 1e-2,
+        phi_lr: float = 1e-2,
+        phi_optim: str = "adam",
+        warmup_epochs: float | None = None,
+        lr_decay: float = 0.05,
         seed: int | None = 0,
         progress: bool = True,
     ) -> FactVAE:
@@ -206,12 +210,16 @@ class FactVAE:
             Adam step size for all parameters but ``Phi``.
         phi_lr : float
             Step size ``eta`` of the ``Phi`` update; the prox threshold is ``eta * lam``.
-        phi_optim : {"sgd", "adam"}
+        phi_optim : {"adam", "sgd"}
             See :class:`~pyro_factvae.optim.ProximalOptim`.
-        warmup_epochs : float
+        warmup_epochs : float, optional
             Ramp the prox's ``lam`` linearly from 0 over this many epochs (a continuation
-            start: networks first learn what the data say, then the penalty prunes). The
-            objective at the end is unchanged.
+            start: networks first learn what the data say, then the penalty prunes; the
+            objective at the end is unchanged). Default: 40% of ``epochs``.
+        lr_decay : float
+            Final step sizes as a fraction of ``lr`` and ``phi_lr`` (cosine schedule over
+            this call's epochs; 1 keeps them constant). Small final steps let noisy
+            links settle at exact zero.
         seed : int or None
             Seeds initialisation, data order, group dropout and ``z`` draws: a CPU run with
             a seed repeats bit for bit. ``None`` leaves the RNGs as they are.
@@ -225,8 +233,10 @@ class FactVAE:
         """
         _positive_int("epochs", epochs)
         _positive_int("batch_size", batch_size)
-        if not (lr > 0 and phi_lr > 0 and warmup_epochs >= 0):
-            raise ValueError("lr and phi_lr must be > 0 and warmup_epochs >= 0")
+        if warmup_epochs is None:
+            warmup_epochs = 0.4 * epochs
+        if not (lr > 0 and phi_lr > 0 and warmup_epochs >= 0 and 0 < lr_decay <= 1):
+            raise ValueError("lr and phi_lr must be > 0, warmup_epochs >= 0 and lr_decay in (0, 1]")
         data = self._data(data)
         layout = Layout(data.names, data.dims, self._likelihoods(data.names))
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
@@ -259,6 +269,7 @@ class FactVAE:
             generator=generator,
             progress=progress,
             warmup_epochs=warmup_epochs,
+            lr_decay=lr_decay,
         )
         return self
 
@@ -349,9 +360,7 @@ class FactVAE:
         return out
 
     @torch.no_grad()
-    def sample(
-        self, n: int, mean: bool = False, seed: int | None = None
-    ) -> dict[str, np.ndarray]:
+    def sample(self, n: int, mean: bool = False, seed: int | None = None) -> dict[str, np.ndarray]:
         """Draw ``n`` rows from the fitted generative model (``z ~ N(0, I)``, then each group).
 
         With ``mean=True`` returns ``E(x_g | z)`` instead of a draw of ``x_g``.

@@ -169,8 +169,7 @@ class Model(PyroModule):
         self.num_data = num_data
         self.theta_prior_weight = float(theta_prior_weight)
         self.decoders = nn.ModuleList(
-            BlockDecoder(len(b.groups), b.dim, decoder_width, decoder_hidden)
-            for b in layout.blocks
+            BlockDecoder(len(b.groups), b.dim, decoder_width, decoder_hidden) for b in layout.blocks
         )
         self.likelihoods = nn.ModuleList(
             likelihoods.get(b.likelihood)(len(b.groups), b.dim) for b in layout.blocks

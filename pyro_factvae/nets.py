@@ -36,9 +36,7 @@ class GroupedLinear(nn.Module):
 class GroupedMLP(nn.Sequential):
     """Grouped linear layers with ReLU between them (and after the last if ``final_relu``)."""
 
-    def __init__(
-        self, num_groups: int, sizes: Sequence[int], final_relu: bool = False
-    ) -> None:
+    def __init__(self, num_groups: int, sizes: Sequence[int], final_relu: bool = False) -> None:
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(GroupedLinear(num_groups, a, b))
@@ -57,9 +55,7 @@ class BlockEncoder(nn.Module):
     nothing about that latent.
     """
 
-    def __init__(
-        self, num_groups: int, dim: int, hidden: Sequence[int], latent_dim: int
-    ) -> None:
+    def __init__(self, num_groups: int, dim: int, hidden: Sequence[int], latent_dim: int) -> None:
         super().__init__()
         sizes = [dim, *hidden]
         self.features = GroupedMLP(num_groups, sizes, final_relu=True)
@@ -86,9 +82,7 @@ class BlockDecoder(nn.Module):
     then ``ReLU`` and an MLP to the group's ``d_g`` outputs.
     """
 
-    def __init__(
-        self, num_groups: int, dim: int, width: int, hidden: Sequence[int]
-    ) -> None:
+    def __init__(self, num_groups: int, dim: int, width: int, hidden: Sequence[int]) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(width)
         self.shift = nn.Parameter(torch.empty(num_groups, width).uniform_(-bound, bound))

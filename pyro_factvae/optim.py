@@ -24,7 +24,6 @@ Use with a plain :class:`pyro.infer.SVI`::
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -81,11 +80,21 @@ class ProximalOptim(PyroOptim):
     lam : float
         Group-lasso weight in the units of the loss (``>= 0``; 0 disables the prox).
     phi_lr : float
-        Step size ``eta`` of the ``Phi`` update; the prox threshold is ``eta * lam``.
-    phi_optim : {"sgd", "adam"}
-        ``"sgd"`` (default) is the true proximal-gradient step of Algorithm 1. ``"adam"``
-        takes an Adam step of size ``phi_lr`` before the same prox: not a proximal-gradient
-        method in the strict sense, but often faster; use it knowingly.
+        Step size ``eta`` of the ``Phi`` update.
+    phi_optim : {"adam", "sgd"}
+        ``"sgd"``: Algorithm 1 verbatim, ``Phi_.j <- prox_{eta lam}(Phi_.j - eta grad_.j)``.
+        It needs ``eta`` below ``1 / L`` (``L`` the curvature of the loss in ``Phi``), which
+        for a VAE with small noise scales means a tiny ``eta`` and many steps.
+        ``"adam"`` (default): the same proximal-gradient step in a *column-wise* adaptive
+        metric. Each column ``j`` gets its own step ``eta_j = eta / (sqrt(v_j) + eps)``, with
+        ``v_j`` a running mean of the column's squared gradient (averaged over its entries),
+        and the gradient is replaced by its Adam-style running mean. Because the metric is a
+        scalar per column, ``prox_{eta_j lam}`` is still the exact group soft-threshold, and
+        the fixed points are exactly those of Algorithm 1 (stationary points of
+        ``loss + lam sum_j ||Phi_.j||``): a column is zero iff its gradient norm there is at
+        most ``lam``. (Variable-metric proximal gradient, as in Yun, Lozano & Yang 2021.)
+    betas, eps : tuple of float, float
+        Moment decay rates and denominator floor of ``"adam"``.
     is_phi : callable
         ``param_name -> bool`` selecting the ``Phi`` parameters. Each is a tensor
         ``(..., m, K)`` whose columns ``[..., :, j]`` are the penalised groups.
@@ -99,11 +108,13 @@ class ProximalOptim(PyroOptim):
         optim_args: dict | Callable[[str], dict] | None = None,
         lam: float = 1.0,
         phi_lr: float = 1e-3,
-        phi_optim: str = "sgd",
+        phi_optim: str = "adam",
+        betas: tuple[float, float] = (0.99, 0.999),
+        eps: float = 1e-8,
         is_phi: Callable[[str], bool] = default_is_phi,
         clip_args: dict | None = None,
     ) -> None:
-        if lam < 0 or lam != lam:
+        if not lam >= 0:
             raise ValueError(f"lam must be >= 0, got {lam}")
         if not phi_lr > 0:
             raise ValueError(f"phi_lr must be > 0, got {phi_lr}")
@@ -111,9 +122,22 @@ class ProximalOptim(PyroOptim):
             raise ValueError(f"phi_optim must be 'sgd' or 'adam', got {phi_optim!r}")
         super().__init__(optim_constructor, optim_args or {"lr": 1e-3}, clip_args)
         self.lam, self.phi_lr, self.phi_optim, self.is_phi = lam, phi_lr, phi_optim, is_phi
+        self.betas, self.eps = betas, eps
+        self.lr_factor = 1.0
+        self._base_phi_lr = phi_lr
         self.theta_optim: torch.optim.Optimizer | None = None
-        self.phi_adam: torch.optim.Optimizer | None = None
+        #: per ``Phi`` name: ``step``, ``exp_avg`` (like Phi), ``exp_avg_sq`` (``(..., 1, K)``)
+        self.phi_state: dict[str, dict[str, Any]] = {}
         self._names: dict[torch.Tensor, str] = {}
+
+    def set_lr_factor(self, factor: float) -> None:
+        """Scale every step size (theta and ``Phi``) to ``factor`` times its initial value."""
+        if self.theta_optim is not None:
+            for group in self.theta_optim.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * factor
+        self.lr_factor = factor
+        self.phi_lr = self._base_phi_lr * factor
 
     def _name(self, p: torch.Tensor) -> str:
         name = self._names.get(p)
@@ -126,80 +150,86 @@ class ProximalOptim(PyroOptim):
             return [{"params": [p], **self.pt_optim_args(self._name(p))} for p in params]
         return [{"params": params, **self.pt_optim_args}]
 
-    def _add(self, key, optim, constructor, params, groups_fn):
-        seen = {id(p) for g in (optim.param_groups if optim else []) for p in g["params"]}
-        new = [p for p in params if id(p) not in seen]
-        if optim is None:
-            optim = constructor(groups_fn(new))
-            self._restore(optim, key)
-        elif new:
-            for group in groups_fn(new):
-                optim.add_param_group(group)
-        return optim
-
     def __call__(self, params: Iterable[torch.Tensor], *args: Any, **kwargs: Any) -> None:
         """One step of Algorithm 1 on the parameters that took part in the loss."""
         params = sorted(params, key=self._name)  # deterministic order
         theta = [p for p in params if not self.is_phi(self._name(p))]
         phi = [p for p in params if self.is_phi(self._name(p))]
         if theta:
-            self.theta_optim = self._add(
-                "theta",
-                self.theta_optim, self.pt_optim_constructor, theta, self._groups
-            )
-            if self.pt_clip_args:
-                for p in theta:
-                    self._clip_grad(p, **self.pt_clip_args)
-            self.theta_optim.step()
-        if phi:
-            self.step_phi(phi)
+            self._step_theta(theta)
+        for p in phi:
+            if p.grad is not None:
+                self.step_phi(self._name(p), p)
+
+    def _step_theta(self, theta: list[torch.Tensor]) -> None:
+        if self.theta_optim is None:
+            self.theta_optim = self.pt_optim_constructor(self._groups(theta))
+            self.set_lr_factor(self.lr_factor)
+            saved = self._state_waiting_to_be_consumed.pop("theta", None)
+            if saved is not None:
+                self._load_theta(saved)
+        else:
+            seen = {id(p) for g in self.theta_optim.param_groups for p in g["params"]}
+            new = [p for p in theta if id(p) not in seen]
+            for group in self._groups(new) if new else []:
+                group["initial_lr"] = group.get("lr", self.theta_optim.defaults["lr"])
+                group["lr"] = group["initial_lr"] * self.lr_factor
+                self.theta_optim.add_param_group(group)
+        if self.pt_clip_args:
+            for p in theta:
+                self._clip_grad(p, **self.pt_clip_args)
+        self.theta_optim.step()
 
     @torch.no_grad()
-    def step_phi(self, phi: list[torch.Tensor]) -> None:
-        """Gradient (or Adam) step on each ``Phi`` tensor, then the group soft-threshold."""
-        if self.phi_optim == "adam":
-            self.phi_adam = self._add(
-                "phi",
-                self.phi_adam,
-                torch.optim.Adam,
-                phi,
-                lambda ps: [{"params": ps, "lr": self.phi_lr}],
-            )
-            self.phi_adam.step()
+    def step_phi(self, name: str, p: torch.Tensor) -> None:
+        """Gradient step on one ``Phi`` tensor, then the exact group soft-threshold."""
+        grad = p.grad
+        if self.phi_optim == "sgd":
+            p.add_(grad, alpha=-self.phi_lr)
+            threshold: float | torch.Tensor = self.phi_lr * self.lam
         else:
-            for p in phi:
-                if p.grad is not None:
-                    p.add_(p.grad, alpha=-self.phi_lr)
-        threshold = self.phi_lr * self.lam
-        if threshold > 0:
-            for p in phi:
-                p.copy_(prox_group_lasso(p, threshold))
+            st = self.phi_state.get(name)
+            if st is None:
+                st = self.phi_state[name] = {
+                    "step": 0,
+                    "exp_avg": torch.zeros_like(p),
+                    "exp_avg_sq": torch.zeros_like(p[..., :1, :]),
+                }
+            b1, b2 = self.betas
+            st["step"] += 1
+            st["exp_avg"].lerp_(grad, 1 - b1)
+            st["exp_avg_sq"].lerp_(grad.square().mean(-2, keepdim=True), 1 - b2)
+            m_hat = st["exp_avg"] / (1 - b1 ** st["step"])
+            v_hat = st["exp_avg_sq"] / (1 - b2 ** st["step"])
+            step = self.phi_lr / (v_hat.sqrt() + self.eps)  # eta_j, one per column
+            p.sub_(step * m_hat)
+            threshold = step * self.lam
+        if self.lam > 0:
+            p.copy_(prox_group_lasso(p, threshold))
 
     # ------------------------------------------------------------------ state
     def get_state(self) -> dict:
-        """Optimizer state of both parts, keyed by parameter name (for checkpoints)."""
-        out = {}
-        for key, optim in (("theta", self.theta_optim), ("phi", self.phi_adam)):
-            if optim is not None:
-                names = [self._name(p) for g in optim.param_groups for p in g["params"]]
-                out[key] = {"names": names, "state": optim.state_dict()}
+        """State of both parts, keyed by parameter name (for checkpoints)."""
+        out: dict[str, Any] = {"phi": {k: dict(v) for k, v in self.phi_state.items()}}
+        if self.theta_optim is not None:
+            names = [self._name(p) for g in self.theta_optim.param_groups for p in g["params"]]
+            out["theta"] = {"names": names, "state": self.theta_optim.state_dict()}
         return out
 
     def set_state(self, state_dict: dict) -> None:
-        """Restore :meth:`get_state` output; applied when the optimizers are (re)built."""
-        self._state_waiting_to_be_consumed = dict(state_dict)
-        for key, optim in (("theta", self.theta_optim), ("phi", self.phi_adam)):
-            if optim is not None:
-                self._restore(optim, key)
+        """Restore :meth:`get_state` output (theta part applied when its optimizer exists)."""
+        self.phi_state = {k: dict(v) for k, v in state_dict.get("phi", {}).items()}
+        if "theta" in state_dict:
+            if self.theta_optim is None:
+                self._state_waiting_to_be_consumed["theta"] = state_dict["theta"]
+            else:
+                self._load_theta(state_dict["theta"])
 
-    def _restore(self, optim: torch.optim.Optimizer, key: str) -> None:
-        saved = self._state_waiting_to_be_consumed.pop(key, None)
-        if saved is None:
-            return
-        names = [self._name(p) for g in optim.param_groups for p in g["params"]]
+    def _load_theta(self, saved: dict) -> None:
+        names = [self._name(p) for g in self.theta_optim.param_groups for p in g["params"]]
         if names != saved["names"]:
             raise ValueError(
-                f"saved {key} optimizer state is for parameters {saved['names'][:3]}..., "
-                f"not {names[:3]}...; was it saved from a model of another configuration?"
+                "saved optimizer state is for other parameters; was it saved from a model "
+                "of another configuration?"
             )
-        optim.load_state_dict(saved["state"])
+        self.theta_optim.load_state_dict(saved["state"])

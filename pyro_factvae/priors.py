@@ -43,14 +43,16 @@ def column_norms(phi: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(phi, dim=-2)
 
 
-def prox_group_lasso(phi: torch.Tensor, threshold: float) -> torch.Tensor:
+def prox_group_lasso(phi: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
     r"""Group soft-threshold of Algorithm 1 (the prox of ``threshold * sum_j ||Phi_.j||``).
 
     ``Phi_.j <- Phi_.j / ||Phi_.j|| * max(||Phi_.j|| - threshold, 0)``: columns whose norm is
     at most ``threshold`` become exactly zero, the others shrink toward zero by ``threshold``.
+    ``threshold`` is a number or a tensor broadcasting against ``phi.shape[:-2] + (1, K)``
+    (one threshold per column).
     """
-    if threshold < 0:
-        raise ValueError(f"prox threshold must be >= 0, got {threshold}")
+    if bool(torch.as_tensor(threshold).lt(0).any()):
+        raise ValueError("prox threshold must be >= 0")
     norms = column_norms(phi).unsqueeze(-2)
     factor = torch.clamp(1.0 - threshold / norms.clamp_min(1e-30), min=0.0)
     return phi * factor
@@ -59,9 +61,11 @@ def prox_group_lasso(phi: torch.Tensor, threshold: float) -> torch.Tensor:
 def gamma_sq_prior(num_rows: int, latent_dim: int, lam_total: float) -> dist.Distribution:
     """``Gamma((m + 1)/2, lam_total^2 / 2)`` for the ``K`` columns of one group (eq 7)."""
     rate = max(0.5 * lam_total**2, _FLAT_RATE)
-    return dist.Gamma(
-        torch.tensor(0.5 * (num_rows + 1)), torch.tensor(rate)
-    ).expand([latent_dim]).to_event(1)
+    return (
+        dist.Gamma(torch.tensor(0.5 * (num_rows + 1)), torch.tensor(rate))
+        .expand([latent_dim])
+        .to_event(1)
+    )
 
 
 def phi_prior(gamma_sq: torch.Tensor, num_rows: int) -> dist.Distribution:

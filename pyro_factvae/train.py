@@ -7,6 +7,7 @@ likelihood on all of ``O``, and applies :class:`~pyro_factvae.optim.ProximalOpti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import pyro
@@ -34,13 +35,15 @@ def train(
     progress: bool = True,
     callback: Callable[[int, float], None] | None = None,
     warmup_epochs: float = 0.0,
+    lr_decay: float = 1.0,
 ) -> list[float]:
     """Run Algorithm 1 for ``epochs`` passes over ``data``; return the per-epoch mean loss.
 
     The loss is scaled by ``1 / N``: each reported value is the negative collapsed ELBO
     ``-L~`` per row (likelihood and KL of the rows, plus the theta prior, over ``N``), and
     ``optim.lam`` is the per-example lambda, ramped linearly from 0 over the first
-    ``warmup_epochs`` (and restored at the end). ``generator`` drives the data order and the
+    ``warmup_epochs`` (and restored at the end); all step sizes follow a cosine from their
+    initial value to ``lr_decay`` times it. ``generator`` drives the data order and the
     encoder dropout; ``z`` draws use Pyro's global RNG.
     """
     num_data = len(data)
@@ -55,6 +58,7 @@ def train(
     history: list[float] = []
     lam = optim.lam
     warmup = warmup_epochs * len(loader)
+    total_steps = epochs * len(loader)
     step = 0
     bar = tqdm(range(epochs), disable=not progress, desc="factVAE", unit="epoch")
     for epoch in bar:
@@ -63,8 +67,11 @@ def train(
         with pyro.validation_enabled(False):
             for xs, mask in loader:
                 keep = torch.rand(mask.shape, generator=generator) < keep_prob
+                optim.lam = lam * min(1.0, (step + 1) / warmup) if warmup > 0 else lam
+                # cosine decay of every step size from 1 to lr_decay
+                cos = 0.5 * (1 + math.cos(math.pi * step / max(total_steps - 1, 1)))
+                optim.set_lr_factor(lr_decay + (1 - lr_decay) * cos)
                 step += 1
-                optim.lam = lam * min(1.0, step / warmup) if warmup > 0 else lam
                 total += svi.step(xs, mask, keep) * mask.shape[0]
         history.append(total / num_data)
         bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)

@@ -1,5 +1,5 @@
 """Data sets used by the examples and benchmarks."""
 
-from .bars import QUADRANTS, make_bars, quadrant_groups
+from .bars import QUADRANTS, bars_data, bars_structure, make_bars, quadrant_groups
 
-__all__ = ["QUADRANTS", "make_bars", "quadrant_groups"]
+__all__ = ["QUADRANTS", "bars_data", "bars_structure", "make_bars", "quadrant_groups"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["QUADRANTS", "make_bars", "quadrant_groups"]
+__all__ = ["QUADRANTS", "bars_data", "bars_structure", "make_bars", "quadrant_groups"]
 
 #: group names, in order: top-left, top-right, bottom-left, bottom-right
 QUADRANTS = ("top_left", "top_right", "bottom_left", "bottom_right")
@@ -39,3 +39,40 @@ def quadrant_groups(images: np.ndarray) -> dict[str, np.ndarray]:
     h = s // 2
     parts = [images[:, :h, :h], images[:, :h, h:], images[:, h:, :h], images[:, h:, h:]]
     return {name: q.reshape(n, -1) for name, q in zip(QUADRANTS, parts)}
+
+
+def bars_data(
+    n: int,
+    size: int = 8,
+    missing: float = 0.25,
+    seed: int = 0,
+):
+    """Quadrant bars as :class:`~pyro_factvae.GroupedData`, each quadrant missing with
+    probability ``missing`` independently (rows that would lose all four keep one)."""
+    from ..data import GroupedData
+
+    groups = quadrant_groups(make_bars(n, size=size, seed=seed))
+    rng = np.random.default_rng(seed + 7919)
+    gone = rng.random((n, 4)) < missing
+    gone[gone.all(1), rng.integers(0, 4, size=int(gone.all(1).sum()))] = False
+    for j, name in enumerate(QUADRANTS):
+        groups[name][gone[:, j]] = np.nan
+    return GroupedData(groups)
+
+
+def bars_structure(norms: np.ndarray) -> dict[str, int | bool]:
+    """Summarise a ``4 x K`` sparsity map of the quadrant groups (in ``QUADRANTS`` order).
+
+    Returns the number of active latents (a latent is active for a group when its column is
+    not exactly zero), how many connect a top quadrant with a bottom one (``cross``, 0 for
+    the true structure), and whether every quadrant has an active latent.
+    """
+    active = np.asarray(norms) != 0
+    top, bottom = active[:2].any(0), active[2:].any(0)
+    return {
+        "active_latents": int(active.any(0).sum()),
+        "active_links": int(active.sum()),
+        "cross": int((top & bottom).sum()),
+        "every_quadrant": bool(active.any(1).all()),
+        "zero_columns": int((~active).sum()),
+    }

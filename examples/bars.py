@@ -1,0 +1,128 @@
+"""Quadrant bars (paper sec. 4.1, Fig 2): factVAE recovers which quadrants share causes.
+
+Every row of an 8x8 image is a bar, on with probability 1/8; the four quadrants are the groups
+and a quarter of them are missing at random in training. Bars span left and right, never top and
+bottom, so the true map links top quadrants to some latents and bottom quadrants to others.
+
+Trains lam = 0 (factored networks, no sparsity) and lam > 0, prints both group x latent maps,
+and writes ``sparsity_lam0.png``, ``sparsity_lam<lam>.png`` and ``right_from_left.png``
+(the right half of held-out images predicted from their left half) to ``--out``.
+
+    python examples/bars.py            # about 45 s on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+import numpy as np
+
+from pyro_factvae import FactVAE
+from pyro_factvae.analysis import plot_sparsity
+from pyro_factvae.datasets import QUADRANTS, bars_data, bars_structure
+
+MODEL = dict(latent_dim=12, encoder_width=16, decoder_width=16)
+FIT = dict(epochs=15, batch_size=64)
+
+
+def right_from_left(model: FactVAE, test) -> dict[str, np.ndarray]:
+    """Posterior-predictive right quadrants given the left ones."""
+    return model.reconstruct(
+        test,
+        given=["top_left", "bottom_left"],
+        targets=["top_right", "bottom_right"],
+        num_samples=20,
+    )
+
+
+def rmse(pred: dict[str, np.ndarray], test) -> float:
+    truth = test.to_numpy()
+    return float(np.sqrt(np.mean([(pred[k] - truth[k]) ** 2 for k in pred])))
+
+
+def run(lam: float, seed: int, n: int = 10000, progress: bool = True) -> dict:
+    """Fit one model on bars; return it with its structure and right-from-left RMSE."""
+    train = bars_data(n, missing=0.25, seed=seed)
+    test = bars_data(1000, missing=0.0, seed=seed + 1000)
+    t0 = time.perf_counter()
+    model = FactVAE(lam=lam, **MODEL).fit(train, seed=seed, progress=progress, **FIT)
+    seconds = time.perf_counter() - t0
+    pred = right_from_left(model, test)
+    return {
+        "model": model,
+        "test": test,
+        "pred": pred,
+        "rmse": rmse(pred, test),
+        "seconds": seconds,
+        **bars_structure(model.sparsity().values),
+    }
+
+
+def plot_reconstructions(test, preds: dict[str, dict], path: str, n: int = 8) -> None:
+    from matplotlib.figure import Figure
+
+    truth = test.to_numpy()
+    s = int(np.sqrt(truth["top_left"].shape[1]))
+
+    def image(parts: dict[str, np.ndarray], i: int, left_only: bool = False) -> np.ndarray:
+        q = {k: parts[k][i].reshape(s, s) for k in QUADRANTS if k in parts}
+        if left_only:
+            q["top_right"] = q["bottom_right"] = np.full((s, s), np.nan)
+        return np.block([[q["top_left"], q["top_right"]], [q["bottom_left"], q["bottom_right"]]])
+
+    rows = [("truth", truth, False), ("input: left half", truth, True)]
+    rows += [(label, {**truth, **p}, False) for label, p in preds.items()]
+    fig = Figure(figsize=(1.2 * n, 1.3 * len(rows)))
+    axes = fig.subplots(len(rows), n)
+    for r, (label, parts, left_only) in enumerate(rows):
+        for i in range(n):
+            ax = axes[r, i]
+            ax.imshow(image(parts, i, left_only), cmap="gray", vmin=-0.1, vmax=0.6)
+            ax.axvline(s - 0.5, color="red", lw=0.6)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle("right half predicted from the left half (held-out images)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lam", type=float, default=1.0, help="lambda of the sparse model")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n", type=int, default=10000, help="training rows")
+    parser.add_argument("--out", default="examples/out", help="folder for the PNGs")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+
+    results = {}
+    for lam in (0.0, args.lam):
+        res = results[lam] = run(lam, args.seed, args.n, progress=not args.no_progress)
+        print(f"\nlam = {lam:g}: {res['seconds']:.1f} s, right-from-left RMSE {res['rmse']:.4f}")
+        print(res["model"].sparsity().round(2).to_string())
+        print(
+            f"active latents {res['active_latents']}, top-bottom links {res['cross']}, "
+            f"exactly-zero links {res['zero_columns']}"
+        )
+        plot_sparsity(
+            res["model"].sparsity(),
+            title=f"lam = {lam:g}",
+            path=os.path.join(args.out, f"sparsity_lam{lam:g}.png"),
+        )
+    dense, sparse = results[0.0], results[args.lam]
+    plot_reconstructions(
+        sparse["test"],
+        {f"lam={args.lam:g}": sparse["pred"], "lam=0": dense["pred"]},
+        os.path.join(args.out, "right_from_left.png"),
+    )
+    print(f"\nRMSE ratio (lam={args.lam:g} / lam=0): {sparse['rmse'] / dense['rmse']:.3f}")
+    print(f"figures in {args.out}/")
+    return results
+
+
+if __name__ == "__main__":
+    main()

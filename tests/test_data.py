@@ -1,0 +1,147 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pyro_factvae import GroupedData
+
+
+def test_nan_rows_become_mask(groups):
+    data = GroupedData(groups)
+    assert data.names == ["a", "b", "c"]
+    assert data.dims == [3, 3, 2]
+    assert data.observed.shape == (40, 3)
+    assert not data.observed[1, 0] and not data.observed[0, 2]
+    assert data.observed[2:5, 1].sum() == 0
+    assert int(data.observed.sum()) == 40 * 3 - 5
+    # missing values are zero-filled, observed ones kept
+    assert torch.all(data.values[1][2:5] == 0)
+    np.testing.assert_allclose(data.values[0][0].numpy(), groups["a"][0], rtol=1e-6)
+
+
+def test_list_with_default_names_and_roundtrip(groups):
+    data = GroupedData(list(groups.values()))
+    assert data.names == ["g0", "g1", "g2"]
+    back = data.to_numpy()
+    assert np.isnan(back["g1"][2:5]).all()
+    np.testing.assert_allclose(back["g0"][0], groups["a"][0], rtol=1e-6)
+
+
+def test_from_dataframe(groups):
+    frame = pd.DataFrame(np.concatenate(list(groups.values()), axis=1))
+    frame.columns = [f"c{i}" for i in range(frame.shape[1])]
+    spec = {"a": ["c0", "c1", "c2"], "b": ["c3", "c4", "c5"], "c": ["c6", "c7"]}
+    data = GroupedData.from_dataframe(frame, spec)
+    assert data.names == ["a", "b", "c"]
+    assert torch.equal(data.observed, GroupedData(groups).observed)
+    with pytest.raises(ValueError, match="not in the DataFrame"):
+        GroupedData.from_dataframe(frame, {"a": ["nope"]})
+    frame["s"] = "text"
+    with pytest.raises(ValueError, match="not numeric"):
+        GroupedData.from_dataframe(frame, {"a": ["c0", "s"]})
+
+
+def test_explicit_mask_ignores_values_under_false(groups):
+    values = [np.nan_to_num(v, nan=123.0) for v in groups.values()]
+    mask = GroupedData(groups).observed
+    values[1][2:5] = np.nan  # NaN under a False mask is fine
+    data = GroupedData.from_masked(values, mask, names=["a", "b", "c"])
+    assert torch.equal(data.observed, mask)
+    assert torch.all(data.values[0][1] == 0)
+
+
+def test_partly_nan_row_names_group_and_row(groups):
+    groups["b"][7, 1] = np.nan
+    with pytest.raises(ValueError, match=r"group 'b': rows \[7\] are partly NaN"):
+        GroupedData(groups)
+
+
+def test_nan_under_observed_mask(groups):
+    values = list(groups.values())
+    mask = np.ones((40, 3), dtype=bool)
+    with pytest.raises(ValueError, match=r"group 'a': rows \[1\] are marked observed"):
+        GroupedData.from_masked(values, mask, names=["a", "b", "c"])
+
+
+def test_inf_is_rejected(groups):
+    groups["c"][9, 0] = np.inf
+    with pytest.raises(ValueError, match=r"group 'c': rows \[9\] hold inf"):
+        GroupedData(groups)
+
+
+def test_different_row_counts(groups):
+    groups["c"] = groups["c"][:-1]
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        GroupedData(groups)
+
+
+def test_empty_group(groups):
+    groups["c"] = np.zeros((40, 0))
+    with pytest.raises(ValueError, match="group 'c' has no columns"):
+        GroupedData(groups)
+    with pytest.raises(ValueError, match="has no rows"):
+        GroupedData({"a": np.zeros((0, 2))})
+    with pytest.raises(ValueError, match="at least one group"):
+        GroupedData([])
+
+
+def test_rows_with_no_observed_group(groups):
+    for v in groups.values():
+        v[[3, 11]] = np.nan
+    with pytest.raises(
+        ValueError, match=r"2 rows have no observed group: \[3, 11\].*drop_empty_rows"
+    ):
+        GroupedData(groups)
+    data = GroupedData(groups, drop_empty_rows=True)
+    assert len(data) == 38
+    assert 3 not in data.row_index and 11 not in data.row_index
+
+
+def test_non_numeric(groups):
+    groups["a"] = np.array([["x", "y", "z"]] * 40)
+    with pytest.raises(ValueError, match="group 'a': data must be numeric"):
+        GroupedData(groups)
+
+
+def test_mask_of_wrong_shape(groups):
+    with pytest.raises(ValueError, match=r"mask has shape \(40, 2\), expected"):
+        GroupedData.from_masked(list(groups.values()), np.ones((40, 2), bool))
+    with pytest.raises(ValueError, match="mask must be boolean"):
+        GroupedData.from_masked(list(groups.values()), np.full((40, 3), 0.5))
+
+
+def test_bad_names_and_single_array(groups):
+    with pytest.raises(ValueError, match="single array"):
+        GroupedData(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match="not a valid identifier"):
+        GroupedData({"left arm": np.zeros((3, 2))})
+    with pytest.raises(ValueError, match="unique"):
+        GroupedData([np.zeros((3, 1))] * 2, names=["a", "a"])
+    with pytest.raises(ValueError, match="2-D"):
+        GroupedData([np.zeros((3, 2, 2))])
+
+
+def test_loader_covers_every_row_once(groups):
+    data = GroupedData(groups)
+    seen = []
+    for xs, mask in data.loader(16, generator=torch.Generator().manual_seed(0)):
+        assert len(xs) == 3 and xs[0].shape[1] == 3 and mask.shape[1] == 3
+        seen.append(len(mask))
+    assert sum(seen) == 40 and max(seen) == 16
+    big = list(data.loader(1000))  # batch larger than N is one batch
+    assert len(big) == 1 and len(big[0][1]) == 40
+
+
+def test_subset_split_with_mask(groups):
+    data = GroupedData(groups)
+    a, b = data.split(0.75, seed=1)
+    assert len(a) == 30 and len(b) == 10
+    assert sorted(np.concatenate([a.row_index, b.row_index]).tolist()) == list(range(40))
+    held = data.observed.clone()
+    held[:, 2] = False
+    fewer = data.with_mask(held)
+    assert torch.all(fewer.values[2] == 0)
+    with pytest.raises(ValueError, match="missing in the data"):
+        fewer.with_mask(data.observed)
+    with pytest.raises(ValueError, match="unknown group 'zz'"):
+        data.index("zz")

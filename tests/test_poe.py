@@ -1,0 +1,61 @@
+import math
+
+import torch
+
+from pyro_factvae import product_of_experts
+
+
+def _brute_force(mu, prec, mask, grid):
+    """Product of N(0,1) and the kept 1-D expert densities, normalised on a grid."""
+    logp = -0.5 * grid**2
+    for m, p, keep in zip(mu, prec, mask):
+        if keep:
+            logp = logp - 0.5 * p * (grid - m) ** 2
+    w = torch.softmax(logp, 0)
+    mean = (w * grid).sum()
+    return mean, ((w * (grid - mean) ** 2).sum()).sqrt()
+
+
+def test_poe_matches_brute_force_product_of_densities():
+    torch.manual_seed(0)
+    g, k = 4, 3
+    mu = torch.randn(g, k, dtype=torch.float64) * 2
+    prec = torch.rand(g, k, dtype=torch.float64) * 5
+    mask = torch.tensor([True, False, True, True])
+    loc, scale = product_of_experts(mu, prec, mask)
+    grid = torch.linspace(-12, 12, 200001, dtype=torch.float64)
+    for j in range(k):
+        m, s = _brute_force(mu[:, j], prec[:, j], mask, grid)
+        assert math.isclose(loc[j].item(), m.item(), abs_tol=1e-6)
+        assert math.isclose(scale[j].item(), s.item(), rel_tol=1e-5)
+
+
+def test_left_out_experts_are_ignored_even_if_not_finite():
+    mu = torch.tensor([[1.0, 2.0], [float("nan"), float("inf")]])
+    prec = torch.tensor([[2.0, 3.0], [float("inf"), float("nan")]])
+    mask = torch.tensor([True, False])
+    loc, scale = product_of_experts(mu, prec, mask)
+    torch.testing.assert_close(loc, torch.tensor([2 / 3, 6 / 4]))
+    torch.testing.assert_close(scale, torch.tensor([3.0, 4.0]).rsqrt())
+
+
+def test_no_expert_gives_prior_and_zero_precision_is_uninformative():
+    mu = torch.randn(5, 3, 2)
+    prec = torch.rand(5, 3, 2)
+    loc, scale = product_of_experts(mu, prec, torch.zeros(5, 3, dtype=torch.bool))
+    assert torch.all(loc == 0) and torch.all(scale == 1)
+    # an expert with zero precision on a latent says nothing about it
+    prec[:, 0, 1] = 0
+    full = product_of_experts(mu, prec, torch.ones(5, 3, dtype=torch.bool))
+    mu2 = mu.clone()
+    mu2[:, 0, 1] = 100.0
+    other = product_of_experts(mu2, prec, torch.ones(5, 3, dtype=torch.bool))
+    torch.testing.assert_close(full[0][:, 1], other[0][:, 1])
+
+
+def test_more_experts_never_increase_variance():
+    torch.manual_seed(1)
+    mu, prec = torch.randn(3, 4), torch.rand(3, 4)
+    scales = [product_of_experts(mu, prec, torch.arange(3) < n)[1] for n in range(4)]
+    for a, b in zip(scales, scales[1:]):
+        assert torch.all(b <= a)

@@ -1,0 +1,89 @@
+import math
+
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from pyro_factvae import ProximalOptim, prox_group_lasso
+from pyro_factvae.priors import (
+    column_norms,
+    conditional_mode,
+    gamma_sq_prior,
+    log_marginal,
+    phi_prior,
+)
+
+
+def _closed_form(c, a, lam):
+    """argmin_x sum_j a_j/2 ||x_j - c_j||^2 + lam ||x_j||: shrink each column of c."""
+    norms = column_norms(c)
+    return c * torch.clamp(1 - lam / (a * norms), min=0).unsqueeze(-2)
+
+
+@pytest.mark.parametrize("phi_optim, lr, steps", [("sgd", 0.2, 400), ("adam", 0.05, 3000)])
+def test_proximal_optim_solves_group_lasso_quadratic(phi_optim, lr, steps):
+    torch.manual_seed(0)
+    m, k, lam = 5, 6, 1.0
+    c = torch.randn(2, m, k) * torch.tensor([0.1, 0.2, 0.3, 1.0, 2.0, 3.0])
+    a = torch.tensor([1.0, 2.0, 4.0, 1.0, 2.0, 4.0])  # per-column curvature
+    expected = _closed_form(c, a, lam)
+    assert (column_norms(expected) == 0).any() and (column_norms(expected) > 0).any()
+    phi = pyro.param("quad.Phi", torch.zeros(2, m, k))
+    opt = ProximalOptim(lam=lam, phi_lr=lr, phi_optim=phi_optim)
+    for _ in range(steps):
+        loss = (0.5 * a * (phi - c).square().sum(-2)).sum()
+        loss.backward()
+        opt([phi])
+        phi.grad = None
+    torch.testing.assert_close(phi.detach(), expected, atol=2e-4, rtol=1e-3)
+    # the zero columns are exactly zero, not merely small
+    assert torch.equal(column_norms(phi.detach()) == 0, column_norms(expected) == 0)
+
+
+def test_prox_operator_closed_form_and_exact_zeros():
+    phi = torch.tensor([[3.0, 0.1, 0.0], [4.0, 0.1, 0.0]])
+    out = prox_group_lasso(phi, 1.0)
+    torch.testing.assert_close(out[:, 0], torch.tensor([3.0, 4.0]) * (4 / 5))
+    assert torch.all(out[:, 1:] == 0)
+    torch.testing.assert_close(prox_group_lasso(phi, 0.0), phi)
+    with pytest.raises(ValueError):
+        prox_group_lasso(phi, -1.0)
+
+
+def test_theta_params_use_their_own_optimizer():
+    w = pyro.param("net.weight", torch.ones(3))
+    phi = pyro.param("net.Phi", torch.ones(2, 2))
+    opt = ProximalOptim(torch.optim.SGD, {"lr": 0.5}, lam=0.0, phi_lr=0.1, phi_optim="sgd")
+    (w.sum() + phi.sum()).backward()
+    opt([w, phi])
+    torch.testing.assert_close(w.detach(), torch.full((3,), 0.5))
+    torch.testing.assert_close(phi.detach(), torch.full((2, 2), 0.9))
+    with pytest.raises(ValueError, match="lam"):
+        ProximalOptim(lam=-1.0)
+    with pytest.raises(ValueError, match="phi_optim"):
+        ProximalOptim(phi_optim="lbfgs")
+
+
+def test_log_marginal_matches_integral_over_gamma():
+    torch.manual_seed(0)
+    m, k, lam = 3, 2, 1.5
+    phi = torch.randn(m, k, dtype=torch.float64)
+    gam = dist.Gamma(torch.tensor(0.5 * (m + 1), dtype=torch.float64), 0.5 * lam**2)
+    g = gam.sample((400000, k))
+    logp = dist.Normal(0.0, g.sqrt().unsqueeze(-2)).log_prob(phi).sum(-2)  # (S, k)
+    mc = (torch.logsumexp(logp, 0) - math.log(len(g))).sum()
+    assert math.isclose(log_marginal(phi, lam).item(), mc.item(), abs_tol=0.02)
+
+
+def test_conditional_mode_maximises_conditional_density():
+    phi = torch.tensor([[0.5, 0.0], [1.0, 0.0], [-0.2, 0.0]], dtype=torch.float64)
+    lam, m = 2.0, 3
+    mode = conditional_mode(phi, lam)
+    grid = torch.linspace(1e-4, 5, 200000, dtype=torch.float64)
+    logp = gamma_sq_prior(m, 1, lam).base_dist.log_prob(grid) + dist.Normal(
+        0.0, grid.sqrt().unsqueeze(-1)
+    ).log_prob(phi[:, 0]).sum(-1)
+    assert math.isclose(mode[0].item(), grid[logp.argmax()].item(), rel_tol=1e-3)
+    assert mode[1].item() == 0.0
+    assert phi_prior(mode.clamp_min(1e-12), m).event_shape == (m, 2)
