@@ -167,15 +167,19 @@ class FactVAE:
         )
 
     def _data(self, data: Any) -> GroupedData:
-        data = as_grouped(data, names=self.layout_.names if self.layout_ else None)
+        if not isinstance(data, (GroupedData, Mapping)) and self.layout_ is not None:
+            data = GroupedData(data, names=self.layout_.names)  # a list: fitted names
+        data = as_grouped(data)
         if self.layout_ is not None:
             if tuple(data.names) != self.layout_.names:
                 raise ValueError(
-                    f"data has groups {data.names}, the model was fitted on {list(self.layout_.names)}"
+                    f"data has groups {data.names}, "
+                    f"the model was fitted on {list(self.layout_.names)}"
                 )
             if tuple(data.dims) != self.layout_.dims:
                 raise ValueError(
-                    f"data has group widths {data.dims}, the model expects {list(self.layout_.dims)}"
+                    f"data has group widths {data.dims}, "
+                    f"the model expects {list(self.layout_.dims)}"
                 )
         return data
 

@@ -1,0 +1,146 @@
+import numpy as np
+import pytest
+import torch
+
+from pyro_factvae import FactVAE, GroupedData
+from pyro_factvae.datasets import bars_data, bars_structure
+
+from .conftest import small_groups
+
+FAST = dict(epochs=3, batch_size=16, progress=False)
+
+
+def tiny(**kw):
+    return FactVAE(latent_dim=3, encoder_width=4, decoder_width=4, **kw)
+
+
+def params(m):
+    return [p.detach().clone() for p in [*m.model_.parameters(), *m.guide_.parameters()]]
+
+
+def test_fit_and_outputs_have_the_right_shapes(groups):
+    m = tiny().fit(groups, **FAST)
+    assert len(m.history_) == 3 and np.isfinite(m.history_).all()
+    loc, scale = m.latent(groups)
+    assert loc.shape == scale.shape == (40, 3) and (scale > 0).all()
+    rec = m.reconstruct(groups, given=["a"], targets=["c"], num_samples=5)
+    assert list(rec) == ["c"] and rec["c"].shape == (40, 2)
+    sample = m.sample(7, seed=0)
+    assert [v.shape for v in sample.values()] == [(7, 3), (7, 3), (7, 2)]
+    sp = m.sparsity()
+    assert list(sp.index) == ["a", "b", "c"] and sp.shape == (3, 3)
+    assert list(sp.columns) == ["z0", "z1", "z2"]
+
+
+def test_impute_keeps_observed_and_fills_missing(groups):
+    data = GroupedData(groups)
+    m = tiny().fit(data, **FAST)
+    out = m.impute(data, num_samples=4)
+    np.testing.assert_array_equal(out["a"][0], data.values[0][0].numpy())
+    assert np.isfinite(out["b"][2:5]).all()
+    rec = m.reconstruct(data, num_samples=4)
+    np.testing.assert_allclose(out["b"][2:5], rec["b"][2:5])
+    # the plug-in mean (num_samples=0) is deterministic
+    a = m.reconstruct(data, num_samples=0)["c"]
+    np.testing.assert_array_equal(a, m.reconstruct(data, num_samples=0)["c"])
+
+
+def test_given_group_only_matters_where_observed(groups):
+    data = GroupedData(groups)
+    m = tiny().fit(data, **FAST)
+    loc_b, _ = m.latent(data, given=["b"])
+    _, scale_none = m.latent(data, given=[])
+    np.testing.assert_allclose(scale_none, 1.0)
+    # rows 2..4 lack group b: encoding "b" gives the prior there
+    np.testing.assert_allclose(loc_b[2:5], 0.0)
+
+
+def test_seeded_fit_is_bit_for_bit_repeatable(groups):
+    a = tiny().fit(groups, seed=3, **FAST)
+    b = tiny().fit(groups, seed=3, **FAST)
+    c = tiny().fit(groups, seed=4, **FAST)
+    assert a.history_ == b.history_
+    assert all(torch.equal(x, y) for x, y in zip(params(a), params(b)))
+    assert not all(torch.equal(x, y) for x, y in zip(params(a), params(c)))
+
+
+def test_save_load_round_trip(tmp_path, groups):
+    m = tiny(lam=0.5, likelihood={"c": "normal"}).fit(groups, **FAST)
+    path = tmp_path / "model.pt"
+    m.save(path)
+    back = FactVAE.load(path)
+    assert back.config == m.config and back.history_ == m.history_
+    assert all(torch.equal(x, y) for x, y in zip(params(m), params(back)))
+    np.testing.assert_array_equal(m.latent(groups)[0], back.latent(groups)[0])
+    np.testing.assert_array_equal(
+        m.reconstruct(groups, num_samples=3)["b"], back.reconstruct(groups, num_samples=3)["b"]
+    )
+    assert m.sparsity().equals(back.sparsity())
+    # the loaded model keeps training
+    back.fit(groups, epochs=1, progress=False)
+    assert len(back.history_) == 4
+
+
+def test_load_refuses_non_factvae_files(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"meta": "{}"}, bad)
+    with pytest.raises(ValueError, match="not a FactVAE file"):
+        FactVAE.load(bad)
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"meta": Evil()}, evil)
+    with pytest.raises(ValueError, match="not a loadable FactVAE file"):
+        FactVAE.load(evil)
+
+
+def test_bad_arguments_raise_clear_errors(groups):
+    with pytest.raises(ValueError, match="lam must be"):
+        FactVAE(lam=-1.0)
+    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
+        FactVAE(likelihood="poisson")
+    with pytest.raises(ValueError, match="unknown likelihood 'gauss'"):
+        tiny(likelihood=["normal", "gauss", "normal"]).fit(groups, **FAST)
+    with pytest.raises(ValueError, match="unknown groups"):
+        tiny(likelihood={"zz": "normal"}).fit(groups, **FAST)
+    with pytest.raises(ValueError, match="keep_prob"):
+        FactVAE(keep_prob=0.0)
+    with pytest.raises(ValueError, match="latent_dim"):
+        FactVAE(latent_dim=0)
+    with pytest.raises(ValueError, match="epochs"):
+        tiny().fit(groups, epochs=0)
+    with pytest.raises(ValueError, match="not fitted"):
+        tiny().sparsity()
+    m = tiny().fit(groups, **FAST)
+    with pytest.raises(ValueError, match="unknown group 'zz'"):
+        m.reconstruct(groups, given=["zz"])
+    other = small_groups()
+    other["c"] = other["c"][:, :1]
+    with pytest.raises(ValueError, match="group widths"):
+        m.latent(other)
+    with pytest.raises(ValueError, match="bernoulli"):
+        tiny(likelihood={"a": "bernoulli"}).fit(groups, **FAST)
+
+
+def test_bernoulli_group_trains(groups):
+    groups["c"] = (np.nan_to_num(groups["c"]) > 0).astype(float)
+    groups["c"][0] = np.nan
+    m = tiny(likelihood={"c": "bernoulli"}).fit(groups, **FAST)
+    rec = m.reconstruct(groups, targets=["c"], num_samples=3)["c"]
+    assert ((rec >= 0) & (rec <= 1)).all()
+    assert set(np.unique(m.sample(20)["c"])) <= {0.0, 1.0}
+
+
+def test_bars_sparsity_fast():
+    """Quadrant bars: exact zeros separate top from bottom; lam = 0 keeps every link."""
+    data = bars_data(3000, seed=1)
+    m = FactVAE(latent_dim=12, lam=1.0).fit(data, epochs=20, seed=1, progress=False)
+    s = bars_structure(m.sparsity().values)
+    assert s["cross"] == 0, m.sparsity()
+    assert s["every_quadrant"]
+    assert s["zero_columns"] > 0
+    dense = FactVAE(latent_dim=12, lam=0.0).fit(data.subset(range(500)), epochs=2, progress=False)
+    assert (dense.sparsity().values > 0).all()
