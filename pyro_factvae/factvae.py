@@ -128,6 +128,12 @@ class FactVAE:
         self.guide_: Guide | None = None
         self.history_: list[float] = []
         self.layout_: Layout | None = None
+        self.optim_: ProximalOptim | None = None
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        state = f"fitted on {self.num_data_} rows" if self.model_ is not None else "not fitted"
+        return f"FactVAE({args}) [{state}]"
 
     # ------------------------------------------------------------------ building
     def _likelihoods(self, names: Sequence[str]) -> list[str]:
@@ -219,7 +225,8 @@ class FactVAE:
         warmup_epochs : float, optional
             Ramp the prox's ``lam`` linearly from 0 over this many epochs (a continuation
             start: networks first learn what the data say, then the penalty prunes; the
-            objective at the end is unchanged). Default: 40% of ``epochs``.
+            objective at the end is unchanged). Default: 40% of ``epochs`` on the first
+            call, none when continuing.
         lr_decay : float
             Final step sizes as a fraction of ``lr`` and ``phi_lr`` (cosine schedule over
             this call's epochs; 1 keeps them constant). Small final steps let noisy
@@ -238,7 +245,7 @@ class FactVAE:
         _positive_int("epochs", epochs)
         _positive_int("batch_size", batch_size)
         if warmup_epochs is None:
-            warmup_epochs = 0.4 * epochs
+            warmup_epochs = 0.0 if self.history_ else 0.4 * epochs
         if not (lr > 0 and phi_lr > 0 and warmup_epochs >= 0 and 0 < lr_decay <= 1):
             raise ValueError("lr and phi_lr must be > 0, warmup_epochs >= 0 and lr_decay in (0, 1]")
         data = self._data(data)
@@ -255,18 +262,21 @@ class FactVAE:
             self.model_.init_from_data(data.values, data.observed)
         model, guide = self._fitted()
         model.num_data = guide.num_data = len(data)
-        optim = ProximalOptim(
-            torch.optim.Adam,
-            {"lr": lr, "foreach": True},
-            lam=self.config["lam"],
-            phi_lr=phi_lr,
-            phi_optim=phi_optim,
-        )
+        if self.optim_ is None or self.optim_.phi_optim != phi_optim:
+            self.optim_ = ProximalOptim(
+                torch.optim.Adam,
+                {"lr": lr, "foreach": True},
+                lam=self.config["lam"],
+                phi_lr=phi_lr,
+                phi_optim=phi_optim,
+            )
+        else:  # continue training: keep the optimizers' moments
+            self.optim_.set_base_lr(lr, phi_lr)
         self.history_ += train(
             model,
             guide,
             data,
-            optim,
+            self.optim_,
             epochs=epochs,
             batch_size=batch_size,
             keep_prob=self.config["keep_prob"],
@@ -377,8 +387,8 @@ class FactVAE:
         outs = model.decode(z, list(guide.Phi))
         result: dict[str, np.ndarray] = {}
         for block, out, lik in zip(model.layout.blocks, outs, model.likelihoods):
-            for i, g in enumerate(block.groups):
-                value = lik.mean(out)[:, i] if mean else lik.dist(out[:, i], i).sample()
+            values = lik.mean(out).unbind(-2) if mean else [d.sample() for d in lik.dists(out)]
+            for g, value in zip(block.groups, values):
                 result[model.layout.names[g]] = value.numpy()
         return {name: result[name] for name in model.layout.names}
 

@@ -41,8 +41,8 @@ class Likelihood(nn.Module):
         super().__init__()
         self.num_groups, self.dim = num_groups, dim
 
-    def dist(self, out: torch.Tensor, i: int) -> dist.TorchDistribution:
-        """Distribution of group ``i`` of the block given its decoder output ``(..., dim)``."""
+    def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
+        """Per-group distributions of the block given decoder outputs ``(..., G_b, dim)``."""
         raise NotImplementedError
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
@@ -70,8 +70,9 @@ class NormalLikelihood(Likelihood):
     def scale(self) -> torch.Tensor:
         return softplus(self.raw_scale) + MIN_SCALE
 
-    def dist(self, out: torch.Tensor, i: int) -> dist.TorchDistribution:
-        return dist.Normal(out, self.scale[i]).to_event(1)
+    def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
+        scale = self.scale  # once per block
+        return [dist.Normal(out[..., i, :], scale[i]).to_event(1) for i in range(out.shape[-2])]
 
     @torch.no_grad()
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
@@ -91,8 +92,8 @@ class BernoulliLikelihood(Likelihood):
 
     name = "bernoulli"
 
-    def dist(self, out: torch.Tensor, i: int) -> dist.TorchDistribution:
-        return dist.Bernoulli(logits=out).to_event(1)
+    def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
+        return [dist.Bernoulli(logits=out[..., i, :]).to_event(1) for i in range(out.shape[-2])]
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)

@@ -91,8 +91,14 @@ class Layout:
         return [g for b in self.blocks for g in b.groups]
 
 
-def _check_batch(layout: Layout, xs: Sequence[torch.Tensor], mask: torch.Tensor):
-    """Validate a minibatch and zero-fill missing groups (a NaN there would poison gradients)."""
+def _stack_blocks(
+    layout: Layout, xs: Sequence[torch.Tensor], mask: torch.Tensor
+) -> list[torch.Tensor]:
+    """Validate a minibatch; return per-block ``(B, G_b, d_b)`` inputs, zero where missing.
+
+    Zero-filling matters: a NaN under a missing group would give NaN gradients even where
+    its contribution is masked out.
+    """
     if len(xs) != layout.num_groups:
         raise ValueError(f"expected {layout.num_groups} groups {layout.names}, got {len(xs)}")
     if mask.dtype != torch.bool or mask.dim() != 2 or mask.shape[1] != layout.num_groups:
@@ -100,13 +106,16 @@ def _check_batch(layout: Layout, xs: Sequence[torch.Tensor], mask: torch.Tensor)
             f"mask must be a bool tensor of shape (batch, {layout.num_groups}), "
             f"got {mask.dtype} {tuple(mask.shape)}"
         )
-    out = []
-    for g, (x, name, d) in enumerate(zip(xs, layout.names, layout.dims)):
+    for x, name, d in zip(xs, layout.names, layout.dims):
         if x.shape != (mask.shape[0], d):
             raise ValueError(
                 f"group {name!r}: expected shape ({mask.shape[0]}, {d}), got {tuple(x.shape)}"
             )
-        out.append(torch.where(mask[:, g : g + 1], x, 0.0))
+    out = []
+    for block in layout.blocks:
+        x = torch.stack([xs[g] for g in block.groups], dim=-2)
+        keep = mask[:, list(block.groups)].unsqueeze(-1)
+        out.append(torch.where(keep, x, 0.0))
     return out
 
 
@@ -236,7 +245,7 @@ class Model(PyroModule):
         torch.Tensor
             The sampled ``z``, shape ``(B, K)``.
         """
-        xs = _check_batch(self.layout, xs, mask)
+        blocks = _stack_blocks(self.layout, xs, mask)
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
         num_data = self.num_data or batch
@@ -246,12 +255,10 @@ class Model(PyroModule):
             prior = dist.Normal(torch.zeros(batch, self.latent_dim), 1.0).to_event(1)
             z = pyro.sample("z", prior)
             outs = self.decode(z, phis)
-            for block, out, lik in zip(self.layout.blocks, outs, self.likelihoods):
-                for i, g in enumerate(block.groups):
+            for block, x, out, lik in zip(self.layout.blocks, blocks, outs, self.likelihoods):
+                for i, (g, fn) in enumerate(zip(block.groups, lik.dists(out))):
                     with poutine.mask(mask=mask[:, g]):
-                        pyro.sample(
-                            f"x_{self.layout.names[g]}", lik.dist(out[..., i, :], i), obs=xs[g]
-                        )
+                        pyro.sample(f"x_{self.layout.names[g]}", fn, obs=x[:, i])
         return z
 
 
@@ -318,16 +325,17 @@ class Guide(PyroModule):
         return out
 
     def experts(
-        self, xs: Sequence[torch.Tensor], phis: Sequence[torch.Tensor]
+        self, blocks: Sequence[torch.Tensor], phis: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expert means and precisions ``(B, G, K)`` in the user's group order."""
+        """Expert means and precisions ``(B, G, K)`` (user's group order) from block inputs."""
         p = self.decoder_width
         mus, precs = [], []
-        for block, enc, phi in zip(self.layout.blocks, self.encoders, phis):
-            x = torch.stack([xs[g] for g in block.groups], dim=-2)
+        for x, enc, phi in zip(blocks, self.encoders, phis):
             mu, prec = enc(x, phi[..., p:, :], self.baseline)
             mus.append(mu)
             precs.append(prec)
+        if len(mus) == 1:  # one block: already in group order
+            return mus[0], precs[0]
         inverse = torch.argsort(torch.tensor(self.layout.order))
         return torch.cat(mus, -2)[..., inverse, :], torch.cat(precs, -2)[..., inverse, :]
 
@@ -340,7 +348,7 @@ class Guide(PyroModule):
         """PoE ``q(z | x)`` loc and scale ``(B, K)`` from the groups in ``enc_mask`` (eq 6)."""
         if phis is None:
             phis = list(self.Phi)
-        mu, prec = self.experts(xs, phis)
+        mu, prec = self.experts(_stack_blocks(self.layout, xs, enc_mask), phis)
         return product_of_experts(mu, prec, enc_mask)
 
     def forward(
@@ -354,10 +362,14 @@ class Guide(PyroModule):
         ``enc_mask`` (``(B, G)`` bool) selects the groups fed to the encoder; it is combined
         with ``mask`` so a missing group never enters (Algorithm 1's ``I subset O``).
         """
-        xs = _check_batch(self.layout, xs, mask)
+        if enc_mask is not None and (enc_mask.dtype != torch.bool or enc_mask.shape != mask.shape):
+            raise ValueError(
+                f"enc_mask must be a bool tensor shaped like mask {tuple(mask.shape)}, "
+                f"got {enc_mask.dtype} {tuple(enc_mask.shape)}"
+            )
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
-        inputs = mask if enc_mask is None else mask & enc_mask
+        inputs = mask if enc_mask is None or mask.dtype != torch.bool else mask & enc_mask
         loc, scale = self.posterior(xs, inputs, phis)
         with pyro.plate("data", self.num_data or batch, subsample=torch.arange(batch)):
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))

@@ -130,6 +130,19 @@ class ProximalOptim(PyroOptim):
         self.phi_state: dict[str, dict[str, Any]] = {}
         self._names: dict[torch.Tensor, str] = {}
 
+    def set_base_lr(self, lr: float, phi_lr: float) -> None:
+        """Change the initial step sizes (``lr`` for every theta group, and ``phi_lr``)."""
+        self._base_phi_lr = phi_lr
+        self.pt_optim_args = (
+            {**self.pt_optim_args, "lr": lr}
+            if isinstance(self.pt_optim_args, dict)
+            else self.pt_optim_args
+        )
+        if self.theta_optim is not None:
+            for group in self.theta_optim.param_groups:
+                group["initial_lr"] = lr
+        self.set_lr_factor(self.lr_factor)
+
     def set_lr_factor(self, factor: float) -> None:
         """Scale every step size (theta and ``Phi``) to ``factor`` times its initial value."""
         if self.theta_optim is not None:
