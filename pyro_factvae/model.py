@@ -174,6 +174,8 @@ class Model(PyroModule):
         self.latent_dim = latent_dim
         self.encoder_width = encoder_width
         self.decoder_width = decoder_width
+        if not lam >= 0:
+            raise ValueError(f"lam must be >= 0, got {lam}")
         self.lam = float(lam)
         self.num_data = num_data
         self.theta_prior_weight = float(theta_prior_weight)
@@ -225,27 +227,44 @@ class Model(PyroModule):
 
     def forward(
         self,
-        xs: Sequence[torch.Tensor],
-        mask: torch.Tensor,
+        xs: Sequence[torch.Tensor] | None,
+        mask: torch.Tensor | None = None,
         enc_mask: torch.Tensor | None = None,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
-        """Run the model on a minibatch.
+        """Run the model on a minibatch (or simulate one).
 
         Parameters
         ----------
-        xs : sequence of torch.Tensor
+        xs : sequence of torch.Tensor or None
             One ``(B, d_g)`` tensor per group; values under missing groups are ignored.
-        mask : torch.Tensor
+            ``None`` simulates: every ``x_<g>`` site is sampled (prior predictive with
+            :class:`pyro.infer.Predictive`).
+        mask : torch.Tensor, optional
             ``(B, G)`` bool, ``True`` where a group is observed (likelihood on those).
+            Required with data; when simulating, defaults to all ``True``.
         enc_mask : torch.Tensor, optional
             Ignored here: the groups fed to the encoder only matter to the guide.
+        batch_size : int, optional
+            Rows to simulate when ``xs`` and ``mask`` are ``None``.
 
         Returns
         -------
         torch.Tensor
             The sampled ``z``, shape ``(B, K)``.
         """
-        blocks = _stack_blocks(self.layout, xs, mask)
+        if xs is None:
+            if mask is None:
+                if batch_size is None:
+                    raise ValueError("to simulate, give mask or batch_size")
+                mask = torch.ones(batch_size, self.layout.num_groups, dtype=torch.bool)
+            zeros = [torch.zeros(mask.shape[0], d) for d in self.layout.dims]
+            blocks: list[torch.Tensor | None] = [None] * len(self.layout.blocks)
+            _stack_blocks(self.layout, zeros, mask)  # validates the mask
+        else:
+            if mask is None:
+                raise ValueError("mask is required with data: (B, G) bool, True = observed")
+            blocks = _stack_blocks(self.layout, xs, mask)
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
         num_data = self.num_data or batch
@@ -258,7 +277,8 @@ class Model(PyroModule):
             for block, x, out, lik in zip(self.layout.blocks, blocks, outs, self.likelihoods):
                 for i, (g, fn) in enumerate(zip(block.groups, lik.dists(out))):
                     with poutine.mask(mask=mask[:, g]):
-                        pyro.sample(f"x_{self.layout.names[g]}", fn, obs=x[:, i])
+                        obs = None if x is None else x[:, i]
+                        pyro.sample(f"x_{self.layout.names[g]}", fn, obs=obs)
         return z
 
 
@@ -290,7 +310,7 @@ class Guide(PyroModule):
         self,
         model: Model,
         hidden: Sequence[int] = (),
-        baseline: float = 1.0,
+        baseline: float = 100.0,
         name: str = "",
     ) -> None:
         super().__init__(name)

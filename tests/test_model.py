@@ -68,6 +68,11 @@ def test_prior_predictive_draws_through_explicit_sites(groups):
     assert pred["gamma_sq_g0"].squeeze(1).shape == (3, 4)
     assert pred["Phi_g1"].squeeze(1).shape == (3, model.phi_rows, 4)
     assert torch.all(pred["gamma_sq_g0"] > 0)
+    # with no data, the x sites are simulated through the explicit prior sites
+    sim = Predictive(model, num_samples=2)(None, batch_size=5)
+    assert sim["x_g2"].shape == (2, 5, 2) and torch.isfinite(sim["x_g2"]).all()
+    with pytest.raises(ValueError, match="mask or batch_size"):
+        model(None)
     # conditioning a Phi column to zero disconnects that latent from the group
     phi = torch.randn(model.phi_rows, 4)
     phi[:, 2] = 0.0
