@@ -42,12 +42,15 @@ def rmse(pred: dict[str, np.ndarray], test) -> float:
     return float(np.sqrt(np.mean([(pred[k] - truth[k]) ** 2 for k in pred])))
 
 
-def run(lam: float, seed: int, n: int = 10000, progress: bool = True) -> dict:
+def run(
+    lam: float, seed: int, n: int = 10000, progress: bool = True, epochs: int | None = None
+) -> dict:
     """Fit one model on bars; return it with its structure and right-from-left RMSE."""
     train = bars_data(n, missing=0.25, seed=seed)
     test = bars_data(1000, missing=0.0, seed=seed + 1000)
+    fit = {**FIT, **({"epochs": epochs} if epochs else {})}
     t0 = time.perf_counter()
-    model = FactVAE(lam=lam, **MODEL).fit(train, seed=seed, progress=progress, **FIT)
+    model = FactVAE(lam=lam, **MODEL).fit(train, seed=seed, progress=progress, **fit)
     seconds = time.perf_counter() - t0
     pred = right_from_left(model, test)
     return {
@@ -94,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lam", type=float, default=1.0, help="lambda of the sparse model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=10000, help="training rows")
+    parser.add_argument("--epochs", type=int, default=FIT["epochs"])
     parser.add_argument("--out", default="examples/out", help="folder for the PNGs")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -101,7 +105,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {}
     for lam in (0.0, args.lam):
-        res = results[lam] = run(lam, args.seed, args.n, progress=not args.no_progress)
+        res = results[lam] = run(
+            lam, args.seed, args.n, progress=not args.no_progress, epochs=args.epochs
+        )
         print(f"\nlam = {lam:g}: {res['seconds']:.1f} s, right-from-left RMSE {res['rmse']:.4f}")
         print(res["model"].sparsity().round(2).to_string())
         print(

@@ -72,7 +72,14 @@ def train(
                 cos = 0.5 * (1 + math.cos(math.pi * step / max(total_steps - 1, 1)))
                 optim.set_lr_factor(lr_decay + (1 - lr_decay) * cos)
                 step += 1
-                total += svi.step(xs, mask, keep) * mask.shape[0]
+                loss = svi.step(xs, mask, keep)
+                if not math.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the loss became {loss} at epoch {epoch + 1}, step {step}; the "
+                        "parameters are no longer usable. Standardise features of very "
+                        "different scales, or lower lr / phi_lr"
+                    )
+                total += loss * mask.shape[0]
         history.append(total / num_data)
         bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
         if callback is not None:

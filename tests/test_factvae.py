@@ -144,3 +144,10 @@ def test_bars_sparsity_fast():
     assert s["zero_columns"] > 0
     dense = FactVAE(latent_dim=12, lam=0.0).fit(data.subset(range(500)), epochs=2, progress=False)
     assert (dense.sparsity().values > 0).all()
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_non_finite_loss_stops_training_with_a_message(groups):
+    groups["a"] = groups["a"] * 1e30
+    with pytest.raises(FloatingPointError, match="the loss became"):
+        tiny().fit(groups, epochs=3, batch_size=16, lr=1.0, progress=False)
