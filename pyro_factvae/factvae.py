@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,13 +21,14 @@ from . import __version__
 from .data import GroupedData, as_grouped
 from .model import Guide, Layout, Model
 from .optim import ProximalOptim
+from .persist import FORMAT, atomic_save, read_payload
+from .predict import predictive_means
 from .priors import column_norms
 from .train import seed_everything, train
 
 __all__ = ["FactVAE"]
 
 _names = itertools.count()
-_FORMAT = "pyro_factvae.FactVAE"
 
 
 class FactVAE:
@@ -301,18 +301,6 @@ class FactVAE:
         _, guide = self._fitted()
         return guide.posterior(data.values, enc_mask)
 
-    @torch.no_grad()
-    def _decode_mean(self, z: torch.Tensor) -> list[torch.Tensor]:
-        """Per-group observation means ``(..., d_g)`` at latents ``z`` (user group order)."""
-        model, guide = self._fitted()
-        outs = model.decode(z, list(guide.Phi))
-        per_group: list[torch.Tensor | None] = [None] * model.layout.num_groups
-        for block, out, lik in zip(model.layout.blocks, outs, model.likelihoods):
-            mean = lik.mean(out)
-            for i, g in enumerate(block.groups):
-                per_group[g] = mean[..., i, :]
-        return per_group  # type: ignore[return-value]
-
     def latent(
         self, data: Any, given: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -344,21 +332,21 @@ class FactVAE:
             ``{group: (N, d_g) array}`` for each target (default: all groups).
         """
         data = self._data(data)
-        targets = list(self.layout_.names) if targets is None else list(targets)
+        model, guide = self._fitted()
+        targets = list(model.layout.names) if targets is None else list(targets)
         idx = [data.index(t) for t in targets]
-        loc, scale = self._posterior(data, self._given_mask(data, given))
-        if num_samples == 0:
-            means = self._decode_mean(loc)
-            return {t: means[g].numpy() for t, g in zip(targets, idx)}
-        _positive_int("num_samples", num_samples)
-        gen = torch.Generator().manual_seed(seed)
-        sums = [torch.zeros(len(data), self.layout_.dims[g]) for g in idx]
-        for _ in range(num_samples):
-            z = loc + scale * torch.randn(loc.shape, generator=gen)
-            means = self._decode_mean(z)
-            for s, g in zip(sums, idx):
-                s += means[g]
-        return {t: (s / num_samples).numpy() for t, s in zip(targets, sums)}
+        if num_samples != 0:
+            _positive_int("num_samples", num_samples)
+        means = predictive_means(
+            model,
+            guide,
+            data.values,
+            self._given_mask(data, given),
+            idx,
+            num_samples,
+            torch.Generator().manual_seed(seed),
+        )
+        return {t: m.numpy() for t, m in zip(targets, means)}
 
     def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
         """Fill every missing group with its posterior-predictive mean given the observed ones.
@@ -419,7 +407,7 @@ class FactVAE:
         """
         model, guide = self._fitted()
         meta = {
-            "format": _FORMAT,
+            "format": FORMAT,
             "version": __version__,
             "config": self.config,
             "layout": {
@@ -435,37 +423,12 @@ class FactVAE:
             "model": model.state_dict(),
             "guide": guide.state_dict(),
         }
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".factvae-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(payload, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_save(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FactVAE:
         """Read a model written by :meth:`save` (no code from the file is executed)."""
-        try:
-            payload = torch.load(os.fspath(path), map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise
-        except Exception as exc:
-            raise ValueError(
-                f"{os.fspath(path)!r} is not a loadable FactVAE file (only tensors and plain "
-                f"data are accepted): {str(exc).splitlines()[0]}"
-            ) from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("meta"), str):
-            raise ValueError(f"{os.fspath(path)!r} is not a FactVAE file")
-        meta = json.loads(payload["meta"])
-        if meta.get("format") != _FORMAT:
-            raise ValueError(f"{os.fspath(path)!r} is not a FactVAE file")
+        meta, payload = read_payload(path)
         self = cls(**meta["config"])
         lay = meta["layout"]
         self._build(Layout(lay["names"], lay["dims"], lay["likelihoods"]), meta["num_data"])

@@ -1,0 +1,52 @@
+"""Posterior-predictive means under the PoE posterior, vectorised over groups and rows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .model import Guide, Model
+
+__all__ = ["observation_means", "predictive_means"]
+
+
+@torch.no_grad()
+def observation_means(
+    model: Model, phis: Sequence[torch.Tensor], z: torch.Tensor
+) -> list[torch.Tensor]:
+    """``E(x_g | z)`` for every group, ``(..., d_g)`` each, in the user's group order."""
+    per_group: list[torch.Tensor] = [torch.empty(0)] * model.layout.num_groups
+    for block, out, lik in zip(model.layout.blocks, model.decode(z, phis), model.likelihoods):
+        for g, mean in zip(block.groups, lik.mean(out).unbind(-2)):
+            per_group[g] = mean
+    return per_group
+
+
+@torch.no_grad()
+def predictive_means(
+    model: Model,
+    guide: Guide,
+    xs: Sequence[torch.Tensor],
+    enc_mask: torch.Tensor,
+    targets: Sequence[int],
+    num_samples: int,
+    generator: torch.Generator,
+) -> list[torch.Tensor]:
+    """``E_{q(z | x_I)}[E(x_g | z)]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
+
+    Monte Carlo over ``num_samples`` draws of ``z``; ``num_samples = 0`` plugs in the
+    posterior mean of ``z`` instead.
+    """
+    phis = list(guide.Phi)
+    loc, scale = guide.posterior(xs, enc_mask)
+    if num_samples == 0:
+        means = observation_means(model, phis, loc)
+        return [means[g] for g in targets]
+    sums = [torch.zeros(loc.shape[0], model.layout.dims[g]) for g in targets]
+    for _ in range(num_samples):
+        z = loc + scale * torch.randn(loc.shape, generator=generator)
+        means = observation_means(model, phis, z)
+        for total, g in zip(sums, targets):
+            total += means[g]
+    return [total / num_samples for total in sums]
