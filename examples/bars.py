@@ -8,7 +8,7 @@ Trains lam = 0 (factored networks, no sparsity) and lam > 0, prints both group x
 and writes ``sparsity_lam0.png``, ``sparsity_lam<lam>.png`` and ``right_from_left.png``
 (the right half of held-out images predicted from their left half) to ``--out``.
 
-    python examples/bars.py            # about 45 s on 2 CPU cores
+    python examples/bars.py            # about 50 s on 2 CPU cores (48 s measured)
 """
 
 from __future__ import annotations
