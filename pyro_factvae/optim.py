@@ -8,10 +8,17 @@ by stochastic gradients, and applies that term through its proximal operator:
    latent ``j``, the group soft-threshold
    ``Phi_.j <- Phi_.j / ||Phi_.j|| * (||Phi_.j|| - eta lam)_+``.
 
-:func:`collapse` removes the explicit prior sites (``Phi_<g>``, ``gamma_sq_<g>``) from the loss
-by masking them (``poutine.mask`` semantics: their log-density counts zero in any ELBO), so the
-loss is exactly ``-L~``. The sites stay in the trace, so ``Phi`` still flows from guide to
-model; only their log-density, the term the prox handles, is left out.
+:func:`collapse` takes the explicit prior sites out of the loss, so it is exactly ``-L~``:
+
+* ``gamma_sq_<g>`` is integrated out ("collapsed variational inference over the scale
+  parameters", sec. 2.1): the site is hidden from every outer handler (no trace, ELBO or replay
+  sees it, as with ``poutine.block``), and its placeholder value is the prior mean;
+* ``Phi_<g>`` stays in the trace, so its value still flows from the guide to the model, but its
+  distribution is fully masked (``poutine.mask`` semantics: zero log-density in any ELBO). Its
+  marginal log-density, ``-lam sum_j ||Phi_.j||`` (eq 9), is what the prox step applies.
+
+Without :func:`collapse` the same model and guide have all their sites, for prior predictive
+draws and the full log joint.
 
 Use with a plain :class:`pyro.infer.SVI`::
 
@@ -42,13 +49,21 @@ PRIOR_SITE_PREFIXES = ("Phi_", "gamma_sq_")
 
 class _CollapseMessenger(Messenger):
     def _process_message(self, msg: dict) -> None:
-        if msg["type"] == "sample" and str(msg["name"]).startswith(PRIOR_SITE_PREFIXES):
+        if msg["type"] != "sample":
+            return
+        name = str(msg["name"])
+        if name.startswith("gamma_sq_"):
+            # integrated out (sec. 2.1): hidden from outer handlers (no trace, ELBO or replay
+            # sees it); its value, the prior mean, only feeds the masked Phi site below
+            msg["value"] = msg["fn"].mean
+            msg["stop"] = True
+        elif name.startswith("Phi_"):
             # a fully masked distribution: zero log-density without evaluating it
             msg["fn"] = msg["fn"].mask(False)
 
 
 def collapse(fn: Callable) -> Callable:
-    """Wrap a model or guide so its ``Phi_<g>``/``gamma_sq_<g>`` sites leave the loss."""
+    """Wrap a model or guide for Algorithm 1: ``gamma_sq_<g>`` hidden, ``Phi_<g>`` masked."""
 
     def collapsed(*args: Any, **kwargs: Any) -> Any:
         with _CollapseMessenger():

@@ -131,11 +131,16 @@ def test_collapse_masks_exactly_the_prior_sites(groups):
     tr.compute_log_prob()
     for g in ("g0", "g1", "g2"):
         assert tr.nodes[f"Phi_{g}"]["log_prob_sum"] == 0
-        assert tr.nodes[f"gamma_sq_{g}"]["log_prob_sum"] == 0
+        # gamma_sq is integrated out: in neither trace
+        assert f"gamma_sq_{g}" not in tr.nodes and f"gamma_sq_{g}" not in guide_tr.nodes
     assert tr.nodes["x_g0"]["log_prob_sum"] != 0
-    full = poutine.trace(poutine.replay(model, guide_tr)).get_trace(xs, mask)
+    # the Phi value still flows from the guide to the model
+    assert torch.equal(tr.nodes["Phi_g1"]["value"], guide_tr.nodes["Phi_g1"]["value"])
+    full_guide = poutine.trace(guide).get_trace(xs, mask)
+    full = poutine.trace(poutine.replay(model, full_guide)).get_trace(xs, mask)
     full.compute_log_prob()
     assert full.nodes["Phi_g0"]["log_prob_sum"] != 0
+    assert full.nodes["gamma_sq_g0"]["log_prob_sum"] != 0
 
 
 def test_proximal_optim_drives_plain_svi(groups):
