@@ -203,13 +203,13 @@ class Model(PyroModule):
     def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
         """Sample the ``gamma_sq_<g>`` and ``Phi_<g>`` sites; return ``Phi`` stacked per block."""
         m, k = self.phi_rows, self.latent_dim
-        lam_total = self.lam_total(batch_size)
+        gamma_prior = gamma_sq_prior(m, k, self.lam_total(batch_size))  # same for every group
         phis = []
         for block in self.layout.blocks:
             stack = []
             for g in block.groups:
                 name = self.layout.names[g]
-                gamma_sq = pyro.sample(f"gamma_sq_{name}", gamma_sq_prior(m, k, lam_total))
+                gamma_sq = pyro.sample(f"gamma_sq_{name}", gamma_prior)
                 stack.append(pyro.sample(f"Phi_{name}", phi_prior(gamma_sq, m)))
             phis.append(torch.stack(stack, dim=-3))
         return phis
