@@ -52,6 +52,43 @@ def time_steps(groups: int, args) -> float:
     return 1000 * (time.perf_counter() - t0) / args.steps
 
 
+def time_parts(groups: int, args, repeats: int = 30) -> dict[str, float]:
+    """ms for the guide, the model, the rest of the ELBO, and the backward pass (one batch)."""
+    from pyro import poutine
+    from pyro.infer import TraceMeanField_ELBO
+
+    from pyro_factvae import collapse
+
+    data = grouped(args.batch_size, args.width, groups)
+    fitted = FactVAE(latent_dim=args.latent_dim, encoder_width=16, decoder_width=16)
+    fitted.fit(data, epochs=1, batch_size=args.batch_size, progress=False)
+    xs, mask = data[torch.arange(args.batch_size)]
+    model, guide = collapse(fitted.model_), collapse(fitted.guide_)
+    elbo = TraceMeanField_ELBO()
+
+    def best(fn) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(1000 * (time.perf_counter() - t0))
+        return min(times)
+
+    with pyro.validation_enabled(False):
+        guide_tr = poutine.trace(guide).get_trace(xs, mask)
+        t_guide = best(lambda: poutine.trace(guide).get_trace(xs, mask))
+        t_model = best(lambda: poutine.trace(poutine.replay(model, guide_tr)).get_trace(xs, mask))
+        t_loss = best(lambda: elbo.differentiable_loss(model, guide, xs, mask))
+        t_all = best(lambda: elbo.differentiable_loss(model, guide, xs, mask).backward())
+    return {
+        "guide": t_guide,
+        "model": t_model,
+        "elbo_rest": t_loss - t_guide - t_model,
+        "backward": t_all - t_loss,
+    }
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, nargs="+", default=[4, 16, 64])
@@ -83,6 +120,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(
             f"{r['groups']:>4} {r['width']:>5} {r['ms_per_step']:>8.2f} "
             f"{r['median_ms_per_step']:>8.2f} {r['ratio']:>8.2f}"
+        )
+    print(
+        f"\nparts of one loss + backward (best of 30, ms)\n{'G':>4} {'guide':>7} {'model':>7} "
+        f"{'elbo':>7} {'backward':>9}"
+    )
+    for r in rows:
+        r["parts_ms"] = parts = time_parts(r["groups"], args)
+        print(
+            f"{r['groups']:>4} {parts['guide']:>7.2f} {parts['model']:>7.2f} "
+            f"{parts['elbo_rest']:>7.2f} {parts['backward']:>9.2f}"
         )
     meta = {
         "torch": torch.__version__,
