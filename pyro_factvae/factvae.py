@@ -17,7 +17,8 @@ import numpy as np
 import pyro
 import torch
 
-from . import __version__
+from . import __version__, likelihoods
+from .config import FactVAEConfig, _positive_int
 from .data import GroupedData, as_grouped
 from .model import Guide, Layout, Model
 from .optim import ProximalOptim
@@ -95,34 +96,17 @@ class FactVAE:
         theta_prior_weight: float = 1.0,
         baseline: float = 100.0,
     ) -> None:
-        _positive_int("latent_dim", latent_dim)
-        _positive_int("encoder_width", encoder_width)
-        _positive_int("decoder_width", decoder_width)
-        for h in [*encoder_hidden, *decoder_hidden]:
-            _positive_int("hidden width", h)
-        if not (isinstance(lam, (int, float)) and lam >= 0 and np.isfinite(lam)):
-            raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
-        if not 0.0 < keep_prob <= 1.0:
-            raise ValueError(f"keep_prob must be in (0, 1], got {keep_prob}")
-        if not theta_prior_weight >= 0:
-            raise ValueError(f"theta_prior_weight must be >= 0, got {theta_prior_weight}")
-        if isinstance(likelihood, str):
-            from .likelihoods import get
-
-            get(likelihood)
-        self.config: dict[str, Any] = dict(
-            latent_dim=int(latent_dim),
-            lam=float(lam),
-            likelihood=likelihood
-            if isinstance(likelihood, str)
-            else (dict(likelihood) if isinstance(likelihood, Mapping) else list(likelihood)),
+        self.config = FactVAEConfig(
+            latent_dim=latent_dim,
+            lam=lam,
+            likelihood=likelihood if isinstance(likelihood, (str, Mapping)) else list(likelihood),
             encoder_hidden=list(encoder_hidden),
-            encoder_width=int(encoder_width),
-            decoder_width=int(decoder_width),
+            encoder_width=encoder_width,
+            decoder_width=decoder_width,
             decoder_hidden=list(decoder_hidden),
-            keep_prob=float(keep_prob),
-            theta_prior_weight=float(theta_prior_weight),
-            baseline=float(baseline),
+            keep_prob=keep_prob,
+            theta_prior_weight=theta_prior_weight,
+            baseline=baseline,
         )
         self.model_: Model | None = None
         self.guide_: Guide | None = None
@@ -131,24 +115,11 @@ class FactVAE:
         self.optim_: ProximalOptim | None = None
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
         state = f"fitted on {self.num_data_} rows" if self.model_ is not None else "not fitted"
         return f"FactVAE({args}) [{state}]"
 
     # ------------------------------------------------------------------ building
-    def _likelihoods(self, names: Sequence[str]) -> list[str]:
-        spec = self.config["likelihood"]
-        if isinstance(spec, str):
-            return [spec] * len(names)
-        if isinstance(spec, Mapping):
-            unknown = sorted(set(spec) - set(names))
-            if unknown:
-                raise ValueError(f"likelihood given for unknown groups {unknown}; groups: {names}")
-            return [spec.get(n, "normal") for n in names]
-        if len(spec) != len(names):
-            raise ValueError(f"{len(spec)} likelihoods given for {len(names)} groups")
-        return list(spec)
-
     def _build(self, layout: Layout, num_data: int) -> None:
         c = self.config
         tag = next(_names)
@@ -156,19 +127,19 @@ class FactVAE:
         self.num_data_ = num_data
         self.model_ = Model(
             layout,
-            latent_dim=c["latent_dim"],
-            encoder_width=c["encoder_width"],
-            decoder_width=c["decoder_width"],
-            decoder_hidden=c["decoder_hidden"],
-            lam=c["lam"],
+            latent_dim=c.latent_dim,
+            encoder_width=c.encoder_width,
+            decoder_width=c.decoder_width,
+            decoder_hidden=c.decoder_hidden,
+            lam=c.lam,
             num_data=num_data,
-            theta_prior_weight=c["theta_prior_weight"],
+            theta_prior_weight=c.theta_prior_weight,
             name=f"factvae{tag}_model",
         )
         self.guide_ = Guide(
             self.model_,
-            hidden=c["encoder_hidden"],
-            baseline=c["baseline"],
+            hidden=c.encoder_hidden,
+            baseline=c.baseline,
             name=f"factvae{tag}_guide",
         )
 
@@ -249,11 +220,9 @@ class FactVAE:
         if not (lr > 0 and phi_lr > 0 and warmup_epochs >= 0 and 0 < lr_decay <= 1):
             raise ValueError("lr and phi_lr must be > 0, warmup_epochs >= 0 and lr_decay in (0, 1]")
         data = self._data(data)
-        layout = Layout(data.names, data.dims, self._likelihoods(data.names))
+        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
-            from .likelihoods import get
-
-            get(lik)(1, 1).check(name, data.values[g], data.observed[:, g])
+            likelihoods.get(lik).check(name, data.values[g], data.observed[:, g])
         generator = seed_everything(seed) if seed is not None else torch.Generator()
         if seed is None:
             generator.manual_seed(int(torch.randint(2**62, ()).item()))
@@ -266,7 +235,7 @@ class FactVAE:
             self.optim_ = ProximalOptim(
                 torch.optim.Adam,
                 {"lr": lr, "foreach": True},
-                lam=self.config["lam"],
+                lam=self.config.lam,
                 phi_lr=phi_lr,
                 phi_optim=phi_optim,
             )
@@ -279,7 +248,7 @@ class FactVAE:
             self.optim_,
             epochs=epochs,
             batch_size=batch_size,
-            keep_prob=self.config["keep_prob"],
+            keep_prob=self.config.keep_prob,
             generator=generator,
             progress=progress,
             warmup_epochs=warmup_epochs,
@@ -409,7 +378,7 @@ class FactVAE:
         meta = {
             "format": FORMAT,
             "version": __version__,
-            "config": self.config,
+            "config": self.config.to_dict(),
             "layout": {
                 "names": list(model.layout.names),
                 "dims": list(model.layout.dims),
@@ -442,8 +411,3 @@ class FactVAE:
             ) from None
         self.history_ = list(meta.get("history", []))
         return self
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -49,7 +49,8 @@ class Likelihood(nn.Module):
         """Mean of the observations given decoder outputs ``(..., num_groups, dim)``."""
         raise NotImplementedError
 
-    def check(self, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
+    @classmethod
+    def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
         """Raise ``ValueError`` if observed values of group ``name`` are outside the support."""
 
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
@@ -98,7 +99,8 @@ class BernoulliLikelihood(Likelihood):
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)
 
-    def check(self, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
+    @classmethod
+    def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
         bad = ((x != 0) & (x != 1)).any(-1) & observed
         if bool(bad.any()):
             rows = bad.nonzero().squeeze(-1)[:5].tolist()
