@@ -60,32 +60,41 @@ def train(
     warmup = warmup_epochs * len(loader)
     total_steps = epochs * len(loader)
     step = 0
-    bar = tqdm(range(epochs), disable=not progress, desc="factVAE", unit="epoch")
-    for epoch in bar:
-        total = 0.0
-        # inputs were validated once (GroupedData); Pyro's per-site checks only cost time here
-        with pyro.validation_enabled(False):
-            for xs, mask in loader:
-                keep = torch.rand(mask.shape, generator=generator) < keep_prob
-                optim.lam = lam * min(1.0, (step + 1) / warmup) if warmup > 0 else lam
-                # cosine decay of every step size from 1 to lr_decay
-                cos = 0.5 * (1 + math.cos(math.pi * step / max(total_steps - 1, 1)))
-                optim.set_lr_factor(lr_decay + (1 - lr_decay) * cos)
-                step += 1
-                loss = svi.step(xs, mask, keep)
-                if not math.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the loss became {loss} at epoch {epoch + 1}, step {step}; the "
-                        "parameters are no longer usable. Standardise features of very "
-                        "different scales, or lower lr / phi_lr"
-                    )
-                total += loss * mask.shape[0]
-        history.append(total / num_data)
-        bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
-        if callback is not None:
-            callback(epoch, history[-1])
-    optim.lam = lam
+    try:
+        bar = tqdm(range(epochs), disable=not progress, desc="factVAE", unit="epoch")
+        for epoch in bar:
+            total = 0.0
+            # inputs were validated once (GroupedData); Pyro's per-site checks only cost time here
+            with pyro.validation_enabled(False):
+                for xs, mask in loader:
+                    keep = torch.rand(mask.shape, generator=generator) < keep_prob
+                    lam_factor, lr_factor = schedule(step, total_steps, warmup, lr_decay)
+                    optim.lam = lam * lam_factor
+                    optim.set_lr_factor(lr_factor)
+                    step += 1
+                    loss = svi.step(xs, mask, keep)
+                    if not math.isfinite(loss):
+                        raise FloatingPointError(
+                            f"the loss became {loss} at epoch {epoch + 1}, step {step}; the "
+                            "parameters are no longer usable. Standardise features of very "
+                            "different scales, or lower lr / phi_lr"
+                        )
+                    total += loss * mask.shape[0]
+            history.append(total / num_data)
+            bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
+            if callback is not None:
+                callback(epoch, history[-1])
+    finally:
+        optim.lam = lam
     return history
+
+
+def schedule(step: int, total: int, warmup: float, lr_decay: float) -> tuple[float, float]:
+    """Factors for ``lam`` (linear warm-up over ``warmup`` steps) and for every step size
+    (cosine from 1 at step 0 to ``lr_decay`` at the last of ``total`` steps)."""
+    lam_factor = min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0
+    cos = 0.5 * (1 + math.cos(math.pi * step / max(total - 1, 1)))
+    return lam_factor, lr_decay + (1 - lr_decay) * cos
 
 
 def seed_everything(seed: int) -> torch.Generator:

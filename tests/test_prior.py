@@ -87,3 +87,12 @@ def test_conditional_mode_maximises_conditional_density():
     assert math.isclose(mode[0].item(), grid[logp.argmax()].item(), rel_tol=1e-3)
     assert mode[1].item() == 0.0
     assert phi_prior(mode.clamp_min(1e-12), m).event_shape == (m, 2)
+
+
+def test_training_schedule_warms_lam_up_and_decays_steps():
+    from pyro_factvae.train import schedule
+
+    assert schedule(0, 100, 10, 0.05) == (0.1, 1.0)
+    assert schedule(9, 100, 10, 0.05)[0] == 1.0 and schedule(50, 100, 10, 0.05)[0] == 1.0
+    assert abs(schedule(99, 100, 10, 0.05)[1] - 0.05) < 1e-12
+    assert schedule(5, 100, 0, 1.0) == (1.0, 1.0)
