@@ -53,6 +53,14 @@ def _to_numpy(name: str, array: Any) -> np.ndarray:
     return out.astype(np.float64, copy=False)
 
 
+def _reject_observed(names, mats, obs, test, problem: str) -> None:
+    """``ValueError`` naming the group and rows where an observed row has ``test`` true."""
+    for j, (name, m) in enumerate(zip(names, mats)):
+        bad = np.flatnonzero(obs[:, j] & test(m).any(axis=1))
+        if len(bad):
+            raise ValueError(f"group {name!r}: rows {_fmt_rows(bad)} {problem}")
+
+
 class GroupedData:
     """Multi-group data with whole groups missing.
 
@@ -154,20 +162,21 @@ class GroupedData:
                 if not np.isin(obs, (0, 1)).all():
                     raise ValueError("mask must be boolean (True = observed)")
                 obs = obs.astype(bool)
-            for j, (n, m) in enumerate(zip(names, mats)):
-                bad = np.flatnonzero(obs[:, j] & np.isnan(m).any(axis=1))
-                if len(bad):
-                    raise ValueError(
-                        f"group {n!r}: rows {_fmt_rows(bad)} are marked observed but hold NaN; "
-                        "set mask False there or fill the values"
-                    )
-        for j, (n, m) in enumerate(zip(names, mats)):
-            bad = np.flatnonzero(obs[:, j] & np.isinf(m).any(axis=1))
-            if len(bad):
-                raise ValueError(
-                    f"group {n!r}: rows {_fmt_rows(bad)} hold inf; only finite values can be "
-                    "observed (use NaN for the whole group to mark it missing)"
-                )
+            _reject_observed(
+                names,
+                mats,
+                obs,
+                np.isnan,
+                "are marked observed but hold NaN; set mask False there or fill the values",
+            )
+        _reject_observed(
+            names,
+            mats,
+            obs,
+            np.isinf,
+            "hold inf; only finite values can be observed (use NaN for the whole group to "
+            "mark it missing)",
+        )
 
         row_index = np.arange(num_rows)
         empty = np.flatnonzero(~obs.any(axis=1))
