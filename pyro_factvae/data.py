@@ -276,8 +276,6 @@ class GroupedData:
         out.values = [v[rows] for v in self.values]
         out.observed = self.observed[rows]
         out.row_index = self.row_index[rows.numpy()]
-        if len(out) and not bool(out.observed.any(1).all()):
-            raise ValueError("the mask leaves rows with no observed group")
         return out
 
     def with_mask(self, observed: Any) -> GroupedData:

@@ -91,6 +91,14 @@ class Layout:
         return [g for b in self.blocks for g in b.groups]
 
 
+def _check_mask(layout: Layout, mask: torch.Tensor, what: str = "mask") -> None:
+    if mask.dtype != torch.bool or mask.dim() != 2 or mask.shape[1] != layout.num_groups:
+        raise ValueError(
+            f"{what} must be a bool tensor of shape (batch, {layout.num_groups}), "
+            f"got {mask.dtype} {tuple(mask.shape)}"
+        )
+
+
 def _stack_blocks(
     layout: Layout, xs: Sequence[torch.Tensor], mask: torch.Tensor
 ) -> list[torch.Tensor]:
@@ -101,11 +109,7 @@ def _stack_blocks(
     """
     if len(xs) != layout.num_groups:
         raise ValueError(f"expected {layout.num_groups} groups {layout.names}, got {len(xs)}")
-    if mask.dtype != torch.bool or mask.dim() != 2 or mask.shape[1] != layout.num_groups:
-        raise ValueError(
-            f"mask must be a bool tensor of shape (batch, {layout.num_groups}), "
-            f"got {mask.dtype} {tuple(mask.shape)}"
-        )
+    _check_mask(layout, mask)
     for x, name, d in zip(xs, layout.names, layout.dims):
         if x.shape != (mask.shape[0], d):
             raise ValueError(
@@ -382,14 +386,14 @@ class Guide(PyroModule):
         ``enc_mask`` (``(B, G)`` bool) selects the groups fed to the encoder; it is combined
         with ``mask`` so a missing group never enters (Algorithm 1's ``I subset O``).
         """
-        if enc_mask is not None and (enc_mask.dtype != torch.bool or enc_mask.shape != mask.shape):
-            raise ValueError(
-                f"enc_mask must be a bool tensor shaped like mask {tuple(mask.shape)}, "
-                f"got {enc_mask.dtype} {tuple(enc_mask.shape)}"
-            )
+        _check_mask(self.layout, mask)
+        if enc_mask is not None:
+            _check_mask(self.layout, enc_mask, "enc_mask")
+            if enc_mask.shape != mask.shape:
+                raise ValueError(f"enc_mask must have mask's shape {tuple(mask.shape)}")
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
-        inputs = mask if enc_mask is None or mask.dtype != torch.bool else mask & enc_mask
+        inputs = mask if enc_mask is None else mask & enc_mask
         loc, scale = self.posterior(xs, inputs, phis)
         with pyro.plate("data", self.num_data or batch, subsample=torch.arange(batch)):
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))

@@ -41,10 +41,7 @@ from pyro.poutine.messenger import Messenger
 
 from .priors import prox_group_lasso
 
-__all__ = ["ProximalOptim", "collapse", "default_is_phi", "PRIOR_SITE_PREFIXES"]
-
-#: sample sites whose log-density the prox takes over
-PRIOR_SITE_PREFIXES = ("Phi_", "gamma_sq_")
+__all__ = ["ProximalOptim", "collapse", "default_is_phi"]
 
 
 class _CollapseMessenger(Messenger):

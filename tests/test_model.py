@@ -191,5 +191,9 @@ def test_bad_batch_shapes_raise(groups):
         model(xs[:2], mask)
     with pytest.raises(ValueError, match="mask must be a bool tensor"):
         guide(xs, mask.float())
+    with pytest.raises(ValueError, match="enc_mask must be a bool tensor"):
+        guide(xs, mask, mask.float())
+    with pytest.raises(ValueError, match="enc_mask must have mask's shape"):
+        guide(xs, mask, mask[:3])
     with pytest.raises(ValueError, match=r"group 'g2': expected shape \(40, 2\)"):
         model([xs[0], xs[1], xs[2][:, :1]], mask)
