@@ -37,6 +37,7 @@ class FactVAEConfig:
     keep_prob: float = 0.75
     theta_prior_weight: float = 1.0
     baseline: float = 100.0
+    inference: str = "poe"
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "encoder_width", "decoder_width"):
@@ -54,6 +55,11 @@ class FactVAEConfig:
             raise ValueError(f"keep_prob must be in (0, 1], got {self.keep_prob}")
         if not (self.baseline >= 0 and math.isfinite(self.baseline)):
             raise ValueError(f"baseline must be a finite number >= 0, got {self.baseline}")
+        if self.inference not in ("poe", "mixture"):
+            raise ValueError(
+                f"unknown inference {self.inference!r}; choose 'poe' (factVAE) or "
+                "'mixture' (the JMVAE+ baseline)"
+            )
         spec = self.likelihood
         if isinstance(spec, str):
             likelihoods.get(spec)

@@ -74,6 +74,10 @@ class FactVAE:
     baseline : float
         Initial baseline precision ``b`` of the experts (100, as the authors' code: a
         confident encoder at the start keeps the decoder from learning to ignore ``z``).
+    inference : {"poe", "mixture"}
+        ``"poe"``: factVAE's product of experts. ``"mixture"``: the paper's JMVAE+ baseline,
+        a uniform mixture of the single-group experts trained on the average of their ELBOs
+        (same networks; see :mod:`pyro_factvae.poe`). Used with ``lam=0`` in the benchmarks.
 
     Attributes
     ----------
@@ -95,6 +99,7 @@ class FactVAE:
         keep_prob: float = 0.75,
         theta_prior_weight: float = 1.0,
         baseline: float = 100.0,
+        inference: str = "poe",
     ) -> None:
         self.config = FactVAEConfig(
             latent_dim=latent_dim,
@@ -107,6 +112,7 @@ class FactVAE:
             keep_prob=keep_prob,
             theta_prior_weight=theta_prior_weight,
             baseline=baseline,
+            inference=inference,
         )
         self.model_: Model | None = None
         self.guide_: Guide | None = None
@@ -141,6 +147,7 @@ class FactVAE:
             hidden=c.encoder_hidden,
             baseline=c.baseline,
             name=f"factvae{tag}_guide",
+            inference=c.inference,
         )
 
     def _data(self, data: Any) -> GroupedData:
@@ -265,21 +272,19 @@ class FactVAE:
             sel[data.index(name)] = True
         return data.observed & sel
 
-    @torch.no_grad()
-    def _posterior(self, data: GroupedData, enc_mask: torch.Tensor):
-        _, guide = self._fitted()
-        return guide.posterior(data.values, enc_mask)
-
     def latent(
         self, data: Any, given: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """PoE posterior ``q(z | x_given)``: mean and standard deviation, each ``(N, K)``.
+        """Posterior ``q(z | x_given)``: mean and standard deviation, each ``(N, K)``.
 
-        ``given`` names the groups to encode (default: every observed group).
+        ``given`` names the groups to encode (default: every observed group). For
+        ``inference="mixture"`` these are the mixture's moments.
         """
         data = self._data(data)
-        loc, scale = self._posterior(data, self._given_mask(data, given))
-        return loc.numpy(), scale.numpy()
+        _, guide = self._fitted()
+        with torch.no_grad():
+            q = guide.posterior_dist(data.values, self._given_mask(data, given))
+            return q.mean.numpy(), q.variance.sqrt().numpy()
 
     def reconstruct(
         self,
@@ -313,7 +318,7 @@ class FactVAE:
             self._given_mask(data, given),
             idx,
             num_samples,
-            torch.Generator().manual_seed(seed),
+            seed,
         )
         return {t: m.numpy() for t, m in zip(targets, means)}
 

@@ -29,12 +29,14 @@ from torch import nn
 
 from . import likelihoods
 from .nets import BlockDecoder, BlockEncoder
-from .poe import product_of_experts
+from .poe import mixture_of_experts, product_of_experts
 from .priors import conditional_mode, gamma_sq_prior, phi_prior
 
 __all__ = ["Layout", "Model", "Guide"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+#: ways the guide's experts combine: product (factVAE) or uniform mixture (JMVAE+)
+INFERENCE = ("poe", "mixture")
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,7 @@ class Model(PyroModule):
         mask: torch.Tensor | None = None,
         enc_mask: torch.Tensor | None = None,
         batch_size: int | None = None,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the model on a minibatch (or simulate one).
 
@@ -251,6 +254,9 @@ class Model(PyroModule):
             Ignored here: the groups fed to the encoder only matter to the guide.
         batch_size : int, optional
             Rows to simulate when ``xs`` and ``mask`` are ``None``.
+        weight : torch.Tensor, optional
+            ``(B,)`` per-row weights of the row terms (``poutine.scale`` inside the data
+            plate), e.g. the JMVAE+ expansion of :func:`~pyro_factvae.poe.expand_experts`.
 
         Returns
         -------
@@ -274,7 +280,10 @@ class Model(PyroModule):
         num_data = self.num_data or batch
         if self.theta_prior_weight > 0:
             pyro.factor("theta_prior", self.theta_prior_weight * num_data * self.theta_log_prior())
-        with pyro.plate("data", num_data, subsample=torch.arange(batch)):
+        with (
+            pyro.plate("data", num_data, subsample=torch.arange(batch)),
+            poutine.scale(scale=1.0 if weight is None else weight),
+        ):
             prior = dist.Normal(torch.zeros(batch, self.latent_dim), 1.0).to_event(1)
             z = pyro.sample("z", prior)
             outs = self.decode(z, phis)
@@ -308,6 +317,10 @@ class Guide(PyroModule):
         Hidden widths of ``phi_g`` before its last layer (of width ``model.encoder_width``).
     baseline : float
         Initial value of the baseline precision ``b``.
+    inference : {"poe", "mixture"}
+        How experts combine at prediction time: the product (factVAE) or the uniform mixture
+        of the JMVAE+ baseline (trained on expanded rows, see
+        :func:`~pyro_factvae.poe.expand_experts`; the guide itself then sees one expert per row).
     """
 
     def __init__(
@@ -316,8 +329,12 @@ class Guide(PyroModule):
         hidden: Sequence[int] = (),
         baseline: float = 100.0,
         name: str = "",
+        inference: str = "poe",
     ) -> None:
         super().__init__(name)
+        if inference not in INFERENCE:
+            raise ValueError(f"unknown inference {inference!r}; choose one of {INFERENCE}")
+        self.inference = inference
         self.layout = model.layout
         self.latent_dim = k = model.latent_dim
         self.decoder_width = p = model.decoder_width
@@ -375,11 +392,27 @@ class Guide(PyroModule):
         mu, prec = self.experts(_stack_blocks(self.layout, xs, enc_mask), phis)
         return product_of_experts(mu, prec, enc_mask)
 
+    def posterior_dist(
+        self, xs: Sequence[torch.Tensor], enc_mask: torch.Tensor
+    ) -> dist.TorchDistribution:
+        """``q(z | x_I)`` as a distribution (batch ``(B,)``, event ``(K,)``), ``I = enc_mask``.
+
+        The product of experts (eq 6) when ``inference == "poe"``; the JMVAE+ uniform mixture
+        of single-group experts (:func:`~pyro_factvae.poe.mixture_of_experts`) when
+        ``inference == "mixture"``.
+        """
+        if self.inference == "poe":
+            loc, scale = self.posterior(xs, enc_mask)
+            return dist.Normal(loc, scale).to_event(1)
+        mu, prec = self.experts(_stack_blocks(self.layout, xs, enc_mask), list(self.Phi))
+        return mixture_of_experts(mu, prec, enc_mask)
+
     def forward(
         self,
         xs: Sequence[torch.Tensor],
         mask: torch.Tensor,
         enc_mask: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample the guide on a minibatch (same arguments as :meth:`Model.forward`).
 
@@ -395,5 +428,8 @@ class Guide(PyroModule):
         phis = self.sample_phi(batch)
         inputs = mask if enc_mask is None else mask & enc_mask
         loc, scale = self.posterior(xs, inputs, phis)
-        with pyro.plate("data", self.num_data or batch, subsample=torch.arange(batch)):
+        with (
+            pyro.plate("data", self.num_data or batch, subsample=torch.arange(batch)),
+            poutine.scale(scale=1.0 if weight is None else weight),
+        ):
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))

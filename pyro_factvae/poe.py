@@ -1,19 +1,31 @@
-"""Product of Gaussian experts (eq 6 and footnote 2).
+"""Combining Gaussian experts: the product (eq 6, footnote 2) and the JMVAE+ mixture (sec. 3).
 
-``q(z | x) ∝ p(z) prod_{g in O} q_g(z | x_g)`` with ``p(z) = N(0, I)`` and diagonal experts
-``q_g = N(mu_g, Lambda_g^-1)`` is Gaussian in closed form::
+**Product of experts** (factVAE). ``q(z | x) ∝ p(z) prod_{g in O} q_g(z | x_g)`` with
+``p(z) = N(0, I)`` and diagonal experts ``q_g = N(mu_g, Lambda_g^-1)`` is Gaussian in closed
+form::
 
     Lambda = 1 + sum_{g in O} Lambda_g
     mu     = Lambda^-1 sum_{g in O} Lambda_g mu_g
 
 A row whose every group is left out falls back to the prior ``N(0, I)``.
+
+**Uniform mixture of experts** (the paper's JMVAE+ baseline, sec. 3)::
+
+    q(z | x) = (1 / |O|) sum_{g in O} q~_g(z | x_g),   q~_g ∝ p(z) q_g(z | x_g)
+
+Each component is the single-group product with the prior expert (so it is built from the very
+same networks as the product); a row with no group falls back to the prior. Training maximises
+the average of the components' ELBOs (each group's sub-ELBO, as the paper defines JMVAE+):
+:func:`expand_experts` turns a minibatch into one row per (row, given group) with weight
+``1 / |O|``.
 """
 
 from __future__ import annotations
 
+import pyro.distributions as dist
 import torch
 
-__all__ = ["product_of_experts"]
+__all__ = ["expand_experts", "mixture_of_experts", "product_of_experts"]
 
 
 def product_of_experts(
@@ -39,3 +51,65 @@ def product_of_experts(
     total = 1.0 + lam.sum(-2)
     loc = torch.where(keep, lam * mu, 0.0).sum(-2) / total
     return loc, total.rsqrt()
+
+
+def mixture_of_experts(
+    mu: torch.Tensor, precision: torch.Tensor, mask: torch.Tensor
+) -> dist.MixtureSameFamily:
+    """The JMVAE+ posterior: a uniform mixture of the single-group products with the prior.
+
+    Parameters
+    ----------
+    mu, precision, mask : torch.Tensor
+        As in :func:`product_of_experts`, ``(B, G, K)``, ``(B, G, K)`` and ``(B, G)``.
+
+    Returns
+    -------
+    pyro.distributions.MixtureSameFamily
+        Batch shape ``(B,)``, event shape ``(K,)``; ``G + 1`` components, the last being the
+        prior ``N(0, I)``, which has weight 1 exactly for rows with no expert.
+    """
+    keep = mask.unsqueeze(-1)
+    lam = torch.where(keep, precision, 0.0)
+    total = 1.0 + lam
+    loc = torch.where(keep, lam * mu, 0.0) / total
+    prior = torch.zeros_like(loc[..., :1, :])
+    loc = torch.cat([loc, prior], dim=-2)
+    scale = torch.cat([total.rsqrt(), prior + 1.0], dim=-2)
+    none = ~mask.any(-1, keepdim=True)
+    logits = torch.where(torch.cat([mask, none], dim=-1), 0.0, -torch.inf)
+    return dist.MixtureSameFamily(
+        dist.Categorical(logits=logits), dist.Normal(loc, scale).to_event(1)
+    )
+
+
+def expand_experts(
+    mask: torch.Tensor, enc_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One row per (row, expert) pair for the JMVAE+ objective.
+
+    Parameters
+    ----------
+    mask : torch.Tensor
+        ``(B, G)`` bool, observed groups (the likelihood's groups).
+    enc_mask : torch.Tensor
+        ``(B, G)`` bool, groups fed to the encoder (a subset of ``mask``).
+
+    Returns
+    -------
+    rows : torch.Tensor
+        ``(B',)`` long: the source row of each expanded row (index ``xs`` and ``mask`` by it).
+    one_hot : torch.Tensor
+        ``(B', G)`` bool encoder mask with the one expert of the expanded row (all ``False``
+        for a row with no expert: the prior).
+    weight : torch.Tensor
+        ``(B',)`` float, ``(B' / B) / |I_i|``: with a data plate that scales by ``N / B'``,
+        each source row counts once and each of its experts ``1 / |I_i|``.
+    """
+    enc_mask = enc_mask & mask
+    batch, groups = enc_mask.shape
+    ext = torch.cat([enc_mask, ~enc_mask.any(-1, keepdim=True)], dim=-1)
+    rows, cols = ext.nonzero(as_tuple=True)
+    one_hot = torch.nn.functional.one_hot(cols, groups + 1)[:, :groups].bool()
+    weight = (len(rows) / batch) / ext.sum(-1)[rows].to(torch.get_default_dtype())
+    return rows, one_hot, weight

@@ -31,22 +31,24 @@ def predictive_means(
     enc_mask: torch.Tensor,
     targets: Sequence[int],
     num_samples: int,
-    generator: torch.Generator,
+    seed: int,
 ) -> list[torch.Tensor]:
     """``E_{q(z | x_I)}[E(x_g | z)]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 
-    Monte Carlo over ``num_samples`` draws of ``z``; ``num_samples = 0`` plugs in the
-    posterior mean of ``z`` instead.
+    Monte Carlo over ``num_samples`` draws of ``z`` from :meth:`Guide.posterior_dist` (drawn
+    under ``seed`` without touching the global RNG); ``num_samples = 0`` plugs in the posterior
+    mean of ``z`` instead.
     """
     phis = list(guide.Phi)
-    loc, scale = guide.posterior(xs, enc_mask)
+    q = guide.posterior_dist(xs, enc_mask)
     if num_samples == 0:
-        means = observation_means(model, phis, loc)
+        means = observation_means(model, phis, q.mean)
         return [means[g] for g in targets]
-    sums = [torch.zeros(loc.shape[0], model.layout.dims[g]) for g in targets]
-    for _ in range(num_samples):
-        z = loc + scale * torch.randn(loc.shape, generator=generator)
-        means = observation_means(model, phis, z)
-        for total, g in zip(sums, targets):
-            total += means[g]
+    sums = [torch.zeros(enc_mask.shape[0], model.layout.dims[g]) for g in targets]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for _ in range(num_samples):
+            means = observation_means(model, phis, q.sample())
+            for total, g in zip(sums, targets):
+                total += means[g]
     return [total / num_samples for total in sums]

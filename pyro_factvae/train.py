@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .data import GroupedData
 from .model import Guide, Model
 from .optim import ProximalOptim, collapse
+from .poe import expand_experts
 
 __all__ = ["train"]
 
@@ -72,7 +73,11 @@ def train(
                     optim.lam = lam * lam_factor
                     optim.set_lr_factor(lr_factor)
                     step += 1
-                    loss = svi.step(xs, mask, keep)
+                    if guide.inference == "mixture":  # JMVAE+: one row per given expert
+                        rows, one_hot, weight = expand_experts(mask, keep)
+                        loss = svi.step([x[rows] for x in xs], mask[rows], one_hot, weight)
+                    else:
+                        loss = svi.step(xs, mask, keep)
                     if not math.isfinite(loss):
                         raise FloatingPointError(
                             f"the loss became {loss} at epoch {epoch + 1}, step {step}; the "

@@ -151,3 +151,21 @@ def test_non_finite_loss_stops_training_with_a_message(groups):
     groups["a"] = groups["a"] * 1e30
     with pytest.raises(FloatingPointError, match="the loss became"):
         tiny().fit(groups, epochs=3, batch_size=16, lr=1.0, progress=False)
+
+
+def test_jmvae_plus_mixture_trains_predicts_and_round_trips(tmp_path):
+    data = small_groups(n=60)
+    vae = FactVAE(latent_dim=2, lam=0.0, inference="mixture").fit(data, epochs=3, progress=False)
+    assert np.isfinite(vae.history_).all()
+    loc, scale = vae.latent(data, given=["a"])
+    assert loc.shape == scale.shape == (60, 2) and (scale > 0).all()
+    # the mixture's variance grows when groups disagree, unlike the product's
+    poe = FactVAE(latent_dim=2, lam=0.0).fit(data, epochs=3, progress=False)
+    assert not np.allclose(vae.latent(data)[1], poe.latent(data)[1])
+    path = tmp_path / "m.pt"
+    vae.save(path)
+    again = FactVAE.load(path)
+    assert again.config.inference == "mixture"
+    np.testing.assert_allclose(again.latent(data)[0], vae.latent(data)[0], rtol=1e-6)
+    with pytest.raises(ValueError, match="unknown inference"):
+        FactVAE(inference="sum")

@@ -59,3 +59,38 @@ def test_more_experts_never_increase_variance():
     scales = [product_of_experts(mu, prec, torch.arange(3) < n)[1] for n in range(4)]
     for a, b in zip(scales, scales[1:]):
         assert torch.all(b <= a)
+
+
+def test_mixture_of_experts_is_uniform_over_given_single_group_products():
+    from pyro_factvae.poe import mixture_of_experts
+
+    torch.manual_seed(0)
+    mu, prec = torch.randn(3, 4, 2), torch.rand(3, 4, 2) * 3
+    mask = torch.tensor([[1, 0, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.bool)
+    q = mixture_of_experts(mu, prec, mask)
+    z = torch.randn(5, 3, 2)
+    want = []
+    for i in range(3):
+        comps = []
+        for g in mask[i].nonzero().squeeze(-1).tolist():
+            one = slice(g, g + 1)
+            loc, scale = product_of_experts(mu[i, one], prec[i, one], mask[i, one])
+            comps.append(torch.distributions.Normal(loc, scale).log_prob(z[:, i]).sum(-1))
+        if not comps:  # no group: the prior
+            comps.append(torch.distributions.Normal(0.0, 1.0).log_prob(z[:, i]).sum(-1))
+        want.append(torch.logsumexp(torch.stack(comps), 0) - torch.log(torch.tensor(len(comps))))
+    torch.testing.assert_close(q.log_prob(z), torch.stack(want, -1))
+
+
+def test_expand_experts_weights_each_row_once():
+    from pyro_factvae.poe import expand_experts
+
+    mask = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=torch.bool)
+    enc = torch.tensor([[1, 1, 1], [0, 0, 1], [0, 0, 1]], dtype=torch.bool)  # row 2: none given
+    rows, one_hot, weight = expand_experts(mask, enc)
+    assert rows.tolist() == [0, 0, 0, 1, 2]
+    assert one_hot.sum(-1).tolist() == [1, 1, 1, 1, 0]  # row 2 falls back to the prior
+    assert not bool((one_hot & ~mask[rows]).any())
+    # the plate scales by N / B'; times weight, every source row sums to N / B
+    per_row = torch.zeros(3).index_add_(0, rows, weight / len(rows))
+    torch.testing.assert_close(per_row, torch.full((3,), 1 / 3))
