@@ -1,0 +1,170 @@
+import numpy as np
+import pytest
+
+from pyro_factvae.datasets.mocap import (
+    JOINT_GROUPS,
+    MinMax,
+    group_channels,
+    load_cmu,
+    load_mocap6,
+    read_amc,
+    read_asf,
+    to_grouped,
+)
+
+ASF = """# tiny CMU-style skeleton
+:version 1.10
+:name VICON
+:units
+  angle deg
+:root
+   order TX TY TZ RX RY RZ
+   axis XYZ
+:bonedata
+  begin
+     id 1
+     name lhipjoint
+     axis 0 0 0 XYZ
+  end
+  begin
+     id 2
+     name lowerback
+     dof rx ry rz
+  end
+  begin
+     id 3
+     name rhumerus
+     dof rx ry
+  end
+  begin
+     id 4
+     name lfemur
+     dof rx
+  end
+:hierarchy
+  begin
+    root lhipjoint lowerback
+  end
+"""
+
+
+def amc_text(frames):
+    lines = ["#!OML:ASF 07.asf", ":FULLY-SPECIFIED", ":DEGREES"]
+    for t, (root, back, arm, leg) in enumerate(frames, 1):
+        lines += [
+            str(t),
+            "root " + " ".join(map(str, root)),
+            "lowerback " + " ".join(map(str, back)),
+            "rhumerus " + " ".join(map(str, arm)),
+            "lfemur " + " ".join(map(str, leg)),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def frames(n, seed):
+    rng = np.random.default_rng(seed)
+    return [
+        (rng.normal(size=6).round(3), rng.normal(size=3).round(3),
+         rng.normal(size=2).round(3), rng.normal(size=1).round(3))
+        for _ in range(n)
+    ]
+
+
+@pytest.fixture
+def cmu_dir(tmp_path):
+    (tmp_path / "07.asf").write_text(ASF)
+    for trial in (1, 2):
+        (tmp_path / f"07_{trial:02d}.amc").write_text(amc_text(frames(3 + trial, trial)))
+    return tmp_path
+
+
+def test_asf_channels_come_from_root_order_and_dof(cmu_dir):
+    skel = read_asf(cmu_dir / "07.asf")
+    assert skel == {
+        "root": ["tx", "ty", "tz", "rx", "ry", "rz"],
+        "lowerback": ["rx", "ry", "rz"],
+        "rhumerus": ["rx", "ry"],
+        "lfemur": ["rx"],
+    }  # lhipjoint has no dof: no channels
+
+
+def test_amc_values_land_in_their_channels(cmu_dir):
+    skel = read_asf(cmu_dir / "07.asf")
+    fr = frames(4, 1)
+    motion = read_amc(cmu_dir / "07_01.amc", skel)
+    assert motion.frames.shape == (4, 12)
+    want = np.stack([np.concatenate(f) for f in fr])
+    np.testing.assert_allclose(motion.frames, want)
+    assert motion.channels[3] == "root.rx" and motion.channels[-1] == "lfemur.rx"
+
+
+def test_load_cmu_groups_drop_root_translation_and_scale(cmu_dir):
+    motion = load_cmu(cmu_dir, subject=7, trials=[1, 2])
+    assert motion.frames.shape == (4 + 5, 12)
+    assert motion.sequences.tolist() == [1] * 4 + [2] * 5
+    cols = group_channels(motion.channels)
+    assert [motion.channels[i] for i in cols["core"]] == [
+        "root.rx", "root.ry", "root.rz", "lowerback.rx", "lowerback.ry", "lowerback.rz"
+    ]
+    assert set(cols) == {"core", "right_arm", "left_leg"}  # groups without channels left out
+    train = motion.select([1])
+    scaler = MinMax.fit(train.frames)
+    data = to_grouped(train, scaler)
+    core = data.to_numpy()["core"]
+    assert core.min() == pytest.approx(0.0) and core.max() <= 1.0
+    test = to_grouped(motion.select([2]), scaler)  # train statistics: may leave [0, 1]
+    assert len(test) == 5 and test.names == ["core", "right_arm", "left_leg"]
+    np.testing.assert_allclose(scaler.inverse(scaler.transform(motion.frames)), motion.frames)
+
+
+def test_minmax_floors_tiny_ranges():
+    scaler = MinMax.fit(np.array([[0.0, 1.0], [0.01, 3.0]]))
+    np.testing.assert_allclose(scaler.span, [0.1, 2.0])
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.rsplit("\n", 2)[0] + "\n", r"07_01\.amc, line \d+: frame starting at line"),
+        (lambda t: t.replace("rhumerus", "rhumerrus", 1), r"line 7: unknown joint 'rhumerrus'"),
+        (lambda t: t.replace("\nlfemur ", "\nlfemur 1.0 ", 1), r"line 8: joint 'lfemur' has 2"),
+        (lambda t: t.replace("\nlfemur ", "\nlfemur x", 1), r"line 8: .*not numbers"),
+    ],
+)
+def test_amc_rejects_malformed_files_naming_file_and_line(cmu_dir, edit, message):
+    path = cmu_dir / "07_01.amc"
+    path.write_text(edit(path.read_text()))
+    with pytest.raises(ValueError, match=message):
+        read_amc(path, read_asf(cmu_dir / "07.asf"))
+
+
+def test_asf_and_missing_files_are_clear_errors(cmu_dir, tmp_path):
+    bad = tmp_path / "bad.asf"
+    bad.write_text(":bonedata\n begin\n dof rx\n end\n")
+    with pytest.raises(ValueError, match=r"bad\.asf, line 4: a bone ends without"):
+        read_asf(bad)
+    with pytest.raises(ValueError, match="no skeleton file"):
+        load_cmu(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no motion file .*07_03.amc"):
+        load_cmu(cmu_dir, trials=[1, 3])
+    with pytest.raises(ValueError, match="is in no group"):
+        group_channels(["tail.rx"])
+
+
+def test_mocap6_reader_groups_the_twelve_channels(tmp_path):
+    names = np.array([b"root.ty", b"lowerback.rx", b"lowerback.ry", b"upperneck.ry",
+                      b"rhumerus.rz", b"rradius.rx", b"lhumerus.rz", b"lradius.rx",
+                      b"rtibia.rx", b"rfoot.rx", b"ltibia.rx", b"lfoot.rx"])
+    x = np.arange(7 * 12, dtype=float).reshape(7, 12)
+    path = tmp_path / "dataset.npz"
+    np.savez(path, X=x, column_names=names, doc_range=np.array([0, 3, 7]))
+    motion = load_mocap6(path)
+    assert motion.sequences.tolist() == [0, 0, 0, 1, 1, 1, 1]
+    cols = group_channels(motion.channels, drop=())
+    assert {g: len(c) for g, c in cols.items()} == {
+        "core": 4, "right_arm": 2, "left_arm": 2, "right_leg": 2, "left_leg": 2
+    }
+    assert set(JOINT_GROUPS) == set(cols)
+    np.savez(tmp_path / "other.npz", Y=x)
+    with pytest.raises(ValueError, match="not a mocap6 dataset"):
+        load_mocap6(tmp_path / "other.npz")
