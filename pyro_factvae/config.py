@@ -38,6 +38,8 @@ class FactVAEConfig:
     theta_prior_weight: float = 1.0
     baseline: float = 100.0
     inference: str = "poe"
+    image_shape: list[int] | None = None
+    conv_width: int = 32
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "encoder_width", "decoder_width"):
@@ -55,6 +57,10 @@ class FactVAEConfig:
             raise ValueError(f"keep_prob must be in (0, 1], got {self.keep_prob}")
         if not (self.baseline >= 0 and math.isfinite(self.baseline)):
             raise ValueError(f"baseline must be a finite number >= 0, got {self.baseline}")
+        _positive_int("conv_width", self.conv_width)
+        if self.image_shape is not None:
+            self.image_shape = [_positive_int("image_shape entry", v) for v in self.image_shape]
+            self.conv_spec()  # validates the shape
         if self.inference not in ("poe", "mixture"):
             raise ValueError(
                 f"unknown inference {self.inference!r}; choose 'poe' (factVAE) or "
@@ -85,6 +91,18 @@ class FactVAEConfig:
         if len(spec) != len(names):
             raise ValueError(f"{len(spec)} likelihoods given for {len(names)} groups")
         return list(spec)
+
+    def conv_spec(self):
+        """The :class:`~pyro_factvae.nets.ConvSpec` for image groups, or ``None`` (MLPs)."""
+        from .nets import ConvSpec
+
+        if self.image_shape is None:
+            return None
+        if len(self.image_shape) != 3:
+            raise ValueError(
+                f"image_shape must be (channels, height, width), got {self.image_shape}"
+            )
+        return ConvSpec(tuple(self.image_shape), self.conv_width)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain (JSON-ready) dict of the fields."""

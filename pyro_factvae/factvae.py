@@ -100,6 +100,8 @@ class FactVAE:
         theta_prior_weight: float = 1.0,
         baseline: float = 100.0,
         inference: str = "poe",
+        image_shape: Sequence[int] | None = None,
+        conv_width: int = 32,
     ) -> None:
         self.config = FactVAEConfig(
             latent_dim=latent_dim,
@@ -113,6 +115,8 @@ class FactVAE:
             theta_prior_weight=theta_prior_weight,
             baseline=baseline,
             inference=inference,
+            image_shape=None if image_shape is None else list(image_shape),
+            conv_width=conv_width,
         )
         self.model_: Model | None = None
         self.guide_: Guide | None = None
@@ -141,6 +145,7 @@ class FactVAE:
             num_data=num_data,
             theta_prior_weight=c.theta_prior_weight,
             name=f"factvae{tag}_model",
+            conv=c.conv_spec(),
         )
         self.guide_ = Guide(
             self.model_,

@@ -28,7 +28,7 @@ from pyro.nn import PyroModule
 from torch import nn
 
 from . import likelihoods
-from .nets import BlockDecoder, BlockEncoder
+from .nets import BlockDecoder, BlockEncoder, ConvSpec
 from .poe import mixture_of_experts, product_of_experts
 from .priors import conditional_mode, gamma_sq_prior, phi_prior
 
@@ -153,7 +153,7 @@ class Model(PyroModule):
     decoder_width : int
         ``p``, rows of ``W_g``.
     decoder_hidden : sequence of int
-        Hidden widths of ``f_g`` after ``ReLU(W_g z + c_g)``.
+        Hidden widths of ``f_g`` after ``ReLU(W_g z + c_g)`` (MLP generators only).
     lam : float
         Per-example group-lasso weight (``>= 0``).
     num_data : int, optional
@@ -161,6 +161,10 @@ class Model(PyroModule):
     theta_prior_weight : float
         Per-example weight ``tau`` of the ``N(0, 1)`` log-prior on the generator networks
         ``f_g`` (the paper uses 1; 0 switches it off).
+    conv : ConvSpec, optional
+        Image groups: DCGAN-style grouped convolutional encoders and generators
+        (:class:`~pyro_factvae.nets.ConvSpec`) instead of MLPs; every group must be an image
+        of ``conv.image_shape``.
     """
 
     def __init__(
@@ -174,9 +178,18 @@ class Model(PyroModule):
         num_data: int | None = None,
         theta_prior_weight: float = 1.0,
         name: str = "",
+        conv: ConvSpec | None = None,
     ) -> None:
         super().__init__(name)
+        if conv is not None:
+            for g, d in zip(layout.names, layout.dims):
+                if d != conv.dim:
+                    raise ValueError(
+                        f"group {g!r} has {d} features but the conv networks expect images "
+                        f"of shape {conv.image_shape} ({conv.dim} features)"
+                    )
         self.layout = layout
+        self.conv = conv
         self.latent_dim = latent_dim
         self.encoder_width = encoder_width
         self.decoder_width = decoder_width
@@ -186,7 +199,8 @@ class Model(PyroModule):
         self.num_data = num_data
         self.theta_prior_weight = float(theta_prior_weight)
         self.decoders = nn.ModuleList(
-            BlockDecoder(len(b.groups), b.dim, decoder_width, decoder_hidden) for b in layout.blocks
+            BlockDecoder(len(b.groups), b.dim, decoder_width, decoder_hidden, conv)
+            for b in layout.blocks
         )
         self.likelihoods = nn.ModuleList(
             likelihoods.get(b.likelihood)(len(b.groups), b.dim) for b in layout.blocks
@@ -341,7 +355,8 @@ class Guide(PyroModule):
         self.lam, self.num_data = model.lam, model.num_data
         h = model.encoder_width
         self.encoders = nn.ModuleList(
-            BlockEncoder(len(b.groups), b.dim, [*hidden, h], k) for b in self.layout.blocks
+            BlockEncoder(len(b.groups), b.dim, [*hidden, h], k, model.conv)
+            for b in self.layout.blocks
         )
         phis = []
         for b in self.layout.blocks:

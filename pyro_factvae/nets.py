@@ -11,11 +11,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["GroupedLinear", "GroupedMLP", "BlockEncoder", "BlockDecoder"]
+__all__ = [
+    "BlockDecoder",
+    "BlockEncoder",
+    "ConvFeatures",
+    "ConvGenerator",
+    "ConvSpec",
+    "GroupedLinear",
+    "GroupedMLP",
+]
 
 
 class GroupedLinear(nn.Module):
@@ -55,10 +65,20 @@ class BlockEncoder(nn.Module):
     nothing about that latent.
     """
 
-    def __init__(self, num_groups: int, dim: int, hidden: Sequence[int], latent_dim: int) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        dim: int,
+        hidden: Sequence[int],
+        latent_dim: int,
+        conv: ConvSpec | None = None,
+    ) -> None:
         super().__init__()
         sizes = [dim, *hidden]
-        self.features = GroupedMLP(num_groups, sizes, final_relu=True)
+        if conv is None:
+            self.features = GroupedMLP(num_groups, sizes, final_relu=True)
+        else:  # images: convolutions, then one grouped layer to H = hidden[-1]
+            self.features = ConvFeatures(num_groups, conv, sizes[-1])
         self.mean = GroupedLinear(num_groups, sizes[-1], latent_dim)
 
     @property
@@ -82,11 +102,22 @@ class BlockDecoder(nn.Module):
     then ``ReLU`` and an MLP to the group's ``d_g`` outputs.
     """
 
-    def __init__(self, num_groups: int, dim: int, width: int, hidden: Sequence[int]) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        dim: int,
+        width: int,
+        hidden: Sequence[int],
+        conv: ConvSpec | None = None,
+    ) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(width)
         self.shift = nn.Parameter(torch.empty(num_groups, width).uniform_(-bound, bound))
-        self.net = nn.Sequential(nn.ReLU(), GroupedMLP(num_groups, [width, *hidden, dim]))
+        if conv is None:
+            body: nn.Module = GroupedMLP(num_groups, [width, *hidden, dim])
+        else:  # images: transposed convolutions (hidden widths are not used)
+            body = ConvGenerator(num_groups, width, conv)
+        self.net = nn.Sequential(nn.ReLU(), body)
 
     def forward(self, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         a = torch.einsum("...k,gpk->...gp", z, w) + self.shift
@@ -95,3 +126,96 @@ class BlockDecoder(nn.Module):
     def prior_parameters(self) -> list[nn.Parameter]:
         """Parameters of ``f_g`` under the ``N(0, 1)`` prior against rescaling (sec. 2)."""
         return list(self.net.parameters())
+
+
+# ---------------------------------------------------------------------- convolutional groups
+@dataclass(frozen=True)
+class ConvSpec:
+    """Image groups for the DCGAN-style networks (paper sec. 4.3).
+
+    Every group of a block holds ``channels * size * size`` features (row-major ``C, H, W``);
+    ``size`` must be ``4 * 2**n``: ``n`` stride-2 convolutions take it down to ``4 x 4``.
+    ``width`` is the number of feature maps of the first encoder layer (doubling per layer;
+    the generator mirrors it).
+    """
+
+    image_shape: tuple[int, int, int]
+    width: int = 32
+
+    def __post_init__(self) -> None:
+        c, h, w = self.image_shape
+        n = math.log2(h / 4) if h >= 4 else -1
+        if h != w or n < 1 or n != int(n) or c < 1:
+            raise ValueError(
+                f"conv networks need square images of side 4 * 2**n (8, 16, 32, 64, ...), "
+                f"got image_shape {self.image_shape}; pad the images"
+            )
+
+    @property
+    def layers(self) -> int:
+        return int(math.log2(self.image_shape[1] / 4))
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.image_shape))
+
+
+def _grouped_images(x: torch.Tensor, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Size]:
+    """``(..., G, C*H*W)`` -> ``(N, G*C, H, W)`` (group-major channels) and the leading shape."""
+    lead = x.shape[:-2]
+    return x.reshape(-1, x.shape[-2] * shape[0], shape[1], shape[2]), lead
+
+
+class ConvFeatures(nn.Module):
+    """Grouped DCGAN discriminator body: ``n`` stride-2 4x4 convolutions (ReLU), then a grouped
+    linear map to ``out`` features with a final ReLU. ``(..., G, C*H*W) -> (..., G, out)``."""
+
+    def __init__(self, num_groups: int, spec: ConvSpec, out: int) -> None:
+        super().__init__()
+        self.spec, self.num_groups = spec, num_groups
+        c, layers = spec.image_shape[0], []
+        for i in range(spec.layers):
+            width = spec.width * 2**i
+            layers += [
+                nn.Conv2d(num_groups * c, num_groups * width, 4, 2, 1, groups=num_groups),
+                nn.ReLU(),
+            ]
+            c = width
+        self.convs = nn.Sequential(*layers)
+        self.head = nn.Sequential(GroupedLinear(num_groups, c * 16, out), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        images, lead = _grouped_images(x, self.spec.image_shape)
+        h = self.convs(images)
+        return self.head(h.reshape(*lead, self.num_groups, -1))
+
+
+class ConvGenerator(nn.Module):
+    """Grouped DCGAN generator: a grouped linear map to ``4 x 4`` feature maps (ReLU), then
+    ``n`` stride-2 4x4 transposed convolutions (ReLU between).
+
+    ``(..., G, in) -> (..., G, C*H*W)``.
+    """
+
+    def __init__(self, num_groups: int, in_features: int, spec: ConvSpec) -> None:
+        super().__init__()
+        self.spec, self.num_groups = spec, num_groups
+        width = spec.width * 2 ** (spec.layers - 1)
+        self.width = width
+        self.head = nn.Sequential(GroupedLinear(num_groups, in_features, width * 16), nn.ReLU())
+        layers: list[nn.Module] = []
+        for i in reversed(range(spec.layers)):
+            out = spec.image_shape[0] if i == 0 else spec.width * 2 ** (i - 1)
+            layers.append(
+                nn.ConvTranspose2d(num_groups * width, num_groups * out, 4, 2, 1, groups=num_groups)
+            )
+            if i > 0:
+                layers.append(nn.ReLU())
+            width = out
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        h = self.head(a)
+        lead = h.shape[:-2]
+        maps = h.reshape(-1, self.num_groups * self.width, 4, 4)
+        return self.deconvs(maps).reshape(*lead, self.num_groups, self.spec.dim)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .images import QUADRANTS, quadrant_data
+
 __all__ = ["QUADRANTS", "bars_data", "bars_structure", "make_bars", "quadrant_groups"]
 
 #: group names, in order: top-left, top-right, bottom-left, bottom-right
-QUADRANTS = ("top_left", "top_right", "bottom_left", "bottom_right")
 
 
 def make_bars(
@@ -49,15 +50,7 @@ def bars_data(
 ):
     """Quadrant bars as :class:`~pyro_factvae.GroupedData`, each quadrant missing with
     probability ``missing`` independently (rows that would lose all four keep one)."""
-    from ..data import GroupedData
-
-    groups = quadrant_groups(make_bars(n, size=size, seed=seed))
-    rng = np.random.default_rng(seed + 7919)
-    gone = rng.random((n, 4)) < missing
-    gone[gone.all(1), rng.integers(0, 4, size=int(gone.all(1).sum()))] = False
-    for j, name in enumerate(QUADRANTS):
-        groups[name][gone[:, j]] = np.nan
-    return GroupedData(groups)
+    return quadrant_data(make_bars(n, size=size, seed=seed), missing, seed + 7919)
 
 
 def bars_structure(norms: np.ndarray) -> dict[str, int | bool]:

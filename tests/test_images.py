@@ -1,0 +1,101 @@
+import gzip
+
+import numpy as np
+import pytest
+
+from pyro_factvae.datasets.images import (
+    CVL_VIEWS,
+    QUADRANTS,
+    load_fashion_mnist,
+    load_views,
+    quadrant_data,
+    read_idx,
+)
+
+
+def test_quadrant_data_splits_pads_and_removes_whole_quadrants():
+    images = np.arange(5 * 4 * 4, dtype=float).reshape(5, 4, 4)
+    data = quadrant_data(images, missing=0.0)
+    parts = data.to_numpy()
+    np.testing.assert_array_equal(parts["top_right"][1], images[1, :2, 2:].ravel())
+    np.testing.assert_array_equal(parts["bottom_left"][2], images[2, 2:, :2].ravel())
+    padded = quadrant_data(images, pad_to=4).to_numpy()["top_left"].reshape(5, 4, 4)
+    np.testing.assert_array_equal(padded[0, 1:3, 1:3], images[0, :2, :2])
+    assert padded[0, 0].sum() == 0
+    gone = quadrant_data(np.zeros((400, 4, 4)), missing=0.5, seed=1).observed.numpy()
+    assert 0.35 < 1 - gone.mean() < 0.55 and gone.any(1).all()
+    with pytest.raises(ValueError, match="even s"):
+        quadrant_data(np.zeros((2, 3, 3)))
+
+
+def write_idx(path, array):
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_idx_round_trip_and_fashion_mnist_layout(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28))
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", x)
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.array([1, 2, 9]))
+    np.testing.assert_array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte.gz"), x)
+    images, labels = load_fashion_mnist(tmp_path, "t10k")
+    assert images.shape == (3, 28, 28) and images.max() <= 1.0 and labels.tolist() == [1, 2, 9]
+    with pytest.raises(ValueError, match="dataset-fashion-mnist"):
+        load_fashion_mnist(tmp_path, "train")
+
+
+def test_idx_rejects_bad_files(tmp_path):
+    bad = tmp_path / "bad.gz"
+    with gzip.open(bad, "wb") as f:
+        f.write(b"\x00\x00\x0d\x01\x00\x00\x00\x02ab")
+    with pytest.raises(ValueError, match=r"bad\.gz: not an unsigned-byte idx"):
+        read_idx(bad)
+    short = tmp_path / "short.gz"
+    with gzip.open(short, "wb") as f:
+        f.write(b"\x00\x00\x08\x01\x00\x00\x00\x05ab")
+    with pytest.raises(ValueError, match=r"short\.gz: truncated"):
+        read_idx(short)
+
+
+@pytest.fixture
+def cvl(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for subject, skip in (("01", ()), ("02", ("MVC-007F",)), ("03", tuple(CVL_VIEWS.values()))):
+        folder = tmp_path / subject
+        folder.mkdir()
+        for stem in CVL_VIEWS.values():
+            if stem not in skip:
+                rgb = rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
+                Image.fromarray(rgb).save(folder / f"{stem}.JPG" if subject == "01" else
+                                         folder / f"{stem.lower()}.png")
+    return tmp_path
+
+
+def test_cvl_layout_missing_file_is_missing_view(cvl):
+    data, subjects = load_views(cvl, size=16, crop=24)
+    assert subjects == ["01", "02"]  # 03 has no view at all
+    assert data.names == list(CVL_VIEWS)
+    assert data.dims == [256] * 7
+    observed = data.observed.numpy()
+    assert observed[0].all() and observed[1].tolist() == [True] * 6 + [False]
+    front = data.to_numpy()["front"]
+    assert front.min() >= -1.0 and front.max() <= 1.0
+
+
+def test_cvl_unreadable_image_names_the_file(cvl):
+    (cvl / "01" / "MVC-003F.JPG").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match=r"01/MVC-003F\.JPG: unreadable image"):
+        load_views(cvl, size=16)
+    with pytest.raises(ValueError, match="no folder"):
+        load_views(cvl / "missing")
+
+
+def test_quadrant_names_are_shared_with_bars():
+    from pyro_factvae.datasets import bars
+
+    assert bars.QUADRANTS == QUADRANTS
