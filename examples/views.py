@@ -64,10 +64,11 @@ def plot_grid(model, train, test, shape, path: str, n: int = 6) -> None:
     observed = train.observed.numpy()
     full = np.flatnonzero(observed.all(1))[:n]
     holes = np.flatnonzero(~observed.all(1))[:n]
+    held = np.arange(min(n, len(test)))
     panels = [
         ("training rows", train, full),
         ("training rows, a view missing", train, holes),
-        ("held-out rows", test, np.arange(n)),
+        ("held-out rows", test, held),
     ]
     views = train.names
     fig = Figure(figsize=(1.1 * 2 * len(views), 1.15 * n * len(panels) / 2 + 1))

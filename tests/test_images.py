@@ -29,9 +29,7 @@ def test_quadrant_data_splits_pads_and_removes_whole_quadrants():
 
 
 def write_idx(path, array):
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape
-    )
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
     with gzip.open(path, "wb") as f:
         f.write(header + array.astype(np.uint8).tobytes())
 
@@ -71,8 +69,9 @@ def cvl(tmp_path):
         for stem in CVL_VIEWS.values():
             if stem not in skip:
                 rgb = rng.integers(0, 256, size=(30, 40, 3), dtype=np.uint8)
-                Image.fromarray(rgb).save(folder / f"{stem}.JPG" if subject == "01" else
-                                         folder / f"{stem.lower()}.png")
+                Image.fromarray(rgb).save(
+                    folder / f"{stem}.JPG" if subject == "01" else folder / f"{stem.lower()}.png"
+                )
     return tmp_path
 
 

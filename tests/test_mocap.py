@@ -64,8 +64,12 @@ def amc_text(frames):
 def frames(n, seed):
     rng = np.random.default_rng(seed)
     return [
-        (rng.normal(size=6).round(3), rng.normal(size=3).round(3),
-         rng.normal(size=2).round(3), rng.normal(size=1).round(3))
+        (
+            rng.normal(size=6).round(3),
+            rng.normal(size=3).round(3),
+            rng.normal(size=2).round(3),
+            rng.normal(size=1).round(3),
+        )
         for _ in range(n)
     ]
 
@@ -104,7 +108,12 @@ def test_load_cmu_groups_drop_root_translation_and_scale(cmu_dir):
     assert motion.sequences.tolist() == [1] * 4 + [2] * 5
     cols = group_channels(motion.channels)
     assert [motion.channels[i] for i in cols["core"]] == [
-        "root.rx", "root.ry", "root.rz", "lowerback.rx", "lowerback.ry", "lowerback.rz"
+        "root.rx",
+        "root.ry",
+        "root.rz",
+        "lowerback.rx",
+        "lowerback.ry",
+        "lowerback.rz",
     ]
     assert set(cols) == {"core", "right_arm", "left_leg"}  # groups without channels left out
     train = motion.select([1])
@@ -152,9 +161,22 @@ def test_asf_and_missing_files_are_clear_errors(cmu_dir, tmp_path):
 
 
 def test_mocap6_reader_groups_the_twelve_channels(tmp_path):
-    names = np.array([b"root.ty", b"lowerback.rx", b"lowerback.ry", b"upperneck.ry",
-                      b"rhumerus.rz", b"rradius.rx", b"lhumerus.rz", b"lradius.rx",
-                      b"rtibia.rx", b"rfoot.rx", b"ltibia.rx", b"lfoot.rx"])
+    names = np.array(
+        [
+            b"root.ty",
+            b"lowerback.rx",
+            b"lowerback.ry",
+            b"upperneck.ry",
+            b"rhumerus.rz",
+            b"rradius.rx",
+            b"lhumerus.rz",
+            b"lradius.rx",
+            b"rtibia.rx",
+            b"rfoot.rx",
+            b"ltibia.rx",
+            b"lfoot.rx",
+        ]
+    )
     x = np.arange(7 * 12, dtype=float).reshape(7, 12)
     path = tmp_path / "dataset.npz"
     np.savez(path, X=x, column_names=names, doc_range=np.array([0, 3, 7]))
@@ -162,7 +184,11 @@ def test_mocap6_reader_groups_the_twelve_channels(tmp_path):
     assert motion.sequences.tolist() == [0, 0, 0, 1, 1, 1, 1]
     cols = group_channels(motion.channels, drop=())
     assert {g: len(c) for g, c in cols.items()} == {
-        "core": 4, "right_arm": 2, "left_arm": 2, "right_leg": 2, "left_leg": 2
+        "core": 4,
+        "right_arm": 2,
+        "left_arm": 2,
+        "right_leg": 2,
+        "left_leg": 2,
     }
     assert set(JOINT_GROUPS) == set(cols)
     np.savez(tmp_path / "other.npz", Y=x)
