@@ -29,7 +29,7 @@ import numpy as np
 from pyro_factvae import FactVAE
 from pyro_factvae.analysis import plot_sparsity
 from pyro_factvae.baselines import mean_imputation_rmse
-from pyro_factvae.datasets.images import load_fashion_mnist, load_views, quadrant_data
+from pyro_factvae.datasets.images import QUADRANTS, load_fashion_mnist, load_views, quadrant_data
 from pyro_factvae.evaluate import evaluate
 
 
@@ -57,39 +57,41 @@ def leave_one_out(model: FactVAE, data, rows: np.ndarray) -> dict[str, np.ndarra
     return out
 
 
-def plot_grid(model, train, test, shape, path: str, n: int = 6) -> None:
-    """Fig 5: truth / reconstruction pairs for three kinds of rows."""
+def compose(parts: dict[str, np.ndarray], i: int, side: int, crop: int) -> np.ndarray:
+    """One picture of row ``i``: quadrant views reassembled (padding cropped), or views in a row."""
+    tiles = {k: v[i].reshape(side, side) for k, v in parts.items()}
+    if set(tiles) == set(QUADRANTS):
+        lo = (side - crop) // 2
+        q = {k: t[lo : lo + crop, lo : lo + crop] for k, t in tiles.items()}
+        return np.block([[q["top_left"], q["top_right"]], [q["bottom_left"], q["bottom_right"]]])
+    return np.hstack(list(tiles.values()))
+
+
+def plot_grid(model, train, test, shape, path: str, crop: int, n: int = 8) -> None:
+    """Fig 5: for three kinds of rows, the input (missing views blank) above the reconstruction
+    of every view from all the other available views (a missing view is thus imputed)."""
     from matplotlib.figure import Figure
 
     observed = train.observed.numpy()
-    full = np.flatnonzero(observed.all(1))[:n]
-    holes = np.flatnonzero(~observed.all(1))[:n]
-    held = np.arange(min(n, len(test)))
     panels = [
-        ("training rows", train, full),
-        ("training rows, a view missing", train, holes),
-        ("held-out rows", test, held),
+        ("training rows", train, np.flatnonzero(observed.all(1))[:n]),
+        ("training rows with a view missing", train, np.flatnonzero(~observed.all(1))[:n]),
+        ("held-out rows", test, np.arange(min(n, len(test)))),
     ]
-    views = train.names
-    fig = Figure(figsize=(1.1 * 2 * len(views), 1.15 * n * len(panels) / 2 + 1))
-    axes = fig.subplots(len(panels) * n // 2, 2 * len(views), squeeze=False)
-    side = shape[1]
+    fig = Figure(figsize=(1.0 * n, 1.15 * 2 * len(panels)))
+    axes = fig.subplots(2 * len(panels), n, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
     for p, (title, data, rows) in enumerate(panels):
         recon = leave_one_out(model, data, rows)
-        mask = data.observed.numpy()
-        for i, row in enumerate(rows):
-            r, c0 = p * n // 2 + i // 2, (i % 2) * len(views)
-            for v, view in enumerate(views):
-                ax = axes[r, c0 + v]
-                ax.imshow(recon[view][i].reshape(side, side), cmap="gray")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if not mask[row, v]:  # a missing view: imputed, framed in red
-                    for spine in ax.spines.values():
-                        spine.set_color("red")
-                        spine.set_linewidth(2)
-        axes[p * n // 2, 0].set_title(title, fontsize=9, loc="left")
-    fig.suptitle("each view reconstructed from all other available views (red: missing view)")
+        sub = data.subset(rows)
+        truth = {k: np.nan_to_num(v, nan=np.nan) for k, v in sub.to_numpy().items()}
+        for i in range(len(rows)):
+            axes[2 * p, i].imshow(compose(truth, i, shape[1], crop), cmap="gray")
+            axes[2 * p + 1, i].imshow(compose(recon, i, shape[1], crop), cmap="gray")
+        axes[2 * p, 0].set_title(f"{title}: input (blank = missing)", fontsize=8, loc="left")
+        axes[2 * p + 1, 0].set_title("each view from the others", fontsize=8, loc="left")
+    fig.tight_layout()
     fig.savefig(path, dpi=90)
 
 
@@ -98,10 +100,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cvl", help="CVL-layout folder (one sub-folder per subject)")
     parser.add_argument("--test-subjects", type=int, default=14)
     parser.add_argument("--fashion-dir", default="/usr/share/datasets/fashion-mnist")
-    parser.add_argument("--train", type=int, default=6000, help="Fashion-MNIST training rows")
+    parser.add_argument("--train", type=int, default=20000, help="Fashion-MNIST training rows")
     parser.add_argument("--test", type=int, default=1000, help="Fashion-MNIST held-out rows")
     parser.add_argument("--missing", type=float, default=0.25)
-    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lam", type=float, default=0.1, help="the paper uses 0.1 for faces")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="examples/out")
@@ -127,7 +129,8 @@ def main(argv: list[str] | None = None) -> dict:
     plot_sparsity(
         model.sparsity(), title="views", path=os.path.join(args.out, "views_sparsity.png")
     )
-    plot_grid(model, train, test, shape, os.path.join(args.out, "views_grid.png"))
+    crop = shape[1] if args.cvl else 14
+    plot_grid(model, train, test, shape, os.path.join(args.out, "views_grid.png"), crop)
     with open(os.path.join(args.out, "views.json"), "w") as f:
         json.dump({"args": vars(args), "metrics": metrics}, f, indent=1)
     return metrics
