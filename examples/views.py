@@ -91,7 +91,7 @@ def plot_grid(model, train, test, shape, path: str, crop: int, n: int = 8) -> No
             axes[2 * p + 1, i].imshow(compose(recon, i, shape[1], crop), cmap="gray")
         axes[2 * p, 0].set_title(f"{title}: input (blank = missing)", fontsize=8, loc="left")
         axes[2 * p + 1, 0].set_title("each view from the others", fontsize=8, loc="left")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.02, right=0.98, top=0.95, bottom=0.02, hspace=0.35, wspace=0.05)
     fig.savefig(path, dpi=90)
 
 

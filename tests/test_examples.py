@@ -105,3 +105,29 @@ def test_views_example_runs_on_small_idx_files(tmp_path):
     )
     assert np.isfinite(metrics["rmse"]) and metrics["mean_rmse"] > 0
     assert (tmp_path / "views_grid.png").stat().st_size > 1000
+
+
+def test_mocap_example_runs_the_paper_protocol_on_cmu_files(tmp_path):
+    from .test_mocap import ASF, amc_text, frames
+
+    (tmp_path / "07.asf").write_text(ASF)
+    for trial in range(1, 12):
+        (tmp_path / f"07_{trial:02d}.amc").write_text(amc_text(frames(6, trial)))
+    rows = _example("mocap.py")["main"](
+        [
+            "--cmu",
+            str(tmp_path),
+            "--steps",
+            "3",
+            "--samples",
+            "2",
+            "--sizes",
+            "1",
+            "10",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert [r["train_sequences"] for r in rows] == [1] * 3 + [10] * 3
+    assert [r["frames"] for r in rows] == [6] * 3 + [60] * 3
+    assert (tmp_path / "out" / "mocap_from_core.png").exists()
