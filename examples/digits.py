@@ -14,7 +14,8 @@ Writes ``digits_sparsity.png`` and ``digits_bottom_from_top.png`` (bottom half o
 digits predicted from the top half) to ``--out``.
 
     pip install scikit-learn
-    python examples/digits.py        # about 3 minutes on 2 CPU cores
+    python examples/digits.py        # 1 min 48 s measured on 2 CPU cores (all 1797 digits:
+                                     # the default is already the full-size run)
 """
 
 from __future__ import annotations

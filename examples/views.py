@@ -13,8 +13,10 @@ views*, for training rows, training rows with a view missing (the missing view i
 shown with a red frame), and held-out rows; prints held-out imputation RMSE of each view from
 the others, against the per-pixel-mean baseline.
 
-    python examples/views.py                      # about 5 minutes on 2 CPU cores
-    python examples/views.py --train 60000 --epochs 20   # full-size run
+    python examples/views.py       # 1 min 31 s measured on 2 CPU cores (fit: 64 s)
+    python examples/views.py --train 60000 --epochs 20
+        # full size: 6x the rows, 2x the epochs: about 13 minutes of fitting (estimated
+        # from the measured 64 s), plus evaluation
 """
 
 from __future__ import annotations

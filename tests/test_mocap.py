@@ -3,6 +3,7 @@ import pytest
 
 from pyro_factvae.datasets.mocap import (
     JOINT_GROUPS,
+    MOCAP6_CHANNELS,
     MinMax,
     group_channels,
     load_cmu,
@@ -161,22 +162,7 @@ def test_asf_and_missing_files_are_clear_errors(cmu_dir, tmp_path):
 
 
 def test_mocap6_reader_groups_the_twelve_channels(tmp_path):
-    names = np.array(
-        [
-            b"root.ty",
-            b"lowerback.rx",
-            b"lowerback.ry",
-            b"upperneck.ry",
-            b"rhumerus.rz",
-            b"rradius.rx",
-            b"lhumerus.rz",
-            b"lradius.rx",
-            b"rtibia.rx",
-            b"rfoot.rx",
-            b"ltibia.rx",
-            b"lfoot.rx",
-        ]
-    )
+    names = np.array([c.encode() for c in MOCAP6_CHANNELS])
     x = np.arange(7 * 12, dtype=float).reshape(7, 12)
     path = tmp_path / "dataset.npz"
     np.savez(path, X=x, column_names=names, doc_range=np.array([0, 3, 7]))

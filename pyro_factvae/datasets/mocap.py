@@ -30,6 +30,7 @@ import numpy as np
 
 __all__ = [
     "JOINT_GROUPS",
+    "MOCAP6_CHANNELS",
     "MinMax",
     "Motion",
     "fetch_mocap6",
@@ -51,6 +52,12 @@ JOINT_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 ROOT_TRANSLATION = ("root.tx", "root.ty", "root.tz")
+
+#: the 12 channels of bnpy's mocap6 file, in its column order
+MOCAP6_CHANNELS = (
+    "root.ty", "lowerback.rx", "lowerback.ry", "upperneck.ry", "rhumerus.rz", "rradius.rx",
+    "lhumerus.rz", "lradius.rx", "rtibia.rx", "rfoot.rx", "ltibia.rx", "lfoot.rx",
+)  # fmt: skip
 
 MOCAP6_INDEX = "https://pypi.org/simple/bnpy/"
 MOCAP6_ARCHIVE = "bnpy-0.1.7.tar.gz"
