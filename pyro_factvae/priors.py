@@ -12,7 +12,10 @@ operator, the group soft-threshold of Algorithm 1, sets whole columns exactly to
 
 Given ``Phi``, the conditional posterior of ``gamma_sq[g, j]`` is a generalised inverse Gaussian
 ``GIG(p = 1/2, a = lam_total^2, b = ||Phi_g[:, j]||^2)``, whose mode is used as its point value
-in prox training.
+in prox training. Equivalently ``1 / gamma_sq`` is inverse Gaussian with mean
+``lam_total / ||Phi_g[:, j]||`` and shape ``lam_total^2`` (as in the Bayesian lasso, Park &
+Casella 2008, sec. 2; Kyung et al. 2010 for the group version); :func:`conditional_sample`
+draws from it exactly.
 
 ``lam_total`` is the rate of the full data set; :class:`~pyro_factvae.model.Model` sets it to
 ``num_data * lam`` so that ``lam`` is the paper's per-example lambda.
@@ -32,6 +35,7 @@ __all__ = [
     "phi_prior",
     "log_marginal",
     "conditional_mode",
+    "conditional_sample",
 ]
 
 #: the Gamma rate used when ``lam = 0`` (the flat limit of eq 7; only ever masked out)
@@ -97,3 +101,59 @@ def conditional_mode(phi: torch.Tensor, lam_total: float) -> torch.Tensor:
     b = column_norms(phi).square()
     a = lam_total**2
     return b / (0.5 + torch.sqrt(0.25 + a * b))
+
+
+def _inverse_gaussian(mean: torch.Tensor, shape: torch.Tensor, generator=None) -> torch.Tensor:
+    """Exact inverse-Gaussian draws (Michael, Schucany & Haas 1976), stable for large means."""
+    nu = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+    r = mean * nu.square() / (2 * shape)
+    # mean * (1 + r - sqrt(r^2 + 2 r)), written without cancellation
+    x = mean / (1 + r + torch.sqrt(r.square() + 2 * r))
+    u = torch.rand(mean.shape, generator=generator, dtype=mean.dtype)
+    return torch.where(u <= mean / (mean + x), x, mean.square() / x)
+
+
+def conditional_sample(
+    phi: torch.Tensor,
+    lam_total: float,
+    num_samples: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""Draws of ``gamma_sq`` from its exact conditional posterior given ``Phi``, per column.
+
+    With ``gamma_sq ~ Gamma((m+1)/2, lam^2/2)`` and ``Phi_.j | gamma_sq ~ N(0, gamma_sq I_m)``,
+
+    .. math::
+        p(\gamma^2 \mid \Phi_{\cdot j}) \propto (\gamma^2)^{-1/2}
+        \exp\{-(\lambda^2 \gamma^2 + \|\Phi_{\cdot j}\|^2 / \gamma^2) / 2\},
+
+    i.e. ``GIG(1/2, lam^2, ||Phi_.j||^2)``, so ``1 / gamma_sq ~ InverseGaussian(mean =
+    lam / ||Phi_.j||, shape = lam^2)`` (Park & Casella 2008). A zero column (pruned by the prox)
+    gives ``gamma_sq ~ Gamma(1/2, lam^2 / 2)``, the limit ``||Phi_.j|| -> 0``.
+
+    Parameters
+    ----------
+    phi : torch.Tensor
+        ``(..., m, K)``.
+    lam_total : float
+        The full-data rate ``N * lam`` (> 0).
+    num_samples : int
+        Draws per column.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(num_samples, ..., K)`` draws of ``gamma_sq`` (float64).
+    """
+    if not lam_total > 0:
+        raise ValueError("the conditional of gamma_sq is improper for lam = 0; use lam > 0")
+    norms = column_norms(phi.detach()).double()
+    norms = norms.expand(num_samples, *norms.shape)
+    lam = torch.tensor(float(lam_total), dtype=torch.float64)
+    zero = norms == 0
+    mean = lam / torch.where(zero, 1.0, norms)
+    inv = _inverse_gaussian(mean, lam.square().expand_as(mean), generator)
+    # Gamma(1/2, 1) is exactly N(0, 1)^2 / 2; then rate lam^2 / 2
+    half_chi2 = torch.randn(norms.shape, generator=generator, dtype=torch.float64).square() / 2
+    flat = half_chi2 / (0.5 * lam.square())
+    return torch.where(zero, flat, 1.0 / inv)

@@ -96,3 +96,40 @@ def test_training_schedule_warms_lam_up_and_decays_steps():
     assert schedule(9, 100, 10, 0.05)[0] == 1.0 and schedule(50, 100, 10, 0.05)[0] == 1.0
     assert abs(schedule(99, 100, 10, 0.05)[1] - 0.05) < 1e-12
     assert schedule(5, 100, 0, 1.0) == (1.0, 1.0)
+
+
+def _gig_half_cdf(a, b, grid):
+    """CDF of GIG(1/2, a, b) on ``grid`` from its unnormalised density, by quadrature."""
+    log_p = -0.5 * torch.log(grid) - 0.5 * (a * grid + b / grid)
+    w = torch.exp(log_p - log_p.max()) * torch.gradient(grid)[0]
+    return torch.cumsum(w, 0) / w.sum()
+
+
+@pytest.mark.parametrize("norm", [0.05, 1.0, 4.0])
+def test_conditional_sample_matches_the_unnormalised_gig_density(norm):
+    from pyro_factvae.priors import conditional_sample
+
+    lam = 2.0
+    phi = torch.zeros(3, 1, dtype=torch.float64)
+    phi[0, 0] = norm
+    gen = torch.Generator().manual_seed(0)
+    draws = conditional_sample(phi, lam, 40000, gen)[:, 0].sort().values
+    grid = torch.logspace(-8, 3, 200001, dtype=torch.float64)
+    cdf = _gig_half_cdf(lam**2, norm**2, grid)
+    empirical = torch.searchsorted(draws, grid).double() / len(draws)
+    assert (empirical - cdf).abs().max() < 0.015  # KS distance; 0.0068 is the 1% level
+    # closed-form mean of GIG(1/2, a, b): sqrt(b/a) (1 + 1/sqrt(ab))
+    mean = norm / lam * (1 + 1 / (lam * norm))
+    assert draws.mean().item() == pytest.approx(mean, rel=0.03)
+
+
+def test_conditional_sample_of_a_pruned_column_is_the_gamma_limit():
+    from pyro_factvae.priors import conditional_sample
+
+    draws = conditional_sample(torch.zeros(2, 3), 2.0, 50000, torch.Generator().manual_seed(1))
+    assert draws.shape == (50000, 3)
+    # Gamma(1/2, rate 2): mean 1/4, variance 1/8
+    assert draws.mean().item() == pytest.approx(0.25, rel=0.03)
+    assert draws.var().item() == pytest.approx(0.125, rel=0.06)
+    with pytest.raises(ValueError, match="lam > 0"):
+        conditional_sample(torch.zeros(2, 3), 0.0, 5)
