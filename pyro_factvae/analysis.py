@@ -1,4 +1,5 @@
-"""Looking at the learned sparsity: the group x latent map of ``||Phi_g[:, j]||`` (Fig 2/4)."""
+"""Looking at the learned sparsity: the group x latent map of ``||Phi_g[:, j]||`` (Fig 2/4), and
+its posterior as ArviZ ``InferenceData``."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_sparsity"]
+__all__ = ["plot_sparsity", "to_inference_data"]
 
 
 def plot_sparsity(
@@ -56,3 +57,49 @@ def plot_sparsity(
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def to_inference_data(vae: Any, num_draws: int = 1000, num_chains: int = 2, seed: int = 0):
+    """The posterior of the sparsity structure as :class:`arviz.InferenceData`.
+
+    Posterior variables, each with dims ``("group", "latent")`` (coordinates: the group names
+    and ``z0 .. z{K-1}``):
+
+    ``column_norm``
+        ``||Phi_g[:, j]||_2``. With prox-MAP training ``Phi`` is a point estimate, so this is
+        the same in every draw.
+    ``gamma_sq``
+        Draws from the exact conditional posterior ``p(gamma_sq | Phi)``
+        (:func:`~pyro_factvae.priors.conditional_sample`; full-data scale ``N lam``).
+    ``active``
+        ``1`` where the link is on (``column_norm > 0``), else ``0``.
+
+    ``arviz.summary``, ``arviz.plot_forest`` and ``arviz.plot_posterior`` work on it directly.
+    Needs ``lam > 0`` (with ``lam = 0`` the prior on ``Phi`` is flat).
+    """
+    import arviz as az
+    import torch
+
+    from .priors import column_norms, conditional_sample
+
+    model, guide = vae._fitted()
+    if model.lam <= 0:
+        raise ValueError("to_inference_data needs a model fitted with lam > 0")
+    names, k = list(model.layout.names), model.latent_dim
+    lam_total = model.lam_total(vae.num_data_)
+    gen = torch.Generator().manual_seed(seed)
+    norms = np.zeros((len(names), k))
+    gamma = np.zeros((num_chains * num_draws, len(names), k))
+    for block, phi in zip(model.layout.blocks, guide.Phi):
+        rows = list(block.groups)
+        norms[rows] = column_norms(phi.detach()).double().numpy()
+        gamma[:, rows] = conditional_sample(phi, lam_total, num_chains * num_draws, gen).numpy()
+    shape = (num_chains, num_draws, len(names), k)
+    posterior = {
+        "column_norm": np.broadcast_to(norms, shape).copy(),
+        "gamma_sq": gamma.reshape(shape),
+        "active": np.broadcast_to(norms > 0, shape).astype(np.int64),
+    }
+    dims = {v: ["group", "latent"] for v in posterior}
+    coords = {"group": names, "latent": [f"z{j}" for j in range(k)]}
+    return az.from_dict(posterior=posterior, coords=coords, dims=dims)

@@ -1,0 +1,55 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from pyro_factvae import FactVAE
+from pyro_factvae.analysis import to_inference_data
+from pyro_factvae.datasets import QUADRANTS, bars_data
+
+
+@pytest.fixture(scope="module")
+def fitted_bars():
+    import pyro
+
+    pyro.clear_param_store()
+    return FactVAE(latent_dim=6).fit(bars_data(600, seed=1), epochs=3, progress=False, seed=1)
+
+
+def test_inference_data_dims_and_values(fitted_bars):
+    idata = to_inference_data(fitted_bars, num_draws=50, num_chains=2)
+    post = idata.posterior
+    for var in ("column_norm", "gamma_sq", "active"):
+        assert post[var].dims == ("chain", "draw", "group", "latent")
+        assert post[var].shape == (2, 50, 4, 6)
+    assert list(post["group"].values) == list(QUADRANTS)
+    assert list(post["latent"].values) == [f"z{j}" for j in range(6)]
+    norms = fitted_bars.sparsity().to_numpy()
+    np.testing.assert_allclose(post["column_norm"].values[1, 7], norms)
+    np.testing.assert_array_equal(post["active"].values[0, 0], (norms > 0).astype(int))
+    gamma = post["gamma_sq"].values
+    assert (gamma > 0).all() and gamma.std(axis=(0, 1)).min() > 0  # real draws, not a point
+
+
+def test_arviz_summary_forest_and_posterior_run(fitted_bars):
+    import arviz as az
+    import matplotlib
+
+    matplotlib.use("Agg")
+    idata = to_inference_data(fitted_bars, num_draws=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # constant variables: arviz warns about r_hat / KDE
+        summary = az.summary(idata, var_names=["gamma_sq", "column_norm"])
+        assert "gamma_sq[top_left, z0]" in summary.index and len(summary) == 2 * 4 * 6
+        axes = az.plot_forest(idata, var_names=["gamma_sq"], combined=True)
+        assert len(np.ravel(axes)) == 1
+        axes = az.plot_posterior(
+            idata, var_names=["gamma_sq"], coords={"group": ["top_left"], "latent": ["z0", "z1"]}
+        )
+        assert len(np.ravel(axes)) == 2
+
+
+def test_inference_data_needs_a_sparse_model():
+    v = FactVAE(latent_dim=2, lam=0.0).fit(bars_data(64, seed=0), epochs=1, progress=False)
+    with pytest.raises(ValueError, match="lam > 0"):
+        to_inference_data(v, num_draws=5)
