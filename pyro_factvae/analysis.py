@@ -59,26 +59,38 @@ def plot_sparsity(
     return fig
 
 
-def to_inference_data(vae: Any, num_draws: int = 1000, num_chains: int = 2, seed: int = 0):
+def to_inference_data(
+    vae: Any,
+    num_draws: int = 1000,
+    num_chains: int = 2,
+    seed: int = 0,
+    active_factor: float = 3.0,
+):
     """The posterior of the sparsity structure as :class:`arviz.InferenceData`.
 
     Posterior variables, each with dims ``("group", "latent")`` (coordinates: the group names
     and ``z0 .. z{K-1}``):
 
     ``column_norm``
-        ``||Phi_g[:, j]||_2``. With prox-MAP training ``Phi`` is a point estimate, so this is
-        the same in every draw.
+        ``||Phi_g[:, j]||_2``. With prox-MAP training (``phi_inference="prox"``) ``Phi`` is a
+        point estimate, so this is the same in every draw; with ``"variational"`` it is the
+        norm of a draw from ``q(Phi)``.
     ``gamma_sq``
-        Draws from the exact conditional posterior ``p(gamma_sq | Phi)``
+        Prox mode: draws from the exact conditional posterior ``p(gamma_sq | Phi)``
         (:func:`~pyro_factvae.priors.conditional_sample`; full-data scale ``N lam``).
+        Variational mode: draws from ``q(gamma_sq)``.
     ``active``
-        ``1`` where the link is on (``column_norm > 0``), else ``0``.
+        ``1`` where the link is on in that draw, else ``0``. Prox mode: ``column_norm > 0``
+        (an exact zero). Variational mode: ``column_norm`` exceeds ``active_factor`` times
+        ``sqrt(sum_i s_ij^2)``, the norm a column of pure posterior noise (``q``'s scales
+        ``s``) would have; its mean over draws is the posterior probability of the link.
 
     ``arviz.summary``, ``arviz.plot_forest`` and ``arviz.plot_posterior`` work on it directly.
     Needs ``lam > 0`` (with ``lam = 0`` the prior on ``Phi`` is flat).
     """
     import arviz as az
     import torch
+    from torch.nn.functional import softplus
 
     from .priors import column_norms, conditional_sample
 
@@ -86,19 +98,37 @@ def to_inference_data(vae: Any, num_draws: int = 1000, num_chains: int = 2, seed
     if model.lam <= 0:
         raise ValueError("to_inference_data needs a model fitted with lam > 0")
     names, k = list(model.layout.names), model.latent_dim
-    lam_total = model.lam_total(vae.num_data_)
+    total = num_chains * num_draws
     gen = torch.Generator().manual_seed(seed)
-    norms = np.zeros((len(names), k))
-    gamma = np.zeros((num_chains * num_draws, len(names), k))
-    for block, phi in zip(model.layout.blocks, guide.Phi):
-        rows = list(block.groups)
-        norms[rows] = column_norms(phi.detach()).double().numpy()
-        gamma[:, rows] = conditional_sample(phi, lam_total, num_chains * num_draws, gen).numpy()
+    norms = np.zeros((total, len(names), k))
+    gamma = np.zeros((total, len(names), k))
+    active = np.zeros((total, len(names), k), dtype=np.int64)
+    with torch.no_grad():
+        for b, (block, phi) in enumerate(zip(model.layout.blocks, guide.Phi)):
+            rows = list(block.groups)
+            if guide.phi_inference == "prox":
+                norm = column_norms(phi).double().expand(total, *phi.shape[::2])
+                lam_total = model.lam_total(vae.num_data_)
+                gamma[:, rows] = conditional_sample(phi, lam_total, total, gen).numpy()
+                on = norm > 0
+            else:
+                scale = softplus(guide.Phi_scale[b]).double()
+                eps = torch.randn((total, *phi.shape), generator=gen, dtype=torch.float64)
+                norm = column_norms(phi.double() + scale * eps)
+                on = norm > active_factor * column_norms(scale)
+                g_loc, g_scale = (
+                    guide.gamma_loc[b].double(),
+                    softplus(guide.gamma_scale[b]).double(),
+                )
+                g_eps = torch.randn((total, *g_loc.shape), generator=gen, dtype=torch.float64)
+                gamma[:, rows] = (g_loc + g_scale * g_eps).exp().numpy()
+            norms[:, rows] = norm.numpy()
+            active[:, rows] = on.numpy()
     shape = (num_chains, num_draws, len(names), k)
     posterior = {
-        "column_norm": np.broadcast_to(norms, shape).copy(),
+        "column_norm": norms.reshape(shape),
         "gamma_sq": gamma.reshape(shape),
-        "active": np.broadcast_to(norms > 0, shape).astype(np.int64),
+        "active": active.reshape(shape),
     }
     dims = {v: ["group", "latent"] for v in posterior}
     coords = {"group": names, "latent": [f"z{j}" for j in range(k)]}

@@ -38,6 +38,7 @@ class FactVAEConfig:
     theta_prior_weight: float = 1.0
     baseline: float = 100.0
     inference: str = "poe"
+    phi_inference: str = "prox"
     image_shape: list[int] | None = None
     conv_width: int = 32
 
@@ -58,6 +59,11 @@ class FactVAEConfig:
         if not (self.baseline >= 0 and math.isfinite(self.baseline)):
             raise ValueError(f"baseline must be a finite number >= 0, got {self.baseline}")
         _positive_int("conv_width", self.conv_width)
+        if self.phi_inference not in ("prox", "variational"):
+            raise ValueError(
+                f"unknown phi_inference {self.phi_inference!r}; choose 'prox' (MAP with exact "
+                "zeros) or 'variational' (a posterior over every link)"
+            )
         if self.image_shape is not None:
             self.image_shape = [_positive_int("image_shape entry", v) for v in self.image_shape]
             self.conv_spec()  # validates the shape

@@ -100,6 +100,7 @@ class FactVAE:
         theta_prior_weight: float = 1.0,
         baseline: float = 100.0,
         inference: str = "poe",
+        phi_inference: str = "prox",
         image_shape: Sequence[int] | None = None,
         conv_width: int = 32,
     ) -> None:
@@ -115,6 +116,7 @@ class FactVAE:
             theta_prior_weight=theta_prior_weight,
             baseline=baseline,
             inference=inference,
+            phi_inference=phi_inference,
             image_shape=None if image_shape is None else list(image_shape),
             conv_width=conv_width,
         )
@@ -153,6 +155,7 @@ class FactVAE:
             baseline=c.baseline,
             name=f"factvae{tag}_guide",
             inference=c.inference,
+            phi_inference=c.phi_inference,
         )
 
     def _data(self, data: Any) -> GroupedData:
@@ -247,7 +250,7 @@ class FactVAE:
             self.optim_ = ProximalOptim(
                 torch.optim.Adam,
                 {"lr": lr, "foreach": True},
-                lam=self.config.lam,
+                lam=self.config.lam if self.config.phi_inference == "prox" else 0.0,
                 phi_lr=phi_lr,
                 phi_optim=phi_optim,
             )
@@ -265,6 +268,7 @@ class FactVAE:
             progress=progress,
             warmup_epochs=warmup_epochs,
             lr_decay=lr_decay,
+            collapsed=self.config.phi_inference == "prox",
         )
         return self
 

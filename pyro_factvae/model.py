@@ -26,6 +26,7 @@ import torch
 from pyro import poutine
 from pyro.nn import PyroModule
 from torch import nn
+from torch.nn.functional import softplus
 
 from . import likelihoods
 from .nets import BlockDecoder, BlockEncoder, ConvSpec
@@ -37,6 +38,9 @@ __all__ = ["Layout", "Model", "Guide"]
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: ways the guide's experts combine: product (factVAE) or uniform mixture (JMVAE+)
 INFERENCE = ("poe", "mixture")
+#: inference over the global sites: prox-MAP (Algorithm 1) or mean-field variational
+PHI_INFERENCE = ("prox", "variational")
+_INIT_SCALE = 1e-2
 
 
 @dataclass(frozen=True)
@@ -331,6 +335,11 @@ class Guide(PyroModule):
         Hidden widths of ``phi_g`` before its last layer (of width ``model.encoder_width``).
     baseline : float
         Initial value of the baseline precision ``b``.
+    phi_inference : {"prox", "variational"}
+        ``"prox"``: point masses (prox-MAP, Algorithm 1, trained under
+        :func:`~pyro_factvae.optim.collapse`). ``"variational"``: a mean-field posterior over
+        the *same* explicit sites, ``Phi_<g> ~ Normal`` and ``gamma_sq_<g> ~ LogNormal``,
+        trained on the full ELBO (no collapse, no prox), so every link gets a posterior.
     inference : {"poe", "mixture"}
         How experts combine at prediction time: the product (factVAE) or the uniform mixture
         of the JMVAE+ baseline (trained on expanded rows, see
@@ -344,11 +353,15 @@ class Guide(PyroModule):
         baseline: float = 100.0,
         name: str = "",
         inference: str = "poe",
+        phi_inference: str = "prox",
     ) -> None:
         super().__init__(name)
         if inference not in INFERENCE:
             raise ValueError(f"unknown inference {inference!r}; choose one of {INFERENCE}")
+        if phi_inference not in PHI_INFERENCE:
+            raise ValueError(f"unknown phi_inference {phi_inference!r}; choose {PHI_INFERENCE}")
         self.inference = inference
+        self.phi_inference = phi_inference
         self.layout = model.layout
         self.latent_dim = k = model.latent_dim
         self.decoder_width = p = model.decoder_width
@@ -365,9 +378,30 @@ class Guide(PyroModule):
             phis.append(nn.Parameter(torch.cat([w, v_t], dim=1)))
         self.Phi = nn.ParameterList(phis)
         self.baseline = nn.Parameter(torch.tensor(float(baseline)))
+        if phi_inference == "variational":
+            # q(Phi_g) = N(Phi, softplus(Phi_scale)^2), q(gamma_sq_g) = LogNormal(gamma_loc, .)
+            raw = math.log(math.expm1(_INIT_SCALE))
+            lam_total = self.lam * (self.num_data or 1)
+            self.Phi_scale = nn.ParameterList(
+                nn.Parameter(torch.full_like(phi, raw)) for phi in phis
+            )
+            # gamma_sq starts at its conditional mode given the initial Phi
+            self.gamma_loc = nn.ParameterList(
+                nn.Parameter(conditional_mode(phi.detach(), lam_total).clamp_min(1e-12).log())
+                for phi in phis
+            )
+            self.gamma_scale = nn.ParameterList(
+                nn.Parameter(torch.full(phi.shape[::2], raw)) for phi in phis
+            )
 
     def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
-        """Sample the point-mass global sites; return ``Phi`` stacked per block."""
+        """Sample the global sites; return ``Phi`` stacked per block.
+
+        Point masses in prox-MAP training; with ``phi_inference="variational"``,
+        ``Phi_<g> ~ Normal`` and ``gamma_sq_<g> ~ LogNormal`` (mean field).
+        """
+        if self.phi_inference == "variational":
+            return self._sample_phi_variational()
         lam_total = self.lam * (self.num_data or batch_size)
         out = []
         for block, phi in zip(self.layout.blocks, self.Phi):
@@ -377,6 +411,20 @@ class Guide(PyroModule):
                 name = self.layout.names[g]
                 pyro.sample(f"gamma_sq_{name}", dist.Delta(gamma_sq[i], event_dim=1))
                 stack.append(pyro.sample(f"Phi_{name}", dist.Delta(phi[i], event_dim=2)))
+            out.append(torch.stack(stack, dim=-3))
+        return out
+
+    def _sample_phi_variational(self) -> list[torch.Tensor]:
+        out = []
+        for block, phi, raw, g_loc, g_raw in zip(
+            self.layout.blocks, self.Phi, self.Phi_scale, self.gamma_loc, self.gamma_scale
+        ):
+            scale, g_scale = softplus(raw), softplus(g_raw)
+            stack = []
+            for i, g in enumerate(block.groups):
+                name = self.layout.names[g]
+                pyro.sample(f"gamma_sq_{name}", dist.LogNormal(g_loc[i], g_scale[i]).to_event(1))
+                stack.append(pyro.sample(f"Phi_{name}", dist.Normal(phi[i], scale[i]).to_event(2)))
             out.append(torch.stack(stack, dim=-3))
         return out
 

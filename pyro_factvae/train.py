@@ -37,6 +37,7 @@ def train(
     callback: Callable[[int, float], None] | None = None,
     warmup_epochs: float = 0.0,
     lr_decay: float = 1.0,
+    collapsed: bool = True,
 ) -> list[float]:
     """Run Algorithm 1 for ``epochs`` passes over ``data``; return the per-epoch mean loss.
 
@@ -45,13 +46,16 @@ def train(
     ``optim.lam`` is the per-example lambda, ramped linearly from 0 over the first
     ``warmup_epochs`` (and restored at the end); all step sizes follow a cosine from their
     initial value to ``lr_decay`` times it. ``generator`` drives the data order and the
-    encoder dropout; ``z`` draws use Pyro's global RNG.
+    encoder dropout; ``z`` draws use Pyro's global RNG. ``collapsed=False`` keeps the prior
+    sites in the loss (the variational mode over ``Phi`` and ``gamma_sq``; use ``lam = 0`` in
+    ``optim`` then).
     """
+    wrap = collapse if collapsed else (lambda fn: fn)
     num_data = len(data)
     scale = 1.0 / num_data
     svi = SVI(
-        poutine.scale(collapse(model), scale),
-        poutine.scale(collapse(guide), scale),
+        poutine.scale(wrap(model), scale),
+        poutine.scale(wrap(guide), scale),
         optim,
         TraceMeanField_ELBO(),
     )

@@ -53,3 +53,29 @@ def test_inference_data_needs_a_sparse_model():
     v = FactVAE(latent_dim=2, lam=0.0).fit(bars_data(64, seed=0), epochs=1, progress=False)
     with pytest.raises(ValueError, match="lam > 0"):
         to_inference_data(v, num_draws=5)
+
+
+def test_variational_mode_gives_every_link_a_posterior():
+    import pyro
+    from pyro import poutine
+
+    vae = FactVAE(latent_dim=4, phi_inference="variational")
+    vae.fit(bars_data(400, seed=2), epochs=3, progress=False)
+    assert np.isfinite(vae.history_).all()
+    # the guide's global sites are real distributions on the model's explicit sites
+    data = bars_data(8, seed=3)
+    trace = poutine.trace(vae.guide_).get_trace(data.values, data.observed)
+    assert type(trace.nodes["Phi_top_left"]["fn"].base_dist).__name__ == "Normal"
+    assert type(trace.nodes["gamma_sq_top_left"]["fn"].base_dist).__name__ == "LogNormal"
+    model_trace = poutine.trace(poutine.replay(vae.model_, trace)).get_trace(
+        data.values, data.observed
+    )
+    assert np.isfinite(model_trace.log_prob_sum().item())
+    idata = to_inference_data(vae, num_draws=40)
+    norms = idata.posterior["column_norm"].values
+    assert norms.std(axis=(0, 1)).min() > 0  # Phi varies across draws
+    p_active = idata.posterior["active"].values.mean(axis=(0, 1))
+    assert ((p_active >= 0) & (p_active <= 1)).all()
+    with pytest.raises(ValueError, match="unknown phi_inference"):
+        FactVAE(phi_inference="mcmc")
+    pyro.clear_param_store()
