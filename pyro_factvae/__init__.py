@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 
 from .data import GroupedData  # noqa: E402
 from .factvae import FactVAE  # noqa: E402
-from .model import Guide, Layout, Model  # noqa: E402
+from .guide import Guide  # noqa: E402
+from .model import Layout, Model  # noqa: E402
 from .optim import ProximalOptim, collapse  # noqa: E402
 from .poe import product_of_experts  # noqa: E402
 from .priors import prox_group_lasso  # noqa: E402

@@ -20,7 +20,8 @@ import torch
 from . import __version__, likelihoods
 from .config import FactVAEConfig, _positive_int
 from .data import GroupedData, as_grouped
-from .model import Guide, Layout, Model
+from .guide import Guide
+from .model import Layout, Model
 from .optim import ProximalOptim
 from .persist import FORMAT, atomic_save, read_payload
 from .predict import predictive_means

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .model import Guide, Model
+from .guide import Guide
+from .model import Model
 
 __all__ = ["observation_means", "predictive_means"]
 

@@ -17,7 +17,8 @@ from pyro.infer import SVI, TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
 from .data import GroupedData
-from .model import Guide, Model
+from .guide import Guide
+from .model import Model
 from .optim import ProximalOptim, collapse
 from .poe import expand_experts
 
