@@ -265,6 +265,21 @@ class GroupedData:
         except ValueError:
             raise ValueError(f"unknown group {name!r}; groups are {self.names}") from None
 
+    def group_mask(self, names: Sequence[str] | None, default: Any = None) -> torch.Tensor:
+        """``(N, G)`` bool: the observed entries of the groups ``names``.
+
+        ``names=None`` returns ``default`` (the observed mask when that is ``None`` too).
+        Unknown names raise a ``ValueError``; so does a bare string (give a list).
+        """
+        if names is None:
+            return self.observed if default is None else default
+        if isinstance(names, str):
+            raise ValueError(f"give a list of group names, not the string {names!r}")
+        sel = torch.zeros(self.num_groups, dtype=torch.bool)
+        for name in names:
+            sel[self.index(name)] = True
+        return self.observed & sel
+
     # ------------------------------------------------------------------ slicing
     def subset(self, rows: Any) -> GroupedData:
         """The rows ``rows`` (indices or bool mask) as a new :class:`GroupedData`."""

@@ -48,18 +48,6 @@ __all__ = [
 MAX_ELEMENTS = 2**22
 
 
-def _group_mask(data: GroupedData, names: Sequence[str] | None, default: torch.Tensor):
-    """``(N, G)`` bool: ``names`` (observed rows only), or ``default`` when ``None``."""
-    if names is None:
-        return default
-    if isinstance(names, str):
-        raise ValueError(f"give a list of group names, not the string {names!r}")
-    sel = torch.zeros(data.num_groups, dtype=torch.bool)
-    for name in names:
-        sel[data.index(name)] = True
-    return data.observed & sel
-
-
 def _group_log_likelihoods(vae: FactVAE, xs: Sequence[torch.Tensor], z: torch.Tensor):
     """``log p(x_g | z)`` for every group, ``(S, B, G)``; ``z`` is ``(S, B, K)``."""
     model, guide = vae._fitted()
@@ -147,8 +135,8 @@ def reconstruction_log_likelihood(
     """
     data = _prepare(vae, data)
     _, guide = vae._fitted()
-    enc = _group_mask(data, given, data.observed)
-    tgt = _group_mask(data, targets, data.observed)
+    enc = data.group_mask(given, data.observed)
+    tgt = data.group_mask(targets, data.observed)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         z = guide.posterior_dist(data.values, enc).sample((1,))
@@ -200,8 +188,8 @@ def conditional_log_likelihood(
     group gets the marginal ``log p(x_M)`` (prior proposal).
     """
     data = _prepare(vae, data)
-    tgt = _group_mask(data, targets, data.observed)
-    enc = _group_mask(data, given, data.observed & ~tgt)
+    tgt = data.group_mask(targets, data.observed)
+    enc = data.group_mask(given, data.observed & ~tgt)
     if bool((enc & tgt).any()):
         raise ValueError("a group cannot be both given and a target; remove it from one list")
     joint, marginal = _importance(
@@ -226,8 +214,8 @@ def imputation_error(
     ``sqrt(nansum(sse) / entries)``, see :func:`evaluate`.
     """
     data = _prepare(vae, data)
-    tgt = _group_mask(data, targets, data.observed)
-    enc = _group_mask(data, given, data.observed & ~tgt)
+    tgt = data.group_mask(targets, data.observed)
+    enc = data.group_mask(given, data.observed & ~tgt)
     model, guide = vae._fitted()
     if num_samples != 0:
         _positive_int("num_samples", num_samples)
@@ -256,7 +244,7 @@ def mean_imputation_error(
     The trivial baseline for :func:`imputation_error`; same return convention.
     """
     train, data = as_grouped(train), as_grouped(data)
-    tgt = _group_mask(data, targets, data.observed)
+    tgt = data.group_mask(targets, data.observed)
     pred = {}
     for name in targets:
         g = train.index(name)

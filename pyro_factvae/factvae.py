@@ -274,14 +274,6 @@ class FactVAE:
         return self
 
     # ------------------------------------------------------------------ inference
-    def _given_mask(self, data: GroupedData, given: Sequence[str] | None) -> torch.Tensor:
-        if given is None:
-            return data.observed
-        sel = torch.zeros(data.num_groups, dtype=torch.bool)
-        for name in given:
-            sel[data.index(name)] = True
-        return data.observed & sel
-
     def latent(
         self, data: Any, given: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -293,7 +285,7 @@ class FactVAE:
         data = self._data(data)
         _, guide = self._fitted()
         with torch.no_grad():
-            q = guide.posterior_dist(data.values, self._given_mask(data, given))
+            q = guide.posterior_dist(data.values, data.group_mask(given))
             return q.mean.numpy(), q.variance.sqrt().numpy()
 
     def reconstruct(
@@ -325,7 +317,7 @@ class FactVAE:
             model,
             guide,
             data.values,
-            self._given_mask(data, given),
+            data.group_mask(given),
             idx,
             num_samples,
             seed,
