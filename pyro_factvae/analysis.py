@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_sparsity", "to_inference_data"]
+__all__ = ["plot_link_intervals", "plot_sparsity", "to_inference_data"]
 
 
 def plot_sparsity(
@@ -133,3 +133,48 @@ def to_inference_data(
     dims = {v: ["group", "latent"] for v in posterior}
     coords = {"group": names, "latent": [f"z{j}" for j in range(k)]}
     return az.from_dict(posterior=posterior, coords=coords, dims=dims)
+
+
+def plot_link_intervals(
+    idata: Any,
+    var: str = "column_norm",
+    prob: float = 0.9,
+    path: str | os.PathLike | None = None,
+):
+    """Per-link posterior intervals of ``var`` from :func:`to_inference_data`, one panel per group.
+
+    Each (group, latent) link gets its posterior median and central ``prob`` interval; links
+    whose posterior probability of being active (mean of ``active``) is below 0.5 are grey.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Also written to ``path`` as PNG when given.
+    """
+    from matplotlib.figure import Figure
+
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    post = idata.posterior
+    if var not in post:
+        raise ValueError(f"no variable {var!r} in the posterior; have {list(post.data_vars)}")
+    draws = post[var].stack(sample=("chain", "draw")).transpose("sample", "group", "latent")
+    values = draws.values
+    lo, mid, hi = np.quantile(values, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+    p_active = post["active"].mean(("chain", "draw")).values
+    groups, latents = list(post["group"].values), list(post["latent"].values)
+    fig = Figure(figsize=(4.0 * len(groups), 0.3 * len(latents) + 1.2))
+    axes = np.atleast_1d(fig.subplots(1, len(groups), sharex=True, sharey=True))
+    y = np.arange(len(latents))
+    for g, (ax, name) in enumerate(zip(axes, groups)):
+        colors = np.where(p_active[g] >= 0.5, "tab:blue", "0.6")
+        ax.hlines(y, lo[g], hi[g], colors=colors, lw=2)
+        ax.scatter(mid[g], y, c=colors, s=12, zorder=3)
+        ax.set_title(str(name), fontsize=9)
+        ax.set_yticks(y, [str(v) for v in latents])
+        ax.set_xlabel(f"{var} ({prob:.0%} interval)")
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

@@ -79,3 +79,16 @@ def test_variational_mode_gives_every_link_a_posterior():
     with pytest.raises(ValueError, match="unknown phi_inference"):
         FactVAE(phi_inference="mcmc")
     pyro.clear_param_store()
+
+
+def test_plot_link_intervals_draws_every_link_and_saves(fitted_bars, tmp_path):
+    from pyro_factvae.analysis import plot_link_intervals
+
+    idata = to_inference_data(fitted_bars, num_draws=30)
+    fig = plot_link_intervals(idata, var="gamma_sq", path=tmp_path / "links.png")
+    assert len(fig.axes) == 4  # one panel per group
+    assert [ax.get_title() for ax in fig.axes] == list(QUADRANTS)
+    assert len(fig.axes[0].collections[0].get_segments()) == 6  # one interval per latent
+    assert (tmp_path / "links.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="no variable 'phi'"):
+        plot_link_intervals(idata, var="phi")
