@@ -13,7 +13,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -157,7 +156,7 @@ class ConvSpec:
 
     @property
     def dim(self) -> int:
-        return int(np.prod(self.image_shape))
+        return math.prod(self.image_shape)
 
 
 def _grouped_images(x: torch.Tensor, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Size]:

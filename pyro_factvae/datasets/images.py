@@ -200,17 +200,18 @@ def load_views(
     rows, names = [], []
     for folder in folders:
         files = {p.stem.upper(): p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
-        row = {}
-        for view, stem in views.items():
-            path = files.get(stem.upper())
-            row[view] = (
-                _read_view(path, size, crop).ravel()
+        paths = {view: files.get(stem.upper()) for view, stem in views.items()}
+        if all(path is None for path in paths.values()):
+            continue
+        rows.append(
+            {
+                view: _read_view(path, size, crop).ravel()
                 if path is not None
                 else np.full(size * size, np.nan, dtype=np.float32)
-            )
-        if any(path is not None for path in (files.get(s.upper()) for s in views.values())):
-            rows.append(row)
-            names.append(folder.name)
+                for view, path in paths.items()
+            }
+        )
+        names.append(folder.name)
     if not rows:
         raise ValueError(f"{directory}: no subject folder holds any of {list(views.values())}")
     return GroupedData({v: np.stack([r[v] for r in rows]) for v in views}), names
