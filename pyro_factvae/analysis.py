@@ -8,7 +8,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_link_intervals", "plot_sparsity", "to_inference_data"]
+__all__ = [
+    "active_probability",
+    "plot_link_intervals",
+    "plot_sparsity",
+    "support_recovery",
+    "to_inference_data",
+]
 
 
 def plot_sparsity(
@@ -178,3 +184,82 @@ def plot_link_intervals(
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def active_probability(idata: Any):
+    """Posterior probability that each link is active: the mean of ``active`` over draws.
+
+    Returns a ``G x K`` pandas DataFrame (groups by latents) from :func:`to_inference_data`.
+    """
+    import pandas as pd
+
+    post = idata.posterior
+    p = post["active"].mean(("chain", "draw"))
+    return pd.DataFrame(
+        p.values,
+        index=pd.Index([str(g) for g in post["group"].values], name="group"),
+        columns=[str(j) for j in post["latent"].values],
+    )
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U with mid-ranks for ties)."""
+    from scipy.stats import rankdata
+
+    pos, neg = labels.sum(), (~labels).sum()
+    if pos == 0 or neg == 0:
+        return float("nan")
+    ranks = rankdata(scores)
+    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
+
+
+def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
+    """Compare a fitted link map with a known support, up to a relabelling of the latents.
+
+    The latents of a fitted model are exchangeable, so each true latent is first matched to one
+    fitted latent (Hungarian assignment maximising ``sum_g s_gj t_gi + (1 - s_gj)(1 - t_gi)``
+    on scores scaled to [0, 1]); true latents beyond the fitted ``K`` and fitted latents left
+    over are compared with all-absent columns.
+
+    Parameters
+    ----------
+    scores : DataFrame or array-like
+        ``G x K_fit``: a posterior probability of being active (:func:`active_probability`),
+        a column-norm map (:meth:`FactVAE.sparsity`), or any score that is higher for links.
+    truth : DataFrame or array-like of bool
+        ``G x K_true`` true support (e.g. :attr:`~pyro_factvae.simulate.Simulation.support`).
+
+    Returns
+    -------
+    dict
+        ``auc`` (of ``scores`` against the matched truth), ``zeros_match`` (fraction of links
+        where ``scores > 0`` equals the truth; for prox fits, whose absent links are exact
+        zeros), ``assignment`` (fitted latent matched to each true latent), and the matched
+        ``truth`` as a ``G x K_fit`` bool array.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    s = np.asarray(scores, dtype=float)
+    t = np.asarray(truth).astype(bool)
+    if s.ndim != 2 or t.ndim != 2 or s.shape[0] != t.shape[0]:
+        raise ValueError(
+            f"scores {s.shape} and truth {t.shape} must be (groups, latents) with equal groups"
+        )
+    k = max(s.shape[1], t.shape[1])
+    s_pad = np.zeros((s.shape[0], k))
+    s_pad[:, : s.shape[1]] = s
+    t_pad = np.zeros((t.shape[0], k), dtype=bool)
+    t_pad[:, : t.shape[1]] = t
+    span = s_pad.max() - s_pad.min()
+    u = (s_pad - s_pad.min()) / span if span > 0 else np.zeros_like(s_pad)
+    agree = u.T @ t_pad + (1 - u).T @ (~t_pad)  # [fitted j, true i]
+    fitted, true = linear_sum_assignment(-agree)
+    matched = np.zeros_like(t_pad)
+    matched[:, fitted] = t_pad[:, true]
+    order = np.argsort(true)
+    return {
+        "auc": _auc(s_pad.ravel(), matched.ravel()),
+        "zeros_match": float(((s_pad > 0) == matched).mean()),
+        "assignment": fitted[order][: t.shape[1]].tolist(),
+        "truth": matched[:, : s.shape[1]],
+    }

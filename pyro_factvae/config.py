@@ -41,6 +41,7 @@ class FactVAEConfig:
     phi_inference: str = "prox"
     image_shape: list[int] | None = None
     conv_width: int = 32
+    group_weight: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "encoder_width", "decoder_width"):
@@ -72,6 +73,13 @@ class FactVAEConfig:
                 f"unknown inference {self.inference!r}; choose 'poe' (factVAE) or "
                 "'mixture' (the JMVAE+ baseline)"
             )
+        if self.group_weight is not None:
+            if not isinstance(self.group_weight, Mapping):
+                raise ValueError("group_weight must be a {group: weight} mapping")
+            self.group_weight = {str(k): v for k, v in self.group_weight.items()}
+            for g, w in self.group_weight.items():
+                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
+                    raise ValueError(f"group_weight of {g!r} must be a number > 0, got {w!r}")
         spec = self.likelihood
         if isinstance(spec, str):
             likelihoods.get(spec)
@@ -97,6 +105,15 @@ class FactVAEConfig:
         if len(spec) != len(names):
             raise ValueError(f"{len(spec)} likelihoods given for {len(names)} groups")
         return list(spec)
+
+    def weights_for(self, names: Sequence[str]) -> list[float] | None:
+        """Likelihood weight of each group ``names`` (``None``: all 1)."""
+        if not self.group_weight:
+            return None
+        unknown = sorted(set(self.group_weight) - set(names))
+        if unknown:
+            raise ValueError(f"group_weight given for unknown groups {unknown}; groups: {names}")
+        return [float(self.group_weight.get(n, 1.0)) for n in names]
 
     def conv_spec(self):
         """The :class:`~pyro_factvae.nets.ConvSpec` for image groups, or ``None`` (MLPs)."""

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "conditional_log_likelihood",
     "evaluate",
+    "held_out_log_likelihood",
     "imputation_error",
     "iwae_log_likelihood",
     "mean_imputation_error",
@@ -281,12 +282,7 @@ def evaluate(
         "iwae_ll": float(np.mean(iwae_log_likelihood(vae, data, num_samples, seed, max_elements))),
     }
     cond, sse, sae, entries = [], 0.0, 0.0, 0
-    for g, name in enumerate(data.names):
-        # rows where the group and at least one other group are observed
-        rows = data.observed[:, g] & (data.observed.sum(-1) > 1)
-        if not bool(rows.any()):
-            continue
-        sub = data.subset(rows.nonzero().squeeze(-1))
+    for g, name, sub in _held_out(data):
         c = conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)
         cond.append(c)
         e2, e1 = imputation_error(vae, sub, [name], seed=seed)
@@ -297,3 +293,31 @@ def evaluate(
     out["rmse"] = math.sqrt(sse / entries) if entries else float("nan")
     out["mae"] = sae / entries if entries else float("nan")
     return out
+
+
+def _held_out(data: GroupedData):
+    """``(g, name, rows)`` for each group: the rows where it and some other group are observed."""
+    for g, name in enumerate(data.names):
+        rows = data.observed[:, g] & (data.observed.sum(-1) > 1)
+        if bool(rows.any()):
+            yield g, name, data.subset(rows.nonzero().squeeze(-1))
+
+
+def held_out_log_likelihood(
+    vae: FactVAE,
+    data: Any,
+    num_samples: int = 100,
+    seed: int = 0,
+    max_elements: int = MAX_ELEMENTS,
+) -> float:
+    """``evaluate(...)["cond_ll"]`` alone: each group held out in turn, ``log p(x_g | x_rest)``
+    averaged over (row, group) pairs, in nats. The criterion of
+    :func:`~pyro_factvae.selection.lambda_path`."""
+    data = _prepare(vae, data)
+    cond = [
+        conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)
+        for _, name, sub in _held_out(data)
+    ]
+    if not cond:
+        raise ValueError("no row has two observed groups: nothing can be held out")
+    return float(np.mean(np.concatenate(cond)))

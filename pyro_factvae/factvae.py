@@ -57,8 +57,8 @@ class FactVAE:
     lam : float
         Per-example group-lasso weight (``>= 0``; 0 turns sparsity off).
     likelihood : str, sequence of str or mapping
-        ``"normal"`` or ``"bernoulli"``, one for all groups, a list in group order, or a
-        ``{group: name}`` mapping (unlisted groups use ``"normal"``).
+        ``"normal"``, ``"bernoulli"`` or ``"categorical"``: one for all groups, a list in
+        group order, or a ``{group: name}`` mapping (unlisted groups use ``"normal"``).
     encoder_hidden : sequence of int
         Hidden widths of each group's encoder network before its output layer.
     encoder_width : int
@@ -79,6 +79,14 @@ class FactVAE:
         ``"poe"``: factVAE's product of experts. ``"mixture"``: the paper's JMVAE+ baseline,
         a uniform mixture of the single-group experts trained on the average of their ELBOs
         (same networks; see :mod:`pyro_factvae.poe`). Used with ``lam=0`` in the benchmarks.
+    phi_inference : {"prox", "variational"}
+        ``"prox"``: MAP ``Phi`` with exact zeros (Algorithm 1). ``"variational"``: a mean-field
+        posterior over ``Phi`` and ``gamma_sq`` (see :mod:`pyro_factvae.guide`).
+    image_shape, conv_width
+        Image groups ``(C, H, W)``: DCGAN-style convolutional networks (sec. 4.3).
+    group_weight : mapping, optional
+        ``{group: weight}`` on that group's log-likelihood (others 1), e.g. a weight ``> 1``
+        on a sparsely observed label group (semi-supervised). Default: the paper's model.
 
     Attributes
     ----------
@@ -104,6 +112,7 @@ class FactVAE:
         phi_inference: str = "prox",
         image_shape: Sequence[int] | None = None,
         conv_width: int = 32,
+        group_weight: Mapping[str, float] | None = None,
     ) -> None:
         self.config = FactVAEConfig(
             latent_dim=latent_dim,
@@ -120,6 +129,7 @@ class FactVAE:
             phi_inference=phi_inference,
             image_shape=None if image_shape is None else list(image_shape),
             conv_width=conv_width,
+            group_weight=None if group_weight is None else dict(group_weight),
         )
         self.model_: Model | None = None
         self.guide_: Guide | None = None
@@ -149,6 +159,7 @@ class FactVAE:
             theta_prior_weight=c.theta_prior_weight,
             name=f"factvae{tag}_model",
             conv=c.conv_spec(),
+            group_weight=c.weights_for(layout.names),
         )
         self.guide_ = Guide(
             self.model_,
@@ -194,6 +205,7 @@ class FactVAE:
         lr_decay: float = 0.05,
         seed: int | None = 0,
         progress: bool = True,
+        map_epochs: int | None = None,
     ) -> FactVAE:
         """Train with collapsed SVI and the prox step (Algorithm 1).
 
@@ -223,6 +235,12 @@ class FactVAE:
             a seed repeats bit for bit. ``None`` leaves the RNGs as they are.
         progress : bool
             Show a tqdm progress bar.
+        map_epochs : int, optional
+            ``phi_inference="variational"`` only: run this many of the ``epochs`` as prox-MAP
+            first, then start ``q(Phi)`` at the MAP point (``q(gamma_sq)`` at its conditional
+            mode) and spend the rest on the full ELBO. Starting from the MAP keeps every latent
+            the data support; started cold, the noise of ``q(Phi)`` lets whole latents
+            collapse. Default: half of ``epochs`` on the first call, none when continuing.
 
         Returns
         -------
@@ -247,16 +265,36 @@ class FactVAE:
             self.model_.init_from_data(data.values, data.observed)
         model, guide = self._fitted()
         model.num_data = guide.num_data = len(data)
+        variational = self.config.phi_inference == "variational"
+        if map_epochs is None:
+            map_epochs = epochs // 2 if variational and not self.history_ else 0
+        if map_epochs and not variational:
+            raise ValueError("map_epochs applies to phi_inference='variational' only")
+        if not 0 <= map_epochs < epochs:
+            raise ValueError(f"map_epochs must be in [0, epochs={epochs}), got {map_epochs}")
         if self.optim_ is None or self.optim_.phi_optim != phi_optim:
             self.optim_ = ProximalOptim(
                 torch.optim.Adam,
                 {"lr": lr, "foreach": True},
-                lam=self.config.lam if self.config.phi_inference == "prox" else 0.0,
+                lam=self.config.lam,
                 phi_lr=phi_lr,
                 phi_optim=phi_optim,
             )
         else:  # continue training: keep the optimizers' moments
             self.optim_.set_base_lr(lr, phi_lr)
+        phases = [("prox", map_epochs, warmup_epochs)] if map_epochs else []
+        rest = epochs - map_epochs
+        phases.append((self.config.phi_inference, rest, 0.0 if map_epochs else warmup_epochs))
+        for mode, n, warm in phases:
+            self._train_phase(data, mode, n, batch_size, generator, progress, warm, lr_decay)
+        return self
+
+    def _train_phase(self, data, mode, epochs, batch_size, generator, progress, warmup, decay):
+        model, guide = self._fitted()
+        if mode == "variational" and guide.phi_inference == "prox":
+            guide.start_variational()  # q(Phi) at the MAP point
+        guide.phi_inference = mode
+        self.optim_.lam = self.config.lam if mode == "prox" else 0.0
         self.history_ += train(
             model,
             guide,
@@ -267,10 +305,23 @@ class FactVAE:
             keep_prob=self.config.keep_prob,
             generator=generator,
             progress=progress,
-            warmup_epochs=warmup_epochs,
-            lr_decay=lr_decay,
-            collapsed=self.config.phi_inference == "prox",
+            warmup_epochs=warmup,
+            lr_decay=decay,
+            collapsed=mode == "prox",
         )
+
+    def set_lam(self, lam: float) -> FactVAE:
+        """Change ``lam``; a later :meth:`fit` continues training (a warm start) under it.
+
+        Used by :func:`~pyro_factvae.selection.lambda_path`. Returns ``self``.
+        """
+        if not (isinstance(lam, (int, float)) and lam >= 0):
+            raise ValueError(f"lam must be a number >= 0, got {lam!r}")
+        self.config.lam = float(lam)
+        if self.model_ is not None:
+            self.model_.lam = self.guide_.lam = float(lam)
+        if self.optim_ is not None:
+            self.optim_.lam = float(lam)
         return self
 
     # ------------------------------------------------------------------ inference

@@ -97,18 +97,29 @@ class Guide(PyroModule):
         if phi_inference == "variational":
             # q(Phi_g) = N(Phi, softplus(Phi_scale)^2), q(gamma_sq_g) = LogNormal(gamma_loc, .)
             raw = math.log(math.expm1(_INIT_SCALE))
-            lam_total = self.lam * (self.num_data or 1)
             self.Phi_scale = nn.ParameterList(
                 nn.Parameter(torch.full_like(phi, raw)) for phi in phis
             )
-            # gamma_sq starts at its conditional mode given the initial Phi
             self.gamma_loc = nn.ParameterList(
-                nn.Parameter(conditional_mode(phi.detach(), lam_total).clamp_min(1e-12).log())
-                for phi in phis
+                nn.Parameter(torch.zeros(phi.shape[::2])) for phi in phis
             )
             self.gamma_scale = nn.ParameterList(
                 nn.Parameter(torch.full(phi.shape[::2], raw)) for phi in phis
             )
+            self.start_variational()
+
+    @torch.no_grad()
+    def start_variational(self) -> None:
+        """Centre ``q(gamma_sq)`` at the conditional mode given the current ``Phi`` and reset the
+        scales of ``q(Phi)`` and ``q(gamma_sq)`` (used to start from a prox-MAP fit)."""
+        raw = math.log(math.expm1(_INIT_SCALE))
+        lam_total = self.lam * (self.num_data or 1)
+        for phi, scale, g_loc, g_scale in zip(
+            self.Phi, self.Phi_scale, self.gamma_loc, self.gamma_scale
+        ):
+            g_loc.copy_(conditional_mode(phi, lam_total).clamp_min(1e-12).log())
+            scale.fill_(raw)
+            g_scale.fill_(raw)
 
     def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
         """Sample the global sites; return ``Phi`` stacked per block.

@@ -3,12 +3,14 @@
 Each likelihood turns the decoder output of a group (one value per feature) into a Pyro
 distribution over the group's ``d_g`` features. Choose one per group by name:
 
-=============  ===============================================  ==========================
-name           distribution                                     decoder output is
-=============  ===============================================  ==========================
-``normal``     ``Normal(out, sigma)``, sigma learned per feature the mean
-``bernoulli``  ``Bernoulli(logits=out)``                        the logit
-=============  ===============================================  ==========================
+===============  =================================================  ================
+name             distribution                                       decoder output
+===============  =================================================  ================
+``normal``       ``Normal(out, sigma)``, sigma learned per feature  the mean
+``bernoulli``    ``Bernoulli(logits=out)``                          the logits
+``categorical``  ``OneHotCategorical(logits=out)``: the group's     the logits
+                 ``d_g`` columns are one one-hot class label
+===============  =================================================  ================
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ import torch
 from torch import nn
 from torch.nn.functional import softplus
 
-__all__ = ["LIKELIHOODS", "Likelihood", "NormalLikelihood", "BernoulliLikelihood", "get"]
+__all__ = [
+    "LIKELIHOODS",
+    "BernoulliLikelihood",
+    "CategoricalLikelihood",
+    "Likelihood",
+    "NormalLikelihood",
+    "get",
+]
 
 #: lower bound on a learned Normal scale, so the log-density stays bounded
 MIN_SCALE = 1e-3
@@ -110,9 +119,39 @@ class BernoulliLikelihood(Likelihood):
             )
 
 
+class CategoricalLikelihood(Likelihood):
+    """``x ~ OneHotCategorical(logits=out)``: the group is one class label, one-hot over its
+    ``d_g`` columns (e.g. a label group for semi-supervised learning; a missing label is a
+    missing group). Needs ``d_g >= 2``."""
+
+    name = "categorical"
+
+    def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
+        return [dist.OneHotCategorical(logits=out[..., i, :]) for i in range(out.shape[-2])]
+
+    def mean(self, out: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(out, dim=-1)
+
+    @classmethod
+    def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
+        if x.shape[-1] < 2:
+            raise ValueError(
+                f"group {name!r} has the 'categorical' likelihood but {x.shape[-1]} column; "
+                "give one column per class (one-hot)"
+            )
+        bad = (((x != 0) & (x != 1)).any(-1) | (x.sum(-1) != 1)) & observed
+        if bool(bad.any()):
+            rows = bad.nonzero().squeeze(-1)[:5].tolist()
+            raise ValueError(
+                f"group {name!r} has the 'categorical' likelihood but rows {rows} are not "
+                "one-hot (exactly one 1, the rest 0); encode the labels one-hot"
+            )
+
+
 LIKELIHOODS: dict[str, type[Likelihood]] = {
     "normal": NormalLikelihood,
     "bernoulli": BernoulliLikelihood,
+    "categorical": CategoricalLikelihood,
 }
 
 

@@ -166,6 +166,10 @@ class Model(PyroModule):
         Image groups: DCGAN-style grouped convolutional encoders and generators
         (:class:`~pyro_factvae.nets.ConvSpec`) instead of MLPs; every group must be an image
         of ``conv.image_shape``.
+    group_weight : sequence of float, optional
+        A weight per group on its log-likelihood (``poutine.scale`` on ``x_<g>``), e.g. to
+        make a small label group count in semi-supervised use (the ``alpha`` of Kingma et
+        al. 2014). Default: all 1, the paper's model.
     """
 
     def __init__(
@@ -180,8 +184,12 @@ class Model(PyroModule):
         theta_prior_weight: float = 1.0,
         name: str = "",
         conv: ConvSpec | None = None,
+        group_weight: Sequence[float] | None = None,
     ) -> None:
         super().__init__(name)
+        if group_weight is not None and len(group_weight) != layout.num_groups:
+            raise ValueError(f"give one group_weight per group ({layout.num_groups})")
+        self.group_weight = None if group_weight is None else [float(w) for w in group_weight]
         if conv is not None:
             for g, d in zip(layout.names, layout.dims):
                 if d != conv.dim:
@@ -304,7 +312,8 @@ class Model(PyroModule):
             outs = self.decode(z, phis)
             for block, x, out, lik in zip(self.layout.blocks, blocks, outs, self.likelihoods):
                 for i, (g, fn) in enumerate(zip(block.groups, lik.dists(out))):
-                    with poutine.mask(mask=mask[:, g]):
+                    weight_g = 1.0 if self.group_weight is None else self.group_weight[g]
+                    with poutine.mask(mask=mask[:, g]), poutine.scale(scale=weight_g):
                         obs = None if x is None else x[:, i]
                         pyro.sample(f"x_{self.layout.names[g]}", fn, obs=obs)
         return z

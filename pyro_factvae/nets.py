@@ -90,7 +90,10 @@ class BlockEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.features(x)
         mu = self.mean(h)
-        precision = torch.einsum("...gh,ghk->...gk", h + baseline, v_t).abs()
+        if v_t.dim() == 3:
+            precision = torch.einsum("...gh,ghk->...gk", h + baseline, v_t).abs()
+        else:  # V with batch dims (e.g. Phi drawn under pyro.infer.Predictive)
+            precision = ((h + baseline).unsqueeze(-2) @ v_t).squeeze(-2).abs()
         return mu, precision
 
 
@@ -119,7 +122,10 @@ class BlockDecoder(nn.Module):
         self.net = nn.Sequential(nn.ReLU(), body)
 
     def forward(self, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        a = torch.einsum("...k,gpk->...gp", z, w) + self.shift
+        if w.dim() == 3:
+            a = torch.einsum("...k,gpk->...gp", z, w) + self.shift
+        else:  # W with batch dims (e.g. Phi drawn under pyro.infer.Predictive)
+            a = (w @ z[..., None, :, None]).squeeze(-1) + self.shift
         return self.net(a)
 
     def prior_parameters(self) -> list[nn.Parameter]:
