@@ -1,0 +1,146 @@
+"""factVAE as a component of Pyro programs: site names under poutine, Predictive, label groups."""
+
+import os
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Predictive
+
+from pyro_factvae import FactVAE, GroupedData
+
+
+@pytest.fixture
+def fitted(groups):
+    return FactVAE(latent_dim=3, lam=0.1).fit(groups, epochs=2, progress=False)
+
+
+def _batch(vae, groups):
+    data = vae._data(groups)
+    return data.values, data.observed
+
+
+def test_condition_fixes_documented_sites(fitted, groups):
+    xs, mask = _batch(fitted, groups)
+    model = fitted.model_
+    z = torch.randn(len(mask), 3)
+    phi_a = torch.zeros(model.phi_rows, 3)  # group a cut off from every latent
+    cond = poutine.condition(model, {"z": z, "Phi_a": phi_a, "gamma_sq_b": torch.ones(3)})
+    tr = poutine.trace(cond).get_trace(xs, mask)
+    assert torch.equal(tr.nodes["z"]["value"], z) and tr.nodes["z"]["is_observed"]
+    assert torch.equal(tr.nodes["Phi_a"]["value"], phi_a)
+    assert torch.equal(tr.nodes["gamma_sq_b"]["value"], torch.ones(3))
+    # with Phi_a = 0 the mean of x_a no longer depends on z
+    other = poutine.trace(poutine.condition(model, {"z": -z, "Phi_a": phi_a})).get_trace(xs, mask)
+    assert torch.allclose(tr.nodes["x_a"]["fn"].mean, other.nodes["x_a"]["fn"].mean)
+    assert not torch.allclose(tr.nodes["x_b"]["fn"].mean, other.nodes["x_b"]["fn"].mean)
+
+
+def test_block_hides_and_exposes_sites(fitted, groups):
+    xs, mask = _batch(fitted, groups)
+    model = fitted.model_
+    hidden = poutine.trace(poutine.block(model, hide=["z", "Phi_a"])).get_trace(xs, mask)
+    assert "z" not in hidden.nodes and "Phi_a" not in hidden.nodes and "x_a" in hidden.nodes
+    only_x = poutine.block(model, expose_fn=lambda msg: msg["name"].startswith("x_"))
+    names = {n for n, s in poutine.trace(only_x).get_trace(xs, mask).nodes.items()}
+    assert {n for n in names if n not in ("_INPUT", "_RETURN")} == {"x_a", "x_b", "x_c"}
+
+
+def test_trace_of_a_user_model_that_calls_factvae(fitted, groups):
+    """A larger Pyro model: factVAE's z feeds a user's regression site."""
+    xs, mask = _batch(fitted, groups)
+    y = torch.randn(len(mask))
+
+    def outer(xs, mask, y):
+        z = fitted.model_(xs, mask)
+        slope = pyro.sample("slope", dist.Normal(torch.zeros(3), 1.0).to_event(1))
+        with pyro.plate("rows", len(y)):
+            pyro.sample("y", dist.Normal(z @ slope, 0.1), obs=y)
+
+    tr = poutine.trace(outer).get_trace(xs, mask, y)
+    assert {"z", "slope", "y", "x_a", "Phi_c", "gamma_sq_a"} <= set(tr.nodes)
+    assert torch.isfinite(tr.log_prob_sum())
+    # the observed x sites carry the masks of missing groups
+    assert not bool(tr.nodes["x_a"]["mask"][1]) and bool(tr.nodes["x_a"]["mask"][0])
+
+
+def test_predictive_with_the_fitted_guide_handles_batched_phi(fitted, groups):
+    xs, mask = _batch(fitted, groups)
+
+    def simulate_from_z(xs, mask):
+        return fitted.model_(None, mask=mask)
+
+    out = Predictive(simulate_from_z, guide=fitted.guide_, num_samples=7, return_sites=["x_c"])
+    with torch.no_grad():
+        draws = out(xs, mask)["x_c"]
+    assert draws.shape[0] == 7 and draws.shape[-2:] == (len(mask), 2)
+    assert torch.isfinite(draws).all()
+
+
+def test_categorical_label_group_and_group_weight():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 120)
+    x = np.eye(3)[labels] @ rng.standard_normal((3, 4)) + 0.1 * rng.standard_normal((120, 4))
+    onehot = np.eye(3)[labels]
+    onehot[::2] = np.nan  # half the labels missing
+    data = GroupedData({"x": x, "label": onehot})
+    vae = FactVAE(
+        latent_dim=2,
+        lam=0.0,
+        likelihood={"label": "categorical"},
+        group_weight={"label": 5.0},
+        theta_prior_weight=0.01,
+    )
+    vae.fit(data, epochs=100, batch_size=32, progress=False)
+    probs = vae.reconstruct(data, given=["x"], targets=["label"])["label"]
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (probs.argmax(1) == labels).mean() > 0.8  # three well-separated clusters
+    xs, mask = data.values, data.observed
+    tr = poutine.trace(vae.model_).get_trace(xs, mask)
+    assert tr.nodes["x_label"]["scale"] == 5.0 and tr.nodes["x_x"]["scale"] == 1.0
+    assert type(tr.nodes["x_label"]["fn"]).__name__ == "OneHotCategorical"
+    bad = GroupedData({"x": x, "label": np.eye(3)[labels] * 2})
+    with pytest.raises(ValueError, match="'label'.*not one-hot"):
+        FactVAE(likelihood={"label": "categorical"}).fit(bad, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="group_weight given for unknown groups"):
+        FactVAE(group_weight={"lable": 2.0}).fit(data, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="must be a number > 0"):
+        FactVAE(group_weight={"label": -1.0})
+
+
+def test_map_epochs_of_the_variational_mode(groups):
+    vae = FactVAE(latent_dim=2, phi_inference="variational")
+    vae.fit(groups, epochs=4, map_epochs=2, progress=False)
+    assert len(vae.history_) == 4 and vae.guide_.phi_inference == "variational"
+    with pytest.raises(ValueError, match="map_epochs must be in"):
+        vae.fit(groups, epochs=2, map_epochs=2, progress=False)
+    with pytest.raises(ValueError, match="variational' only"):
+        FactVAE(latent_dim=2).fit(groups, epochs=2, map_epochs=1, progress=False)
+
+
+def test_composition_example_runs(tmp_path, capsys):
+    import runpy
+    import sys
+
+    examples = os.path.join(os.path.dirname(__file__), "..", "examples")
+    sys.path.insert(0, examples)
+    try:
+        main = runpy.run_path(os.path.join(examples, "composition.py"))["main"]
+    finally:
+        sys.path.remove(examples)
+    result = main(["--epochs", "2", "--out", str(tmp_path)])
+    acc = result["accuracy"]
+    assert set(acc) == {
+        "top_left",
+        "top_right",
+        "bottom_left",
+        "bottom_right",
+        "all views",
+        "all views (Predictive)",
+    }
+    assert all(0 <= a <= 1 for a in acc.values())
+    assert (tmp_path / "composition_sparsity.png").stat().st_size > 1000
+    assert "accuracy" in capsys.readouterr().out

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from pyro_factvae import FactVAE
+from pyro_factvae.datasets import bars_data, bars_structure
+from pyro_factvae.selection import lambda_path
+
+
+def test_lambda_path_chooses_a_lambda_that_gives_the_bars_pattern(tmp_path):
+    path = lambda_path(
+        bars_data(3000, missing=0.25, seed=0),
+        [3.0, 0.0, 10.0, 1.0],
+        epochs=15,
+        warm_epochs=8,
+        latent_dim=12,
+    )
+    assert path.lams == [0.0, 1.0, 3.0, 10.0]  # walked in increasing order
+    assert path.active_links[0] == 48 and path.active_links[-1] < path.active_links[0]
+    assert np.argmax(path.held_out_ll) == path.best
+    structure = bars_structure(path.sparsity[path.best].values)
+    assert structure["cross"] == 0 and structure["every_quadrant"]  # top/bottom never linked
+    assert bars_structure(path.sparsity[0].values)["cross"] > 0  # lam = 0 links everything
+    # the returned model holds the weights it had at the chosen lam
+    np.testing.assert_array_equal(path.model.sparsity().values, path.sparsity[path.best].values)
+    assert path.model.config.lam == path.best_lam
+    fig = path.plot(tmp_path / "path.png")
+    assert (tmp_path / "path.png").stat().st_size > 1000
+    assert fig.axes[0].get_xscale() == "log" and "chosen lam" in fig.axes[0].get_title()
+    assert path.to_dict()["best_lam"] == path.best_lam
+
+
+def test_lambda_path_rejects_bad_grids():
+    data = bars_data(40, seed=0)
+    with pytest.raises(ValueError, match="lams"):
+        lambda_path(data, [])
+    with pytest.raises(ValueError, match="lams"):
+        lambda_path(data, [0.1, -1.0])
+    with pytest.raises(ValueError, match="through lams"):
+        lambda_path(data, [0.1], lam=1.0)
+    with pytest.raises(ValueError, match="validation fraction"):
+        lambda_path(data, [0.1], validation=1.5)
+
+
+def test_set_lam_changes_model_guide_and_optimizer(groups):
+    vae = FactVAE(latent_dim=2, lam=0.5).fit(groups, epochs=1, progress=False)
+    vae.set_lam(2.0)
+    assert vae.config.lam == vae.model_.lam == vae.guide_.lam == vae.optim_.lam == 2.0
+    with pytest.raises(ValueError, match="lam must be"):
+        vae.set_lam(-1.0)

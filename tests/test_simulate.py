@@ -1,0 +1,76 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pyro_factvae import FactVAE
+from pyro_factvae.analysis import active_probability, support_recovery, to_inference_data
+from pyro_factvae.simulate import simulate
+
+SUPPORT = np.array(
+    [[1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1], [1, 0, 0, 1]], dtype=bool
+)
+
+
+def test_simulate_draws_phi_with_the_given_support():
+    table = pd.DataFrame(SUPPORT, index=["a", "b", "c", "d", "e"])
+    before = torch.get_rng_state()
+    sim = simulate(table, [3, 4, 5, 6, 7], 500, seed=3)
+    assert torch.equal(before, torch.get_rng_state())  # global RNG untouched
+    assert sim.data.names == ["a", "b", "c", "d", "e"] and sim.data.dims == [3, 4, 5, 6, 7]
+    assert bool(sim.data.observed.all()) and sim.z.shape == (500, 4)
+    for g, name in enumerate(table.index):
+        norms = np.linalg.norm(sim.phi[name], axis=0)
+        assert sim.phi[name].shape == (32, 4)
+        assert (norms[SUPPORT[g]] > 1.0).all() and (norms[~SUPPORT[g]] < 1e-10).all()
+    np.testing.assert_array_equal(sim.support.values, SUPPORT)
+    again = simulate(table, [3, 4, 5, 6, 7], 500, seed=3)
+    np.testing.assert_array_equal(again.data.to_numpy()["a"], sim.data.to_numpy()["a"])
+
+
+def test_simulated_groups_depend_only_on_their_latents():
+    sim = simulate(SUPPORT, 6, 4000, noise=0.05, seed=1)
+    x = sim.data.to_numpy()["g3"]  # g3 is driven by z3 alone
+    corr = np.corrcoef(np.c_[sim.z, x], rowvar=False)[:4, 4:]
+    assert np.abs(corr[:3]).max() < 0.08  # z0..z2: independent (sampling noise ~0.016)
+    assert np.abs(corr[3]).max() > 0.3
+
+
+def test_simulate_bernoulli_groups_and_bad_input():
+    sim = simulate(SUPPORT[:2], 5, 50, likelihood="bernoulli")
+    assert set(np.unique(sim.data.to_numpy()["g0"])) <= {0.0, 1.0}
+    with pytest.raises(ValueError, match="booleans"):
+        simulate(np.full((2, 2), 0.5), 3, 10)
+    with pytest.raises(ValueError, match="one dim and one likelihood per group"):
+        simulate(SUPPORT, [3, 3], 10)
+    with pytest.raises(ValueError, match="unknown likelihood"):
+        simulate(SUPPORT, 3, 10, likelihood="poisson")
+
+
+def test_support_recovery_matches_latents_up_to_permutation():
+    scores = SUPPORT[:, [2, 0, 3, 1]].astype(float) * 0.8 + 0.1  # relabelled, never zero
+    rec = support_recovery(scores, SUPPORT)
+    assert rec["auc"] == 1.0 and rec["assignment"] == [1, 3, 0, 2]
+    np.testing.assert_array_equal(rec["truth"], SUPPORT[:, [2, 0, 3, 1]])
+    exact = np.where(SUPPORT[:, [1, 0, 2, 3]], 1.0, 0.0)
+    assert support_recovery(exact, SUPPORT)["zeros_match"] == 1.0
+    # an extra fitted latent is compared with an all-absent column
+    wider = np.c_[exact, np.r_[0.5, 0, 0, 0, 0]]
+    rec = support_recovery(wider, SUPPORT)
+    assert rec["truth"].shape == (5, 5) and rec["zeros_match"] == pytest.approx(24 / 25)
+    assert support_recovery(np.ones((5, 4)), SUPPORT)["auc"] == 0.5  # ties: no information
+    with pytest.raises(ValueError, match="equal groups"):
+        support_recovery(np.ones((3, 4)), SUPPORT)
+
+
+def test_prox_zeros_and_variational_p_active_recover_a_prior_predictive_support():
+    """Issue 4's check at test size (benchmarks/support_recovery.py runs the full one)."""
+    sim = simulate(SUPPORT, 10, 1000, seed=0)
+    prox = FactVAE(latent_dim=4, lam=1.0).fit(sim.data, epochs=150, progress=False)
+    rec = support_recovery(prox.sparsity(), sim.support)
+    assert rec["auc"] >= 0.95 and rec["zeros_match"] >= 0.85
+    var = FactVAE(latent_dim=4, lam=1.0, phi_inference="variational")
+    var.fit(sim.data, epochs=80, progress=False)
+    p = active_probability(to_inference_data(var, num_draws=200))
+    assert list(p.index) == list(sim.support.index) and p.shape == (5, 4)
+    assert support_recovery(p, sim.support)["auc"] >= 0.95
