@@ -136,6 +136,7 @@ class FactVAE:
         self.history_: list[float] = []
         self.layout_: Layout | None = None
         self.optim_: ProximalOptim | None = None
+        self.metadata_: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
@@ -426,11 +427,13 @@ class FactVAE:
         )
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
         """Write config (as JSON text) and weights to ``path``, atomically.
 
         The file holds only tensors, strings and numbers: :meth:`load` reads it with
-        ``torch.load(weights_only=True)``, which never runs code from the file.
+        ``torch.load(weights_only=True)``, which never runs code from the file. ``extra``:
+        JSON-ready user metadata, returned by :meth:`load` as ``metadata_`` (the ``factvae``
+        command keeps the CSV column spec there).
         """
         model, guide = self._fitted()
         meta = {
@@ -444,6 +447,7 @@ class FactVAE:
             },
             "num_data": self.num_data_,
             "history": self.history_,
+            "extra": dict(extra or self.metadata_),
         }
         payload = {
             "meta": json.dumps(meta),
@@ -468,4 +472,5 @@ class FactVAE:
                 f"{meta.get('version')}): {str(exc).splitlines()[0]}"
             ) from None
         self.history_ = list(meta.get("history", []))
+        self.metadata_ = dict(meta.get("extra") or {})
         return self

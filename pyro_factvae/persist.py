@@ -49,11 +49,15 @@ def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
     except FileNotFoundError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(
-            f"{name!r} is not a loadable FactVAE file (only tensors and plain data are "
-            f"accepted): {first}"
-        ) from None
+        text = str(exc)
+        if "Weights only load failed" in text and "global" in text.lower():
+            reason = (
+                "it holds Python objects other than tensors and plain data, and loading them "
+                "could run code; refused"
+            )
+        else:
+            reason = "not a torch file"
+        raise ValueError(f"{name!r} is not a loadable FactVAE file: {reason}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("meta"), str):
         raise ValueError(f"{name!r} is not a FactVAE file")
     try:

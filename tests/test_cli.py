@@ -1,0 +1,130 @@
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pyro_factvae.cli import main, parse_groups
+
+
+@pytest.fixture
+def csv_with_holes(tmp_path, groups):
+    """The conftest groups as a CSV; a missing group is a row of empty cells."""
+    cols = {}
+    for g, x in groups.items():
+        for j in range(x.shape[1]):
+            cols[f"{g}{j}"] = x[:, j]
+    path = tmp_path / "data.csv"
+    pd.DataFrame(cols).to_csv(path, index=False)
+    spec = "a=a0,a1,a2;b=b0,b1,b2;c=c0,c1"
+    return path, spec
+
+
+def _json(capsys):
+    return json.loads(capsys.readouterr().out)
+
+
+def test_round_trip_fit_impute_evaluate_sparsity_on_a_csv(tmp_path, csv_with_holes, capsys):
+    data, spec = csv_with_holes
+    model = tmp_path / "m.factvae"
+    fit = ["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "3"]
+    assert main([*fit, "--latent-dim", "3", "--lam", "0.1", "--no-progress", "--json"]) == 0
+    out = _json(capsys)
+    assert out["groups"] == ["a", "b", "c"] and out["rows"] == 40 and model.exists()
+    # the spec is stored with the model: no --groups needed from here on
+    filled = tmp_path / "filled.csv"
+    assert main(["impute", str(model), str(data), "-o", str(filled), "--json"]) == 0
+    assert _json(capsys)["filled_groups"] == {"a": 1, "b": 3, "c": 1}
+    before, after = pd.read_csv(data), pd.read_csv(filled)
+    assert list(after.columns) == list(before.columns) and not after.isna().any().any()
+    observed = before.notna()
+    np.testing.assert_allclose(after[observed].fillna(0), before[observed].fillna(0), atol=1e-6)
+    assert main(["evaluate", str(model), str(data), "--samples", "8", "--json"]) == 0
+    metrics = _json(capsys)
+    assert set(metrics) == {"recon_ll", "iwae_ll", "cond_ll", "rmse", "mae"}
+    assert all(np.isfinite(v) for v in metrics.values())
+    png = tmp_path / "map.png"
+    assert main(["sparsity", str(model), "--plot", str(png)]) == 0
+    assert "z2" in capsys.readouterr().out and png.stat().st_size > 1000
+    assert main(["sparsity", str(model), "--json"]) == 0
+    assert np.asarray(_json(capsys)["column_norms"]).shape == (3, 3)
+
+
+def test_npz_data_and_lambda_path(tmp_path, groups, capsys):
+    path = tmp_path / "data.npz"
+    np.savez(path, **groups)
+    plot, model = tmp_path / "path.png", tmp_path / "best.factvae"
+    argv = ["lambda-path", str(path), "--lams", "0,0.5", "--epochs", "2", "--latent-dim", "2"]
+    assert main([*argv, "--plot", str(plot), "-o", str(model), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "<- chosen" in text and plot.stat().st_size > 1000 and model.exists()
+    out = tmp_path / "filled.npz"
+    assert main(["impute", str(model), str(path), "-o", str(out)]) == 0
+    with np.load(out) as f:
+        assert sorted(f.files) == ["a", "b", "c"] and np.isfinite(f["b"]).all()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["fit", "nope.csv"], "no such data file"),
+        (["fit", "{data}"], "give --groups"),
+        (["fit", "{data}", "--groups", "a=a0;b"], "malformed group spec 'b'"),
+        (["fit", "{data}", "--groups", "a=a0,zz"], "columns ['zz'] are not in"),
+        (["fit", "{data}", "--groups", "{spec}", "--likelihood", "a=poisson"], "poisson"),
+        (["fit", "{data}", "--groups", "{spec}", "--lam", "-1"], "lam must be"),
+        (["sparsity", "missing.factvae"], "no such model file"),
+        (["lambda-path", "{data}", "--groups", "{spec}", "--lams", "0,x"], "give numbers"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, csv_with_holes, capsys):
+    data, spec = csv_with_holes
+    argv = [a.format(data=data, spec=spec) for a in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("factvae: error:") and message in err and len(err.splitlines()) == 1
+
+
+def test_group_spec_from_json_file_and_mismatch_with_model(tmp_path, csv_with_holes, capsys):
+    data, spec = csv_with_holes
+    spec_file = tmp_path / "groups.json"
+    spec_file.write_text(json.dumps(parse_groups(spec)))
+    model = tmp_path / "m.factvae"
+    fit = ["fit", str(data), "--groups", str(spec_file), "-o", str(model), "--epochs", "1"]
+    assert main([*fit, "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["impute", str(model), str(data), "--groups", "a=a0", "-o", "x.csv"]) == 1
+    assert "fitted on groups ['a', 'b', 'c']" in capsys.readouterr().err
+    spec_file.write_text("{not json")
+    assert main(["fit", str(data), "--groups", str(spec_file)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_console_script_runs_as_a_subprocess(tmp_path, csv_with_holes):
+    data, spec = csv_with_holes
+    model = tmp_path / "m.factvae"
+    exe = shutil.which("factvae")  # the console script of an installed package
+    cmd = [exe] if exe else [sys.executable, "-m", "pyro_factvae.cli"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ok = subprocess.run(
+        [*cmd, "fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "1", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["model"] == str(model)
+    bad = subprocess.run(
+        [*cmd, "evaluate", str(model), str(tmp_path / "none.csv")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == f"factvae: error: no such data file: {tmp_path / 'none.csv'}"
