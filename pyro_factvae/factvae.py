@@ -20,13 +20,14 @@ import torch
 from . import __version__, likelihoods
 from .config import FactVAEConfig, _positive_int
 from .data import GroupedData, as_grouped
+from .fitting import Run, fingerprint, rng_state, set_rng_state
 from .guide import Guide
 from .model import Layout, Model
 from .optim import ProximalOptim
 from .persist import FORMAT, atomic_save, read_payload
 from .predict import predictive_means
 from .priors import column_norms
-from .train import seed_everything, train
+from .train import seed_everything
 
 __all__ = ["FactVAE"]
 
@@ -137,6 +138,7 @@ class FactVAE:
         self.layout_: Layout | None = None
         self.optim_: ProximalOptim | None = None
         self.metadata_: dict[str, Any] = {}
+        self.interrupted_: str | None = None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
@@ -207,6 +209,9 @@ class FactVAE:
         seed: int | None = 0,
         progress: bool = True,
         map_epochs: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
+        checkpoint_every: int | None = None,
+        resume: str | os.PathLike | None = None,
     ) -> FactVAE:
         """Train with collapsed SVI and the prox step (Algorithm 1).
 
@@ -242,12 +247,33 @@ class FactVAE:
             mode) and spend the rest on the full ELBO. Starting from the MAP keeps every latent
             the data support; started cold, the noise of ``q(Phi)`` lets whole latents
             collapse. Default: half of ``epochs`` on the first call, none when continuing.
+        checkpoint : path-like, optional
+            Write the complete training state there (atomically: the file is always the
+            last complete checkpoint) every ``checkpoint_every`` steps, on SIGINT / SIGTERM,
+            and at the end.
+        checkpoint_every : int, optional
+            Steps between checkpoints (default: once per epoch).
+        resume : path-like, optional
+            Continue the run saved in this checkpoint. Config and training arguments come
+            from the file (the ones given here are ignored); ``data`` must be the same. On
+            CPU the resumed run ends bit for bit as the uninterrupted one.
 
         Returns
         -------
         FactVAE
-            ``self``, fitted. Calling ``fit`` again continues training.
+            ``self``, fitted. Calling ``fit`` again continues training. If a SIGINT or
+            SIGTERM stopped it, ``interrupted_`` names the signal (else ``None``) and the
+            checkpoint, when one was asked for, holds the state after the last step.
+
+        Raises
+        ------
+        NonFiniteError
+            A non-finite loss or gradient; it names the step and the model term, and the
+            parameters keep their last finite values.
         """
+        self.interrupted_: str | None = None
+        if resume is not None:
+            return self._resume(data, resume, progress, checkpoint, checkpoint_every)
         _positive_int("epochs", epochs)
         _positive_int("batch_size", batch_size)
         if warmup_epochs is None:
@@ -286,30 +312,71 @@ class FactVAE:
         phases = [("prox", map_epochs, warmup_epochs)] if map_epochs else []
         rest = epochs - map_epochs
         phases.append((self.config.phi_inference, rest, 0.0 if map_epochs else warmup_epochs))
-        for mode, n, warm in phases:
-            self._train_phase(data, mode, n, batch_size, generator, progress, warm, lr_decay)
+        args = {
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "phi_lr": phi_lr,
+            "phi_optim": phi_optim,
+            "lr_decay": lr_decay,
+        }
+        run = Run(args, phases, fingerprint(data))
+        every = self._checkpoint_every(checkpoint_every, len(data), batch_size)
+        run.execute(self, data, generator, progress, _path(checkpoint), every)
         return self
 
-    def _train_phase(self, data, mode, epochs, batch_size, generator, progress, warmup, decay):
-        model, guide = self._fitted()
-        if mode == "variational" and guide.phi_inference == "prox":
-            guide.start_variational()  # q(Phi) at the MAP point
-        guide.phi_inference = mode
-        self.optim_.lam = self.config.lam if mode == "prox" else 0.0
-        self.history_ += train(
-            model,
-            guide,
-            data,
-            self.optim_,
-            epochs=epochs,
-            batch_size=batch_size,
-            keep_prob=self.config.keep_prob,
-            generator=generator,
-            progress=progress,
-            warmup_epochs=warmup,
-            lr_decay=decay,
-            collapsed=mode == "prox",
+    @staticmethod
+    def _checkpoint_every(every: int | None, rows: int, batch_size: int) -> int:
+        if every is None:
+            return -(-rows // min(batch_size, rows))  # once per epoch
+        return _positive_int("checkpoint_every", every)
+
+    def _write_checkpoint(self, path: str, run: Run, generator: torch.Generator) -> None:
+        """The complete training state (see :mod:`pyro_factvae.fitting`), atomically."""
+        prefix = self._prefix()
+        optim = _rename(self.optim_.get_state(), prefix, "@")
+        extra_meta = {"run": run.meta(), "optim_scalars": [self.optim_.lr_factor]}
+        self._save(
+            path,
+            None,
+            extra_meta,
+            {"optim": optim, "perm": run.position.perm, "rng": rng_state(generator)},
         )
+
+    def _resume(self, data, path, progress, checkpoint, checkpoint_every) -> FactVAE:
+        meta, payload = read_payload(path)
+        if "run" not in meta:
+            raise ValueError(
+                f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
+                "fit(..., checkpoint=PATH)"
+            )
+        loaded = self._from_payload(meta, payload, path)
+        self.__dict__.update(loaded.__dict__)
+        data = self._data(data)
+        run = Run.from_meta(meta["run"], payload.get("perm"))
+        if fingerprint(data) != run.fingerprint:
+            raise ValueError(
+                f"the data differ from those the run in {os.fspath(path)!r} was training on; "
+                "resume with the same rows, groups and missing pattern"
+            )
+        model, guide = self._fitted()
+        model.num_data = guide.num_data = len(data)
+        args = run.args
+        self.optim_ = ProximalOptim(
+            torch.optim.Adam,
+            {"lr": args["lr"], "foreach": True},
+            lam=self.config.lam,
+            phi_lr=args["phi_lr"],
+            phi_optim=args["phi_optim"],
+        )
+        self.optim_.set_state(_rename(payload["optim"], "@", self._prefix()))
+        self.optim_.set_lr_factor(meta["optim_scalars"][0])
+        guide.phi_inference = run.phases[run.phase][0]
+        generator = torch.Generator()
+        set_rng_state(payload["rng"], generator)
+        every = self._checkpoint_every(checkpoint_every, len(data), args["batch_size"])
+        run.execute(self, data, generator, progress, _path(checkpoint), every)
+        return self
 
     def set_lam(self, lam: float) -> FactVAE:
         """Change ``lam``; a later :meth:`fit` continues training (a warm start) under it.
@@ -435,6 +502,9 @@ class FactVAE:
         JSON-ready user metadata, returned by :meth:`load` as ``metadata_`` (the ``factvae``
         command keeps the CSV column spec there).
         """
+        self._save(path, extra)
+
+    def _save(self, path, extra=None, extra_meta=None, extra_payload=None) -> None:
         model, guide = self._fitted()
         meta = {
             "format": FORMAT,
@@ -448,29 +518,76 @@ class FactVAE:
             "num_data": self.num_data_,
             "history": self.history_,
             "extra": dict(extra or self.metadata_),
+            **(extra_meta or {}),
         }
         payload = {
             "meta": json.dumps(meta),
             "model": model.state_dict(),
             "guide": guide.state_dict(),
+            **(extra_payload or {}),
         }
         atomic_save(payload, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FactVAE:
-        """Read a model written by :meth:`save` (no code from the file is executed)."""
+        """Read a model written by :meth:`save`, or the model in a checkpoint.
+
+        Nothing from the file is executed (``torch.load(weights_only=True)``): a file whose
+        pickle holds other objects is refused. A file from another format version, or whose
+        weights do not fit its config, raises a ``ValueError`` that says so.
+        """
         meta, payload = read_payload(path)
-        self = cls(**meta["config"])
-        lay = meta["layout"]
-        self._build(Layout(lay["names"], lay["dims"], lay["likelihoods"]), meta["num_data"])
+        return cls._from_payload(meta, payload, path)
+
+    @classmethod
+    def _from_payload(cls, meta: dict, payload: dict, path) -> FactVAE:
+        name = os.fspath(path)
+        major = str(meta.get("version", "?")).split(".")[0]
+        if major != __version__.split(".")[0]:
+            raise ValueError(
+                f"{name!r} was written by pyro_factvae {meta.get('version')}; this is "
+                f"{__version__}, which reads files of major version {__version__.split('.')[0]}"
+            )
+        try:
+            self = cls(**meta["config"])
+            lay = meta["layout"]
+            layout = Layout(lay["names"], lay["dims"], lay["likelihoods"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{name!r} has an invalid config: {exc}") from None
+        self._build(layout, meta["num_data"])
         try:
             self.model_.load_state_dict(payload["model"])
             self.guide_.load_state_dict(payload["guide"])
-        except RuntimeError as exc:
+        except (RuntimeError, KeyError) as exc:
             raise ValueError(
-                f"weights in {os.fspath(path)!r} do not match its config (written by version "
+                f"weights in {name!r} do not match its config (written by version "
                 f"{meta.get('version')}): {str(exc).splitlines()[0]}"
             ) from None
         self.history_ = list(meta.get("history", []))
         self.metadata_ = dict(meta.get("extra") or {})
         return self
+
+    def _prefix(self) -> str:
+        """Start of this instance's param-store names (``factvae<n>_``)."""
+        return self.model_._pyro_name[: -len("model")]
+
+
+def _rename(state: dict, old: str, new: str) -> dict:
+    """Optimizer state with parameter names' prefix ``old`` replaced by ``new``."""
+
+    def fix(name: str) -> str:
+        return new + name[len(old) :] if name.startswith(old) else name
+
+    out = dict(state)
+    out["phi"] = {fix(k): v for k, v in state.get("phi", {}).items()}
+    if "theta" in state:
+        theta = dict(state["theta"])
+        theta["names"] = [fix(n) for n in theta["names"]]
+        if "groups" in theta:
+            theta["groups"] = [[fix(n) for n in g] for g in theta["groups"]]
+        out["theta"] = theta
+    return out
+
+
+def _path(path: str | os.PathLike | None) -> str | None:
+    return None if path is None else os.fspath(path)

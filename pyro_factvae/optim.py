@@ -170,6 +170,10 @@ class ProximalOptim(PyroOptim):
             name = self._names[p] = pyro.get_param_store().param_name(p)
         return name
 
+    def _args_for(self, name: str) -> dict:
+        args = self.pt_optim_args
+        return dict(args(name) if callable(args) else args)
+
     def _groups(self, params: list[torch.Tensor]) -> list[dict]:
         if callable(self.pt_optim_args):
             return [{"params": [p], **self.pt_optim_args(self._name(p))} for p in params]
@@ -188,11 +192,33 @@ class ProximalOptim(PyroOptim):
 
     def _step_theta(self, theta: list[torch.Tensor]) -> None:
         if self.theta_optim is None:
-            self.theta_optim = self.pt_optim_constructor(self._groups(theta))
-            self.set_lr_factor(self.lr_factor)
             saved = self._state_waiting_to_be_consumed.pop("theta", None)
-            if saved is not None:
+            if saved is not None and "groups" in saved:
+                # resume: rebuild the saved param groups, in order, before loading their state
+                by_name = {self._name(p): p for p in theta}
+                missing = [n for g in saved["groups"] for n in g if n not in by_name]
+                if missing:
+                    raise ValueError(
+                        f"saved optimizer state is for parameters {missing[:3]} that this "
+                        "model does not have; was it saved from another configuration?"
+                    )
+                groups = [
+                    {"params": [by_name[n] for n in g], **self._args_for(g[0])}
+                    for g in saved["groups"]
+                ]
+                self.theta_optim = self.pt_optim_constructor(groups)
                 self._load_theta(saved)
+                self.set_lr_factor(self.lr_factor)  # this step's factor, not the saved one
+                seen = {n for g in saved["groups"] for n in g}
+                theta_new = [p for p in theta if self._name(p) not in seen]
+                for group in self._groups(theta_new) if theta_new else []:
+                    group["initial_lr"] = group.get("lr", self.theta_optim.defaults["lr"])
+                    self.theta_optim.add_param_group(group)
+            else:
+                self.theta_optim = self.pt_optim_constructor(self._groups(theta))
+                self.set_lr_factor(self.lr_factor)
+                if saved is not None:
+                    self._load_theta(saved)
         else:
             seen = {id(p) for g in self.theta_optim.param_groups for p in g["params"]}
             new = [p for p in theta if id(p) not in seen]
@@ -237,8 +263,12 @@ class ProximalOptim(PyroOptim):
         """State of both parts, keyed by parameter name (for checkpoints)."""
         out: dict[str, Any] = {"phi": {k: dict(v) for k, v in self.phi_state.items()}}
         if self.theta_optim is not None:
-            names = [self._name(p) for g in self.theta_optim.param_groups for p in g["params"]]
-            out["theta"] = {"names": names, "state": self.theta_optim.state_dict()}
+            groups = [[self._name(p) for p in g["params"]] for g in self.theta_optim.param_groups]
+            out["theta"] = {
+                "names": [n for g in groups for n in g],
+                "groups": groups,
+                "state": self.theta_optim.state_dict(),
+            }
         return out
 
     def set_state(self, state_dict: dict) -> None:
