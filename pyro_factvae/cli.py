@@ -27,6 +27,14 @@ class UserError(Exception):
     """An error in the user's input: reported as one line, exit status 1."""
 
 
+class Interrupted(Exception):
+    """Training stopped by a signal: one line, exit status 128 + the signal number."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
 # ---------------------------------------------------------------------- data in and out
 def parse_groups(spec: str | None) -> dict[str, list[str]] | None:
     """``'a=x1,x2;b=x3'`` or a JSON file path -> ``{"a": ["x1", "x2"], "b": ["x3"]}``."""
@@ -126,13 +134,26 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
     data, _, groups = read_data(args.data, groups)
     likelihood = _likelihoods(args.likelihood)
     vae = FactVAE(latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood)
+    if args.resume and not os.path.isfile(args.resume):
+        raise UserError(f"no such checkpoint: {args.resume}")
+    checkpoint = args.checkpoint or args.resume
     vae.fit(
         data,
         epochs=args.epochs,
         batch_size=args.batch_size,
         seed=args.seed,
         progress=not args.no_progress,
+        checkpoint=checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
     )
+    if vae.interrupted_:
+        how = (
+            f"resume with: factvae fit {args.data} --resume {checkpoint} -o {args.out}"
+            if checkpoint
+            else "nothing was saved; give --checkpoint PATH to be able to resume"
+        )
+        raise Interrupted(f"interrupted by {vae.interrupted_}; {how}", vae.interrupted_)
     vae.save(args.out, extra={"groups": groups} if groups else None)
     links = int((vae.sparsity().values > 0).sum())
     result = {
@@ -289,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help=".npz (one array per group) or .csv (with --groups)")
     p.add_argument("--out", "-o", default="model.factvae", help="model file to write")
     p.add_argument("--lam", type=float, default=1.0)
+    p.add_argument("--checkpoint", help="write the training state here (atomically)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
+    p.add_argument("--resume", help="continue the run saved in this checkpoint")
     training(p, 100)
     common(p)
     p.set_defaults(run=cmd_fit)
@@ -334,7 +358,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         args.run(args)
-    except (UserError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+    except Interrupted as exc:
+        print(f"factvae: {exc}", file=sys.stderr)
+        import signal
+
+        return 128 + int(getattr(signal, exc.signal_name))
+    except (
+        UserError,
+        ValueError,
+        FloatingPointError,
+        FileNotFoundError,
+        IsADirectoryError,
+        PermissionError,
+    ) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"factvae: error: {message}", file=sys.stderr)
         return 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -284,6 +285,7 @@ class FactVAE:
         layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
             likelihoods.get(lik).check(name, data.values[g], data.observed[:, g])
+            _warn_scale(name, lik, data.values[g][data.observed[:, g]])
         generator = seed_everything(seed) if seed is not None else torch.Generator()
         if seed is None:
             generator.manual_seed(int(torch.randint(2**62, ()).item()))
@@ -587,6 +589,20 @@ def _rename(state: dict, old: str, new: str) -> dict:
             theta["groups"] = [[fix(n) for n in g] for g in theta["groups"]]
         out["theta"] = theta
     return out
+
+
+def _warn_scale(name: str, lik: str, rows: torch.Tensor) -> None:
+    """Warn when a normal group's features are far from unit scale."""
+    if lik != "normal" or len(rows) < 2:
+        return
+    scale = float(rows.abs().max())
+    if scale > 1e4 or 0 < scale < 1e-3:
+        warnings.warn(
+            f"group {name!r} has features of magnitude {scale:.3g}; the networks, and the "
+            "noise floor 1e-3 of 'normal' groups, work best near unit scale: standardise the "
+            "features (e.g. subtract the mean, divide by the standard deviation)",
+            stacklevel=3,
+        )
 
 
 def _path(path: str | os.PathLike | None) -> str | None:

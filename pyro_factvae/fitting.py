@@ -15,6 +15,7 @@ given) and return; a second signal interrupts at once.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import signal
 import threading
@@ -153,11 +154,14 @@ class Run:
                 try:
                     self._phase(vae, data, generator, progress, after_step)
                 except NonFiniteError as exc:
-                    last = (
-                        f"the last good checkpoint is {checkpoint!r} (step {self.saved_step})"
-                        if self.saved_step
-                        else "no checkpoint was written"
-                    )
+                    if self.saved_step:
+                        last = (
+                            f"the last good checkpoint is {checkpoint!r} (step {self.saved_step})"
+                        )
+                    elif checkpoint is not None and os.path.exists(checkpoint):
+                        last = f"{checkpoint!r} holds the state from before this fit call"
+                    else:
+                        last = "no checkpoint was written"
                     raise NonFiniteError(f"{exc}; {last}") from None
                 if vae.interrupted_:
                     if checkpoint is None:

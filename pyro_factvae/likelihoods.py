@@ -35,6 +35,14 @@ __all__ = [
 MIN_SCALE = 1e-3
 
 
+def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
+    """``softplus^-1(y) = y + log(1 - exp(-y))``, finite for every ``y > 0`` (the textbook
+    ``log(expm1(y))`` overflows to ``inf`` above ``y ~ 88`` in float32, e.g. for a feature of
+    scale 1e6)."""
+    y = torch.as_tensor(y)
+    return y + torch.log(-torch.expm1(-y))
+
+
 class Likelihood(nn.Module):
     """Base class: parameters of one block of groups sharing a family and width.
 
@@ -91,7 +99,7 @@ class NormalLikelihood(Likelihood):
             rows = x[obs]
             if len(rows) > 1:
                 std = rows.std(0).clamp_min(10 * MIN_SCALE)
-                self.raw_scale[i] = torch.log(torch.expm1(std - MIN_SCALE))
+                self.raw_scale[i] = inverse_softplus(std - MIN_SCALE)
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return out

@@ -128,3 +128,59 @@ def test_console_script_runs_as_a_subprocess(tmp_path, csv_with_holes):
     )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == f"factvae: error: no such data file: {tmp_path / 'none.csv'}"
+
+
+def test_fit_interrupted_exits_non_zero_with_how_to_resume(
+    tmp_path, csv_with_holes, capsys, monkeypatch
+):
+    import signal
+
+    import pyro_factvae.train as train_module
+
+    data, spec = csv_with_holes
+    original = train_module._guarded_step
+
+    def stop_at_second(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if args[-1].step == 1:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(train_module, "_guarded_step", stop_at_second)
+    ckpt, model = tmp_path / "run.ckpt", tmp_path / "m.factvae"
+    argv = [
+        "fit",
+        str(data),
+        "--groups",
+        spec,
+        "-o",
+        str(model),
+        "--epochs",
+        "2",
+        "--checkpoint",
+        str(ckpt),
+        "--no-progress",
+    ]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--resume {ckpt}" in err and not model.exists()
+    monkeypatch.undo()
+    assert (
+        main(
+            [
+                "fit",
+                str(data),
+                "--groups",
+                spec,
+                "-o",
+                str(model),
+                "--resume",
+                str(ckpt),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert model.exists()
+    assert main(["fit", str(data), "--groups", spec, "--resume", str(tmp_path / "none")]) == 1
+    assert "no such checkpoint" in capsys.readouterr().err

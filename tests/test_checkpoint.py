@@ -1,0 +1,228 @@
+"""Issue 5: checkpoints that resume bit for bit, survive SIGKILL, refuse unsafe files; no silent
+NaNs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyro
+import pytest
+import torch
+
+import pyro_factvae.train as train_module
+from pyro_factvae import FactVAE
+from pyro_factvae.persist import atomic_save, read_payload
+from pyro_factvae.train import NonFiniteError
+
+from .conftest import small_groups
+
+STEPS = 4 * 3  # 4 epochs of 40 rows in batches of 16
+
+
+def _state(vae):
+    out = {f"m.{k}": v.clone() for k, v in vae.model_.state_dict().items()}
+    out.update({f"g.{k}": v.clone() for k, v in vae.guide_.state_dict().items()})
+    return out
+
+
+def _interrupt_at(monkeypatch, step, sig=signal.SIGINT):
+    """Deliver ``sig`` to this process during training step ``step``."""
+    original = train_module._guarded_step
+    count = {"n": 0}
+
+    def step_then_signal(*args, **kwargs):
+        out = original(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == step:
+            signal.raise_signal(sig)
+        return out
+
+    monkeypatch.setattr(train_module, "_guarded_step", step_then_signal)
+
+
+# a random step for each mode (fixed seed): the MAP and the variational phase both get hit
+_RNG = np.random.default_rng(5)
+CASES = [
+    ({}, int(_RNG.integers(1, STEPS))),
+    ({"phi_inference": "variational"}, int(_RNG.integers(1, 6))),
+    ({"phi_inference": "variational"}, int(_RNG.integers(7, STEPS))),
+    ({"inference": "mixture"}, int(_RNG.integers(1, STEPS))),
+    ({}, STEPS),  # the very last step
+]
+
+
+@pytest.mark.parametrize("config, stop", CASES)
+def test_interrupt_then_resume_equals_the_uninterrupted_run(config, stop, tmp_path, monkeypatch):
+    data = small_groups()
+    fit = dict(epochs=4, batch_size=16, progress=False, seed=3)
+    whole = FactVAE(latent_dim=3, lam=0.3, **config).fit(data, **fit)
+    expected, history, next_draw = _state(whole), list(whole.history_), torch.rand(4)
+
+    pyro.clear_param_store()
+    path = tmp_path / "run.ckpt"
+    _interrupt_at(monkeypatch, stop)
+    cut = FactVAE(latent_dim=3, lam=0.3, **config).fit(data, checkpoint=path, **fit)
+    assert cut.interrupted_ == "SIGINT"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    monkeypatch.undo()
+
+    pyro.set_rng_seed(999)  # resuming must not depend on the RNGs as they are now
+    resumed = FactVAE().fit(data, resume=path, progress=False)
+    assert resumed.interrupted_ is None and resumed.config.latent_dim == 3
+    got = _state(resumed)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)  # bit for bit
+    assert resumed.history_ == history
+    assert torch.equal(torch.rand(4), next_draw)  # every RNG continued exactly
+
+
+def test_sigterm_stops_after_the_step_and_writes_a_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run.ckpt"
+    _interrupt_at(monkeypatch, 2, signal.SIGTERM)
+    vae = FactVAE(latent_dim=2).fit(
+        small_groups(), epochs=3, batch_size=16, checkpoint=path, progress=False
+    )
+    assert vae.interrupted_ == "SIGTERM" and len(vae.history_) == 0
+    meta, _ = read_payload(path)
+    assert meta["run"]["global_step"] == 2 and meta["run"]["position"]["batch"] == 2
+    monkeypatch.undo()
+    with pytest.warns(UserWarning, match="no checkpoint path was given"):
+        _interrupt_at(monkeypatch, 1)
+        FactVAE(latent_dim=2).fit(small_groups(), epochs=1, progress=False)
+
+
+def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path):
+    path = tmp_path / "run.ckpt"
+    np.savez(tmp_path / "data.npz", **small_groups())
+    script = textwrap.dedent(
+        f"""
+        import time, numpy as np, torch
+        import pyro_factvae.persist as persist
+        from pyro_factvae import FactVAE
+        real_save, calls = torch.save, [0]
+        def slow_save(obj, f, *args, **kwargs):
+            calls[0] += 1
+            if calls[0] == 3:  # the third checkpoint: half written, then stuck
+                f.write(b"half a checkpoint"); f.flush()
+                print("WRITING", flush=True)
+                time.sleep(120)
+            return real_save(obj, f, *args, **kwargs)
+        persist.torch.save = slow_save
+        data = dict(np.load({str(tmp_path / "data.npz")!r}))
+        FactVAE(latent_dim=2).fit(data, epochs=5, batch_size=16, checkpoint={str(path)!r},
+                                  checkpoint_every=1, progress=False)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline().strip() == "WRITING"
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+    meta, _ = read_payload(path)  # the second checkpoint, complete
+    assert meta["run"]["global_step"] == 2
+    resumed = FactVAE().fit(dict(np.load(tmp_path / "data.npz")), resume=path, progress=False)
+    assert len(resumed.history_) == 5
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_non_finite_loss_names_step_term_and_checkpoint(tmp_path):
+    data = small_groups()
+    vae = FactVAE(latent_dim=2).fit(data, epochs=1, progress=False, checkpoint=tmp_path / "c")
+    with torch.no_grad():
+        vae.model_.likelihoods[0].raw_scale[1] = float("nan")  # break group b's likelihood
+    before = _state(vae)
+    with pytest.raises(NonFiniteError) as info:
+        vae.fit(data, epochs=1, progress=False, checkpoint=tmp_path / "c", checkpoint_every=1)
+    message = str(info.value)
+    assert "step 1 (epoch 1, batch 1)" in message
+    assert "likelihood of group 'b'" in message and "from before this fit call" in message
+    after = _state(vae)
+    for k in before:  # last finite values kept (the NaN we planted stays NaN)
+        assert torch.allclose(before[k], after[k], rtol=0, atol=0, equal_nan=True), k
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_non_finite_error_names_the_last_good_checkpoint(tmp_path, monkeypatch):
+    original = train_module._guarded_step
+    count = {"n": 0}
+
+    def break_at_third(elbo, model, guide, optim, args, pos):
+        count["n"] += 1
+        if count["n"] == 3:
+            args = ([x * float("nan") for x in args[0]], *args[1:])
+        return original(elbo, model, guide, optim, args, pos)
+
+    monkeypatch.setattr(train_module, "_guarded_step", break_at_third)
+    path = tmp_path / "c"
+    with pytest.raises(NonFiniteError, match=r"step 3 .*last good checkpoint is .*\(step 2\)"):
+        FactVAE(latent_dim=2).fit(
+            small_groups(),
+            epochs=2,
+            batch_size=16,
+            checkpoint=path,
+            checkpoint_every=1,
+            progress=False,
+        )
+
+
+def test_extreme_feature_scales_train_finite_or_warn():
+    big = {k: v * 1e6 for k, v in small_groups().items()}
+    with pytest.warns(UserWarning, match="standardise"):
+        vae = FactVAE(latent_dim=2).fit(big, epochs=3, progress=False)
+    assert np.isfinite(vae.history_).all()
+    assert all(np.isfinite(v).all() for v in vae.impute(big).values())
+
+
+def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.ckpt"
+    torch.save({"meta": "{}", "model": Evil()}, path)
+    for load in (FactVAE.load, lambda p: FactVAE().fit(small_groups(), resume=p)):
+        with pytest.raises(ValueError, match="could run code; refused"):
+            load(path)
+    assert not marker.exists()
+
+
+def _tampered(tmp_path, edit):
+    vae = FactVAE(latent_dim=2).fit(small_groups(), epochs=1, progress=False)
+    path = tmp_path / "m.pt"
+    vae.save(path)
+    meta, payload = read_payload(path)
+    edit(meta)
+    payload["meta"] = json.dumps(meta)
+    atomic_save(payload, path)
+    return path
+
+
+def test_other_version_or_config_fails_with_a_message(tmp_path):
+    newer = _tampered(tmp_path, lambda m: m.update(version="9.0.0"))
+    with pytest.raises(ValueError, match="written by pyro_factvae 9.0.0"):
+        FactVAE.load(newer)
+    wider = _tampered(tmp_path, lambda m: m["config"].update(latent_dim=5))
+    with pytest.raises(ValueError, match="do not match its config"):
+        FactVAE.load(wider)
+    bad = _tampered(tmp_path, lambda m: m["config"].update(keep_prob=3.0))
+    with pytest.raises(ValueError, match="invalid config"):
+        FactVAE.load(bad)
+
+
+def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path):
+    data = small_groups()
+    vae = FactVAE(latent_dim=2).fit(data, epochs=1, progress=False, checkpoint=tmp_path / "c")
+    vae.save(tmp_path / "model.pt")
+    with pytest.raises(ValueError, match="not a checkpoint"):
+        FactVAE().fit(data, resume=tmp_path / "model.pt")
+    other = {k: v + 1.0 for k, v in data.items()}
+    with pytest.raises(ValueError, match="data differ"):
+        FactVAE().fit(other, resume=tmp_path / "c")
+    assert FactVAE.load(tmp_path / "c").sparsity().shape == (3, 2)  # a checkpoint loads too
