@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyro
 import torch
 
 from .config import _positive_int
@@ -54,9 +55,12 @@ def _group_log_likelihoods(vae: FactVAE, xs: Sequence[torch.Tensor], z: torch.Te
     model, guide = vae._fitted()
     out: list[torch.Tensor] = [torch.empty(0)] * model.layout.num_groups
     outs = model.decode(z, list(guide.Phi))
-    for block, dec_out, lik in zip(model.layout.blocks, outs, model.likelihoods):
-        for g, fn in zip(block.groups, lik.dists(dec_out)):
-            out[g] = fn.log_prob(xs[g])
+    # the zero placeholders of missing groups need not be in the support (a one-hot label):
+    # they are scored without validation, then masked out by the callers
+    with pyro.validation_enabled(False):
+        for block, dec_out, lik in zip(model.layout.blocks, outs, model.likelihoods):
+            for g, fn in zip(block.groups, lik.dists(dec_out)):
+                out[g] = fn.log_prob(xs[g])
     return torch.stack(out, dim=-1)
 
 

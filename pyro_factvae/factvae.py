@@ -189,6 +189,8 @@ class FactVAE:
                     f"data has group widths {data.dims}, "
                     f"the model expects {list(self.layout_.dims)}"
                 )
+            for g, (name, lik) in enumerate(zip(self.layout_.names, self.layout_.likelihoods)):
+                likelihoods.get(lik).check(name, data.values[g], data.observed[:, g])
         return data
 
     def _fitted(self) -> tuple[Model, Guide]:

@@ -298,6 +298,11 @@ class Model(PyroModule):
             if mask is None:
                 raise ValueError("mask is required with data: (B, G) bool, True = observed")
             blocks = _stack_blocks(self.layout, xs, mask)
+            for b, block in enumerate(self.layout.blocks):
+                if block.likelihood == "categorical":  # a missing label: class 0 placeholder,
+                    keep = mask[:, list(block.groups)].unsqueeze(-1)  # in the support (masked)
+                    first = torch.zeros(block.dim).index_fill_(0, torch.tensor([0]), 1.0)
+                    blocks[b] = torch.where(keep, blocks[b], first)
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
         num_data = self.num_data or batch

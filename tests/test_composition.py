@@ -102,6 +102,8 @@ def test_categorical_label_group_and_group_weight():
     tr = poutine.trace(vae.model_).get_trace(xs, mask)
     assert tr.nodes["x_label"]["scale"] == 5.0 and tr.nodes["x_x"]["scale"] == 1.0
     assert type(tr.nodes["x_label"]["fn"]).__name__ == "OneHotCategorical"
+    with pyro.validation_enabled(True):  # missing labels hold an in-support placeholder
+        assert torch.isfinite(tr.log_prob_sum())
     bad = GroupedData({"x": x, "label": np.eye(3)[labels] * 2})
     with pytest.raises(ValueError, match="'label'.*not one-hot"):
         FactVAE(likelihood={"label": "categorical"}).fit(bad, epochs=1, progress=False)
