@@ -149,8 +149,9 @@ def test_bars_sparsity_fast():
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_non_finite_loss_stops_training_with_a_message(groups):
     groups["a"] = groups["a"] * 1e30
-    with pytest.raises(FloatingPointError, match="the loss became"):
-        tiny().fit(groups, epochs=3, batch_size=16, lr=1.0, progress=False)
+    with pytest.raises(FloatingPointError, match="became non-finite at step"):
+        with pytest.warns(UserWarning, match="standardise the features"):
+            tiny().fit(groups, epochs=3, batch_size=16, lr=1.0, progress=False)
 
 
 def test_jmvae_plus_mixture_trains_predicts_and_round_trips(tmp_path):
