@@ -9,7 +9,7 @@ mode, and reports, after matching fitted latents to true ones
 * ``zeros``: fraction of links where "exactly zero" equals "absent" (prox) or where
   P(active) < 0.5 equals "absent" (variational).
 
-    python benchmarks/support_recovery.py        # 3 seeds x K in (4, 6) x 2 modes, ~25 min
+    python benchmarks/support_recovery.py        # 3 seeds x K in (4, 6) x 2 modes, ~20 min
 """
 
 from __future__ import annotations
