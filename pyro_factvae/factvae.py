@@ -8,9 +8,7 @@ This follows :class:`pyro.contrib.cevae.CEVAE`: one class that builds a
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,14 +16,16 @@ import numpy as np
 import pyro
 import torch
 
-from . import __version__, likelihoods
+from . import likelihoods
 from .config import FactVAEConfig, _positive_int
 from .data import GroupedData, as_grouped
-from .fitting import Run, fingerprint, rng_state, set_rng_state
+from .fitting import Run, fingerprint
+from .fitting import checkpoint_every as checkpoint_every_
+from .fitting import resume as resume_run
 from .guide import Guide
 from .model import Layout, Model
 from .optim import ProximalOptim
-from .persist import FORMAT, atomic_save, read_payload
+from .persist import model_from_payload, read_payload, write_model
 from .predict import predictive_means
 from .priors import column_norms
 from .train import seed_everything
@@ -276,7 +276,7 @@ class FactVAE:
         """
         self.interrupted_: str | None = None
         if resume is not None:
-            return self._resume(data, resume, progress, checkpoint, checkpoint_every)
+            return resume_run(self, data, resume, progress, _path(checkpoint), checkpoint_every)
         _positive_int("epochs", epochs)
         _positive_int("batch_size", batch_size)
         if warmup_epochs is None:
@@ -287,7 +287,7 @@ class FactVAE:
         layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
             likelihoods.get(lik).check(name, data.values[g], data.observed[:, g])
-            _warn_scale(name, lik, data.values[g][data.observed[:, g]])
+            likelihoods.warn_scale(name, lik, data.values[g][data.observed[:, g]])
         generator = seed_everything(seed) if seed is not None else torch.Generator()
         if seed is None:
             generator.manual_seed(int(torch.randint(2**62, ()).item()))
@@ -325,60 +325,7 @@ class FactVAE:
             "lr_decay": lr_decay,
         }
         run = Run(args, phases, fingerprint(data))
-        every = self._checkpoint_every(checkpoint_every, len(data), batch_size)
-        run.execute(self, data, generator, progress, _path(checkpoint), every)
-        return self
-
-    @staticmethod
-    def _checkpoint_every(every: int | None, rows: int, batch_size: int) -> int:
-        if every is None:
-            return -(-rows // min(batch_size, rows))  # once per epoch
-        return _positive_int("checkpoint_every", every)
-
-    def _write_checkpoint(self, path: str, run: Run, generator: torch.Generator) -> None:
-        """The complete training state (see :mod:`pyro_factvae.fitting`), atomically."""
-        prefix = self._prefix()
-        optim = _rename(self.optim_.get_state(), prefix, "@")
-        extra_meta = {"run": run.meta(), "optim_scalars": [self.optim_.lr_factor]}
-        self._save(
-            path,
-            None,
-            extra_meta,
-            {"optim": optim, "perm": run.position.perm, "rng": rng_state(generator)},
-        )
-
-    def _resume(self, data, path, progress, checkpoint, checkpoint_every) -> FactVAE:
-        meta, payload = read_payload(path)
-        if "run" not in meta:
-            raise ValueError(
-                f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
-                "fit(..., checkpoint=PATH)"
-            )
-        loaded = self._from_payload(meta, payload, path)
-        self.__dict__.update(loaded.__dict__)
-        data = self._data(data)
-        run = Run.from_meta(meta["run"], payload.get("perm"))
-        if fingerprint(data) != run.fingerprint:
-            raise ValueError(
-                f"the data differ from those the run in {os.fspath(path)!r} was training on; "
-                "resume with the same rows, groups and missing pattern"
-            )
-        model, guide = self._fitted()
-        model.num_data = guide.num_data = len(data)
-        args = run.args
-        self.optim_ = ProximalOptim(
-            torch.optim.Adam,
-            {"lr": args["lr"], "foreach": True},
-            lam=self.config.lam,
-            phi_lr=args["phi_lr"],
-            phi_optim=args["phi_optim"],
-        )
-        self.optim_.set_state(_rename(payload["optim"], "@", self._prefix()))
-        self.optim_.set_lr_factor(meta["optim_scalars"][0])
-        guide.phi_inference = run.phases[run.phase][0]
-        generator = torch.Generator()
-        set_rng_state(payload["rng"], generator)
-        every = self._checkpoint_every(checkpoint_every, len(data), args["batch_size"])
+        every = checkpoint_every_(checkpoint_every, len(data), batch_size)
         run.execute(self, data, generator, progress, _path(checkpoint), every)
         return self
 
@@ -509,28 +456,7 @@ class FactVAE:
         self._save(path, extra)
 
     def _save(self, path, extra=None, extra_meta=None, extra_payload=None) -> None:
-        model, guide = self._fitted()
-        meta = {
-            "format": FORMAT,
-            "version": __version__,
-            "config": self.config.to_dict(),
-            "layout": {
-                "names": list(model.layout.names),
-                "dims": list(model.layout.dims),
-                "likelihoods": list(model.layout.likelihoods),
-            },
-            "num_data": self.num_data_,
-            "history": self.history_,
-            "extra": dict(extra or self.metadata_),
-            **(extra_meta or {}),
-        }
-        payload = {
-            "meta": json.dumps(meta),
-            "model": model.state_dict(),
-            "guide": guide.state_dict(),
-            **(extra_payload or {}),
-        }
-        atomic_save(payload, path)
+        write_model(self, path, extra, extra_meta, extra_payload)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FactVAE:
@@ -540,71 +466,15 @@ class FactVAE:
         pickle holds other objects is refused. A file from another format version, or whose
         weights do not fit its config, raises a ``ValueError`` that says so.
         """
-        meta, payload = read_payload(path)
-        return cls._from_payload(meta, payload, path)
+        return cls._from_payload(*read_payload(path), path)
 
     @classmethod
     def _from_payload(cls, meta: dict, payload: dict, path) -> FactVAE:
-        name = os.fspath(path)
-        major = str(meta.get("version", "?")).split(".")[0]
-        if major != __version__.split(".")[0]:
-            raise ValueError(
-                f"{name!r} was written by pyro_factvae {meta.get('version')}; this is "
-                f"{__version__}, which reads files of major version {__version__.split('.')[0]}"
-            )
-        try:
-            self = cls(**meta["config"])
-            lay = meta["layout"]
-            layout = Layout(lay["names"], lay["dims"], lay["likelihoods"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{name!r} has an invalid config: {exc}") from None
-        self._build(layout, meta["num_data"])
-        try:
-            self.model_.load_state_dict(payload["model"])
-            self.guide_.load_state_dict(payload["guide"])
-        except (RuntimeError, KeyError) as exc:
-            raise ValueError(
-                f"weights in {name!r} do not match its config (written by version "
-                f"{meta.get('version')}): {str(exc).splitlines()[0]}"
-            ) from None
-        self.history_ = list(meta.get("history", []))
-        self.metadata_ = dict(meta.get("extra") or {})
-        return self
+        return model_from_payload(cls, meta, payload, path)
 
     def _prefix(self) -> str:
         """Start of this instance's param-store names (``factvae<n>_``)."""
         return self.model_._pyro_name[: -len("model")]
-
-
-def _rename(state: dict, old: str, new: str) -> dict:
-    """Optimizer state with parameter names' prefix ``old`` replaced by ``new``."""
-
-    def fix(name: str) -> str:
-        return new + name[len(old) :] if name.startswith(old) else name
-
-    out = dict(state)
-    out["phi"] = {fix(k): v for k, v in state.get("phi", {}).items()}
-    if "theta" in state:
-        theta = dict(state["theta"])
-        theta["names"] = [fix(n) for n in theta["names"]]
-        if "groups" in theta:
-            theta["groups"] = [[fix(n) for n in g] for g in theta["groups"]]
-        out["theta"] = theta
-    return out
-
-
-def _warn_scale(name: str, lik: str, rows: torch.Tensor) -> None:
-    """Warn when a normal group's features are far from unit scale."""
-    if lik != "normal" or len(rows) < 2:
-        return
-    scale = float(rows.abs().max())
-    if scale > 1e4 or 0 < scale < 1e-3:
-        warnings.warn(
-            f"group {name!r} has features of magnitude {scale:.3g}; the networks, and the "
-            "noise floor 1e-3 of 'normal' groups, work best near unit scale: standardise the "
-            "features (e.g. subtract the mean, divide by the standard deviation)",
-            stacklevel=3,
-        )
 
 
 def _path(path: str | os.PathLike | None) -> str | None:

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from .config import _positive_int
 from .data import GroupedData
+from .persist import read_payload
 from .train import NonFiniteError, Position, train
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,7 +140,7 @@ class Run:
                 stop = signals.received is not None
                 due = checkpoint_every is not None and self.global_step % checkpoint_every == 0
                 if checkpoint is not None and (due or stop):
-                    vae._write_checkpoint(checkpoint, self, generator)
+                    write_checkpoint(vae, checkpoint, self, generator)
                     self.saved_step = self.global_step
                 if stop:
                     vae.interrupted_ = signal.Signals(signals.received).name
@@ -175,7 +177,7 @@ class Run:
                 self.phase += 1
                 self.position = Position()
         if checkpoint is not None:
-            vae._write_checkpoint(checkpoint, self, generator)
+            write_checkpoint(vae, checkpoint, self, generator)
         return True
 
     def _phase(self, vae, data, generator, progress, after_step) -> None:
@@ -197,3 +199,75 @@ class Run:
             position=self.position,
             after_step=after_step,
         )
+
+
+# ---------------------------------------------------------------------- checkpoint files
+def checkpoint_every(every: int | None, rows: int, batch_size: int) -> int:
+    """Steps between checkpoints: ``every``, or one epoch."""
+    if every is None:
+        return -(-rows // min(batch_size, rows))
+    return _positive_int("checkpoint_every", every)
+
+
+def write_checkpoint(vae: FactVAE, path: str, run: Run, generator: torch.Generator) -> None:
+    """The complete training state of ``vae`` in ``run``, atomically (see the module doc)."""
+    optim = rename_params(vae.optim_.get_state(), vae._prefix(), "@")
+    extra_meta = {"run": run.meta(), "optim_scalars": [vae.optim_.lr_factor]}
+    extra_payload = {"optim": optim, "perm": run.position.perm, "rng": rng_state(generator)}
+    vae._save(path, None, extra_meta, extra_payload)
+
+
+def resume(vae: FactVAE, data, path, progress, checkpoint, every) -> FactVAE:
+    """Restore the run saved at ``path`` into ``vae`` and finish it."""
+    from .optim import ProximalOptim
+
+    meta, payload = read_payload(path)
+    if "run" not in meta:
+        raise ValueError(
+            f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
+            "fit(..., checkpoint=PATH)"
+        )
+    vae.__dict__.update(type(vae)._from_payload(meta, payload, path).__dict__)
+    data = vae._data(data)
+    run = Run.from_meta(meta["run"], payload.get("perm"))
+    if fingerprint(data) != run.fingerprint:
+        raise ValueError(
+            f"the data differ from those the run in {os.fspath(path)!r} was training on; "
+            "resume with the same rows, groups and missing pattern"
+        )
+    model, guide = vae._fitted()
+    model.num_data = guide.num_data = len(data)
+    args = run.args
+    vae.optim_ = ProximalOptim(
+        torch.optim.Adam,
+        {"lr": args["lr"], "foreach": True},
+        lam=vae.config.lam,
+        phi_lr=args["phi_lr"],
+        phi_optim=args["phi_optim"],
+    )
+    vae.optim_.set_state(rename_params(payload["optim"], "@", vae._prefix()))
+    vae.optim_.set_lr_factor(meta["optim_scalars"][0])
+    guide.phi_inference = run.phases[run.phase][0]
+    generator = torch.Generator()
+    set_rng_state(payload["rng"], generator)
+    every = checkpoint_every(every, len(data), args["batch_size"])
+    run.execute(vae, data, generator, progress, checkpoint, every)
+    return vae
+
+
+def rename_params(state: dict, old: str, new: str) -> dict:
+    """Optimizer state with parameter names' prefix ``old`` replaced by ``new`` (param-store
+    names carry a per-instance prefix; a checkpoint stores them instance-free)."""
+
+    def fix(name: str) -> str:
+        return new + name[len(old) :] if name.startswith(old) else name
+
+    out = dict(state)
+    out["phi"] = {fix(k): v for k, v in state.get("phi", {}).items()}
+    if "theta" in state:
+        theta = dict(state["theta"])
+        theta["names"] = [fix(n) for n in theta["names"]]
+        if "groups" in theta:
+            theta["groups"] = [[fix(n) for n in g] for g in theta["groups"]]
+        out["theta"] = theta
+    return out

@@ -16,6 +16,7 @@ name             distribution                                       decoder outp
 from __future__ import annotations
 
 import math
+import warnings
 
 import pyro.distributions as dist
 import torch
@@ -171,3 +172,17 @@ def get(name: str) -> type[Likelihood]:
         raise ValueError(
             f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}"
         ) from None
+
+
+def warn_scale(name: str, lik: str, rows: torch.Tensor) -> None:
+    """Warn when a normal group's features are far from unit scale."""
+    if lik != "normal" or len(rows) < 2:
+        return
+    scale = float(rows.abs().max())
+    if scale > 1e4 or 0 < scale < 1e-3:
+        warnings.warn(
+            f"group {name!r} has features of magnitude {scale:.3g}; the networks, and the "
+            "noise floor 1e-3 of 'normal' groups, work best near unit scale: standardise the "
+            "features (e.g. subtract the mean, divide by the standard deviation)",
+            stacklevel=3,
+        )

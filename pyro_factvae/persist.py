@@ -67,3 +67,65 @@ def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{name!r} is not a FactVAE file")
     return meta, payload
+
+
+def write_model(vae, path, extra=None, extra_meta=None, extra_payload=None) -> None:
+    """Write a fitted :class:`~pyro_factvae.FactVAE` (config as JSON text, weights, and any
+    checkpoint parts in ``extra_meta`` / ``extra_payload``) atomically."""
+    from . import __version__
+
+    model, guide = vae._fitted()
+    meta = {
+        "format": FORMAT,
+        "version": __version__,
+        "config": vae.config.to_dict(),
+        "layout": {
+            "names": list(model.layout.names),
+            "dims": list(model.layout.dims),
+            "likelihoods": list(model.layout.likelihoods),
+        },
+        "num_data": vae.num_data_,
+        "history": vae.history_,
+        "extra": dict(extra or vae.metadata_),
+        **(extra_meta or {}),
+    }
+    payload = {
+        "meta": json.dumps(meta),
+        "model": model.state_dict(),
+        "guide": guide.state_dict(),
+        **(extra_payload or {}),
+    }
+    atomic_save(payload, path)
+
+
+def model_from_payload(cls, meta: dict, payload: dict, path):
+    """Build a ``cls`` (FactVAE) from :func:`read_payload` output; a file of another major
+    version, an invalid config, or weights that do not fit it raise ``ValueError``."""
+    from . import __version__
+    from .model import Layout
+
+    name = os.fspath(path)
+    major = str(meta.get("version", "?")).split(".")[0]
+    if major != __version__.split(".")[0]:
+        raise ValueError(
+            f"{name!r} was written by pyro_factvae {meta.get('version')}; this is "
+            f"{__version__}, which reads files of major version {__version__.split('.')[0]}"
+        )
+    try:
+        vae = cls(**meta["config"])
+        lay = meta["layout"]
+        layout = Layout(lay["names"], lay["dims"], lay["likelihoods"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{name!r} has an invalid config: {exc}") from None
+    vae._build(layout, meta["num_data"])
+    try:
+        vae.model_.load_state_dict(payload["model"])
+        vae.guide_.load_state_dict(payload["guide"])
+    except (RuntimeError, KeyError) as exc:
+        raise ValueError(
+            f"weights in {name!r} do not match its config (written by version "
+            f"{meta.get('version')}): {str(exc).splitlines()[0]}"
+        ) from None
+    vae.history_ = list(meta.get("history", []))
+    vae.metadata_ = dict(meta.get("extra") or {})
+    return vae
