@@ -210,7 +210,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     else:
         if args.out.lower().endswith(".csv"):
             cols = {
-                f"{g}_{j}": filled[g][:, j] for g in data.names for j in range(len(filled[g][0]))
+                f"{g}_{j}": filled[g][:, j] for g in data.names for j in range(filled[g].shape[1])
             }
             pd.DataFrame(cols).to_csv(args.out, index=False)
         else:

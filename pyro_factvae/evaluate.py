@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyro
 import torch
 
 from .config import _positive_int
@@ -50,17 +49,17 @@ __all__ = [
 MAX_ELEMENTS = 2**22
 
 
-def _group_log_likelihoods(vae: FactVAE, xs: Sequence[torch.Tensor], z: torch.Tensor):
-    """``log p(x_g | z)`` for every group, ``(S, B, G)``; ``z`` is ``(S, B, K)``."""
+def _group_log_likelihoods(
+    vae: FactVAE, xs: Sequence[torch.Tensor], observed: torch.Tensor, z: torch.Tensor
+):
+    """``log p(x_g | z)`` for every group, ``(S, B, G)``; ``z`` is ``(S, B, K)``. Missing
+    groups are scored at an in-support placeholder; callers mask them out."""
     model, guide = vae._fitted()
     out: list[torch.Tensor] = [torch.empty(0)] * model.layout.num_groups
     outs = model.decode(z, list(guide.Phi))
-    # the zero placeholders of missing groups need not be in the support (a one-hot label):
-    # they are scored without validation, then masked out by the callers
-    with pyro.validation_enabled(False):
-        for block, dec_out, lik in zip(model.layout.blocks, outs, model.likelihoods):
-            for g, fn in zip(block.groups, lik.dists(dec_out)):
-                out[g] = fn.log_prob(xs[g])
+    for block, dec_out, lik in zip(model.layout.blocks, outs, model.likelihoods):
+        for g, fn in zip(block.groups, lik.dists(dec_out)):
+            out[g] = fn.log_prob(lik.in_support(xs[g], observed[:, g : g + 1]))
     return torch.stack(out, dim=-1)
 
 
@@ -102,7 +101,7 @@ def _importance(
             acc: list[list[torch.Tensor]] = [[] for _ in masks]
             for s0 in range(0, num_samples, samples):
                 z = q.sample((min(samples, num_samples - s0),))
-                ll = _group_log_likelihoods(vae, xs, z)  # (S, B, G)
+                ll = _group_log_likelihoods(vae, xs, data.observed[sl], z)  # (S, B, G)
                 log_w = normal.log_prob(z).sum(-1) - q.log_prob(z)
                 log_w = log_w + torch.where(given[sl], ll, 0.0).sum(-1)
                 for a, m in zip(acc, masks):
@@ -145,7 +144,7 @@ def reconstruction_log_likelihood(
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         z = guide.posterior_dist(data.values, enc).sample((1,))
-        ll = _group_log_likelihoods(vae, data.values, z)[0]
+        ll = _group_log_likelihoods(vae, data.values, data.observed, z)[0]
     return _as_numpy(torch.where(tgt, ll, 0.0).sum(-1), tgt.any(-1))
 
 

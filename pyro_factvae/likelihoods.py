@@ -41,7 +41,10 @@ def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     ``log(expm1(y))`` overflows to ``inf`` above ``y ~ 88`` in float32, e.g. for a feature of
     scale 1e6)."""
     y = torch.as_tensor(y)
-    return y + torch.log(-torch.expm1(-y))
+    # the textbook form where it is finite (so earlier fits repeat bit for bit), else the
+    # overflow-free one (equal in exact arithmetic)
+    small = torch.log(torch.expm1(y.clamp(max=80.0)))
+    return torch.where(y <= 80.0, small, y + torch.log(-torch.expm1(-y)))
 
 
 class Likelihood(nn.Module):
@@ -73,6 +76,13 @@ class Likelihood(nn.Module):
 
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
         """Data-dependent initialisation of the block's parameters (default: none)."""
+
+    @staticmethod
+    def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """``x`` with missing rows (``observed`` False, broadcast on the last axis) holding a
+        value in the support, so that scoring them (then masking) is valid. Default: as is
+        (the zeros :class:`~pyro_factvae.data.GroupedData` puts there)."""
+        return x
 
 
 class NormalLikelihood(Likelihood):
@@ -140,6 +150,13 @@ class CategoricalLikelihood(Likelihood):
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.softmax(out, dim=-1)
+
+    @staticmethod
+    def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """Missing labels become class 0 (one-hot), a valid value for the masked site."""
+        first = torch.zeros(x.shape[-1], dtype=x.dtype)
+        first[0] = 1.0
+        return torch.where(observed, x, first)
 
     @classmethod
     def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:

@@ -297,12 +297,12 @@ class Model(PyroModule):
         else:
             if mask is None:
                 raise ValueError("mask is required with data: (B, G) bool, True = observed")
-            blocks = _stack_blocks(self.layout, xs, mask)
-            for b, block in enumerate(self.layout.blocks):
-                if block.likelihood == "categorical":  # a missing label: class 0 placeholder,
-                    keep = mask[:, list(block.groups)].unsqueeze(-1)  # in the support (masked)
-                    first = torch.zeros(block.dim).index_fill_(0, torch.tensor([0]), 1.0)
-                    blocks[b] = torch.where(keep, blocks[b], first)
+            blocks = [
+                lik.in_support(x, mask[:, list(block.groups)].unsqueeze(-1))
+                for block, x, lik in zip(
+                    self.layout.blocks, _stack_blocks(self.layout, xs, mask), self.likelihoods
+                )
+            ]
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
         num_data = self.num_data or batch
