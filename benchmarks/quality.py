@@ -1,8 +1,8 @@
 """Quality: factVAE vs lam = 0 vs JMVAE+ on four data sets, several seeds (mean +- sd).
 
 Every method shares the networks, data and number of optimizer steps of its data set
-(:func:`pyro_factvae.baselines.compare`); metrics are those of
-:func:`pyro_factvae.evaluate.evaluate` on held-out rows, plus the per-feature-mean imputation
+(:func:`pyro_factvae.tools.baselines.compare`); metrics are those of
+:func:`pyro_factvae.metrics.evaluate` on held-out rows, plus the per-feature-mean imputation
 baseline. Data sets:
 
 * ``bars``: 8x8 quadrant bars, 25% of quadrants missing in training, 3000 train / 500 test;
@@ -29,10 +29,10 @@ import sys
 
 import numpy as np
 
-from pyro_factvae.baselines import METHODS, compare
 from pyro_factvae.datasets import bars_data
 from pyro_factvae.datasets.images import load_digits_quadrants, load_fashion_mnist, quadrant_data
 from pyro_factvae.datasets.mocap import MinMax, fetch_mocap6, load_mocap6, to_grouped
+from pyro_factvae.tools.baselines import METHODS, compare
 
 MLP = dict(latent_dim=8, encoder_hidden=[32], encoder_width=16, decoder_width=16, lam=1.0)
 METRICS = ("recon_ll", "iwae_ll", "cond_ll", "rmse", "mean_rmse", "active_links")

@@ -1,6 +1,6 @@
 """Support recovery on prior-predictive data with a known Phi support (issue 4's check).
 
-Draws data from the model itself (:func:`pyro_factvae.simulate.simulate`: 5 groups of 10
+Draws data from the model itself (:func:`pyro_factvae.tools.simulate.simulate`: 5 groups of 10
 features, 4 latents, 9 of 20 links on), fits factVAE with prox-MAP and with the variational
 mode, and reports, after matching fitted latents to true ones
 (:func:`pyro_factvae.analysis.support_recovery`):
@@ -23,7 +23,7 @@ import numpy as np
 
 from pyro_factvae import FactVAE
 from pyro_factvae.analysis import active_probability, support_recovery, to_inference_data
-from pyro_factvae.simulate import simulate
+from pyro_factvae.tools.simulate import simulate
 
 #: which latent drives which group: shared, pairwise and private structure
 SUPPORT = np.array(

@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from pyro_factvae import FactVAE
-from pyro_factvae.analysis import plot_sparsity
 from pyro_factvae.datasets import QUADRANTS, bars_data, bars_structure
+from pyro_factvae.plotting import plot_sparsity
 
 MODEL = dict(latent_dim=12, encoder_width=16, decoder_width=16)
 FIT = dict(epochs=15, batch_size=64)

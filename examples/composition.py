@@ -28,8 +28,8 @@ import torch
 from pyro.infer import Predictive
 
 from pyro_factvae import FactVAE, GroupedData
-from pyro_factvae.analysis import plot_sparsity
 from pyro_factvae.datasets.images import QUADRANTS, load_digits_quadrants
+from pyro_factvae.plotting import plot_sparsity
 
 ARCH = dict(latent_dim=10, encoder_hidden=[32], encoder_width=16, decoder_width=16)
 

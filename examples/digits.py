@@ -26,9 +26,9 @@ import os
 
 import numpy as np
 
-from pyro_factvae.analysis import plot_sparsity
-from pyro_factvae.baselines import compare
 from pyro_factvae.datasets.images import QUADRANTS, load_digits_quadrants
+from pyro_factvae.plotting import plot_sparsity
+from pyro_factvae.tools.baselines import compare
 
 ARCH = dict(latent_dim=8, encoder_hidden=[32], encoder_width=16, decoder_width=16, keep_prob=0.75)
 

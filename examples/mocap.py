@@ -37,8 +37,6 @@ import argparse
 import json
 import os
 
-from pyro_factvae.analysis import plot_sparsity
-from pyro_factvae.baselines import compare
 from pyro_factvae.datasets.mocap import (
     MinMax,
     fetch_mocap6,
@@ -47,6 +45,8 @@ from pyro_factvae.datasets.mocap import (
     load_mocap6,
     to_grouped,
 )
+from pyro_factvae.plotting import plot_sparsity
+from pyro_factvae.tools.baselines import compare
 
 #: the authors' mocap networks: encoder d-32-16, decoder z W (K -> 16), ReLU, 16 -> d
 ARCH = dict(latent_dim=8, encoder_hidden=[32], encoder_width=16, decoder_width=16, keep_prob=0.9)

@@ -29,10 +29,10 @@ import time
 import numpy as np
 
 from pyro_factvae import FactVAE
-from pyro_factvae.analysis import plot_sparsity
-from pyro_factvae.baselines import mean_imputation_rmse
 from pyro_factvae.datasets.images import QUADRANTS, load_fashion_mnist, load_views, quadrant_data
-from pyro_factvae.evaluate import evaluate
+from pyro_factvae.metrics import evaluate
+from pyro_factvae.plotting import plot_sparsity
+from pyro_factvae.tools.baselines import mean_imputation_rmse
 
 
 def fashion(args):

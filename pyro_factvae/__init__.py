@@ -7,23 +7,29 @@ Ainsworth, Foti & Fox, "Disentangled VAE Representations for Multi-Aspect and Mi
 2018.
 """
 
-__version__ = "0.1.0"
-
-from .data import GroupedData  # noqa: E402
-from .factvae import FactVAE  # noqa: E402
-from .guide import Guide  # noqa: E402
-from .model import Layout, Model  # noqa: E402
-from .optim import ProximalOptim, collapse  # noqa: E402
-from .poe import product_of_experts  # noqa: E402
-from .priors import prox_group_lasso  # noqa: E402
+from ._version import __version__
+from .config import FitConfig, ModelConfig
+from .data import GroupedData
+from .estimator import FactVAE
+from .infer import NonFiniteError, Optimizers, ProximalOptim, Trainer, collapse
+from .layout import Layout
+from .module import Guide, Model
+from .module.experts import product_of_experts
+from .module.priors import prox_group_lasso
 
 __all__ = [
     "FactVAE",
+    "FitConfig",
     "GroupedData",
     "Guide",
     "Layout",
     "Model",
+    "ModelConfig",
+    "NonFiniteError",
+    "Optimizers",
     "ProximalOptim",
+    "Trainer",
+    "__version__",
     "collapse",
     "product_of_experts",
     "prox_group_lasso",

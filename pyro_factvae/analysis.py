@@ -1,72 +1,24 @@
-"""Looking at the learned sparsity: the group x latent map of ``||Phi_g[:, j]||`` (Fig 2/4), and
-its posterior as ArviZ ``InferenceData``."""
+"""The learned sparsity as a posterior: ArviZ ``InferenceData`` of the links, the probability
+that each is active, and recovery of a known support. (Figures: :mod:`pyro_factvae.plotting`.)"""
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
+import torch
+
+from .estimator import FactVAE
 
 __all__ = [
     "active_probability",
-    "plot_link_intervals",
-    "plot_sparsity",
     "support_recovery",
     "to_inference_data",
 ]
 
 
-def plot_sparsity(
-    norms: Any,
-    title: str | None = None,
-    path: str | os.PathLike | None = None,
-    ax: Any = None,
-):
-    """Heatmap of a group x latent sparsity map; exact zeros are left blank.
-
-    Parameters
-    ----------
-    norms : pandas.DataFrame or array-like
-        ``G x K`` column norms, e.g. :meth:`FactVAE.sparsity` (its index gives group names).
-    title : str, optional
-        Axes title.
-    path : path-like, optional
-        Write the figure there as PNG.
-    ax : matplotlib Axes, optional
-        Draw into it instead of a new figure.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from matplotlib.figure import Figure  # no pyplot: works headless, leaves the backend alone
-
-    values = np.asarray(norms, dtype=float)
-    groups = list(getattr(norms, "index", range(values.shape[0])))
-    latents = list(getattr(norms, "columns", [f"z{j}" for j in range(values.shape[1])]))
-    if ax is None:
-        fig = Figure(figsize=(0.45 * len(latents) + 2.5, 0.45 * len(groups) + 1.2))
-        ax = fig.subplots()
-    else:
-        fig = ax.figure
-    shown = np.ma.masked_equal(values, 0.0)  # exact zeros: blank
-    image = ax.imshow(shown, cmap="viridis", aspect="auto", interpolation="nearest")
-    ax.set_facecolor("white")
-    ax.set_xticks(range(len(latents)), latents, rotation=90)
-    ax.set_yticks(range(len(groups)), [str(g) for g in groups])
-    ax.set_xlabel("latent dimension")
-    if title:
-        ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="||Phi_g[:, j]||")
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
-
-
 def to_inference_data(
-    vae: Any,
+    vae: FactVAE,
     num_draws: int = 1000,
     num_chains: int = 2,
     seed: int = 0,
@@ -83,7 +35,7 @@ def to_inference_data(
         norm of a draw from ``q(Phi)``.
     ``gamma_sq``
         Prox mode: draws from the exact conditional posterior ``p(gamma_sq | Phi)``
-        (:func:`~pyro_factvae.priors.conditional_sample`; full-data scale ``N lam``).
+        (:func:`~pyro_factvae.module.priors.conditional_sample`; full-data scale ``N lam``).
         Variational mode: draws from ``q(gamma_sq)``.
     ``active``
         ``1`` where the link is on in that draw, else ``0``. Prox mode: ``column_norm > 0``
@@ -95,41 +47,20 @@ def to_inference_data(
     Needs ``lam > 0`` (with ``lam = 0`` the prior on ``Phi`` is flat).
     """
     import arviz as az
-    import torch
-    from torch.nn.functional import softplus
 
-    from .priors import column_norms, conditional_sample
-
-    model, guide = vae._fitted()
-    if model.lam <= 0:
+    model, guide = vae.fitted_modules()
+    if model.config.lam <= 0:
         raise ValueError("to_inference_data needs a model fitted with lam > 0")
     names, k = list(model.layout.names), model.latent_dim
     total = num_chains * num_draws
     gen = torch.Generator().manual_seed(seed)
-    norms = np.zeros((total, len(names), k))
-    gamma = np.zeros((total, len(names), k))
-    active = np.zeros((total, len(names), k), dtype=np.int64)
-    with torch.no_grad():
-        for b, (block, phi) in enumerate(zip(model.layout.blocks, guide.Phi)):
-            rows = list(block.groups)
-            if guide.phi_inference == "prox":
-                norm = column_norms(phi).double().expand(total, *phi.shape[::2])
-                lam_total = model.lam_total(vae.num_data_)
-                gamma[:, rows] = conditional_sample(phi, lam_total, total, gen).numpy()
-                on = norm > 0
-            else:
-                scale = softplus(guide.Phi_scale[b]).double()
-                eps = torch.randn((total, *phi.shape), generator=gen, dtype=torch.float64)
-                norm = column_norms(phi.double() + scale * eps)
-                on = norm > active_factor * column_norms(scale)
-                g_loc, g_scale = (
-                    guide.gamma_loc[b].double(),
-                    softplus(guide.gamma_scale[b]).double(),
-                )
-                g_eps = torch.randn((total, *g_loc.shape), generator=gen, dtype=torch.float64)
-                gamma[:, rows] = (g_loc + g_scale * g_eps).exp().numpy()
-            norms[:, rows] = norm.numpy()
-            active[:, rows] = on.numpy()
+    draws = guide.phi_posterior.draws(
+        list(guide.Phi), model.config.lam_total(), total, gen, active_factor
+    )
+    layout = model.layout
+    norms, gamma, active = (
+        layout.scatter_axis([d[i] for d in draws], dim=1).numpy() for i in range(3)
+    )
     shape = (num_chains, num_draws, len(names), k)
     posterior = {
         "column_norm": norms.reshape(shape),
@@ -139,51 +70,6 @@ def to_inference_data(
     dims = {v: ["group", "latent"] for v in posterior}
     coords = {"group": names, "latent": [f"z{j}" for j in range(k)]}
     return az.from_dict(posterior=posterior, coords=coords, dims=dims)
-
-
-def plot_link_intervals(
-    idata: Any,
-    var: str = "column_norm",
-    prob: float = 0.9,
-    path: str | os.PathLike | None = None,
-):
-    """Per-link posterior intervals of ``var`` from :func:`to_inference_data`, one panel per group.
-
-    Each (group, latent) link gets its posterior median and central ``prob`` interval; links
-    whose posterior probability of being active (mean of ``active``) is below 0.5 are grey.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-        Also written to ``path`` as PNG when given.
-    """
-    from matplotlib.figure import Figure
-
-    if not 0 < prob < 1:
-        raise ValueError(f"prob must be in (0, 1), got {prob}")
-    post = idata.posterior
-    if var not in post:
-        raise ValueError(f"no variable {var!r} in the posterior; have {list(post.data_vars)}")
-    draws = post[var].stack(sample=("chain", "draw")).transpose("sample", "group", "latent")
-    values = draws.values
-    lo, mid, hi = np.quantile(values, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
-    p_active = post["active"].mean(("chain", "draw")).values
-    groups, latents = list(post["group"].values), list(post["latent"].values)
-    fig = Figure(figsize=(4.0 * len(groups), 0.3 * len(latents) + 1.2))
-    axes = np.atleast_1d(fig.subplots(1, len(groups), sharex=True, sharey=True))
-    y = np.arange(len(latents))
-    for g, (ax, name) in enumerate(zip(axes, groups)):
-        colors = np.where(p_active[g] >= 0.5, "tab:blue", "0.6")
-        ax.hlines(y, lo[g], hi[g], colors=colors, lw=2)
-        ax.scatter(mid[g], y, c=colors, s=12, zorder=3)
-        ax.set_title(str(name), fontsize=9)
-        ax.set_yticks(y, [str(v) for v in latents])
-        ax.set_xlabel(f"{var} ({prob:.0%} interval)")
-    axes[0].invert_yaxis()
-    fig.tight_layout()
-    if path is not None:
-        fig.savefig(path, dpi=120)
-    return fig
 
 
 def active_probability(idata: Any):

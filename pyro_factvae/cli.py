@@ -71,7 +71,12 @@ def parse_groups(spec: str | None) -> dict[str, list[str]] | None:
     return groups
 
 
-def read_data(path: str, groups: dict[str, list[str]] | None):
+def read_data(
+    path: str,
+    groups: dict[str, list[str]] | None,
+    drop_empty_rows: bool = False,
+    allow_empty_rows: bool = False,
+):
     """Read ``.npz`` or ``.csv`` into ``(GroupedData, frame or None, groups or None)``."""
     import pandas as pd
 
@@ -91,7 +96,11 @@ def read_data(path: str, groups: dict[str, list[str]] | None):
             if unknown:
                 raise UserError(f"groups {unknown} are not in {path}; it has {sorted(arrays)}")
             arrays = {g: arrays[g] for g in groups}
-        return GroupedData(arrays), None, None
+        return (
+            GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows),
+            None,
+            None,
+        )
     if ext != ".csv":
         raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
     try:
@@ -100,7 +109,10 @@ def read_data(path: str, groups: dict[str, list[str]] | None):
         raise UserError(f"cannot read {path} as CSV: {exc}") from None
     if groups is None:
         raise UserError(f"{path} is a CSV: give --groups 'group=col1,col2;other=col3'")
-    return GroupedData.from_dataframe(frame, groups), frame, groups
+    data = GroupedData.from_dataframe(
+        frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows
+    )
+    return data, frame, groups
 
 
 def _model_groups(vae, given: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
@@ -128,25 +140,34 @@ def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
 
 # ---------------------------------------------------------------------- commands
 def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
-    from .factvae import FactVAE
+    from .estimator import FactVAE
+    from .io import check_writable
 
     groups = parse_groups(args.groups)
-    data, _, groups = read_data(args.data, groups)
-    likelihood = _likelihoods(args.likelihood)
-    vae = FactVAE(latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood)
-    if args.resume and not os.path.isfile(args.resume):
-        raise UserError(f"no such checkpoint: {args.resume}")
+    if args.resume:
+        if not os.path.isfile(args.resume):
+            raise UserError(f"no such checkpoint: {args.resume}")
+        if groups is None:  # the CSV spec travels in the checkpoint
+            groups = FactVAE.load(args.resume).metadata_.get("groups")
+    check_writable(args.out, "--out")
+    data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
     checkpoint = args.checkpoint or args.resume
-    vae.fit(
-        data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=not args.no_progress,
-        checkpoint=checkpoint,
-        checkpoint_every=args.checkpoint_every,
-        resume=args.resume,
-    )
+    if args.resume:
+        vae = FactVAE()
+        vae.fit(data, progress=not args.no_progress, checkpoint=checkpoint, resume=args.resume)
+    else:
+        likelihood = _likelihoods(args.likelihood)
+        vae = FactVAE(latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood)
+        vae.metadata_ = {"groups": groups} if groups else {}
+        vae.fit(
+            data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=not args.no_progress,
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+        )
     if vae.interrupted_:
         how = (
             f"resume with: factvae fit {args.data} --resume {checkpoint} -o {args.out}"
@@ -185,7 +206,7 @@ def _likelihoods(items: Sequence[str] | None) -> str | dict[str, str]:
 
 
 def _load(path: str):
-    from .factvae import FactVAE
+    from .estimator import FactVAE
 
     if not os.path.isfile(path):
         raise UserError(f"no such model file: {path}")
@@ -196,7 +217,9 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
 
     vae = _load(args.model)
-    data, frame, groups = read_data(args.data, _model_groups(vae, parse_groups(args.groups)))
+    data, frame, groups = read_data(
+        args.data, _model_groups(vae, parse_groups(args.groups)), allow_empty_rows=True
+    )
     filled = vae.impute(data, num_samples=args.samples, seed=args.seed)
     missing = {g: int((~data.observed[:, i]).sum()) for i, g in enumerate(data.names)}
     if frame is not None:
@@ -223,7 +246,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    from .evaluate import evaluate
+    from .metrics import evaluate
 
     vae = _load(args.model)
     data, _, _ = read_data(args.data, _model_groups(vae, parse_groups(args.groups)))
@@ -234,7 +257,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
-    from .analysis import plot_sparsity
+    from .plotting import plot_sparsity
 
     vae = _load(args.model)
     norms = vae.sparsity()
@@ -251,7 +274,7 @@ def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
-    from .selection import lambda_path
+    from .tools.selection import lambda_path
 
     try:
         lams = [float(v) for v in args.lams.split(",") if v.strip()]
@@ -312,7 +335,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lam", type=float, default=1.0)
     p.add_argument("--checkpoint", help="write the training state here (atomically)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
-    p.add_argument("--resume", help="continue the run saved in this checkpoint")
+    p.add_argument(
+        "--resume",
+        help="continue the run saved in this checkpoint (settings and --groups come from it)",
+    )
+    p.add_argument(
+        "--drop-empty-rows", action="store_true", help="drop rows where every group is missing"
+    )
     training(p, 100)
     common(p)
     p.set_defaults(run=cmd_fit)

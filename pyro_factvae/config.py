@@ -1,30 +1,132 @@
-"""The hyperparameters of a :class:`~pyro_factvae.FactVAE`, validated once."""
+"""Settings, validated and held in one place.
+
+:class:`ModelConfig` is what a fitted model *is* (architecture, prior, ``lam``, and ``num_data``
+once fitted): the :class:`~pyro_factvae.module.model.Model`, its guide and the training loop
+all read the one instance, so changing ``lam`` is one assignment (``config.lam = 0.3``), and
+every assignment is validated like the constructor's arguments. :class:`FitConfig` is how one
+``fit`` call trains. Both turn into plain JSON data with :meth:`to_dict`.
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from . import likelihoods
+from .registry import EXPERTS, LIKELIHOODS, PHI_POSTERIORS
 
-__all__ = ["FactVAEConfig"]
+__all__ = ["ConvSpec", "FitConfig", "ModelConfig", "positive_int"]
 
 
-def _positive_int(name: str, value: Any) -> int:
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an ``int >= 1``, else a ``ValueError`` naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
 
 
-@dataclass
-class FactVAEConfig:
-    """Architecture and prior of a factVAE; see :class:`~pyro_factvae.FactVAE` for meanings.
+def _number(name: str, value: Any, low: float = 0.0, strict: bool = False) -> float:
+    """A finite real ``>= low`` (``> low`` with ``strict``), numpy scalars included."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    ok = value > low if strict else value >= low
+    if not (ok and math.isfinite(value)):
+        raise ValueError(
+            f"{name} must be a finite number {'>' if strict else '>='} {low}, got {value}"
+        )
+    return value
 
-    Invalid values raise ``ValueError`` at construction. :meth:`to_dict` gives plain JSON data.
+
+def _widths(name: str) -> Callable[[Any], list[int]]:
+    def check(value: Any) -> list[int]:
+        if isinstance(value, (str, int)):
+            raise ValueError(f"{name} must be a list of widths, got {value!r}")
+        return [positive_int(f"{name} entry", h) for h in value]
+
+    return check
+
+
+def _likelihood(spec: Any) -> str | list[str] | dict[str, str]:
+    if isinstance(spec, str):
+        LIKELIHOODS.get(spec)
+        return spec
+    if isinstance(spec, Mapping):
+        out = {str(k): v for k, v in spec.items()}
+        for name in out.values():
+            LIKELIHOODS.get(name)
+        return out
+    out = list(spec)
+    for name in out:
+        LIKELIHOODS.get(name)
+    return out
+
+
+def _group_weight(value: Any) -> dict[str, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise ValueError("group_weight must be a {group: weight} mapping")
+    return {str(g): _number(f"group_weight of {g!r}", w, strict=True) for g, w in value.items()}
+
+
+def _image_shape(value: Any) -> list[int] | None:
+    if value is None:
+        return None
+    if isinstance(value, (str, int)) or len(value) != 3:
+        raise ValueError(f"image_shape must be (channels, height, width), got {value!r}")
+    return [positive_int("image_shape entry", v) for v in value]
+
+
+def _choice(registry) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        registry.get(value)
+        return value
+
+    return check
+
+
+def _keep_prob(value: Any) -> float:
+    value = _number("keep_prob", value, strict=True)
+    if value > 1:
+        raise ValueError(f"keep_prob must be in (0, 1], got {value}")
+    return value
+
+
+def _num_data(value: Any) -> int | None:
+    return None if value is None else positive_int("num_data", value)
+
+
+_MODEL_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "latent_dim": lambda v: positive_int("latent_dim", v),
+    "lam": lambda v: _number("lam", v),
+    "likelihood": _likelihood,
+    "encoder_hidden": _widths("encoder_hidden"),
+    "encoder_width": lambda v: positive_int("encoder_width", v),
+    "decoder_width": lambda v: positive_int("decoder_width", v),
+    "decoder_hidden": _widths("decoder_hidden"),
+    "keep_prob": _keep_prob,
+    "theta_prior_weight": lambda v: _number("theta_prior_weight", v),
+    "baseline": lambda v: _number("baseline", v),
+    "inference": _choice(EXPERTS),
+    "phi_inference": _choice(PHI_POSTERIORS),
+    "image_shape": _image_shape,
+    "conv_width": lambda v: positive_int("conv_width", v),
+    "group_weight": _group_weight,
+    "num_data": _num_data,
+}
+
+
+@dataclass
+class ModelConfig:
+    """Architecture, prior and sparsity of a factVAE; see :class:`~pyro_factvae.FactVAE` for
+    the meaning of each field. ``num_data`` (``N``, rows of the training data) is set by
+    ``fit``; it scales the full-data prior so that ``lam`` is a per-example weight.
+
+    Invalid values raise ``ValueError`` at construction *and on assignment*.
     """
 
     latent_dim: int = 8
@@ -42,55 +144,24 @@ class FactVAEConfig:
     image_shape: list[int] | None = None
     conv_width: int = 32
     group_weight: dict[str, float] | None = None
+    num_data: int | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = _MODEL_CHECKS.get(name)
+        super().__setattr__(name, value if check is None else check(value))
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "encoder_width", "decoder_width"):
-            _positive_int(name, getattr(self, name))
-        self.encoder_hidden = [_positive_int("hidden width", h) for h in self.encoder_hidden]
-        self.decoder_hidden = [_positive_int("hidden width", h) for h in self.decoder_hidden]
-        for name in ("lam", "theta_prior_weight"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"{name} must be a number, got {value!r}")
-            if not (value >= 0 and math.isfinite(value)):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-            setattr(self, name, float(value))
-        if not 0.0 < self.keep_prob <= 1.0:
-            raise ValueError(f"keep_prob must be in (0, 1], got {self.keep_prob}")
-        if not (self.baseline >= 0 and math.isfinite(self.baseline)):
-            raise ValueError(f"baseline must be a finite number >= 0, got {self.baseline}")
-        _positive_int("conv_width", self.conv_width)
-        if self.phi_inference not in ("prox", "variational"):
-            raise ValueError(
-                f"unknown phi_inference {self.phi_inference!r}; choose 'prox' (MAP with exact "
-                "zeros) or 'variational' (a posterior over every link)"
-            )
-        if self.image_shape is not None:
-            self.image_shape = [_positive_int("image_shape entry", v) for v in self.image_shape]
-            self.conv_spec()  # validates the shape
-        if self.inference not in ("poe", "mixture"):
-            raise ValueError(
-                f"unknown inference {self.inference!r}; choose 'poe' (factVAE) or "
-                "'mixture' (the JMVAE+ baseline)"
-            )
-        if self.group_weight is not None:
-            if not isinstance(self.group_weight, Mapping):
-                raise ValueError("group_weight must be a {group: weight} mapping")
-            self.group_weight = {str(k): v for k, v in self.group_weight.items()}
-            for g, w in self.group_weight.items():
-                if isinstance(w, bool) or not isinstance(w, (int, float)) or not w > 0:
-                    raise ValueError(f"group_weight of {g!r} must be a number > 0, got {w!r}")
-        spec = self.likelihood
-        if isinstance(spec, str):
-            likelihoods.get(spec)
-        elif isinstance(spec, Mapping):
-            self.likelihood = {str(k): v for k, v in spec.items()}
-            for name in self.likelihood.values():
-                likelihoods.get(name)
-        else:
-            self.likelihood = list(spec)
-            for name in self.likelihood:
-                likelihoods.get(name)
+        self.conv_spec()  # validates the image shape
+
+    @property
+    def phi_rows(self) -> int:
+        """``m = p + H``, the rows of every ``Phi_g``."""
+        return self.decoder_width + self.encoder_width
+
+    def lam_total(self, batch_size: int | None = None) -> float:
+        """``N * lam``, the rate of the full-data group-lasso prior (``N``: ``num_data``, or
+        ``batch_size`` before a fit)."""
+        return self.lam * (self.num_data or batch_size or 1)
 
     def likelihoods_for(self, names: Sequence[str]) -> list[str]:
         """The likelihood name of each group ``names`` (unlisted groups: ``"normal"``)."""
@@ -115,18 +186,118 @@ class FactVAEConfig:
             raise ValueError(f"group_weight given for unknown groups {unknown}; groups: {names}")
         return [float(self.group_weight.get(n, 1.0)) for n in names]
 
-    def conv_spec(self):
-        """The :class:`~pyro_factvae.nets.ConvSpec` for image groups, or ``None`` (MLPs)."""
-        from .nets import ConvSpec
-
+    def conv_spec(self) -> ConvSpec | None:
+        """The :class:`ConvSpec` for image groups, or ``None`` (MLPs)."""
         if self.image_shape is None:
             return None
-        if len(self.image_shape) != 3:
-            raise ValueError(
-                f"image_shape must be (channels, height, width), got {self.image_shape}"
-            )
         return ConvSpec(tuple(self.image_shape), self.conv_width)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain (JSON-ready) dict of the fields."""
         return asdict(self)
+
+    def user_dict(self) -> dict[str, Any]:
+        """The fields a user sets (all but ``num_data``)."""
+        out = self.to_dict()
+        out.pop("num_data")
+        return out
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """Image groups for the DCGAN-style networks (paper sec. 4.3).
+
+    Every group of a block holds ``channels * size * size`` features (row-major ``C, H, W``);
+    ``size`` must be ``8 * 2**n`` (``n >= 0``): ``n + 1`` stride-2 convolutions take it down to
+    ``4 x 4``. ``width`` is the number of feature maps of the first encoder layer (doubling per
+    layer; the generator mirrors it).
+    """
+
+    image_shape: tuple[int, int, int]
+    width: int = 32
+
+    def __post_init__(self) -> None:
+        c, h, w = self.image_shape
+        n = math.log2(h / 4) if h >= 4 else -1
+        if h != w or n < 1 or n != int(n) or c < 1:
+            raise ValueError(
+                f"conv networks need square images of side 8 * 2**n (8, 16, 32, 64, ...), "
+                f"got image_shape {tuple(self.image_shape)}; pad the images"
+            )
+
+    @property
+    def layers(self) -> int:
+        return int(math.log2(self.image_shape[1] / 4))
+
+    @property
+    def dim(self) -> int:
+        return math.prod(self.image_shape)
+
+
+def _nonneg_or_none(name: str) -> Callable[[Any], float | None]:
+    return lambda v: None if v is None else _number(name, v)
+
+
+_FIT_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "epochs": lambda v: positive_int("epochs", v),
+    "batch_size": lambda v: positive_int("batch_size", v),
+    "lr": lambda v: _number("lr", v, strict=True),
+    "phi_lr": lambda v: _number("phi_lr", v, strict=True),
+    "warmup_epochs": _nonneg_or_none("warmup_epochs"),
+    "map_epochs": lambda v: None if v is None else int(_number("map_epochs", v)),
+    "seed": lambda v: None if v is None else int(_number("seed", v)),
+    "checkpoint_every": lambda v: None if v is None else positive_int("checkpoint_every", v),
+}
+
+
+@dataclass
+class FitConfig:
+    """How one ``fit`` call trains; see :meth:`~pyro_factvae.FactVAE.fit` for meanings.
+
+    ``warmup_epochs`` and ``map_epochs`` may be ``None`` (defaults that depend on the run:
+    :meth:`resolved` fills them in).
+    """
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-2
+    phi_lr: float = 1e-2
+    phi_optim: str = "adam"
+    warmup_epochs: float | None = None
+    lr_decay: float = 0.05
+    map_epochs: int | None = None
+    seed: int | None = 0
+    checkpoint_every: int | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        check = _FIT_CHECKS.get(name)
+        super().__setattr__(name, value if check is None else check(value))
+
+    def __post_init__(self) -> None:
+        if self.phi_optim not in ("adam", "sgd"):
+            raise ValueError(f"phi_optim must be 'adam' or 'sgd', got {self.phi_optim!r}")
+        decay = _number("lr_decay", self.lr_decay, strict=True)
+        if decay > 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {decay}")
+
+    def resolved(self, continuing: bool, collapsed_only: bool) -> FitConfig:
+        """A copy with the run-dependent defaults filled in.
+
+        ``warmup_epochs``: 40% of ``epochs`` on a first fit, none when continuing.
+        ``map_epochs``: for a posterior over ``Phi`` that is not the prox's point mass
+        (``collapsed_only=False``), half the epochs on a first fit; else 0.
+        """
+        warmup = self.warmup_epochs
+        if warmup is None:
+            warmup = 0.0 if continuing else 0.4 * self.epochs
+        map_epochs = self.map_epochs
+        if map_epochs is None:
+            map_epochs = 0 if collapsed_only or continuing else self.epochs // 2
+        elif map_epochs and collapsed_only:
+            raise ValueError("map_epochs applies to phi_inference='variational' only")
+        if not 0 <= map_epochs < self.epochs:
+            raise ValueError(f"map_epochs must be in [0, epochs={self.epochs}), got {map_epochs}")
+        return FitConfig(**{**self.to_dict(), "warmup_epochs": warmup, "map_epochs": map_epochs})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -76,8 +76,11 @@ class GroupedData:
         Explicit ``(N, G)`` observed mask. Values under ``False`` are ignored (they may be NaN);
         values under ``True`` must be finite.
     drop_empty_rows : bool
-        Rows with no observed group carry no information. By default they raise a
-        ``ValueError``; with ``True`` they are dropped (see :attr:`row_index`).
+        Rows with no observed group carry no information for training. By default they raise
+        a ``ValueError``; with ``True`` they are dropped (see :attr:`row_index`).
+    allow_empty_rows : bool
+        Keep rows with no observed group (for prediction: :meth:`FactVAE.impute` gives them
+        prior-predictive means). Training refuses them.
 
     Attributes
     ----------
@@ -98,6 +101,7 @@ class GroupedData:
         names: Sequence[str] | None = None,
         mask: Any = None,
         drop_empty_rows: bool = False,
+        allow_empty_rows: bool = False,
     ) -> None:
         if isinstance(groups, GroupedData):
             raise ValueError("already a GroupedData; use it directly")
@@ -121,10 +125,10 @@ class GroupedData:
         if len(set(names)) != len(names):
             raise ValueError(f"group names must be unique, got {names}")
         for name in names:
-            if not isinstance(name, str) or not name.isidentifier():
+            if not isinstance(name, str) or not name:
                 raise ValueError(
-                    f"group name {name!r} is not a valid identifier; "
-                    "use letters, digits and '_' (it names the Pyro sites x_<name>, Phi_<name>)"
+                    f"group name {name!r} must be a non-empty string (it names the Pyro sites "
+                    "x_<name>, Phi_<name> and the output columns)"
                 )
 
         mats = [_to_numpy(n, a) for n, a in zip(names, arrays)]
@@ -181,11 +185,14 @@ class GroupedData:
         row_index = np.arange(num_rows)
         empty = np.flatnonzero(~obs.any(axis=1))
         if len(empty):
-            if not drop_empty_rows:
+            if allow_empty_rows and not drop_empty_rows:
+                pass
+            elif not drop_empty_rows:
                 raise ValueError(
                     f"{len(empty)} rows have no observed group: {_fmt_rows(empty)}; "
-                    "drop them, or pass drop_empty_rows=True"
+                    "drop them, or pass drop_empty_rows=True (factvae: --drop-empty-rows)"
                 )
+        if len(empty) and drop_empty_rows:
             keep = obs.any(axis=1)
             mats = [m[keep] for m in mats]
             obs = obs[keep]
@@ -208,6 +215,7 @@ class GroupedData:
         frame: Any,
         groups: Mapping[str, Sequence[str]],
         drop_empty_rows: bool = False,
+        allow_empty_rows: bool = False,
     ) -> GroupedData:
         """Build from a pandas DataFrame and a mapping ``group name -> list of columns``."""
         missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
@@ -228,7 +236,7 @@ class GroupedData:
                     f"group {name!r}: columns {non_numeric} are not numeric; encode them first"
                 )
             arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
-        return cls(arrays, drop_empty_rows=drop_empty_rows)
+        return cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
 
     @classmethod
     def from_masked(
@@ -315,6 +323,22 @@ class GroupedData:
         out.row_index = self.row_index
         return out
 
+    def require_trainable(self) -> None:
+        """Raise a ``ValueError`` naming any group that no row observes, or rows with no
+        observed group (nothing can be learned from either)."""
+        never = [n for n, seen in zip(self.names, self.observed.any(0).tolist()) if not seen]
+        if never:
+            raise ValueError(
+                f"groups {never} are never observed (all NaN) in the training data: nothing "
+                "can be learned about them; drop them from the data or add rows that observe them"
+            )
+        empty = (~self.observed.any(1)).nonzero().squeeze(-1).numpy()
+        if len(empty):
+            raise ValueError(
+                f"{len(empty)} training rows have no observed group: {_fmt_rows(empty)}; "
+                "pass drop_empty_rows=True to GroupedData (factvae fit: --drop-empty-rows)"
+            )
+
     def split(self, fraction: float = 0.8, seed: int = 0) -> tuple[GroupedData, GroupedData]:
         """Random split into ``(first, second)`` with ``fraction`` of rows in the first."""
         if not 0.0 < fraction < 1.0:
@@ -336,21 +360,6 @@ class GroupedData:
     def __getitem__(self, rows: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``(values, observed)`` for the given rows: the minibatch format of the model."""
         return [v[rows] for v in self.values], self.observed[rows]
-
-    def loader(
-        self,
-        batch_size: int,
-        shuffle: bool = True,
-        generator: torch.Generator | None = None,
-    ) -> torch.utils.data.DataLoader:
-        """A DataLoader of ``(values, observed)`` minibatches, indexed a batch at a time."""
-        from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        base = RandomSampler(self, generator=generator) if shuffle else SequentialSampler(self)
-        sampler = BatchSampler(base, batch_size=min(batch_size, len(self)), drop_last=False)
-        return DataLoader(self, sampler=sampler, batch_size=None, collate_fn=lambda b: b)
 
 
 def as_grouped(data: Any, names: Sequence[str] | None = None) -> GroupedData:

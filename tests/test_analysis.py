@@ -82,7 +82,7 @@ def test_variational_mode_gives_every_link_a_posterior():
 
 
 def test_plot_link_intervals_draws_every_link_and_saves(fitted_bars, tmp_path):
-    from pyro_factvae.analysis import plot_link_intervals
+    from pyro_factvae.plotting import plot_link_intervals
 
     idata = to_inference_data(fitted_bars, num_draws=30)
     fig = plot_link_intervals(idata, var="gamma_sq", path=tmp_path / "links.png")

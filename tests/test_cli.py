@@ -135,10 +135,10 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
 ):
     import signal
 
-    import pyro_factvae.train as train_module
+    import pyro_factvae.infer.loop as train_module
 
     data, spec = csv_with_holes
-    original = train_module._guarded_step
+    original = train_module.guarded_step
 
     def stop_at_second(*args, **kwargs):
         out = original(*args, **kwargs)
@@ -146,7 +146,7 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
             signal.raise_signal(signal.SIGINT)
         return out
 
-    monkeypatch.setattr(train_module, "_guarded_step", stop_at_second)
+    monkeypatch.setattr(train_module, "guarded_step", stop_at_second)
     ckpt, model = tmp_path / "run.ckpt", tmp_path / "m.factvae"
     argv = [
         "fit",

@@ -19,7 +19,7 @@ def fitted(groups):
 
 
 def _batch(vae, groups):
-    data = vae._data(groups)
+    data = vae.prepare(groups)
     return data.values, data.observed
 
 
@@ -27,7 +27,7 @@ def test_condition_fixes_documented_sites(fitted, groups):
     xs, mask = _batch(fitted, groups)
     model = fitted.model_
     z = torch.randn(len(mask), 3)
-    phi_a = torch.zeros(model.phi_rows, 3)  # group a cut off from every latent
+    phi_a = torch.zeros(model.config.phi_rows, 3)  # group a cut off from every latent
     cond = poutine.condition(model, {"z": z, "Phi_a": phi_a, "gamma_sq_b": torch.ones(3)})
     tr = poutine.trace(cond).get_trace(xs, mask)
     assert torch.equal(tr.nodes["z"]["value"], z) and tr.nodes["z"]["is_observed"]
@@ -109,14 +109,14 @@ def test_categorical_label_group_and_group_weight():
         FactVAE(likelihood={"label": "categorical"}).fit(bad, epochs=1, progress=False)
     with pytest.raises(ValueError, match="group_weight given for unknown groups"):
         FactVAE(group_weight={"lable": 2.0}).fit(data, epochs=1, progress=False)
-    with pytest.raises(ValueError, match="must be a number > 0"):
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
         FactVAE(group_weight={"label": -1.0})
 
 
 def test_map_epochs_of_the_variational_mode(groups):
     vae = FactVAE(latent_dim=2, phi_inference="variational")
     vae.fit(groups, epochs=4, map_epochs=2, progress=False)
-    assert len(vae.history_) == 4 and vae.guide_.phi_inference == "variational"
+    assert len(vae.history_) == 4 and vae.guide_.phi_mode == "variational"
     with pytest.raises(ValueError, match="map_epochs must be in"):
         vae.fit(groups, epochs=2, map_epochs=2, progress=False)
     with pytest.raises(ValueError, match="variational' only"):

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from pyro_factvae import FactVAE
+from pyro_factvae.config import ConvSpec
 from pyro_factvae.datasets.images import quadrant_data
-from pyro_factvae.nets import BlockDecoder, BlockEncoder, ConvSpec
+from pyro_factvae.module.nets import BlockDecoder, BlockEncoder
 
 
 def test_grouped_convolutions_keep_groups_apart():
@@ -27,7 +28,7 @@ def test_grouped_convolutions_keep_groups_apart():
 
 @pytest.mark.parametrize("shape", [(1, 6, 6), (1, 8, 16), (1, 4, 4), (0, 8, 8)])
 def test_conv_spec_rejects_shapes_that_do_not_halve_to_four(shape):
-    with pytest.raises(ValueError, match="4 \\* 2\\*\\*n|positive"):
+    with pytest.raises(ValueError, match="8 \\* 2\\*\\*n|positive"):
         FactVAE(image_shape=shape)
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from pyro_factvae import FactVAE, GroupedData
-from pyro_factvae.evaluate import (
+from pyro_factvae.metrics import (
     conditional_log_likelihood,
     evaluate,
     imputation_error,

@@ -3,26 +3,27 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import SVI, Predictive, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import Predictive, Trace_ELBO, TraceMeanField_ELBO
 
-from pyro_factvae import GroupedData, Guide, Layout, Model, ProximalOptim, collapse
-from pyro_factvae.nets import GroupedLinear
-from pyro_factvae.priors import column_norms
+from pyro_factvae import GroupedData, Guide, Layout, Model, ModelConfig, Optimizers, collapse
+from pyro_factvae.module.nets import GroupedLinear
+from pyro_factvae.module.priors import column_norms
 
 
 def make(num_data=40, lam=1.0, dims=(3, 3, 2), liks=("normal", "normal", "normal")):
     layout = Layout(tuple(f"g{i}" for i in range(len(dims))), dims, liks)
-    model = Model(
-        layout,
+    config = ModelConfig(
         latent_dim=4,
         encoder_width=5,
         decoder_width=6,
         decoder_hidden=(7,),
+        encoder_hidden=(8,),
+        baseline=10.0,
         lam=lam,
         num_data=num_data,
-        name="m",
     )
-    guide = Guide(model, hidden=(8,), baseline=10.0, name="q")
+    model = Model(layout, config)
+    guide = Guide(model)
     return model, guide
 
 
@@ -44,7 +45,7 @@ def test_site_names_and_shapes(groups):
     tr = poutine.trace(model).get_trace(xs, mask)
     assert tr.nodes["z"]["value"].shape == (40, 4)
     for g in ("g0", "g1", "g2"):
-        assert tr.nodes[f"Phi_{g}"]["value"].shape == (model.phi_rows, 4)
+        assert tr.nodes[f"Phi_{g}"]["value"].shape == (model.config.phi_rows, 4)
         assert tr.nodes[f"gamma_sq_{g}"]["value"].shape == (4,)
         assert tr.nodes[f"x_{g}"]["is_observed"]
     assert tr.nodes["theta_prior"]["type"] == "sample"
@@ -66,7 +67,7 @@ def test_prior_predictive_draws_through_explicit_sites(groups):
     pred = Predictive(model, num_samples=3)(xs, torch.ones_like(mask))
     # Predictive pads global sites with the data plate's dim: (samples, 1, ...)
     assert pred["gamma_sq_g0"].squeeze(1).shape == (3, 4)
-    assert pred["Phi_g1"].squeeze(1).shape == (3, model.phi_rows, 4)
+    assert pred["Phi_g1"].squeeze(1).shape == (3, model.config.phi_rows, 4)
     assert torch.all(pred["gamma_sq_g0"] > 0)
     # with no data, the x sites are simulated through the explicit prior sites
     sim = Predictive(model, num_samples=2)(None, batch_size=5)
@@ -74,7 +75,7 @@ def test_prior_predictive_draws_through_explicit_sites(groups):
     with pytest.raises(ValueError, match="mask or batch_size"):
         model(None)
     # conditioning a Phi column to zero disconnects that latent from the group
-    phi = torch.randn(model.phi_rows, 4)
+    phi = torch.randn(model.config.phi_rows, 4)
     phi[:, 2] = 0.0
     cond = poutine.condition(model, {"Phi_g0": phi})
     tr = poutine.trace(cond).get_trace(xs, mask)
@@ -143,21 +144,28 @@ def test_collapse_masks_exactly_the_prior_sites(groups):
     assert full.nodes["gamma_sq_g0"]["log_prob_sum"] != 0
 
 
-def test_proximal_optim_drives_plain_svi(groups):
+def test_proximal_optim_drives_a_plain_pyro_elbo(groups):
     xs, mask = batch(groups)
     results = {}
     for lam in (0.0, 50.0):
-        pyro.clear_param_store()
         pyro.set_rng_seed(0)
         model, guide = make(lam=lam)
         scale = 1.0 / 40
-        svi = SVI(
-            poutine.scale(collapse(model), scale),
-            poutine.scale(collapse(guide), scale),
-            ProximalOptim(lam=lam, phi_lr=0.05, optim_args={"lr": 0.01}),
-            Trace_ELBO(),
-        )
-        losses = [svi.step(xs, mask) for _ in range(60)]
+        elbo = Trace_ELBO()
+        opts = Optimizers(model, guide, lr=0.01, phi_lr=0.05, phi_optim="adam")
+        opts.set_lam(lam)
+        losses = []
+        for _ in range(60):
+            loss = elbo.differentiable_loss(
+                poutine.scale(collapse(model), scale),
+                poutine.scale(collapse(guide), scale),
+                xs,
+                mask,
+            )
+            loss.backward()
+            opts.step()
+            opts.zero_grad()
+            losses.append(float(loss.detach()))
         assert all(torch.isfinite(torch.tensor(losses)))
         results[lam] = torch.cat([column_norms(p.detach()).flatten() for p in guide.Phi])
     assert torch.all(results[0.0] > 0)

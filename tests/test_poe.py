@@ -62,7 +62,7 @@ def test_more_experts_never_increase_variance():
 
 
 def test_mixture_of_experts_is_uniform_over_given_single_group_products():
-    from pyro_factvae.poe import mixture_of_experts
+    from pyro_factvae.module.experts import mixture_of_experts
 
     torch.manual_seed(0)
     mu, prec = torch.randn(3, 4, 2), torch.rand(3, 4, 2) * 3
@@ -83,7 +83,7 @@ def test_mixture_of_experts_is_uniform_over_given_single_group_products():
 
 
 def test_expand_experts_weights_each_row_once():
-    from pyro_factvae.poe import expand_experts
+    from pyro_factvae.module.experts import expand_experts
 
     mask = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 1, 0]], dtype=torch.bool)
     enc = torch.tensor([[1, 1, 1], [0, 0, 1], [0, 0, 1]], dtype=torch.bool)  # row 2: none given

@@ -1,12 +1,11 @@
 import math
 
-import pyro
 import pyro.distributions as dist
 import pytest
 import torch
 
 from pyro_factvae import ProximalOptim, prox_group_lasso
-from pyro_factvae.priors import (
+from pyro_factvae.module.priors import (
     column_norms,
     conditional_mode,
     gamma_sq_prior,
@@ -29,13 +28,13 @@ def test_proximal_optim_solves_group_lasso_quadratic(phi_optim, lr, steps):
     a = torch.tensor([1.0, 2.0, 4.0, 1.0, 2.0, 4.0])  # per-column curvature
     expected = _closed_form(c, a, lam)
     assert (column_norms(expected) == 0).any() and (column_norms(expected) > 0).any()
-    phi = pyro.param("quad.Phi", torch.zeros(2, m, k))
-    opt = ProximalOptim(lam=lam, phi_lr=lr, phi_optim=phi_optim)
+    phi = torch.nn.Parameter(torch.zeros(2, m, k))
+    opt = ProximalOptim([phi], lr=lr, lam=lam, method=phi_optim)
     for _ in range(steps):
         loss = (0.5 * a * (phi - c).square().sum(-2)).sum()
         loss.backward()
-        opt([phi])
-        phi.grad = None
+        opt.step()
+        opt.zero_grad()
     torch.testing.assert_close(phi.detach(), expected, atol=2e-4, rtol=1e-3)
     # the zero columns are exactly zero, not merely small
     assert torch.equal(column_norms(phi.detach()) == 0, column_norms(expected) == 0)
@@ -51,18 +50,40 @@ def test_prox_operator_closed_form_and_exact_zeros():
         prox_group_lasso(phi, -1.0)
 
 
-def test_theta_params_use_their_own_optimizer():
-    w = pyro.param("net.weight", torch.ones(3))
-    phi = pyro.param("net.Phi", torch.ones(2, 2))
-    opt = ProximalOptim(torch.optim.SGD, {"lr": 0.5}, lam=0.0, phi_lr=0.1, phi_optim="sgd")
-    (w.sum() + phi.sum()).backward()
-    opt([w, phi])
-    torch.testing.assert_close(w.detach(), torch.full((3,), 0.5))
+def test_proximal_optim_is_a_torch_optimizer_with_state_and_schedules():
+    phi = torch.nn.Parameter(torch.ones(2, 2))
+    opt = ProximalOptim([phi], lr=0.1, lam=0.0, method="sgd")
+    phi.sum().backward()
+    opt.step()
     torch.testing.assert_close(phi.detach(), torch.full((2, 2), 0.9))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5**step)
+    sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.05)
+    adam = ProximalOptim([phi], lr=0.1, lam=1.0)
+    phi.grad = torch.ones(2, 2)
+    adam.step()
+    state = adam.state_dict()
+    assert state["state"][0]["step"] == 1 and state["param_groups"][0]["lam"] == 1.0
     with pytest.raises(ValueError, match="lam"):
-        ProximalOptim(lam=-1.0)
-    with pytest.raises(ValueError, match="phi_optim"):
-        ProximalOptim(phi_optim="lbfgs")
+        ProximalOptim([phi], lam=-1.0)
+    with pytest.raises(ValueError, match="method"):
+        ProximalOptim([phi], method="lbfgs")
+
+
+def test_optimizers_split_phi_from_theta_by_object():
+    from pyro_factvae import Guide, Layout, Model, ModelConfig, Optimizers
+
+    layout = Layout(("a", "b"), (3, 3), ("normal", "normal"))
+    model = Model(layout, ModelConfig(latent_dim=2, num_data=10))
+    guide = Guide(model)
+    opts = Optimizers(model, guide, lr=0.1, phi_lr=0.2, phi_optim="adam")
+    phi_ids = {id(p) for g in opts.phi.param_groups for p in g["params"]}
+    theta_ids = {id(p) for g in opts.theta.param_groups for p in g["params"]}
+    assert phi_ids == {id(p) for p in guide.Phi}
+    assert not phi_ids & theta_ids
+    assert len(phi_ids) + len(theta_ids) == len(
+        {id(p) for p in [*model.parameters(), *guide.parameters()]}
+    )
 
 
 def test_log_marginal_matches_integral_over_gamma():
@@ -90,12 +111,12 @@ def test_conditional_mode_maximises_conditional_density():
 
 
 def test_training_schedule_warms_lam_up_and_decays_steps():
-    from pyro_factvae.train import schedule
+    from pyro_factvae.infer.loop import cosine, lam_factor
 
-    assert schedule(0, 100, 10, 0.05) == (0.1, 1.0)
-    assert schedule(9, 100, 10, 0.05)[0] == 1.0 and schedule(50, 100, 10, 0.05)[0] == 1.0
-    assert abs(schedule(99, 100, 10, 0.05)[1] - 0.05) < 1e-12
-    assert schedule(5, 100, 0, 1.0) == (1.0, 1.0)
+    assert lam_factor(0, 10) == 0.1 and cosine(100, 0.05)(0) == 1.0
+    assert lam_factor(9, 10) == 1.0 and lam_factor(50, 10) == 1.0
+    assert abs(cosine(100, 0.05)(99) - 0.05) < 1e-12
+    assert lam_factor(5, 0) == 1.0 and cosine(100, 1.0)(5) == 1.0
 
 
 def _gig_half_cdf(a, b, grid):
@@ -107,7 +128,7 @@ def _gig_half_cdf(a, b, grid):
 
 @pytest.mark.parametrize("norm", [0.05, 1.0, 4.0])
 def test_conditional_sample_matches_the_unnormalised_gig_density(norm):
-    from pyro_factvae.priors import conditional_sample
+    from pyro_factvae.module.priors import conditional_sample
 
     lam = 2.0
     phi = torch.zeros(3, 1, dtype=torch.float64)
@@ -124,7 +145,7 @@ def test_conditional_sample_matches_the_unnormalised_gig_density(norm):
 
 
 def test_conditional_sample_of_a_pruned_column_is_the_gamma_limit():
-    from pyro_factvae.priors import conditional_sample
+    from pyro_factvae.module.priors import conditional_sample
 
     draws = conditional_sample(torch.zeros(2, 3), 2.0, 50000, torch.Generator().manual_seed(1))
     assert draws.shape == (50000, 3)

@@ -3,7 +3,7 @@ import pytest
 
 from pyro_factvae import FactVAE
 from pyro_factvae.datasets import bars_data, bars_structure
-from pyro_factvae.selection import lambda_path
+from pyro_factvae.tools.selection import lambda_path
 
 
 def test_lambda_path_chooses_a_lambda_that_gives_the_bars_pattern(tmp_path):
@@ -41,9 +41,13 @@ def test_lambda_path_rejects_bad_grids():
         lambda_path(data, [0.1], validation=1.5)
 
 
-def test_set_lam_changes_model_guide_and_optimizer(groups):
+def test_set_lam_is_one_assignment_seen_by_model_guide_and_training(groups):
     vae = FactVAE(latent_dim=2, lam=0.5).fit(groups, epochs=1, progress=False)
     vae.set_lam(2.0)
-    assert vae.config.lam == vae.model_.lam == vae.guide_.lam == vae.optim_.lam == 2.0
+    assert vae.config is vae.model_.config is vae.guide_.config
+    assert vae.config.lam == vae.lam == 2.0
+    vae.config.lam = 3.0  # the same, by assignment
+    vae.fit(groups, epochs=1, progress=False)
+    assert vae.trainer_.optimizers.phi.param_groups[0]["lam"] == 3.0  # the prox used it
     with pytest.raises(ValueError, match="lam must be"):
         vae.set_lam(-1.0)

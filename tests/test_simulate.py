@@ -5,7 +5,7 @@ import torch
 
 from pyro_factvae import FactVAE
 from pyro_factvae.analysis import active_probability, support_recovery, to_inference_data
-from pyro_factvae.simulate import simulate
+from pyro_factvae.tools.simulate import simulate
 
 SUPPORT = np.array(
     [[1, 1, 0, 0], [1, 0, 1, 0], [0, 1, 1, 0], [0, 0, 0, 1], [1, 0, 0, 1]], dtype=bool
@@ -64,7 +64,7 @@ def test_support_recovery_matches_latents_up_to_permutation():
 
 
 def test_prox_zeros_and_variational_p_active_recover_a_prior_predictive_support():
-    """Issue 4's check at test size (benchmarks/support_recovery.py runs the full one)."""
+    """Support recovery at test size (benchmarks/support_recovery.py runs the full one)."""
     sim = simulate(SUPPORT, 10, 1000, seed=0)
     prox = FactVAE(latent_dim=4, lam=1.0).fit(sim.data, epochs=150, progress=False)
     rec = support_recovery(prox.sparsity(), sim.support)

@@ -20,10 +20,12 @@ import torch
 from pyro import poutine
 from pyro.infer import Predictive
 
-from .config import _positive_int
-from .data import GroupedData
-from .likelihoods import MIN_SCALE, NormalLikelihood
-from .model import Layout, Model
+from .. import sites
+from ..config import ModelConfig, positive_int
+from ..data import GroupedData
+from ..layout import Layout
+from ..module.likelihoods import MIN_SCALE, NormalLikelihood, inverse_softplus
+from ..module.model import Model
 
 __all__ = ["Simulation", "simulate"]
 
@@ -108,29 +110,38 @@ def simulate(
     liks = [likelihood] * num_groups if isinstance(likelihood, str) else list(likelihood)
     if len(dims) != num_groups or len(liks) != num_groups:
         raise ValueError(f"give one dim and one likelihood per group ({num_groups} groups)")
-    _positive_int("num_rows", num_rows)
+    positive_int("num_rows", num_rows)
     if not (noise > MIN_SCALE and link_scale > 0):
         raise ValueError(f"noise must be > {MIN_SCALE} and link_scale > 0")
     layout = Layout(names, dims, liks)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = Model(layout, k, encoder_width, decoder_width, decoder_hidden, lam=1.0)
+        config = ModelConfig(
+            latent_dim=k,
+            encoder_width=encoder_width,
+            decoder_width=decoder_width,
+            decoder_hidden=decoder_hidden,
+            lam=1.0,
+        )
+        model = Model(layout, config)
         for lik in model.likelihoods:
             if isinstance(lik, NormalLikelihood):
                 with torch.no_grad():
-                    lik.raw_scale.fill_(float(np.log(np.expm1(noise - MIN_SCALE))))
+                    lik.raw_scale.fill_(float(inverse_softplus(torch.tensor(noise - MIN_SCALE))))
         gamma = {
-            f"gamma_sq_{name}": torch.where(torch.as_tensor(values[g]), link_scale**2, _OFF).float()
+            sites.gamma_sq(name): torch.where(
+                torch.as_tensor(values[g]), link_scale**2, _OFF
+            ).float()
             for g, name in enumerate(names)
         }
-        sites = ["z"] + [f"{s}_{n}" for s in ("x", "Phi") for n in names]
+        wanted = [sites.Z] + [f(n) for f in (sites.x, sites.phi) for n in names]
         predictive = Predictive(poutine.condition(model, data=gamma), num_samples=1)
         with torch.no_grad():
             draws = {s: v[0] for s, v in predictive(None, batch_size=num_rows).items()}
-    missing = [s for s in sites if s not in draws]
+    missing = [s for s in wanted if s not in draws]
     if missing:  # pragma: no cover - a renamed site would be a bug
         raise RuntimeError(f"prior predictive lacks sites {missing}")
-    xs = {n: draws[f"x_{n}"].reshape(num_rows, d).numpy() for n, d in zip(names, dims)}
+    xs = {n: draws[sites.x(n)].reshape(num_rows, d).numpy() for n, d in zip(names, dims)}
     data = GroupedData(xs)
     table = pd.DataFrame(
         values, index=pd.Index(names, name="group"), columns=[f"z{j}" for j in range(k)]
@@ -138,7 +149,7 @@ def simulate(
     return Simulation(
         data=data,
         support=table,
-        phi={n: draws[f"Phi_{n}"].reshape(model.phi_rows, k).numpy() for n in names},
-        z=draws["z"].reshape(num_rows, k).numpy(),
+        phi={n: draws[sites.phi(n)].reshape(config.phi_rows, k).numpy() for n in names},
+        z=draws[sites.Z].reshape(num_rows, k).numpy(),
         model=model,
     )

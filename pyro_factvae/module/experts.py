@@ -1,5 +1,11 @@
 """Combining Gaussian experts: the product (eq 6, footnote 2) and the JMVAE+ mixture (sec. 3).
 
+Each way of combining is a small strategy registered in
+:data:`~pyro_factvae.registry.EXPERTS` (``"poe"``, ``"mixture"``): it says how a training
+minibatch is presented to the model and guide (:meth:`ProductOfExperts.training_args`) and what
+the posterior ``q(z | x_I)`` is at prediction time (:meth:`ProductOfExperts.posterior`). A new
+one (e.g. a mixture of products) is one class here with its registry line.
+
 **Product of experts** (factVAE). ``q(z | x) ∝ p(z) prod_{g in O} q_g(z | x_g)`` with
 ``p(z) = N(0, I)`` and diagonal experts ``q_g = N(mu_g, Lambda_g^-1)`` is Gaussian in closed
 form::
@@ -22,10 +28,20 @@ the average of the components' ELBOs (each group's sub-ELBO, as the paper define
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyro.distributions as dist
 import torch
 
-__all__ = ["expand_experts", "mixture_of_experts", "product_of_experts"]
+from ..registry import EXPERTS
+
+__all__ = [
+    "MixtureOfExperts",
+    "ProductOfExperts",
+    "expand_experts",
+    "mixture_of_experts",
+    "product_of_experts",
+]
 
 
 def product_of_experts(
@@ -113,3 +129,39 @@ def expand_experts(
     one_hot = torch.nn.functional.one_hot(cols, groups + 1)[:, :groups].bool()
     weight = (len(rows) / batch) / ext.sum(-1)[rows].to(torch.get_default_dtype())
     return rows, one_hot, weight
+
+
+@EXPERTS.register("poe")
+class ProductOfExperts:
+    """factVAE: the product of the experts of the given groups and the prior (eq 6)."""
+
+    @staticmethod
+    def training_args(xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor) -> tuple:
+        """Model/guide arguments of one training step: ``(xs, mask, enc_mask)``."""
+        return (xs, mask, keep)
+
+    @staticmethod
+    def posterior(
+        mu: torch.Tensor, precision: torch.Tensor, mask: torch.Tensor
+    ) -> dist.TorchDistribution:
+        """``q(z | x_I)``, batch ``(B,)`` and event ``(K,)``."""
+        loc, scale = product_of_experts(mu, precision, mask)
+        return dist.Normal(loc, scale).to_event(1)
+
+
+@EXPERTS.register("mixture")
+class MixtureOfExperts:
+    """The JMVAE+ baseline: a uniform mixture of single-group experts, trained on the average
+    of their ELBOs (one expanded row per (row, expert), :func:`expand_experts`)."""
+
+    @staticmethod
+    def training_args(xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor) -> tuple:
+        """``(xs, mask, one_hot, weight)`` over the expanded rows."""
+        rows, one_hot, weight = expand_experts(mask, keep)
+        return ([x[rows] for x in xs], mask[rows], one_hot, weight)
+
+    @staticmethod
+    def posterior(
+        mu: torch.Tensor, precision: torch.Tensor, mask: torch.Tensor
+    ) -> dist.TorchDistribution:
+        return mixture_of_experts(mu, precision, mask)

@@ -1,5 +1,7 @@
 """Per-group observation families ``p(x_g | f_g(W_g z))`` (eq 5, generalised).
 
+New families register with :data:`~pyro_factvae.registry.LIKELIHOODS` (see there).
+
 Each likelihood turns the decoder output of a group (one value per feature) into a Pyro
 distribution over the group's ``d_g`` features. Choose one per group by name:
 
@@ -15,7 +17,6 @@ name             distribution                                       decoder outp
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pyro.distributions as dist
@@ -23,13 +24,14 @@ import torch
 from torch import nn
 from torch.nn.functional import softplus
 
+from ..registry import LIKELIHOODS
+
 __all__ = [
-    "LIKELIHOODS",
     "BernoulliLikelihood",
     "CategoricalLikelihood",
     "Likelihood",
     "NormalLikelihood",
-    "get",
+    "inverse_softplus",
 ]
 
 #: lower bound on a learned Normal scale, so the log-density stays bounded
@@ -85,15 +87,14 @@ class Likelihood(nn.Module):
         return x
 
 
+@LIKELIHOODS.register("normal")
 class NormalLikelihood(Likelihood):
     """``x ~ Normal(out, sigma)`` with a learned scale per feature (``sigma >= MIN_SCALE``)."""
 
-    name = "normal"
-
     def __init__(self, num_groups: int, dim: int, init_scale: float = 0.5) -> None:
         super().__init__(num_groups, dim)
-        raw = math.log(math.expm1(init_scale - MIN_SCALE))
-        self.raw_scale = nn.Parameter(torch.full((num_groups, dim), raw))
+        raw = inverse_softplus(torch.tensor(init_scale - MIN_SCALE))
+        self.raw_scale = nn.Parameter(torch.full((num_groups, dim), float(raw)))
 
     @property
     def scale(self) -> torch.Tensor:
@@ -116,10 +117,9 @@ class NormalLikelihood(Likelihood):
         return out
 
 
+@LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
     """``x ~ Bernoulli(logits=out)``; observed values must be 0 or 1."""
-
-    name = "bernoulli"
 
     def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
         return [dist.Bernoulli(logits=out[..., i, :]).to_event(1) for i in range(out.shape[-2])]
@@ -138,12 +138,11 @@ class BernoulliLikelihood(Likelihood):
             )
 
 
+@LIKELIHOODS.register("categorical")
 class CategoricalLikelihood(Likelihood):
     """``x ~ OneHotCategorical(logits=out)``: the group is one class label, one-hot over its
     ``d_g`` columns (e.g. a label group for semi-supervised learning; a missing label is a
     missing group). Needs ``d_g >= 2``."""
-
-    name = "categorical"
 
     def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
         return [dist.OneHotCategorical(logits=out[..., i, :]) for i in range(out.shape[-2])]
@@ -172,23 +171,6 @@ class CategoricalLikelihood(Likelihood):
                 f"group {name!r} has the 'categorical' likelihood but rows {rows} are not "
                 "one-hot (exactly one 1, the rest 0); encode the labels one-hot"
             )
-
-
-LIKELIHOODS: dict[str, type[Likelihood]] = {
-    "normal": NormalLikelihood,
-    "bernoulli": BernoulliLikelihood,
-    "categorical": CategoricalLikelihood,
-}
-
-
-def get(name: str) -> type[Likelihood]:
-    """The likelihood class called ``name``; a ``ValueError`` lists the known names."""
-    try:
-        return LIKELIHOODS[name]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}"
-        ) from None
 
 
 def warn_scale(name: str, lik: str, rows: torch.Tensor) -> None:

@@ -23,17 +23,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from .config import _positive_int
+from .config import positive_int
 from .data import GroupedData, as_grouped
-from .predict import predictive_means
-
-if TYPE_CHECKING:
-    from .factvae import FactVAE
+from .estimator import FactVAE
+from .module.predict import predictive_means
 
 __all__ = [
     "conditional_log_likelihood",
@@ -54,19 +52,18 @@ def _group_log_likelihoods(
 ):
     """``log p(x_g | z)`` for every group, ``(S, B, G)``; ``z`` is ``(S, B, K)``. Missing
     groups are scored at an in-support placeholder; callers mask them out."""
-    model, guide = vae._fitted()
-    out: list[torch.Tensor] = [torch.empty(0)] * model.layout.num_groups
-    outs = model.decode(z, list(guide.Phi))
-    for block, dec_out, lik in zip(model.layout.blocks, outs, model.likelihoods):
-        for g, fn in zip(block.groups, lik.dists(dec_out)):
-            out[g] = fn.log_prob(lik.in_support(xs[g], observed[:, g : g + 1]))
-    return torch.stack(out, dim=-1)
+    model, guide = vae.fitted_modules()
+    return model.log_likelihoods(xs, observed, z, list(guide.Phi))
 
 
 def _chunks(vae: FactVAE, num_samples: int, num_rows: int, max_elements: int):
     """Row and sample chunk sizes so that one chunk holds at most ``max_elements`` floats."""
-    model, _ = vae._fitted()
-    width = sum(model.layout.dims) + model.latent_dim + model.decoder_width * len(model.layout.dims)
+    model, _ = vae.fitted_modules()
+    width = (
+        sum(model.layout.dims)
+        + model.latent_dim
+        + model.config.decoder_width * len(model.layout.dims)
+    )
     per_row = max(1, max_elements // width)
     rows = max(1, min(num_rows, per_row // max(1, min(num_samples, per_row))))
     samples = max(1, min(num_samples, per_row // rows))
@@ -87,7 +84,7 @@ def _importance(
 
     ``z_s ~ q(z | x_given)`` and ``w_s = p(x_given | z_s) p(z_s) / q(z_s | x_given)``.
     """
-    _, guide = vae._fitted()
+    _, guide = vae.fitted_modules()
     n = len(data)
     rows, samples = _chunks(vae, num_samples, n, max_elements)
     results = [torch.empty(n) for _ in masks]
@@ -112,8 +109,8 @@ def _importance(
 
 
 def _prepare(vae: FactVAE, data: Any) -> GroupedData:
-    vae._fitted()
-    return vae._data(data)
+    vae.fitted_modules()
+    return vae.prepare(data)
 
 
 def _as_numpy(values: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
@@ -138,7 +135,7 @@ def reconstruction_log_likelihood(
     observed target.
     """
     data = _prepare(vae, data)
-    _, guide = vae._fitted()
+    _, guide = vae.fitted_modules()
     enc = data.group_mask(given, data.observed)
     tgt = data.group_mask(targets, data.observed)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
@@ -220,9 +217,9 @@ def imputation_error(
     data = _prepare(vae, data)
     tgt = data.group_mask(targets, data.observed)
     enc = data.group_mask(given, data.observed & ~tgt)
-    model, guide = vae._fitted()
+    model, guide = vae.fitted_modules()
     if num_samples != 0:
-        _positive_int("num_samples", num_samples)
+        positive_int("num_samples", num_samples)
     idx = [data.index(name) for name in targets]
     means = predictive_means(model, guide, data.values, enc, idx, num_samples, seed)
     return _errors(data, tgt, dict(zip(targets, means)))
@@ -315,7 +312,7 @@ def held_out_log_likelihood(
 ) -> float:
     """``evaluate(...)["cond_ll"]`` alone: each group held out in turn, ``log p(x_g | x_rest)``
     averaged over (row, group) pairs, in nats. The criterion of
-    :func:`~pyro_factvae.selection.lambda_path`."""
+    :func:`~pyro_factvae.tools.selection.lambda_path`."""
     data = _prepare(vae, data)
     cond = [
         conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)

@@ -17,8 +17,9 @@ in prox training. Equivalently ``1 / gamma_sq`` is inverse Gaussian with mean
 Casella 2008, sec. 2; Kyung et al. 2010 for the group version); :func:`conditional_sample`
 draws from it exactly.
 
-``lam_total`` is the rate of the full data set; :class:`~pyro_factvae.model.Model` sets it to
-``num_data * lam`` so that ``lam`` is the paper's per-example lambda.
+``lam_total`` is the rate of the full data set, ``num_data * lam``
+(:meth:`~pyro_factvae.config.ModelConfig.lam_total`), so that ``lam`` is the paper's per-example
+lambda.
 """
 
 from __future__ import annotations
@@ -139,6 +140,8 @@ def conditional_sample(
         The full-data rate ``N * lam`` (> 0).
     num_samples : int
         Draws per column.
+    generator : torch.Generator, optional
+        Source of the draws (default: the global RNG).
 
     Returns
     -------

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from .data import GroupedData, as_grouped
-from .evaluate import evaluate, mean_imputation_error
-from .factvae import FactVAE
+from ..data import GroupedData, as_grouped
+from ..estimator import FactVAE
+from ..metrics import evaluate, mean_imputation_error
 
 __all__ = ["METHODS", "compare", "make", "mean_imputation_rmse"]
 

@@ -1,38 +1,36 @@
 r"""``FactVAE``: the user-facing estimator.
 
 This follows :class:`pyro.contrib.cevae.CEVAE`: one class that builds a
-:class:`~pyro_factvae.model.Model` and :class:`~pyro_factvae.model.Guide`, trains them with
-:class:`~pyro_factvae.optim.ProximalOptim` (Algorithm 1), and answers questions with them.
+:class:`~pyro_factvae.module.model.Model` and :class:`~pyro_factvae.module.guide.Guide` from a
+:class:`~pyro_factvae.config.ModelConfig`, hands them to the
+:class:`~pyro_factvae.infer.run.Trainer` (Algorithm 1), and answers questions with them. It
+holds no training logic of its own.
 """
 
 from __future__ import annotations
 
-import itertools
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import pyro
 import torch
 
-from . import likelihoods
-from .config import FactVAEConfig, _positive_int
-from .data import GroupedData, as_grouped
-from .fitting import Run, fingerprint
-from .fitting import checkpoint_every as checkpoint_every_
-from .fitting import resume as resume_run
-from .guide import Guide
-from .model import Layout, Model
-from .optim import ProximalOptim
-from .persist import model_from_payload, read_payload, write_model
-from .predict import predictive_means
-from .priors import column_norms
-from .train import seed_everything
+from .config import FitConfig, ModelConfig, positive_int
+from .data import GroupedData
+from .infer.loop import Phase
+from .infer.run import Run, Trainer, fingerprint
+from .io import check_writable, read_payload, write_payload
+from .layout import Layout
+from .module.guide import MAP, Guide
+from .module.likelihoods import warn_scale
+from .module.model import Model
+from .module.predict import predictive_means
+from .module.priors import column_norms
+from .registry import LIKELIHOODS, PHI_POSTERIORS
 
 __all__ = ["FactVAE"]
-
-_names = itertools.count()
 
 
 class FactVAE:
@@ -96,6 +94,11 @@ class FactVAE:
         The fitted Pyro modules (after :meth:`fit`).
     history_ : list of float
         Mean loss per epoch.
+    config : ModelConfig
+        The settings; ``config.lam = ...`` changes ``lam`` for the model, guide and a later
+        ``fit`` at once (validated like the constructor's argument).
+    interrupted_ : str or None
+        The signal that stopped the last ``fit``, if any.
     """
 
     def __init__(
@@ -116,68 +119,61 @@ class FactVAE:
         conv_width: int = 32,
         group_weight: Mapping[str, float] | None = None,
     ) -> None:
-        self.config = FactVAEConfig(
+        self.config = ModelConfig(
             latent_dim=latent_dim,
             lam=lam,
-            likelihood=likelihood if isinstance(likelihood, (str, Mapping)) else list(likelihood),
-            encoder_hidden=list(encoder_hidden),
+            likelihood=likelihood,
+            encoder_hidden=encoder_hidden,
             encoder_width=encoder_width,
             decoder_width=decoder_width,
-            decoder_hidden=list(decoder_hidden),
+            decoder_hidden=decoder_hidden,
             keep_prob=keep_prob,
             theta_prior_weight=theta_prior_weight,
             baseline=baseline,
             inference=inference,
             phi_inference=phi_inference,
-            image_shape=None if image_shape is None else list(image_shape),
+            image_shape=image_shape,
             conv_width=conv_width,
-            group_weight=None if group_weight is None else dict(group_weight),
+            group_weight=group_weight,
         )
         self.model_: Model | None = None
         self.guide_: Guide | None = None
-        self.history_: list[float] = []
         self.layout_: Layout | None = None
-        self.optim_: ProximalOptim | None = None
+        self.trainer_: Trainer | None = None
+        self.history_: list[float] = []
         self.metadata_: dict[str, Any] = {}
         self.interrupted_: str | None = None
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config.to_dict().items())
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config.user_dict().items())
         state = f"fitted on {self.num_data_} rows" if self.model_ is not None else "not fitted"
         return f"FactVAE({args}) [{state}]"
 
+    @property
+    def num_data_(self) -> int | None:
+        """Rows of the training data (``N``)."""
+        return self.config.num_data
+
+    @property
+    def lam(self) -> float:
+        """The group-lasso weight ``lam`` (owned by :attr:`config`)."""
+        return self.config.lam
+
     # ------------------------------------------------------------------ building
     def _build(self, layout: Layout, num_data: int) -> None:
-        c = self.config
-        tag = next(_names)
+        self.config.num_data = num_data
         self.layout_ = layout
-        self.num_data_ = num_data
-        self.model_ = Model(
-            layout,
-            latent_dim=c.latent_dim,
-            encoder_width=c.encoder_width,
-            decoder_width=c.decoder_width,
-            decoder_hidden=c.decoder_hidden,
-            lam=c.lam,
-            num_data=num_data,
-            theta_prior_weight=c.theta_prior_weight,
-            name=f"factvae{tag}_model",
-            conv=c.conv_spec(),
-            group_weight=c.weights_for(layout.names),
-        )
-        self.guide_ = Guide(
-            self.model_,
-            hidden=c.encoder_hidden,
-            baseline=c.baseline,
-            name=f"factvae{tag}_guide",
-            inference=c.inference,
-            phi_inference=c.phi_inference,
-        )
+        self.model_ = Model(layout, self.config)
+        self.guide_ = Guide(self.model_)
+        self.trainer_ = Trainer(self.model_, self.guide_)
 
-    def _data(self, data: Any) -> GroupedData:
+    def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:
+        """``data`` as :class:`GroupedData`, checked against the fitted groups, widths and
+        likelihoods (a list of arrays takes the fitted group names)."""
         if not isinstance(data, (GroupedData, Mapping)) and self.layout_ is not None:
-            data = GroupedData(data, names=self.layout_.names)  # a list: fitted names
-        data = as_grouped(data)
+            data = GroupedData(data, names=self.layout_.names, allow_empty_rows=allow_empty_rows)
+        elif not isinstance(data, GroupedData):
+            data = GroupedData(data, allow_empty_rows=allow_empty_rows)
         if self.layout_ is not None:
             if tuple(data.names) != self.layout_.names:
                 raise ValueError(
@@ -190,10 +186,11 @@ class FactVAE:
                     f"the model expects {list(self.layout_.dims)}"
                 )
             for g, (name, lik) in enumerate(zip(self.layout_.names, self.layout_.likelihoods)):
-                likelihoods.get(lik).check(name, data.values[g], data.observed[:, g])
+                LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g])
         return data
 
-    def _fitted(self) -> tuple[Model, Guide]:
+    def fitted_modules(self) -> tuple[Model, Guide]:
+        """``(model_, guide_)``; a ``ValueError`` if the model is not fitted yet."""
         if self.model_ is None or self.guide_ is None:
             raise ValueError("this FactVAE is not fitted yet; call fit(data) first")
         return self.model_, self.guide_
@@ -221,7 +218,8 @@ class FactVAE:
         Parameters
         ----------
         data : GroupedData or anything :class:`GroupedData` accepts
-            Training rows; NaN rows mark missing groups.
+            Training rows; NaN rows mark missing groups. Every group must be observed in some
+            row, and every row must observe some group.
         epochs, batch_size : int
             Passes over the data and rows per step.
         lr : float
@@ -229,7 +227,7 @@ class FactVAE:
         phi_lr : float
             Step size ``eta`` of the ``Phi`` update; the prox threshold is ``eta * lam``.
         phi_optim : {"adam", "sgd"}
-            See :class:`~pyro_factvae.optim.ProximalOptim`.
+            See :class:`~pyro_factvae.infer.optim.ProximalOptim`.
         warmup_epochs : float, optional
             Ramp the prox's ``lam`` linearly from 0 over this many epochs (a continuation
             start: networks first learn what the data say, then the penalty prunes; the
@@ -237,11 +235,12 @@ class FactVAE:
             call, none when continuing.
         lr_decay : float
             Final step sizes as a fraction of ``lr`` and ``phi_lr`` (cosine schedule over
-            this call's epochs; 1 keeps them constant). Small final steps let noisy
+            each phase of this call; 1 keeps them constant). Small final steps let noisy
             links settle at exact zero.
         seed : int or None
-            Seeds initialisation, data order, group dropout and ``z`` draws: a CPU run with
-            a seed repeats bit for bit. ``None`` leaves the RNGs as they are.
+            Seeds initialisation, data order, group dropout and ``z`` draws, in a fork of the
+            global RNG (which is left as it was): a CPU run with a seed repeats bit for bit.
+            ``None`` draws from, and advances, the global RNG.
         progress : bool
             Show a tqdm progress bar.
         map_epochs : int, optional
@@ -253,13 +252,15 @@ class FactVAE:
         checkpoint : path-like, optional
             Write the complete training state there (atomically: the file is always the
             last complete checkpoint) every ``checkpoint_every`` steps, on SIGINT / SIGTERM,
-            and at the end.
+            and at the end. Its folder is created; an unwritable path fails before training.
         checkpoint_every : int, optional
             Steps between checkpoints (default: once per epoch).
         resume : path-like, optional
-            Continue the run saved in this checkpoint. Config and training arguments come
-            from the file (the ones given here are ignored); ``data`` must be the same. On
-            CPU the resumed run ends bit for bit as the uninterrupted one.
+            Continue the run saved in this checkpoint. The model's config and the training
+            settings come from the file: give none here (a conflicting one raises a
+            ``ValueError``); ``data`` must be the same. Checkpoints keep going to the same file
+            unless ``checkpoint`` names another. On CPU the resumed run ends bit for bit as
+            the uninterrupted one; resuming a finished run returns the fitted model.
 
         Returns
         -------
@@ -274,73 +275,113 @@ class FactVAE:
             A non-finite loss or gradient; it names the step and the model term, and the
             parameters keep their last finite values.
         """
-        self.interrupted_: str | None = None
-        if resume is not None:
-            return resume_run(self, data, resume, progress, _path(checkpoint), checkpoint_every)
-        _positive_int("epochs", epochs)
-        _positive_int("batch_size", batch_size)
-        if warmup_epochs is None:
-            warmup_epochs = 0.0 if self.history_ else 0.4 * epochs
-        if not (lr > 0 and phi_lr > 0 and warmup_epochs >= 0 and 0 < lr_decay <= 1):
-            raise ValueError("lr and phi_lr must be > 0, warmup_epochs >= 0 and lr_decay in (0, 1]")
-        data = self._data(data)
-        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
-        for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
-            likelihoods.get(lik).check(name, data.values[g], data.observed[:, g])
-            likelihoods.warn_scale(name, lik, data.values[g][data.observed[:, g]])
-        generator = seed_everything(seed) if seed is not None else torch.Generator()
-        if seed is None:
-            generator.manual_seed(int(torch.randint(2**62, ()).item()))
-        if self.model_ is None:
-            self._build(layout, len(data))
-            self.model_.init_from_data(data.values, data.observed)
-        model, guide = self._fitted()
-        model.num_data = guide.num_data = len(data)
-        variational = self.config.phi_inference == "variational"
-        if map_epochs is None:
-            map_epochs = epochs // 2 if variational and not self.history_ else 0
-        if map_epochs and not variational:
-            raise ValueError("map_epochs applies to phi_inference='variational' only")
-        if not 0 <= map_epochs < epochs:
-            raise ValueError(f"map_epochs must be in [0, epochs={epochs}), got {map_epochs}")
-        if self.optim_ is None or self.optim_.phi_optim != phi_optim:
-            self.optim_ = ProximalOptim(
-                torch.optim.Adam,
-                {"lr": lr, "foreach": True},
-                lam=self.config.lam,
-                phi_lr=phi_lr,
-                phi_optim=phi_optim,
-            )
-        else:  # continue training: keep the optimizers' moments
-            self.optim_.set_base_lr(lr, phi_lr)
-        phases = [("prox", map_epochs, warmup_epochs)] if map_epochs else []
-        rest = epochs - map_epochs
-        phases.append((self.config.phi_inference, rest, 0.0 if map_epochs else warmup_epochs))
-        args = {
+        self.interrupted_ = None
+        given = {
             "epochs": epochs,
             "batch_size": batch_size,
             "lr": lr,
             "phi_lr": phi_lr,
             "phi_optim": phi_optim,
+            "warmup_epochs": warmup_epochs,
             "lr_decay": lr_decay,
+            "map_epochs": map_epochs,
+            "seed": seed,
+            "checkpoint_every": checkpoint_every,
         }
-        run = Run(args, phases, fingerprint(data))
-        every = checkpoint_every_(checkpoint_every, len(data), batch_size)
-        run.execute(self, data, generator, progress, _path(checkpoint), every)
+        if resume is not None:
+            return self._resume(data, resume, given, checkpoint, progress)
+        collapsed_only = PHI_POSTERIORS.get(self.config.phi_inference).collapsed
+        fit = FitConfig(**given).resolved(bool(self.history_), collapsed_only)
+        ckpt = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
+        data = self.prepare(data)
+        data.require_trainable()
+        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
+        for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
+            LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g])
+            warn_scale(name, lik, data.values[g][data.observed[:, g]])
+        seeded = fit.seed is not None
+        generator = torch.Generator()
+        if seeded:
+            generator.manual_seed(fit.seed)
+            rng_state = torch.Generator().manual_seed(fit.seed).get_state()
+        else:
+            generator.manual_seed(int(torch.randint(2**62, ()).item()))
+            rng_state = None
+        if self.model_ is None:
+            with torch.random.fork_rng(devices=[], enabled=seeded):
+                if seeded:
+                    torch.set_rng_state(rng_state)
+                self._build(layout, len(data))
+                self.model_.init_from_data(data.values, data.observed)
+                if seeded:
+                    rng_state = torch.get_rng_state()
+        self.config.num_data = len(data)
+        phases = [Phase(MAP, fit.map_epochs, fit.warmup_epochs)] if fit.map_epochs else []
+        rest_warmup = 0.0 if fit.map_epochs else fit.warmup_epochs
+        phases.append(Phase(self.config.phi_inference, fit.epochs - fit.map_epochs, rest_warmup))
+        run = Run(fit, phases, fingerprint(data))
+        return self._execute(run, data, generator, rng_state, progress, ckpt)
+
+    def _execute(self, run, data, generator, rng_state, progress, checkpoint) -> FactVAE:
+        assert self.trainer_ is not None
+        self.interrupted_ = self.trainer_.execute(
+            run, data, generator, rng_state, self.history_, progress, checkpoint, self._write
+        )
+        if self.interrupted_ and checkpoint is None:
+            warnings.warn(
+                f"fit interrupted by {self.interrupted_} after step {run.global_step}; no "
+                "checkpoint path was given, so the model holds the weights after that step",
+                stacklevel=3,
+            )
         return self
 
-    def set_lam(self, lam: float) -> FactVAE:
-        """Change ``lam``; a later :meth:`fit` continues training (a warm start) under it.
+    def _resume(self, data, path, given, checkpoint, progress) -> FactVAE:
+        defaults = FitConfig().to_dict()
+        conflicting = [k for k, v in given.items() if v != defaults[k]]
+        if conflicting:
+            raise ValueError(
+                f"resume takes the training settings from the checkpoint; do not also give "
+                f"{', '.join(conflicting)}"
+            )
+        meta, tensors = read_payload(path)
+        if "run" not in meta:
+            raise ValueError(
+                f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
+                "fit(..., checkpoint=PATH)"
+            )
+        saved = ModelConfig(**meta["config"]).user_dict()
+        mine = self.config.user_dict()
+        if self.model_ is not None or (mine != ModelConfig().user_dict() and mine != saved):
+            diff = sorted(k for k in saved if saved[k] != mine[k])
+            raise ValueError(
+                f"resume restores the model saved in {os.fspath(path)!r}; call it on a new "
+                f"FactVAE() without settings (these differ from the file: {diff or 'fitted'})"
+            )
+        self._restore(meta, tensors, path)
+        data = self.prepare(data)
+        run = Run.from_meta(meta["run"], tensors.get("perm"))
+        if fingerprint(data) != run.fingerprint:
+            raise ValueError(
+                f"the data differ from those the run in {os.fspath(path)!r} was training on; "
+                "resume with the same rows, groups and missing pattern"
+            )
+        if run.finished:
+            return self
+        rng_state, generator = self.trainer_.restore(tensors)
+        target = check_writable(checkpoint if checkpoint is not None else path, "checkpoint")
+        return self._execute(run, data, generator, rng_state, progress, target)
 
-        Used by :func:`~pyro_factvae.selection.lambda_path`. Returns ``self``.
-        """
-        if not (isinstance(lam, (int, float)) and lam >= 0):
-            raise ValueError(f"lam must be a number >= 0, got {lam!r}")
-        self.config.lam = float(lam)
-        if self.model_ is not None:
-            self.model_.lam = self.guide_.lam = float(lam)
-        if self.optim_ is not None:
-            self.optim_.lam = float(lam)
+    def set_lam(self, lam: float) -> FactVAE:
+        """Change ``lam`` (``config.lam = lam``); a later :meth:`fit` continues training (a
+        warm start) under it. Returns ``self``."""
+        self.config.lam = lam
+        return self
+
+    def reset_optimizers(self) -> FactVAE:
+        """Forget the optimizers' moments: the next :meth:`fit` starts them afresh (e.g.
+        after loading other weights into ``model_`` and ``guide_``). Returns ``self``."""
+        if self.trainer_ is not None:
+            self.trainer_.reset()
         return self
 
     # ------------------------------------------------------------------ inference
@@ -352,8 +393,8 @@ class FactVAE:
         ``given`` names the groups to encode (default: every observed group). For
         ``inference="mixture"`` these are the mixture's moments.
         """
-        data = self._data(data)
-        _, guide = self._fitted()
+        _, guide = self.fitted_modules()
+        data = self.prepare(data, allow_empty_rows=True)
         with torch.no_grad():
             q = guide.posterior_dist(data.values, data.group_mask(given))
             return q.mean.numpy(), q.variance.sqrt().numpy()
@@ -370,36 +411,33 @@ class FactVAE:
 
         ``E_{q(z | x_given)}[E(x_g | z)]``, estimated with ``num_samples`` draws of ``z``
         (``0``: plug in the posterior mean of ``z`` instead). Rows where none of ``given``
-        is observed get prior-predictive means.
+        is observed get prior-predictive means. The global RNG is left as it was.
 
         Returns
         -------
         dict
             ``{group: (N, d_g) array}`` for each target (default: all groups).
         """
-        data = self._data(data)
-        model, guide = self._fitted()
+        model, guide = self.fitted_modules()
+        data = self.prepare(data, allow_empty_rows=True)
+        if isinstance(targets, str):
+            raise ValueError(f"targets must be a list of group names, not the string {targets!r}")
         targets = list(model.layout.names) if targets is None else list(targets)
         idx = [data.index(t) for t in targets]
         if num_samples != 0:
-            _positive_int("num_samples", num_samples)
+            positive_int("num_samples", num_samples)
         means = predictive_means(
-            model,
-            guide,
-            data.values,
-            data.group_mask(given),
-            idx,
-            num_samples,
-            seed,
+            model, guide, data.values, data.group_mask(given), idx, num_samples, seed
         )
         return {t: m.numpy() for t, m in zip(targets, means)}
 
     def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
         """Fill every missing group with its posterior-predictive mean given the observed ones.
 
-        Returns ``{group: (N, d_g) array}``; observed values are returned unchanged.
+        Returns ``{group: (N, d_g) array}``; observed values are returned unchanged. Rows with
+        no observed group get prior-predictive means.
         """
-        data = self._data(data)
+        data = self.prepare(data, allow_empty_rows=True)
         recon = self.reconstruct(data, num_samples=num_samples, seed=seed)
         out = {}
         for g, name in enumerate(data.names):
@@ -411,20 +449,28 @@ class FactVAE:
     def sample(self, n: int, mean: bool = False, seed: int | None = None) -> dict[str, np.ndarray]:
         """Draw ``n`` rows from the fitted generative model (``z ~ N(0, I)``, then each group).
 
-        With ``mean=True`` returns ``E(x_g | z)`` instead of a draw of ``x_g``.
+        Parameters
+        ----------
+        n : int
+            Rows to draw.
+        mean : bool
+            Return ``E(x_g | z)`` instead of a draw of ``x_g``.
+        seed : int, optional
+            Seeds the draws, in a fork of the global RNG (left as it was); ``None`` draws
+            from, and advances, the global RNG.
         """
-        _positive_int("n", n)
-        model, guide = self._fitted()
-        if seed is not None:
-            pyro.set_rng_seed(seed)
-        z = torch.randn(n, model.latent_dim)
-        outs = model.decode(z, list(guide.Phi))
-        result: dict[str, np.ndarray] = {}
-        for block, out, lik in zip(model.layout.blocks, outs, model.likelihoods):
-            values = lik.mean(out).unbind(-2) if mean else [d.sample() for d in lik.dists(out)]
-            for g, value in zip(block.groups, values):
-                result[model.layout.names[g]] = value.numpy()
-        return {name: result[name] for name in model.layout.names}
+        positive_int("n", n)
+        model, guide = self.fitted_modules()
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            z = torch.randn(n, model.latent_dim)
+            phis = list(guide.Phi)
+            if mean:
+                values = model.means(z, phis)
+            else:
+                values = [d.sample() for d in model.dists(z, phis)]
+        return {name: v.numpy() for name, v in zip(model.layout.names, values)}
 
     def sparsity(self):
         """Column norms ``||Phi_g[:, j]||_2`` as a ``G x K`` pandas DataFrame.
@@ -434,29 +480,44 @@ class FactVAE:
         """
         import pandas as pd
 
-        model, guide = self._fitted()
-        norms = np.zeros((model.layout.num_groups, model.latent_dim))
-        for block, phi in zip(model.layout.blocks, guide.Phi):
-            norms[list(block.groups)] = column_norms(phi.detach()).double().numpy()
+        model, guide = self.fitted_modules()
+        norms = [column_norms(phi.detach()).double() for phi in guide.Phi]
+        table = model.layout.scatter_axis(norms, dim=0).numpy()
         return pd.DataFrame(
-            norms,
+            table,
             index=pd.Index(model.layout.names, name="group"),
             columns=[f"z{j}" for j in range(model.latent_dim)],
         )
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
-        """Write config (as JSON text) and weights to ``path``, atomically.
+        """Write config (as JSON text) and weights to ``path``, atomically (its folder is
+        created).
 
         The file holds only tensors, strings and numbers: :meth:`load` reads it with
         ``torch.load(weights_only=True)``, which never runs code from the file. ``extra``:
         JSON-ready user metadata, returned by :meth:`load` as ``metadata_`` (the ``factvae``
         command keeps the CSV column spec there).
         """
-        self._save(path, extra)
+        if extra is not None:
+            self.metadata_ = dict(extra)
+        self._write(os.fspath(path), {}, {})
 
-    def _save(self, path, extra=None, extra_meta=None, extra_payload=None) -> None:
-        write_model(self, path, extra, extra_meta, extra_payload)
+    def _write(self, path: str, meta: dict[str, Any], tensors: dict[str, Any]) -> None:
+        model, guide = self.fitted_modules()
+        head = {
+            "config": self.config.to_dict(),
+            "layout": {
+                "names": list(model.layout.names),
+                "dims": list(model.layout.dims),
+                "likelihoods": list(model.layout.likelihoods),
+            },
+            "phi_mode": guide.phi_mode,
+            "history": self.history_,
+            "extra": self.metadata_,
+        }
+        weights = {"model": model.state_dict(), "guide": guide.state_dict()}
+        write_payload({**head, **meta}, {**weights, **tensors}, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FactVAE:
@@ -466,16 +527,29 @@ class FactVAE:
         pickle holds other objects is refused. A file from another format version, or whose
         weights do not fit its config, raises a ``ValueError`` that says so.
         """
-        return cls._from_payload(*read_payload(path), path)
+        meta, tensors = read_payload(path)
+        vae = cls()
+        vae._restore(meta, tensors, path)
+        return vae
 
-    @classmethod
-    def _from_payload(cls, meta: dict, payload: dict, path) -> FactVAE:
-        return model_from_payload(cls, meta, payload, path)
-
-    def _prefix(self) -> str:
-        """Start of this instance's param-store names (``factvae<n>_``)."""
-        return self.model_._pyro_name[: -len("model")]
-
-
-def _path(path: str | os.PathLike | None) -> str | None:
-    return None if path is None else os.fspath(path)
+    def _restore(self, meta: dict, tensors: dict, path) -> None:
+        name = os.fspath(path)
+        try:
+            self.config = ModelConfig(**meta["config"])
+            lay = meta["layout"]
+            layout = Layout(lay["names"], lay["dims"], lay["likelihoods"])
+            with torch.random.fork_rng(devices=[]):  # weights come from the file
+                self._build(layout, meta["config"]["num_data"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{name!r} has an invalid config: {exc}") from None
+        try:
+            self.model_.load_state_dict(tensors["model"])
+            self.guide_.load_state_dict(tensors["guide"])
+            self.guide_.use_phi_posterior(meta["phi_mode"], start=False)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise ValueError(
+                f"weights in {name!r} do not match its config (written by version "
+                f"{meta.get('version')}): {str(exc).splitlines()[0]}"
+            ) from None
+        self.history_ = list(meta.get("history", []))
+        self.metadata_ = dict(meta.get("extra") or {})

@@ -1,4 +1,4 @@
-"""Posterior-predictive means under the PoE posterior, vectorised over groups and rows."""
+"""Posterior-predictive means under the fitted posterior, vectorised over groups and rows."""
 
 from __future__ import annotations
 
@@ -9,19 +9,7 @@ import torch
 from .guide import Guide
 from .model import Model
 
-__all__ = ["observation_means", "predictive_means"]
-
-
-@torch.no_grad()
-def observation_means(
-    model: Model, phis: Sequence[torch.Tensor], z: torch.Tensor
-) -> list[torch.Tensor]:
-    """``E(x_g | z)`` for every group, ``(..., d_g)`` each, in the user's group order."""
-    per_group: list[torch.Tensor] = [torch.empty(0)] * model.layout.num_groups
-    for block, out, lik in zip(model.layout.blocks, model.decode(z, phis), model.likelihoods):
-        for g, mean in zip(block.groups, lik.mean(out).unbind(-2)):
-            per_group[g] = mean
-    return per_group
+__all__ = ["predictive_means"]
 
 
 @torch.no_grad()
@@ -38,18 +26,18 @@ def predictive_means(
 
     Monte Carlo over ``num_samples`` draws of ``z`` from :meth:`Guide.posterior_dist` (drawn
     under ``seed`` without touching the global RNG); ``num_samples = 0`` plugs in the posterior
-    mean of ``z`` instead.
+    mean of ``z`` instead. Rows with no group in ``enc_mask`` get prior-predictive means.
     """
     phis = list(guide.Phi)
     q = guide.posterior_dist(xs, enc_mask)
     if num_samples == 0:
-        means = observation_means(model, phis, q.mean)
+        means = model.means(q.mean, phis)
         return [means[g] for g in targets]
     sums = [torch.zeros(enc_mask.shape[0], model.layout.dims[g]) for g in targets]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for _ in range(num_samples):
-            means = observation_means(model, phis, q.sample())
+            means = model.means(q.sample(), phis)
             for total, g in zip(sums, targets):
                 total += means[g]
     return [total / num_samples for total in sums]

@@ -5,7 +5,7 @@ trained from scratch; every later one continues from the previous fit (a warm st
 glmnet's regularisation paths, but walked from weak to strong penalty so that the networks
 have learned the data before the prox starts pruning). At each ``lam`` it records, on a
 validation split, the held-out conditional log-likelihood ``log p(x_g | x_rest)`` of each
-group given the others (:func:`~pyro_factvae.evaluate.held_out_log_likelihood`) and the
+group given the others (:func:`~pyro_factvae.metrics.held_out_log_likelihood`) and the
 number of active links (nonzero columns of ``Phi``). The chosen ``lam`` maximises the held-out
 likelihood; the model is restored to its weights at that ``lam``.
 """
@@ -20,9 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from .data import as_grouped
-from .evaluate import held_out_log_likelihood
-from .factvae import FactVAE
+from ..data import as_grouped
+from ..estimator import FactVAE
+from ..metrics import held_out_log_likelihood
+from ..plotting import plot_lambda_path
 
 __all__ = ["LambdaPath", "lambda_path"]
 
@@ -69,32 +70,10 @@ class LambdaPath:
         }
 
     def plot(self, path: str | os.PathLike | None = None):
-        """Held-out log-likelihood and active links against ``lam``; the choice is marked.
-
-        Returns the matplotlib Figure (also written to ``path`` as PNG when given). ``lam = 0``
-        is drawn at the left edge of the log axis.
-        """
-        from matplotlib.figure import Figure
-
-        lams = np.asarray(self.lams, dtype=float)
-        positive = lams[lams > 0]
-        floor = positive.min() / 3 if positive.size else 1.0
-        x = np.where(lams > 0, lams, floor)
-        fig = Figure(figsize=(6, 3.6))
-        ax = fig.subplots()
-        ax.plot(x, self.held_out_ll, "o-", color="tab:blue")
-        ax.set_xscale("log")
-        ax.set_xlabel("lam" + (f" (lam = 0 drawn at {floor:.2g})" if (lams == 0).any() else ""))
-        ax.set_ylabel("held-out log p(x_g | x_rest)", color="tab:blue")
-        ax.axvline(x[self.best], color="0.4", ls="--", lw=1)
-        ax.set_title(f"lambda path: chosen lam = {self.best_lam:g}")
-        ax2 = ax.twinx()
-        ax2.step(x, self.active_links, where="mid", color="tab:orange")
-        ax2.set_ylabel("active links", color="tab:orange")
-        fig.tight_layout()
-        if path is not None:
-            fig.savefig(path, dpi=120)
-        return fig
+        """Held-out log-likelihood and active links against ``lam``
+        (:func:`~pyro_factvae.plotting.plot_lambda_path`); returns the Figure, also written to
+        ``path`` as PNG when given."""
+        return plot_lambda_path(self, path)
 
 
 def lambda_path(
@@ -151,6 +130,12 @@ def lambda_path(
         train, valid = data.split(1 - validation, seed=seed)
     else:
         train, valid = data, as_grouped(validation, names=data.names)
+    for name, part in (("training", train), ("validation", valid)):
+        if not bool((part.observed.sum(1) > 1).any()):
+            raise ValueError(
+                f"no {name} row has two observed groups, so no group can be held out and "
+                "scored; lambda_path needs rows that observe at least two groups"
+            )
     warm_epochs = max(1, epochs // 2) if warm_epochs is None else warm_epochs
     fit_kwargs = dict(fit_kwargs or {})
     vae = FactVAE(lam=grid[0], **model_kwargs)
@@ -171,5 +156,5 @@ def lambda_path(
     vae.model_.load_state_dict(model_state)
     vae.guide_.load_state_dict(guide_state)
     vae.set_lam(grid[best])
-    vae.optim_ = None  # its moments belong to the last lam; a later fit starts them afresh
+    vae.reset_optimizers()  # their moments belong to the last lam
     return LambdaPath(grid, scores, links, maps, best, vae)

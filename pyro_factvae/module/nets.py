@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ..config import ConvSpec
 
 __all__ = [
     "BlockDecoder",
     "BlockEncoder",
     "ConvFeatures",
     "ConvGenerator",
-    "ConvSpec",
     "GroupedLinear",
     "GroupedMLP",
 ]
@@ -134,37 +134,6 @@ class BlockDecoder(nn.Module):
 
 
 # ---------------------------------------------------------------------- convolutional groups
-@dataclass(frozen=True)
-class ConvSpec:
-    """Image groups for the DCGAN-style networks (paper sec. 4.3).
-
-    Every group of a block holds ``channels * size * size`` features (row-major ``C, H, W``);
-    ``size`` must be ``4 * 2**n``: ``n`` stride-2 convolutions take it down to ``4 x 4``.
-    ``width`` is the number of feature maps of the first encoder layer (doubling per layer;
-    the generator mirrors it).
-    """
-
-    image_shape: tuple[int, int, int]
-    width: int = 32
-
-    def __post_init__(self) -> None:
-        c, h, w = self.image_shape
-        n = math.log2(h / 4) if h >= 4 else -1
-        if h != w or n < 1 or n != int(n) or c < 1:
-            raise ValueError(
-                f"conv networks need square images of side 4 * 2**n (8, 16, 32, 64, ...), "
-                f"got image_shape {self.image_shape}; pad the images"
-            )
-
-    @property
-    def layers(self) -> int:
-        return int(math.log2(self.image_shape[1] / 4))
-
-    @property
-    def dim(self) -> int:
-        return math.prod(self.image_shape)
-
-
 def _grouped_images(x: torch.Tensor, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Size]:
     """``(..., G, C*H*W)`` -> ``(N, G*C, H, W)`` (group-major channels) and the leading shape."""
     lead = x.shape[:-2]

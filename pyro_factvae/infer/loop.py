@@ -1,0 +1,198 @@
+"""One training phase of Algorithm 1: collapsed SVI with encoder group dropout, a guarded
+step, and a position that makes any step resumable.
+
+Each step takes a minibatch of rows with their observed groups ``O``, keeps every observed group
+for the encoder with probability ``keep_prob`` (the random subset ``I subset O``), evaluates the
+likelihood on all of ``O``, and updates ``theta`` (Adam) and ``Phi`` (gradient step + group
+soft-threshold, :class:`~pyro_factvae.infer.optim.ProximalOptim`).
+
+The data order of an epoch is one ``torch.randperm`` drawn from the run's generator and stored
+in the :class:`Position`, so a checkpoint taken after any step resumes bit for bit
+(:mod:`pyro_factvae.infer.run`). A non-finite loss or gradient stops the loop *before* the
+update, naming the step and the model term that broke (:class:`NonFiniteError`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import TraceMeanField_ELBO
+from tqdm.auto import tqdm
+
+from .. import sites
+from ..config import FitConfig
+from ..data import GroupedData
+from ..module.guide import Guide
+from ..module.model import Model
+from .collapse import collapse
+from .optim import Optimizers
+
+__all__ = ["NonFiniteError", "Phase", "Position", "train_phase"]
+
+
+class NonFiniteError(FloatingPointError):
+    """A non-finite loss or gradient; the parameters keep their last finite values."""
+
+
+@dataclass(frozen=True)
+class Phase:
+    """A stretch of training under one posterior over ``Phi``."""
+
+    posterior: str  #: name in :data:`~pyro_factvae.registry.PHI_POSTERIORS`
+    epochs: int
+    warmup_epochs: float  #: ``lam`` ramps from 0 over these (prox phases)
+
+
+@dataclass
+class Position:
+    """Where a training phase is: enough to resume it exactly."""
+
+    epoch: int = 0  #: epochs completed in this phase
+    batch: int = 0  #: batches done in the current epoch
+    step: int = 0  #: steps done in this phase
+    perm: torch.Tensor | None = field(default=None, repr=False)  #: this epoch's data order
+    total: float = 0.0  #: summed row losses of the current epoch so far
+
+    def meta(self) -> dict:
+        """Everything but the permutation, as JSON data."""
+        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "total": self.total}
+
+
+def lam_factor(step: int, warmup_steps: float) -> float:
+    """Linear warm-up of ``lam`` over ``warmup_steps`` steps."""
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+def cosine(total: int, final: float) -> Callable[[int], float]:
+    """Step-size factor from 1 at step 0 to ``final`` at the last of ``total`` steps."""
+
+    def factor(step: int) -> float:
+        return final + (1 - final) * 0.5 * (1 + math.cos(math.pi * step / max(total - 1, 1)))
+
+    return factor
+
+
+def train_phase(
+    model: Model,
+    guide: Guide,
+    data: GroupedData,
+    optimizers: Optimizers,
+    schedulers: list[torch.optim.lr_scheduler.LRScheduler],
+    phase: Phase,
+    fit: FitConfig,
+    generator: torch.Generator,
+    history: list[float],
+    position: Position,
+    after_step: Callable[[Position], bool],
+    progress: bool = True,
+) -> None:
+    """Run ``phase`` from ``position`` to its end (or until ``after_step`` returns ``True``).
+
+    The loss is scaled by ``1 / N``: each value appended to ``history`` (one per completed
+    epoch) is the negative collapsed ELBO ``-L~`` per row (likelihood and KL of the rows, plus
+    the theta prior, over ``N``). ``lam`` is read from ``model.config`` at every step and ramped
+    linearly from 0 over the phase's warm-up; ``schedulers`` step once per step. ``generator``
+    drives the data order and the encoder dropout; ``z`` draws use torch's global RNG.
+    Raises :class:`NonFiniteError`.
+    """
+    strategy = guide.phi_posteriors[phase.posterior]
+    wrap = collapse if strategy.collapsed else (lambda fn: fn)
+    num_data = len(data)
+    scale = 1.0 / num_data
+    loss_model = poutine.scale(wrap(model), scale)
+    loss_guide = poutine.scale(wrap(guide), scale)
+    elbo = TraceMeanField_ELBO()
+    pos = position
+    batch = min(fit.batch_size, num_data)
+    num_batches = math.ceil(num_data / batch)
+    warmup = phase.warmup_epochs * num_batches
+    bar = tqdm(
+        total=phase.epochs, initial=pos.epoch, disable=not progress, desc="factVAE", unit="epoch"
+    )
+    try:
+        # inputs were validated once (GroupedData); Pyro's per-site checks only cost time here
+        with pyro.validation_enabled(False):
+            while pos.epoch < phase.epochs:
+                if pos.perm is None:
+                    pos.perm = torch.randperm(num_data, generator=generator)
+                    pos.batch, pos.total = 0, 0.0
+                while pos.batch < num_batches:
+                    rows = pos.perm[pos.batch * batch : (pos.batch + 1) * batch]
+                    xs, mask = data[rows]
+                    keep = torch.rand(mask.shape, generator=generator) < model.config.keep_prob
+                    args = guide.experts.training_args(xs, mask, keep)
+                    lam = model.config.lam * lam_factor(pos.step, warmup)
+                    optimizers.set_lam(lam if strategy.collapsed else 0.0)
+                    loss = guarded_step(elbo, loss_model, loss_guide, optimizers, args, pos)
+                    for scheduler in schedulers:
+                        scheduler.step()
+                    pos.batch += 1
+                    pos.step += 1
+                    pos.total += loss * mask.shape[0]
+                    if pos.batch == num_batches:
+                        history.append(pos.total / num_data)
+                        pos.epoch += 1
+                        pos.perm = None
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
+                    if after_step(pos):
+                        return
+    finally:
+        bar.close()
+
+
+def guarded_step(elbo, model, guide, optimizers: Optimizers, args, pos: Position) -> float:
+    """One step with a check between the gradients and the update: a non-finite loss or
+    gradient raises :class:`NonFiniteError` and leaves every parameter as it was."""
+    loss = elbo.differentiable_loss(model, guide, *args)
+    loss.backward()
+    grads = [p.grad for p in optimizers.params if p.grad is not None]
+    value = float(loss.detach())
+    finite = math.isfinite(value) and bool(
+        torch.isfinite(torch.stack([g.sum() for g in grads])).all() if grads else True
+    )
+    if not finite:
+        what = "loss" if not math.isfinite(value) else "gradient"
+        optimizers.zero_grad()
+        raise NonFiniteError(
+            f"the {what} became non-finite at step {pos.step + 1} (epoch {pos.epoch + 1}, "
+            f"batch {pos.batch + 1}); term: {diagnose(model, guide, args, optimizers.params)}. "
+            "The parameters keep their last finite values"
+        )
+    optimizers.step()
+    optimizers.zero_grad()
+    return value
+
+
+def diagnose(model, guide, args, params) -> str:
+    """Name the first model term whose value or gradient is not finite on ``args``.
+
+    Terms (:func:`pyro_factvae.sites.term`): ``likelihood of group 'g'`` (site ``x_<g>``),
+    ``KL of z``, ``theta prior`` and ``group-lasso prior`` (``Phi_<g>``, ``gamma_sq_<g>``).
+    """
+    guide_trace = poutine.trace(guide).get_trace(*args)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
+    terms: dict[str, torch.Tensor] = {}
+    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
+        trace.compute_log_prob()
+        for name, site in trace.nodes.items():
+            if site["type"] != "sample" or "log_prob_sum" not in site:
+                continue
+            label = sites.term(name)
+            terms[label] = terms.get(label, 0.0) + sign * site["log_prob_sum"]
+    for label, value in terms.items():
+        if not bool(torch.isfinite(torch.as_tensor(value)).all()):
+            return f"{label} is {float(torch.as_tensor(value).detach().sum())}"
+    trainable = [p for p in params if p.requires_grad]
+    for label, value in terms.items():
+        if not torch.is_tensor(value) or not value.requires_grad:
+            continue
+        grads = torch.autograd.grad(value, trainable, allow_unused=True, retain_graph=True)
+        if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
+            return f"gradient of the {label}"
+    return "none found on a re-evaluation (a non-finite value from sampling)"

@@ -1,0 +1,239 @@
+"""Training runs that lose nothing: phases, checkpoints, resume and signals.
+
+A run is a list of :class:`~pyro_factvae.infer.loop.Phase` (prox-MAP, then optionally another
+posterior over ``Phi``), each trained by :func:`~pyro_factvae.infer.loop.train_phase`. Its
+complete state — weights (through the caller's ``save``), both optimizers and their step-size
+schedules, the phase, epoch, batch and data order, the torch RNG and the run's generator, the
+history and the config — goes into a checkpoint, written atomically, so the file is always the
+last complete one. Resuming restores all of it, so on CPU an interrupted and resumed run ends
+bit for bit where an uninterrupted one would. Training runs under a forked torch RNG seeded by
+the run: the caller's global RNG is left as it was.
+
+SIGINT and SIGTERM during a run finish the current step, write a checkpoint (when a path was
+given) and return; a second signal interrupts at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import math
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+from ..config import FitConfig
+from ..data import GroupedData
+from ..module.guide import Guide
+from ..module.model import Model
+from .loop import NonFiniteError, Phase, Position, cosine, train_phase
+from .optim import Optimizers
+
+__all__ = ["Run", "Trainer", "fingerprint"]
+
+#: writes a checkpoint: ``save(path, run_meta, run_tensors)`` (model weights added by the caller)
+SaveFn = Callable[[str, dict[str, Any], dict[str, Any]], None]
+
+
+def fingerprint(data: GroupedData) -> str:
+    """SHA-256 of the values and mask: a resumed run must see the same data."""
+    h = hashlib.sha256()
+    for v in data.values:
+        h.update(v.contiguous().numpy().tobytes())
+    h.update(data.observed.numpy().tobytes())
+    return h.hexdigest()
+
+
+class _Signals:
+    """Turn SIGINT / SIGTERM into a flag for the duration of a run (main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> _Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class Run:
+    """The state of one ``fit`` call: its settings, phases and position."""
+
+    fit: FitConfig
+    phases: list[Phase]
+    fingerprint: str
+    phase: int = 0
+    global_step: int = 0
+    position: Position = field(default_factory=Position)
+    saved_step: int = 0  #: global step of the last checkpoint written in this session
+
+    @property
+    def finished(self) -> bool:
+        return self.phase >= len(self.phases)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "fit": self.fit.to_dict(),
+            "phases": [[p.posterior, p.epochs, p.warmup_epochs] for p in self.phases],
+            "fingerprint": self.fingerprint,
+            "phase": self.phase,
+            "global_step": self.global_step,
+            "position": self.position.meta(),
+        }
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], perm: torch.Tensor | None) -> Run:
+        phases = [Phase(str(m), int(n), float(w)) for m, n, w in meta["phases"]]
+        return cls(
+            FitConfig(**meta["fit"]),
+            phases,
+            meta["fingerprint"],
+            meta["phase"],
+            meta["global_step"],
+            Position(**meta["position"], perm=perm),
+        )
+
+
+class Trainer:
+    """Trains a (model, guide) pair with Algorithm 1; owns the optimizers across ``fit`` calls
+    (a later call continues with their moments)."""
+
+    def __init__(self, model: Model, guide: Guide) -> None:
+        self.model, self.guide = model, guide
+        self.optimizers: Optimizers | None = None
+        self._pending: dict[str, Any] | None = None
+
+    def reset(self) -> None:
+        """Forget the optimizers' moments (the next run starts them afresh)."""
+        self.optimizers = None
+
+    def _optimizers(self, fit: FitConfig) -> Optimizers:
+        if self.optimizers is None or self.optimizers.phi_optim != fit.phi_optim:
+            self.optimizers = Optimizers(self.model, self.guide, fit.lr, fit.phi_lr, fit.phi_optim)
+        return self.optimizers
+
+    def restore(self, tensors: dict[str, Any]) -> tuple[torch.Tensor, torch.Generator]:
+        """Take a checkpoint's training state (from :meth:`execute`'s ``save``); return its
+        torch RNG state and generator, to pass to :meth:`execute`."""
+        self._pending = {"optim": tensors["optim"], "sched": tensors["sched"]}
+        generator = torch.Generator()
+        generator.set_state(tensors["rng"]["generator"])
+        return tensors["rng"]["torch"], generator
+
+    def execute(
+        self,
+        run: Run,
+        data: GroupedData,
+        generator: torch.Generator,
+        rng_state: torch.Tensor | None,
+        history: list[float],
+        progress: bool,
+        checkpoint: str | None,
+        save: SaveFn,
+    ) -> str | None:
+        """Train from the run's position to its end; return the name of the signal that
+        stopped it, or ``None``.
+
+        ``rng_state``: the torch RNG state to train under, in a fork of the global RNG
+        (``None``: use and advance the global RNG).
+        """
+        optimizers = self._optimizers(run.fit)
+        every = run.fit.checkpoint_every or math.ceil(
+            len(data) / min(run.fit.batch_size, len(data))
+        )
+        fork = (
+            torch.random.fork_rng(devices=[]) if rng_state is not None else contextlib.nullcontext()
+        )
+        with fork, _Signals() as signals:
+            if rng_state is not None:
+                torch.set_rng_state(rng_state)
+            interrupted: str | None = None
+
+            def write() -> None:
+                save(checkpoint, {"run": run.meta()}, self._tensors(run, generator, scheds))
+                run.saved_step = run.global_step
+
+            def after_step(pos: Position) -> bool:
+                nonlocal interrupted
+                run.global_step += 1
+                stop = signals.received is not None
+                if checkpoint is not None and (stop or run.global_step % every == 0):
+                    write()
+                if stop:
+                    interrupted = signal.Signals(signals.received).name
+                return stop
+
+            scheds: list[LambdaLR] = []
+            while not run.finished:
+                phase = run.phases[run.phase]
+                start = self.guide.phi_mode != phase.posterior
+                self.guide.use_phi_posterior(phase.posterior, start=start)
+                if self._pending is None and run.position.step == 0:
+                    optimizers.set_base_lr(run.fit.lr, run.fit.phi_lr)
+                total = phase.epochs * math.ceil(len(data) / min(run.fit.batch_size, len(data)))
+                factor = cosine(total, run.fit.lr_decay)
+                scheds = [LambdaLR(optimizers.theta, factor), LambdaLR(optimizers.phi, factor)]
+                if self._pending is not None:
+                    optimizers.load_state_dict(self._pending["optim"])
+                    for sched, state in zip(scheds, self._pending["sched"]):
+                        sched.load_state_dict(state)
+                    self._pending = None
+                try:
+                    train_phase(
+                        self.model,
+                        self.guide,
+                        data,
+                        optimizers,
+                        scheds,
+                        phase,
+                        run.fit,
+                        generator,
+                        history,
+                        run.position,
+                        after_step,
+                        progress,
+                    )
+                except NonFiniteError as exc:
+                    raise NonFiniteError(f"{exc}; {self._last_good(run, checkpoint)}") from None
+                if interrupted:
+                    return interrupted
+                run.phase += 1
+                run.position = Position()
+            if checkpoint is not None:
+                write()
+        return None
+
+    def _tensors(self, run: Run, generator: torch.Generator, scheds: list) -> dict[str, Any]:
+        assert self.optimizers is not None
+        return {
+            "optim": self.optimizers.state_dict(),
+            "sched": [s.state_dict() for s in scheds],
+            "perm": run.position.perm,
+            "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
+        }
+
+    @staticmethod
+    def _last_good(run: Run, checkpoint: str | None) -> str:
+        if run.saved_step:
+            return f"the last good checkpoint is {checkpoint!r} (step {run.saved_step})"
+        if checkpoint is not None and os.path.exists(checkpoint):
+            return f"{checkpoint!r} holds the state from before this fit call"
+        return "no checkpoint was written"

@@ -1,0 +1,107 @@
+"""Files: atomic writes, model files and their format checks.
+
+A model file is ``torch.save`` of ``{"meta": <JSON string>, <name>: <state dict or tensor>,
+...}``. Reading uses ``torch.load(weights_only=True)``: only tensors and plain containers,
+strings and numbers are accepted, so a crafted file cannot run code. Writing goes to a
+temporary file in the same folder, is flushed and fsynced, then renamed over the target: a
+crash leaves the old file intact. Checkpoints are model files with the training state added
+(:mod:`pyro_factvae.infer.run`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import torch
+
+from ._version import __version__
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_save", "check_writable", "read_payload"]
+
+FORMAT = "pyro_factvae.FactVAE"
+#: bumped when the layout of the weights changes; files of another format version are refused
+FORMAT_VERSION = 2
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> str:
+    """Make sure ``path`` can be written (creating its folder); return it as a string.
+
+    Called *before* long work (training), so a bad path fails at once with a message that
+    names it, not after the fit.
+    """
+    name = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(name))
+    if os.path.isdir(name):
+        raise ValueError(f"{what} path {name!r} is a folder; give a file name")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"cannot create the folder of {what} path {name!r}: {exc}") from None
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write {what} path {name!r}: its folder is not writable")
+    return name
+
+
+def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save(payload, path)`` via a temporary file, fsync and rename (folder created)."""
+    path = check_writable(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".factvae-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Read a file written with :func:`atomic_save`; return ``(meta, payload)``.
+
+    Raises ``ValueError`` (naming the file) for anything that is not such a file, including
+    files whose pickle would need to run code, and files of another major or format version.
+    """
+    name = os.fspath(path)
+    try:
+        payload = torch.load(name, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        if "Weights only load failed" in text and "global" in text.lower():
+            reason = (
+                "it holds Python objects other than tensors and plain data, and loading them "
+                "could run code; refused"
+            )
+        else:
+            reason = "not a torch file"
+        raise ValueError(f"{name!r} is not a loadable FactVAE file: {reason}") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("meta"), str):
+        raise ValueError(f"{name!r} is not a FactVAE file")
+    try:
+        meta = json.loads(payload["meta"])
+    except json.JSONDecodeError:
+        raise ValueError(f"{name!r} is not a FactVAE file (its metadata is not JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{name!r} is not a FactVAE file")
+    major = str(meta.get("version", "?")).split(".")[0]
+    if major != __version__.split(".")[0] or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{name!r} was written by pyro_factvae {meta.get('version')} (file format "
+            f"{meta.get('format_version', 1)}); this is {__version__}, which reads format "
+            f"{FORMAT_VERSION}: refit the model with this version"
+        )
+    return meta, payload
+
+
+def write_payload(meta: dict[str, Any], tensors: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write ``meta`` (JSON-ready) and ``tensors`` (state dicts, tensors) as a model file."""
+    head = {"format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__}
+    atomic_save({"meta": json.dumps({**head, **meta}), **tensors}, path)

@@ -1,0 +1,231 @@
+"""The factVAE generative model (the guide is in :mod:`pyro_factvae.module.guide`).
+
+Ainsworth, Foti & Fox, "Disentangled VAE Representations for Multi-Aspect and Missing Data"
+(2018). Equation numbers refer to that paper. Site names are documented in
+:mod:`pyro_factvae.sites`; they are stable, for ``poutine.condition`` / ``block`` / ``replay``.
+
+Parameters are module-local (``pyro.settings`` ``module_local_params``): they live in the
+``PyroModule``, not in Pyro's global parameter store, so two models never share or clobber
+parameters, and ``state_dict`` / ``parameters()`` are the whole truth.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro import poutine
+from pyro.nn import PyroModule
+from torch import nn
+
+from .. import sites
+from ..config import ModelConfig
+from ..layout import Layout
+from ..registry import LIKELIHOODS
+from .nets import BlockDecoder
+from .priors import gamma_sq_prior, phi_prior
+
+__all__ = ["Model", "module_local"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+
+
+def module_local(method: Callable) -> Callable:
+    """Run a ``PyroModule`` method with module-local parameters (no global param store)."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        with pyro.settings.context(module_local_params=True):
+            return method(*args, **kwargs)
+
+    return wrapper
+
+
+class Model(PyroModule):
+    r"""The factVAE generative model (eqs 4-8).
+
+    For every group ``g`` and latent ``j`` and every row ``i``::
+
+        gamma_sq_g[j] ~ Gamma((m + 1)/2, (N lam)^2 / 2)                 # eq 7
+        Phi_g[:, j]   ~ Normal(0, gamma_sq_g[j] I_m),  Phi_g = [W_g ; V_g^T]   # eq 8
+        theta_f       ~ Normal(0, (N tau)^-1 I)        # generator nets, sec. 2
+        z_i           ~ Normal(0, I_K)                 # eq 4
+        x_i^(g)       ~ lik_g(f_g(W_g z_i))   for the observed groups of row i   # eq 5
+
+    ``m = p + H`` stacks the decoder's ``p x K`` latent-to-group matrix ``W_g`` over the
+    ``H x K`` transpose of the encoder's precision matrix ``V_g``; the guide reads ``V_g`` from
+    the same ``Phi_g``, so one group-lasso prior couples encoder and decoder sparsity.
+    ``N = config.num_data`` (or the batch size) makes ``lam`` and ``tau`` per-example weights:
+    the log joint divided by ``N`` is the paper's eq 9 averaged over rows.
+
+    Parameters
+    ----------
+    layout : Layout
+        Group names, widths and likelihoods.
+    config : ModelConfig
+        ``latent_dim`` (``K``), ``encoder_width`` (``H``), ``decoder_width`` (``p``),
+        ``decoder_hidden``, ``lam``, ``num_data`` (``N``), ``theta_prior_weight`` (``tau``),
+        ``group_weight`` and ``image_shape``. The model keeps this object and reads it at every
+        call: the guide and the training loop share it, so ``config.lam = ...`` changes ``lam``
+        everywhere.
+    """
+
+    def __init__(self, layout: Layout, config: ModelConfig) -> None:
+        super().__init__()
+        self.layout = layout
+        self.config = config
+        self.group_weight = config.weights_for(layout.names)
+        conv = config.conv_spec()
+        if conv is not None:
+            for g, d in zip(layout.names, layout.dims):
+                if d != conv.dim:
+                    raise ValueError(
+                        f"group {g!r} has {d} features but the conv networks expect images "
+                        f"of shape {conv.image_shape} ({conv.dim} features)"
+                    )
+        self.decoders = nn.ModuleList(
+            BlockDecoder(len(b.groups), b.dim, config.decoder_width, config.decoder_hidden, conv)
+            for b in layout.blocks
+        )
+        self.likelihoods = nn.ModuleList(
+            LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim) for b in layout.blocks
+        )
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    def init_from_data(self, xs: Sequence[torch.Tensor], mask: torch.Tensor) -> None:
+        """Data-dependent initialisation of the likelihoods (e.g. Normal scales = data std)."""
+        for block, lik in zip(self.layout.blocks, self.likelihoods):
+            lik.init_from_data([xs[g] for g in block.groups], [mask[:, g] for g in block.groups])
+
+    def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
+        """Sample the ``gamma_sq_<g>`` and ``Phi_<g>`` sites; return ``Phi`` stacked per block."""
+        m, k = self.config.phi_rows, self.config.latent_dim
+        gamma_prior = gamma_sq_prior(m, k, self.config.lam_total(batch_size))
+        phis = []
+        for block in self.layout.blocks:
+            stack = []
+            for g in block.groups:
+                name = self.layout.names[g]
+                gamma_sq = pyro.sample(sites.gamma_sq(name), gamma_prior)
+                stack.append(pyro.sample(sites.phi(name), phi_prior(gamma_sq, m)))
+            phis.append(torch.stack(stack, dim=-3))
+        return phis
+
+    def theta_log_prior(self) -> torch.Tensor:
+        """``sum log N(theta_f; 0, 1)`` over the generator networks' parameters."""
+        params = [p for dec in self.decoders for p in dec.prior_parameters()]
+        count = sum(p.numel() for p in params)
+        return -0.5 * sum(p.square().sum() for p in params) - count * _HALF_LOG_2PI
+
+    def decode(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Decoder outputs ``(..., G_b, d_b)`` per block, given ``z`` and ``Phi`` per block."""
+        p = self.config.decoder_width
+        return [dec(z, phi[..., :p, :]) for dec, phi in zip(self.decoders, phis)]
+
+    def means(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """``E(x_g | z)`` for every group, ``(..., d_g)`` each, in the user's group order."""
+        outs = self.decode(z, phis)
+        return self.layout.scatter(
+            [lik.mean(out).unbind(-2) for out, lik in zip(outs, self.likelihoods)]
+        )
+
+    def dists(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list:
+        """``p(x_g | z)`` for every group, in the user's group order."""
+        outs = self.decode(z, phis)
+        return self.layout.scatter([lik.dists(out) for out, lik in zip(outs, self.likelihoods)])
+
+    def log_likelihoods(
+        self,
+        xs: Sequence[torch.Tensor],
+        observed: torch.Tensor,
+        z: torch.Tensor,
+        phis: Sequence[torch.Tensor],
+    ) -> torch.Tensor:
+        """``log p(x_g | z)`` for every group, ``(..., B, G)`` for ``z`` of shape
+        ``(..., B, K)``. Missing groups are scored at an in-support placeholder: mask them."""
+        per_block = []
+        for block, out, lik in zip(self.layout.blocks, self.decode(z, phis), self.likelihoods):
+            per_block.append(
+                [
+                    fn.log_prob(lik.in_support(xs[g], observed[:, g : g + 1]))
+                    for g, fn in zip(block.groups, lik.dists(out))
+                ]
+            )
+        return torch.stack(self.layout.scatter(per_block), dim=-1)
+
+    @module_local
+    def forward(
+        self,
+        xs: Sequence[torch.Tensor] | None,
+        mask: torch.Tensor | None = None,
+        enc_mask: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """Run the model on a minibatch (or simulate one).
+
+        Parameters
+        ----------
+        xs : sequence of torch.Tensor or None
+            One ``(B, d_g)`` tensor per group; values under missing groups are ignored.
+            ``None`` simulates: every ``x_<g>`` site is sampled (prior predictive with
+            :class:`pyro.infer.Predictive`).
+        mask : torch.Tensor, optional
+            ``(B, G)`` bool, ``True`` where a group is observed (likelihood on those).
+            Required with data; when simulating, defaults to all ``True``.
+        enc_mask : torch.Tensor, optional
+            Ignored here: the groups fed to the encoder only matter to the guide.
+        weight : torch.Tensor, optional
+            ``(B,)`` per-row weights of the row terms (``poutine.scale`` inside the data
+            plate), e.g. the JMVAE+ expansion of
+            :func:`~pyro_factvae.module.experts.expand_experts`.
+        batch_size : int, optional
+            Rows to simulate when ``xs`` and ``mask`` are ``None``.
+
+        Returns
+        -------
+        torch.Tensor
+            The sampled ``z``, shape ``(B, K)``.
+        """
+        layout = self.layout
+        if xs is None:
+            if mask is None:
+                if batch_size is None:
+                    raise ValueError("to simulate, give mask or batch_size")
+                mask = torch.ones(batch_size, layout.num_groups, dtype=torch.bool)
+            layout.check_mask(mask)
+            blocks: list[torch.Tensor | None] = [None] * len(layout.blocks)
+        else:
+            if mask is None:
+                raise ValueError("mask is required with data: (B, G) bool, True = observed")
+            blocks = [
+                lik.in_support(x, mask[:, list(block.groups)].unsqueeze(-1))
+                for block, x, lik in zip(layout.blocks, layout.gather(xs, mask), self.likelihoods)
+            ]
+        batch = mask.shape[0]
+        phis = self.sample_phi(batch)
+        num_data = self.config.num_data or batch
+        tau = self.config.theta_prior_weight
+        if tau > 0:
+            pyro.factor(sites.THETA_PRIOR, tau * num_data * self.theta_log_prior())
+        with (
+            pyro.plate(sites.DATA_PLATE, num_data, subsample=torch.arange(batch)),
+            poutine.scale(scale=1.0 if weight is None else weight),
+        ):
+            prior = dist.Normal(torch.zeros(batch, self.config.latent_dim), 1.0).to_event(1)
+            z = pyro.sample(sites.Z, prior)
+            outs = self.decode(z, phis)
+            for block, x, out, lik in zip(layout.blocks, blocks, outs, self.likelihoods):
+                for i, (g, fn) in enumerate(zip(block.groups, lik.dists(out))):
+                    weight_g = 1.0 if self.group_weight is None else self.group_weight[g]
+                    with poutine.mask(mask=mask[:, g]), poutine.scale(scale=weight_g):
+                        obs = None if x is None else x[:, i]
+                        pyro.sample(sites.x(layout.names[g]), fn, obs=obs)
+        return z

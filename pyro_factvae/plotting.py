@@ -1,0 +1,135 @@
+"""Figures, all built on ``matplotlib.figure.Figure`` (no pyplot: headless, and the caller's
+backend is left alone): the sparsity map (Fig 2/4), per-link posterior intervals, and the
+lambda path."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_lambda_path", "plot_link_intervals", "plot_sparsity"]
+
+
+def plot_sparsity(
+    norms: Any,
+    title: str | None = None,
+    path: str | os.PathLike | None = None,
+    ax: Any = None,
+):
+    """Heatmap of a group x latent sparsity map; exact zeros are left blank.
+
+    Parameters
+    ----------
+    norms : pandas.DataFrame or array-like
+        ``G x K`` column norms, e.g. :meth:`FactVAE.sparsity` (its index gives group names).
+    title : str, optional
+        Axes title.
+    path : path-like, optional
+        Write the figure there as PNG.
+    ax : matplotlib Axes, optional
+        Draw into it instead of a new figure.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure  # no pyplot: works headless, leaves the backend alone
+
+    values = np.asarray(norms, dtype=float)
+    groups = list(getattr(norms, "index", range(values.shape[0])))
+    latents = list(getattr(norms, "columns", [f"z{j}" for j in range(values.shape[1])]))
+    if ax is None:
+        fig = Figure(figsize=(0.45 * len(latents) + 2.5, 0.45 * len(groups) + 1.2))
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
+    shown = np.ma.masked_equal(values, 0.0)  # exact zeros: blank
+    image = ax.imshow(shown, cmap="viridis", aspect="auto", interpolation="nearest")
+    ax.set_facecolor("white")
+    ax.set_xticks(range(len(latents)), latents, rotation=90)
+    ax.set_yticks(range(len(groups)), [str(g) for g in groups])
+    ax.set_xlabel("latent dimension")
+    if title:
+        ax.set_title(title)
+    fig.colorbar(image, ax=ax, label="||Phi_g[:, j]||")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_link_intervals(
+    idata: Any,
+    var: str = "column_norm",
+    prob: float = 0.9,
+    path: str | os.PathLike | None = None,
+):
+    """Per-link posterior intervals of ``var`` from :func:`to_inference_data`, one panel per group.
+
+    Each (group, latent) link gets its posterior median and central ``prob`` interval; links
+    whose posterior probability of being active (mean of ``active``) is below 0.5 are grey.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Also written to ``path`` as PNG when given.
+    """
+    from matplotlib.figure import Figure
+
+    if not 0 < prob < 1:
+        raise ValueError(f"prob must be in (0, 1), got {prob}")
+    post = idata.posterior
+    if var not in post:
+        raise ValueError(f"no variable {var!r} in the posterior; have {list(post.data_vars)}")
+    draws = post[var].stack(sample=("chain", "draw")).transpose("sample", "group", "latent")
+    values = draws.values
+    lo, mid, hi = np.quantile(values, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+    p_active = post["active"].mean(("chain", "draw")).values
+    groups, latents = list(post["group"].values), list(post["latent"].values)
+    fig = Figure(figsize=(4.0 * len(groups), 0.3 * len(latents) + 1.2))
+    axes = np.atleast_1d(fig.subplots(1, len(groups), sharex=True, sharey=True))
+    y = np.arange(len(latents))
+    for g, (ax, name) in enumerate(zip(axes, groups)):
+        colors = np.where(p_active[g] >= 0.5, "tab:blue", "0.6")
+        ax.hlines(y, lo[g], hi[g], colors=colors, lw=2)
+        ax.scatter(mid[g], y, c=colors, s=12, zorder=3)
+        ax.set_title(str(name), fontsize=9)
+        ax.set_yticks(y, [str(v) for v in latents])
+        ax.set_xlabel(f"{var} ({prob:.0%} interval)")
+    axes[0].invert_yaxis()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def plot_lambda_path(path_result: Any, path: str | os.PathLike | None = None):
+    """Held-out log-likelihood and active links against ``lam`` for a
+    :class:`~pyro_factvae.tools.selection.LambdaPath`; the choice is marked.
+
+    Returns the matplotlib Figure (also written to ``path`` as PNG when given). ``lam = 0``
+    is drawn at the left edge of the log axis.
+    """
+    from matplotlib.figure import Figure
+
+    lams = np.asarray(path_result.lams, dtype=float)
+    positive = lams[lams > 0]
+    floor = positive.min() / 3 if positive.size else 1.0
+    x = np.where(lams > 0, lams, floor)
+    fig = Figure(figsize=(6, 3.6))
+    ax = fig.subplots()
+    ax.plot(x, path_result.held_out_ll, "o-", color="tab:blue")
+    ax.set_xscale("log")
+    ax.set_xlabel("lam" + (f" (lam = 0 drawn at {floor:.2g})" if (lams == 0).any() else ""))
+    ax.set_ylabel("held-out log p(x_g | x_rest)", color="tab:blue")
+    ax.axvline(x[path_result.best], color="0.4", ls="--", lw=1)
+    ax.set_title(f"lambda path: chosen lam = {path_result.best_lam:g}")
+    ax2 = ax.twinx()
+    ax2.step(x, path_result.active_links, where="mid", color="tab:orange")
+    ax2.set_ylabel("active links", color="tab:orange")
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
