@@ -1,4 +1,4 @@
-"""Step time vs number of groups at equal total width (issue: 64 groups must not cost 16x 4).
+"""Step time vs number of groups at equal total width (64 groups must not cost 16x what 4 do).
 
 Data: ``N`` rows of total width ``D`` split into ``G`` equal groups, 10% of groups missing.
 Each configuration trains for ``--steps`` steps after ``--warmup`` untimed steps, ``--repeats``

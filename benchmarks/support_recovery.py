@@ -1,4 +1,4 @@
-"""Support recovery on prior-predictive data with a known Phi support (issue 4's check).
+"""Support recovery on prior-predictive data with a known Phi support (AUC, exact zeros).
 
 Draws data from the model itself (:func:`pyro_factvae.tools.simulate.simulate`: 5 groups of 10
 features, 4 latents, 9 of 20 links on), fits factVAE with prox-MAP and with the variational

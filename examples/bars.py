@@ -15,52 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 
 import numpy as np
 
-from pyro_factvae import FactVAE
-from pyro_factvae.datasets import QUADRANTS, bars_data, bars_structure
+from pyro_factvae.datasets import QUADRANTS
 from pyro_factvae.plotting import plot_sparsity
-
-MODEL = dict(latent_dim=12, encoder_width=16, decoder_width=16)
-FIT = dict(epochs=15, batch_size=64)
-
-
-def right_from_left(model: FactVAE, test) -> dict[str, np.ndarray]:
-    """Posterior-predictive right quadrants given the left ones."""
-    return model.reconstruct(
-        test,
-        given=["top_left", "bottom_left"],
-        targets=["top_right", "bottom_right"],
-        num_samples=20,
-    )
-
-
-def rmse(pred: dict[str, np.ndarray], test) -> float:
-    truth = test.to_numpy()
-    return float(np.sqrt(np.mean([(pred[k] - truth[k]) ** 2 for k in pred])))
-
-
-def run(
-    lam: float, seed: int, n: int = 10000, progress: bool = True, epochs: int | None = None
-) -> dict:
-    """Fit one model on bars; return it with its structure and right-from-left RMSE."""
-    train = bars_data(n, missing=0.25, seed=seed)
-    test = bars_data(1000, missing=0.0, seed=seed + 1000)
-    fit = {**FIT, **({"epochs": epochs} if epochs else {})}
-    t0 = time.perf_counter()
-    model = FactVAE(lam=lam, **MODEL).fit(train, seed=seed, progress=progress, **fit)
-    seconds = time.perf_counter() - t0
-    pred = right_from_left(model, test)
-    return {
-        "model": model,
-        "test": test,
-        "pred": pred,
-        "rmse": rmse(pred, test),
-        "seconds": seconds,
-        **bars_structure(model.sparsity().values),
-    }
+from pyro_factvae.tools.experiments import BARS_FIT, bars_run
 
 
 def plot_reconstructions(test, preds: dict[str, dict], path: str, n: int = 8) -> None:
@@ -97,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lam", type=float, default=1.0, help="lambda of the sparse model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=10000, help="training rows")
-    parser.add_argument("--epochs", type=int, default=FIT["epochs"])
+    parser.add_argument("--epochs", type=int, default=BARS_FIT["epochs"])
     parser.add_argument("--out", default="examples/out", help="folder for the PNGs")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -105,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {}
     for lam in (0.0, args.lam):
-        res = results[lam] = run(
+        res = results[lam] = bars_run(
             lam, args.seed, args.n, progress=not args.no_progress, epochs=args.epochs
         )
         print(f"\nlam = {lam:g}: {res['seconds']:.1f} s, right-from-left RMSE {res['rmse']:.4f}")

@@ -306,7 +306,7 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="factvae", description="factVAE on grouped data with missing groups."

@@ -301,3 +301,9 @@ class FitConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def non_defaults(cls, given: dict[str, Any]) -> list[str]:
+        """The names in ``given`` whose values differ from the defaults."""
+        defaults = cls().to_dict()
+        return [k for k, v in given.items() if v != defaults[k]]

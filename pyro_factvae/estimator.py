@@ -14,26 +14,24 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 
-from .config import FitConfig, ModelConfig, positive_int
+from .config import FitConfig, ModelConfig
 from .data import GroupedData
 from .infer.loop import Phase
-from .infer.run import Run, Trainer, fingerprint
+from .infer.run import Run, Trainer, check_checkpoint, fingerprint
 from .io import check_writable, read_payload, write_payload
 from .layout import Layout
 from .module.guide import MAP, Guide
 from .module.likelihoods import warn_scale
 from .module.model import Model
-from .module.predict import predictive_means
-from .module.priors import column_norms
+from .queries import Queries
 from .registry import LIKELIHOODS, PHI_POSTERIORS
 
 __all__ = ["FactVAE"]
 
 
-class FactVAE:
+class FactVAE(Queries):
     r"""factVAE: a VAE factorised over groups, with a product-of-experts encoder and a
     group-lasso prior coupling encoder and decoder sparsity (Ainsworth, Foti & Fox 2018).
 
@@ -336,19 +334,14 @@ class FactVAE:
         return self
 
     def _resume(self, data, path, given, checkpoint, progress) -> FactVAE:
-        defaults = FitConfig().to_dict()
-        conflicting = [k for k, v in given.items() if v != defaults[k]]
+        conflicting = FitConfig.non_defaults(given)
         if conflicting:
             raise ValueError(
                 f"resume takes the training settings from the checkpoint; do not also give "
                 f"{', '.join(conflicting)}"
             )
         meta, tensors = read_payload(path)
-        if "run" not in meta:
-            raise ValueError(
-                f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
-                "fit(..., checkpoint=PATH)"
-            )
+        check_checkpoint(meta, path)
         saved = ModelConfig(**meta["config"]).user_dict()
         mine = self.config.user_dict()
         if self.model_ is not None or (mine != ModelConfig().user_dict() and mine != saved):
@@ -359,12 +352,7 @@ class FactVAE:
             )
         self._restore(meta, tensors, path)
         data = self.prepare(data)
-        run = Run.from_meta(meta["run"], tensors.get("perm"))
-        if fingerprint(data) != run.fingerprint:
-            raise ValueError(
-                f"the data differ from those the run in {os.fspath(path)!r} was training on; "
-                "resume with the same rows, groups and missing pattern"
-            )
+        run = Run.restore(meta["run"], tensors.get("perm"), data, path)
         if run.finished:
             return self
         rng_state, generator = self.trainer_.restore(tensors)
@@ -383,111 +371,6 @@ class FactVAE:
         if self.trainer_ is not None:
             self.trainer_.reset()
         return self
-
-    # ------------------------------------------------------------------ inference
-    def latent(
-        self, data: Any, given: Sequence[str] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Posterior ``q(z | x_given)``: mean and standard deviation, each ``(N, K)``.
-
-        ``given`` names the groups to encode (default: every observed group). For
-        ``inference="mixture"`` these are the mixture's moments.
-        """
-        _, guide = self.fitted_modules()
-        data = self.prepare(data, allow_empty_rows=True)
-        with torch.no_grad():
-            q = guide.posterior_dist(data.values, data.group_mask(given))
-            return q.mean.numpy(), q.variance.sqrt().numpy()
-
-    def reconstruct(
-        self,
-        data: Any,
-        given: Sequence[str] | None = None,
-        targets: Sequence[str] | None = None,
-        num_samples: int = 100,
-        seed: int = 0,
-    ) -> dict[str, np.ndarray]:
-        """Posterior-predictive means of ``targets`` given the groups ``given``.
-
-        ``E_{q(z | x_given)}[E(x_g | z)]``, estimated with ``num_samples`` draws of ``z``
-        (``0``: plug in the posterior mean of ``z`` instead). Rows where none of ``given``
-        is observed get prior-predictive means. The global RNG is left as it was.
-
-        Returns
-        -------
-        dict
-            ``{group: (N, d_g) array}`` for each target (default: all groups).
-        """
-        model, guide = self.fitted_modules()
-        data = self.prepare(data, allow_empty_rows=True)
-        if isinstance(targets, str):
-            raise ValueError(f"targets must be a list of group names, not the string {targets!r}")
-        targets = list(model.layout.names) if targets is None else list(targets)
-        idx = [data.index(t) for t in targets]
-        if num_samples != 0:
-            positive_int("num_samples", num_samples)
-        means = predictive_means(
-            model, guide, data.values, data.group_mask(given), idx, num_samples, seed
-        )
-        return {t: m.numpy() for t, m in zip(targets, means)}
-
-    def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
-        """Fill every missing group with its posterior-predictive mean given the observed ones.
-
-        Returns ``{group: (N, d_g) array}``; observed values are returned unchanged. Rows with
-        no observed group get prior-predictive means.
-        """
-        data = self.prepare(data, allow_empty_rows=True)
-        recon = self.reconstruct(data, num_samples=num_samples, seed=seed)
-        out = {}
-        for g, name in enumerate(data.names):
-            obs = data.observed[:, g].numpy()[:, None]
-            out[name] = np.where(obs, data.values[g].numpy(), recon[name])
-        return out
-
-    @torch.no_grad()
-    def sample(self, n: int, mean: bool = False, seed: int | None = None) -> dict[str, np.ndarray]:
-        """Draw ``n`` rows from the fitted generative model (``z ~ N(0, I)``, then each group).
-
-        Parameters
-        ----------
-        n : int
-            Rows to draw.
-        mean : bool
-            Return ``E(x_g | z)`` instead of a draw of ``x_g``.
-        seed : int, optional
-            Seeds the draws, in a fork of the global RNG (left as it was); ``None`` draws
-            from, and advances, the global RNG.
-        """
-        positive_int("n", n)
-        model, guide = self.fitted_modules()
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
-            z = torch.randn(n, model.latent_dim)
-            phis = list(guide.Phi)
-            if mean:
-                values = model.means(z, phis)
-            else:
-                values = [d.sample() for d in model.dists(z, phis)]
-        return {name: v.numpy() for name, v in zip(model.layout.names, values)}
-
-    def sparsity(self):
-        """Column norms ``||Phi_g[:, j]||_2`` as a ``G x K`` pandas DataFrame.
-
-        Rows are groups (in the user's order), columns ``z0 .. z{K-1}``. A link pruned by the
-        prox is exactly ``0.0``.
-        """
-        import pandas as pd
-
-        model, guide = self.fitted_modules()
-        norms = [column_norms(phi.detach()).double() for phi in guide.Phi]
-        table = model.layout.scatter_axis(norms, dim=0).numpy()
-        return pd.DataFrame(
-            table,
-            index=pd.Index(model.layout.names, name="group"),
-            columns=[f"z{j}" for j in range(model.latent_dim)],
-        )
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:

@@ -227,3 +227,20 @@ def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path):
     with pytest.raises(ValueError, match="data differ"):
         FactVAE().fit(other, resume=tmp_path / "c")
     assert FactVAE.load(tmp_path / "c").sparsity().shape == (3, 2)  # a checkpoint loads too
+
+
+def test_resuming_a_finished_run_returns_the_fitted_model(tmp_path):
+    path = tmp_path / "done.ckpt"
+    whole = FactVAE(latent_dim=2).fit(small_groups(), epochs=2, checkpoint=path, progress=False)
+    again = FactVAE().fit(small_groups(), resume=path, progress=False)
+    assert again.history_ == whole.history_ and again.interrupted_ is None
+    assert again.sparsity().equals(whole.sparsity())
+
+
+def test_resume_refuses_settings_it_would_ignore(tmp_path):
+    path = tmp_path / "run.ckpt"
+    FactVAE(latent_dim=2).fit(small_groups(), epochs=1, checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match="do not also give epochs"):
+        FactVAE().fit(small_groups(), resume=path, epochs=99)
+    with pytest.raises(ValueError, match="latent_dim"):
+        FactVAE(latent_dim=7).fit(small_groups(), resume=path)

@@ -184,3 +184,27 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
     assert model.exists()
     assert main(["fit", str(data), "--groups", spec, "--resume", str(tmp_path / "none")]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_group_names_with_spaces_in_the_csv_spec_and_empty_rows(tmp_path, groups, capsys):
+    frame = pd.DataFrame(
+        {
+            "left arm x": groups["a"][:, 0],
+            "left arm y": groups["a"][:, 1],
+            "IgG.1": groups["b"][:, 0],
+        }
+    )
+    frame.iloc[7] = np.nan  # a row with nothing observed
+    data = tmp_path / "d.csv"
+    frame.to_csv(data, index=False)
+    spec = "left arm=left arm x,left arm y;IgG.1=IgG.1"
+    model = tmp_path / "m.factvae"
+    fit = ["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "1", "--no-progress"]
+    assert main(fit) == 1
+    assert "--drop-empty-rows" in capsys.readouterr().err
+    assert main([*fit, "--drop-empty-rows", "--json"]) == 0
+    assert _json(capsys)["groups"] == ["left arm", "IgG.1"]
+    out = tmp_path / "filled.csv"
+    assert main(["impute", str(model), str(data), "-o", str(out)]) == 0
+    filled = pd.read_csv(out)
+    assert not filled.isna().any().any()  # the empty row gets prior-predictive means

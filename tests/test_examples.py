@@ -1,6 +1,5 @@
 import os
 import runpy
-import sys
 
 import numpy as np
 
@@ -9,12 +8,13 @@ from pyro_factvae.datasets.mocap import MOCAP6_CHANNELS
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 
 
+def _example(name):
+    """The example script's namespace (examples import only the package, not each other)."""
+    return runpy.run_path(os.path.join(EXAMPLES, name))
+
+
 def test_bars_example_runs_and_writes_figures(tmp_path, capsys):
-    sys.path.insert(0, EXAMPLES)
-    try:
-        bars = runpy.run_path(os.path.join(EXAMPLES, "bars.py"))
-    finally:
-        sys.path.remove(EXAMPLES)
+    bars = _example("bars.py")
     results = bars["main"](["--n", "300", "--epochs", "1", "--out", str(tmp_path), "--no-progress"])
     assert set(results) == {0.0, 1.0}
     assert all(np.isfinite(r["rmse"]) for r in results.values())
@@ -22,14 +22,6 @@ def test_bars_example_runs_and_writes_figures(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 1000
     out = capsys.readouterr().out
     assert "top_left" in out and "RMSE ratio" in out
-
-
-def _example(name):
-    sys.path.insert(0, EXAMPLES)
-    try:
-        return runpy.run_path(os.path.join(EXAMPLES, name))
-    finally:
-        sys.path.remove(EXAMPLES)
 
 
 def test_mocap_example_runs_table1_protocol_on_a_mocap6_file(tmp_path, capsys):

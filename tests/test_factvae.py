@@ -170,3 +170,50 @@ def test_jmvae_plus_mixture_trains_predicts_and_round_trips(tmp_path):
     np.testing.assert_allclose(again.latent(data)[0], vae.latent(data)[0], rtol=1e-6)
     with pytest.raises(ValueError, match="unknown inference"):
         FactVAE(inference="sum")
+
+
+def test_group_names_are_any_nonempty_strings(tmp_path, groups):
+    names = {"S1 Trimer": groups["a"], "left-arm": groups["b"], "IgG.1 ü": groups["c"]}
+    vae = FactVAE(latent_dim=2, likelihood={"IgG.1 ü": "normal"}).fit(
+        names, epochs=1, progress=False
+    )
+    assert list(vae.sparsity().index) == list(names)
+    vae.save(tmp_path / "m.pt")
+    again = FactVAE.load(tmp_path / "m.pt")
+    assert set(again.impute(names)) == set(names)
+    from pyro import poutine
+
+    data = vae.prepare(names)
+    trace = poutine.trace(vae.model_).get_trace(data.values, data.observed)
+    assert {"x_S1 Trimer", "Phi_left-arm", "gamma_sq_IgG.1 ü"} <= set(trace.nodes)
+
+
+def test_a_group_never_observed_is_refused_by_name(groups):
+    groups = dict(groups)
+    groups["c"] = np.full_like(groups["c"], np.nan)
+    with pytest.raises(ValueError, match=r"groups \['c'\] are never observed"):
+        FactVAE(latent_dim=2).fit(groups, epochs=1, progress=False)
+
+
+def test_rows_without_any_group_get_prior_predictive_means(groups):
+    vae = FactVAE(latent_dim=2).fit(groups, epochs=1, progress=False)
+    query = {k: v[:6].copy() for k, v in groups.items()}
+    for v in query.values():
+        v[5] = np.nan  # row 5 observes nothing
+    filled = vae.impute(query, num_samples=20)
+    prior = vae.sample(4000, mean=True, seed=1)
+    for name in groups:
+        assert np.isfinite(filled[name]).all()
+        np.testing.assert_allclose(filled[name][5], prior[name].mean(0), atol=0.15)
+    with pytest.raises(ValueError, match="drop_empty_rows=True"):
+        FactVAE(latent_dim=2).fit(query, epochs=1, progress=False)
+
+
+def test_fit_sample_and_impute_leave_the_global_rng_alone(groups):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    vae = FactVAE(latent_dim=2).fit(groups, epochs=1, progress=False)
+    vae.sample(3, seed=4)
+    vae.impute(groups, num_samples=2)
+    assert torch.equal(torch.rand(3), expected)

@@ -35,7 +35,7 @@ from ..module.model import Model
 from .loop import NonFiniteError, Phase, Position, cosine, train_phase
 from .optim import Optimizers
 
-__all__ = ["Run", "Trainer", "fingerprint"]
+__all__ = ["Run", "Trainer", "check_checkpoint", "fingerprint"]
 
 #: writes a checkpoint: ``save(path, run_meta, run_tensors)`` (model weights added by the caller)
 SaveFn = Callable[[str, dict[str, Any], dict[str, Any]], None]
@@ -100,6 +100,19 @@ class Run:
         }
 
     @classmethod
+    def restore(
+        cls, meta: dict[str, Any], perm: torch.Tensor | None, data: GroupedData, path: Any
+    ) -> Run:
+        """The run saved in a checkpoint (at ``path``), checked to be training on ``data``."""
+        run = cls.from_meta(meta, perm)
+        if fingerprint(data) != run.fingerprint:
+            raise ValueError(
+                f"the data differ from those the run in {os.fspath(path)!r} was training on; "
+                "resume with the same rows, groups and missing pattern"
+            )
+        return run
+
+    @classmethod
     def from_meta(cls, meta: dict[str, Any], perm: torch.Tensor | None) -> Run:
         phases = [Phase(str(m), int(n), float(w)) for m, n, w in meta["phases"]]
         return cls(
@@ -109,6 +122,15 @@ class Run:
             meta["phase"],
             meta["global_step"],
             Position(**meta["position"], perm=perm),
+        )
+
+
+def check_checkpoint(meta: dict[str, Any], path: str | os.PathLike) -> None:
+    """A ``ValueError`` unless ``meta`` (of the file at ``path``) holds a training run."""
+    if "run" not in meta:
+        raise ValueError(
+            f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
+            "fit(..., checkpoint=PATH)"
         )
 
 

@@ -1,0 +1,137 @@
+"""What a fitted factVAE answers: the posterior of ``z``, posterior-predictive
+reconstructions and imputations, draws from the model, and the sparsity map.
+
+:class:`Queries` is the half of :class:`~pyro_factvae.FactVAE` that reads a fitted model; it
+needs only ``fitted_modules()`` and ``prepare(data)`` from the class it is mixed into.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .config import positive_int
+from .data import GroupedData
+from .module.guide import Guide
+from .module.model import Model
+from .module.predict import predictive_means
+from .module.priors import column_norms
+
+__all__ = ["Queries"]
+
+
+class Queries:
+    """Queries on a fitted (model, guide) pair (mixed into :class:`~pyro_factvae.FactVAE`)."""
+
+    def fitted_modules(self) -> tuple[Model, Guide]:  # pragma: no cover - provided by FactVAE
+        raise NotImplementedError
+
+    def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:  # pragma: no cover
+        raise NotImplementedError
+
+    def latent(
+        self, data: Any, given: Sequence[str] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Posterior ``q(z | x_given)``: mean and standard deviation, each ``(N, K)``.
+
+        ``given`` names the groups to encode (default: every observed group). For
+        ``inference="mixture"`` these are the mixture's moments.
+        """
+        _, guide = self.fitted_modules()
+        data = self.prepare(data, allow_empty_rows=True)
+        with torch.no_grad():
+            q = guide.posterior_dist(data.values, data.group_mask(given))
+            return q.mean.numpy(), q.variance.sqrt().numpy()
+
+    def reconstruct(
+        self,
+        data: Any,
+        given: Sequence[str] | None = None,
+        targets: Sequence[str] | None = None,
+        num_samples: int = 100,
+        seed: int = 0,
+    ) -> dict[str, np.ndarray]:
+        """Posterior-predictive means of ``targets`` given the groups ``given``.
+
+        ``E_{q(z | x_given)}[E(x_g | z)]``, estimated with ``num_samples`` draws of ``z``
+        (``0``: plug in the posterior mean of ``z`` instead). Rows where none of ``given``
+        is observed get prior-predictive means. The global RNG is left as it was.
+
+        Returns
+        -------
+        dict
+            ``{group: (N, d_g) array}`` for each target (default: all groups).
+        """
+        model, guide = self.fitted_modules()
+        data = self.prepare(data, allow_empty_rows=True)
+        if isinstance(targets, str):
+            raise ValueError(f"targets must be a list of group names, not the string {targets!r}")
+        targets = list(model.layout.names) if targets is None else list(targets)
+        idx = [data.index(t) for t in targets]
+        if num_samples != 0:
+            positive_int("num_samples", num_samples)
+        means = predictive_means(
+            model, guide, data.values, data.group_mask(given), idx, num_samples, seed
+        )
+        return {t: m.numpy() for t, m in zip(targets, means)}
+
+    def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+        """Fill every missing group with its posterior-predictive mean given the observed ones.
+
+        Returns ``{group: (N, d_g) array}``; observed values are returned unchanged. Rows with
+        no observed group get prior-predictive means.
+        """
+        data = self.prepare(data, allow_empty_rows=True)
+        recon = self.reconstruct(data, num_samples=num_samples, seed=seed)
+        out = {}
+        for g, name in enumerate(data.names):
+            obs = data.observed[:, g].numpy()[:, None]
+            out[name] = np.where(obs, data.values[g].numpy(), recon[name])
+        return out
+
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = False, seed: int | None = None) -> dict[str, np.ndarray]:
+        """Draw ``n`` rows from the fitted generative model (``z ~ N(0, I)``, then each group).
+
+        Parameters
+        ----------
+        n : int
+            Rows to draw.
+        mean : bool
+            Return ``E(x_g | z)`` instead of a draw of ``x_g``.
+        seed : int, optional
+            Seeds the draws, in a fork of the global RNG (left as it was); ``None`` draws
+            from, and advances, the global RNG.
+        """
+        positive_int("n", n)
+        model, guide = self.fitted_modules()
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            z = torch.randn(n, model.latent_dim)
+            phis = list(guide.Phi)
+            if mean:
+                values = model.means(z, phis)
+            else:
+                values = [d.sample() for d in model.dists(z, phis)]
+        return {name: v.numpy() for name, v in zip(model.layout.names, values)}
+
+    def sparsity(self):
+        """Column norms ``||Phi_g[:, j]||_2`` as a ``G x K`` pandas DataFrame.
+
+        Rows are groups (in the user's order), columns ``z0 .. z{K-1}``. A link pruned by the
+        prox is exactly ``0.0``.
+        """
+        import pandas as pd
+
+        model, guide = self.fitted_modules()
+        norms = [column_norms(phi.detach()).double() for phi in guide.Phi]
+        table = model.layout.scatter_axis(norms, dim=0).numpy()
+        return pd.DataFrame(
+            table,
+            index=pd.Index(model.layout.names, name="group"),
+            columns=[f"z{j}" for j in range(model.latent_dim)],
+        )
