@@ -22,6 +22,9 @@ import numpy as np
 
 __all__ = ["main", "run"]
 
+#: figure formats matplotlib writes without extra packages
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
 
 class UserError(Exception):
     """An error in the user's input: reported as one line, exit status 1."""
@@ -122,7 +125,38 @@ def _model_groups(vae, given: dict[str, list[str]] | None) -> dict[str, list[str
             f"--groups names {list(given)}, but the model was fitted on groups "
             f"{list(vae.layout_.names)} (in that order)"
         )
-    return given if given is not None else vae.metadata_.get("groups")
+    return given if given is not None else vae.columns_
+
+
+def _output(path: str | None, option: str, extensions: tuple[str, ...] = ()) -> str | None:
+    """Check an output path before any work: a known extension (when ``extensions`` are
+    given), a writable folder (created)."""
+    from .io import check_writable
+
+    if path is None:
+        return None
+    ext = os.path.splitext(path)[1].lower()
+    if extensions and ext not in extensions:
+        raise UserError(
+            f"{option} {path}: unknown format {ext or '(none)'!r}; use {' or '.join(extensions)}"
+        )
+    try:
+        return check_writable(path, option)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def _finite(value: Any) -> Any:
+    """JSON-safe: non-finite floats become ``None`` (``null``), recursively."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
 
 
 def _restrict(data, names: Sequence[str] | None, option: str) -> list[str] | None:
@@ -135,21 +169,21 @@ def _restrict(data, names: Sequence[str] | None, option: str) -> list[str] | Non
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
-    print(json.dumps(result, indent=1) if args.json else text)
+    print(json.dumps(_finite(result), indent=1, allow_nan=False) if args.json else text)
 
 
 # ---------------------------------------------------------------------- commands
 def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
     from .estimator import FactVAE
-    from .io import check_writable
 
     groups = parse_groups(args.groups)
     if args.resume:
         if not os.path.isfile(args.resume):
             raise UserError(f"no such checkpoint: {args.resume}")
         if groups is None:  # the CSV spec travels in the checkpoint
-            groups = FactVAE.load(args.resume).metadata_.get("groups")
-    check_writable(args.out, "--out")
+            groups = FactVAE.load(args.resume).columns_
+    _output(args.out, "--out")
+    _output(args.checkpoint, "--checkpoint")
     data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
     checkpoint = args.checkpoint or args.resume
     if args.resume:
@@ -158,7 +192,8 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
     else:
         likelihood = _likelihoods(args.likelihood)
         vae = FactVAE(latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood)
-        vae.metadata_ = {"groups": groups} if groups else {}
+        if groups:
+            vae.set_columns(groups)
         vae.fit(
             data,
             epochs=args.epochs,
@@ -175,19 +210,22 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
             else "nothing was saved; give --checkpoint PATH to be able to resume"
         )
         raise Interrupted(f"interrupted by {vae.interrupted_}; {how}", vae.interrupted_)
-    vae.save(args.out, extra={"groups": groups} if groups else None)
+    vae.save(args.out)
     links = int((vae.sparsity().values > 0).sum())
     result = {
         "model": args.out,
         "rows": len(data),
         "groups": data.names,
         "final_loss": vae.history_[-1],
+        "final_prior_loss": vae.prior_history_[-1],
+        "lam": vae.lam,
         "active_links": links,
     }
     _emit(
         args,
         result,
-        f"fitted {len(data)} rows, groups {data.names}: final loss {vae.history_[-1]:.4g}, "
+        f"fitted {len(data)} rows, groups {data.names}: final loss {vae.history_[-1]:.4g} "
+        f"nats/row (prior terms {vae.prior_history_[-1]:.4g} apart), lam {vae.lam:g}, "
         f"{links} active links; wrote {args.out}",
     )
     return result
@@ -216,21 +254,20 @@ def _load(path: str):
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
 
+    _output(args.out, "--out", (".csv", ".npz"))
     vae = _load(args.model)
-    data, frame, groups = read_data(
-        args.data, _model_groups(vae, parse_groups(args.groups)), allow_empty_rows=True
-    )
-    filled = vae.impute(data, num_samples=args.samples, seed=args.seed)
+    groups = _model_groups(vae, parse_groups(args.groups))
+    data, frame, groups = read_data(args.data, groups, allow_empty_rows=True)
     missing = {g: int((~data.observed[:, i]).sum()) for i, g in enumerate(data.names)}
-    if frame is not None:
-        out = frame.copy()
-        for g, cols in groups.items():
-            out[cols] = filled[g]
+    if frame is not None:  # observed cells are written back exactly as they were read
+        vae.set_columns(groups)
+        filled_frame = vae.impute(frame, num_samples=args.samples, seed=args.seed)
         if args.out.lower().endswith(".npz"):
-            np.savez(args.out, **filled)
+            np.savez(args.out, **{g: filled_frame[c].to_numpy() for g, c in groups.items()})
         else:
-            out.to_csv(args.out, index=False)
+            filled_frame.to_csv(args.out, index=False)
     else:
+        filled = vae.impute(data, num_samples=args.samples, seed=args.seed)
         if args.out.lower().endswith(".csv"):
             cols = {
                 f"{g}_{j}": filled[g][:, j] for g in data.names for j in range(filled[g].shape[1])
@@ -259,6 +296,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
     from .plotting import plot_sparsity
 
+    _output(args.plot, "--plot", PLOT_FORMATS)
     vae = _load(args.model)
     norms = vae.sparsity()
     if args.plot:
@@ -268,6 +306,7 @@ def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
         "latents": list(norms.columns),
         "column_norms": norms.values.tolist(),
         "active_links": int((norms.values > 0).sum()),
+        "plot": args.plot,
     }
     _emit(args, result, norms.round(3).to_string() + (f"\nwrote {args.plot}" if args.plot else ""))
     return result
@@ -280,6 +319,8 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
         lams = [float(v) for v in args.lams.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"--lams {args.lams!r}: give numbers separated by commas") from None
+    _output(args.plot, "--plot", PLOT_FORMATS)
+    _output(args.out, "--out")
     data, _, groups = read_data(args.data, parse_groups(args.groups))
     path = lambda_path(
         data,
@@ -294,8 +335,10 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
     if args.plot:
         path.plot(args.plot)
     if args.out:
-        path.model.save(args.out, extra={"groups": groups} if groups else None)
-    result = path.to_dict()
+        if groups:
+            path.model.set_columns(groups)
+        path.model.save(args.out)
+    result = {**path.to_dict(), "plot": args.plot, "model": args.out}
     lines = ["      lam  held-out LL  active links"]
     for lam, ll, links in zip(path.lams, path.held_out_ll, path.active_links):
         mark = "  <- chosen" if lam == path.best_lam else ""

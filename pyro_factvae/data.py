@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["GroupedData", "as_grouped"]
+__all__ = ["GroupedData", "as_grouped", "is_dataframe"]
 
 
 def _fmt_rows(rows: np.ndarray, limit: int = 5) -> str:
@@ -51,6 +51,29 @@ def _to_numpy(name: str, array: Any) -> np.ndarray:
             "flatten images to rows first"
         )
     return out.astype(np.float64, copy=False)
+
+
+def is_dataframe(obj: Any) -> bool:
+    """Whether ``obj`` is a pandas DataFrame (without importing pandas for other inputs)."""
+    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "iloc")
+
+
+def _check_numeric(group: str, name: Any, column: Any) -> None:
+    """A ``ValueError`` naming the first cell of ``column`` that is not a number."""
+    import pandas as pd
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+    if is_numeric_dtype(column) or is_bool_dtype(column):
+        return
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = numbers.isna() & column.notna()
+    if bool(bad.any()):
+        row = bad.to_numpy().nonzero()[0][0]
+        raise ValueError(
+            f"group {group!r}: column {name!r} is not numeric: row {row} (index "
+            f"{column.index[row]!r}) holds {column.iloc[row]!r}; fix the value, or leave the "
+            "cell empty to mark it missing"
+        )
 
 
 def _reject_observed(names, mats, obs, test, problem: str) -> None:
@@ -105,6 +128,12 @@ class GroupedData:
     ) -> None:
         if isinstance(groups, GroupedData):
             raise ValueError("already a GroupedData; use it directly")
+        if is_dataframe(groups):
+            raise ValueError(
+                "got a pandas DataFrame: say which columns form each group, with "
+                "GroupedData.from_dataframe(frame, {group: [columns]}) or "
+                "FactVAE().fit(frame, groups={group: [columns]})"
+            )
         if isinstance(groups, Mapping):
             if names is not None:
                 raise ValueError("give names either as mapping keys or as `names`, not both")
@@ -217,7 +246,19 @@ class GroupedData:
         drop_empty_rows: bool = False,
         allow_empty_rows: bool = False,
     ) -> GroupedData:
-        """Build from a pandas DataFrame and a mapping ``group name -> list of columns``."""
+        """Build from a pandas DataFrame and a mapping ``group name -> list of columns``.
+
+        Cells that are empty (NaN) mark missing values; a group is missing in a row where all
+        its cells are. A non-numeric cell raises a ``ValueError`` naming its row and value.
+        """
+        if not isinstance(groups, Mapping):
+            raise ValueError("groups must be a mapping {group: [columns]}")
+        for name, cols in groups.items():
+            if isinstance(cols, str):
+                raise ValueError(
+                    f"group {name!r}: give a list of column names, not the string {cols!r} "
+                    f"(e.g. {{{name!r}: [{cols!r}]}})"
+                )
         missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
         if missing:
             raise ValueError(f"columns {missing} are not in the DataFrame")
@@ -226,15 +267,8 @@ class GroupedData:
             if len(cols) == 0:
                 raise ValueError(f"group {name!r} has no columns")
             block = frame[list(cols)]
-            from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-            non_numeric = [
-                c for c in cols if not (is_numeric_dtype(block[c]) or is_bool_dtype(block[c]))
-            ]
-            if non_numeric:
-                raise ValueError(
-                    f"group {name!r}: columns {non_numeric} are not numeric; encode them first"
-                )
+            for c in cols:
+                _check_numeric(name, c, block[c])
             arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
         return cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from .config import FitConfig, ModelConfig
-from .data import GroupedData
+from .data import GroupedData, is_dataframe
 from .infer.loop import Phase
 from .infer.run import Run, Trainer, check_checkpoint, fingerprint
 from .io import check_writable, read_payload, write_payload
@@ -91,7 +91,12 @@ class FactVAE(Queries):
     model_, guide_ : Model, Guide
         The fitted Pyro modules (after :meth:`fit`).
     history_ : list of float
-        Mean loss per epoch.
+        Per epoch, the negative ELBO of the data per row: ``-(1/N) sum_i ELBO_i``
+        (likelihood and KL of ``z``), the number to watch.
+    prior_history_ : list of float
+        Per epoch, the prior terms per row, apart: ``-tau log N(theta_f; 0, I)`` (a constant
+        of about 0.92 nats per generator weight plus weight decay), and in a variational
+        phase the KL of ``Phi`` and ``gamma_sq`` over ``N``.
     config : ModelConfig
         The settings; ``config.lam = ...`` changes ``lam`` for the model, guide and a later
         ``fit`` at once (validated like the constructor's argument).
@@ -139,7 +144,9 @@ class FactVAE(Queries):
         self.layout_: Layout | None = None
         self.trainer_: Trainer | None = None
         self.history_: list[float] = []
+        self.prior_history_: list[float] = []
         self.metadata_: dict[str, Any] = {}
+        self.columns_: dict[str, list[str]] | None = None
         self.interrupted_: str | None = None
 
     def __repr__(self) -> str:
@@ -167,8 +174,18 @@ class FactVAE(Queries):
 
     def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:
         """``data`` as :class:`GroupedData`, checked against the fitted groups, widths and
-        likelihoods (a list of arrays takes the fitted group names)."""
-        if not isinstance(data, (GroupedData, Mapping)) and self.layout_ is not None:
+        likelihoods (a list of arrays takes the fitted group names; a DataFrame is split into
+        groups by :attr:`columns_`)."""
+        if is_dataframe(data):
+            if self.columns_ is None:
+                raise ValueError(
+                    "got a DataFrame but no column-to-group mapping: give fit(frame, "
+                    "groups={group: [columns]}) (the model keeps it for later calls)"
+                )
+            data = GroupedData.from_dataframe(
+                data, self.columns_, allow_empty_rows=allow_empty_rows
+            )
+        elif not isinstance(data, (GroupedData, Mapping)) and self.layout_ is not None:
             data = GroupedData(data, names=self.layout_.names, allow_empty_rows=allow_empty_rows)
         elif not isinstance(data, GroupedData):
             data = GroupedData(data, allow_empty_rows=allow_empty_rows)
@@ -210,6 +227,7 @@ class FactVAE(Queries):
         checkpoint: str | os.PathLike | None = None,
         checkpoint_every: int | None = None,
         resume: str | os.PathLike | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
     ) -> FactVAE:
         """Train with collapsed SVI and the prox step (Algorithm 1).
 
@@ -253,6 +271,10 @@ class FactVAE(Queries):
             and at the end. Its folder is created; an unwritable path fails before training.
         checkpoint_every : int, optional
             Steps between checkpoints (default: once per epoch).
+        groups : mapping, optional
+            With a pandas DataFrame ``data``: ``{group: [columns]}``. The model keeps it
+            (:attr:`columns_`, also in its file), so later calls take DataFrames as they are and
+            :meth:`impute` returns a filled DataFrame.
         resume : path-like, optional
             Continue the run saved in this checkpoint. The model's config and the training
             settings come from the file: give none here (a conflicting one raises a
@@ -290,6 +312,8 @@ class FactVAE(Queries):
             return self._resume(data, resume, given, checkpoint, progress)
         collapsed_only = PHI_POSTERIORS.get(self.config.phi_inference).collapsed
         fit = FitConfig(**given).resolved(bool(self.history_), collapsed_only)
+        if groups is not None:
+            self.set_columns(groups)
         ckpt = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
         data = self.prepare(data)
         data.require_trainable()
@@ -323,8 +347,24 @@ class FactVAE(Queries):
     def _execute(self, run, data, generator, rng_state, progress, checkpoint) -> FactVAE:
         assert self.trainer_ is not None
         self.interrupted_ = self.trainer_.execute(
-            run, data, generator, rng_state, self.history_, progress, checkpoint, self._write
+            run,
+            data,
+            generator,
+            rng_state,
+            self.history_,
+            self.prior_history_,
+            progress,
+            checkpoint,
+            self._write,
         )
+        if not self.interrupted_ and PHI_POSTERIORS.get(self.guide_.phi_mode).collapsed:
+            norms = self.sparsity()
+            for name in norms.index[(norms.values == 0).all(axis=1)]:
+                warnings.warn(
+                    f"every link of group {name!r} was pruned at lam = {self.lam:g}: the "
+                    "model ignores that group (it is imputed by its mean); lower lam",
+                    stacklevel=3,
+                )
         if self.interrupted_ and checkpoint is None:
             warnings.warn(
                 f"fit interrupted by {self.interrupted_} after step {run.global_step}; no "
@@ -358,6 +398,23 @@ class FactVAE(Queries):
         rng_state, generator = self.trainer_.restore(tensors)
         target = check_writable(checkpoint if checkpoint is not None else path, "checkpoint")
         return self._execute(run, data, generator, rng_state, progress, target)
+
+    def set_columns(self, groups: Mapping[str, Sequence[str]]) -> FactVAE:
+        """Set the DataFrame column-to-group mapping :attr:`columns_`; returns ``self``."""
+        if not isinstance(groups, Mapping) or not groups:
+            raise ValueError("groups must be a non-empty mapping {group: [columns]}")
+        for name, cols in groups.items():
+            if isinstance(cols, str):
+                raise ValueError(
+                    f"group {name!r}: give a list of column names, not the string {cols!r}"
+                )
+        columns = {str(g): [str(c) for c in cols] for g, cols in groups.items()}
+        if self.layout_ is not None and tuple(columns) != self.layout_.names:
+            raise ValueError(
+                f"groups {list(columns)} differ from the fitted groups {list(self.layout_.names)}"
+            )
+        self.columns_ = columns
+        return self
 
     def set_lam(self, lam: float) -> FactVAE:
         """Change ``lam`` (``config.lam = lam``); a later :meth:`fit` continues training (a
@@ -397,7 +454,9 @@ class FactVAE(Queries):
             },
             "phi_mode": guide.phi_mode,
             "history": self.history_,
+            "prior_history": self.prior_history_,
             "extra": self.metadata_,
+            "columns": self.columns_,
         }
         weights = {"model": model.state_dict(), "guide": guide.state_dict()}
         write_payload({**head, **meta}, {**weights, **tensors}, path)
@@ -435,4 +494,6 @@ class FactVAE(Queries):
                 f"{meta.get('version')}): {str(exc).splitlines()[0]}"
             ) from None
         self.history_ = list(meta.get("history", []))
+        self.prior_history_ = list(meta.get("prior_history", []))
         self.metadata_ = dict(meta.get("extra") or {})
+        self.columns_ = meta.get("columns")

@@ -7,14 +7,14 @@ needs only ``fitted_modules()`` and ``prepare(data)`` from the class it is mixed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from .config import positive_int
-from .data import GroupedData
+from .data import GroupedData, is_dataframe
 from .module.guide import Guide
 from .module.model import Model
 from .module.predict import predictive_means
@@ -31,6 +31,8 @@ class Queries:
 
     def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:  # pragma: no cover
         raise NotImplementedError
+
+    columns_: dict[str, list[str]] | None = None
 
     def latent(
         self, data: Any, given: Sequence[str] | None = None
@@ -78,19 +80,33 @@ class Queries:
         )
         return {t: m.numpy() for t, m in zip(targets, means)}
 
-    def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> dict[str, np.ndarray]:
+    def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> Any:
         """Fill every missing group with its posterior-predictive mean given the observed ones.
 
-        Returns ``{group: (N, d_g) array}``; observed values are returned unchanged. Rows with
-        no observed group get prior-predictive means.
+        Returns ``{group: (N, d_g) array}`` in each group's input dtype (float64 for integer
+        input) with the observed values returned unchanged, bit for bit; for a DataFrame, a
+        filled copy with the same index and columns. Rows with no observed group get
+        prior-predictive means. The global RNG is left as it was.
         """
-        data = self.prepare(data, allow_empty_rows=True)
-        recon = self.reconstruct(data, num_samples=num_samples, seed=seed)
-        out = {}
-        for g, name in enumerate(data.names):
-            obs = data.observed[:, g].numpy()[:, None]
-            out[name] = np.where(obs, data.values[g].numpy(), recon[name])
-        return out
+        frame = data if is_dataframe(data) else None
+        grouped = self.prepare(data, allow_empty_rows=True)
+        recon = self.reconstruct(grouped, num_samples=num_samples, seed=seed)
+        missing = (~grouped.observed).numpy()
+        if frame is not None:
+            out = frame.copy()
+            for g, (name, cols) in enumerate(self.columns_.items()):
+                rows = missing[:, g]
+                if rows.any():
+                    out.loc[out.index[rows], cols] = recon[name][rows]
+            return out
+        originals = _arrays(data, grouped)
+        result = {}
+        for g, (name, orig) in enumerate(zip(grouped.names, originals)):
+            dtype = orig.dtype if np.issubdtype(orig.dtype, np.floating) else np.float64
+            values = np.array(orig, dtype=dtype, copy=True)
+            values[missing[:, g]] = recon[name][missing[:, g]]
+            result[name] = values
+        return result
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = False, seed: int | None = None) -> dict[str, np.ndarray]:
@@ -135,3 +151,15 @@ class Queries:
             index=pd.Index(model.layout.names, name="group"),
             columns=[f"z{j}" for j in range(model.latent_dim)],
         )
+
+
+def _arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:
+    """The caller's own per-group arrays (2-D), or the GroupedData's values."""
+    if isinstance(data, GroupedData):
+        return [v.numpy() for v in grouped.values]
+    items = data.values() if isinstance(data, Mapping) else data
+    out = []
+    for a in items:
+        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+        out.append(a[:, None] if a.ndim == 1 else a)
+    return out

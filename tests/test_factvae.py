@@ -217,3 +217,17 @@ def test_fit_sample_and_impute_leave_the_global_rng_alone(groups):
     vae.sample(3, seed=4)
     vae.impute(groups, num_samples=2)
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_history_is_the_data_loss_with_the_priors_apart(groups):
+    vae = FactVAE(latent_dim=2).fit(groups, epochs=2, progress=False)
+    model = vae.model_
+    tau_prior = -float(model.theta_log_prior())  # tau = 1: the theta prior per row
+    assert len(vae.prior_history_) == len(vae.history_) == 2
+    assert vae.prior_history_[-1] == pytest.approx(tau_prior, rel=0.05)
+    assert abs(vae.history_[-1]) < 0.2 * vae.prior_history_[-1]  # the data term, not the constant
+
+
+def test_a_group_pruned_entirely_is_warned_about(groups):
+    with pytest.warns(UserWarning, match="every link of group"):
+        FactVAE(latent_dim=2, lam=500.0).fit(groups, epochs=3, progress=False)

@@ -205,3 +205,20 @@ def test_bad_batch_shapes_raise(groups):
         guide(xs, mask, mask[:3])
     with pytest.raises(ValueError, match=r"group 'g2': expected shape \(40, 2\)"):
         model([xs[0], xs[1], xs[2][:, :1]], mask)
+
+
+@pytest.mark.parametrize("collapsed", [True, False])
+def test_elbo_terms_sum_to_pyros_mean_field_loss(groups, collapsed):
+    from pyro_factvae.infer.elbo import elbo_terms
+
+    model, guide = make()
+    xs, mask = batch(groups)
+    wrap = collapse if collapsed else (lambda fn: fn)
+    scaled = [poutine.scale(wrap(fn), 1 / 40) for fn in (model, guide)]
+    pyro.set_rng_seed(3)
+    terms = elbo_terms(*scaled, xs, mask)
+    pyro.set_rng_seed(3)
+    expected = TraceMeanField_ELBO().differentiable_loss(*scaled, xs, mask)
+    torch.testing.assert_close(sum(terms.values()), expected)
+    assert {"KL of z", "theta prior", "likelihood of group 'g0'"} <= set(terms)
+    assert (float(terms["group-lasso prior"]) == 0.0) == collapsed

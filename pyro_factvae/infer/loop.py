@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 import pyro
 import torch
 from pyro import poutine
-from pyro.infer import TraceMeanField_ELBO
 from tqdm.auto import tqdm
 
-from .. import sites
 from ..config import FitConfig
 from ..data import GroupedData
 from ..module.guide import Guide
 from ..module.model import Model
 from .collapse import collapse
+from .elbo import elbo_terms, is_data_term
 from .optim import Optimizers
 
 __all__ = ["NonFiniteError", "Phase", "Position", "train_phase"]
@@ -56,11 +55,18 @@ class Position:
     batch: int = 0  #: batches done in the current epoch
     step: int = 0  #: steps done in this phase
     perm: torch.Tensor | None = field(default=None, repr=False)  #: this epoch's data order
-    total: float = 0.0  #: summed row losses of the current epoch so far
+    total: float = 0.0  #: summed data terms (likelihood, KL of z) of this epoch so far
+    prior: float = 0.0  #: summed prior terms (theta prior, group-lasso prior) so far
 
     def meta(self) -> dict:
         """Everything but the permutation, as JSON data."""
-        return {"epoch": self.epoch, "batch": self.batch, "step": self.step, "total": self.total}
+        return {
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "total": self.total,
+            "prior": self.prior,
+        }
 
 
 def lam_factor(step: int, warmup_steps: float) -> float:
@@ -87,17 +93,22 @@ def train_phase(
     fit: FitConfig,
     generator: torch.Generator,
     history: list[float],
+    prior_history: list[float],
     position: Position,
     after_step: Callable[[Position], bool],
     progress: bool = True,
+    active_links: Callable[[], int] | None = None,
 ) -> None:
     """Run ``phase`` from ``position`` to its end (or until ``after_step`` returns ``True``).
 
-    The loss is scaled by ``1 / N``: each value appended to ``history`` (one per completed
-    epoch) is the negative collapsed ELBO ``-L~`` per row (likelihood and KL of the rows, plus
-    the theta prior, over ``N``). ``lam`` is read from ``model.config`` at every step and ramped
-    linearly from 0 over the phase's warm-up; ``schedulers`` step once per step. ``generator``
-    drives the data order and the encoder dropout; ``z`` draws use torch's global RNG.
+    The loss is scaled by ``1 / N``. Each value appended to ``history`` (one per completed
+    epoch) is the negative ELBO of the data per row, ``-(1/N) sum_i ELBO_i`` (likelihood and KL
+    of ``z``); ``prior_history`` gets the prior terms apart (the theta prior, and in a
+    variational phase the KL of ``Phi`` and ``gamma_sq``, over ``N``). The progress bar shows
+    the current epoch's running data loss, ``lam`` and the active links. ``lam`` is read from
+    ``model.config`` at every step and ramped linearly from 0 over the phase's warm-up;
+    ``schedulers`` step once per step. ``generator`` drives the data order and the encoder
+    dropout; ``z`` draws use torch's global RNG.
     Raises :class:`NonFiniteError`.
     """
     strategy = guide.phi_posteriors[phase.posterior]
@@ -106,7 +117,6 @@ def train_phase(
     scale = 1.0 / num_data
     loss_model = poutine.scale(wrap(model), scale)
     loss_guide = poutine.scale(wrap(guide), scale)
-    elbo = TraceMeanField_ELBO()
     pos = position
     batch = min(fit.batch_size, num_data)
     num_batches = math.ceil(num_data / batch)
@@ -120,7 +130,7 @@ def train_phase(
             while pos.epoch < phase.epochs:
                 if pos.perm is None:
                     pos.perm = torch.randperm(num_data, generator=generator)
-                    pos.batch, pos.total = 0, 0.0
+                    pos.batch, pos.total, pos.prior = 0, 0.0, 0.0
                 while pos.batch < num_batches:
                     rows = pos.perm[pos.batch * batch : (pos.batch + 1) * batch]
                     xs, mask = data[rows]
@@ -128,28 +138,38 @@ def train_phase(
                     args = guide.experts.training_args(xs, mask, keep)
                     lam = model.config.lam * lam_factor(pos.step, warmup)
                     optimizers.set_lam(lam if strategy.collapsed else 0.0)
-                    loss = guarded_step(elbo, loss_model, loss_guide, optimizers, args, pos)
+                    data_loss, prior_loss = guarded_step(
+                        loss_model, loss_guide, optimizers, args, pos
+                    )
                     for scheduler in schedulers:
                         scheduler.step()
                     pos.batch += 1
                     pos.step += 1
-                    pos.total += loss * mask.shape[0]
+                    pos.total += data_loss * mask.shape[0]
+                    pos.prior += prior_loss * mask.shape[0]
+                    rows_done = min(pos.batch * batch, num_data)
+                    postfix = {"loss": f"{pos.total / rows_done:.4g}", "lam": f"{lam:.3g}"}
                     if pos.batch == num_batches:
                         history.append(pos.total / num_data)
+                        prior_history.append(pos.prior / num_data)
                         pos.epoch += 1
                         pos.perm = None
+                        if active_links is not None:
+                            postfix["links"] = str(active_links())
                         bar.update(1)
-                        bar.set_postfix(loss=f"{history[-1]:.4g}", refresh=False)
+                    bar.set_postfix(postfix, refresh=False)
                     if after_step(pos):
                         return
     finally:
         bar.close()
 
 
-def guarded_step(elbo, model, guide, optimizers: Optimizers, args, pos: Position) -> float:
+def guarded_step(model, guide, optimizers: Optimizers, args, pos: Position) -> tuple[float, float]:
     """One step with a check between the gradients and the update: a non-finite loss or
-    gradient raises :class:`NonFiniteError` and leaves every parameter as it was."""
-    loss = elbo.differentiable_loss(model, guide, *args)
+    gradient raises :class:`NonFiniteError` and leaves every parameter as it was. Returns the
+    data and prior parts of the loss."""
+    terms = elbo_terms(model, guide, *args)
+    loss = sum(terms.values())
     loss.backward()
     grads = [p.grad for p in optimizers.params if p.grad is not None]
     value = float(loss.detach())
@@ -166,7 +186,8 @@ def guarded_step(elbo, model, guide, optimizers: Optimizers, args, pos: Position
         )
     optimizers.step()
     optimizers.zero_grad()
-    return value
+    data = sum(float(v.detach()) for k, v in terms.items() if is_data_term(k))
+    return data, value - data
 
 
 def diagnose(model, guide, args, params) -> str:
@@ -175,22 +196,13 @@ def diagnose(model, guide, args, params) -> str:
     Terms (:func:`pyro_factvae.sites.term`): ``likelihood of group 'g'`` (site ``x_<g>``),
     ``KL of z``, ``theta prior`` and ``group-lasso prior`` (``Phi_<g>``, ``gamma_sq_<g>``).
     """
-    guide_trace = poutine.trace(guide).get_trace(*args)
-    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args)
-    terms: dict[str, torch.Tensor] = {}
-    for trace, sign in ((model_trace, 1.0), (guide_trace, -1.0)):
-        trace.compute_log_prob()
-        for name, site in trace.nodes.items():
-            if site["type"] != "sample" or "log_prob_sum" not in site:
-                continue
-            label = sites.term(name)
-            terms[label] = terms.get(label, 0.0) + sign * site["log_prob_sum"]
+    terms = elbo_terms(model, guide, *args)
     for label, value in terms.items():
-        if not bool(torch.isfinite(torch.as_tensor(value)).all()):
-            return f"{label} is {float(torch.as_tensor(value).detach().sum())}"
+        if not bool(torch.isfinite(value.detach()).all()):
+            return f"{label} is {float(value.detach())}"
     trainable = [p for p in params if p.requires_grad]
     for label, value in terms.items():
-        if not torch.is_tensor(value) or not value.requires_grad:
+        if not value.requires_grad:
             continue
         grads = torch.autograd.grad(value, trainable, allow_unused=True, retain_graph=True)
         if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):

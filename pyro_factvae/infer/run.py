@@ -32,6 +32,7 @@ from ..config import FitConfig
 from ..data import GroupedData
 from ..module.guide import Guide
 from ..module.model import Model
+from ..module.priors import column_norms
 from .loop import NonFiniteError, Phase, Position, cosine, train_phase
 from .optim import Optimizers
 
@@ -167,6 +168,7 @@ class Trainer:
         generator: torch.Generator,
         rng_state: torch.Tensor | None,
         history: list[float],
+        prior_history: list[float],
         progress: bool,
         checkpoint: str | None,
         save: SaveFn,
@@ -229,9 +231,11 @@ class Trainer:
                         run.fit,
                         generator,
                         history,
+                        prior_history,
                         run.position,
                         after_step,
                         progress,
+                        self.active_links,
                     )
                 except NonFiniteError as exc:
                     raise NonFiniteError(f"{exc}; {self._last_good(run, checkpoint)}") from None
@@ -242,6 +246,11 @@ class Trainer:
             if checkpoint is not None:
                 write()
         return None
+
+    def active_links(self) -> int:
+        """Nonzero columns of ``Phi``: the (group, latent) links the prox has kept."""
+        with torch.no_grad():
+            return int(sum(int((column_norms(p) > 0).sum()) for p in self.guide.Phi))
 
     def _tensors(self, run: Run, generator: torch.Generator, scheds: list) -> dict[str, Any]:
         assert self.optimizers is not None
