@@ -244,3 +244,14 @@ def test_resume_refuses_settings_it_would_ignore(tmp_path):
         FactVAE().fit(small_groups(), resume=path, epochs=99)
     with pytest.raises(ValueError, match="latent_dim"):
         FactVAE(latent_dim=7).fit(small_groups(), resume=path)
+
+
+def test_a_resumed_run_keeps_writing_its_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "run.ckpt"
+    _interrupt_at(monkeypatch, 2)
+    FactVAE(latent_dim=2).fit(small_groups(), epochs=3, batch_size=16, checkpoint=path)
+    monkeypatch.undo()
+    assert read_payload(path)[0]["run"]["global_step"] == 2
+    FactVAE().fit(small_groups(), resume=path, progress=False)
+    meta, _ = read_payload(path)
+    assert meta["run"]["phase"] == 1 and meta["run"]["global_step"] == 9  # the end

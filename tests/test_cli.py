@@ -165,22 +165,9 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and f"--resume {ckpt}" in err and not model.exists()
     monkeypatch.undo()
-    assert (
-        main(
-            [
-                "fit",
-                str(data),
-                "--groups",
-                spec,
-                "-o",
-                str(model),
-                "--resume",
-                str(ckpt),
-                "--no-progress",
-            ]
-        )
-        == 0
-    )
+    hint = err.split("resume with: ")[1].split()  # run the hint exactly as printed
+    assert hint[:2] == ["factvae", "fit"] and "--groups" not in hint
+    assert main([*hint[1:], "--no-progress"]) == 0
     assert model.exists()
     assert main(["fit", str(data), "--groups", spec, "--resume", str(tmp_path / "none")]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
@@ -208,3 +195,38 @@ def test_group_names_with_spaces_in_the_csv_spec_and_empty_rows(tmp_path, groups
     assert main(["impute", str(model), str(data), "-o", str(out)]) == 0
     filled = pd.read_csv(out)
     assert not filled.isna().any().any()  # the empty row gets prior-predictive means
+
+
+def test_json_output_is_strict_json_with_null_for_missing_numbers(tmp_path, capsys):
+    path = tmp_path / "one.npz"
+    np.savez(path, only=np.random.default_rng(0).standard_normal((30, 3)))
+    model = tmp_path / "m.factvae"
+    assert main(["fit", str(path), "-o", str(model), "--epochs", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(path), "--samples", "4", "--json"]) == 0
+    text = capsys.readouterr().out
+    metrics = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+    assert metrics["cond_ll"] is None and metrics["rmse"] is None  # nothing to hold out
+
+
+def test_impute_writes_observed_csv_cells_back_unchanged(tmp_path, csv_with_holes, capsys):
+    data, spec = csv_with_holes
+    model, out = tmp_path / "m.factvae", tmp_path / "sub" / "dir" / "filled.csv"
+    assert main(["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "1"]) == 0
+    assert main(["impute", str(model), str(data), "-o", str(out)]) == 0  # folders created
+    before = (data).read_text().splitlines()
+    after = out.read_text().splitlines()
+    for a, b in zip(before[1:], after[1:]):
+        for x, y in zip(a.split(","), b.split(",")):
+            assert x == "" or x == y  # observed cells: the same text
+    assert main(["impute", str(model), str(data), "-o", str(tmp_path / "x.parquet")]) == 1
+    assert "unknown format '.parquet'" in capsys.readouterr().err
+
+
+def test_sparsity_json_reports_the_plot_path(tmp_path, csv_with_holes, capsys):
+    data, spec = csv_with_holes
+    model, png = tmp_path / "m.factvae", tmp_path / "plots" / "map.png"
+    assert main(["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main(["sparsity", str(model), "--json", "--plot", str(png)]) == 0
+    assert _json(capsys)["plot"] == str(png) and png.exists()

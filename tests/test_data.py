@@ -134,3 +134,16 @@ def test_subset_split_with_mask(groups):
         fewer.with_mask(data.observed)
     with pytest.raises(ValueError, match="unknown group 'zz'"):
         data.index("zz")
+
+
+def test_dataframes_need_a_group_mapping_and_lists_of_columns():
+    import pandas as pd
+
+    frame = pd.DataFrame({"alcohol": [1.0, 2.0], "ash": [3.0, 4.0]})
+    with pytest.raises(ValueError, match="from_dataframe"):
+        GroupedData(frame)
+    with pytest.raises(ValueError, match="not the string 'alcohol'"):
+        GroupedData.from_dataframe(frame, {"chem": "alcohol"})
+    bad = pd.DataFrame({"a": ["1.5", "?", "2"]})
+    with pytest.raises(ValueError, match=r"column 'a' is not numeric: row 1 .* holds '\?'"):
+        GroupedData.from_dataframe(bad, {"g": ["a"]})

@@ -231,3 +231,39 @@ def test_history_is_the_data_loss_with_the_priors_apart(groups):
 def test_a_group_pruned_entirely_is_warned_about(groups):
     with pytest.warns(UserWarning, match="every link of group"):
         FactVAE(latent_dim=2, lam=500.0).fit(groups, epochs=3, progress=False)
+
+
+def test_dataframe_round_trip_keeps_index_columns_and_mapping(tmp_path, groups):
+    import pandas as pd
+
+    frame = pd.DataFrame(np.hstack(list(groups.values())), columns=[f"c{j}" for j in range(8)])
+    frame.index = [f"row{i}" for i in range(len(frame))]
+    frame["note"] = "kept"
+    mapping = {"a": ["c0", "c1", "c2"], "b": ["c3", "c4", "c5"], "c": ["c6", "c7"]}
+    vae = FactVAE(latent_dim=2).fit(frame, groups=mapping, epochs=1, progress=False)
+    vae.save(tmp_path / "m.pt")
+    filled = FactVAE.load(tmp_path / "m.pt").impute(frame)
+    assert filled.index.equals(frame.index) and list(filled.columns) == list(frame.columns)
+    assert not filled[[c for cols in mapping.values() for c in cols]].isna().any().any()
+    observed = frame.notna()
+    assert (filled[observed] == frame[observed]).sum().sum() == observed.sum().sum()
+    with pytest.raises(ValueError, match="not the string 'mean'"):
+        vae.reconstruct(frame, targets="mean")
+
+
+def test_impute_returns_observed_values_unchanged_in_their_dtype(groups):
+    vae = FactVAE(latent_dim=2).fit(groups, epochs=1, progress=False)
+    filled = vae.impute(groups)
+    for name, x in groups.items():
+        obs = ~np.isnan(x).all(1)
+        assert filled[name].dtype == np.float64
+        assert np.array_equal(filled[name][obs], x[obs])  # bit for bit, not via float32
+    as32 = {k: v.astype(np.float32) for k, v in groups.items()}
+    assert vae.impute(as32)["a"].dtype == np.float32
+
+
+def test_numpy_scalars_are_accepted_as_settings(groups):
+    vae = FactVAE(latent_dim=np.int64(2), lam=np.float32(0.5))
+    assert vae.lam == 0.5 and isinstance(vae.lam, float)
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
+        vae.config.lam = -1

@@ -51,3 +51,19 @@ def test_set_lam_is_one_assignment_seen_by_model_guide_and_training(groups):
     assert vae.trainer_.optimizers.phi.param_groups[0]["lam"] == 3.0  # the prox used it
     with pytest.raises(ValueError, match="lam must be"):
         vae.set_lam(-1.0)
+
+
+def test_lambda_path_checks_its_data_before_training():
+    from .conftest import small_groups
+
+    single = small_groups(missing=False)
+    rows = np.arange(len(single["a"]))
+    for g, name in enumerate(single):  # every row observes exactly one group
+        single[name][rows % 3 != g] = np.nan
+    with pytest.raises(ValueError, match="two observed groups"):
+        lambda_path(single, [0.0, 1.0], epochs=1000, latent_dim=2)
+
+
+def test_lambda_path_repr_is_short(groups):
+    path = lambda_path(groups, [0.0, 0.5], epochs=1, warm_epochs=1, latent_dim=2, num_samples=4)
+    assert "DataFrame" not in repr(path) and len(repr(path)) < 300

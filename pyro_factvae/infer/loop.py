@@ -122,7 +122,11 @@ def train_phase(
     num_batches = math.ceil(num_data / batch)
     warmup = phase.warmup_epochs * num_batches
     bar = tqdm(
-        total=phase.epochs, initial=pos.epoch, disable=not progress, desc="factVAE", unit="epoch"
+        total=phase.epochs,
+        initial=pos.epoch,
+        disable=not progress,
+        desc=f"factVAE {phase.posterior} lam={model.config.lam:g}",
+        unit="epoch",
     )
     try:
         # inputs were validated once (GroupedData); Pyro's per-site checks only cost time here

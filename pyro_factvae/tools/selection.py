@@ -51,7 +51,7 @@ class LambdaPath:
     lams: list[float]
     held_out_ll: list[float]
     active_links: list[int]
-    sparsity: list[Any]
+    sparsity: list[Any] = field(repr=False)
     best: int
     model: FactVAE = field(repr=False)
 
