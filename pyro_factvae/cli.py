@@ -439,9 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         UserError,
         ValueError,
         FloatingPointError,
-        FileNotFoundError,
-        IsADirectoryError,
-        PermissionError,
+        OSError,
     ) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"factvae: error: {message}", file=sys.stderr)
