@@ -12,7 +12,6 @@ with exit status 1 and one line on stderr, ``factvae: error: ...``; never a trac
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -20,156 +19,19 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "run"]
+from .cli_io import (
+    PLOT_FORMATS,
+    Interrupted,
+    UserError,
+    emit,
+    model_groups,
+    output_path,
+    parse_groups,
+    read_data,
+)
+from .config import ModelConfig
 
-#: figure formats matplotlib writes without extra packages
-PLOT_FORMATS = (".png", ".pdf", ".svg")
-
-
-class UserError(Exception):
-    """An error in the user's input: reported as one line, exit status 1."""
-
-
-class Interrupted(Exception):
-    """Training stopped by a signal: one line, exit status 128 + the signal number."""
-
-    def __init__(self, message: str, signal_name: str) -> None:
-        super().__init__(message)
-        self.signal_name = signal_name
-
-
-# ---------------------------------------------------------------------- data in and out
-def parse_groups(spec: str | None) -> dict[str, list[str]] | None:
-    """``'a=x1,x2;b=x3'`` or a JSON file path -> ``{"a": ["x1", "x2"], "b": ["x3"]}``."""
-    if spec is None:
-        return None
-    if os.path.isfile(spec):
-        try:
-            with open(spec) as f:
-                groups = json.load(f)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"group spec {spec!r} is not valid JSON: {exc}") from None
-        if not isinstance(groups, dict) or not all(
-            isinstance(v, list) and v and all(isinstance(c, str) for c in v)
-            for v in groups.values()
-        ):
-            raise UserError(
-                f"group spec {spec!r} must be a JSON object of non-empty lists of column names"
-            )
-        return {str(k): list(v) for k, v in groups.items()}
-    groups: dict[str, list[str]] = {}
-    for part in filter(None, (p.strip() for p in spec.split(";"))):
-        name, sep, cols = part.partition("=")
-        columns = [c.strip() for c in cols.split(",") if c.strip()]
-        if not sep or not name.strip() or not columns:
-            raise UserError(
-                f"malformed group spec {part!r}: write 'group=col1,col2;other=col3' "
-                "or give a JSON file"
-            )
-        if name.strip() in groups:
-            raise UserError(f"group {name.strip()!r} appears twice in the group spec")
-        groups[name.strip()] = columns
-    if not groups:
-        raise UserError("the group spec is empty: write 'group=col1,col2;other=col3'")
-    return groups
-
-
-def read_data(
-    path: str,
-    groups: dict[str, list[str]] | None,
-    drop_empty_rows: bool = False,
-    allow_empty_rows: bool = False,
-):
-    """Read ``.npz`` or ``.csv`` into ``(GroupedData, frame or None, groups or None)``."""
-    import pandas as pd
-
-    from .data import GroupedData
-
-    if not os.path.isfile(path):
-        raise UserError(f"no such data file: {path}")
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                arrays = {k: np.asarray(f[k]) for k in f.files}
-        except Exception as exc:
-            raise UserError(f"cannot read {path} as .npz: {exc}") from None
-        if groups is not None:
-            unknown = sorted(set(groups) - set(arrays))
-            if unknown:
-                raise UserError(f"groups {unknown} are not in {path}; it has {sorted(arrays)}")
-            arrays = {g: arrays[g] for g in groups}
-        return (
-            GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows),
-            None,
-            None,
-        )
-    if ext != ".csv":
-        raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
-    try:
-        frame = pd.read_csv(path)
-    except Exception as exc:
-        raise UserError(f"cannot read {path} as CSV: {exc}") from None
-    if groups is None:
-        raise UserError(f"{path} is a CSV: give --groups 'group=col1,col2;other=col3'")
-    data = GroupedData.from_dataframe(
-        frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows
-    )
-    return data, frame, groups
-
-
-def _model_groups(vae, given: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
-    """The CSV spec for data to feed a fitted model: ``--groups`` or the one saved by fit."""
-    if given is not None and list(given) != list(vae.layout_.names):
-        raise UserError(
-            f"--groups names {list(given)}, but the model was fitted on groups "
-            f"{list(vae.layout_.names)} (in that order)"
-        )
-    return given if given is not None else vae.columns_
-
-
-def _output(path: str | None, option: str, extensions: tuple[str, ...] = ()) -> str | None:
-    """Check an output path before any work: a known extension (when ``extensions`` are
-    given), a writable folder (created)."""
-    from .io import check_writable
-
-    if path is None:
-        return None
-    ext = os.path.splitext(path)[1].lower()
-    if extensions and ext not in extensions:
-        raise UserError(
-            f"{option} {path}: unknown format {ext or '(none)'!r}; use {' or '.join(extensions)}"
-        )
-    try:
-        return check_writable(path, option)
-    except ValueError as exc:
-        raise UserError(str(exc)) from None
-
-
-def _finite(value: Any) -> Any:
-    """JSON-safe: non-finite floats become ``None`` (``null``), recursively."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        return float(value) if np.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def _restrict(data, names: Sequence[str] | None, option: str) -> list[str] | None:
-    if not names:
-        return None
-    unknown = [n for n in names if n not in data.names]
-    if unknown:
-        raise UserError(f"{option}: unknown groups {unknown}; the groups are {data.names}")
-    return list(names)
-
-
-def _emit(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
-    print(json.dumps(_finite(result), indent=1, allow_nan=False) if args.json else text)
+__all__ = ["PLOT_FORMATS", "main", "parse_groups", "run"]
 
 
 # ---------------------------------------------------------------------- commands
@@ -182,8 +44,8 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"no such checkpoint: {args.resume}")
         if groups is None:  # the CSV spec travels in the checkpoint
             groups = FactVAE.load(args.resume).columns_
-    _output(args.out, "--out")
-    _output(args.checkpoint, "--checkpoint")
+    output_path(args.out, "--out")
+    output_path(args.checkpoint, "--checkpoint")
     data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
     checkpoint = args.checkpoint or args.resume
     if args.resume:
@@ -221,7 +83,7 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
         "lam": vae.lam,
         "active_links": links,
     }
-    _emit(
+    emit(
         args,
         result,
         f"fitted {len(data)} rows, groups {data.names}: final loss {vae.history_[-1]:.4g} "
@@ -254,9 +116,9 @@ def _load(path: str):
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
 
-    _output(args.out, "--out", (".csv", ".npz"))
+    output_path(args.out, "--out", (".csv", ".npz"))
     vae = _load(args.model)
-    groups = _model_groups(vae, parse_groups(args.groups))
+    groups = model_groups(vae, parse_groups(args.groups))
     data, frame, groups = read_data(args.data, groups, allow_empty_rows=True)
     missing = {g: int((~data.observed[:, i]).sum()) for i, g in enumerate(data.names)}
     if frame is not None:  # observed cells are written back exactly as they were read
@@ -276,9 +138,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
         else:
             np.savez(args.out, **filled)
     result = {"out": args.out, "rows": len(data), "filled_groups": missing}
-    _emit(
-        args, result, f"filled {sum(missing.values())} missing groups {missing}; wrote {args.out}"
-    )
+    emit(args, result, f"filled {sum(missing.values())} missing groups {missing}; wrote {args.out}")
     return result
 
 
@@ -286,17 +146,17 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from .metrics import evaluate
 
     vae = _load(args.model)
-    data, _, _ = read_data(args.data, _model_groups(vae, parse_groups(args.groups)))
+    data, _, _ = read_data(args.data, model_groups(vae, parse_groups(args.groups)))
     result = evaluate(vae, data, num_samples=args.samples, seed=args.seed)
     text = "  ".join(f"{k} {v:.4g}" for k, v in result.items())
-    _emit(args, result, text)
+    emit(args, result, text)
     return result
 
 
 def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
     from .plotting import plot_sparsity
 
-    _output(args.plot, "--plot", PLOT_FORMATS)
+    output_path(args.plot, "--plot", PLOT_FORMATS)
     vae = _load(args.model)
     norms = vae.sparsity()
     if args.plot:
@@ -308,7 +168,7 @@ def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
         "active_links": int((norms.values > 0).sum()),
         "plot": args.plot,
     }
-    _emit(args, result, norms.round(3).to_string() + (f"\nwrote {args.plot}" if args.plot else ""))
+    emit(args, result, norms.round(3).to_string() + (f"\nwrote {args.plot}" if args.plot else ""))
     return result
 
 
@@ -319,8 +179,8 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
         lams = [float(v) for v in args.lams.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"--lams {args.lams!r}: give numbers separated by commas") from None
-    _output(args.plot, "--plot", PLOT_FORMATS)
-    _output(args.out, "--out")
+    output_path(args.plot, "--plot", PLOT_FORMATS)
+    output_path(args.out, "--out")
     data, _, groups = read_data(args.data, parse_groups(args.groups))
     path = lambda_path(
         data,
@@ -343,7 +203,7 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
     for lam, ll, links in zip(path.lams, path.held_out_ll, path.active_links):
         mark = "  <- chosen" if lam == path.best_lam else ""
         lines.append(f"{lam:>9.4g}  {ll:>11.4f}  {links:>12}{mark}")
-    _emit(args, result, "\n".join(lines))
+    emit(args, result, "\n".join(lines))
     return result
 
 
@@ -375,7 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train a model and save it")
     p.add_argument("data", help=".npz (one array per group) or .csv (with --groups)")
     p.add_argument("--out", "-o", default="model.factvae", help="model file to write")
-    p.add_argument("--lam", type=float, default=1.0)
+    p.add_argument("--lam", type=float, default=ModelConfig().lam, help="default: %(default)s")
     p.add_argument("--checkpoint", help="write the training state here (atomically)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument(

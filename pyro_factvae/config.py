@@ -130,14 +130,14 @@ class ModelConfig:
     """
 
     latent_dim: int = 8
-    lam: float = 1.0
+    lam: float = 3.0
     likelihood: str | list[str] | dict[str, str] = "normal"
     encoder_hidden: list[int] = field(default_factory=list)
     encoder_width: int = 16
     decoder_width: int = 16
     decoder_hidden: list[int] = field(default_factory=list)
     keep_prob: float = 0.75
-    theta_prior_weight: float = 1.0
+    theta_prior_weight: float = 0.01
     baseline: float = 100.0
     inference: str = "poe"
     phi_inference: str = "prox"

@@ -23,7 +23,6 @@ from .infer.run import Run, Trainer, check_checkpoint, fingerprint
 from .io import check_writable, read_payload, write_payload
 from .layout import Layout
 from .module.guide import MAP, Guide
-from .module.likelihoods import warn_scale
 from .module.model import Model
 from .queries import Queries
 from .registry import LIKELIHOODS, PHI_POSTERIORS
@@ -107,14 +106,14 @@ class FactVAE(Queries):
     def __init__(
         self,
         latent_dim: int = 8,
-        lam: float = 1.0,
+        lam: float = 3.0,
         likelihood: str | Sequence[str] | Mapping[str, str] = "normal",
         encoder_hidden: Sequence[int] = (),
         encoder_width: int = 16,
         decoder_width: int = 16,
         decoder_hidden: Sequence[int] = (),
         keep_prob: float = 0.75,
-        theta_prior_weight: float = 1.0,
+        theta_prior_weight: float = 0.01,
         baseline: float = 100.0,
         inference: str = "poe",
         phi_inference: str = "prox",
@@ -320,7 +319,6 @@ class FactVAE(Queries):
         layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
             LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g])
-            warn_scale(name, lik, data.values[g][data.observed[:, g]])
         seeded = fit.seed is not None
         generator = torch.Generator()
         if seeded:

@@ -171,12 +171,29 @@ def test_non_finite_error_names_the_last_good_checkpoint(tmp_path, monkeypatch):
         )
 
 
-def test_extreme_feature_scales_train_finite_or_warn():
-    big = {k: v * 1e6 for k, v in small_groups().items()}
-    with pytest.warns(UserWarning, match="standardise"):
-        vae = FactVAE(latent_dim=2).fit(big, epochs=3, progress=False)
-    assert np.isfinite(vae.history_).all()
-    assert all(np.isfinite(v).all() for v in vae.impute(big).values())
+@pytest.mark.parametrize("scale, shift", [(1e6, 1e3), (1e-6, -5e-6), (1e12, 0.0)])
+def test_normal_groups_are_standardized_inside_the_model(scale, shift):
+    small = small_groups()
+    big = {k: v * scale + shift for k, v in small.items()}
+    a = FactVAE(latent_dim=2).fit(small, epochs=3, progress=False)
+    b = FactVAE(latent_dim=2).fit(big, epochs=3, progress=False)
+    assert np.isfinite(b.history_).all()
+    for k in small:  # the same fit, in the user's units
+        np.testing.assert_allclose(
+            (b.impute(big)[k] - shift) / scale, a.impute(small)[k], atol=1e-3
+        )
+    np.testing.assert_allclose(b.sparsity().values, a.sparsity().values, atol=1e-3)
+
+
+def test_model_files_keep_the_standardization(tmp_path):
+    big = {k: v * 1e4 + 7.0 for k, v in small_groups().items()}
+    vae = FactVAE(latent_dim=2).fit(big, epochs=1, progress=False)
+    vae.save(tmp_path / "m.pt")
+    back = FactVAE.load(tmp_path / "m.pt")
+    lik = back.model_.likelihoods[0]
+    assert float(lik.unit.mean()) > 1e3 and float(lik.shift.abs().mean()) > 1.0
+    for k in big:
+        np.testing.assert_array_equal(back.impute(big)[k], vae.impute(big)[k])
 
 
 def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):

@@ -35,9 +35,11 @@ def linear_gaussian(inference, n=40, seed=0):
             dec.shift.fill_(50.0)  # W z + 50 > 0 for any plausible z: ReLU is the identity
             lin.bias -= torch.einsum("gp,gpd->gd", dec.shift, lin.weight)
             w = phi[:, :P, :]
-            loadings.append(torch.einsum("gpk,gpd->gkd", w, lin.weight)[0])
-            means.append((torch.einsum("gp,gpd->gd", dec.shift, lin.weight) + lin.bias)[0])
-            scales.append(lik.scale[0])
+            # the likelihood maps network units to the user's: shift + unit * out
+            loadings.append(torch.einsum("gpk,gpd->gkd", w, lin.weight)[0] * lik.unit[0])
+            out = (torch.einsum("gp,gpd->gd", dec.shift, lin.weight) + lin.bias)[0]
+            means.append(lik.shift[0] + lik.unit[0] * out)
+            scales.append(lik.scale[0] * lik.unit[0])
     exact = {
         "L": torch.cat(loadings, 1).double(),
         "mu": torch.cat(means).double(),

@@ -137,7 +137,7 @@ def test_bernoulli_group_trains(groups):
 def test_bars_sparsity_fast():
     """Quadrant bars: exact zeros separate top from bottom; lam = 0 keeps every link."""
     data = bars_data(3000, seed=1)
-    m = FactVAE(latent_dim=12, lam=1.0).fit(data, epochs=20, seed=1, progress=False)
+    m = FactVAE(latent_dim=12).fit(data, epochs=20, seed=1, progress=False)  # default lam
     s = bars_structure(m.sparsity().values)
     assert s["cross"] == 0, m.sparsity()
     assert s["every_quadrant"]
@@ -148,10 +148,8 @@ def test_bars_sparsity_fast():
 
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_non_finite_loss_stops_training_with_a_message(groups):
-    groups["a"] = groups["a"] * 1e30
-    with pytest.raises(FloatingPointError, match="became non-finite at step"):
-        with pytest.warns(UserWarning, match="standardise the features"):
-            tiny().fit(groups, epochs=3, batch_size=16, lr=1.0, progress=False)
+    with pytest.raises(FloatingPointError, match="became non-finite at step .* term: "):
+        tiny().fit(groups, epochs=3, batch_size=16, lr=1e10, progress=False)
 
 
 def test_jmvae_plus_mixture_trains_predicts_and_round_trips(tmp_path):
@@ -220,7 +218,7 @@ def test_fit_sample_and_impute_leave_the_global_rng_alone(groups):
 
 
 def test_history_is_the_data_loss_with_the_priors_apart(groups):
-    vae = FactVAE(latent_dim=2).fit(groups, epochs=2, progress=False)
+    vae = FactVAE(latent_dim=2, theta_prior_weight=1.0).fit(groups, epochs=2, progress=False)
     model = vae.model_
     tau_prior = -float(model.theta_log_prior())  # tau = 1: the theta prior per row
     assert len(vae.prior_history_) == len(vae.history_) == 2

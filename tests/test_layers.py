@@ -14,7 +14,7 @@ LAYERS = [
     {"infer"},
     {"queries", "estimator"},
     {"metrics", "analysis", "plotting", "tools", "datasets"},
-    {"cli"},
+    {"cli_io", "cli"},
 ]
 #: longer modules and why
 LONG = {"estimator": "FactVAE: half of it is the numpy docstrings of the public API"}

@@ -66,7 +66,7 @@ def test_support_recovery_matches_latents_up_to_permutation():
 def test_prox_zeros_and_variational_p_active_recover_a_prior_predictive_support():
     """Support recovery at test size (benchmarks/support_recovery.py runs the full one)."""
     sim = simulate(SUPPORT, 10, 1000, seed=0)
-    prox = FactVAE(latent_dim=4, lam=1.0).fit(sim.data, epochs=150, progress=False)
+    prox = FactVAE(latent_dim=4).fit(sim.data, epochs=150, progress=False)  # default lam
     rec = support_recovery(prox.sparsity(), sim.support)
     assert rec["auc"] >= 0.95 and rec["zeros_match"] >= 0.85
     var = FactVAE(latent_dim=4, lam=1.0, phi_inference="variational")

@@ -79,6 +79,8 @@ class Guide(PyroModule):
             v_t = torch.empty(len(b.groups), h, k).uniform_(-(h**-0.5), h**-0.5)
             phis.append(nn.Parameter(torch.cat([w, v_t], dim=1)))
         self.Phi = nn.ParameterList(phis)
+        #: the model's likelihoods, to put inputs in network units (a reference, not a child)
+        self.input_maps = tuple(model.likelihoods)
         self.baseline = nn.Parameter(torch.tensor(float(config.baseline)))
         self.experts = EXPERTS.get(config.inference)()
         names = dict.fromkeys([MAP, config.phi_inference])
@@ -115,8 +117,9 @@ class Guide(PyroModule):
         """Expert means and precisions ``(B, G, K)`` in the user's group order."""
         p = self.config.decoder_width
         mus, precs = [], []
-        for x, enc, phi in zip(self.layout.gather(xs, mask), self.encoders, phis):
-            mu, prec = enc(x, phi[..., p:, :], self.baseline)
+        blocks = self.layout.gather(xs, mask)
+        for x, lik, enc, phi in zip(blocks, self.input_maps, self.encoders, phis):
+            mu, prec = enc(lik.to_network(x), phi[..., p:, :], self.baseline)
             mus.append(mu)
             precs.append(prec)
         return self.layout.scatter_axis(mus), self.layout.scatter_axis(precs)

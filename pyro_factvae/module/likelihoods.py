@@ -17,8 +17,6 @@ name             distribution                                       decoder outp
 
 from __future__ import annotations
 
-import warnings
-
 import pyro.distributions as dist
 import torch
 from torch import nn
@@ -79,6 +77,11 @@ class Likelihood(nn.Module):
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
         """Data-dependent initialisation of the block's parameters (default: none)."""
 
+    def to_network(self, x: torch.Tensor) -> torch.Tensor:
+        """Block inputs ``(..., num_groups, dim)`` in the units the encoders see (default: as
+        they are)."""
+        return x
+
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """``x`` with missing rows (``observed`` False, broadcast on the last axis) holding a
@@ -89,32 +92,49 @@ class Likelihood(nn.Module):
 
 @LIKELIHOODS.register("normal")
 class NormalLikelihood(Likelihood):
-    """``x ~ Normal(out, sigma)`` with a learned scale per feature (``sigma >= MIN_SCALE``)."""
+    """``x ~ Normal(shift + unit * out, unit * sigma)`` with a learned scale ``sigma`` per feature
+    (``sigma >= MIN_SCALE``).
 
-    def __init__(self, num_groups: int, dim: int, init_scale: float = 0.5) -> None:
+    The features are standardized inside the model: ``shift`` and ``unit`` (buffers, kept in
+    the model file) are each feature's training mean and standard deviation, set by
+    :meth:`init_from_data`. Networks, ``sigma`` and the noise floor work in standardized units,
+    so nothing depends on the data's units; the distribution, and every output, is in the
+    user's units.
+    """
+
+    def __init__(self, num_groups: int, dim: int, init_scale: float = 1.0) -> None:
         super().__init__(num_groups, dim)
         raw = inverse_softplus(torch.tensor(init_scale - MIN_SCALE))
         self.raw_scale = nn.Parameter(torch.full((num_groups, dim), float(raw)))
+        self.register_buffer("shift", torch.zeros(num_groups, dim))
+        self.register_buffer("unit", torch.ones(num_groups, dim))
 
     @property
     def scale(self) -> torch.Tensor:
+        """``sigma``, in standardized units."""
         return softplus(self.raw_scale) + MIN_SCALE
 
     def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
-        scale = self.scale  # once per block
-        return [dist.Normal(out[..., i, :], scale[i]).to_event(1) for i in range(out.shape[-2])]
+        loc, scale = self.mean(out), self.scale * self.unit  # once per block
+        return [dist.Normal(loc[..., i, :], scale[i]).to_event(1) for i in range(out.shape[-2])]
 
     @torch.no_grad()
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-        """Start each scale at its feature's standard deviation over the observed rows."""
+        """Standardize with each feature's mean and standard deviation over the observed
+        rows (a constant feature keeps unit 1)."""
         for i, (x, obs) in enumerate(zip(xs, observed)):
-            rows = x[obs]
+            rows = x[obs].double()
+            if len(rows) > 0:
+                self.shift[i] = rows.mean(0).float()
             if len(rows) > 1:
-                std = rows.std(0).clamp_min(10 * MIN_SCALE)
-                self.raw_scale[i] = inverse_softplus(std - MIN_SCALE)
+                std = rows.std(0)
+                self.unit[i] = torch.where(std > 0, std, torch.ones_like(std)).float()
+
+    def to_network(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.shift) / self.unit
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
-        return out
+        return self.shift + self.unit * out
 
 
 @LIKELIHOODS.register("bernoulli")
@@ -150,6 +170,11 @@ class CategoricalLikelihood(Likelihood):
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.softmax(out, dim=-1)
 
+    def to_network(self, x: torch.Tensor) -> torch.Tensor:
+        """Block inputs ``(..., num_groups, dim)`` in the units the encoders see (default: as
+        they are)."""
+        return x
+
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """Missing labels become class 0 (one-hot), a valid value for the masked site."""
@@ -171,17 +196,3 @@ class CategoricalLikelihood(Likelihood):
                 f"group {name!r} has the 'categorical' likelihood but rows {rows} are not "
                 "one-hot (exactly one 1, the rest 0); encode the labels one-hot"
             )
-
-
-def warn_scale(name: str, lik: str, rows: torch.Tensor) -> None:
-    """Warn when a normal group's features are far from unit scale."""
-    if lik != "normal" or len(rows) < 2:
-        return
-    scale = float(rows.abs().max())
-    if scale > 1e4 or 0 < scale < 1e-3:
-        warnings.warn(
-            f"group {name!r} has features of magnitude {scale:.3g}; the networks, and the "
-            "noise floor 1e-3 of 'normal' groups, work best near unit scale: standardise the "
-            "features (e.g. subtract the mean, divide by the standard deviation)",
-            stacklevel=3,
-        )

@@ -1,0 +1,173 @@
+"""Data in and out for the ``factvae`` command: group specs, reading ``.csv`` / ``.npz``,
+checking output paths, strict JSON, and the command's own exceptions."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .data import GroupedData
+from .io import check_writable
+
+__all__ = [
+    "PLOT_FORMATS",
+    "Interrupted",
+    "UserError",
+    "emit",
+    "finite_json",
+    "model_groups",
+    "output_path",
+    "parse_groups",
+    "read_data",
+    "restrict_groups",
+]
+
+#: figure formats matplotlib writes without extra packages
+PLOT_FORMATS = (".png", ".pdf", ".svg")
+
+
+class UserError(Exception):
+    """An error in the user's input: reported as one line, exit status 1."""
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal: one line, exit status 128 + the signal number."""
+
+    def __init__(self, message: str, signal_name: str) -> None:
+        super().__init__(message)
+        self.signal_name = signal_name
+
+
+# ---------------------------------------------------------------------- data in and out
+def parse_groups(spec: str | None) -> dict[str, list[str]] | None:
+    """``'a=x1,x2;b=x3'`` or a JSON file path -> ``{"a": ["x1", "x2"], "b": ["x3"]}``."""
+    if spec is None:
+        return None
+    if os.path.isfile(spec):
+        try:
+            with open(spec) as f:
+                groups = json.load(f)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"group spec {spec!r} is not valid JSON: {exc}") from None
+        if not isinstance(groups, dict) or not all(
+            isinstance(v, list) and v and all(isinstance(c, str) for c in v)
+            for v in groups.values()
+        ):
+            raise UserError(
+                f"group spec {spec!r} must be a JSON object of non-empty lists of column names"
+            )
+        return {str(k): list(v) for k, v in groups.items()}
+    groups: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in spec.split(";"))):
+        name, sep, cols = part.partition("=")
+        columns = [c.strip() for c in cols.split(",") if c.strip()]
+        if not sep or not name.strip() or not columns:
+            raise UserError(
+                f"malformed group spec {part!r}: write 'group=col1,col2;other=col3' "
+                "or give a JSON file"
+            )
+        if name.strip() in groups:
+            raise UserError(f"group {name.strip()!r} appears twice in the group spec")
+        groups[name.strip()] = columns
+    if not groups:
+        raise UserError("the group spec is empty: write 'group=col1,col2;other=col3'")
+    return groups
+
+
+def read_data(
+    path: str,
+    groups: dict[str, list[str]] | None,
+    drop_empty_rows: bool = False,
+    allow_empty_rows: bool = False,
+):
+    """Read ``.npz`` or ``.csv`` into ``(GroupedData, frame or None, groups or None)``."""
+    import pandas as pd
+
+    if not os.path.isfile(path):
+        raise UserError(f"no such data file: {path}")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                arrays = {k: np.asarray(f[k]) for k in f.files}
+        except Exception as exc:
+            raise UserError(f"cannot read {path} as .npz: {exc}") from None
+        if groups is not None:
+            unknown = sorted(set(groups) - set(arrays))
+            if unknown:
+                raise UserError(f"groups {unknown} are not in {path}; it has {sorted(arrays)}")
+            arrays = {g: arrays[g] for g in groups}
+        return (
+            GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows),
+            None,
+            None,
+        )
+    if ext != ".csv":
+        raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:
+        raise UserError(f"cannot read {path} as CSV: {exc}") from None
+    if groups is None:
+        raise UserError(f"{path} is a CSV: give --groups 'group=col1,col2;other=col3'")
+    data = GroupedData.from_dataframe(
+        frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows
+    )
+    return data, frame, groups
+
+
+def model_groups(vae, given: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
+    """The CSV spec for data to feed a fitted model: ``--groups`` or the one saved by fit."""
+    if given is not None and list(given) != list(vae.layout_.names):
+        raise UserError(
+            f"--groups names {list(given)}, but the model was fitted on groups "
+            f"{list(vae.layout_.names)} (in that order)"
+        )
+    return given if given is not None else vae.columns_
+
+
+def output_path(path: str | None, option: str, extensions: tuple[str, ...] = ()) -> str | None:
+    """Check an output path before any work: a known extension (when ``extensions`` are
+    given), a writable folder (created)."""
+    if path is None:
+        return None
+    ext = os.path.splitext(path)[1].lower()
+    if extensions and ext not in extensions:
+        raise UserError(
+            f"{option} {path}: unknown format {ext or '(none)'!r}; use {' or '.join(extensions)}"
+        )
+    try:
+        return check_writable(path, option)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+
+
+def finite_json(value: Any) -> Any:
+    """JSON-safe: non-finite floats become ``None`` (``null``), recursively."""
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def restrict_groups(data, names: Sequence[str] | None, option: str) -> list[str] | None:
+    if not names:
+        return None
+    unknown = [n for n in names if n not in data.names]
+    if unknown:
+        raise UserError(f"{option}: unknown groups {unknown}; the groups are {data.names}")
+    return list(names)
+
+
+def emit(args: Any, result: dict[str, Any], text: str) -> None:
+    """Print ``result`` as strict JSON with ``--json``, else ``text``."""
+    print(json.dumps(finite_json(result), indent=1, allow_nan=False) if args.json else text)
