@@ -247,7 +247,16 @@ _FIT_CHECKS: dict[str, Callable[[Any], Any]] = {
     "map_epochs": lambda v: None if v is None else int(_number("map_epochs", v)),
     "seed": lambda v: None if v is None else int(_number("seed", v)),
     "checkpoint_every": lambda v: None if v is None else positive_int("checkpoint_every", v),
+    "patience": lambda v: None if v is None else positive_int("patience", v),
+    "validation": lambda v: _fraction("validation", v),
 }
+
+
+def _fraction(name: str, value: Any) -> float:
+    value = _number(name, value, strict=True)
+    if value >= 1:
+        raise ValueError(f"{name} must be a fraction in (0, 1), got {value}")
+    return value
 
 
 @dataclass
@@ -268,6 +277,8 @@ class FitConfig:
     map_epochs: int | None = None
     seed: int | None = 0
     checkpoint_every: int | None = None
+    patience: int | None = None
+    validation: float = 0.1
 
     def __setattr__(self, name: str, value: Any) -> None:
         check = _FIT_CHECKS.get(name)

@@ -227,6 +227,8 @@ class FactVAE(Queries):
         checkpoint_every: int | None = None,
         resume: str | os.PathLike | None = None,
         groups: Mapping[str, Sequence[str]] | None = None,
+        patience: int | None = None,
+        validation: float = 0.1,
     ) -> FactVAE:
         """Train with collapsed SVI and the prox step (Algorithm 1).
 
@@ -270,6 +272,13 @@ class FactVAE(Queries):
             and at the end. Its folder is created; an unwritable path fails before training.
         checkpoint_every : int, optional
             Steps between checkpoints (default: once per epoch).
+        patience : int, optional
+            Early stopping: hold out ``validation`` of the rows (split with ``seed``), score
+            their negative ELBO after every epoch past the ``lam`` warm-up, end the phase after
+            ``patience`` epochs without a better score and restore the weights of the best
+            epoch; ``epochs`` is then a cap. ``None`` (default) trains every epoch on every row.
+        validation : float
+            Fraction of rows held out for early stopping.
         groups : mapping, optional
             With a pandas DataFrame ``data``: ``{group: [columns]}``. The model keeps it
             (:attr:`columns_`, also in its file), so later calls take DataFrames as they are and
@@ -306,6 +315,8 @@ class FactVAE(Queries):
             "map_epochs": map_epochs,
             "seed": seed,
             "checkpoint_every": checkpoint_every,
+            "patience": patience,
+            "validation": validation,
         }
         if resume is not None:
             return self._resume(data, resume, given, checkpoint, progress)
@@ -344,6 +355,9 @@ class FactVAE(Queries):
 
     def _execute(self, run, data, generator, rng_state, progress, checkpoint) -> FactVAE:
         assert self.trainer_ is not None
+        valid = None
+        if run.fit.patience is not None:  # the same split on every call, resume included
+            data, valid = data.split(1 - run.fit.validation, seed=run.fit.seed or 0)
         self.interrupted_ = self.trainer_.execute(
             run,
             data,
@@ -354,6 +368,7 @@ class FactVAE(Queries):
             progress,
             checkpoint,
             self._write,
+            valid,
         )
         if not self.interrupted_ and PHI_POSTERIORS.get(self.guide_.phi_mode).collapsed:
             norms = self.sparsity()

@@ -272,3 +272,17 @@ def test_a_resumed_run_keeps_writing_its_checkpoint(tmp_path, monkeypatch):
     FactVAE().fit(small_groups(), resume=path, progress=False)
     meta, _ = read_payload(path)
     assert meta["run"]["phase"] == 1 and meta["run"]["global_step"] == 9  # the end
+
+
+def test_early_stopping_runs_resume_bit_for_bit(tmp_path, monkeypatch):
+    data = small_groups(n=60)
+    fit = dict(epochs=6, batch_size=16, progress=False, seed=2, patience=1, warmup_epochs=1)
+    whole = FactVAE(latent_dim=2).fit(data, **fit)
+    path = tmp_path / "run.ckpt"
+    _interrupt_at(monkeypatch, 7)
+    FactVAE(latent_dim=2).fit(data, checkpoint=path, **fit)
+    monkeypatch.undo()
+    resumed = FactVAE().fit(data, resume=path, progress=False)
+    assert resumed.history_ == whole.history_
+    expected, got = _state(whole), _state(resumed)
+    assert all(torch.equal(expected[k], got[k]) for k in expected)

@@ -265,3 +265,35 @@ def test_numpy_scalars_are_accepted_as_settings(groups):
     assert vae.lam == 0.5 and isinstance(vae.lam, float)
     with pytest.raises(ValueError, match="lam must be a finite number >= 0"):
         vae.config.lam = -1
+
+
+def test_early_stopping_restores_the_best_epoch_and_is_reproducible(groups, monkeypatch):
+    import pyro_factvae.infer.run as run_module
+
+    scores = iter([5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 9.0, 9.0])  # best after epoch 3
+    seen = []
+
+    def fake_validation(model, guide, data, collapsed):
+        seen.append(len(data))
+        return next(scores)
+
+    monkeypatch.setattr(run_module, "validation_loss", fake_validation)
+    weights = {}
+    real = run_module.Trainer._weights
+
+    def spy(self):
+        out = real(self)
+        weights[len(seen)] = out
+        return out
+
+    monkeypatch.setattr(run_module.Trainer, "_weights", spy)
+    vae = FactVAE(latent_dim=2).fit(
+        groups, epochs=50, patience=3, warmup_epochs=0, batch_size=16, progress=False
+    )
+    assert len(vae.history_) == 6 and set(seen) == {4}  # 3 epochs after the best, 10% held out
+    best = weights[3]["guide"]
+    assert all(torch.equal(best[k], v) for k, v in vae.guide_.state_dict().items())
+    monkeypatch.undo()
+    a = FactVAE(latent_dim=2).fit(groups, epochs=30, patience=2, progress=False)
+    b = FactVAE(latent_dim=2).fit(groups, epochs=30, patience=2, progress=False)
+    assert a.history_ == b.history_ and a.sparsity().equals(b.sparsity())

@@ -98,6 +98,7 @@ def train_phase(
     after_step: Callable[[Position], bool],
     progress: bool = True,
     active_links: Callable[[], int] | None = None,
+    after_epoch: Callable[[Position], bool] | None = None,
 ) -> None:
     """Run ``phase`` from ``position`` to its end (or until ``after_step`` returns ``True``).
 
@@ -108,7 +109,8 @@ def train_phase(
     the current epoch's running data loss, ``lam`` and the active links. ``lam`` is read from
     ``model.config`` at every step and ramped linearly from 0 over the phase's warm-up;
     ``schedulers`` step once per step. ``generator`` drives the data order and the encoder
-    dropout; ``z`` draws use torch's global RNG.
+    dropout; ``z`` draws use torch's global RNG. ``after_epoch(position)`` runs after every
+    epoch and returns ``True`` to end the phase there (early stopping).
     Raises :class:`NonFiniteError`.
     """
     strategy = guide.phi_posteriors[phase.posterior]
@@ -161,11 +163,36 @@ def train_phase(
                         if active_links is not None:
                             postfix["links"] = str(active_links())
                         bar.update(1)
+                        if after_epoch is not None and after_epoch(pos):
+                            bar.update(phase.epochs - pos.epoch)
+                            pos.epoch = phase.epochs  # the phase is complete
                     bar.set_postfix(postfix, refresh=False)
                     if after_step(pos):
                         return
     finally:
         bar.close()
+
+
+@torch.no_grad()
+def validation_loss(
+    model: Model, guide: Guide, data: GroupedData, collapsed: bool, chunk: int = 1024
+) -> float:
+    """The negative ELBO of the data per row on held-out rows (every observed group encoded),
+    with a fixed seed in a forked RNG: the training RNG stream is not touched."""
+    wrap = collapse if collapsed else (lambda fn: fn)
+    scale = 1.0 / model.config.num_data
+    loss_model = poutine.scale(wrap(model), scale)
+    loss_guide = poutine.scale(wrap(guide), scale)
+    total = 0.0
+    with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+        torch.manual_seed(0)
+        for start in range(0, len(data), chunk):
+            xs, mask = data[torch.arange(start, min(start + chunk, len(data)))]
+            terms = elbo_terms(loss_model, loss_guide, xs, mask)
+            rows = mask.shape[0]
+            # the plate scales a chunk to N rows: back to this chunk's own sum
+            total += sum(float(v) for k, v in terms.items() if is_data_term(k)) * rows
+    return total / len(data)
 
 
 def guarded_step(model, guide, optimizers: Optimizers, args, pos: Position) -> tuple[float, float]:

@@ -33,7 +33,7 @@ from ..data import GroupedData
 from ..module.guide import Guide
 from ..module.model import Model
 from ..module.priors import column_norms
-from .loop import NonFiniteError, Phase, Position, cosine, train_phase
+from .loop import NonFiniteError, Phase, Position, cosine, train_phase, validation_loss
 from .optim import Optimizers
 
 __all__ = ["Run", "Trainer", "check_checkpoint", "fingerprint"]
@@ -85,6 +85,8 @@ class Run:
     global_step: int = 0
     position: Position = field(default_factory=Position)
     saved_step: int = 0  #: global step of the last checkpoint written in this session
+    #: early stopping in the current phase: best validation loss, its epoch, epochs since
+    stopper: dict[str, Any] = field(default_factory=lambda: {"best": None, "epoch": 0, "wait": 0})
 
     @property
     def finished(self) -> bool:
@@ -98,6 +100,7 @@ class Run:
             "phase": self.phase,
             "global_step": self.global_step,
             "position": self.position.meta(),
+            "stopper": self.stopper,
         }
 
     @classmethod
@@ -123,6 +126,7 @@ class Run:
             meta["phase"],
             meta["global_step"],
             Position(**meta["position"], perm=perm),
+            stopper=dict(meta["stopper"]),
         )
 
 
@@ -143,6 +147,7 @@ class Trainer:
         self.model, self.guide = model, guide
         self.optimizers: Optimizers | None = None
         self._pending: dict[str, Any] | None = None
+        self._best: dict[str, Any] | None = None
 
     def reset(self) -> None:
         """Forget the optimizers' moments (the next run starts them afresh)."""
@@ -156,7 +161,11 @@ class Trainer:
     def restore(self, tensors: dict[str, Any]) -> tuple[torch.Tensor, torch.Generator]:
         """Take a checkpoint's training state (from :meth:`execute`'s ``save``); return its
         torch RNG state and generator, to pass to :meth:`execute`."""
-        self._pending = {"optim": tensors["optim"], "sched": tensors["sched"]}
+        self._pending = {
+            "optim": tensors["optim"],
+            "sched": tensors["sched"],
+            "best": tensors.get("best"),
+        }
         generator = torch.Generator()
         generator.set_state(tensors["rng"]["generator"])
         return tensors["rng"]["torch"], generator
@@ -172,12 +181,15 @@ class Trainer:
         progress: bool,
         checkpoint: str | None,
         save: SaveFn,
+        valid: GroupedData | None = None,
     ) -> str | None:
         """Train from the run's position to its end; return the name of the signal that
         stopped it, or ``None``.
 
         ``rng_state``: the torch RNG state to train under, in a fork of the global RNG
-        (``None``: use and advance the global RNG).
+        (``None``: use and advance the global RNG). ``valid``: held-out rows for early
+        stopping (``run.fit.patience`` epochs without a better validation loss end a phase,
+        and the weights of its best epoch are restored).
         """
         optimizers = self._optimizers(run.fit)
         every = run.fit.checkpoint_every or math.ceil(
@@ -194,6 +206,19 @@ class Trainer:
             def write() -> None:
                 save(checkpoint, {"run": run.meta()}, self._tensors(run, generator, scheds))
                 run.saved_step = run.global_step
+
+            def after_epoch(pos: Position) -> bool:
+                if pos.epoch <= run.phases[run.phase].warmup_epochs:
+                    return False  # lam is still ramping up: the objective is not the final one
+                collapsed = self.guide.phi_posterior.collapsed
+                loss = validation_loss(self.model, self.guide, valid, collapsed)
+                stop = run.stopper
+                if stop["best"] is None or loss < stop["best"]:
+                    stop.update(best=loss, epoch=pos.epoch, wait=0)
+                    self._best = self._weights()
+                else:
+                    stop["wait"] += 1
+                return stop["wait"] >= run.fit.patience
 
             def after_step(pos: Position) -> bool:
                 nonlocal interrupted
@@ -219,7 +244,9 @@ class Trainer:
                     optimizers.load_state_dict(self._pending["optim"])
                     for sched, state in zip(scheds, self._pending["sched"]):
                         sched.load_state_dict(state)
+                    self._best = self._pending["best"]
                     self._pending = None
+                stopping = valid is not None and run.fit.patience is not None
                 try:
                     train_phase(
                         self.model,
@@ -236,16 +263,26 @@ class Trainer:
                         after_step,
                         progress,
                         self.active_links,
+                        after_epoch if stopping else None,
                     )
                 except NonFiniteError as exc:
                     raise NonFiniteError(f"{exc}; {self._last_good(run, checkpoint)}") from None
                 if interrupted:
                     return interrupted
+                if stopping and self._best is not None:  # the best epoch's weights
+                    self.model.load_state_dict(self._best["model"])
+                    self.guide.load_state_dict(self._best["guide"])
                 run.phase += 1
                 run.position = Position()
+                run.stopper = {"best": None, "epoch": 0, "wait": 0}
+                self._best = None
             if checkpoint is not None:
                 write()
         return None
+
+    def _weights(self) -> dict[str, Any]:
+        clone = lambda sd: {k: v.detach().clone() for k, v in sd.items()}  # noqa: E731
+        return {"model": clone(self.model.state_dict()), "guide": clone(self.guide.state_dict())}
 
     def active_links(self) -> int:
         """Nonzero columns of ``Phi``: the (group, latent) links the prox has kept."""
@@ -258,6 +295,7 @@ class Trainer:
             "optim": self.optimizers.state_dict(),
             "sched": [s.state_dict() for s in scheds],
             "perm": run.position.perm,
+            "best": self._best,
             "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
         }
 
