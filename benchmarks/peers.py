@@ -64,7 +64,7 @@ def sim_data(seed: int = 0, n: int = 2000):
 def digits_data(seed: int = 0):
     from pyro_factvae.datasets.images import QUADRANTS, load_digits_quadrants
 
-    data = load_digits_quadrants()
+    data, _ = load_digits_quadrants()
     arrays = data.to_numpy()
     return {q: arrays[q] for q in QUADRANTS}, None
 
@@ -106,7 +106,7 @@ def fashion_data(seed: int = 0, n: int = 10000):
 
     images, _ = load_fashion_mnist(train=True)
     rows = np.random.default_rng(seed).choice(len(images), n, replace=False)
-    arrays = quadrant_data(images[rows] / 255.0).to_numpy()
+    arrays = quadrant_data(images[rows] / 255.0).to_numpy()  # noqa: E501
     return {q: arrays[q] for q in QUADRANTS}, None
 
 

@@ -102,7 +102,7 @@ def _num_data(value: Any) -> int | None:
 
 _MODEL_CHECKS: dict[str, Callable[[Any], Any]] = {
     "latent_dim": lambda v: positive_int("latent_dim", v),
-    "lam": lambda v: _number("lam", v),
+    "lam": lambda v: "auto" if isinstance(v, str) and v == "auto" else _number("lam", v),
     "likelihood": _likelihood,
     "encoder_hidden": _widths("encoder_hidden"),
     "encoder_width": lambda v: positive_int("encoder_width", v),
@@ -130,7 +130,7 @@ class ModelConfig:
     """
 
     latent_dim: int = 8
-    lam: float = 3.0
+    lam: float | str = 3.0
     likelihood: str | list[str] | dict[str, str] = "normal"
     encoder_hidden: list[int] = field(default_factory=list)
     encoder_width: int = 16
@@ -161,6 +161,8 @@ class ModelConfig:
     def lam_total(self, batch_size: int | None = None) -> float:
         """``N * lam``, the rate of the full-data group-lasso prior (``N``: ``num_data``, or
         ``batch_size`` before a fit)."""
+        if self.lam == "auto":
+            raise ValueError("lam='auto' is resolved by fit; there is no lam before that")
         return self.lam * (self.num_data or batch_size or 1)
 
     def likelihoods_for(self, names: Sequence[str]) -> list[str]:

@@ -21,6 +21,7 @@ from .data import GroupedData, is_dataframe
 from .infer.loop import Phase
 from .infer.run import Run, Trainer, check_checkpoint, fingerprint
 from .io import check_writable, read_payload, write_payload
+from .lampath import AUTO_GRID, walk
 from .layout import Layout
 from .module.guide import MAP, Guide
 from .module.model import Model
@@ -51,8 +52,14 @@ class FactVAE(Queries):
     ----------
     latent_dim : int
         ``K``, the number of latent dimensions.
-    lam : float
-        Per-example group-lasso weight (``>= 0``; 0 turns sparsity off).
+    lam : float or "auto"
+        Per-example group-lasso weight (``>= 0``; 0 turns sparsity off). ``"auto"`` chooses
+        it from the data: ``fit`` walks the grid ``0, 0.1, 0.3, 1, 3, 10`` with warm starts on
+        80% of the rows, keeps the largest ``lam`` whose held-out conditional log-likelihood
+        on the other 20% is within one standard error of the highest, then trains on every
+        row at it (``lam_`` and ``lam_path_``
+        report the choice; ``config.lam`` holds it afterwards). About 2.25x the time of a
+        fixed ``lam``.
     likelihood : str, sequence of str or mapping
         ``"normal"``, ``"bernoulli"`` or ``"categorical"``: one for all groups, a list in
         group order, or a ``{group: name}`` mapping (unlisted groups use ``"normal"``).
@@ -146,6 +153,8 @@ class FactVAE(Queries):
         self.prior_history_: list[float] = []
         self.metadata_: dict[str, Any] = {}
         self.columns_: dict[str, list[str]] | None = None
+        #: with ``lam="auto"``: the grid, held-out log-likelihoods and active links of the path
+        self.lam_path_: dict[str, list] | None = None
         self.interrupted_: str | None = None
 
     def __repr__(self) -> str:
@@ -159,9 +168,16 @@ class FactVAE(Queries):
         return self.config.num_data
 
     @property
-    def lam(self) -> float:
-        """The group-lasso weight ``lam`` (owned by :attr:`config`)."""
+    def lam(self) -> float | str:
+        """The group-lasso weight ``lam`` (owned by :attr:`config`; after a fit with
+        ``lam="auto"``, the chosen value)."""
         return self.config.lam
+
+    @property
+    def lam_(self) -> float:
+        """The ``lam`` the fitted model uses (chosen by the data with ``lam="auto"``)."""
+        self.fitted_modules()
+        return float(self.config.lam)
 
     # ------------------------------------------------------------------ building
     def _build(self, layout: Layout, num_data: int) -> None:
@@ -320,6 +336,8 @@ class FactVAE(Queries):
         }
         if resume is not None:
             return self._resume(data, resume, given, checkpoint, progress)
+        if self.config.lam == "auto":
+            return self._fit_auto(data, given, checkpoint, progress, groups)
         collapsed_only = PHI_POSTERIORS.get(self.config.phi_inference).collapsed
         fit = FitConfig(**given).resolved(bool(self.history_), collapsed_only)
         if groups is not None:
@@ -352,6 +370,44 @@ class FactVAE(Queries):
         phases.append(Phase(self.config.phi_inference, fit.epochs - fit.map_epochs, rest_warmup))
         run = Run(fit, phases, fingerprint(data))
         return self._execute(run, data, generator, rng_state, progress, ckpt)
+
+    def _fit_auto(self, data, given, checkpoint, progress, groups) -> FactVAE:
+        """``lam="auto"``: walk :data:`~pyro_factvae.lampath.AUTO_GRID` on 80% of the rows,
+        choose ``lam`` by the held-out conditional log-likelihood of the other 20%, then train
+        on every row at that ``lam``."""
+        if checkpoint is not None or self.model_ is not None:
+            raise ValueError(
+                "lam='auto' chooses lam on a first fit without checkpoints; give lam a number "
+                "(e.g. the chosen vae.lam_) to checkpoint or continue training"
+            )
+        if groups is not None:
+            self.set_columns(groups)
+        grouped = self.prepare(data)
+        grouped.require_trainable()
+        seed = 0 if given["seed"] is None else given["seed"]
+        train, valid = grouped.split(0.8, seed=seed)
+        fit_kwargs = {k: v for k, v in given.items() if k not in ("epochs", "seed")}
+        epochs = given["epochs"]
+        warm = max(1, epochs // 4)
+        path = walk(
+            self,
+            train,
+            valid,
+            AUTO_GRID,
+            epochs,
+            warm,
+            seed,
+            progress=progress,
+            fit_kwargs=fit_kwargs,
+        )
+        self.lam_path_ = {
+            "lams": path.lams,
+            "held_out_ll": path.held_out_ll,
+            "standard_error": path.standard_error,
+            "active_links": path.active_links,
+        }
+        rest = {**fit_kwargs, "warmup_epochs": 0.0}
+        return self.fit(grouped, epochs=warm, seed=seed + len(AUTO_GRID), progress=progress, **rest)
 
     def _execute(self, run, data, generator, rng_state, progress, checkpoint) -> FactVAE:
         assert self.trainer_ is not None

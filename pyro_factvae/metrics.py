@@ -32,6 +32,7 @@ from .config import positive_int
 from .data import GroupedData, as_grouped
 from .estimator import FactVAE
 from .module.predict import predictive_means
+from .module.scoring import MAX_ELEMENTS, held_out, held_out_score, importance
 
 __all__ = [
     "conditional_log_likelihood",
@@ -42,70 +43,6 @@ __all__ = [
     "mean_imputation_error",
     "reconstruction_log_likelihood",
 ]
-
-#: default memory bound: floats per (sample x row x feature) chunk
-MAX_ELEMENTS = 2**22
-
-
-def _group_log_likelihoods(
-    vae: FactVAE, xs: Sequence[torch.Tensor], observed: torch.Tensor, z: torch.Tensor
-):
-    """``log p(x_g | z)`` for every group, ``(S, B, G)``; ``z`` is ``(S, B, K)``. Missing
-    groups are scored at an in-support placeholder; callers mask them out."""
-    model, guide = vae.fitted_modules()
-    return model.log_likelihoods(xs, observed, z, list(guide.Phi))
-
-
-def _chunks(vae: FactVAE, num_samples: int, num_rows: int, max_elements: int):
-    """Row and sample chunk sizes so that one chunk holds at most ``max_elements`` floats."""
-    model, _ = vae.fitted_modules()
-    width = (
-        sum(model.layout.dims)
-        + model.latent_dim
-        + model.config.decoder_width * len(model.layout.dims)
-    )
-    per_row = max(1, max_elements // width)
-    rows = max(1, min(num_rows, per_row // max(1, min(num_samples, per_row))))
-    samples = max(1, min(num_samples, per_row // rows))
-    return rows, samples
-
-
-@torch.no_grad()
-def _importance(
-    vae: FactVAE,
-    data: GroupedData,
-    given: torch.Tensor,
-    masks: Sequence[torch.Tensor],
-    num_samples: int,
-    seed: int,
-    max_elements: int,
-) -> list[torch.Tensor]:
-    r"""``log (1/k) sum_s w_s prod_{g in mask} p(x_g | z_s)`` per row, for each mask.
-
-    ``z_s ~ q(z | x_given)`` and ``w_s = p(x_given | z_s) p(z_s) / q(z_s | x_given)``.
-    """
-    _, guide = vae.fitted_modules()
-    n = len(data)
-    rows, samples = _chunks(vae, num_samples, n, max_elements)
-    results = [torch.empty(n) for _ in masks]
-    normal = torch.distributions.Normal(0.0, 1.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for start in range(0, n, rows):
-            sl = slice(start, start + rows)
-            xs = [x[sl] for x in data.values]
-            q = guide.posterior_dist(xs, given[sl])
-            acc: list[list[torch.Tensor]] = [[] for _ in masks]
-            for s0 in range(0, num_samples, samples):
-                z = q.sample((min(samples, num_samples - s0),))
-                ll = _group_log_likelihoods(vae, xs, data.observed[sl], z)  # (S, B, G)
-                log_w = normal.log_prob(z).sum(-1) - q.log_prob(z)
-                log_w = log_w + torch.where(given[sl], ll, 0.0).sum(-1)
-                for a, m in zip(acc, masks):
-                    a.append(torch.logsumexp(log_w + torch.where(m[sl], ll, 0.0).sum(-1), 0))
-            for r, a in zip(results, acc):
-                r[sl] = torch.logsumexp(torch.stack(a), 0) - math.log(num_samples)
-    return results
 
 
 def _prepare(vae: FactVAE, data: Any) -> GroupedData:
@@ -141,7 +78,8 @@ def reconstruction_log_likelihood(
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         z = guide.posterior_dist(data.values, enc).sample((1,))
-        ll = _group_log_likelihoods(vae, data.values, data.observed, z)[0]
+        model, _ = vae.fitted_modules()
+        ll = model.log_likelihoods(data.values, data.observed, z, list(guide.Phi))[0]
     return _as_numpy(torch.where(tgt, ll, 0.0).sum(-1), tgt.any(-1))
 
 
@@ -160,8 +98,16 @@ def iwae_log_likelihood(
     values (the global sites' prior is not included).
     """
     data = _prepare(vae, data)
-    (out,) = _importance(
-        vae, data, data.observed, [torch.zeros_like(data.observed)], num_samples, seed, max_elements
+    model, guide = vae.fitted_modules()
+    (out,) = importance(
+        model,
+        guide,
+        data,
+        data.observed,
+        [torch.zeros_like(data.observed)],
+        num_samples,
+        seed,
+        max_elements,
     )
     return out.double().numpy()
 
@@ -193,8 +139,9 @@ def conditional_log_likelihood(
     enc = data.group_mask(given, data.observed & ~tgt)
     if bool((enc & tgt).any()):
         raise ValueError("a group cannot be both given and a target; remove it from one list")
-    joint, marginal = _importance(
-        vae, data, enc, [tgt, torch.zeros_like(tgt)], num_samples, seed, max_elements
+    model, guide = vae.fitted_modules()
+    joint, marginal = importance(
+        model, guide, data, enc, [tgt, torch.zeros_like(tgt)], num_samples, seed, max_elements
     )
     return _as_numpy(joint - marginal, tgt.any(-1))
 
@@ -282,7 +229,7 @@ def evaluate(
         "iwae_ll": float(np.mean(iwae_log_likelihood(vae, data, num_samples, seed, max_elements))),
     }
     cond, sse, sae, entries = [], 0.0, 0.0, 0
-    for g, name, sub in _held_out(data):
+    for g, name, sub in held_out(data):
         c = conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)
         cond.append(c)
         e2, e1 = imputation_error(vae, sub, [name], seed=seed)
@@ -293,14 +240,6 @@ def evaluate(
     out["rmse"] = math.sqrt(sse / entries) if entries else float("nan")
     out["mae"] = sae / entries if entries else float("nan")
     return out
-
-
-def _held_out(data: GroupedData):
-    """``(g, name, rows)`` for each group: the rows where it and some other group are observed."""
-    for g, name in enumerate(data.names):
-        rows = data.observed[:, g] & (data.observed.sum(-1) > 1)
-        if bool(rows.any()):
-            yield g, name, data.subset(rows.nonzero().squeeze(-1))
 
 
 def held_out_log_likelihood(
@@ -314,10 +253,5 @@ def held_out_log_likelihood(
     averaged over (row, group) pairs, in nats. The criterion of
     :func:`~pyro_factvae.tools.selection.lambda_path`."""
     data = _prepare(vae, data)
-    cond = [
-        conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)
-        for _, name, sub in _held_out(data)
-    ]
-    if not cond:
-        raise ValueError("no row has two observed groups: nothing can be held out")
-    return float(np.mean(np.concatenate(cond)))
+    model, guide = vae.fitted_modules()
+    return float(np.mean(held_out_score(model, guide, data, num_samples, seed, max_elements)))

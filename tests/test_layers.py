@@ -12,7 +12,7 @@ LAYERS = [
     {"layout", "data", "config"},
     {"module"},
     {"infer"},
-    {"queries", "estimator"},
+    {"queries", "lampath", "estimator"},
     {"metrics", "analysis", "plotting", "tools", "datasets"},
     {"cli_io", "cli"},
 ]

@@ -16,7 +16,8 @@ def test_lambda_path_chooses_a_lambda_that_gives_the_bars_pattern(tmp_path):
     )
     assert path.lams == [0.0, 1.0, 3.0, 10.0]  # walked in increasing order
     assert path.active_links[0] == 48 and path.active_links[-1] < path.active_links[0]
-    assert np.argmax(path.held_out_ll) == path.best
+    top = int(np.argmax(path.held_out_ll))  # one-standard-error rule: never below the top
+    assert path.best >= top
     structure = bars_structure(path.sparsity[path.best].values)
     assert structure["cross"] == 0 and structure["every_quadrant"]  # top/bottom never linked
     assert bars_structure(path.sparsity[0].values)["cross"] > 0  # lam = 0 links everything

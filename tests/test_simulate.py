@@ -74,3 +74,24 @@ def test_prox_zeros_and_variational_p_active_recover_a_prior_predictive_support(
     p = active_probability(to_inference_data(var, num_draws=200))
     assert list(p.index) == list(sim.support.index) and p.shape == (5, 4)
     assert support_recovery(p, sim.support)["auc"] >= 0.95
+
+
+def test_automatic_lam_follows_the_one_standard_error_rule_and_repeats_with_a_seed():
+    sim = simulate(SUPPORT, 10, 400, seed=1)
+    fits = [
+        FactVAE(latent_dim=4, lam="auto").fit(sim.data, epochs=12, seed=3, progress=False)
+        for _ in range(2)
+    ]
+    a, b = fits
+    assert a.lam_ == b.lam_ and a.lam_path_ == b.lam_path_  # the same choice, bit for bit
+    assert a.sparsity().equals(b.sparsity())
+    path = a.lam_path_
+    assert path["lams"] == [0.0, 0.1, 0.3, 1.0, 3.0, 10.0] and a.lam_ in path["lams"]
+    top = int(np.argmax(path["held_out_ll"]))
+    within = [
+        lam
+        for lam, ll in zip(path["lams"], path["held_out_ll"])
+        if ll >= path["held_out_ll"][top] - path["standard_error"][top]
+    ]
+    assert a.lam_ == max(within)  # the sparsest lam the data cannot tell from the best
+    assert path["active_links"][-1] < path["active_links"][0]  # the grid reaches pruning

@@ -12,17 +12,14 @@ likelihood; the model is restored to its weights at that ``lam``.
 
 from __future__ import annotations
 
-import copy
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from ..data import as_grouped
 from ..estimator import FactVAE
-from ..metrics import held_out_log_likelihood
+from ..lampath import check_path_data, walk
 from ..plotting import plot_lambda_path
 
 __all__ = ["LambdaPath", "lambda_path"]
@@ -43,7 +40,8 @@ class LambdaPath:
     sparsity : list of pandas.DataFrame
         :meth:`FactVAE.sparsity` at each ``lam``.
     best : int
-        Index of the chosen ``lam`` (highest ``held_out_ll``).
+        Index of the chosen ``lam``: the largest within one standard error of the highest
+        ``held_out_ll`` (see :mod:`pyro_factvae.lampath`).
     model : FactVAE
         The fitted model, with the weights it had at the chosen ``lam``.
     """
@@ -130,31 +128,10 @@ def lambda_path(
         train, valid = data.split(1 - validation, seed=seed)
     else:
         train, valid = data, as_grouped(validation, names=data.names)
-    for name, part in (("training", train), ("validation", valid)):
-        if not bool((part.observed.sum(1) > 1).any()):
-            raise ValueError(
-                f"no {name} row has two observed groups, so no group can be held out and "
-                "scored; lambda_path needs rows that observe at least two groups"
-            )
+    check_path_data(train, valid)
     warm_epochs = max(1, epochs // 2) if warm_epochs is None else warm_epochs
-    fit_kwargs = dict(fit_kwargs or {})
     vae = FactVAE(lam=grid[0], **model_kwargs)
-    scores, links, maps, states = [], [], [], []
-    for i, lam in enumerate(grid):
-        vae.set_lam(lam)
-        if i == 0:
-            vae.fit(train, epochs=epochs, seed=seed, progress=progress, **fit_kwargs)
-        else:
-            vae.fit(train, epochs=warm_epochs, seed=seed + i, progress=progress, **fit_kwargs)
-        scores.append(held_out_log_likelihood(vae, valid, num_samples=num_samples, seed=seed))
-        norms = vae.sparsity()
-        maps.append(norms)
-        links.append(int((norms.values > 0).sum()))
-        states.append(copy.deepcopy((vae.model_.state_dict(), vae.guide_.state_dict())))
-    best = int(np.nanargmax(scores))
-    model_state, guide_state = states[best]
-    vae.model_.load_state_dict(model_state)
-    vae.guide_.load_state_dict(guide_state)
-    vae.set_lam(grid[best])
-    vae.reset_optimizers()  # their moments belong to the last lam
-    return LambdaPath(grid, scores, links, maps, best, vae)
+    path = walk(
+        vae, train, valid, grid, epochs, warm_epochs, seed, num_samples, progress, fit_kwargs
+    )
+    return LambdaPath(grid, path.held_out_ll, path.active_links, path.sparsity, path.best, vae)
