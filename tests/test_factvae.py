@@ -297,3 +297,22 @@ def test_early_stopping_restores_the_best_epoch_and_is_reproducible(groups, monk
     a = FactVAE(latent_dim=2).fit(groups, epochs=30, patience=2, progress=False)
     b = FactVAE(latent_dim=2).fit(groups, epochs=30, patience=2, progress=False)
     assert a.history_ == b.history_ and a.sparsity().equals(b.sparsity())
+
+
+def test_save_and_checkpoint_create_missing_folders_before_training(tmp_path, groups):
+    ckpt = tmp_path / "ckdir" / "deeper" / "run.ckpt"
+    vae = FactVAE(latent_dim=2).fit(groups, epochs=1, checkpoint=ckpt, progress=False)
+    assert ckpt.exists()
+    vae.save(tmp_path / "nodir" / "sub" / "m.pt")
+    assert FactVAE.load(tmp_path / "nodir" / "sub" / "m.pt").sparsity().equals(vae.sparsity())
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(ValueError, match="cannot create the folder of checkpoint path"):
+        FactVAE(latent_dim=2).fit(groups, epochs=1000, checkpoint=blocker / "c.ckpt")
+
+
+def test_non_finite_errors_name_terms_not_internal_parameter_names(groups):
+    with pytest.raises(FloatingPointError) as info:
+        tiny().fit(groups, epochs=3, batch_size=16, lr=1e10, progress=False)
+    message = str(info.value)
+    assert "$$$" not in message and "Phi" not in message and "term: " in message
