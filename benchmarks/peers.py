@@ -8,8 +8,8 @@ Protocol (one table per data set and setting; JSON to ``benchmarks/out/peers.jso
 * score: RMSE over the hidden entries, in standardized units; time: fit + impute, seconds.
 
 Peers: the per-feature mean; scikit-learn ``KNNImputer(10)`` and ``IterativeImputer``
-(BayesianRidge, 10 rounds, ``n_nearest_features`` capped at 100 so that the 649-column UCI
-set runs in minutes, not hours); MOFA+ (``mofapy2``; it fits only its training rows, so the
+(BayesianRidge, 10 rounds, ``n_nearest_features`` capped at 100; even so the 649-column UCI
+set took 22 minutes here, under load); MOFA+ (``mofapy2``; it fits only its training rows, so the
 factors of a test row are inferred from its observed views with the weights frozen, by MOFA's
 own factor update ``Sigma = (I + sum_m E[W_m^T T_m W_m])^-1``, ``E[z] = Sigma sum_m E[W_m]^T
 T_m y_m``, then ``y_h = mean_h + E[W_h] E[z]``); the in-house ``lam = 0`` and JMVAE+; on the
