@@ -21,7 +21,7 @@ from .data import GroupedData, is_dataframe
 from .infer.loop import Phase
 from .infer.run import Run, Trainer, check_checkpoint, fingerprint
 from .io import check_writable, read_payload, write_payload
-from .lampath import AUTO_GRID, walk
+from .lampath import fit_auto
 from .layout import Layout
 from .module.guide import MAP, Guide
 from .module.model import Model
@@ -337,7 +337,15 @@ class FactVAE(Queries):
         if resume is not None:
             return self._resume(data, resume, given, checkpoint, progress)
         if self.config.lam == "auto":
-            return self._fit_auto(data, given, checkpoint, progress, groups)
+            if checkpoint is not None or self.model_ is not None:
+                raise ValueError(
+                    "lam='auto' chooses lam on a first fit without checkpoints; give lam a "
+                    "number (e.g. the chosen vae.lam_) to checkpoint or continue training"
+                )
+            if groups is not None:
+                self.set_columns(groups)
+            self.lam_path_ = fit_auto(self, self.prepare(data), given, progress)
+            return self
         collapsed_only = PHI_POSTERIORS.get(self.config.phi_inference).collapsed
         fit = FitConfig(**given).resolved(bool(self.history_), collapsed_only)
         if groups is not None:
@@ -370,44 +378,6 @@ class FactVAE(Queries):
         phases.append(Phase(self.config.phi_inference, fit.epochs - fit.map_epochs, rest_warmup))
         run = Run(fit, phases, fingerprint(data))
         return self._execute(run, data, generator, rng_state, progress, ckpt)
-
-    def _fit_auto(self, data, given, checkpoint, progress, groups) -> FactVAE:
-        """``lam="auto"``: walk :data:`~pyro_factvae.lampath.AUTO_GRID` on 80% of the rows,
-        choose ``lam`` by the held-out conditional log-likelihood of the other 20%, then train
-        on every row at that ``lam``."""
-        if checkpoint is not None or self.model_ is not None:
-            raise ValueError(
-                "lam='auto' chooses lam on a first fit without checkpoints; give lam a number "
-                "(e.g. the chosen vae.lam_) to checkpoint or continue training"
-            )
-        if groups is not None:
-            self.set_columns(groups)
-        grouped = self.prepare(data)
-        grouped.require_trainable()
-        seed = 0 if given["seed"] is None else given["seed"]
-        train, valid = grouped.split(0.8, seed=seed)
-        fit_kwargs = {k: v for k, v in given.items() if k not in ("epochs", "seed")}
-        epochs = given["epochs"]
-        warm = max(1, epochs // 4)
-        path = walk(
-            self,
-            train,
-            valid,
-            AUTO_GRID,
-            epochs,
-            warm,
-            seed,
-            progress=progress,
-            fit_kwargs=fit_kwargs,
-        )
-        self.lam_path_ = {
-            "lams": path.lams,
-            "held_out_ll": path.held_out_ll,
-            "standard_error": path.standard_error,
-            "active_links": path.active_links,
-        }
-        rest = {**fit_kwargs, "warmup_epochs": 0.0}
-        return self.fit(grouped, epochs=warm, seed=seed + len(AUTO_GRID), progress=progress, **rest)
 
     def _execute(self, run, data, generator, rng_state, progress, checkpoint) -> FactVAE:
         assert self.trainer_ is not None

@@ -25,7 +25,7 @@ import numpy as np
 from .data import GroupedData
 from .module.scoring import held_out_score
 
-__all__ = ["AUTO_GRID", "PathResult", "check_path_data", "walk"]
+__all__ = ["AUTO_GRID", "PathResult", "check_path_data", "fit_auto", "walk"]
 
 #: the grid of ``lam="auto"`` (per-example weights, features standardized)
 AUTO_GRID = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
@@ -93,3 +93,33 @@ def walk(
     vae.set_lam(grid[best])
     vae.reset_optimizers()  # their moments belong to the last lam
     return PathResult(grid, scores, links, maps, best, errors)
+
+
+def fit_auto(vae: Any, data: GroupedData, given: Mapping[str, Any], progress: bool) -> dict:
+    """``FactVAE(lam="auto").fit``: walk :data:`AUTO_GRID` on 80% of the rows, choose ``lam``
+    on the other 20% (one-standard-error rule), then train on every row at that ``lam`` for a
+    quarter of ``epochs``. Returns the path as plain data (``vae.lam_path_``)."""
+    data.require_trainable()
+    seed = 0 if given["seed"] is None else given["seed"]
+    train, valid = data.split(0.8, seed=seed)
+    fit_kwargs = {k: v for k, v in given.items() if k not in ("epochs", "seed")}
+    warm = max(1, given["epochs"] // 4)
+    path = walk(
+        vae,
+        train,
+        valid,
+        AUTO_GRID,
+        given["epochs"],
+        warm,
+        seed,
+        progress=progress,
+        fit_kwargs=fit_kwargs,
+    )
+    rest = {**fit_kwargs, "warmup_epochs": 0.0}
+    vae.fit(data, epochs=warm, seed=seed + len(AUTO_GRID), progress=progress, **rest)
+    return {
+        "lams": path.lams,
+        "held_out_ll": path.held_out_ll,
+        "standard_error": path.standard_error,
+        "active_links": path.active_links,
+    }
