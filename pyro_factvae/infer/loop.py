@@ -217,7 +217,7 @@ def guarded_step(model, guide, optimizers: Optimizers, args, pos: Position) -> t
         )
     optimizers.step()
     optimizers.zero_grad()
-    data = sum(float(v.detach()) for k, v in terms.items() if is_data_term(k))
+    data = float(sum(v.detach() for k, v in terms.items() if is_data_term(k)))  # one sync
     return data, value - data
 
 
