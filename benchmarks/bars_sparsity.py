@@ -14,14 +14,14 @@ import argparse
 import json
 import os
 
-from pyro_factvae.config import ModelConfig
+from pyro_factvae.tools.experiments import BARS_LAM
 from pyro_factvae.tools.experiments import bars_run as run
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--lam", type=float, default=ModelConfig().lam)
+    parser.add_argument("--lam", type=float, default=BARS_LAM)
     parser.add_argument("--json", default="benchmarks/out/bars_sparsity.json")
     args = parser.parse_args(argv)
 

@@ -18,10 +18,9 @@ import os
 
 import numpy as np
 
-from pyro_factvae.config import ModelConfig
 from pyro_factvae.datasets import QUADRANTS
 from pyro_factvae.plotting import plot_sparsity
-from pyro_factvae.tools.experiments import BARS_FIT, bars_run
+from pyro_factvae.tools.experiments import BARS_FIT, BARS_LAM, bars_run
 
 
 def plot_reconstructions(test, preds: dict[str, dict], path: str, n: int = 8) -> None:
@@ -55,9 +54,7 @@ def plot_reconstructions(test, preds: dict[str, dict], path: str, n: int = 8) ->
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--lam", type=float, default=ModelConfig().lam, help="lambda of the sparse model"
-    )
+    parser.add_argument("--lam", type=float, default=BARS_LAM, help="lambda of the sparse model")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=10000, help="training rows")
     parser.add_argument("--epochs", type=int, default=BARS_FIT["epochs"])

@@ -55,7 +55,7 @@ def to_inference_data(
     total = num_chains * num_draws
     gen = torch.Generator().manual_seed(seed)
     draws = guide.phi_posterior.draws(
-        list(guide.Phi), model.config.lam_total(), total, gen, active_factor
+        list(guide.Phi), model.lam_totals(), total, gen, active_factor
     )
     layout = model.layout
     norms, gamma, active = (

@@ -29,7 +29,7 @@ from .cli_io import (
     parse_groups,
     read_data,
 )
-from .config import ModelConfig
+from .config import FitConfig, ModelConfig
 
 __all__ = ["PLOT_FORMATS", "main", "parse_groups", "run"]
 
@@ -87,7 +87,8 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
         args,
         result,
         f"fitted {len(data)} rows, groups {data.names}: final loss {vae.history_[-1]:.4g} "
-        f"nats/row (prior terms {vae.prior_history_[-1]:.4g} apart), lam {vae.lam:g}, "
+        f"nats/row (prior terms {vae.prior_history_[-1]:.4g} apart), lam {vae.lam:g}"
+        f"{' (chosen on a validation split)' if vae.lam_path_ else ''}, "
         f"{links} active links; wrote {args.out}",
     )
     return result
@@ -208,6 +209,24 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- parser
+def _float_or_auto(text: str) -> float | str:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a number or 'auto', not {text!r}") from None
+
+
+def _int_or_auto(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give an integer or 'auto', not {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
@@ -223,10 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.add_argument("--seed", type=int, default=0)
 
-    def training(p: argparse.ArgumentParser, epochs: int) -> None:
-        p.add_argument("--latent-dim", type=int, default=8)
-        p.add_argument("--epochs", type=int, default=epochs)
-        p.add_argument("--batch-size", type=int, default=64)
+    def training(p: argparse.ArgumentParser, epochs: int | None) -> None:
+        p.add_argument(
+            "--latent-dim",
+            type=_int_or_auto,
+            default="auto",
+            help="latents, or 'auto' (from the number of groups; default)",
+        )
+        p.add_argument(
+            "--epochs",
+            type=int,
+            default=epochs,
+            help="epochs (a cap under early stopping); default: about 3000 steps"
+            if epochs is None
+            else "default: %(default)s",
+        )
+        p.add_argument("--batch-size", type=int, default=FitConfig().batch_size)
         p.add_argument(
             "--likelihood", action="append", help="group=name (normal, bernoulli, categorical)"
         )
@@ -235,7 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fit", help="train a model and save it")
     p.add_argument("data", help=".npz (one array per group) or .csv (with --groups)")
     p.add_argument("--out", "-o", default="model.factvae", help="model file to write")
-    p.add_argument("--lam", type=float, default=ModelConfig().lam, help="default: %(default)s")
+    p.add_argument(
+        "--lam",
+        type=_float_or_auto,
+        default=ModelConfig().lam,
+        help="per-variable group-lasso weight, or 'auto' (chosen on a validation split; "
+        "default: %(default)s)",
+    )
     p.add_argument("--checkpoint", help="write the training state here (atomically)")
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument(
@@ -245,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--drop-empty-rows", action="store_true", help="drop rows where every group is missing"
     )
-    training(p, 100)
+    training(p, None)
     common(p)
     p.set_defaults(run=cmd_fit)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .registry import EXPERTS, LIKELIHOODS, PHI_POSTERIORS
 
-__all__ = ["ConvSpec", "FitConfig", "ModelConfig", "positive_int"]
+__all__ = ["REFIT_LR", "ConvSpec", "FitConfig", "ModelConfig", "positive_int"]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -100,13 +100,18 @@ def _num_data(value: Any) -> int | None:
     return None if value is None else positive_int("num_data", value)
 
 
+def _auto_or(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``"auto"`` (chosen from the data by ``fit``) or a value that passes ``check``."""
+    return lambda v: "auto" if isinstance(v, str) and v == "auto" else check(v)
+
+
 _MODEL_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "latent_dim": lambda v: positive_int("latent_dim", v),
-    "lam": lambda v: "auto" if isinstance(v, str) and v == "auto" else _number("lam", v),
+    "latent_dim": _auto_or(lambda v: positive_int("latent_dim", v)),
+    "lam": _auto_or(lambda v: _number("lam", v)),
     "likelihood": _likelihood,
     "encoder_hidden": _widths("encoder_hidden"),
-    "encoder_width": lambda v: positive_int("encoder_width", v),
-    "decoder_width": lambda v: positive_int("decoder_width", v),
+    "encoder_width": _auto_or(lambda v: positive_int("encoder_width", v)),
+    "decoder_width": _auto_or(lambda v: positive_int("decoder_width", v)),
     "decoder_hidden": _widths("decoder_hidden"),
     "keep_prob": _keep_prob,
     "theta_prior_weight": lambda v: _number("theta_prior_weight", v),
@@ -129,12 +134,12 @@ class ModelConfig:
     Invalid values raise ``ValueError`` at construction *and on assignment*.
     """
 
-    latent_dim: int = 8
-    lam: float | str = 3.0
+    latent_dim: int | str = "auto"
+    lam: float | str = "auto"
     likelihood: str | list[str] | dict[str, str] = "normal"
     encoder_hidden: list[int] = field(default_factory=list)
-    encoder_width: int = 16
-    decoder_width: int = 16
+    encoder_width: int | str = "auto"
+    decoder_width: int | str = "auto"
     decoder_hidden: list[int] = field(default_factory=list)
     keep_prob: float = 0.75
     theta_prior_weight: float = 0.01
@@ -158,11 +163,27 @@ class ModelConfig:
         """``m = p + H``, the rows of every ``Phi_g``."""
         return self.decoder_width + self.encoder_width
 
+    def resolve_capacity(self, dims: Sequence[int]) -> None:
+        """Fill in ``latent_dim``, ``encoder_width`` and ``decoder_width`` left at ``"auto"``
+        from the group widths ``dims``: ``K = min(64, max(16, 2 G))`` latents (more than the
+        data need, so that the group lasso prunes the surplus; never more than the total
+        width), and ``H = p = min(64, max(16, ceil(max d_g / 2)))``."""
+        if self.latent_dim == "auto":
+            self.latent_dim = min(sum(dims), min(64, max(16, 2 * len(dims))))
+        width = min(64, max(16, math.ceil(max(dims) / 2)))
+        if self.encoder_width == "auto":
+            self.encoder_width = width
+        if self.decoder_width == "auto":
+            self.decoder_width = width
+
     def lam_total(self, batch_size: int | None = None) -> float:
         """``N * lam``, the rate of the full-data group-lasso prior (``N``: ``num_data``, or
         ``batch_size`` before a fit)."""
         if self.lam == "auto":
-            raise ValueError("lam='auto' is resolved by fit; there is no lam before that")
+            raise ValueError(
+                "lam='auto' is resolved by FactVAE.fit; there is no lam before that (give "
+                "ModelConfig(lam=...) a number to use Model and Guide on their own)"
+            )
         return self.lam * (self.num_data or batch_size or 1)
 
     def likelihoods_for(self, names: Sequence[str]) -> list[str]:
@@ -241,7 +262,7 @@ def _nonneg_or_none(name: str) -> Callable[[Any], float | None]:
 
 
 _FIT_CHECKS: dict[str, Callable[[Any], Any]] = {
-    "epochs": lambda v: positive_int("epochs", v),
+    "epochs": lambda v: None if v is None else positive_int("epochs", v),
     "batch_size": lambda v: positive_int("batch_size", v),
     "lr": lambda v: _number("lr", v, strict=True),
     "phi_lr": lambda v: _number("phi_lr", v, strict=True),
@@ -249,7 +270,8 @@ _FIT_CHECKS: dict[str, Callable[[Any], Any]] = {
     "map_epochs": lambda v: None if v is None else int(_number("map_epochs", v)),
     "seed": lambda v: None if v is None else int(_number("seed", v)),
     "checkpoint_every": lambda v: None if v is None else positive_int("checkpoint_every", v),
-    "patience": lambda v: None if v is None else positive_int("patience", v),
+    "patience": lambda v: None if v is None else _auto_or(lambda u: positive_int("patience", u))(v),
+    "relax_epochs": lambda v: None if v is None else int(_number("relax_epochs", v)),
     "validation": lambda v: _fraction("validation", v),
 }
 
@@ -261,16 +283,25 @@ def _fraction(name: str, value: Any) -> float:
     return value
 
 
+#: default training length: about this many steps (``epochs = max(20, ceil(steps / batches))``)
+DEFAULT_STEPS = 3000
+#: step sizes of a refit (relaxed phase, warm start on a lam path) relative to a first fit's
+REFIT_LR = 0.1
+#: default early-stopping patience: about this many steps without a better validation score
+PATIENCE_STEPS = 300
+
+
 @dataclass
 class FitConfig:
     """How one ``fit`` call trains; see :meth:`~pyro_factvae.FactVAE.fit` for meanings.
 
-    ``warmup_epochs`` and ``map_epochs`` may be ``None`` (defaults that depend on the run:
-    :meth:`resolved` fills them in).
+    ``epochs``, ``warmup_epochs``, ``map_epochs`` and ``relax_epochs`` may be ``None`` and
+    ``patience`` ``"auto"`` (defaults that depend on the data and the run: :meth:`resolved`
+    fills them in).
     """
 
-    epochs: int = 100
-    batch_size: int = 64
+    epochs: int | None = None
+    batch_size: int = 128
     lr: float = 1e-2
     phi_lr: float = 1e-2
     phi_optim: str = "adam"
@@ -279,8 +310,9 @@ class FitConfig:
     map_epochs: int | None = None
     seed: int | None = 0
     checkpoint_every: int | None = None
-    patience: int | None = None
+    patience: int | str | None = "auto"
     validation: float = 0.1
+    relax_epochs: int | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         check = _FIT_CHECKS.get(name)
@@ -293,24 +325,55 @@ class FitConfig:
         if decay > 1:
             raise ValueError(f"lr_decay must be in (0, 1], got {decay}")
 
-    def resolved(self, continuing: bool, collapsed_only: bool) -> FitConfig:
-        """A copy with the run-dependent defaults filled in.
+    def resolved(
+        self, continuing: bool, collapsed_only: bool, num_rows: int, sparse: bool = True
+    ) -> FitConfig:
+        """A copy with the data- and run-dependent defaults filled in (``num_rows``: the rows
+        trained on; ``sparse``: ``lam > 0``).
 
-        ``warmup_epochs``: 40% of ``epochs`` on a first fit, none when continuing.
+        ``epochs``: about :data:`DEFAULT_STEPS` steps, at least 20 epochs.
+        ``patience``: ``"auto"`` is about :data:`PATIENCE_STEPS` steps, at least 10 epochs.
+        ``relax_epochs``: with the prox (``collapsed_only``) and ``lam > 0``, the last quarter
+        of ``epochs`` refits the selected support without shrinkage; else 0 (``epochs``: the
+        whole call is a refit of the current support).
+        ``warmup_epochs``: 40% of the penalised epochs on a first fit, none when continuing.
         ``map_epochs``: for a posterior over ``Phi`` that is not the prox's point mass
         (``collapsed_only=False``), half the epochs on a first fit; else 0.
         """
+        batches = math.ceil(num_rows / min(self.batch_size, num_rows))
+        epochs = self.epochs
+        if epochs is None:
+            epochs = max(20, math.ceil(DEFAULT_STEPS / batches))
+        patience = self.patience
+        if patience == "auto":
+            patience = max(10, math.ceil(PATIENCE_STEPS / batches))
+        relax = self.relax_epochs
+        if relax is None:
+            relax = epochs // 4 if collapsed_only and sparse else 0
+        elif relax and not collapsed_only:
+            raise ValueError("relax_epochs applies to phi_inference='prox' only")
+        if not 0 <= relax <= epochs:
+            raise ValueError(f"relax_epochs must be in [0, epochs={epochs}], got {relax}")
         warmup = self.warmup_epochs
         if warmup is None:
-            warmup = 0.0 if continuing else 0.4 * self.epochs
+            warmup = 0.0 if continuing else 0.4 * (epochs - relax)
         map_epochs = self.map_epochs
         if map_epochs is None:
-            map_epochs = 0 if collapsed_only or continuing else self.epochs // 2
+            map_epochs = 0 if collapsed_only or continuing else epochs // 2
         elif map_epochs and collapsed_only:
             raise ValueError("map_epochs applies to phi_inference='variational' only")
-        if not 0 <= map_epochs < self.epochs:
-            raise ValueError(f"map_epochs must be in [0, epochs={self.epochs}), got {map_epochs}")
-        return FitConfig(**{**self.to_dict(), "warmup_epochs": warmup, "map_epochs": map_epochs})
+        if not 0 <= map_epochs < epochs:
+            raise ValueError(f"map_epochs must be in [0, epochs={epochs}), got {map_epochs}")
+        return FitConfig(
+            **{
+                **self.to_dict(),
+                "epochs": epochs,
+                "patience": patience,
+                "relax_epochs": relax,
+                "warmup_epochs": warmup,
+                "map_epochs": map_epochs,
+            }
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .config import FitConfig, ModelConfig
+from .config import REFIT_LR, FitConfig, ModelConfig
 from .data import GroupedData, is_dataframe
 from .infer.loop import Phase
 from .infer.run import Run, Trainer, check_checkpoint, fingerprint
@@ -29,6 +29,9 @@ from .queries import Queries
 from .registry import LIKELIHOODS, PHI_POSTERIORS
 
 __all__ = ["FactVAE"]
+
+#: early stopping's default (``patience="auto"``) needs at least this many rows
+MIN_ROWS_TO_STOP = 20
 
 
 class FactVAE(Queries):
@@ -112,12 +115,12 @@ class FactVAE(Queries):
 
     def __init__(
         self,
-        latent_dim: int = 8,
-        lam: float = 3.0,
+        latent_dim: int | str = "auto",
+        lam: float | str = "auto",
         likelihood: str | Sequence[str] | Mapping[str, str] = "normal",
         encoder_hidden: Sequence[int] = (),
-        encoder_width: int = 16,
-        decoder_width: int = 16,
+        encoder_width: int | str = "auto",
+        decoder_width: int | str = "auto",
         decoder_hidden: Sequence[int] = (),
         keep_prob: float = 0.75,
         theta_prior_weight: float = 0.01,
@@ -229,8 +232,8 @@ class FactVAE(Queries):
     def fit(
         self,
         data: Any,
-        epochs: int = 100,
-        batch_size: int = 64,
+        epochs: int | None = None,
+        batch_size: int = 128,
         lr: float = 1e-2,
         phi_lr: float = 1e-2,
         phi_optim: str = "adam",
@@ -243,8 +246,9 @@ class FactVAE(Queries):
         checkpoint_every: int | None = None,
         resume: str | os.PathLike | None = None,
         groups: Mapping[str, Sequence[str]] | None = None,
-        patience: int | None = None,
+        patience: int | str | None = "auto",
         validation: float = 0.1,
+        relax_epochs: int | None = None,
     ) -> FactVAE:
         """Train with collapsed SVI and the prox step (Algorithm 1).
 
@@ -333,6 +337,7 @@ class FactVAE(Queries):
             "checkpoint_every": checkpoint_every,
             "patience": patience,
             "validation": validation,
+            "relax_epochs": relax_epochs,
         }
         if resume is not None:
             return self._resume(data, resume, given, checkpoint, progress)
@@ -346,13 +351,17 @@ class FactVAE(Queries):
                 self.set_columns(groups)
             self.lam_path_ = fit_auto(self, self.prepare(data), given, progress)
             return self
-        collapsed_only = PHI_POSTERIORS.get(self.config.phi_inference).collapsed
-        fit = FitConfig(**given).resolved(bool(self.history_), collapsed_only)
         if groups is not None:
             self.set_columns(groups)
         ckpt = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
         data = self.prepare(data)
         data.require_trainable()
+        collapsed_only = PHI_POSTERIORS.get(self.config.phi_inference).collapsed
+        if given["patience"] == "auto" and len(data) < MIN_ROWS_TO_STOP:
+            given["patience"] = None  # too few rows to hold some out
+        fit = FitConfig(**given).resolved(
+            bool(self.history_), collapsed_only, len(data), sparse=self.config.lam > 0
+        )
         layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
             LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g])
@@ -375,7 +384,11 @@ class FactVAE(Queries):
         self.config.num_data = len(data)
         phases = [Phase(MAP, fit.map_epochs, fit.warmup_epochs)] if fit.map_epochs else []
         rest_warmup = 0.0 if fit.map_epochs else fit.warmup_epochs
-        phases.append(Phase(self.config.phi_inference, fit.epochs - fit.map_epochs, rest_warmup))
+        main = fit.epochs - fit.map_epochs - fit.relax_epochs
+        if main:
+            phases.append(Phase(self.config.phi_inference, main, rest_warmup))
+        if fit.relax_epochs:  # the relaxed group lasso: the selected support, refit unshrunk
+            phases.append(Phase(MAP, fit.relax_epochs, 0.0, relaxed=True, lr_scale=REFIT_LR))
         run = Run(fit, phases, fingerprint(data))
         return self._execute(run, data, generator, rng_state, progress, ckpt)
 

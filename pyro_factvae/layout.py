@@ -66,6 +66,16 @@ class Layout:
     def num_groups(self) -> int:
         return len(self.names)
 
+    @property
+    def penalty_weights(self) -> tuple[int, ...]:
+        """Per block, the number of variables of each of its groups (the likelihood's
+        ``variables(dim)``): a link of that group is penalised by ``lam`` times this."""
+        return tuple(LIKELIHOODS.get(b.likelihood).variables(b.dim) for b in self.blocks)
+
+    def penalty_rates(self, lam_total: float) -> list[float]:
+        """Per block, ``lam_total`` (``N lam``) times :attr:`penalty_weights`."""
+        return [lam_total * v for v in self.penalty_weights]
+
     def check_mask(self, mask: torch.Tensor, what: str = "mask") -> None:
         """A ``(B, G)`` bool mask, else a ``ValueError``."""
         if mask.dtype != torch.bool or mask.dim() != 2 or mask.shape[1] != self.num_groups:

@@ -13,7 +13,9 @@ def fitted_bars():
     import pyro
 
     pyro.clear_param_store()
-    return FactVAE(latent_dim=6).fit(bars_data(600, seed=1), epochs=3, progress=False, seed=1)
+    return FactVAE(latent_dim=6, lam=1.0).fit(
+        bars_data(600, seed=1), epochs=3, progress=False, seed=1
+    )
 
 
 def test_inference_data_dims_and_values(fitted_bars):
@@ -59,7 +61,7 @@ def test_variational_mode_gives_every_link_a_posterior():
     import pyro
     from pyro import poutine
 
-    vae = FactVAE(latent_dim=4, phi_inference="variational")
+    vae = FactVAE(latent_dim=4, lam=1.0, phi_inference="variational")
     vae.fit(bars_data(400, seed=2), epochs=3, progress=False)
     assert np.isfinite(vae.history_).all()
     # the guide's global sites are real distributions on the model's explicit sites

@@ -83,7 +83,7 @@ def test_interrupt_then_resume_equals_the_uninterrupted_run(config, stop, tmp_pa
 def test_sigterm_stops_after_the_step_and_writes_a_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "run.ckpt"
     _interrupt_at(monkeypatch, 2, signal.SIGTERM)
-    vae = FactVAE(latent_dim=2).fit(
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(
         small_groups(), epochs=3, batch_size=16, checkpoint=path, progress=False
     )
     assert vae.interrupted_ == "SIGTERM" and len(vae.history_) == 0
@@ -92,7 +92,7 @@ def test_sigterm_stops_after_the_step_and_writes_a_checkpoint(tmp_path, monkeypa
     monkeypatch.undo()
     with pytest.warns(UserWarning, match="no checkpoint path was given"):
         _interrupt_at(monkeypatch, 1)
-        FactVAE(latent_dim=2).fit(small_groups(), epochs=1, progress=False)
+        FactVAE(latent_dim=2, lam=1.0).fit(small_groups(), epochs=1, progress=False)
 
 
 def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path):
@@ -113,7 +113,7 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path):
             return real_save(obj, f, *args, **kwargs)
         persist.torch.save = slow_save
         data = dict(np.load({str(tmp_path / "data.npz")!r}))
-        FactVAE(latent_dim=2).fit(data, epochs=5, batch_size=16, checkpoint={str(path)!r},
+        FactVAE(latent_dim=2, lam=1.0).fit(data, epochs=5, batch_size=16, checkpoint={str(path)!r},
                                   checkpoint_every=1, progress=False)
         """
     )
@@ -133,7 +133,9 @@ def test_sigkill_during_a_checkpoint_write_leaves_the_previous_one(tmp_path):
 @pytest.mark.filterwarnings("ignore:Encountered NaN")
 def test_non_finite_loss_names_step_term_and_checkpoint(tmp_path):
     data = small_groups()
-    vae = FactVAE(latent_dim=2).fit(data, epochs=1, progress=False, checkpoint=tmp_path / "c")
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(
+        data, epochs=1, progress=False, checkpoint=tmp_path / "c"
+    )
     with torch.no_grad():
         vae.model_.likelihoods[0].raw_scale[1] = float("nan")  # break group b's likelihood
     before = _state(vae)
@@ -161,7 +163,7 @@ def test_non_finite_error_names_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(train_module, "guarded_step", break_at_third)
     path = tmp_path / "c"
     with pytest.raises(NonFiniteError, match=r"step 3 .*last good checkpoint is .*\(step 2\)"):
-        FactVAE(latent_dim=2).fit(
+        FactVAE(latent_dim=2, lam=1.0).fit(
             small_groups(),
             epochs=2,
             batch_size=16,
@@ -175,8 +177,8 @@ def test_non_finite_error_names_the_last_good_checkpoint(tmp_path, monkeypatch):
 def test_normal_groups_are_standardized_inside_the_model(scale, shift):
     small = small_groups()
     big = {k: v * scale + shift for k, v in small.items()}
-    a = FactVAE(latent_dim=2).fit(small, epochs=3, progress=False)
-    b = FactVAE(latent_dim=2).fit(big, epochs=3, progress=False)
+    a = FactVAE(latent_dim=2, lam=1.0).fit(small, epochs=3, progress=False)
+    b = FactVAE(latent_dim=2, lam=1.0).fit(big, epochs=3, progress=False)
     assert np.isfinite(b.history_).all()
     for k in small:  # the same fit, in the user's units
         np.testing.assert_allclose(
@@ -187,7 +189,7 @@ def test_normal_groups_are_standardized_inside_the_model(scale, shift):
 
 def test_model_files_keep_the_standardization(tmp_path):
     big = {k: v * 1e4 + 7.0 for k, v in small_groups().items()}
-    vae = FactVAE(latent_dim=2).fit(big, epochs=1, progress=False)
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(big, epochs=1, progress=False)
     vae.save(tmp_path / "m.pt")
     back = FactVAE.load(tmp_path / "m.pt")
     lik = back.model_.likelihoods[0]
@@ -212,7 +214,7 @@ def test_malicious_checkpoint_is_refused_without_running_code(tmp_path):
 
 
 def _tampered(tmp_path, edit):
-    vae = FactVAE(latent_dim=2).fit(small_groups(), epochs=1, progress=False)
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(small_groups(), epochs=1, progress=False)
     path = tmp_path / "m.pt"
     vae.save(path)
     meta, payload = read_payload(path)
@@ -236,7 +238,9 @@ def test_other_version_or_config_fails_with_a_message(tmp_path):
 
 def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path):
     data = small_groups()
-    vae = FactVAE(latent_dim=2).fit(data, epochs=1, progress=False, checkpoint=tmp_path / "c")
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(
+        data, epochs=1, progress=False, checkpoint=tmp_path / "c"
+    )
     vae.save(tmp_path / "model.pt")
     with pytest.raises(ValueError, match="not a checkpoint"):
         FactVAE().fit(data, resume=tmp_path / "model.pt")
@@ -248,7 +252,9 @@ def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path):
 
 def test_resuming_a_finished_run_returns_the_fitted_model(tmp_path):
     path = tmp_path / "done.ckpt"
-    whole = FactVAE(latent_dim=2).fit(small_groups(), epochs=2, checkpoint=path, progress=False)
+    whole = FactVAE(latent_dim=2, lam=1.0).fit(
+        small_groups(), epochs=2, checkpoint=path, progress=False
+    )
     again = FactVAE().fit(small_groups(), resume=path, progress=False)
     assert again.history_ == whole.history_ and again.interrupted_ is None
     assert again.sparsity().equals(whole.sparsity())
@@ -256,17 +262,17 @@ def test_resuming_a_finished_run_returns_the_fitted_model(tmp_path):
 
 def test_resume_refuses_settings_it_would_ignore(tmp_path):
     path = tmp_path / "run.ckpt"
-    FactVAE(latent_dim=2).fit(small_groups(), epochs=1, checkpoint=path, progress=False)
+    FactVAE(latent_dim=2, lam=1.0).fit(small_groups(), epochs=1, checkpoint=path, progress=False)
     with pytest.raises(ValueError, match="do not also give epochs"):
         FactVAE().fit(small_groups(), resume=path, epochs=99)
     with pytest.raises(ValueError, match="latent_dim"):
-        FactVAE(latent_dim=7).fit(small_groups(), resume=path)
+        FactVAE(latent_dim=7, lam=1.0).fit(small_groups(), resume=path)
 
 
 def test_a_resumed_run_keeps_writing_its_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "run.ckpt"
     _interrupt_at(monkeypatch, 2)
-    FactVAE(latent_dim=2).fit(small_groups(), epochs=3, batch_size=16, checkpoint=path)
+    FactVAE(latent_dim=2, lam=1.0).fit(small_groups(), epochs=3, batch_size=16, checkpoint=path)
     monkeypatch.undo()
     assert read_payload(path)[0]["run"]["global_step"] == 2
     FactVAE().fit(small_groups(), resume=path, progress=False)
@@ -277,10 +283,10 @@ def test_a_resumed_run_keeps_writing_its_checkpoint(tmp_path, monkeypatch):
 def test_early_stopping_runs_resume_bit_for_bit(tmp_path, monkeypatch):
     data = small_groups(n=60)
     fit = dict(epochs=6, batch_size=16, progress=False, seed=2, patience=1, warmup_epochs=1)
-    whole = FactVAE(latent_dim=2).fit(data, **fit)
+    whole = FactVAE(latent_dim=2, lam=1.0).fit(data, **fit)
     path = tmp_path / "run.ckpt"
     _interrupt_at(monkeypatch, 7)
-    FactVAE(latent_dim=2).fit(data, checkpoint=path, **fit)
+    FactVAE(latent_dim=2, lam=1.0).fit(data, checkpoint=path, **fit)
     monkeypatch.undo()
     resumed = FactVAE().fit(data, resume=path, progress=False)
     assert resumed.history_ == whole.history_

@@ -157,6 +157,8 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
         str(model),
         "--epochs",
         "2",
+        "--lam",
+        "1",
         "--checkpoint",
         str(ckpt),
         "--no-progress",

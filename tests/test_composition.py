@@ -114,13 +114,13 @@ def test_categorical_label_group_and_group_weight():
 
 
 def test_map_epochs_of_the_variational_mode(groups):
-    vae = FactVAE(latent_dim=2, phi_inference="variational")
+    vae = FactVAE(latent_dim=2, lam=1.0, phi_inference="variational")
     vae.fit(groups, epochs=4, map_epochs=2, progress=False)
     assert len(vae.history_) == 4 and vae.guide_.phi_mode == "variational"
     with pytest.raises(ValueError, match="map_epochs must be in"):
         vae.fit(groups, epochs=2, map_epochs=2, progress=False)
     with pytest.raises(ValueError, match="variational' only"):
-        FactVAE(latent_dim=2).fit(groups, epochs=2, map_epochs=1, progress=False)
+        FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=2, map_epochs=1, progress=False)
 
 
 def test_composition_example_runs(tmp_path, capsys):

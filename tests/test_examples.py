@@ -16,9 +16,9 @@ def _example(name):
 def test_bars_example_runs_and_writes_figures(tmp_path, capsys):
     bars = _example("bars.py")
     results = bars["main"](["--n", "300", "--epochs", "1", "--out", str(tmp_path), "--no-progress"])
-    assert set(results) == {0.0, 3.0}  # lam = 0 and the default lam
+    assert set(results) == {0.0, 0.2}  # lam = 0 and the example's lam
     assert all(np.isfinite(r["rmse"]) for r in results.values())
-    for name in ("sparsity_lam0.png", "sparsity_lam3.png", "right_from_left.png"):
+    for name in ("sparsity_lam0.png", "sparsity_lam0.2.png", "right_from_left.png"):
         assert (tmp_path / name).stat().st_size > 1000
     out = capsys.readouterr().out
     assert "top_left" in out and "RMSE ratio" in out

@@ -7,10 +7,11 @@ from pyro_factvae.datasets import bars_data, bars_structure
 
 from .conftest import small_groups
 
-FAST = dict(epochs=3, batch_size=16, progress=False)
+FAST = dict(epochs=3, batch_size=16, progress=False, patience=None)
 
 
 def tiny(**kw):
+    kw.setdefault("lam", 1.0)  # a fixed lam: these tests are not about choosing it
     return FactVAE(latent_dim=3, encoder_width=4, decoder_width=4, **kw)
 
 
@@ -109,7 +110,7 @@ def test_bad_arguments_raise_clear_errors(groups):
     with pytest.raises(ValueError, match="keep_prob"):
         FactVAE(keep_prob=0.0)
     with pytest.raises(ValueError, match="latent_dim"):
-        FactVAE(latent_dim=0)
+        FactVAE(latent_dim=0, lam=1.0)
     with pytest.raises(ValueError, match="epochs"):
         tiny().fit(groups, epochs=0)
     with pytest.raises(ValueError, match="not fitted"):
@@ -137,7 +138,9 @@ def test_bernoulli_group_trains(groups):
 def test_bars_sparsity_fast():
     """Quadrant bars: exact zeros separate top from bottom; lam = 0 keeps every link."""
     data = bars_data(3000, seed=1)
-    m = FactVAE(latent_dim=12).fit(data, epochs=20, seed=1, progress=False)  # default lam
+    m = FactVAE(latent_dim=12, lam=0.2).fit(
+        data, epochs=20, seed=1, progress=False, batch_size=64, patience=None, relax_epochs=0
+    )
     s = bars_structure(m.sparsity().values)
     assert s["cross"] == 0, m.sparsity()
     assert s["every_quadrant"]
@@ -190,11 +193,11 @@ def test_a_group_never_observed_is_refused_by_name(groups):
     groups = dict(groups)
     groups["c"] = np.full_like(groups["c"], np.nan)
     with pytest.raises(ValueError, match=r"groups \['c'\] are never observed"):
-        FactVAE(latent_dim=2).fit(groups, epochs=1, progress=False)
+        FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1, progress=False)
 
 
 def test_rows_without_any_group_get_prior_predictive_means(groups):
-    vae = FactVAE(latent_dim=2).fit(groups, epochs=1, progress=False)
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1, progress=False)
     query = {k: v[:6].copy() for k, v in groups.items()}
     for v in query.values():
         v[5] = np.nan  # row 5 observes nothing
@@ -204,21 +207,22 @@ def test_rows_without_any_group_get_prior_predictive_means(groups):
         assert np.isfinite(filled[name]).all()
         np.testing.assert_allclose(filled[name][5], prior[name].mean(0), atol=0.15)
     with pytest.raises(ValueError, match="drop_empty_rows=True"):
-        FactVAE(latent_dim=2).fit(query, epochs=1, progress=False)
+        FactVAE(latent_dim=2, lam=1.0).fit(query, epochs=1, progress=False)
 
 
 def test_fit_sample_and_impute_leave_the_global_rng_alone(groups):
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    vae = FactVAE(latent_dim=2).fit(groups, epochs=1, progress=False)
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1, progress=False)
     vae.sample(3, seed=4)
     vae.impute(groups, num_samples=2)
     assert torch.equal(torch.rand(3), expected)
 
 
 def test_history_is_the_data_loss_with_the_priors_apart(groups):
-    vae = FactVAE(latent_dim=2, theta_prior_weight=1.0).fit(groups, epochs=2, progress=False)
+    vae = FactVAE(latent_dim=2, lam=1.0, theta_prior_weight=1.0)
+    vae.fit(groups, epochs=2, progress=False, patience=None)
     model = vae.model_
     tau_prior = -float(model.theta_log_prior())  # tau = 1: the theta prior per row
     assert len(vae.prior_history_) == len(vae.history_) == 2
@@ -238,7 +242,7 @@ def test_dataframe_round_trip_keeps_index_columns_and_mapping(tmp_path, groups):
     frame.index = [f"row{i}" for i in range(len(frame))]
     frame["note"] = "kept"
     mapping = {"a": ["c0", "c1", "c2"], "b": ["c3", "c4", "c5"], "c": ["c6", "c7"]}
-    vae = FactVAE(latent_dim=2).fit(frame, groups=mapping, epochs=1, progress=False)
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(frame, groups=mapping, epochs=1, progress=False)
     vae.save(tmp_path / "m.pt")
     filled = FactVAE.load(tmp_path / "m.pt").impute(frame)
     assert filled.index.equals(frame.index) and list(filled.columns) == list(frame.columns)
@@ -250,7 +254,7 @@ def test_dataframe_round_trip_keeps_index_columns_and_mapping(tmp_path, groups):
 
 
 def test_impute_returns_observed_values_unchanged_in_their_dtype(groups):
-    vae = FactVAE(latent_dim=2).fit(groups, epochs=1, progress=False)
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1, progress=False)
     filled = vae.impute(groups)
     for name, x in groups.items():
         obs = ~np.isnan(x).all(1)
@@ -287,28 +291,34 @@ def test_early_stopping_restores_the_best_epoch_and_is_reproducible(groups, monk
         return out
 
     monkeypatch.setattr(run_module.Trainer, "_weights", spy)
-    vae = FactVAE(latent_dim=2).fit(
-        groups, epochs=50, patience=3, warmup_epochs=0, batch_size=16, progress=False
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(
+        groups,
+        epochs=50,
+        patience=3,
+        warmup_epochs=0,
+        batch_size=16,
+        progress=False,
+        relax_epochs=0,
     )
     assert len(vae.history_) == 6 and set(seen) == {4}  # 3 epochs after the best, 10% held out
     best = weights[3]["guide"]
     assert all(torch.equal(best[k], v) for k, v in vae.guide_.state_dict().items())
     monkeypatch.undo()
-    a = FactVAE(latent_dim=2).fit(groups, epochs=30, patience=2, progress=False)
-    b = FactVAE(latent_dim=2).fit(groups, epochs=30, patience=2, progress=False)
+    a = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=30, patience=2, progress=False)
+    b = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=30, patience=2, progress=False)
     assert a.history_ == b.history_ and a.sparsity().equals(b.sparsity())
 
 
 def test_save_and_checkpoint_create_missing_folders_before_training(tmp_path, groups):
     ckpt = tmp_path / "ckdir" / "deeper" / "run.ckpt"
-    vae = FactVAE(latent_dim=2).fit(groups, epochs=1, checkpoint=ckpt, progress=False)
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1, checkpoint=ckpt, progress=False)
     assert ckpt.exists()
     vae.save(tmp_path / "nodir" / "sub" / "m.pt")
     assert FactVAE.load(tmp_path / "nodir" / "sub" / "m.pt").sparsity().equals(vae.sparsity())
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(ValueError, match="cannot create the folder of checkpoint path"):
-        FactVAE(latent_dim=2).fit(groups, epochs=1000, checkpoint=blocker / "c.ckpt")
+        FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1000, checkpoint=blocker / "c.ckpt")
 
 
 def test_non_finite_errors_name_terms_not_internal_parameter_names(groups):

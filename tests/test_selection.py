@@ -9,12 +9,13 @@ from pyro_factvae.tools.selection import lambda_path
 def test_lambda_path_chooses_a_lambda_that_gives_the_bars_pattern(tmp_path):
     path = lambda_path(
         bars_data(3000, missing=0.25, seed=0),
-        [3.0, 0.0, 10.0, 1.0],
+        [0.2, 0.0, 0.6, 0.06],  # per variable: 3.2, 0, 9.6, 1 per example (16 pixels)
         epochs=15,
         warm_epochs=8,
         latent_dim=12,
+        fit_kwargs={"batch_size": 64, "patience": None},  # the settings this path was made with
     )
-    assert path.lams == [0.0, 1.0, 3.0, 10.0]  # walked in increasing order
+    assert path.lams == [0.0, 0.06, 0.2, 0.6]  # walked in increasing order
     assert path.active_links[0] == 48 and path.active_links[-1] < path.active_links[0]
     top = int(np.argmax(path.held_out_ll))  # one-standard-error rule: never below the top
     assert path.best >= top

@@ -45,6 +45,16 @@ class Phase:
     posterior: str  #: name in :data:`~pyro_factvae.registry.PHI_POSTERIORS`
     epochs: int
     warmup_epochs: float  #: ``lam`` ramps from 0 over these (prox phases)
+    #: the relaxed group lasso's refit: the support is kept, nothing is shrunk (prox phases)
+    relaxed: bool = False
+    #: step sizes relative to the fit's ``lr`` and ``phi_lr`` (a refit starts from a fitted
+    #: point: full steps there knocked a digits model back to the mean imputation)
+    lr_scale: float = 1.0
+
+    @property
+    def label(self) -> str:
+        """What the progress bar calls the phase."""
+        return "relaxed refit" if self.relaxed else self.posterior
 
 
 @dataclass
@@ -127,7 +137,7 @@ def train_phase(
         total=phase.epochs,
         initial=pos.epoch,
         disable=not progress,
-        desc=f"factVAE {phase.posterior} lam={model.config.lam:g}",
+        desc=f"factVAE {phase.label} lam={model.config.lam:g}",
         unit="epoch",
     )
     try:
@@ -143,7 +153,7 @@ def train_phase(
                     keep = torch.rand(mask.shape, generator=generator) < model.config.keep_prob
                     args = guide.experts.training_args(xs, mask, keep)
                     lam = model.config.lam * lam_factor(pos.step, warmup)
-                    optimizers.set_lam(lam if strategy.collapsed else 0.0)
+                    optimizers.set_lam(lam if strategy.collapsed else 0.0, phase.relaxed)
                     data_loss, prior_loss = guarded_step(
                         loss_model, loss_guide, optimizers, args, pos
                     )

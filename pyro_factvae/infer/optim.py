@@ -22,7 +22,7 @@ import torch
 
 from ..module.guide import Guide
 from ..module.model import Model
-from ..module.priors import prox_group_lasso
+from ..module.priors import column_norms, prox_group_lasso
 
 __all__ = ["Optimizers", "ProximalOptim"]
 
@@ -53,6 +53,12 @@ class ProximalOptim(torch.optim.Optimizer):
         most ``lam``. (Variable-metric proximal gradient, as in Yun, Lozano & Yang 2021.)
     betas, eps : tuple of float, float
         Moment decay rates and denominator floor of ``"adam"``.
+
+    Two more param-group settings: ``weight`` multiplies ``lam`` for that group's tensors (the
+    per-variable weight of a block of groups; default 1), and ``relaxed`` (default ``False``)
+    replaces the soft-threshold by the *relaxed* group lasso's refit: columns that are exactly
+    zero stay zero, the others take plain gradient steps without shrinkage (the support the
+    prox selected, refit unpenalised; Meinshausen 2007).
     """
 
     def __init__(
@@ -70,7 +76,15 @@ class ProximalOptim(torch.optim.Optimizer):
             raise ValueError(f"lam must be >= 0, got {lam}")
         if method not in ("sgd", "adam"):
             raise ValueError(f"method must be 'sgd' or 'adam', got {method!r}")
-        defaults = {"lr": lr, "lam": lam, "method": method, "betas": betas, "eps": eps}
+        defaults = {
+            "lr": lr,
+            "lam": lam,
+            "method": method,
+            "betas": betas,
+            "eps": eps,
+            "weight": 1.0,
+            "relaxed": False,
+        }
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -81,16 +95,19 @@ class ProximalOptim(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, lam = group["lr"], group["lam"]
+            lr, lam = group["lr"], group["lam"] * group["weight"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                support = column_norms(p).gt(0).unsqueeze(-2) if group["relaxed"] else None
                 if group["method"] == "sgd":
                     p.add_(p.grad, alpha=-lr)
                     threshold: float | torch.Tensor = lr * lam
                 else:
                     threshold = self._adam(p, group) * lam
-                if lam > 0:
+                if support is not None:
+                    p.mul_(support)  # exact zeros stay; no shrinkage
+                elif lam > 0:
                     p.copy_(prox_group_lasso(p, threshold))
         return loss
 
@@ -139,7 +156,11 @@ class Optimizers:
         self.phi_optim = phi_optim
         self.params = theta + phi
         self.theta = torch.optim.Adam(theta, lr=lr, foreach=True)
-        self.phi = ProximalOptim(phi, lr=phi_lr, method=phi_optim)
+        # one param group per block: its lam is weighted by the variables of its groups
+        blocks = [
+            {"params": [p], "weight": float(v)} for p, v in zip(phi, model.layout.penalty_weights)
+        ]
+        self.phi = ProximalOptim(blocks, lr=phi_lr, method=phi_optim)
         self.set_base_lr(lr, phi_lr)
 
     def set_base_lr(self, lr: float, phi_lr: float) -> None:
@@ -149,10 +170,12 @@ class Optimizers:
                 group["initial_lr"] = base
                 group["lr"] = base
 
-    def set_lam(self, lam: float) -> None:
-        """The prox's ``lam`` for the next steps."""
+    def set_lam(self, lam: float, relaxed: bool = False) -> None:
+        """The prox's ``lam`` for the next steps (each block weights it by its variables);
+        ``relaxed``: keep the current support without shrinkage instead (the refit)."""
         for group in self.phi.param_groups:
             group["lam"] = lam
+            group["relaxed"] = relaxed
 
     def step(self) -> None:
         self.theta.step()

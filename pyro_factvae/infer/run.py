@@ -95,7 +95,9 @@ class Run:
     def meta(self) -> dict[str, Any]:
         return {
             "fit": self.fit.to_dict(),
-            "phases": [[p.posterior, p.epochs, p.warmup_epochs] for p in self.phases],
+            "phases": [
+                [p.posterior, p.epochs, p.warmup_epochs, p.relaxed, p.lr_scale] for p in self.phases
+            ],
             "fingerprint": self.fingerprint,
             "phase": self.phase,
             "global_step": self.global_step,
@@ -118,7 +120,10 @@ class Run:
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], perm: torch.Tensor | None) -> Run:
-        phases = [Phase(str(m), int(n), float(w)) for m, n, w in meta["phases"]]
+        phases = [
+            Phase(str(p[0]), int(p[1]), float(p[2]), bool(p[3]), float(p[4]))
+            for p in meta["phases"]
+        ]
         return cls(
             FitConfig(**meta["fit"]),
             phases,
@@ -236,7 +241,8 @@ class Trainer:
                 start = self.guide.phi_mode != phase.posterior
                 self.guide.use_phi_posterior(phase.posterior, start=start)
                 if self._pending is None and run.position.step == 0:
-                    optimizers.set_base_lr(run.fit.lr, run.fit.phi_lr)
+                    scale = phase.lr_scale
+                    optimizers.set_base_lr(run.fit.lr * scale, run.fit.phi_lr * scale)
                 total = phase.epochs * math.ceil(len(data) / min(run.fit.batch_size, len(data)))
                 factor = cosine(total, run.fit.lr_decay)
                 scheds = [LambdaLR(optimizers.theta, factor), LambdaLR(optimizers.phi, factor)]

@@ -88,7 +88,8 @@ class Guide(PyroModule):
             {name: PHI_POSTERIORS.get(name)(phis) for name in names}
         )
         self.phi_mode = MAP
-        self.use_phi_posterior(config.phi_inference, start=True)
+        # with lam="auto" (FactVAE chooses it in fit) the posterior starts when training does
+        self.use_phi_posterior(config.phi_inference, start=config.lam != "auto")
 
     @property
     def phi_posterior(self) -> nn.Module:
@@ -104,12 +105,16 @@ class Guide(PyroModule):
             )
         self.phi_mode = name
         if start:
-            self.phi_posterior.start(list(self.Phi), self.config.lam_total())
+            self.phi_posterior.start(list(self.Phi), self.lam_totals())
 
     def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
         """Sample the global sites; return ``Phi`` stacked per block."""
-        lam_total = self.config.lam_total(batch_size)
-        return self.phi_posterior.sample(self.layout, list(self.Phi), lam_total)
+        return self.phi_posterior.sample(self.layout, list(self.Phi), self.lam_totals(batch_size))
+
+    def lam_totals(self, batch_size: int | None = None) -> list[float]:
+        """Per block, the full-data group-lasso rate ``N lam v_b`` (see
+        :meth:`Model.lam_totals`)."""
+        return self.layout.penalty_rates(self.config.lam_total(batch_size))
 
     def expert_params(
         self, xs: Sequence[torch.Tensor], mask: torch.Tensor, phis: Sequence[torch.Tensor]

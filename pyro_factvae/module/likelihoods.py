@@ -74,6 +74,13 @@ class Likelihood(nn.Module):
     def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
         """Raise ``ValueError`` if observed values of group ``name`` are outside the support."""
 
+    @classmethod
+    def variables(cls, dim: int) -> int:
+        """How many variables a group of ``dim`` columns holds (default: one per column). The
+        group-lasso weight of the group's links is ``lam`` times this, so that ``lam`` is a
+        per-variable weight whose meaning does not depend on the group's width."""
+        return dim
+
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
         """Data-dependent initialisation of the block's parameters (default: none)."""
 
@@ -169,6 +176,11 @@ class CategoricalLikelihood(Likelihood):
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.softmax(out, dim=-1)
+
+    @classmethod
+    def variables(cls, dim: int) -> int:
+        """One label, whatever the number of classes."""
+        return 1
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         """Block inputs ``(..., num_groups, dim)`` in the units the encoders see (default: as

@@ -50,7 +50,7 @@ class Model(PyroModule):
 
     For every group ``g`` and latent ``j`` and every row ``i``::
 
-        gamma_sq_g[j] ~ Gamma((m + 1)/2, (N lam)^2 / 2)                 # eq 7
+        gamma_sq_g[j] ~ Gamma((m + 1)/2, (N lam v_g)^2 / 2)             # eq 7
         Phi_g[:, j]   ~ Normal(0, gamma_sq_g[j] I_m),  Phi_g = [W_g ; V_g^T]   # eq 8
         theta_f       ~ Normal(0, (N tau)^-1 I)        # generator nets, sec. 2
         z_i           ~ Normal(0, I_K)                 # eq 4
@@ -60,7 +60,10 @@ class Model(PyroModule):
     ``H x K`` transpose of the encoder's precision matrix ``V_g``; the guide reads ``V_g`` from
     the same ``Phi_g``, so one group-lasso prior couples encoder and decoder sparsity.
     ``N = config.num_data`` (or the batch size) makes ``lam`` and ``tau`` per-example weights:
-    the log joint divided by ``N`` is the paper's eq 9 averaged over rows.
+    the log joint divided by ``N`` is the paper's eq 9 averaged over rows. ``v_g``, the number
+    of variables of group ``g`` (its width; 1 for a categorical label), makes ``lam`` a
+    per-variable weight: a group's log-likelihood sums over its variables, so a link must
+    explain as much per variable in a wide group as in a narrow one to survive.
 
     Parameters
     ----------
@@ -76,6 +79,7 @@ class Model(PyroModule):
 
     def __init__(self, layout: Layout, config: ModelConfig) -> None:
         super().__init__()
+        config.resolve_capacity(layout.dims)  # "auto" latents and widths, from the layout
         self.layout = layout
         self.config = config
         self.group_weight = config.weights_for(layout.names)
@@ -104,12 +108,18 @@ class Model(PyroModule):
         for block, lik in zip(self.layout.blocks, self.likelihoods):
             lik.init_from_data([xs[g] for g in block.groups], [mask[:, g] for g in block.groups])
 
+    def lam_totals(self, batch_size: int | None = None) -> list[float]:
+        """Per block, the group-lasso rate of the full data set: ``N lam v_b`` with ``v_b`` the
+        variables of each of its groups (:attr:`Layout.penalty_weights`), so ``lam`` is a
+        per-example, per-variable weight."""
+        return self.layout.penalty_rates(self.config.lam_total(batch_size))
+
     def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
         """Sample the ``gamma_sq_<g>`` and ``Phi_<g>`` sites; return ``Phi`` stacked per block."""
         m, k = self.config.phi_rows, self.config.latent_dim
-        gamma_prior = gamma_sq_prior(m, k, self.config.lam_total(batch_size))
         phis = []
-        for block in self.layout.blocks:
+        for block, lam_total in zip(self.layout.blocks, self.lam_totals(batch_size)):
+            gamma_prior = gamma_sq_prior(m, k, lam_total)
             stack = []
             for g in block.groups:
                 name = self.layout.names[g]

@@ -48,11 +48,11 @@ class PointMass(nn.Module):
         super().__init__()
 
     def sample(
-        self, layout: Layout, phis: Sequence[torch.Tensor], lam_total: float
+        self, layout: Layout, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]
     ) -> list[torch.Tensor]:
         """Emit ``gamma_sq_<g>`` and ``Phi_<g>``; return ``Phi`` stacked per block."""
         out = []
-        for block, phi in zip(layout.blocks, phis):
+        for block, phi, lam_total in zip(layout.blocks, phis, lam_totals):
             gamma_sq = conditional_mode(phi.detach(), lam_total).clamp_min(1e-12)
             stack = []
             for i, g in enumerate(block.groups):
@@ -62,14 +62,14 @@ class PointMass(nn.Module):
             out.append(torch.stack(stack, dim=-3))
         return out
 
-    def start(self, phis: Sequence[torch.Tensor], lam_total: float) -> None:
+    def start(self, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]) -> None:
         """Nothing to start: the point is ``Phi`` itself."""
 
     @torch.no_grad()
     def draws(
         self,
         phis: Sequence[torch.Tensor],
-        lam_total: float,
+        lam_totals: Sequence[float],
         num_draws: int,
         generator: torch.Generator,
         active_factor: float,
@@ -80,7 +80,7 @@ class PointMass(nn.Module):
         ``p(gamma_sq | Phi)``; a link is active where its column is not exactly zero.
         """
         out = []
-        for phi in phis:
+        for phi, lam_total in zip(phis, lam_totals):
             norm = column_norms(phi).double().expand(num_draws, *phi.shape[::2])
             gamma = conditional_sample(phi, lam_total, num_draws, generator)
             out.append((norm, gamma, norm > 0))
@@ -105,7 +105,7 @@ class MeanField(nn.Module):
         )
 
     def sample(
-        self, layout: Layout, phis: Sequence[torch.Tensor], lam_total: float
+        self, layout: Layout, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]
     ) -> list[torch.Tensor]:
         out = []
         for block, phi, raw, g_loc, g_raw in zip(
@@ -123,12 +123,12 @@ class MeanField(nn.Module):
         return out
 
     @torch.no_grad()
-    def start(self, phis: Sequence[torch.Tensor], lam_total: float) -> None:
+    def start(self, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]) -> None:
         """Centre ``q(gamma_sq)`` at the conditional mode given the current ``Phi`` and reset
         the scales (a start from the prox-MAP point)."""
         raw = float(inverse_softplus(torch.tensor(_INIT_SCALE)))
-        for phi, scale, g_loc, g_scale in zip(
-            phis, self.Phi_scale, self.gamma_loc, self.gamma_scale
+        for phi, scale, g_loc, g_scale, lam_total in zip(
+            phis, self.Phi_scale, self.gamma_loc, self.gamma_scale, lam_totals
         ):
             g_loc.copy_(conditional_mode(phi, lam_total).clamp_min(1e-12).log())
             scale.fill_(raw)
@@ -138,7 +138,7 @@ class MeanField(nn.Module):
     def draws(
         self,
         phis: Sequence[torch.Tensor],
-        lam_total: float,
+        lam_totals: Sequence[float],
         num_draws: int,
         generator: torch.Generator,
         active_factor: float,

@@ -17,8 +17,9 @@ import torch
 from ..data import GroupedData
 from .guide import Guide
 from .model import Model
+from .predict import predictive_means
 
-__all__ = ["MAX_ELEMENTS", "held_out", "held_out_score", "importance"]
+__all__ = ["MAX_ELEMENTS", "held_out", "held_out_error", "held_out_score", "importance"]
 
 #: default memory bound: floats per (sample x row x feature) chunk
 MAX_ELEMENTS = 2**22
@@ -111,6 +112,38 @@ def held_out_score(
             model, guide, sub, given, [tgt, torch.zeros_like(tgt)], num_samples, seed, max_elements
         )
         scores.append((joint - marginal).double().numpy())
+    if not scores:
+        raise ValueError("no row has two observed groups: nothing can be held out")
+    return np.concatenate(scores)
+
+
+def _network_units(model: Model, g: int, x: torch.Tensor) -> torch.Tensor:
+    """Group ``g``'s values ``(n, d_g)`` in the units its networks see (standardized for
+    normal groups, as they are for bernoulli and categorical ones)."""
+    for block, lik in zip(model.layout.blocks, model.likelihoods):
+        if g in block.groups:
+            i = block.groups.index(g)
+            full = x.new_zeros(x.shape[0], len(block.groups), x.shape[-1])
+            full[:, i] = x
+            return lik.to_network(full)[:, i]
+    raise ValueError(f"no group {g}")
+
+
+@torch.no_grad()
+def held_out_error(
+    model: Model, guide: Guide, data: GroupedData, num_samples: int = 20, seed: int = 0
+) -> np.ndarray:
+    """Each group held out in turn: the mean squared error of its posterior-predictive mean
+    given the other observed groups, per (row, group) pair, averaged over the group's
+    variables in network units (each normal feature divided by its training standard
+    deviation; the Brier score for bernoulli and categorical groups)."""
+    scores = []
+    for g, _, sub in held_out(data):
+        given = sub.observed.clone()
+        given[:, g] = False
+        (pred,) = predictive_means(model, guide, sub.values, given, [g], num_samples, seed)
+        diff = _network_units(model, g, pred) - _network_units(model, g, sub.values[g])
+        scores.append(diff.double().square().mean(-1).numpy())
     if not scores:
         raise ValueError("no row has two observed groups: nothing can be held out")
     return np.concatenate(scores)

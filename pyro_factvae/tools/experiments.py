@@ -14,9 +14,11 @@ import numpy as np
 from ..datasets import bars_data, bars_structure
 from ..estimator import FactVAE
 
-__all__ = ["BARS_FIT", "BARS_MODEL", "bars_run", "right_from_left", "rmse"]
+__all__ = ["BARS_FIT", "BARS_LAM", "BARS_MODEL", "bars_run", "right_from_left", "rmse"]
 
 BARS_MODEL = dict(latent_dim=12, encoder_width=16, decoder_width=16)
+#: per-variable lam of the bars runs: 16 pixels a quadrant, so 3.2 per example (the old default)
+BARS_LAM = 0.2
 BARS_FIT = dict(epochs=15, batch_size=64)
 
 
