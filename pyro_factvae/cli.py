@@ -209,22 +209,22 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- parser
-def _float_or_auto(text: str) -> float | str:
-    if text == "auto":
-        return text
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"give a number or 'auto', not {text!r}") from None
+def _or_auto(kind: type, what: str):
+    """An argparse type: ``"auto"`` or a value of ``kind``."""
+
+    def parse(text: str):
+        if text == "auto":
+            return text
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"give {what} or 'auto', not {text!r}") from None
+
+    return parse
 
 
-def _int_or_auto(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"give an integer or 'auto', not {text!r}") from None
+_float_or_auto = _or_auto(float, "a number")
+_int_or_auto = _or_auto(int, "an integer")
 
 
 def build_parser() -> argparse.ArgumentParser:
