@@ -1,9 +1,10 @@
 """Grouped data with holes.
 
 factVAE sees a data set as ``G`` groups (views, modalities, aspects) of columns. A row may lack
-whole groups. :class:`GroupedData` stores each group as a zero-filled ``float32`` tensor plus one
-boolean ``observed`` mask of shape ``(N, G)`` and validates everything once, at construction, so
-that the model never meets a NaN.
+whole groups. :class:`GroupedData` stores the groups side by side in one zero-filled
+``float32`` matrix (each group a column view of it, each block of adjacent equal-width groups a
+``(N, G_b, d)`` view) plus one boolean ``observed`` mask of shape ``(N, G)``, and validates
+everything once, at construction, so that the model never meets a NaN.
 
 A group is *missing* for a row when every value of that group is NaN (or when an explicit mask
 says so). A row where only some values of a group are NaN is an error: factVAE models whole
@@ -18,70 +19,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .validation import check_numeric, fmt_rows, is_dataframe, reject_observed, to_numpy
+
 __all__ = ["GroupedData", "as_grouped", "is_dataframe"]
-
-
-def _fmt_rows(rows: np.ndarray, limit: int = 5) -> str:
-    shown = ", ".join(str(int(r)) for r in rows[:limit])
-    more = f", ... ({len(rows)} rows in all)" if len(rows) > limit else ""
-    return f"[{shown}{more}]"
-
-
-def _to_numpy(name: str, array: Any) -> np.ndarray:
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
-    try:
-        out = np.asarray(array)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"group {name!r}: could not be read as an array ({exc})") from None
-    if out.dtype == bool:
-        out = out.astype(np.float32)
-    if not (np.issubdtype(out.dtype, np.number)):
-        raise ValueError(
-            f"group {name!r}: data must be numeric, got dtype {out.dtype}; "
-            "encode categories as numbers (e.g. one-hot) first"
-        )
-    if np.iscomplexobj(out):
-        raise ValueError(f"group {name!r}: complex values are not supported")
-    if out.ndim == 1:
-        out = out[:, None]
-    if out.ndim != 2:
-        raise ValueError(
-            f"group {name!r}: expected a 2-D array (rows x features), got shape {out.shape}; "
-            "flatten images to rows first"
-        )
-    return out.astype(np.float64, copy=False)
-
-
-def is_dataframe(obj: Any) -> bool:
-    """Whether ``obj`` is a pandas DataFrame (without importing pandas for other inputs)."""
-    return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "iloc")
-
-
-def _check_numeric(group: str, name: Any, column: Any) -> None:
-    """A ``ValueError`` naming the first cell of ``column`` that is not a number."""
-    import pandas as pd
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
-    if is_numeric_dtype(column) or is_bool_dtype(column):
-        return
-    numbers = pd.to_numeric(column, errors="coerce")
-    bad = numbers.isna() & column.notna()
-    if bool(bad.any()):
-        row = bad.to_numpy().nonzero()[0][0]
-        raise ValueError(
-            f"group {group!r}: column {name!r} is not numeric: row {row} (index "
-            f"{column.index[row]!r}) holds {column.iloc[row]!r}; fix the value, or leave the "
-            "cell empty to mark it missing"
-        )
-
-
-def _reject_observed(names, mats, obs, test, problem: str) -> None:
-    """``ValueError`` naming the group and rows where an observed row has ``test`` true."""
-    for j, (name, m) in enumerate(zip(names, mats)):
-        bad = np.flatnonzero(obs[:, j] & test(m).any(axis=1))
-        if len(bad):
-            raise ValueError(f"group {name!r}: rows {_fmt_rows(bad)} {problem}")
 
 
 class GroupedData:
@@ -160,7 +100,7 @@ class GroupedData:
                     "x_<name>, Phi_<name> and the output columns)"
                 )
 
-        mats = [_to_numpy(n, a) for n, a in zip(names, arrays)]
+        mats = [to_numpy(n, a) for n, a in zip(names, arrays)]
         counts = {n: m.shape[0] for n, m in zip(names, mats)}
         if len(set(counts.values())) != 1:
             raise ValueError(
@@ -180,7 +120,7 @@ class GroupedData:
                 partial = np.flatnonzero(np.isnan(m).any(axis=1) & ~np.isnan(m).all(axis=1))
                 if len(partial):
                     raise ValueError(
-                        f"group {n!r}: rows {_fmt_rows(partial)} are partly NaN; a group is "
+                        f"group {n!r}: rows {fmt_rows(partial)} are partly NaN; a group is "
                         "either fully observed or fully missing (all NaN) in a row. Impute the "
                         "single entries first, or mark the whole group missing in those rows"
                     )
@@ -195,14 +135,14 @@ class GroupedData:
                 if not np.isin(obs, (0, 1)).all():
                     raise ValueError("mask must be boolean (True = observed)")
                 obs = obs.astype(bool)
-            _reject_observed(
+            reject_observed(
                 names,
                 mats,
                 obs,
                 np.isnan,
                 "are marked observed but hold NaN; set mask False there or fill the values",
             )
-        _reject_observed(
+        reject_observed(
             names,
             mats,
             obs,
@@ -218,7 +158,7 @@ class GroupedData:
                 pass
             elif not drop_empty_rows:
                 raise ValueError(
-                    f"{len(empty)} rows have no observed group: {_fmt_rows(empty)}; "
+                    f"{len(empty)} rows have no observed group: {fmt_rows(empty)}; "
                     "drop them, or pass drop_empty_rows=True (factvae: --drop-empty-rows)"
                 )
         if len(empty) and drop_empty_rows:
@@ -229,12 +169,25 @@ class GroupedData:
             if len(row_index) == 0:
                 raise ValueError("no row has an observed group")
 
-        self.names: list[str] = list(names)
-        self.values: list[torch.Tensor] = [
-            torch.as_tensor(np.where(obs[:, [j]], m, 0.0), dtype=torch.float32)
-            for j, m in enumerate(mats)
-        ]
-        self.observed: torch.Tensor = torch.as_tensor(obs, dtype=torch.bool)
+        # one (N, sum d_g) float32 matrix, each group a column view of it
+        matrix = torch.empty(len(row_index), sum(m.shape[1] for m in mats))
+        start = 0
+        for j, m in enumerate(mats):
+            cols = matrix[:, start : start + m.shape[1]]
+            cols.copy_(torch.as_tensor(m, dtype=torch.float32))
+            cols.masked_fill_(~torch.as_tensor(obs[:, [j]]), 0.0)
+            start += m.shape[1]
+        self._dims: tuple[int, ...] = tuple(m.shape[1] for m in mats)
+        self._assemble(list(names), matrix, torch.as_tensor(obs, dtype=torch.bool), row_index)
+
+    def _assemble(
+        self, names: list[str], matrix: torch.Tensor, observed: torch.Tensor, row_index: np.ndarray
+    ) -> None:
+        self.names: list[str] = names
+        #: ``(N, sum d_g)`` float32: every group's columns side by side, zero where missing
+        self.matrix: torch.Tensor = matrix
+        self.values: list[torch.Tensor] = list(torch.split(matrix, list(self._dims), 1))
+        self.observed: torch.Tensor = observed
         self.row_index: np.ndarray = row_index
 
     # ------------------------------------------------------------------ constructors
@@ -268,7 +221,7 @@ class GroupedData:
                 raise ValueError(f"group {name!r} has no columns")
             block = frame[list(cols)]
             for c in cols:
-                _check_numeric(name, c, block[c])
+                check_numeric(name, c, block[c])
             arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
         return cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
 
@@ -290,7 +243,19 @@ class GroupedData:
     @property
     def dims(self) -> list[int]:
         """Number of features of each group."""
-        return [v.shape[1] for v in self.values]
+        return list(self._dims)
+
+    def block(self, groups: Sequence[int]) -> torch.Tensor:
+        """``(N, G_b, d)`` values of equal-width ``groups``: a view of :attr:`matrix` when they
+        are adjacent and in order (no copy), else a stacked copy."""
+        groups = list(groups)
+        d = self._dims[groups[0]]
+        if any(self._dims[g] != d for g in groups):
+            raise ValueError(f"groups {groups} differ in width; a block needs equal widths")
+        if groups == list(range(groups[0], groups[0] + len(groups))):
+            start = sum(self._dims[: groups[0]])
+            return self.matrix[:, start : start + d * len(groups)].unflatten(1, (len(groups), d))
+        return torch.stack([self.values[g] for g in groups], dim=1)
 
     def __len__(self) -> int:
         return self.observed.shape[0]
@@ -329,10 +294,10 @@ class GroupedData:
         if rows.dtype == torch.bool:
             rows = rows.nonzero().squeeze(-1)
         out = object.__new__(GroupedData)
-        out.names = list(self.names)
-        out.values = [v[rows] for v in self.values]
-        out.observed = self.observed[rows]
-        out.row_index = self.row_index[rows.numpy()]
+        out._dims = self._dims
+        out._assemble(
+            list(self.names), self.matrix[rows], self.observed[rows], self.row_index[rows.numpy()]
+        )
         return out
 
     def with_mask(self, observed: Any) -> GroupedData:
@@ -349,12 +314,11 @@ class GroupedData:
             raise ValueError("the new mask marks observed a group that is missing in the data")
         empty = (~observed.any(1)).nonzero().squeeze(-1).numpy()
         if len(empty):
-            raise ValueError(f"{len(empty)} rows would have no observed group: {_fmt_rows(empty)}")
+            raise ValueError(f"{len(empty)} rows would have no observed group: {fmt_rows(empty)}")
         out = object.__new__(GroupedData)
-        out.names = list(self.names)
-        out.values = [torch.where(observed[:, [j]], v, 0.0) for j, v in enumerate(self.values)]
-        out.observed = observed
-        out.row_index = self.row_index
+        out._dims = self._dims
+        cols = observed.repeat_interleave(torch.tensor(self._dims), dim=1)
+        out._assemble(list(self.names), self.matrix.where(cols, 0.0), observed, self.row_index)
         return out
 
     def require_trainable(self) -> None:
@@ -369,7 +333,7 @@ class GroupedData:
         empty = (~self.observed.any(1)).nonzero().squeeze(-1).numpy()
         if len(empty):
             raise ValueError(
-                f"{len(empty)} training rows have no observed group: {_fmt_rows(empty)}; "
+                f"{len(empty)} training rows have no observed group: {fmt_rows(empty)}; "
                 "pass drop_empty_rows=True to GroupedData (factvae fit: --drop-empty-rows)"
             )
 

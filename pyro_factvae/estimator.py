@@ -18,6 +18,7 @@ import torch
 
 from .config import REFIT_LR, FitConfig, ModelConfig
 from .data import GroupedData, is_dataframe
+from .infer.distributed import world
 from .infer.loop import Phase
 from .infer.run import Run, Trainer, check_checkpoint, fingerprint
 from .io import check_writable, read_payload, write_payload
@@ -366,6 +367,11 @@ class FactVAE(Queries):
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
             LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g])
         seeded = fit.seed is not None
+        if not seeded and world()[1] > 1:
+            raise ValueError(
+                "seed=None in a distributed run: every rank must draw the same data order, so "
+                "give every rank the same seed (the default, seed=0, does)"
+            )
         generator = torch.Generator()
         if seeded:
             generator.manual_seed(fit.seed)

@@ -61,3 +61,5 @@ LIKELIHOODS = Registry("likelihood")
 EXPERTS = Registry("inference")
 #: posteriors over the global sites ``Phi`` and ``gamma_sq`` (``pyro_factvae.module.posteriors``)
 PHI_POSTERIORS = Registry("phi_inference")
+#: training objectives (``pyro_factvae.infer.objective``); each posterior names its own
+OBJECTIVES = Registry("objective")

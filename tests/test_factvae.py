@@ -277,7 +277,7 @@ def test_early_stopping_restores_the_best_epoch_and_is_reproducible(groups, monk
     scores = iter([5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 9.0, 9.0])  # best after epoch 3
     seen = []
 
-    def fake_validation(model, guide, data, collapsed):
+    def fake_validation(model, guide, data, posterior):
         seen.append(len(data))
         return next(scores)
 

@@ -20,18 +20,17 @@ from dataclasses import dataclass, field
 
 import pyro
 import torch
-from pyro import poutine
 from tqdm.auto import tqdm
 
 from ..config import FitConfig
 from ..data import GroupedData
 from ..module.guide import Guide
 from ..module.model import Model
-from .collapse import collapse
-from .elbo import elbo_terms, is_data_term
+from .distributed import all_reduce_, shard, world
+from .objective import objective_for
 from .optim import Optimizers
 
-__all__ = ["NonFiniteError", "Phase", "Position", "train_phase"]
+__all__ = ["NonFiniteError", "Phase", "Position", "train_phase", "train_step"]
 
 
 class NonFiniteError(FloatingPointError):
@@ -124,11 +123,8 @@ def train_phase(
     Raises :class:`NonFiniteError`.
     """
     strategy = guide.phi_posteriors[phase.posterior]
-    wrap = collapse if strategy.collapsed else (lambda fn: fn)
     num_data = len(data)
-    scale = 1.0 / num_data
-    loss_model = poutine.scale(wrap(model), scale)
-    loss_guide = poutine.scale(wrap(guide), scale)
+    objective = objective_for(model, guide, phase.posterior, data, 1.0 / num_data)
     pos = position
     batch = min(fit.batch_size, num_data)
     num_batches = math.ceil(num_data / batch)
@@ -149,20 +145,15 @@ def train_phase(
                     pos.batch, pos.total, pos.prior = 0, 0.0, 0.0
                 while pos.batch < num_batches:
                     rows = pos.perm[pos.batch * batch : (pos.batch + 1) * batch]
-                    xs, mask = data[rows]
-                    keep = torch.rand(mask.shape, generator=generator) < model.config.keep_prob
-                    args = guide.experts.training_args(xs, mask, keep)
                     lam = model.config.lam * lam_factor(pos.step, warmup)
                     optimizers.set_lam(lam if strategy.collapsed else 0.0, phase.relaxed)
-                    data_loss, prior_loss = guarded_step(
-                        loss_model, loss_guide, optimizers, args, pos
-                    )
+                    data_loss, prior_loss = train_step(objective, optimizers, rows, generator, pos)
                     for scheduler in schedulers:
                         scheduler.step()
                     pos.batch += 1
                     pos.step += 1
-                    pos.total += data_loss * mask.shape[0]
-                    pos.prior += prior_loss * mask.shape[0]
+                    pos.total += data_loss * len(rows)
+                    pos.prior += prior_loss * len(rows)
                     rows_done = min(pos.batch * batch, num_data)
                     postfix = {"loss": f"{pos.total / rows_done:.4g}", "lam": f"{lam:.3g}"}
                     if pos.batch == num_batches:
@@ -185,59 +176,100 @@ def train_phase(
 
 @torch.no_grad()
 def validation_loss(
-    model: Model, guide: Guide, data: GroupedData, collapsed: bool, chunk: int = 1024
+    model: Model, guide: Guide, data: GroupedData, posterior: str, chunk: int = 1024
 ) -> float:
     """The negative ELBO of the data per row on held-out rows (every observed group encoded),
     with a fixed seed in a forked RNG: the training RNG stream is not touched."""
-    wrap = collapse if collapsed else (lambda fn: fn)
-    scale = 1.0 / model.config.num_data
-    loss_model = poutine.scale(wrap(model), scale)
-    loss_guide = poutine.scale(wrap(guide), scale)
+    objective = objective_for(model, guide, posterior, data, 1.0 / model.config.num_data)
     total = 0.0
     with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
         torch.manual_seed(0)
         for start in range(0, len(data), chunk):
-            xs, mask = data[torch.arange(start, min(start + chunk, len(data)))]
-            terms = elbo_terms(loss_model, loss_guide, xs, mask)
-            rows = mask.shape[0]
+            xs, mask = objective.batch(torch.arange(start, min(start + chunk, len(data))))
             # the plate scales a chunk to N rows: back to this chunk's own sum
-            total += sum(float(v) for k, v in terms.items() if is_data_term(k)) * rows
+            total += float(objective(xs, mask).data) * mask.shape[0]
     return total / len(data)
 
 
-def guarded_step(model, guide, optimizers: Optimizers, args, pos: Position) -> tuple[float, float]:
+def train_step(
+    objective, optimizers: Optimizers, rows: torch.Tensor, generator: torch.Generator, pos: Position
+) -> tuple[float, float]:
+    """One step of Algorithm 1 on the minibatch ``rows``: the encoder's random subset
+    ``I subset O`` (each observed group kept with probability ``keep_prob``, drawn from
+    ``generator``), the loss, and the guarded update. Returns the data and prior parts of the
+    loss (per row).
+
+    Under ``torch.distributed`` (:mod:`pyro_factvae.infer.distributed`) ``rows`` is the global
+    minibatch: this rank computes the loss of its share, and the dropout and (for the
+    collapsed objective with the product of experts) the ``z`` noise are drawn for the whole
+    minibatch and shared out, so the ranks together take the single-process step.
+    """
+    guide = objective.guide
+    local = shard(rows)
+    xs, mask = objective.batch(local)
+    keep = torch.rand((len(rows), mask.shape[1]), generator=generator) < guide.config.keep_prob
+    args = guide.experts.training_args(xs, mask, shard(keep).to(mask.device))
+    noise = None
+    if world()[1] > 1 and objective.takes_noise and not guide.experts.expands_rows:
+        noise = shard(torch.randn(len(rows), guide.config.latent_dim)).to(mask.device)
+    return guarded_step(objective, optimizers, args, pos, len(local) / len(rows), noise)
+
+
+def guarded_step(
+    objective,
+    optimizers: Optimizers,
+    args,
+    pos: Position,
+    share: float = 1.0,
+    noise: torch.Tensor | None = None,
+) -> tuple[float, float]:
     """One step with a check between the gradients and the update: a non-finite loss or
     gradient raises :class:`NonFiniteError` and leaves every parameter as it was. Returns the
-    data and prior parts of the loss."""
-    terms = elbo_terms(model, guide, *args)
-    loss = sum(terms.values())
+    data and prior parts of the loss. ``share``: this rank's fraction of the minibatch's rows
+    (its gradients and losses count that much in the sum over ranks)."""
+    terms = objective(*args) if noise is None else objective(*args, noise=noise)
+    loss = terms.loss
     loss.backward()
-    grads = [p.grad for p in optimizers.params if p.grad is not None]
-    value = float(loss.detach())
-    finite = math.isfinite(value) and bool(
-        torch.isfinite(torch.stack([g.sum() for g in grads])).all() if grads else True
-    )
-    if not finite:
-        what = "loss" if not math.isfinite(value) else "gradient"
+    # one host sync for the loss, its data part and the gradients' finiteness
+    checks = torch.stack([loss.detach(), terms.data.detach()])
+    if world()[1] > 1:  # sum the ranks' shares: the global minibatch's gradient and loss
+        grads = []
+        for p in optimizers.params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            grads.append(p.grad)
+        flat = all_reduce_(torch.cat([g.reshape(-1) for g in grads] + [checks]) * share)
+        start = 0
+        for g in grads:
+            g.copy_(flat[start : start + g.numel()].view_as(g))
+            start += g.numel()
+        checks = flat[start:]
+    else:
+        grads = [p.grad for p in optimizers.params if p.grad is not None]
+    if grads:
+        gsum = torch.stack([g.sum() for g in grads]).sum()
+        checks = torch.cat([checks, gsum.reshape(1)])
+    values = checks.tolist()
+    if not all(math.isfinite(v) for v in values):
+        what = "loss" if not math.isfinite(values[0]) else "gradient"
         optimizers.zero_grad()
         raise NonFiniteError(
             f"the {what} became non-finite at step {pos.step + 1} (epoch {pos.epoch + 1}, "
-            f"batch {pos.batch + 1}); term: {diagnose(model, guide, args, optimizers.params)}. "
+            f"batch {pos.batch + 1}); term: {diagnose(objective, args, optimizers.params)}. "
             "The parameters keep their last finite values"
         )
     optimizers.step()
     optimizers.zero_grad()
-    data = float(sum(v.detach() for k, v in terms.items() if is_data_term(k)))  # one sync
-    return data, value - data
+    return values[1], values[0] - values[1]
 
 
-def diagnose(model, guide, args, params) -> str:
+def diagnose(objective, args, params) -> str:
     """Name the first model term whose value or gradient is not finite on ``args``.
 
     Terms (:func:`pyro_factvae.sites.term`): ``likelihood of group 'g'`` (site ``x_<g>``),
     ``KL of z``, ``theta prior`` and ``group-lasso prior`` (``Phi_<g>``, ``gamma_sq_<g>``).
     """
-    terms = elbo_terms(model, guide, *args)
+    terms = objective(*args).named()
     for label, value in terms.items():
         if not bool(torch.isfinite(value.detach()).all()):
             return f"{label} is {float(value.detach())}"

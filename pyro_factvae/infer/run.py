@@ -33,6 +33,7 @@ from ..data import GroupedData
 from ..module.guide import Guide
 from ..module.model import Model
 from ..module.priors import column_norms
+from .distributed import barrier, broadcast_, is_writer, max_over_ranks
 from .loop import NonFiniteError, Phase, Position, cosine, train_phase, validation_loss
 from .optim import Optimizers
 
@@ -197,6 +198,8 @@ class Trainer:
         and the weights of its best epoch are restored).
         """
         optimizers = self._optimizers(run.fit)
+        # a distributed run starts every rank from rank 0's weights
+        broadcast_([*self.model.state_dict().values(), *self.guide.state_dict().values()])
         every = run.fit.checkpoint_every or math.ceil(
             len(data) / min(run.fit.batch_size, len(data))
         )
@@ -209,14 +212,14 @@ class Trainer:
             interrupted: str | None = None
 
             def write() -> None:
-                save(checkpoint, {"run": run.meta()}, self._tensors(run, generator, scheds))
+                if is_writer():  # rank 0 of a distributed run
+                    save(checkpoint, {"run": run.meta()}, self._tensors(run, generator, scheds))
                 run.saved_step = run.global_step
 
             def after_epoch(pos: Position) -> bool:
                 if pos.epoch <= run.phases[run.phase].warmup_epochs:
                     return False  # lam is still ramping up: the objective is not the final one
-                collapsed = self.guide.phi_posterior.collapsed
-                loss = validation_loss(self.model, self.guide, valid, collapsed)
+                loss = validation_loss(self.model, self.guide, valid, self.guide.phi_mode)
                 stop = run.stopper
                 if stop["best"] is None or loss < stop["best"]:
                     stop.update(best=loss, epoch=pos.epoch, wait=0)
@@ -228,11 +231,13 @@ class Trainer:
             def after_step(pos: Position) -> bool:
                 nonlocal interrupted
                 run.global_step += 1
-                stop = signals.received is not None
+                # a signal on any rank stops every rank at this step
+                received = max_over_ranks(signals.received or 0)
+                stop = received > 0
                 if checkpoint is not None and (stop or run.global_step % every == 0):
                     write()
                 if stop:
-                    interrupted = signal.Signals(signals.received).name
+                    interrupted = signal.Signals(received).name
                 return stop
 
             scheds: list[LambdaLR] = []
@@ -274,6 +279,7 @@ class Trainer:
                 except NonFiniteError as exc:
                     raise NonFiniteError(f"{exc}; {self._last_good(run, checkpoint)}") from None
                 if interrupted:
+                    barrier()  # rank 0's checkpoint is on disk before any rank goes on
                     return interrupted
                 if stopping and self._best is not None:  # the best epoch's weights
                     self.model.load_state_dict(self._best["model"])
@@ -284,6 +290,7 @@ class Trainer:
                 self._best = None
             if checkpoint is not None:
                 write()
+                barrier()
         return None
 
     def _weights(self) -> dict[str, Any]:

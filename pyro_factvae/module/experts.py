@@ -135,6 +135,9 @@ def expand_experts(
 class ProductOfExperts:
     """factVAE: the product of the experts of the given groups and the prior (eq 6)."""
 
+    #: whether :meth:`training_args` turns a row into several (it does not)
+    expands_rows = False
+
     @staticmethod
     def training_args(xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor) -> tuple:
         """Model/guide arguments of one training step: ``(xs, mask, enc_mask)``."""
@@ -153,6 +156,8 @@ class ProductOfExperts:
 class MixtureOfExperts:
     """The JMVAE+ baseline: a uniform mixture of single-group experts, trained on the average
     of their ELBOs (one expanded row per (row, expert), :func:`expand_experts`)."""
+
+    expands_rows = True
 
     @staticmethod
     def training_args(xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor) -> tuple:

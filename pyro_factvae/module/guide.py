@@ -120,9 +120,14 @@ class Guide(PyroModule):
         self, xs: Sequence[torch.Tensor], mask: torch.Tensor, phis: Sequence[torch.Tensor]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert means and precisions ``(B, G, K)`` in the user's group order."""
+        return self.block_expert_params(self.layout.gather(xs, mask), phis)
+
+    def block_expert_params(
+        self, blocks: Sequence[torch.Tensor], phis: Sequence[torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`expert_params` from per-block inputs ``(B, G_b, d_b)`` (unchecked)."""
         p = self.config.decoder_width
         mus, precs = [], []
-        blocks = self.layout.gather(xs, mask)
         for x, lik, enc, phi in zip(blocks, self.input_maps, self.encoders, phis):
             mu, prec = enc(lik.to_network(x), phi[..., p:, :], self.baseline)
             mus.append(mu)

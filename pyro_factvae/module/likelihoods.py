@@ -17,10 +17,12 @@ name             distribution                                       decoder outp
 
 from __future__ import annotations
 
+import math
+
 import pyro.distributions as dist
 import torch
 from torch import nn
-from torch.nn.functional import softplus
+from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from ..registry import LIKELIHOODS
 
@@ -32,6 +34,7 @@ __all__ = [
     "inverse_softplus",
 ]
 
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: lower bound on a learned Normal scale, so the log-density stays bounded
 MIN_SCALE = 1e-3
 
@@ -69,6 +72,13 @@ class Likelihood(nn.Module):
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         """Mean of the observations given decoder outputs ``(..., num_groups, dim)``."""
         raise NotImplementedError
+
+    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``log p(x_g | out_g)`` of every group of the block, ``(..., num_groups)``, for
+        values ``x`` of shape ``(..., num_groups, dim)`` (the sum over each group's features;
+        the same numbers as :meth:`dists`, in one batched call where a subclass can)."""
+        parts = [fn.log_prob(x[..., i, :]) for i, fn in enumerate(self.dists(out))]
+        return torch.stack(parts, dim=-1)
 
     @classmethod
     def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
@@ -143,6 +153,12 @@ class NormalLikelihood(Likelihood):
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return self.shift + self.unit * out
 
+    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        scale = self.scale * self.unit
+        # torch.distributions.Normal.log_prob's expression, summed over the features
+        z = -((x - self.mean(out)) ** 2) / (2 * scale**2) - scale.log() - _HALF_LOG_2PI
+        return z.sum(-1)
+
 
 @LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
@@ -153,6 +169,10 @@ class BernoulliLikelihood(Likelihood):
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)
+
+    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        bce = binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
+        return -bce.sum(-1)
 
     @classmethod
     def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
@@ -176,6 +196,9 @@ class CategoricalLikelihood(Likelihood):
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.softmax(out, dim=-1)
+
+    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return (x * torch.log_softmax(out, dim=-1)).sum(-1)
 
     @classmethod
     def variables(cls, dim: int) -> int:

@@ -170,6 +170,16 @@ class Model(PyroModule):
             )
         return torch.stack(self.layout.scatter(per_block), dim=-1)
 
+    def block_log_likelihoods(
+        self, blocks: Sequence[torch.Tensor], z: torch.Tensor, phis: Sequence[torch.Tensor]
+    ) -> torch.Tensor:
+        """``log p(x_g | z)`` of every group, ``(..., B, G)`` in the user's order, from
+        per-block values ``(B, G_b, d_b)`` holding in-support values under missing groups
+        (one batched call per block: the fast path of the training objective)."""
+        outs = self.decode(z, phis)
+        per_block = [lik.log_prob(out, x) for x, out, lik in zip(blocks, outs, self.likelihoods)]
+        return self.layout.scatter_axis(per_block, dim=-1)
+
     @module_local
     def forward(
         self,

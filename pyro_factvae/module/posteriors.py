@@ -43,6 +43,8 @@ class PointMass(nn.Module):
     """Point masses at the MAP ``Phi`` (prox-MAP training, Algorithm 1)."""
 
     collapsed = True
+    #: trained with the one-pass collapsed loss (:mod:`pyro_factvae.infer.objective`)
+    objective = "collapsed"
 
     def __init__(self, phis: Sequence[torch.Tensor]) -> None:
         super().__init__()
@@ -92,6 +94,8 @@ class MeanField(nn.Module):
     """Mean-field ``q(Phi_g) = N(Phi_g, s^2)`` and ``q(gamma_sq_g) = LogNormal(loc, scale)``."""
 
     collapsed = False
+    #: sampled globals: trained on Pyro's trace of the full ELBO
+    objective = "trace"
 
     def __init__(self, phis: Sequence[torch.Tensor]) -> None:
         super().__init__()

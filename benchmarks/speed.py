@@ -1,0 +1,256 @@
+"""Training-step speed against plain PyTorch, and a full Fashion-MNIST epoch (time, peak RSS).
+
+The reference is a plain-PyTorch step written here from the library's own networks (the same
+encoders, decoders, likelihood parameters and ``Phi``): product of experts, one
+reparameterised ``z``, analytic KL, the Normal log-likelihood, ``backward``, the same Adam step
+for the networks and the same column-wise Adam + group soft-threshold for ``Phi``. The library
+step is :func:`pyro_factvae.infer.loop.train_step`, the step ``FactVAE.fit`` runs (minibatch
+fetch, encoder dropout, loss, finiteness guard, update). The two are timed interleaved, step
+by step, in one process; we report medians and their ratio.
+
+Sizes: total width ``D = 256`` split into ``G`` groups (G = 5 gives unequal widths, two
+blocks, like mocap6's uneven groups), 10% of groups missing, 8 latents, widths 16.
+
+    python benchmarks/speed.py                      # steps table, ~3 min on 2 CPU cores
+    python benchmarks/speed.py --fashion-dir DIR    # plus one Fashion-MNIST epoch (60,000 rows)
+
+``DIR`` holds ``train-images-idx3-ubyte(.gz)`` (Debian: ``dataset-fashion-mnist``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyro
+import torch
+
+from pyro_factvae import FactVAE, FitConfig, GroupedData
+from pyro_factvae.infer.loop import Position, train_step
+from pyro_factvae.infer.objective import objective_for
+from pyro_factvae.infer.optim import Optimizers
+
+
+def grouped(n: int, width: int, groups: int, seed: int = 0) -> GroupedData:
+    """``n`` rows of standard normals, ``width`` columns split into ``groups`` near-equal
+    groups, 10% of (row, group) entries missing (never a whole row)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, width)).astype(np.float32)
+    parts = np.array_split(x, groups, axis=1)
+    gone = rng.random((n, groups)) < 0.1
+    gone[gone.all(1), 0] = False
+    for j, p in enumerate(parts):
+        p[gone[:, j]] = np.nan
+    return GroupedData(parts)
+
+
+class Reference:
+    """The plain-PyTorch step over the library's networks of a fitted ``FactVAE``."""
+
+    def __init__(self, vae: FactVAE, data: GroupedData, lr: float, phi_lr: float, lam: float):
+        self.model, self.guide = vae.model_, vae.guide_
+        layout = self.model.layout
+        self.groups = [list(b.groups) for b in layout.blocks]
+        self.values = [data.block(g) for g in self.groups]
+        self.observed = data.observed
+        self.p = self.model.config.decoder_width
+        self.keep_prob = self.model.config.keep_prob
+        self.lam = lam
+        self.weights = [float(v) for v in layout.penalty_weights]
+        self.phis = list(self.guide.Phi)
+        ids = {id(p) for p in self.phis}
+        theta = [
+            p for p in [*self.model.parameters(), *self.guide.parameters()] if id(p) not in ids
+        ]
+        self.theta = torch.optim.Adam(theta, lr=lr, foreach=True)
+        self.phi_lr = phi_lr
+        self.state = [
+            (torch.zeros_like(p), torch.zeros_like(p[..., :1, :]), [0]) for p in self.phis
+        ]
+
+    def step(self, rows: torch.Tensor, generator: torch.Generator) -> float:
+        mask = self.observed[rows]
+        keep = torch.rand(mask.shape, generator=generator) < self.keep_prob
+        inputs = mask & keep
+        mus, precs, xs = [], [], []
+        for values, groups, enc, lik, phi in zip(
+            self.values, self.groups, self.guide.encoders, self.model.likelihoods, self.phis
+        ):
+            x = values[rows]
+            mu, prec = enc((x - lik.shift) / lik.unit, phi[:, self.p :, :], self.guide.baseline)
+            m = inputs[:, groups].unsqueeze(-1)
+            mus.append((mu * prec).where(m, 0.0).sum(1))
+            precs.append(prec.where(m, 0.0).sum(1))
+            xs.append(x)
+        precision = 1 + sum(precs)
+        loc = sum(mus) / precision
+        scale = precision.rsqrt()
+        z = loc + scale * torch.randn_like(loc)
+        kl = 0.5 * (scale.square() + loc.square() - 1 - 2 * scale.log()).sum()
+        nll = 0.0
+        for x, groups, dec, lik, phi in zip(
+            xs, self.groups, self.model.decoders, self.model.likelihoods, self.phis
+        ):
+            out = dec(z, phi[:, : self.p, :])
+            sd = lik.scale * lik.unit
+            lp = -((x - lik.mean(out)) ** 2) / (2 * sd**2) - sd.log() - 0.5 * math.log(2 * math.pi)
+            nll = nll - lp.sum(-1).where(mask[:, groups], 0.0).sum()
+        theta_prior = -self.model.theta_log_prior() * self.model.config.theta_prior_weight
+        loss = (nll + kl) / len(rows) + theta_prior
+        loss.backward()
+        self.theta.step()
+        self.theta.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for phi, (m1, m2, t), w in zip(self.phis, self.state, self.weights):
+                t[0] += 1
+                g = phi.grad
+                m1.lerp_(g, 0.01)
+                m2.lerp_(g.square().mean(-2, keepdim=True), 0.001)
+                eta = self.phi_lr / ((m2 / (1 - 0.999 ** t[0])).sqrt() + 1e-8)
+                phi.sub_(eta * m1 / (1 - 0.99 ** t[0]))
+                norms = phi.norm(dim=-2, keepdim=True)
+                phi.mul_((1 - eta * self.lam * w / norms.clamp_min(1e-30)).clamp_min(0))
+                phi.grad = None
+        return float(loss.detach())
+
+
+def time_size(groups: int, batch: int, args) -> dict:
+    """Interleaved medians (ms) of the library step and the reference step."""
+    torch.manual_seed(0)
+    pyro.set_rng_seed(0)
+    data = grouped(batch * 8, args.width, groups)
+    lam = 1e-3  # small: the prox runs, few links die over the timed steps
+    vae = FactVAE(latent_dim=args.latent_dim, encoder_width=16, decoder_width=16, lam=lam)
+    vae.fit(data, epochs=1, batch_size=batch, progress=False, relax_epochs=0)
+    model, guide = vae.model_, vae.guide_
+    fit = FitConfig()  # the default step sizes and prox method
+    optim = Optimizers(model, guide, fit.lr, fit.phi_lr, fit.phi_optim)
+    optim.set_lam(lam)
+    objective = objective_for(model, guide, "prox", data, 1.0 / len(data))
+    ref = Reference(vae, data, fit.lr, fit.phi_lr, lam)
+    gen = torch.Generator().manual_seed(0)
+    lib_ms, ref_ms = [], []
+    pos = Position()
+    with pyro.validation_enabled(False):
+        for i in range(args.warmup + args.steps):
+            rows = torch.randperm(len(data), generator=gen)[:batch]
+            t0 = time.perf_counter()
+            train_step(objective, optim, rows, gen, pos)
+            t1 = time.perf_counter()
+            ref.step(rows, gen)
+            t2 = time.perf_counter()
+            if i >= args.warmup:
+                lib_ms.append(1000 * (t1 - t0))
+                ref_ms.append(1000 * (t2 - t1))
+    lib, plain = statistics.median(lib_ms), statistics.median(ref_ms)
+    return {
+        "groups": groups,
+        "blocks": len(model.layout.blocks),
+        "batch": batch,
+        "threads": torch.get_num_threads(),
+        "library_ms": lib,
+        "plain_ms": plain,
+        "ratio": lib / plain,
+    }
+
+
+def fashion_epoch(folder: str, threads: int) -> dict:
+    """One training epoch over the 60,000 Fashion-MNIST training images as 4 quadrant groups
+    (14x14 each), batch 128, fixed lam, in a fresh process: seconds and peak RSS."""
+    code = f"""
+import json, resource, time, torch
+torch.set_num_threads({threads})
+from pyro_factvae.datasets.images import load_fashion_mnist, quadrant_data
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+images, _ = load_fashion_mnist({folder!r}, "train")
+groups = quadrant_data(images)
+del images
+loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+from pyro_factvae import FactVAE
+vae = FactVAE(lam=0.01)
+t0 = time.perf_counter()
+vae.fit(groups, epochs=1, batch_size=128, relax_epochs=0, patience=None, progress=False)
+sec = time.perf_counter() - t0
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+nbytes = groups.matrix.numel() * groups.matrix.element_size()
+print(json.dumps(dict(seconds=sec, rss_before_mb=before / 1024, rss_loaded_mb=loaded / 1024,
+                      rss_peak_mb=peak / 1024, data_mb=nbytes / 2**20, rows=len(groups))))
+"""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, nargs="+", default=[4, 5, 16, 64, 256])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--width", type=int, default=256, help="total width D")
+    parser.add_argument("--latent-dim", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--fashion-dir", default=None)
+    parser.add_argument("--json", default="benchmarks/out/speed.json")
+    args = parser.parse_args(argv)
+
+    rows = []
+    print(
+        f"{'G':>4} {'blocks':>6} {'batch':>5} {'thr':>3} {'library':>8} {'plain':>8} {'ratio':>6}"
+    )
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for batch in args.batch_sizes:
+            for g in args.groups:
+                r = time_size(g, batch, args)
+                rows.append(r)
+                print(
+                    f"{g:>4} {r['blocks']:>6} {batch:>5} {threads:>3} {r['library_ms']:>8.2f} "
+                    f"{r['plain_ms']:>8.2f} {r['ratio']:>6.2f}",
+                    flush=True,
+                )
+    growth = {}
+    for threads in args.threads:
+        for batch in args.batch_sizes:
+            sel = {r["groups"]: r for r in rows if r["threads"] == threads and r["batch"] == batch}
+            if 4 in sel and 64 in sel:
+                growth[f"{batch}x{threads}"] = sel[64]["library_ms"] / sel[4]["library_ms"]
+    print("library step, G=64 over G=4:", {k: round(v, 2) for k, v in growth.items()})
+    result = {
+        "meta": {
+            "torch": torch.__version__,
+            "pyro": pyro.__version__,
+            "machine": platform.machine(),
+            "cpus": os.cpu_count(),
+            "args": vars(args),
+        },
+        "steps": rows,
+        "growth_64_over_4": growth,
+    }
+    if args.fashion_dir:
+        epoch = fashion_epoch(args.fashion_dir, max(args.threads))
+        result["fashion_epoch"] = epoch
+        print(
+            f"Fashion-MNIST epoch (60,000 rows, 4 x 196 pixels, batch 128): "
+            f"{epoch['seconds']:.1f} s; peak RSS {epoch['rss_peak_mb']:.0f} MiB "
+            f"(before loading {epoch['rss_before_mb']:.0f} MiB, data {epoch['data_mb']:.0f} MiB)"
+        )
+    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
+    with open(args.json, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

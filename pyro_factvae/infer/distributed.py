@@ -1,0 +1,103 @@
+"""Data-parallel training with ``torch.distributed`` (launched by ``torchrun``).
+
+Every rank holds the whole model and the same data, and runs the same training loop with the
+same seed, so all ranks draw the same epoch order, encoder dropout and ``z`` noise for the
+global minibatch. Each rank then takes its share of the minibatch's rows, ``rows[rank::world]``
+(what :class:`torch.utils.data.DistributedSampler` does to an epoch's permutation), and the
+gradients are summed over ranks, each weighted by its share of the rows, in one all-reduce:
+the sum is the gradient of the global minibatch's loss. Every rank then applies the same Adam
+step and the same prox (Algorithm 1) to the same parameters and gradients, so ``Phi`` and its
+exact zeros are identical on every rank, and a run matches a single-process run with the same
+global batch up to the order of floating-point sums.
+
+Rank 0 writes checkpoints; every rank can resume from them. A signal on any rank stops every
+rank at the same step. Without an initialised process group every function here is a no-op
+(one process: rank 0 of 1).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "all_reduce_",
+    "max_over_ranks",
+    "barrier",
+    "broadcast_",
+    "init_from_env",
+    "is_writer",
+    "shard",
+    "world",
+]
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)``: ``(0, 1)`` without an initialised process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_writer() -> bool:
+    """Whether this process writes files (checkpoints, model files, output): rank 0."""
+    return world()[0] == 0
+
+
+def shard(rows: torch.Tensor) -> torch.Tensor:
+    """This rank's share of a global minibatch (its rows, or anything with one entry per
+    row)."""
+    rank, size = world()
+    return rows if size == 1 else rows[rank::size]
+
+
+def all_reduce_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over ranks, in place (CPU tensors move through the backend's device)."""
+    if world()[1] > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def broadcast_(tensors: list[torch.Tensor]) -> None:
+    """Overwrite ``tensors`` with rank 0's values on every rank."""
+    if world()[1] > 1:
+        for t in tensors:
+            dist.broadcast(t.data, src=0)
+
+
+def _device() -> torch.device:
+    """Where this backend's collectives run: CUDA for ``nccl``, else the CPU."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def max_over_ranks(value: int) -> int:
+    """The largest ``value`` over ranks (a collective: every rank must call it)."""
+    if world()[1] == 1:
+        return value
+    out = torch.tensor([float(value)], device=_device())
+    dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return int(out.item())
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op in one process)."""
+    if world()[1] > 1:
+        dist.barrier()
+
+
+def init_from_env(device: str | torch.device | None = None) -> bool:
+    """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE``,
+    ``RANK``, ``MASTER_ADDR``...), with ``gloo`` on CPU and ``nccl`` on CUDA. Returns whether
+    this is a multi-process run. Does nothing when already initialised or when ``WORLD_SIZE``
+    is unset or 1."""
+    if dist.is_initialized():
+        return world()[1] > 1
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return False
+    cuda = device is not None and torch.device(device).type == "cuda"
+    dist.init_process_group("nccl" if cuda else "gloo")
+    return True

@@ -1,0 +1,189 @@
+"""Training objectives: the loss of a minibatch, split into its data and prior parts.
+
+Registered in :data:`~pyro_factvae.registry.OBJECTIVES`; each posterior over ``Phi`` names the
+one it trains with (its ``objective`` attribute):
+
+``"collapsed"`` (:class:`CollapsedELBO`), for the prox-MAP point masses
+    ``-L~`` of Algorithm 1 (the ELBO without the group-lasso term, sec. 2.1) computed straight
+    from the networks in one pass: the product of experts (eq 6), one reparameterised draw of
+    ``z``, its analytic KL, and one batched log-likelihood per block of equal-shaped groups.
+    It is the number :func:`~pyro_factvae.infer.elbo.elbo_terms` gives for
+    ``collapse(model)`` and ``collapse(guide)`` (a test holds them equal, draw for draw), but
+    without Pyro's per-site messages (three sites per group per step), so the cost of a step
+    does not grow with the number of groups.
+``"trace"`` (:class:`TraceELBO`), for posteriors with sampled globals (the mean field)
+    Pyro's trace of the guide replayed through the model (:func:`elbo_terms`).
+
+An objective also fetches minibatches in the form it reads (:meth:`CollapsedELBO.batch`):
+per-block ``(B, G_b, d_b)`` tensors cut from :meth:`GroupedData.block` views, or per-group
+tensors for the Pyro programs, moved to the parameters' device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from pyro import poutine
+
+from .. import sites
+from ..data import GroupedData
+from ..module.experts import product_of_experts
+from ..module.guide import Guide
+from ..module.model import Model
+from ..registry import OBJECTIVES
+from .collapse import collapse
+from .elbo import elbo_terms, is_data_term
+
+__all__ = ["CollapsedELBO", "Terms", "TraceELBO", "objective_for"]
+
+
+class Terms:
+    """A minibatch loss: ``data`` (likelihoods and KL of ``z``) and ``prior`` (the theta
+    prior, and the group-lasso prior in a non-collapsed phase), both scalar tensors.
+    :meth:`named` splits it by model term (:func:`pyro_factvae.sites.term`), for errors."""
+
+    def __init__(
+        self, data: torch.Tensor, prior: torch.Tensor, named: Callable[[], dict[str, Any]]
+    ) -> None:
+        self.data, self.prior, self._named = data, prior, named
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return self.data + self.prior
+
+    def named(self) -> dict[str, torch.Tensor]:
+        """``{term: -contribution}``; the loss is their sum."""
+        return self._named()
+
+
+def _device(guide: Guide) -> torch.device:
+    return next(guide.parameters()).device
+
+
+@OBJECTIVES.register("collapsed")
+class CollapsedELBO:
+    """``-L~`` of Algorithm 1 for the point-mass posterior over ``Phi``, in one pass.
+
+    Parameters
+    ----------
+    model, guide : Model, Guide
+    data : GroupedData
+        The rows minibatches are cut from.
+    scale : float
+        Multiplies the loss (training: ``1 / N``, so the loss is per row).
+    collapsed : bool
+        Must be ``True``: this objective is the collapsed one.
+    """
+
+    #: whether :meth:`__call__` takes the ``z`` noise (distributed training shares it out)
+    takes_noise = True
+
+    def __init__(
+        self, model: Model, guide: Guide, data: GroupedData, scale: float, collapsed: bool = True
+    ) -> None:
+        if not collapsed:
+            raise ValueError("CollapsedELBO computes the collapsed objective only")
+        self.model, self.guide, self.scale = model, guide, scale
+        layout = model.layout
+        self._blocks = [data.block(b.groups) for b in layout.blocks]
+        self._groups = [list(b.groups) for b in layout.blocks]
+        self._observed = data.observed
+        self._device = _device(guide)
+
+    def batch(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per-block values ``(B, G_b, d_b)`` (in-support placeholders under missing groups)
+        and the ``(B, G)`` observed mask of ``rows``."""
+        mask = self._observed[rows].to(self._device)
+        out = []
+        for values, groups, lik in zip(self._blocks, self._groups, self.model.likelihoods):
+            x = values[rows].to(self._device)
+            out.append(lik.in_support(x, mask[:, groups].unsqueeze(-1)))
+        return out, mask
+
+    def __call__(
+        self,
+        blocks: list[torch.Tensor],
+        mask: torch.Tensor,
+        enc_mask: torch.Tensor | None = None,
+        weight: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+    ) -> Terms:
+        """The loss of a minibatch from :meth:`batch` (``enc_mask`` and ``weight`` as in
+        :meth:`Model.forward`); ``noise``: the standard-normal draw behind ``z`` (``(B, K)``;
+        default: drawn here, as the guide draws it)."""
+        model, guide, config = self.model, self.guide, self.model.config
+        phis = list(guide.Phi)
+        batch = mask.shape[0]
+        inputs = mask if enc_mask is None else mask & enc_mask
+        mu, precision = guide.block_expert_params(blocks, phis)
+        loc, scale = product_of_experts(mu, precision, inputs)  # eq 6
+        if noise is None:
+            noise = torch.randn_like(loc)
+        z = loc + scale * noise  # the guide's reparameterised draw
+        # KL(N(loc, scale^2) || N(0, I)), as torch.distributions computes it
+        var = scale.square()
+        kl = 0.5 * (var + loc.square() - 1 - var.log()).sum(-1)
+        log_lik = model.block_log_likelihoods(blocks, z, phis)  # (B, G)
+        if model.group_weight is not None:
+            log_lik = log_lik * torch.as_tensor(model.group_weight, device=log_lik.device)
+        num_data = config.num_data or batch
+        row_scale = self.scale * num_data / batch  # the data plate's N / B, then the loss's
+        if weight is not None:
+            kl, log_lik = kl * weight, log_lik * weight.unsqueeze(-1)
+        nll = -log_lik.where(mask, 0.0).sum(0) * row_scale  # (G,)
+        kl_total = kl.sum() * row_scale
+        tau = config.theta_prior_weight
+        if tau > 0:
+            prior = -self.scale * tau * num_data * model.theta_log_prior()
+        else:
+            prior = torch.zeros((), device=loc.device)
+
+        def named() -> dict[str, torch.Tensor]:
+            out = {sites.term(sites.x(n)): v for n, v in zip(model.layout.names, nll)}
+            out[sites.term(sites.Z)] = kl_total
+            if tau > 0:
+                out[sites.term(sites.THETA_PRIOR)] = prior
+            return out
+
+        return Terms(nll.sum() + kl_total, prior, named)
+
+
+@OBJECTIVES.register("trace")
+class TraceELBO:
+    """The negative ELBO from Pyro's traces of the (collapsed, where the posterior is)
+    model and guide: :func:`~pyro_factvae.infer.elbo.elbo_terms`. Same parameters as
+    :class:`CollapsedELBO`, plus ``collapsed``."""
+
+    takes_noise = False
+
+    def __init__(
+        self, model: Model, guide: Guide, data: GroupedData, scale: float, collapsed: bool = False
+    ) -> None:
+        wrap = collapse if collapsed else (lambda fn: fn)
+        self.model, self.guide = model, guide
+        self._programs = (poutine.scale(wrap(model), scale), poutine.scale(wrap(guide), scale))
+        self._data = data
+        self._device = _device(guide)
+
+    def batch(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per-group values ``(B, d_g)`` and the ``(B, G)`` observed mask of ``rows``."""
+        xs, mask = self._data[rows]
+        return [x.to(self._device) for x in xs], mask.to(self._device)
+
+    def __call__(self, *args: Any) -> Terms:
+        terms = elbo_terms(*self._programs, *args)
+        data = [v for k, v in terms.items() if is_data_term(k)]
+        prior = [v for k, v in terms.items() if not is_data_term(k)]
+        zero = torch.zeros((), device=self._device)
+        return Terms(sum(data, zero), sum(prior, zero), lambda: terms)
+
+
+def objective_for(
+    model: Model, guide: Guide, posterior: str, data: GroupedData, scale: float
+) -> CollapsedELBO | TraceELBO:
+    """The objective the posterior strategy ``posterior`` trains with, on ``data``."""
+    strategy = guide.phi_posteriors[posterior]
+    cls = OBJECTIVES.get(strategy.objective)
+    return cls(model, guide, data, scale, collapsed=strategy.collapsed)

@@ -1,0 +1,64 @@
+"""Data-parallel training under torchrun: 2 CPU processes (gloo) on localhost."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+WORKER = pathlib.Path(__file__).with_name("distributed_worker.py")
+ROOT = WORKER.parents[1]
+
+
+def _launch(out, tag, *extra, processes=2):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    if processes > 1:
+        launcher = ["-m", "torch.distributed.run", "--standalone"]
+        cmd = [sys.executable, *launcher, f"--nproc_per_node={processes}", str(WORKER)]
+    else:
+        cmd = [sys.executable, str(WORKER)]
+    done = subprocess.run(
+        [*cmd, str(out), tag, *extra], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [torch.load(out / f"{tag}_rank{r}.pt") for r in range(processes)]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ddp")
+    return {
+        "single": _launch(out, "single", processes=1)[0],
+        "ddp": _launch(out, "ddp"),
+        "stopped": _launch(out, "stopped", "stop"),
+    }
+
+
+def test_two_ranks_end_with_identical_parameters_and_zeros(runs):
+    rank0, rank1 = runs["ddp"]
+    assert rank0["size"] == rank1["size"] == 2
+    assert rank0["state"].keys() == rank1["state"].keys()
+    for key, value in rank0["state"].items():
+        assert torch.equal(value, rank1["state"][key]), key
+    assert rank0["history"] == rank1["history"]
+
+
+def test_two_ranks_match_one_process_with_the_same_global_batch(runs):
+    single, (rank0, _) = runs["single"], runs["ddp"]
+    assert single["size"] == 1
+    for key, value in single["state"].items():
+        torch.testing.assert_close(rank0["state"][key], value, rtol=1e-3, atol=1e-4)
+        if "Phi" in key:  # the same exact zeros
+            assert torch.equal(value.norm(dim=-2) == 0, rank0["state"][key].norm(dim=-2) == 0)
+    assert rank0["history"] == pytest.approx(single["history"], rel=1e-5)
+
+
+def test_a_signal_on_one_rank_stops_all_and_the_checkpoint_resumes_exactly(runs):
+    uninterrupted = runs["ddp"][0]
+    for resumed in runs["stopped"]:
+        for key, value in uninterrupted["state"].items():
+            assert torch.equal(value, resumed["state"][key]), key
+        assert resumed["history"] == uninterrupted["history"]
