@@ -59,7 +59,7 @@ def to_inference_data(
     )
     layout = model.layout
     norms, gamma, active = (
-        layout.scatter_axis([d[i] for d in draws], dim=1).numpy() for i in range(3)
+        layout.scatter_axis([d[i] for d in draws], dim=1).cpu().numpy() for i in range(3)
     )
     shape = (num_chains, num_draws, len(names), k)
     posterior = {

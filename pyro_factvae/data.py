@@ -174,8 +174,7 @@ class GroupedData:
         start = 0
         for j, m in enumerate(mats):
             cols = matrix[:, start : start + m.shape[1]]
-            cols.copy_(torch.as_tensor(m, dtype=torch.float32))
-            cols.masked_fill_(~torch.as_tensor(obs[:, [j]]), 0.0)
+            cols.numpy()[:] = np.where(obs[:, [j]], m, 0.0)  # into the matrix, as float32
             start += m.shape[1]
         self._dims: tuple[int, ...] = tuple(m.shape[1] for m in mats)
         self._assemble(list(names), matrix, torch.as_tensor(obs, dtype=torch.bool), row_index)

@@ -35,6 +35,24 @@ __all__ = ["FactVAE"]
 MIN_ROWS_TO_STOP = 20
 
 
+def as_device(device: Any) -> torch.device:
+    """``device`` as a ``torch.device``, or a ``ValueError`` saying what is possible here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} needs CUDA, which this torch build or machine does not have "
+            "(torch.cuda.is_available() is False); use device='cpu'"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only 'cpu' and 'cuda' devices are supported")
+    return dev
+
+
 class FactVAE(Queries):
     r"""factVAE: a VAE factorised over groups, with a product-of-experts encoder and a
     group-lasso prior coupling encoder and decoder sparsity (Ainsworth, Foti & Fox 2018).
@@ -95,6 +113,12 @@ class FactVAE(Queries):
     group_weight : mapping, optional
         ``{group: weight}`` on that group's log-likelihood (others 1), e.g. a weight ``> 1``
         on a sparsely observed label group (semi-supervised). Default: the paper's model.
+    device : str or torch.device
+        Where the model trains and predicts: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``.
+        The data stay on the CPU and minibatches move to the device; outputs come back as
+        numpy arrays. Weights start from the same seeded CPU initialisation on every device;
+        CPU runs repeat bit for bit, CUDA runs are seeded but not bit-identical to CPU ones.
+        Not saved in model files: :meth:`load` takes a ``device``.
 
     Attributes
     ----------
@@ -131,6 +155,7 @@ class FactVAE(Queries):
         image_shape: Sequence[int] | None = None,
         conv_width: int = 32,
         group_weight: Mapping[str, float] | None = None,
+        device: str | torch.device = "cpu",
     ) -> None:
         self.config = ModelConfig(
             latent_dim=latent_dim,
@@ -149,6 +174,8 @@ class FactVAE(Queries):
             conv_width=conv_width,
             group_weight=group_weight,
         )
+        #: where the model trains and predicts (its parameters, optimizer state, minibatches)
+        self.device: torch.device = as_device(device)
         self.model_: Model | None = None
         self.guide_: Guide | None = None
         self.layout_: Layout | None = None
@@ -190,6 +217,12 @@ class FactVAE(Queries):
         self.model_ = Model(layout, self.config)
         self.guide_ = Guide(self.model_)
         self.trainer_ = Trainer(self.model_, self.guide_)
+
+    def _to_device(self) -> None:
+        """Move the built model and guide to :attr:`device` (built and initialised on the CPU,
+        so a seed gives the same starting weights on every device)."""
+        self.model_.to(self.device)
+        self.guide_.to(self.device)
 
     def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:
         """``data`` as :class:`GroupedData`, checked against the fitted groups, widths and
@@ -385,6 +418,7 @@ class FactVAE(Queries):
                     torch.set_rng_state(rng_state)
                 self._build(layout, len(data))
                 self.model_.init_from_data(data.values, data.observed)
+                self._to_device()
                 if seeded:
                     rng_state = torch.get_rng_state()
         self.config.num_data = len(data)
@@ -516,19 +550,21 @@ class FactVAE(Queries):
             "extra": self.metadata_,
             "columns": self.columns_,
         }
-        weights = {"model": model.state_dict(), "guide": guide.state_dict()}
+        cpu = lambda sd: {k: v.cpu() for k, v in sd.items()}  # noqa: E731
+        weights = {"model": cpu(model.state_dict()), "guide": cpu(guide.state_dict())}
         write_payload({**head, **meta}, {**weights, **tensors}, path)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> FactVAE:
-        """Read a model written by :meth:`save`, or the model in a checkpoint.
+    def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> FactVAE:
+        """Read a model written by :meth:`save`, or the model in a checkpoint, onto
+        ``device`` (files hold CPU tensors, whatever device wrote them).
 
         Nothing from the file is executed (``torch.load(weights_only=True)``): a file whose
         pickle holds other objects is refused. A file from another format version, or whose
         weights do not fit its config, raises a ``ValueError`` that says so.
         """
         meta, tensors = read_payload(path)
-        vae = cls()
+        vae = cls(device=device)
         vae._restore(meta, tensors, path)
         return vae
 
@@ -546,6 +582,7 @@ class FactVAE(Queries):
             self.model_.load_state_dict(tensors["model"])
             self.guide_.load_state_dict(tensors["guide"])
             self.guide_.use_phi_posterior(meta["phi_mode"], start=False)
+            self._to_device()
         except (RuntimeError, KeyError, ValueError) as exc:
             raise ValueError(
                 f"weights in {name!r} do not match its config (written by version "

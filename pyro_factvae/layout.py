@@ -118,5 +118,5 @@ class Layout:
         if len(per_block) == 1:
             return per_block[0]
         order = [g for b in self.blocks for g in b.groups]
-        inverse = torch.argsort(torch.tensor(order))
+        inverse = torch.argsort(torch.tensor(order, device=per_block[0].device))
         return torch.cat(list(per_block), dim).index_select(dim, inverse)

@@ -42,11 +42,13 @@ class Queries:
         ``given`` names the groups to encode (default: every observed group). For
         ``inference="mixture"`` these are the mixture's moments.
         """
-        _, guide = self.fitted_modules()
+        model, guide = self.fitted_modules()
         data = self.prepare(data, allow_empty_rows=True)
+        device = model.device
         with torch.no_grad():
-            q = guide.posterior_dist(data.values, data.group_mask(given))
-            return q.mean.numpy(), q.variance.sqrt().numpy()
+            values = [v.to(device) for v in data.values]
+            q = guide.posterior_dist(values, data.group_mask(given).to(device))
+            return q.mean.cpu().numpy(), q.variance.sqrt().cpu().numpy()
 
     def reconstruct(
         self,
@@ -127,13 +129,13 @@ class Queries:
         with torch.random.fork_rng(devices=[], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            z = torch.randn(n, model.latent_dim)
+            z = torch.randn(n, model.latent_dim).to(model.device)
             phis = list(guide.Phi)
             if mean:
                 values = model.means(z, phis)
             else:
                 values = [d.sample() for d in model.dists(z, phis)]
-        return {name: v.numpy() for name, v in zip(model.layout.names, values)}
+        return {name: v.cpu().numpy() for name, v in zip(model.layout.names, values)}
 
     def sparsity(self):
         """Column norms ``||Phi_g[:, j]||_2`` as a ``G x K`` pandas DataFrame.
@@ -145,7 +147,7 @@ class Queries:
 
         model, guide = self.fitted_modules()
         norms = [column_norms(phi.detach()).double() for phi in guide.Phi]
-        table = model.layout.scatter_axis(norms, dim=0).numpy()
+        table = model.layout.scatter_axis(norms, dim=0).cpu().numpy()
         return pd.DataFrame(
             table,
             index=pd.Index(model.layout.names, name="group"),

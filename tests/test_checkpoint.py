@@ -154,11 +154,11 @@ def test_non_finite_error_names_the_last_good_checkpoint(tmp_path, monkeypatch):
     original = train_module.guarded_step
     count = {"n": 0}
 
-    def break_at_third(objective, optim, args, pos):
+    def break_at_third(objective, optim, args, pos, **kwargs):
         count["n"] += 1
         if count["n"] == 3:
             args = ([x * float("nan") for x in args[0]], *args[1:])
-        return original(objective, optim, args, pos)
+        return original(objective, optim, args, pos, **kwargs)
 
     monkeypatch.setattr(train_module, "guarded_step", break_at_third)
     path = tmp_path / "c"

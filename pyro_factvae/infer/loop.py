@@ -212,7 +212,7 @@ def train_step(
     noise = None
     if world()[1] > 1 and objective.takes_noise and not guide.experts.expands_rows:
         noise = shard(torch.randn(len(rows), guide.config.latent_dim)).to(mask.device)
-    return guarded_step(objective, optimizers, args, pos, len(local) / len(rows), noise)
+    return guarded_step(objective, optimizers, args, pos, share=len(local) / len(rows), noise=noise)
 
 
 def guarded_step(

@@ -213,7 +213,7 @@ class CategoricalLikelihood(Likelihood):
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """Missing labels become class 0 (one-hot), a valid value for the masked site."""
-        first = torch.zeros(x.shape[-1], dtype=x.dtype)
+        first = torch.zeros(x.shape[-1], dtype=x.dtype, device=x.device)
         first[0] = 1.0
         return torch.where(observed, x, first)
 

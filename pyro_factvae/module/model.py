@@ -103,6 +103,11 @@ class Model(PyroModule):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    @property
+    def device(self) -> torch.device:
+        """Where the parameters live (``FactVAE(device=...)`` puts them there)."""
+        return next(self.parameters()).device
+
     def init_from_data(self, xs: Sequence[torch.Tensor], mask: torch.Tensor) -> None:
         """Data-dependent initialisation of the likelihoods (e.g. Normal scales = data std)."""
         for block, lik in zip(self.layout.blocks, self.likelihoods):
@@ -219,7 +224,8 @@ class Model(PyroModule):
             if mask is None:
                 if batch_size is None:
                     raise ValueError("to simulate, give mask or batch_size")
-                mask = torch.ones(batch_size, layout.num_groups, dtype=torch.bool)
+                shape = (batch_size, layout.num_groups)
+                mask = torch.ones(shape, dtype=torch.bool, device=self.device)
             layout.check_mask(mask)
             blocks: list[torch.Tensor | None] = [None] * len(layout.blocks)
         else:
@@ -239,7 +245,8 @@ class Model(PyroModule):
             pyro.plate(sites.DATA_PLATE, num_data, subsample=torch.arange(batch)),
             poutine.scale(scale=1.0 if weight is None else weight),
         ):
-            prior = dist.Normal(torch.zeros(batch, self.config.latent_dim), 1.0).to_event(1)
+            zeros = torch.zeros(batch, self.config.latent_dim, device=mask.device)
+            prior = dist.Normal(zeros, 1.0).to_event(1)
             z = pyro.sample(sites.Z, prior)
             outs = self.decode(z, phis)
             for block, x, out, lik in zip(layout.blocks, blocks, outs, self.likelihoods):

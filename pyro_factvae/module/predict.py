@@ -27,17 +27,20 @@ def predictive_means(
     Monte Carlo over ``num_samples`` draws of ``z`` from :meth:`Guide.posterior_dist` (drawn
     under ``seed`` without touching the global RNG); ``num_samples = 0`` plugs in the posterior
     mean of ``z`` instead. Rows with no group in ``enc_mask`` get prior-predictive means.
+    Inputs may be on any device: they are computed on the model's, returned on the CPU.
     """
+    device = model.device
+    xs, enc_mask = [x.to(device) for x in xs], enc_mask.to(device)
     phis = list(guide.Phi)
     q = guide.posterior_dist(xs, enc_mask)
     if num_samples == 0:
         means = model.means(q.mean, phis)
-        return [means[g] for g in targets]
-    sums = [torch.zeros(enc_mask.shape[0], model.layout.dims[g]) for g in targets]
+        return [means[g].cpu() for g in targets]
+    sums = [torch.zeros(enc_mask.shape[0], model.layout.dims[g], device=device) for g in targets]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         for _ in range(num_samples):
             means = model.means(q.sample(), phis)
             for total, g in zip(sums, targets):
                 total += means[g]
-    return [total / num_samples for total in sums]
+    return [(total / num_samples).cpu() for total in sums]

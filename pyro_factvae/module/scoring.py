@@ -69,18 +69,21 @@ def importance(
         torch.manual_seed(seed)
         for start in range(0, n, rows):
             sl = slice(start, start + rows)
-            xs = [x[sl] for x in data.values]
-            q = guide.posterior_dist(xs, given[sl])
+            dev = model.device  # computed where the model is, kept on the CPU
+            xs = [x[sl].to(dev) for x in data.values]
+            giv, obs = given[sl].to(dev), data.observed[sl].to(dev)
+            q = guide.posterior_dist(xs, giv)
             acc: list[list[torch.Tensor]] = [[] for _ in masks]
             for s0 in range(0, num_samples, samples):
                 z = q.sample((min(samples, num_samples - s0),))
-                ll = _group_log_likelihoods(model, guide, xs, data.observed[sl], z)  # (S, B, G)
+                ll = _group_log_likelihoods(model, guide, xs, obs, z)  # (S, B, G)
                 log_w = normal.log_prob(z).sum(-1) - q.log_prob(z)
-                log_w = log_w + torch.where(given[sl], ll, 0.0).sum(-1)
+                log_w = log_w + torch.where(giv, ll, 0.0).sum(-1)
                 for a, m in zip(acc, masks):
-                    a.append(torch.logsumexp(log_w + torch.where(m[sl], ll, 0.0).sum(-1), 0))
+                    keep = m[sl].to(dev)
+                    a.append(torch.logsumexp(log_w + torch.where(keep, ll, 0.0).sum(-1), 0))
             for r, a in zip(results, acc):
-                r[sl] = torch.logsumexp(torch.stack(a), 0) - math.log(num_samples)
+                r[sl] = (torch.logsumexp(torch.stack(a), 0) - math.log(num_samples)).cpu()
     return results
 
 
@@ -142,8 +145,11 @@ def held_out_error(
         given = sub.observed.clone()
         given[:, g] = False
         (pred,) = predictive_means(model, guide, sub.values, given, [g], num_samples, seed)
-        diff = _network_units(model, g, pred) - _network_units(model, g, sub.values[g])
-        scores.append(diff.double().square().mean(-1).numpy())
+        dev = model.device
+        diff = _network_units(model, g, pred.to(dev)) - _network_units(
+            model, g, sub.values[g].to(dev)
+        )
+        scores.append(diff.double().square().mean(-1).cpu().numpy())
     if not scores:
         raise ValueError("no row has two observed groups: nothing can be held out")
     return np.concatenate(scores)
