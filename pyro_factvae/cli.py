@@ -35,9 +35,13 @@ __all__ = ["PLOT_FORMATS", "main", "parse_groups", "run"]
 
 
 # ---------------------------------------------------------------------- commands
-def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
+def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Under ``torchrun`` every process trains its share of each minibatch (data-parallel);
+    rank 0 alone writes the checkpoint, the model file and the output."""
     from .estimator import FactVAE
+    from .infer.distributed import init_from_env, is_writer
 
+    init_from_env(args.device)
     groups = parse_groups(args.groups)
     if args.resume:
         if not os.path.isfile(args.resume):
@@ -48,12 +52,15 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
     output_path(args.checkpoint, "--checkpoint")
     data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
     checkpoint = args.checkpoint or args.resume
+    progress = not args.no_progress and is_writer()
     if args.resume:
-        vae = FactVAE()
-        vae.fit(data, progress=not args.no_progress, checkpoint=checkpoint, resume=args.resume)
+        vae = FactVAE(device=args.device)
+        vae.fit(data, progress=progress, checkpoint=checkpoint, resume=args.resume)
     else:
         likelihood = _likelihoods(args.likelihood)
-        vae = FactVAE(latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood)
+        vae = FactVAE(
+            latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood, device=args.device
+        )
         if groups:
             vae.set_columns(groups)
         vae.fit(
@@ -61,7 +68,7 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
             epochs=args.epochs,
             batch_size=args.batch_size,
             seed=args.seed,
-            progress=not args.no_progress,
+            progress=progress,
             checkpoint=checkpoint,
             checkpoint_every=args.checkpoint_every,
         )
@@ -72,6 +79,8 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any]:
             else "nothing was saved; give --checkpoint PATH to be able to resume"
         )
         raise Interrupted(f"interrupted by {vae.interrupted_}; {how}", vae.interrupted_)
+    if not is_writer():
+        return None
     vae.save(args.out)
     links = int((vae.sparsity().values > 0).sum())
     result = {
@@ -106,19 +115,19 @@ def _likelihoods(items: Sequence[str] | None) -> str | dict[str, str]:
     return out
 
 
-def _load(path: str):
+def _load(path: str, device: str = "cpu"):
     from .estimator import FactVAE
 
     if not os.path.isfile(path):
         raise UserError(f"no such model file: {path}")
-    return FactVAE.load(path)
+    return FactVAE.load(path, device=device)
 
 
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     import pandas as pd
 
     output_path(args.out, "--out", (".csv", ".npz"))
-    vae = _load(args.model)
+    vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
     data, frame, groups = read_data(args.data, groups, allow_empty_rows=True)
     missing = {g: int((~data.observed[:, i]).sum()) for i, g in enumerate(data.names)}
@@ -146,7 +155,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from .metrics import evaluate
 
-    vae = _load(args.model)
+    vae = _load(args.model, args.device)
     data, _, _ = read_data(args.data, model_groups(vae, parse_groups(args.groups)))
     result = evaluate(vae, data, num_samples=args.samples, seed=args.seed)
     text = "  ".join(f"{k} {v:.4g}" for k, v in result.items())
@@ -158,7 +167,7 @@ def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
     from .plotting import plot_sparsity
 
     output_path(args.plot, "--plot", PLOT_FORMATS)
-    vae = _load(args.model)
+    vae = _load(args.model, args.device)
     norms = vae.sparsity()
     if args.plot:
         plot_sparsity(norms, title=os.path.basename(args.model), path=args.plot)
@@ -241,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--groups", help="CSV group spec: 'a=x1,x2;b=x3' or a JSON file")
         p.add_argument("--json", action="store_true", help="machine-readable output")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
 
     def training(p: argparse.ArgumentParser, epochs: int | None) -> None:
         p.add_argument(

@@ -62,3 +62,27 @@ def test_a_signal_on_one_rank_stops_all_and_the_checkpoint_resumes_exactly(runs)
         for key, value in uninterrupted["state"].items():
             assert torch.equal(value, resumed["state"][key]), key
         assert resumed["history"] == uninterrupted["history"]
+
+
+def test_the_cli_under_torchrun_writes_one_model_and_one_report(tmp_path):
+    import json
+
+    import numpy as np
+
+    from pyro_factvae import FactVAE
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 2))
+    groups = {f"g{i}": z @ rng.normal(size=(2, 3)) for i in range(3)}
+    np.savez(tmp_path / "d.npz", **groups)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    cli = ["--nproc_per_node=2", "-m", "pyro_factvae.cli", "fit", str(tmp_path / "d.npz")]
+    opts = ["-o", str(tmp_path / "m.factvae"), "--lam", "0.1", "--epochs", "2", "--json"]
+    done = subprocess.run(
+        [*launcher, *cli, *opts], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout)["rows"] == 200  # one report: rank 0's
+    assert FactVAE.load(tmp_path / "m.factvae").lam_ == 0.1
