@@ -13,13 +13,21 @@ groups, not single entries.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from .validation import check_numeric, fmt_rows, is_dataframe, reject_observed, to_numpy
+from .validation import (
+    check_matrix,
+    check_numeric,
+    fmt_rows,
+    is_dataframe,
+    reject_observed,
+    to_numpy,
+)
 
 __all__ = ["GroupedData", "as_grouped", "is_dataframe"]
 
@@ -233,6 +241,39 @@ class GroupedData:
     ) -> GroupedData:
         """Build from per-group values plus an explicit ``(N, G)`` bool observed mask."""
         return cls(values, names=names, mask=mask)
+
+    @classmethod
+    def from_matrix(
+        cls,
+        matrix: Any,
+        dims: Sequence[int],
+        observed: Any,
+        names: Sequence[str] | None = None,
+        chunk: int = 65536,
+    ) -> GroupedData:
+        """Wrap an ``(N, sum d_g)`` float32 matrix, the groups' columns side by side, without
+        copying it: a ``numpy.memmap`` of a file larger than memory is read page by page as
+        minibatches need its rows (training holds a minibatch, not the data).
+
+        Values under missing groups must be 0; observed ones finite. Both are checked
+        ``chunk`` rows at a time. Give ``lam`` a number and ``patience=None`` to stream: the
+        validation split and the ``lam="auto"`` path copy the rows they hold out.
+        """
+        if isinstance(matrix, torch.Tensor):
+            tensor = matrix
+        else:
+            array = np.asarray(matrix) if not isinstance(matrix, np.ndarray) else matrix
+            with warnings.catch_warnings():  # a read-only memmap: never written to here
+                warnings.simplefilter("ignore", UserWarning)
+                tensor = torch.from_numpy(array)
+        names = [f"g{i}" for i in range(len(dims))] if names is None else list(names)
+        dims = [int(d) for d in dims]
+        obs = torch.as_tensor(np.asarray(observed), dtype=torch.bool)
+        check_matrix(names, tensor, obs, dims, chunk)
+        out = object.__new__(cls)
+        out._dims = tuple(dims)
+        out._assemble(names, tensor, obs, np.arange(tensor.shape[0]))
+        return out
 
     # ------------------------------------------------------------------ properties
     @property

@@ -8,7 +8,14 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["check_numeric", "fmt_rows", "is_dataframe", "reject_observed", "to_numpy"]
+__all__ = [
+    "check_matrix",
+    "check_numeric",
+    "fmt_rows",
+    "is_dataframe",
+    "reject_observed",
+    "to_numpy",
+]
 
 
 def fmt_rows(rows: np.ndarray, limit: int = 5) -> str:
@@ -72,3 +79,43 @@ def reject_observed(names, mats, obs, test, problem: str) -> None:
         bad = np.flatnonzero(obs[:, j] & test(m).any(axis=1))
         if len(bad):
             raise ValueError(f"group {name!r}: rows {fmt_rows(bad)} {problem}")
+
+
+def check_matrix(
+    names: list[str], tensor: torch.Tensor, obs: torch.Tensor, dims: list[int], chunk: int
+) -> None:
+    """``ValueError`` naming the group and row of the first non-finite observed value or
+    nonzero missing value of a side-by-side matrix, read ``chunk`` rows at a time; also its
+    dtype and shapes, and rows with no observed group."""
+    if tensor.dim() != 2 or tensor.dtype != torch.float32:
+        raise ValueError(
+            f"matrix must be a 2-D float32 array, got {tensor.dtype} of shape "
+            f"{tuple(tensor.shape)}; convert it with .astype(numpy.float32)"
+        )
+    if any(d < 1 for d in dims) or sum(dims) != tensor.shape[1]:
+        raise ValueError(
+            f"dims {dims} must be positive and sum to the matrix's {tensor.shape[1]} columns"
+        )
+    if obs.shape != (tensor.shape[0], len(dims)) or len(names) != len(dims):
+        raise ValueError(
+            f"observed has shape {tuple(obs.shape)} and {len(names)} names; expected (rows, "
+            f"groups) = {(tensor.shape[0], len(dims))} and one name per group"
+        )
+    empty = (~obs.any(1)).nonzero().squeeze(-1).numpy()
+    if len(empty):
+        raise ValueError(f"{len(empty)} rows have no observed group: {fmt_rows(empty)}")
+    cols = torch.tensor(dims)
+    for start in range(0, tensor.shape[0], chunk):
+        part, seen = tensor[start : start + chunk], obs[start : start + chunk]
+        seen_cols = seen.repeat_interleave(cols, dim=1)
+        bad_obs = (~torch.isfinite(part) & seen_cols).nonzero()
+        bad_miss = ((part != 0) & ~seen_cols).nonzero()
+        for bad, problem in ((bad_obs, "is not finite"), (bad_miss, "is nonzero")):
+            if len(bad):
+                row, col = int(bad[0, 0]) + start, int(bad[0, 1])
+                g = int(torch.searchsorted(cols.cumsum(0), col, right=True))
+                where = "observed" if problem == "is not finite" else "missing"
+                raise ValueError(
+                    f"group {names[g]!r}, row {row}: a value of this {where} group "
+                    f"{problem}; observed values must be finite and missing ones 0"
+                )

@@ -147,3 +147,45 @@ def test_dataframes_need_a_group_mapping_and_lists_of_columns():
     bad = pd.DataFrame({"a": ["1.5", "?", "2"]})
     with pytest.raises(ValueError, match=r"column 'a' is not numeric: row 1 .* holds '\?'"):
         GroupedData.from_dataframe(bad, {"g": ["a"]})
+
+
+def test_from_matrix_wraps_a_memmap_without_copying_and_trains(tmp_path):
+    from pyro_factvae import FactVAE
+
+    rng = np.random.default_rng(0)
+    n, dims = 300, [3, 3, 2]
+    values = rng.normal(size=(n, 8)).astype(np.float32)
+    observed = rng.random((n, 3)) > 0.2
+    observed[~observed.any(1), 0] = True
+    values[:, :3][~observed[:, 0]] = 0
+    values[:, 3:6][~observed[:, 1]] = 0
+    values[:, 6:][~observed[:, 2]] = 0
+    path = tmp_path / "x.f32"
+    values.tofile(path)
+    mm = np.memmap(path, dtype=np.float32, mode="r", shape=(n, 8))
+    data = GroupedData.from_matrix(mm, dims, observed, names=["a", "b", "c"], chunk=64)
+    assert data.matrix.data_ptr() == mm.ctypes.data  # the file's pages, not a copy
+    assert data.block([0, 1]).data_ptr() == mm.ctypes.data
+    np.testing.assert_array_equal(data.values[2].numpy(), values[:, 6:])
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=2, patience=None, progress=False)
+    assert np.isfinite(vae.history_).all()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v, o: v.__setitem__((5, 0), np.nan), "group 'g0', row 5: .* not finite"),
+        (lambda v, o: (o.__setitem__((7, 1), False), v.__setitem__((7, 4), 1.0)), "'g1', row 7"),
+        (lambda v, o: o.__setitem__((9, slice(None)), False), "no observed group"),
+    ],
+)
+def test_from_matrix_names_the_group_and_row_of_bad_values(change, message):
+    values = np.ones((20, 6), dtype=np.float32)
+    observed = np.ones((20, 2), dtype=bool)
+    change(values, observed)
+    with pytest.raises(ValueError, match=message):
+        GroupedData.from_matrix(values, [3, 3], observed, chunk=4)
+    with pytest.raises(ValueError, match="float32"):
+        GroupedData.from_matrix(values.astype(np.float64), [3, 3], np.ones((20, 2), bool))
+    with pytest.raises(ValueError, match="sum to"):
+        GroupedData.from_matrix(values, [3, 2], np.ones((20, 2), bool))
