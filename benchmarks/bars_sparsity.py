@@ -1,6 +1,6 @@
 """Bars at the default lambda over several seeds: the Fig 2 structure check, as a table.
 
-For each seed, trains ``lam = 0`` and ``lam = 1`` (the default) exactly as
+For each seed, trains ``lam = 0`` and ``lam = BARS_LAM`` (0.2 per variable) exactly as
 ``examples/bars.py`` does and reports: active latents, links joining a top quadrant with a
 bottom one (0 is the true structure; zeros are exact, from the prox), whether every quadrant
 has an active latent, whether ``lam = 0`` kept every link, and the right-from-left RMSE ratio.

@@ -103,3 +103,20 @@ def test_automatic_lam_prunes_a_sparse_simulation_and_repeats_with_a_seed():
     within = [lam for lam, v in zip(path["lams"], path["held_out_mse"]) if v <= 1.01 * best]
     assert a.lam_ == max(within)  # the sparsest lam within 1% of the best imputation error
     assert a.lam_ > 0  # a penalised map wins here (its pruning shows at benchmark size)
+
+
+def test_the_default_fit_keeps_exactly_the_true_links_of_a_linear_simulation():
+    # 6 groups x 5 features, 4 latents, each group driven by 2 of them, noise sd 0.5
+    rng = np.random.default_rng(100)
+    support = np.zeros((6, 4), bool)
+    for i in range(6):
+        support[i, [i % 4, (i + 1) % 4]] = True
+    w = rng.standard_normal((6, 4, 5)) * support[:, :, None]
+    z = rng.standard_normal((1000, 4))
+    groups = {f"s{i}": z @ w[i] + 0.5 * rng.standard_normal((1000, 5)) for i in range(6)}
+    vae = FactVAE().fit(groups, seed=0, progress=False)  # every default: lam="auto", K=16
+    norms = vae.sparsity().to_numpy()
+    assert vae.lam_ > 0 and norms.shape == (6, 16)
+    assert int((norms > 0).any(0).sum()) <= 6  # the surplus latents are pruned
+    found = support_recovery(norms, support)
+    assert found["auc"] >= 0.95 and found["zeros_match"] >= 0.9
