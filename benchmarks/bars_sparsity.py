@@ -11,8 +11,8 @@ has an active latent, whether ``lam = 0`` kept every link, and the right-from-le
 from __future__ import annotations
 
 import argparse
-import json
-import os
+
+from report import write_json
 
 from pyro_factvae.tools.experiments import BARS_LAM
 from pyro_factvae.tools.experiments import bars_run as run
@@ -60,10 +60,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         )
     passed = sum(r["pass"] for r in rows)
     print(f"{passed} of {len(rows)} seeds pass (lam = {args.lam:g})")
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"lam": args.lam, "rows": rows, "passed": passed}, f, indent=2)
-    print(f"wrote {args.json}")
+    write_json(args.json, {"lam": args.lam, "rows": rows, "passed": passed}, indent=2)
     return rows
 
 

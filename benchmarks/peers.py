@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import time
 import warnings
@@ -43,6 +42,7 @@ import zipfile
 from collections.abc import Callable
 
 import numpy as np
+from report import write_json
 
 from pyro_factvae import FactVAE
 
@@ -396,10 +396,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     f"| {method} | {np.mean([r['rmse'] for r in vals]):.4f} | "
                     f"{np.mean([r['seconds'] for r in vals]):.1f} |"
                 )
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(rows, f, indent=1)
-    print(f"wrote {args.json}")
+    write_json(args.json, rows, indent=1)
     return rows
 
 

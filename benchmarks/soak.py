@@ -12,7 +12,6 @@ the step count. Prints a table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -20,6 +19,7 @@ import tempfile
 import time
 
 import numpy as np
+from report import write_json
 
 from pyro_factvae import FactVAE
 from pyro_factvae.datasets import bars_data
@@ -95,10 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
         f"{warm:.1f} MiB, at the end {summary['rss_final_mb']:.1f} MiB "
         f"(growth {summary['rss_growth_mb']:+.1f} MiB); {summary['seconds']:.0f} s"
     )
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"args": vars(args), "rounds": rows, "summary": summary}, f, indent=1)
-    print(f"wrote {args.json}")
+    write_json(args.json, {"args": vars(args), "rounds": rows, "summary": summary}, indent=1)
     return summary
 
 

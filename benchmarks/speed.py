@@ -32,6 +32,7 @@ import time
 import numpy as np
 import pyro
 import torch
+from report import write_json
 
 from pyro_factvae import FactVAE, FitConfig, GroupedData
 from pyro_factvae.infer.loop import Position, train_step
@@ -245,10 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
             f"{epoch['seconds']:.1f} s; peak RSS {epoch['rss_peak_mb']:.0f} MiB "
             f"(before loading {epoch['rss_before_mb']:.0f} MiB, data {epoch['data_mb']:.0f} MiB)"
         )
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.json}")
+    write_json(args.json, result, indent=2)
     return result
 
 

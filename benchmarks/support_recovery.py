@@ -15,11 +15,10 @@ mode, and reports, after matching fitted latents to true ones
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import time
 
 import numpy as np
+from report import write_json
 
 from pyro_factvae import FactVAE
 from pyro_factvae.analysis import active_probability, support_recovery, to_inference_data
@@ -91,10 +90,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f" {mode:<11} {k:>2}  {np.mean(aucs):8.3f}  {min(aucs):7.3f}  "
                 f"{np.mean([r['zeros'] for r in rs]):10.3f}"
             )
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump({"args": vars(args), "rows": results}, f, indent=2)
-    print(f"wrote {args.json}")
+    write_json(args.json, {"args": vars(args), "rows": results}, indent=2)
     return results
 
 
