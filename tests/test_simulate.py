@@ -120,3 +120,17 @@ def test_the_default_fit_keeps_exactly_the_true_links_of_a_linear_simulation():
     assert int((norms > 0).any(0).sum()) <= 6  # the surplus latents are pruned
     found = support_recovery(norms, support)
     assert found["auc"] >= 0.95 and found["zeros_match"] >= 0.9
+
+
+def test_automatic_lam_that_chooses_zero_ends_with_the_plain_dense_fit(monkeypatch):
+    import pyro_factvae.lampath as lampath
+
+    monkeypatch.setattr(lampath, "AUTO_GRID", (0.0, 100.0))  # 100 prunes every link
+    sim = simulate(SUPPORT, 4, 200, seed=2)
+    kwargs = dict(epochs=8, batch_size=32, seed=1, progress=False)
+    auto = FactVAE(latent_dim=3, lam="auto").fit(sim.data, **kwargs)
+    dense = FactVAE(latent_dim=3, lam=0.0).fit(sim.data, **kwargs)
+    assert auto.lam_ == 0.0 and auto.lam_path_["lams"] == [0.0, 100.0]
+    for (key, a), b in zip(auto.model_.state_dict().items(), dense.model_.state_dict().values()):
+        assert torch.equal(a, b), key
+    assert auto.history_[-len(dense.history_) :] == dense.history_
