@@ -184,16 +184,22 @@ class GroupedData:
             cols = matrix[:, start : start + m.shape[1]]
             cols.numpy()[:] = np.where(obs[:, [j]], m, 0.0)  # into the matrix, as float32
             start += m.shape[1]
-        self._dims: tuple[int, ...] = tuple(m.shape[1] for m in mats)
-        self._assemble(list(names), matrix, torch.as_tensor(obs, dtype=torch.bool), row_index)
+        dims = tuple(m.shape[1] for m in mats)
+        self._assemble(list(names), matrix, dims, torch.as_tensor(obs, dtype=torch.bool), row_index)
 
     def _assemble(
-        self, names: list[str], matrix: torch.Tensor, observed: torch.Tensor, row_index: np.ndarray
+        self,
+        names: list[str],
+        matrix: torch.Tensor,
+        dims: tuple[int, ...],
+        observed: torch.Tensor,
+        row_index: np.ndarray,
     ) -> None:
+        self._dims: tuple[int, ...] = dims
         self.names: list[str] = names
         #: ``(N, sum d_g)`` float32: every group's columns side by side, zero where missing
         self.matrix: torch.Tensor = matrix
-        self.values: list[torch.Tensor] = list(torch.split(matrix, list(self._dims), 1))
+        self.values: list[torch.Tensor] = list(torch.split(matrix, list(dims), 1))
         self.observed: torch.Tensor = observed
         self.row_index: np.ndarray = row_index
 
@@ -259,20 +265,17 @@ class GroupedData:
         ``chunk`` rows at a time. Give ``lam`` a number and ``patience=None`` to stream: the
         validation split and the ``lam="auto"`` path copy the rows they hold out.
         """
-        if isinstance(matrix, torch.Tensor):
-            tensor = matrix
-        else:
-            array = np.asarray(matrix) if not isinstance(matrix, np.ndarray) else matrix
+        tensor = matrix
+        if not isinstance(matrix, torch.Tensor):
             with warnings.catch_warnings():  # a read-only memmap: never written to here
                 warnings.simplefilter("ignore", UserWarning)
-                tensor = torch.from_numpy(array)
+                tensor = torch.from_numpy(np.asarray(matrix))
         names = [f"g{i}" for i in range(len(dims))] if names is None else list(names)
         dims = [int(d) for d in dims]
         obs = torch.as_tensor(np.asarray(observed), dtype=torch.bool)
         check_matrix(names, tensor, obs, dims, chunk)
         out = object.__new__(cls)
-        out._dims = tuple(dims)
-        out._assemble(names, tensor, obs, np.arange(tensor.shape[0]))
+        out._assemble(names, tensor, tuple(dims), obs, np.arange(tensor.shape[0]))
         return out
 
     # ------------------------------------------------------------------ properties
@@ -334,10 +337,8 @@ class GroupedData:
         if rows.dtype == torch.bool:
             rows = rows.nonzero().squeeze(-1)
         out = object.__new__(GroupedData)
-        out._dims = self._dims
-        out._assemble(
-            list(self.names), self.matrix[rows], self.observed[rows], self.row_index[rows.numpy()]
-        )
+        index = self.row_index[rows.numpy()]
+        out._assemble(list(self.names), self.matrix[rows], self._dims, self.observed[rows], index)
         return out
 
     def with_mask(self, observed: Any) -> GroupedData:
@@ -356,9 +357,9 @@ class GroupedData:
         if len(empty):
             raise ValueError(f"{len(empty)} rows would have no observed group: {fmt_rows(empty)}")
         out = object.__new__(GroupedData)
-        out._dims = self._dims
         cols = observed.repeat_interleave(torch.tensor(self._dims), dim=1)
-        out._assemble(list(self.names), self.matrix.where(cols, 0.0), observed, self.row_index)
+        matrix = self.matrix.where(cols, 0.0)
+        out._assemble(list(self.names), matrix, self._dims, observed, self.row_index)
         return out
 
     def require_trainable(self) -> None:

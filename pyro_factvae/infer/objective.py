@@ -91,6 +91,8 @@ class CollapsedELBO:
         self._groups = [list(b.groups) for b in layout.blocks]
         self._observed = data.observed
         self._device = _device(guide)
+        weights = model.group_weight  # per-group likelihood weights, made a tensor once
+        self._group_weight = None if weights is None else torch.tensor(weights, device=self._device)
 
     def batch(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per-block values ``(B, G_b, d_b)`` (in-support placeholders under missing groups)
@@ -126,8 +128,8 @@ class CollapsedELBO:
         var = scale.square()
         kl = 0.5 * (var + loc.square() - 1 - var.log()).sum(-1)
         log_lik = model.block_log_likelihoods(blocks, z, phis)  # (B, G)
-        if model.group_weight is not None:
-            log_lik = log_lik * torch.as_tensor(model.group_weight, device=log_lik.device)
+        if self._group_weight is not None:
+            log_lik = log_lik * self._group_weight
         num_data = config.num_data or batch
         row_scale = self.scale * num_data / batch  # the data plate's N / B, then the loss's
         if weight is not None:
