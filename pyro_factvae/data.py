@@ -20,11 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .stream import dataset_to_memmap, is_dataset
 from .validation import (
+    INF_PROBLEM,
     check_matrix,
-    check_numeric,
     fmt_rows,
+    frame_arrays,
     is_dataframe,
+    observed_from_nan,
     reject_observed,
     to_numpy,
 )
@@ -82,6 +85,11 @@ class GroupedData:
                 "GroupedData.from_dataframe(frame, {group: [columns]}) or "
                 "FactVAE().fit(frame, groups={group: [columns]})"
             )
+        if is_dataset(groups):
+            raise ValueError(
+                "got a torch Dataset: stream it with GroupedData.from_dataset(dataset), or "
+                "give it to FactVAE().fit(dataset) directly"
+            )
         if isinstance(groups, Mapping):
             if names is not None:
                 raise ValueError("give names either as mapping keys or as `names`, not both")
@@ -123,15 +131,7 @@ class GroupedData:
 
         num_rows = mats[0].shape[0]
         if mask is None:
-            obs = np.stack([~np.isnan(m).all(axis=1) for m in mats], axis=1)
-            for n, m in zip(names, mats):
-                partial = np.flatnonzero(np.isnan(m).any(axis=1) & ~np.isnan(m).all(axis=1))
-                if len(partial):
-                    raise ValueError(
-                        f"group {n!r}: rows {fmt_rows(partial)} are partly NaN; a group is "
-                        "either fully observed or fully missing (all NaN) in a row. Impute the "
-                        "single entries first, or mark the whole group missing in those rows"
-                    )
+            obs = observed_from_nan(names, mats)
         else:
             obs = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
             obs = np.asarray(obs)
@@ -150,14 +150,7 @@ class GroupedData:
                 np.isnan,
                 "are marked observed but hold NaN; set mask False there or fill the values",
             )
-        reject_observed(
-            names,
-            mats,
-            obs,
-            np.isinf,
-            "hold inf; only finite values can be observed (use NaN for the whole group to "
-            "mark it missing)",
-        )
+            reject_observed(names, mats, obs, np.isinf, INF_PROBLEM)
 
         row_index = np.arange(num_rows)
         empty = np.flatnonzero(~obs.any(axis=1))
@@ -217,25 +210,7 @@ class GroupedData:
         Cells that are empty (NaN) mark missing values; a group is missing in a row where all
         its cells are. A non-numeric cell raises a ``ValueError`` naming its row and value.
         """
-        if not isinstance(groups, Mapping):
-            raise ValueError("groups must be a mapping {group: [columns]}")
-        for name, cols in groups.items():
-            if isinstance(cols, str):
-                raise ValueError(
-                    f"group {name!r}: give a list of column names, not the string {cols!r} "
-                    f"(e.g. {{{name!r}: [{cols!r}]}})"
-                )
-        missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
-        if missing:
-            raise ValueError(f"columns {missing} are not in the DataFrame")
-        arrays = {}
-        for name, cols in groups.items():
-            if len(cols) == 0:
-                raise ValueError(f"group {name!r} has no columns")
-            block = frame[list(cols)]
-            for c in cols:
-                check_numeric(name, c, block[c])
-            arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        arrays = frame_arrays(frame, groups)
         return cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
 
     @classmethod
@@ -276,6 +251,40 @@ class GroupedData:
         check_matrix(names, tensor, obs, dims, chunk)
         out = object.__new__(cls)
         out._assemble(names, tensor, tuple(dims), obs, np.arange(tensor.shape[0]))
+        return out
+
+    @classmethod
+    def from_dataset(
+        cls,
+        dataset: Any,
+        path: Any = None,
+        batch_size: int = 1024,
+        num_workers: int = 0,
+        drop_empty_rows: bool = False,
+        allow_empty_rows: bool = False,
+    ) -> GroupedData:
+        """Stream a map-style ``torch.utils.data.Dataset`` into a float32 ``numpy.memmap``.
+
+        Each item is one row: a sequence (groups ``g0, g1, ...``) or a mapping
+        ``{group: values}`` of per-group 1-D arrays or tensors, a group all NaN where it is
+        missing. A ``DataLoader`` (``batch_size`` items at a time, ``num_workers`` worker
+        processes) reads the items once; each batch is validated (with the messages of
+        :class:`GroupedData`, rows numbered over the whole data set) and written into the
+        memmap, so memory holds one batch, never the data. The result is
+        :meth:`from_matrix` on that file: training reads its minibatches page by page.
+
+        ``path``: where the memmap file goes (kept; read it back with :meth:`from_matrix`);
+        default a temporary file that disappears with the data. ``drop_empty_rows`` and
+        ``allow_empty_rows`` as for :class:`GroupedData`.
+        """
+        matrix, observed, names, dims, row_index = dataset_to_memmap(
+            dataset, path, batch_size, num_workers, drop_empty_rows, allow_empty_rows
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            tensor = torch.from_numpy(matrix)
+        out = object.__new__(cls)
+        out._assemble(names, tensor, tuple(dims), torch.from_numpy(observed), row_index)
         return out
 
     # ------------------------------------------------------------------ properties

@@ -28,6 +28,7 @@ from .module.guide import MAP, Guide
 from .module.model import Model
 from .queries import Queries
 from .registry import LIKELIHOODS, PHI_POSTERIORS
+from .stream import is_dataset
 
 __all__ = ["FactVAE"]
 
@@ -240,6 +241,8 @@ class FactVAE(Queries):
             data = GroupedData.from_dataframe(
                 data, self.columns_, allow_empty_rows=allow_empty_rows
             )
+        elif is_dataset(data):  # streamed into a memmap, one DataLoader batch at a time
+            data = GroupedData.from_dataset(data, allow_empty_rows=allow_empty_rows)
         elif not isinstance(data, (GroupedData, Mapping)) and self.layout_ is not None:
             data = GroupedData(data, names=self.layout_.names, allow_empty_rows=allow_empty_rows)
         elif not isinstance(data, GroupedData):

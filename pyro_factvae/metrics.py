@@ -33,6 +33,7 @@ from .data import GroupedData, as_grouped
 from .estimator import FactVAE
 from .module.predict import predictive_means
 from .module.scoring import MAX_ELEMENTS, held_out, held_out_score, importance
+from .rng import fork_rng
 
 __all__ = [
     "conditional_log_likelihood",
@@ -75,12 +76,14 @@ def reconstruction_log_likelihood(
     _, guide = vae.fitted_modules()
     enc = data.group_mask(given, data.observed)
     tgt = data.group_mask(targets, data.observed)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+    model, _ = vae.fitted_modules()
+    device = model.device
+    values = [v.to(device) for v in data.values]
+    with torch.no_grad(), fork_rng(device):
         torch.manual_seed(seed)
-        z = guide.posterior_dist(data.values, enc).sample((1,))
-        model, _ = vae.fitted_modules()
-        ll = model.log_likelihoods(data.values, data.observed, z, list(guide.Phi))[0]
-    return _as_numpy(torch.where(tgt, ll, 0.0).sum(-1), tgt.any(-1))
+        z = guide.posterior_dist(values, enc.to(device)).sample((1,))
+        ll = model.log_likelihoods(values, data.observed.to(device), z, list(guide.Phi))[0]
+    return _as_numpy(torch.where(tgt, ll.cpu(), 0.0).sum(-1), tgt.any(-1))
 
 
 def iwae_log_likelihood(

@@ -19,6 +19,8 @@ from .module.guide import Guide
 from .module.model import Model
 from .module.predict import predictive_means
 from .module.priors import column_norms
+from .rng import fork_rng
+from .stream import is_dataset
 
 __all__ = ["Queries"]
 
@@ -126,7 +128,7 @@ class Queries:
         """
         positive_int("n", n)
         model, guide = self.fitted_modules()
-        with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        with fork_rng(model.device, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
             z = torch.randn(n, model.latent_dim).to(model.device)
@@ -156,8 +158,9 @@ class Queries:
 
 
 def _arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:
-    """The caller's own per-group arrays (2-D), or the GroupedData's values."""
-    if isinstance(data, GroupedData):
+    """The caller's own per-group arrays (2-D), or the GroupedData's values (for a
+    GroupedData or a streamed Dataset)."""
+    if isinstance(data, GroupedData) or is_dataset(data):
         return [v.numpy() for v in grouped.values]
     items = data.values() if isinstance(data, Mapping) else data
     out = []

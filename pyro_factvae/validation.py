@@ -3,6 +3,7 @@ becomes a ``ValueError`` that names the group, column or rows and says what to d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,9 @@ __all__ = [
     "check_matrix",
     "check_numeric",
     "fmt_rows",
+    "frame_arrays",
     "is_dataframe",
+    "observed_from_nan",
     "reject_observed",
     "to_numpy",
 ]
@@ -73,12 +76,35 @@ def check_numeric(group: str, name: Any, column: Any) -> None:
         )
 
 
-def reject_observed(names, mats, obs, test, problem: str) -> None:
-    """``ValueError`` naming the group and rows where an observed row has ``test`` true."""
+def reject_observed(names, mats, obs, test, problem: str, offset: int = 0) -> None:
+    """``ValueError`` naming the group and rows where an observed row has ``test`` true
+    (rows numbered from ``offset``: the first row of a chunk)."""
     for j, (name, m) in enumerate(zip(names, mats)):
         bad = np.flatnonzero(obs[:, j] & test(m).any(axis=1))
         if len(bad):
-            raise ValueError(f"group {name!r}: rows {fmt_rows(bad)} {problem}")
+            raise ValueError(f"group {name!r}: rows {fmt_rows(bad + offset)} {problem}")
+
+
+def observed_from_nan(names, mats, offset: int = 0) -> np.ndarray:
+    """The ``(N, G)`` observed mask of per-group float arrays (a group is missing in a row
+    where all its values are NaN); ``ValueError`` for partly-NaN rows and for inf. Rows are
+    numbered from ``offset`` in the messages."""
+    obs = np.stack([~np.isnan(m).all(axis=1) for m in mats], axis=1)
+    for n, m in zip(names, mats):
+        partial = np.flatnonzero(np.isnan(m).any(axis=1) & ~np.isnan(m).all(axis=1))
+        if len(partial):
+            raise ValueError(
+                f"group {n!r}: rows {fmt_rows(partial + offset)} are partly NaN; a group is "
+                "either fully observed or fully missing (all NaN) in a row. Impute the "
+                "single entries first, or mark the whole group missing in those rows"
+            )
+    reject_observed(names, mats, obs, np.isinf, INF_PROBLEM, offset)
+    return obs
+
+
+INF_PROBLEM = (
+    "hold inf; only finite values can be observed (use NaN for the whole group to mark it missing)"
+)
 
 
 def check_matrix(
@@ -119,3 +145,28 @@ def check_matrix(
                     f"group {names[g]!r}, row {row}: a value of this {where} group "
                     f"{problem}; observed values must be finite and missing ones 0"
                 )
+
+
+def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
+    """Per-group float arrays of a DataFrame's columns ``{group: [columns]}`` (NaN where a
+    cell is empty); ``ValueError`` naming the group, column or cell that is wrong."""
+    if not isinstance(groups, Mapping):
+        raise ValueError("groups must be a mapping {group: [columns]}")
+    for name, cols in groups.items():
+        if isinstance(cols, str):
+            raise ValueError(
+                f"group {name!r}: give a list of column names, not the string {cols!r} "
+                f"(e.g. {{{name!r}: [{cols!r}]}})"
+            )
+    missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the DataFrame")
+    arrays = {}
+    for name, cols in groups.items():
+        if len(cols) == 0:
+            raise ValueError(f"group {name!r} has no columns")
+        block = frame[list(cols)]
+        for c in cols:
+            check_numeric(name, c, block[c])
+        arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
+    return arrays

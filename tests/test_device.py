@@ -64,3 +64,47 @@ def test_fit_predict_save_and_load_on_cuda(tmp_path):
     back = FactVAE.load(tmp_path / "m.factvae")  # onto the CPU
     assert not any(p.is_cuda for p in back.model_.parameters())
     np.testing.assert_allclose(back.impute(groups())["g2"], out["g2"], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"inference": "poe"}, {"inference": "poe", "phi_inference": "variational"}],
+    ids=["prox", "variational"],
+)
+def test_a_training_step_stays_on_the_model_device_without_host_reads(options):
+    """On the ``meta`` device (shapes, no data) a CPU tensor mixed into a computation raises,
+    as it would on CUDA, and so does any read of a value back to the host: the loss, its
+    gradients and the Adam + prox update (also the relaxed refit's) must run without either.
+    (The JMVAE+ mixture baseline expands rows by the mask's contents, a read by design.)"""
+    import copy
+
+    import pyro
+
+    from pyro_factvae.infer.objective import objective_for
+    from pyro_factvae.infer.optim import Optimizers
+
+    rng = np.random.default_rng(0)
+    groups = {
+        "a": rng.normal(size=(40, 3)),
+        "b": rng.integers(0, 2, size=(40, 4)).astype(float),
+        "lab": np.eye(3)[rng.integers(0, 3, 40)],
+    }
+    groups["a"][:5] = np.nan
+    liks = {"a": "normal", "b": "bernoulli", "lab": "categorical"}
+    vae = FactVAE(latent_dim=2, lam=0.1, likelihood=liks, **options)
+    vae.fit(groups, epochs=1, progress=False)
+    model, guide = copy.deepcopy((vae.model_, vae.guide_))  # one copy: the guide reads the model
+    model.to("meta"), guide.to("meta")
+    optimizers = Optimizers(model, guide, lr=1e-2, phi_lr=1e-2, phi_optim="adam")
+    objective = objective_for(model, guide, guide.phi_mode, GroupedData(groups), 1 / 40)
+    with pyro.validation_enabled(False):
+        blocks, mask = objective.batch(torch.arange(16))
+        assert mask.device.type == "meta"
+        keep = torch.ones_like(mask)
+        terms = objective(*guide.experts.training_args(blocks, mask, keep))
+        assert terms.loss.device.type == "meta" and terms.data.device.type == "meta"
+        terms.loss.backward()
+        for relaxed in (False, True):
+            optimizers.set_lam(0.1, relaxed=relaxed)
+            optimizers.step()
+    assert all(p.device.type == "meta" for p in guide.Phi)

@@ -26,6 +26,7 @@ from ..config import FitConfig
 from ..data import GroupedData
 from ..module.guide import Guide
 from ..module.model import Model
+from ..rng import fork_rng
 from .distributed import all_reduce_, shard, world
 from .objective import objective_for
 from .optim import Optimizers
@@ -182,7 +183,7 @@ def validation_loss(
     with a fixed seed in a forked RNG: the training RNG stream is not touched."""
     objective = objective_for(model, guide, posterior, data, 1.0 / model.config.num_data)
     total = 0.0
-    with torch.random.fork_rng(devices=[]), pyro.validation_enabled(False):
+    with fork_rng(model.device), pyro.validation_enabled(False):
         torch.manual_seed(0)
         for start in range(0, len(data), chunk):
             xs, mask = objective.batch(torch.arange(start, min(start + chunk, len(data))))

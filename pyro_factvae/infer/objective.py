@@ -121,8 +121,8 @@ class CollapsedELBO:
         inputs = mask if enc_mask is None else mask & enc_mask
         mu, precision = guide.block_expert_params(blocks, phis)
         loc, scale = product_of_experts(mu, precision, inputs)  # eq 6
-        if noise is None:
-            noise = torch.randn_like(loc)
+        if noise is None:  # drawn on the CPU: seeded and resumable on every device
+            noise = torch.randn(loc.shape, dtype=loc.dtype).to(loc.device)
         z = loc + scale * noise  # the guide's reparameterised draw
         # KL(N(loc, scale^2) || N(0, I)), as torch.distributions computes it
         var = scale.square()

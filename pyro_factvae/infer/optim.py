@@ -96,6 +96,8 @@ class ProximalOptim(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             lr, lam = group["lr"], group["lam"] * group["weight"]
+            if lam < 0:
+                raise ValueError(f"lam must be >= 0, got {group['lam']} (weight {group['weight']})")
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -108,7 +110,7 @@ class ProximalOptim(torch.optim.Optimizer):
                 if support is not None:
                     p.mul_(support)  # exact zeros stay; no shrinkage
                 elif lam > 0:
-                    p.copy_(prox_group_lasso(p, threshold))
+                    p.copy_(prox_group_lasso(p, threshold, check=False))
         return loss
 
     def _adam(self, p: torch.Tensor, group: dict) -> torch.Tensor:
@@ -155,7 +157,11 @@ class Optimizers:
                 theta.append(p)
         self.phi_optim = phi_optim
         self.params = theta + phi
-        self.theta = torch.optim.Adam(theta, lr=lr, foreach=True)
+        # on CUDA one fused kernel; on the CPU the multi-tensor path (CPU runs as before)
+        cuda = bool(theta) and theta[0].device.type == "cuda"
+        self.theta = torch.optim.Adam(
+            theta, lr=lr, **({"fused": True} if cuda else {"foreach": True})
+        )
         # one param group per block: its lam is weighted by the variables of its groups
         blocks = [
             {"params": [p], "weight": float(v)} for p, v in zip(phi, model.layout.penalty_weights)

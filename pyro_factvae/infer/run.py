@@ -15,7 +15,6 @@ given) and return; a second signal interrupts at once.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import os
@@ -33,6 +32,7 @@ from ..data import GroupedData
 from ..module.guide import Guide
 from ..module.model import Model
 from ..module.priors import column_norms
+from ..rng import cuda_index, fork_rng
 from .distributed import barrier, broadcast_, is_writer, max_over_ranks
 from .loop import NonFiniteError, Phase, Position, cosine, train_phase, validation_loss
 from .optim import Optimizers
@@ -171,6 +171,7 @@ class Trainer:
             "optim": tensors["optim"],
             "sched": tensors["sched"],
             "best": tensors.get("best"),
+            "cuda_rng": tensors["rng"].get("cuda"),
         }
         generator = torch.Generator()
         generator.set_state(tensors["rng"]["generator"])
@@ -203,12 +204,11 @@ class Trainer:
         every = run.fit.checkpoint_every or math.ceil(
             len(data) / min(run.fit.batch_size, len(data))
         )
-        fork = (
-            torch.random.fork_rng(devices=[]) if rng_state is not None else contextlib.nullcontext()
-        )
-        with fork, _Signals() as signals:
+        device = self.model.device
+        with fork_rng(device, enabled=rng_state is not None), _Signals() as signals:
             if rng_state is not None:
                 torch.set_rng_state(rng_state)
+                self._seed_cuda(device)
             interrupted: str | None = None
 
             def write() -> None:
@@ -302,14 +302,31 @@ class Trainer:
         with torch.no_grad():
             return int(sum(int((column_norms(p) > 0).sum()) for p in self.guide.Phi))
 
+    def _seed_cuda(self, device: torch.device) -> None:
+        """A seeded run on CUDA: the device's RNG (which Pyro's guide draws from in a
+        variational phase) continues from the checkpoint's state, or starts from a seed drawn
+        from the seeded CPU RNG. The collapsed objective draws its noise on the CPU."""
+        index = cuda_index(device)
+        if index is None:
+            return
+        saved = None if self._pending is None else self._pending.get("cuda_rng")
+        if saved is not None:
+            torch.cuda.set_rng_state(saved, index)
+        else:
+            seed = int(torch.randint(2**62, ()))
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
+
     def _tensors(self, run: Run, generator: torch.Generator, scheds: list) -> dict[str, Any]:
         assert self.optimizers is not None
+        index = cuda_index(self.model.device)
+        cuda = {} if index is None else {"cuda": torch.cuda.get_rng_state(index)}
         return {
             "optim": self.optimizers.state_dict(),
             "sched": [s.state_dict() for s in scheds],
             "perm": run.position.perm,
             "best": self._best,
-            "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state(), **cuda},
         }
 
     @staticmethod

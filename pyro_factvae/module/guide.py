@@ -180,7 +180,9 @@ class Guide(PyroModule):
         loc, scale = self.posterior(xs, inputs, phis)
         with (
             pyro.plate(
-                sites.DATA_PLATE, self.config.num_data or batch, subsample=torch.arange(batch)
+                sites.DATA_PLATE,
+                self.config.num_data or batch,
+                subsample=torch.arange(batch, device=mask.device),
             ),
             poutine.scale(scale=1.0 if weight is None else weight),
         ):

@@ -122,9 +122,10 @@ class Model(PyroModule):
     def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
         """Sample the ``gamma_sq_<g>`` and ``Phi_<g>`` sites; return ``Phi`` stacked per block."""
         m, k = self.config.phi_rows, self.config.latent_dim
+        device = self.device
         phis = []
         for block, lam_total in zip(self.layout.blocks, self.lam_totals(batch_size)):
-            gamma_prior = gamma_sq_prior(m, k, lam_total)
+            gamma_prior = gamma_sq_prior(m, k, lam_total, device)
             stack = []
             for g in block.groups:
                 name = self.layout.names[g]
@@ -242,7 +243,9 @@ class Model(PyroModule):
         if tau > 0:
             pyro.factor(sites.THETA_PRIOR, tau * num_data * self.theta_log_prior())
         with (
-            pyro.plate(sites.DATA_PLATE, num_data, subsample=torch.arange(batch)),
+            pyro.plate(
+                sites.DATA_PLATE, num_data, subsample=torch.arange(batch, device=mask.device)
+            ),
             poutine.scale(scale=1.0 if weight is None else weight),
         ):
             zeros = torch.zeros(batch, self.config.latent_dim, device=mask.device)

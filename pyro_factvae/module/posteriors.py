@@ -79,10 +79,13 @@ class PointMass(nn.Module):
         """Per block, ``(column norms, gamma_sq, active)`` draws, each ``(S, G_b, K)``.
 
         ``Phi`` is a point, so its norms repeat; ``gamma_sq`` comes from its exact conditional
-        ``p(gamma_sq | Phi)``; a link is active where its column is not exactly zero.
+        ``p(gamma_sq | Phi)``; a link is active where its column is not exactly zero. Drawn on
+        the CPU from ``generator`` (a CPU generator), whatever the model's device, so a seed
+        gives the same draws everywhere.
         """
         out = []
         for phi, lam_total in zip(phis, lam_totals):
+            phi = phi.detach().cpu()
             norm = column_norms(phi).double().expand(num_draws, *phi.shape[::2])
             gamma = conditional_sample(phi, lam_total, num_draws, generator)
             out.append((norm, gamma, norm > 0))
@@ -149,9 +152,11 @@ class MeanField(nn.Module):
     ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """Per block, ``(column norms, gamma_sq, active)`` draws from ``q``, each
         ``(S, G_b, K)``; a link is active where its norm exceeds ``active_factor`` times the
-        norm a column of pure posterior noise would have."""
+        norm a column of pure posterior noise would have. Drawn on the CPU from ``generator``
+        (a CPU generator), whatever the model's device."""
         out = []
         for phi, raw, g_loc, g_raw in zip(phis, self.Phi_scale, self.gamma_loc, self.gamma_scale):
+            phi, raw, g_loc, g_raw = (t.detach().cpu() for t in (phi, raw, g_loc, g_raw))
             scale = softplus(raw).double()
             eps = torch.randn((num_draws, *phi.shape), generator=generator, dtype=torch.float64)
             norm = column_norms(phi.double() + scale * eps)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
+from ..rng import fork_rng
 from .guide import Guide
 from .model import Model
 
@@ -37,7 +38,7 @@ def predictive_means(
         means = model.means(q.mean, phis)
         return [means[g].cpu() for g in targets]
     sums = [torch.zeros(enc_mask.shape[0], model.layout.dims[g], device=device) for g in targets]
-    with torch.random.fork_rng(devices=[]):
+    with fork_rng(device):
         torch.manual_seed(seed)
         for _ in range(num_samples):
             means = model.means(q.sample(), phis)

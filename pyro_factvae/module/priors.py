@@ -48,26 +48,35 @@ def column_norms(phi: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(phi, dim=-2)
 
 
-def prox_group_lasso(phi: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+def prox_group_lasso(
+    phi: torch.Tensor, threshold: float | torch.Tensor, check: bool = True
+) -> torch.Tensor:
     r"""Group soft-threshold of Algorithm 1 (the prox of ``threshold * sum_j ||Phi_.j||``).
 
     ``Phi_.j <- Phi_.j / ||Phi_.j|| * max(||Phi_.j|| - threshold, 0)``: columns whose norm is
     at most ``threshold`` become exactly zero, the others shrink toward zero by ``threshold``.
     ``threshold`` is a number or a tensor broadcasting against ``phi.shape[:-2] + (1, K)``
-    (one threshold per column).
+    (one threshold per column). ``check=False`` skips the test that ``threshold >= 0``: for a
+    tensor it reads the threshold back to the host, which :class:`ProximalOptim` (whose
+    thresholds are ``>= 0`` by construction) does not pay on every step.
     """
-    if bool(torch.as_tensor(threshold).lt(0).any()):
+    if check and bool(torch.as_tensor(threshold).lt(0).any()):
         raise ValueError("prox threshold must be >= 0")
     norms = column_norms(phi).unsqueeze(-2)
     factor = torch.clamp(1.0 - threshold / norms.clamp_min(1e-30), min=0.0)
     return phi * factor
 
 
-def gamma_sq_prior(num_rows: int, latent_dim: int, lam_total: float) -> dist.Distribution:
-    """``Gamma((m + 1)/2, lam_total^2 / 2)`` for the ``K`` columns of one group (eq 7)."""
+def gamma_sq_prior(
+    num_rows: int, latent_dim: int, lam_total: float, device: torch.device | str | None = None
+) -> dist.Distribution:
+    """``Gamma((m + 1)/2, lam_total^2 / 2)`` for the ``K`` columns of one group (eq 7), with
+    its parameters on ``device`` (the model's; default: torch's default device)."""
     rate = max(0.5 * lam_total**2, _FLAT_RATE)
     return (
-        dist.Gamma(torch.tensor(0.5 * (num_rows + 1)), torch.tensor(rate))
+        dist.Gamma(
+            torch.tensor(0.5 * (num_rows + 1), device=device), torch.tensor(rate, device=device)
+        )
         .expand([latent_dim])
         .to_event(1)
     )

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data import GroupedData
+from ..rng import fork_rng
 from .guide import Guide
 from .model import Model
 from .predict import predictive_means
@@ -65,7 +66,7 @@ def importance(
     rows, samples = _chunks(model, num_samples, n, max_elements)
     results = [torch.empty(n) for _ in masks]
     normal = torch.distributions.Normal(0.0, 1.0)
-    with torch.random.fork_rng(devices=[]):
+    with fork_rng(model.device):
         torch.manual_seed(seed)
         for start in range(0, n, rows):
             sl = slice(start, start + rows)

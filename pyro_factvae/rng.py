@@ -1,0 +1,34 @@
+"""Forks of torch's global RNG that cover the device a computation draws on.
+
+``torch.random.fork_rng(devices=[])`` forks the CPU generator only: a seeded block that draws
+on a CUDA device would still advance that device's global generator. :func:`fork_rng` forks
+the CPU and, for a CUDA ``device``, that device too, so "the global RNG is left as it was"
+holds wherever the model lives.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+
+__all__ = ["cuda_index", "fork_rng"]
+
+
+def cuda_index(device: torch.device | str | None) -> int | None:
+    """The CUDA device index of ``device``, or ``None`` for any other device."""
+    if device is None:
+        return None
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+@contextlib.contextmanager
+def fork_rng(device: torch.device | str | None = None, enabled: bool = True) -> Iterator[None]:
+    """Fork the CPU RNG and ``device``'s (when it is a CUDA device) for the block."""
+    index = cuda_index(device)
+    with torch.random.fork_rng(devices=[] if index is None else [index], enabled=enabled):
+        yield

@@ -1,0 +1,118 @@
+"""A torch ``Dataset`` written once, batch by batch, into a float32 ``numpy.memmap``.
+
+:meth:`GroupedData.from_dataset <pyro_factvae.data.GroupedData.from_dataset>` is built on
+:func:`dataset_to_memmap`: a ``DataLoader`` reads the items (one row each: per-group 1-D
+values, a group all NaN where it is missing), every batch is validated and written, zero-filled
+under missing groups, into the rows of one ``(N, sum d_g)`` file-backed matrix. Memory holds a
+batch; the file holds the data, and training reads it page by page.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from .validation import fmt_rows, observed_from_nan, to_numpy
+
+__all__ = ["dataset_to_memmap", "is_dataset"]
+
+
+def is_dataset(obj: Any) -> bool:
+    """Whether ``obj`` is a torch ``Dataset``."""
+    return isinstance(obj, Dataset)
+
+
+def _split(batch: Any, start: int) -> tuple[list[str], list[np.ndarray]]:
+    """A collated batch as group names and ``(B, d_g)`` float arrays."""
+    if isinstance(batch, Mapping):
+        names = [str(k) for k in batch.keys()]
+        parts = list(batch.values())
+    elif isinstance(batch, Sequence) and not isinstance(batch, (str, torch.Tensor)):
+        names = [f"g{i}" for i in range(len(batch))]
+        parts = list(batch)
+    else:
+        raise ValueError(
+            f"dataset item {start} is a {type(batch).__name__}; each item must be a sequence "
+            "or a mapping of per-group 1-D values (e.g. return (x_a, x_b) or {'a': x_a, ...} "
+            "from __getitem__)"
+        )
+    if not parts:
+        raise ValueError(f"dataset item {start} holds no group")
+    return names, [to_numpy(n, p) for n, p in zip(names, parts)]
+
+
+def dataset_to_memmap(
+    dataset: Any,
+    path: Any = None,
+    batch_size: int = 1024,
+    num_workers: int = 0,
+    drop_empty_rows: bool = False,
+    allow_empty_rows: bool = False,
+) -> tuple[np.memmap, np.ndarray, list[str], list[int], np.ndarray]:
+    """Write the rows of a map-style ``dataset`` into a float32 memmap.
+
+    Returns ``(matrix, observed, names, dims, row_index)``: the ``(N', sum d_g)`` memmap
+    (zero under missing groups), the ``(N', G)`` bool mask, the group names and widths, and
+    each row's item index (``N' < N`` only when ``drop_empty_rows`` dropped rows). ``path``:
+    the file to write (default: an anonymous temporary file, freed with the matrix).
+    """
+    if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
+        raise ValueError(
+            "from_dataset needs a map-style Dataset with __len__ and __getitem__ (the number "
+            "of rows sizes the file); collect an IterableDataset into arrays first"
+        )
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    num_rows = len(dataset)
+    if num_rows == 0:
+        raise ValueError("the dataset has no items")
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    matrix: np.memmap | None = None
+    observed = np.zeros((num_rows, 0), dtype=bool)
+    names: list[str] = []
+    dims: list[int] = []
+    kept: list[np.ndarray] = []
+    written = start = 0
+    for batch in loader:
+        batch_names, mats = _split(batch, start)
+        widths = [m.shape[1] for m in mats]
+        if matrix is None:
+            names, dims = batch_names, widths
+            if len(set(names)) != len(names):
+                raise ValueError(f"group names must be unique, got {names}")
+            target = tempfile.TemporaryFile() if path is None else os.fspath(path)
+            matrix = np.memmap(target, dtype=np.float32, mode="w+", shape=(num_rows, sum(dims)))
+            observed = np.zeros((num_rows, len(dims)), dtype=bool)
+        elif batch_names != names or widths != dims:
+            raise ValueError(
+                f"dataset items {start}..{start + len(mats[0]) - 1} have groups "
+                f"{dict(zip(batch_names, widths))}; the first items had "
+                f"{dict(zip(names, dims))}: every item needs the same groups and widths"
+            )
+        obs = observed_from_nan(names, mats, offset=start)
+        keep = obs.any(axis=1)
+        if not keep.all() and not (drop_empty_rows or allow_empty_rows):
+            raise ValueError(
+                f"dataset items {fmt_rows(np.flatnonzero(~keep) + start)} have no observed "
+                "group; pass drop_empty_rows=True (or allow_empty_rows=True for prediction)"
+            )
+        if allow_empty_rows and not drop_empty_rows:
+            keep = np.ones_like(keep)
+        rows = np.flatnonzero(keep)
+        values = np.concatenate([np.where(obs[:, [j]], m, 0.0) for j, m in enumerate(mats)], 1)
+        matrix[written : written + len(rows)] = values[rows]
+        observed[written : written + len(rows)] = obs[rows]
+        kept.append(rows + start)
+        written += len(rows)
+        start += len(mats[0])
+    assert matrix is not None
+    if written == 0:
+        raise ValueError("no item of the dataset has an observed group")
+    matrix.flush()
+    return matrix[:written], observed[:written], names, dims, np.concatenate(kept)

@@ -1,0 +1,128 @@
+"""Streaming a torch Dataset: one pass through a DataLoader into a float32 memmap, the same
+data (and the same fit) as the arrays, and clear errors with rows numbered over the data set."""
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from pyro_factvae import FactVAE, GroupedData
+
+
+class Rows(Dataset):
+    """Rows of per-group arrays, as a dict (or a tuple) per item; counts its reads."""
+
+    def __init__(self, groups, as_tuple=False):
+        self.groups, self.as_tuple, self.reads = groups, as_tuple, 0
+
+    def __len__(self):
+        return len(next(iter(self.groups.values())))
+
+    def __getitem__(self, i):
+        self.reads += 1
+        if self.as_tuple:
+            return tuple(torch.as_tensor(v[i]) for v in self.groups.values())
+        return {k: v[i] for k, v in self.groups.items()}
+
+
+def groups(n=300):
+    rng = np.random.default_rng(3)
+    z = rng.normal(size=(n, 2))
+    out = {
+        "a": z @ rng.normal(size=(2, 3)) + 0.1 * rng.normal(size=(n, 3)),
+        "b": z @ rng.normal(size=(2, 2)) + 0.1 * rng.normal(size=(n, 2)),
+        "c": rng.normal(size=n),
+    }
+    out["b"][:40] = np.nan
+    out["c"][250:] = np.nan
+    return out
+
+
+def test_a_dataset_streams_into_the_same_data_as_the_arrays_reading_each_item_once():
+    rows = Rows(groups())
+    data = GroupedData.from_dataset(rows, batch_size=64)
+    ref = GroupedData(groups())
+    assert rows.reads == 300
+    assert data.names == ["a", "b", "c"] and data.dims == [3, 2, 1]
+    assert torch.equal(data.matrix, ref.matrix) and torch.equal(data.observed, ref.observed)
+    tup = GroupedData.from_dataset(Rows(groups(), as_tuple=True), batch_size=7)
+    assert tup.names == ["g0", "g1", "g2"] and torch.equal(tup.matrix, ref.matrix)
+
+
+def test_the_memmap_file_holds_the_rows_and_reads_back_with_from_matrix(tmp_path):
+    path = tmp_path / "rows.f32"
+    data = GroupedData.from_dataset(Rows(groups()), path=path, batch_size=50)
+    assert path.stat().st_size == 300 * 6 * 4
+    back = np.memmap(path, dtype=np.float32, mode="r", shape=(300, 6))
+    again = GroupedData.from_matrix(back, data.dims, data.observed.numpy(), names=data.names)
+    assert torch.equal(again.matrix, data.matrix)
+
+
+def test_fitting_a_dataset_equals_fitting_its_arrays():
+    a = FactVAE(latent_dim=2, lam=0.1).fit(Rows(groups()), epochs=2, progress=False)
+    b = FactVAE(latent_dim=2, lam=0.1).fit(groups(), epochs=2, progress=False)
+    assert a.history_ == b.history_
+    for (k, va), vb in zip(a.model_.state_dict().items(), b.model_.state_dict().values()):
+        assert torch.equal(va, vb), k
+    filled, ref = a.impute(Rows(groups()))["b"], b.impute(groups())["b"]
+    assert filled.dtype == np.float32  # the stored values, as for a GroupedData
+    np.testing.assert_array_equal(filled[:40], ref[:40].astype(np.float32))
+    np.testing.assert_allclose(filled[40:], ref[40:], rtol=1e-6)
+
+
+def test_rows_without_an_observed_group_are_refused_or_dropped_with_their_item_index():
+    g = groups()
+    for v in g.values():
+        v[[5, 20, 130]] = np.nan
+    with pytest.raises(ValueError, match=r"dataset items \[5, 20\] have no observed group"):
+        GroupedData.from_dataset(Rows(g), batch_size=64)  # the first batch that holds one
+    late = groups()
+    for v in late.values():
+        v[130] = np.nan
+    with pytest.raises(ValueError, match=r"dataset items \[130\] have no observed group"):
+        GroupedData.from_dataset(Rows(late), batch_size=64)  # numbered over the data set
+    data = GroupedData.from_dataset(Rows(g), batch_size=64, drop_empty_rows=True)
+    assert len(data) == 297 and not {5, 20, 130} & set(data.row_index.tolist())
+    assert torch.equal(data.matrix, GroupedData(g, drop_empty_rows=True).matrix)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda g: g["a"].__setitem__((70, 1), np.nan), r"group 'a': rows \[70\] are partly NaN"),
+        (lambda g: g["b"].__setitem__((99, 0), np.inf), r"group 'b': rows \[99\] hold inf"),
+    ],
+)
+def test_bad_values_name_the_group_and_the_item_over_the_whole_dataset(change, message):
+    g = groups()
+    change(g)
+    with pytest.raises(ValueError, match=message):
+        GroupedData.from_dataset(Rows(g), batch_size=64)
+
+
+def test_items_that_change_shape_or_type_and_iterable_datasets_are_refused():
+    class Ragged(Rows):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            if i >= 64:
+                item["a"] = item["a"][:2]
+            return item
+
+    with pytest.raises(ValueError, match=r"dataset items 64..127 have groups"):
+        GroupedData.from_dataset(Ragged(groups()), batch_size=64)
+
+    class Flat(Rows):
+        def __getitem__(self, i):
+            return torch.zeros(3)
+
+    with pytest.raises(ValueError, match="sequence or a mapping of per-group"):
+        GroupedData.from_dataset(Flat(groups()))
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            yield {"a": np.zeros(2)}
+
+    with pytest.raises(ValueError, match="map-style Dataset"):
+        GroupedData.from_dataset(Stream())
+    with pytest.raises(ValueError, match=r"GroupedData.from_dataset\(dataset\)"):
+        GroupedData(Rows(groups()))
