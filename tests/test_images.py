@@ -6,8 +6,10 @@ import pytest
 from pyro_factvae.datasets.images import (
     CVL_VIEWS,
     QUADRANTS,
+    QuadrantDataset,
     load_fashion_mnist,
     load_views,
+    open_idx,
     quadrant_data,
     read_idx,
 )
@@ -98,3 +100,24 @@ def test_quadrant_names_are_shared_with_bars():
     from pyro_factvae.datasets import bars
 
     assert bars.QUADRANTS == QUADRANTS
+
+
+def test_a_mapped_idx_file_streams_the_same_quadrants_as_the_loaded_images(tmp_path):
+    from pyro_factvae import GroupedData
+
+    x = np.random.default_rng(0).integers(0, 256, size=(37, 6, 6))
+    write_idx(tmp_path / "img.gz", x)
+    with pytest.raises(ValueError, match="give cache=PATH"):
+        open_idx(tmp_path / "img.gz")
+    mapped = open_idx(tmp_path / "img.gz", cache=tmp_path / "img.idx")
+    assert isinstance(mapped, np.memmap) and mapped.shape == (37, 6, 6)
+    np.testing.assert_array_equal(mapped, x)
+    streamed = GroupedData.from_dataset(QuadrantDataset(mapped), batch_size=8)
+    loaded = quadrant_data(read_idx(tmp_path / "img.gz").astype(np.float32) / 255.0)
+    assert streamed.names == list(QUADRANTS)
+    np.testing.assert_array_equal(streamed.matrix.numpy(), loaded.matrix.numpy())
+    (tmp_path / "cut.idx").write_bytes((tmp_path / "img.idx").read_bytes()[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        open_idx(tmp_path / "cut.idx")
+    with pytest.raises(ValueError, match="even s"):
+        QuadrantDataset(np.zeros((2, 3, 3)))

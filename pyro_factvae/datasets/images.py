@@ -4,7 +4,10 @@
   quadrants at random (a missing view).
 * :func:`load_digits_quadrants`: scikit-learn's bundled 8x8 digits (optional dependency).
 * :func:`read_idx` / :func:`load_fashion_mnist`: the MNIST ``idx`` format, as shipped by
-  Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``.
+  Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``;
+  :func:`open_idx` maps one without reading it, and :class:`QuadrantDataset` serves the
+  quadrants of such images row by row (a torch ``Dataset`` for
+  :meth:`GroupedData.from_dataset <pyro_factvae.data.GroupedData.from_dataset>`).
 * :func:`load_views`: the CVL face database layout (paper sec. 4.3): one folder per subject,
   files ``MVC-001F`` .. ``MVC-007F`` (any image extension) for the 7 views; a missing file is
   a missing view. Images are centre-cropped, converted to grayscale, resized and scaled to
@@ -15,18 +18,22 @@ from __future__ import annotations
 
 import gzip
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from torch.utils.data import Dataset
 
 __all__ = [
     "CVL_VIEWS",
     "FASHION_MNIST_DIR",
     "QUADRANTS",
+    "QuadrantDataset",
     "load_digits_quadrants",
     "load_fashion_mnist",
     "load_views",
+    "open_idx",
     "quadrant_data",
     "read_idx",
 ]
@@ -118,6 +125,52 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) != header + int(np.prod(shape)):
         raise ValueError(f"{path}: truncated or padded: header says shape {shape}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def open_idx(path: str | os.PathLike, cache: str | os.PathLike | None = None) -> np.memmap:
+    """An unsigned-byte ``idx`` file as a read-only ``numpy.memmap``: nothing is read into
+    memory until indexed. A ``.gz`` file is first decompressed, a chunk at a time, into
+    ``cache`` (required for ``.gz``; reused when it exists)."""
+    path = Path(path)
+    if path.suffix == ".gz":
+        if cache is None:
+            raise ValueError(f"{path} is compressed: give cache=PATH to decompress it into")
+        cache = Path(cache)
+        if not cache.exists():
+            with gzip.open(path, "rb") as src, open(cache, "wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 20)
+        path = cache
+    with open(path, "rb") as f:
+        magic = f.read(4)
+        if len(magic) < 4 or magic[:3] != b"\x00\x00\x08":
+            raise ValueError(f"{path}: not an unsigned-byte idx file (bad magic number)")
+        dims = f.read(4 * magic[3])
+    shape = tuple(int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(magic[3]))
+    header = 4 + 4 * len(shape)
+    if path.stat().st_size != header + int(np.prod(shape)):
+        raise ValueError(f"{path}: truncated or padded: header says shape {shape}")
+    return np.memmap(path, dtype=np.uint8, mode="r", offset=header, shape=shape)
+
+
+class QuadrantDataset(Dataset):
+    """The four quadrants (:data:`QUADRANTS`) of each of ``(n, s, s)`` images as a torch
+    ``Dataset``: item ``i`` is ``{quadrant: (s/2 * s/2,) float32}``, divided by ``divisor``
+    (as :func:`load_fashion_mnist` scales). Reads one image per item, so a ``numpy.memmap``
+    (:func:`open_idx`) is never loaded whole."""
+
+    def __init__(self, images: np.ndarray, divisor: float = 255.0) -> None:
+        if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] % 2:
+            raise ValueError(f"expected (n, s, s) images with even s, got shape {images.shape}")
+        self.images, self.divisor = images, divisor
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> dict[str, np.ndarray]:
+        image = np.asarray(self.images[i], dtype=np.float32) / self.divisor
+        h = image.shape[0] // 2
+        parts = (image[:h, :h], image[:h, h:], image[h:, :h], image[h:, h:])
+        return {name: p.reshape(-1) for name, p in zip(QUADRANTS, parts)}
 
 
 def load_fashion_mnist(
