@@ -280,11 +280,10 @@ class GroupedData:
         matrix, observed, names, dims, row_index = dataset_to_memmap(
             dataset, path, batch_size, num_workers, drop_empty_rows, allow_empty_rows
         )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            tensor = torch.from_numpy(matrix)
         out = object.__new__(cls)
-        out._assemble(names, tensor, tuple(dims), torch.from_numpy(observed), row_index)
+        out._assemble(
+            names, torch.from_numpy(matrix), tuple(dims), torch.from_numpy(observed), row_index
+        )
         return out
 
     # ------------------------------------------------------------------ properties
