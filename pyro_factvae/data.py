@@ -150,7 +150,7 @@ class GroupedData:
                 np.isnan,
                 "are marked observed but hold NaN; set mask False there or fill the values",
             )
-            reject_observed(names, mats, obs, np.isinf, INF_PROBLEM)
+        reject_observed(names, mats, obs, np.isinf, INF_PROBLEM)
 
         row_index = np.arange(num_rows)
         empty = np.flatnonzero(~obs.any(axis=1))

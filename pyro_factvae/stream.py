@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .validation import fmt_rows, observed_from_nan, to_numpy
+from .validation import INF_PROBLEM, fmt_rows, observed_from_nan, reject_observed, to_numpy
 
 __all__ = ["dataset_to_memmap", "is_dataset"]
 
@@ -96,6 +96,7 @@ def dataset_to_memmap(
                 f"{dict(zip(names, dims))}: every item needs the same groups and widths"
             )
         obs = observed_from_nan(names, mats, offset=start)
+        reject_observed(names, mats, obs, np.isinf, INF_PROBLEM, offset=start)
         keep = obs.any(axis=1)
         if not keep.all() and not (drop_empty_rows or allow_empty_rows):
             raise ValueError(

@@ -85,10 +85,16 @@ def reject_observed(names, mats, obs, test, problem: str, offset: int = 0) -> No
             raise ValueError(f"group {name!r}: rows {fmt_rows(bad + offset)} {problem}")
 
 
+#: what :func:`reject_observed` says of observed rows holding inf
+INF_PROBLEM = (
+    "hold inf; only finite values can be observed (use NaN for the whole group to mark it missing)"
+)
+
+
 def observed_from_nan(names, mats, offset: int = 0) -> np.ndarray:
     """The ``(N, G)`` observed mask of per-group float arrays (a group is missing in a row
-    where all its values are NaN); ``ValueError`` for partly-NaN rows and for inf. Rows are
-    numbered from ``offset`` in the messages."""
+    where all its values are NaN); ``ValueError`` for partly-NaN rows, numbered from
+    ``offset``."""
     obs = np.stack([~np.isnan(m).all(axis=1) for m in mats], axis=1)
     for n, m in zip(names, mats):
         partial = np.flatnonzero(np.isnan(m).any(axis=1) & ~np.isnan(m).all(axis=1))
@@ -98,13 +104,7 @@ def observed_from_nan(names, mats, offset: int = 0) -> np.ndarray:
                 "either fully observed or fully missing (all NaN) in a row. Impute the "
                 "single entries first, or mark the whole group missing in those rows"
             )
-    reject_observed(names, mats, obs, np.isinf, INF_PROBLEM, offset)
     return obs
-
-
-INF_PROBLEM = (
-    "hold inf; only finite values can be observed (use NaN for the whole group to mark it missing)"
-)
 
 
 def check_matrix(
