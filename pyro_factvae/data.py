@@ -6,9 +6,11 @@ whole groups. :class:`GroupedData` stores the groups side by side in one zero-fi
 ``(N, G_b, d)`` view) plus one boolean ``observed`` mask of shape ``(N, G)``, and validates
 everything once, at construction, so that the model never meets a NaN.
 
-A group is *missing* for a row when every value of that group is NaN (or when an explicit mask
-says so). A row where only some values of a group are NaN is an error: factVAE models whole
-groups, not single entries.
+A cell is *missing* where it is NaN (or where an explicit mask says so). A group is observed
+in a row when at least one of its cells is; a row may thus lack whole groups and single cells
+of the groups it has. Beside the group mask, :attr:`GroupedData.cells` holds the ``(N, sum
+d_g)`` bool cell mask (one byte a cell, never a second float copy of the data), or ``None``
+when no observed group misses a cell: the whole-group case pays nothing for cells.
 """
 
 from __future__ import annotations
@@ -20,35 +22,42 @@ from typing import Any
 import numpy as np
 import torch
 
+from .masks import (
+    complete_or_cells,
+    groups_of,
+    masks_from_explicit,
+    narrowed,
+    never_observed_columns,
+    observed_from_nan,
+)
 from .stream import dataset_to_memmap, is_dataset
 from .validation import (
-    INF_PROBLEM,
     check_matrix,
     fmt_rows,
     frame_arrays,
+    group_arrays,
     is_dataframe,
-    observed_from_nan,
-    reject_observed,
-    to_numpy,
+    reject_inf,
 )
 
 __all__ = ["GroupedData", "as_grouped", "is_dataframe"]
 
 
 class GroupedData:
-    """Multi-group data with whole groups missing.
+    """Multi-group data with missing groups and missing cells.
 
     Parameters
     ----------
     groups : sequence or mapping of array-like
         One ``(N, d_g)`` array per group (a 1-D array is one feature). With a mapping, its keys
-        are the group names. Without ``mask``, a row whose values in a group are all NaN marks
-        that group as missing for that row.
+        are the group names. Without ``mask``, NaN marks a missing cell; a row whose values in
+        a group are all NaN lacks that group.
     names : sequence of str, optional
         Group names when ``groups`` is a sequence. Defaults to ``g0, g1, ...``.
     mask : array-like of bool, optional
-        Explicit ``(N, G)`` observed mask. Values under ``False`` are ignored (they may be NaN);
-        values under ``True`` must be finite.
+        Explicit observed mask: ``(N, G)`` per group or ``(N, sum d_g)`` per cell (the groups'
+        columns side by side). Values under ``False`` are ignored (they may be NaN); values
+        under ``True`` must be finite.
     drop_empty_rows : bool
         Rows with no observed group carry no information for training. By default they raise
         a ``ValueError``; with ``True`` they are dropped (see :attr:`row_index`).
@@ -59,9 +68,12 @@ class GroupedData:
     Attributes
     ----------
     values : list of torch.Tensor
-        Per-group ``(N, d_g)`` float32 tensors; entries of missing groups are zero.
+        Per-group ``(N, d_g)`` float32 tensors; missing cells are zero.
     observed : torch.Tensor
-        ``(N, G)`` bool mask, ``True`` where a group is observed.
+        ``(N, G)`` bool mask, ``True`` where a group is observed (at least one of its cells).
+    cells : torch.Tensor or None
+        ``(N, sum d_g)`` bool cell mask, ``True`` where a cell is observed; ``None`` when every
+        observed group is complete in its rows (see :meth:`cell_mask`).
     names : list of str
         Group names, in the order given.
     row_index : numpy.ndarray
@@ -90,95 +102,40 @@ class GroupedData:
                 "got a torch Dataset: stream it with GroupedData.from_dataset(dataset), or "
                 "give it to FactVAE().fit(dataset) directly"
             )
-        if isinstance(groups, Mapping):
-            if names is not None:
-                raise ValueError("give names either as mapping keys or as `names`, not both")
-            names = [str(k) for k in groups.keys()]
-            arrays = list(groups.values())
-        elif isinstance(groups, (np.ndarray, torch.Tensor)):
-            raise ValueError(
-                "expected one array per group (a list or dict of arrays), got a single array; "
-                "split its columns into groups, e.g. GroupedData([X[:, :4], X[:, 4:]])"
-            )
-        else:
-            arrays = list(groups)
-            names = [f"g{i}" for i in range(len(arrays))] if names is None else list(names)
-        if len(arrays) == 0:
-            raise ValueError("no groups given: factVAE needs at least one group")
-        if len(names) != len(arrays):
-            raise ValueError(f"got {len(names)} names for {len(arrays)} groups")
-        if len(set(names)) != len(names):
-            raise ValueError(f"group names must be unique, got {names}")
-        for name in names:
-            if not isinstance(name, str) or not name:
-                raise ValueError(
-                    f"group name {name!r} must be a non-empty string (it names the Pyro sites "
-                    "x_<name>, Phi_<name> and the output columns)"
-                )
-
-        mats = [to_numpy(n, a) for n, a in zip(names, arrays)]
-        counts = {n: m.shape[0] for n, m in zip(names, mats)}
-        if len(set(counts.values())) != 1:
-            raise ValueError(
-                f"groups have different numbers of rows: {counts}; every group needs one row "
-                "per example (use a NaN row where a group is missing)"
-            )
-        for n, m in zip(names, mats):
-            if m.shape[1] == 0:
-                raise ValueError(f"group {n!r} has no columns")
-            if m.shape[0] == 0:
-                raise ValueError(f"group {n!r} has no rows")
-
+        names, mats = group_arrays(groups, names)
         num_rows = mats[0].shape[0]
         if mask is None:
-            obs = observed_from_nan(names, mats)
+            obs, cells = observed_from_nan(names, mats)
         else:
-            obs = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
-            obs = np.asarray(obs)
-            if obs.shape != (num_rows, len(mats)):
-                raise ValueError(
-                    f"mask has shape {obs.shape}, expected (rows, groups) = {(num_rows, len(mats))}"
-                )
-            if obs.dtype != bool:
-                if not np.isin(obs, (0, 1)).all():
-                    raise ValueError("mask must be boolean (True = observed)")
-                obs = obs.astype(bool)
-            reject_observed(
-                names,
-                mats,
-                obs,
-                np.isnan,
-                "are marked observed but hold NaN; set mask False there or fill the values",
-            )
-        reject_observed(names, mats, obs, np.isinf, INF_PROBLEM)
+            obs, cells = masks_from_explicit(names, mats, mask)
+        reject_inf(names, mats, obs, cells)
 
         row_index = np.arange(num_rows)
-        empty = np.flatnonzero(~obs.any(axis=1))
-        if len(empty):
-            if allow_empty_rows and not drop_empty_rows:
-                pass
-            elif not drop_empty_rows:
-                raise ValueError(
-                    f"{len(empty)} rows have no observed group: {fmt_rows(empty)}; "
-                    "drop them, or pass drop_empty_rows=True (factvae: --drop-empty-rows)"
-                )
-        if len(empty) and drop_empty_rows:
-            keep = obs.any(axis=1)
-            mats = [m[keep] for m in mats]
-            obs = obs[keep]
-            row_index = row_index[keep]
-            if len(row_index) == 0:
+        keep = obs.any(axis=1)
+        if not keep.all() and not (drop_empty_rows or allow_empty_rows):
+            empty = np.flatnonzero(~keep)
+            raise ValueError(
+                f"{len(empty)} rows have no observed group: {fmt_rows(empty)}; "
+                "drop them, or pass drop_empty_rows=True (factvae: --drop-empty-rows)"
+            )
+        if not keep.all() and drop_empty_rows:
+            if not keep.any():
                 raise ValueError("no row has an observed group")
+            mats, obs, row_index = [m[keep] for m in mats], obs[keep], row_index[keep]
+            cells = None if cells is None else cells[keep]
 
         # one (N, sum d_g) float32 matrix, each group a column view of it
         matrix = torch.empty(len(row_index), sum(m.shape[1] for m in mats))
         start = 0
         for j, m in enumerate(mats):
             cols = matrix[:, start : start + m.shape[1]]
-            cols.numpy()[:] = np.where(obs[:, [j]], m, 0.0)  # into the matrix, as float32
+            seen = obs[:, [j]] if cells is None else cells[:, start : start + m.shape[1]]
+            cols.numpy()[:] = np.where(seen, m, 0.0)  # into the matrix, as float32
             start += m.shape[1]
         dims = tuple(m.shape[1] for m in mats)
-        self._assemble(list(names), matrix, dims, torch.as_tensor(obs, dtype=torch.bool), row_index)
+        cell_mask = None if cells is None else torch.as_tensor(cells, dtype=torch.bool)
+        observed = torch.as_tensor(obs, dtype=torch.bool)
+        self._assemble(list(names), matrix, dims, observed, row_index, cell_mask)
 
     def _assemble(
         self,
@@ -187,6 +144,8 @@ class GroupedData:
         dims: tuple[int, ...],
         observed: torch.Tensor,
         row_index: np.ndarray,
+        cells: torch.Tensor | None = None,
+        columns: dict[str, list[Any]] | None = None,
     ) -> None:
         self._dims: tuple[int, ...] = dims
         self.names: list[str] = names
@@ -194,7 +153,24 @@ class GroupedData:
         self.matrix: torch.Tensor = matrix
         self.values: list[torch.Tensor] = list(torch.split(matrix, list(dims), 1))
         self.observed: torch.Tensor = observed
+        self.cells: torch.Tensor | None = cells
         self.row_index: np.ndarray = row_index
+        #: the DataFrame columns of each group, when built from one (names them in messages)
+        self.columns: dict[str, list[Any]] | None = columns
+
+    def _derive(
+        self,
+        matrix: torch.Tensor,
+        observed: torch.Tensor,
+        row_index: np.ndarray,
+        cells: torch.Tensor | None,
+    ) -> GroupedData:
+        """A GroupedData with these groups and new rows or masks."""
+        out = object.__new__(GroupedData)
+        out._assemble(
+            list(self.names), matrix, self._dims, observed, row_index, cells, self.columns
+        )
+        return out
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -207,11 +183,13 @@ class GroupedData:
     ) -> GroupedData:
         """Build from a pandas DataFrame and a mapping ``group name -> list of columns``.
 
-        Cells that are empty (NaN) mark missing values; a group is missing in a row where all
-        its cells are. A non-numeric cell raises a ``ValueError`` naming its row and value.
+        Cells that are empty (NaN) are missing; a group is missing in a row where all its
+        cells are. A non-numeric cell raises a ``ValueError`` naming its row and value.
         """
         arrays = frame_arrays(frame, groups)
-        return cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
+        out = cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
+        out.columns = {name: list(cols) for name, cols in groups.items()}
+        return out
 
     @classmethod
     def from_masked(
@@ -220,7 +198,8 @@ class GroupedData:
         mask: Any,
         names: Sequence[str] | None = None,
     ) -> GroupedData:
-        """Build from per-group values plus an explicit ``(N, G)`` bool observed mask."""
+        """Build from per-group values plus an explicit bool observed mask: ``(N, G)`` per
+        group, or ``(N, sum d_g)`` per cell (the groups' columns side by side)."""
         return cls(values, names=names, mask=mask)
 
     @classmethod
@@ -236,8 +215,9 @@ class GroupedData:
         copying it: a ``numpy.memmap`` of a file larger than memory is read page by page as
         minibatches need its rows (training holds a minibatch, not the data).
 
-        Values under missing groups must be 0; observed ones finite. Both are checked
-        ``chunk`` rows at a time. Give ``lam`` a number and ``patience=None`` to stream: the
+        ``observed``: the ``(N, G)`` group mask or the ``(N, sum d_g)`` cell mask. Values under
+        missing cells must be 0; observed ones finite. Both are checked ``chunk`` rows at a
+        time. Give ``lam`` a number and ``patience=None`` to stream: the
         validation split and the ``lam="auto"`` path copy the rows they hold out.
         """
         tensor = matrix
@@ -248,9 +228,14 @@ class GroupedData:
         names = [f"g{i}" for i in range(len(dims))] if names is None else list(names)
         dims = [int(d) for d in dims]
         obs = torch.as_tensor(np.asarray(observed), dtype=torch.bool)
-        check_matrix(names, tensor, obs, dims, chunk)
+        cells = None
+        if obs.dim() == 2 and obs.shape[1] == sum(dims) != len(dims):
+            cells = obs
+            obs = groups_of(cells, dims)
+            cells = complete_or_cells(cells, obs, dims)
+        check_matrix(names, tensor, obs, dims, chunk, cells)
         out = object.__new__(cls)
-        out._assemble(names, tensor, tuple(dims), obs, np.arange(tensor.shape[0]))
+        out._assemble(names, tensor, tuple(dims), obs, np.arange(tensor.shape[0]), cells)
         return out
 
     @classmethod
@@ -266,24 +251,24 @@ class GroupedData:
         """Stream a map-style ``torch.utils.data.Dataset`` into a float32 ``numpy.memmap``.
 
         Each item is one row: a sequence (groups ``g0, g1, ...``) or a mapping
-        ``{group: values}`` of per-group 1-D arrays or tensors, a group all NaN where it is
-        missing. A ``DataLoader`` (``batch_size`` items at a time, ``num_workers`` worker
+        ``{group: values}`` of per-group 1-D arrays or tensors, NaN where a cell is missing.
+        A ``DataLoader`` (``batch_size`` items at a time, ``num_workers`` worker
         processes) reads the items once; each batch is validated (with the messages of
         :class:`GroupedData`, rows numbered over the whole data set) and written into the
-        memmap, so memory holds one batch, never the data. The result is
+        memmap (zero under missing cells), so memory holds one batch, never the data. The result is
         :meth:`from_matrix` on that file: training reads its minibatches page by page.
 
         ``path``: where the memmap file goes (kept; read it back with :meth:`from_matrix`);
         default a temporary file that disappears with the data. ``drop_empty_rows`` and
         ``allow_empty_rows`` as for :class:`GroupedData`.
         """
-        matrix, observed, names, dims, row_index = dataset_to_memmap(
+        matrix, observed, names, dims, row_index, cells = dataset_to_memmap(
             dataset, path, batch_size, num_workers, drop_empty_rows, allow_empty_rows
         )
         out = object.__new__(cls)
-        out._assemble(
-            names, torch.from_numpy(matrix), tuple(dims), torch.from_numpy(observed), row_index
-        )
+        cell_mask = None if cells is None else torch.from_numpy(cells)
+        matrix, observed = torch.from_numpy(matrix), torch.from_numpy(observed)
+        out._assemble(names, matrix, tuple(dims), observed, row_index, cell_mask)
         return out
 
     # ------------------------------------------------------------------ properties
@@ -295,6 +280,20 @@ class GroupedData:
     def dims(self) -> list[int]:
         """Number of features of each group."""
         return list(self._dims)
+
+    def cell_mask(self) -> torch.Tensor:
+        """``(N, sum d_g)`` bool: ``True`` where a cell is observed (derived from the group
+        mask when :attr:`cells` is ``None``)."""
+        if self.cells is not None:
+            return self.cells
+        return self.observed.repeat_interleave(torch.tensor(self._dims), dim=1)
+
+    def group_cells(self, g: int) -> torch.Tensor:
+        """``(N, d_g)`` bool: the observed cells of group ``g``."""
+        if self.cells is None:
+            return self.observed[:, g : g + 1].expand(-1, self._dims[g])
+        start = sum(self._dims[:g])
+        return self.cells[:, start : start + self._dims[g]]
 
     def block(self, groups: Sequence[int]) -> torch.Tensor:
         """``(N, G_b, d)`` values of equal-width ``groups``: a view of :attr:`matrix` when they
@@ -313,8 +312,13 @@ class GroupedData:
 
     def __repr__(self) -> str:
         frac = self.observed.float().mean(0).tolist()
+        dims = torch.tensor(self._dims, dtype=torch.float32)
         parts = ", ".join(f"{n}[{d}] {f:.0%}" for n, d, f in zip(self.names, self.dims, frac))
-        return f"GroupedData({len(self)} rows; {parts} observed)"
+        cells = ""
+        if self.cells is not None:
+            lost = 1 - float(self.cells.sum()) / float((self.observed.float() @ dims).sum())
+            cells = f"; {lost:.1%} of the cells of observed groups missing"
+        return f"GroupedData({len(self)} rows; {parts} observed{cells})"
 
     def index(self, name: str) -> int:
         """Position of group ``name``; a clear ``ValueError`` for unknown names."""
@@ -344,41 +348,37 @@ class GroupedData:
         rows = torch.as_tensor(rows)
         if rows.dtype == torch.bool:
             rows = rows.nonzero().squeeze(-1)
-        out = object.__new__(GroupedData)
         index = self.row_index[rows.numpy()]
-        out._assemble(list(self.names), self.matrix[rows], self._dims, self.observed[rows], index)
-        return out
+        cells = None if self.cells is None else self.cells[rows]
+        return self._derive(self.matrix[rows], self.observed[rows], index, cells)
 
     def with_mask(self, observed: Any) -> GroupedData:
-        """Same values with fewer observed groups (e.g. to hold groups out for evaluation).
+        """Same values with fewer observed groups or cells (e.g. to hold them out for
+        evaluation): ``observed`` is an ``(N, G)`` group mask or an ``(N, sum d_g)`` cell mask.
 
-        ``observed`` must be a subset of the current mask: a group cannot be revealed.
+        It must be a subset of the current mask: nothing missing can be revealed.
         """
         observed = torch.as_tensor(observed, dtype=torch.bool)
-        if observed.shape != self.observed.shape:
-            raise ValueError(
-                f"mask has shape {tuple(observed.shape)}, expected {tuple(self.observed.shape)}"
-            )
-        if bool((observed & ~self.observed).any()):
-            raise ValueError("the new mask marks observed a group that is missing in the data")
-        empty = (~observed.any(1)).nonzero().squeeze(-1).numpy()
+        groups, cells = narrowed(observed, self.observed, self.cell_mask(), self._dims)
+        empty = (~groups.any(1)).nonzero().squeeze(-1).numpy()
         if len(empty):
             raise ValueError(f"{len(empty)} rows would have no observed group: {fmt_rows(empty)}")
-        out = object.__new__(GroupedData)
-        cols = observed.repeat_interleave(torch.tensor(self._dims), dim=1)
-        matrix = self.matrix.where(cols, 0.0)
-        out._assemble(list(self.names), matrix, self._dims, observed, self.row_index)
-        return out
+        matrix = self.matrix.where(cells, 0.0)
+        return self._derive(
+            matrix, groups, self.row_index, complete_or_cells(cells, groups, self._dims)
+        )
 
     def require_trainable(self) -> None:
-        """Raise a ``ValueError`` naming any group that no row observes, or rows with no
-        observed group (nothing can be learned from either)."""
+        """Raise a ``ValueError`` naming any group or column that no row observes, or rows
+        with no observed group (nothing can be learned from either)."""
         never = [n for n, seen in zip(self.names, self.observed.any(0).tolist()) if not seen]
         if never:
             raise ValueError(
                 f"groups {never} are never observed (all NaN) in the training data: nothing "
                 "can be learned about them; drop them from the data or add rows that observe them"
             )
+        if self.cells is not None:
+            never_observed_columns(self.names, self.cells, self._dims, self.columns)
         empty = (~self.observed.any(1)).nonzero().squeeze(-1).numpy()
         if len(empty):
             raise ValueError(
@@ -395,17 +395,18 @@ class GroupedData:
         return self.subset(perm[:cut]), self.subset(perm[cut:])
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        """Per-group float arrays with NaN rows where a group is missing."""
+        """Per-group float arrays with NaN in the missing cells (and missing groups)."""
         out = {}
-        for j, (n, v) in enumerate(zip(self.names, self.values)):
+        for g, (n, v) in enumerate(zip(self.names, self.values)):
             arr = v.numpy().astype(np.float64)
-            arr[~self.observed[:, j].numpy()] = np.nan
+            arr[~self.group_cells(g).numpy()] = np.nan
             out[n] = arr
         return out
 
     # ------------------------------------------------------------------ minibatches
     def __getitem__(self, rows: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """``(values, observed)`` for the given rows: the minibatch format of the model."""
+        """``(values, observed)`` for the given rows: the minibatch format of the model (the
+        cells of the rows: ``cells[rows]``, when :attr:`cells` is not ``None``)."""
         return [v[rows] for v in self.values], self.observed[rows]
 
 

@@ -36,6 +36,11 @@ __all__ = ["FactVAE"]
 MIN_ROWS_TO_STOP = 20
 
 
+def cells_of(data: GroupedData, g: int) -> torch.Tensor | None:
+    """Group ``g``'s ``(N, d_g)`` cell mask, or ``None`` when no observed group misses a cell."""
+    return None if data.cells is None else data.group_cells(g)
+
+
 def as_device(device: Any) -> torch.device:
     """``device`` as a ``torch.device``, or a ``ValueError`` saying what is possible here."""
     try:
@@ -259,7 +264,9 @@ class FactVAE(Queries):
                     f"the model expects {list(self.layout_.dims)}"
                 )
             for g, (name, lik) in enumerate(zip(self.layout_.names, self.layout_.likelihoods)):
-                LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g])
+                LIKELIHOODS.get(lik).check(
+                    name, data.values[g], data.observed[:, g], cells_of(data, g)
+                )
         return data
 
     def fitted_modules(self) -> tuple[Model, Guide]:
@@ -404,7 +411,7 @@ class FactVAE(Queries):
         )
         layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
-            LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g])
+            LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g], cells_of(data, g))
         seeded = fit.seed is not None
         if not seeded and world()[1] > 1:
             raise ValueError(
@@ -423,7 +430,7 @@ class FactVAE(Queries):
                 if seeded:
                     torch.set_rng_state(rng_state)
                 self._build(layout, len(data))
-                self.model_.init_from_data(data.values, data.observed)
+                self.model_.init_from_data(data.values, data.observed, data.cells)
                 self._to_device()
                 if seeded:
                     rng_state = torch.get_rng_state()
@@ -586,7 +593,11 @@ class FactVAE(Queries):
             raise ValueError(f"{name!r} has an invalid config: {exc}") from None
         try:
             self.model_.load_state_dict(tensors["model"])
-            self.guide_.load_state_dict(tensors["guide"])
+            guide_state = dict(tensors["guide"])
+            for key, value in self.guide_.state_dict().items():
+                if key.endswith("missing_weight") and key not in guide_state:
+                    guide_state[key] = torch.zeros_like(value)  # a file from before cell masks
+            self.guide_.load_state_dict(guide_state)
             self.guide_.use_phi_posterior(meta["phi_mode"], start=False)
             self._to_device()
         except (RuntimeError, KeyError, ValueError) as exc:

@@ -84,8 +84,14 @@ class Layout:
                 f"got {mask.dtype} {tuple(mask.shape)}"
             )
 
-    def gather(self, xs: Sequence[torch.Tensor], mask: torch.Tensor) -> list[torch.Tensor]:
-        """Validate a minibatch; return per-block ``(B, G_b, d_b)`` inputs, zero where missing.
+    def gather(
+        self,
+        xs: Sequence[torch.Tensor],
+        mask: torch.Tensor,
+        cells: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Validate a minibatch; return per-block ``(B, G_b, d_b)`` inputs, zero where a group
+        (``mask``) or a cell (``cells``, ``(B, sum d_g)`` bool, optional) is missing.
 
         Zero-filling matters: a NaN under a missing group would give NaN gradients even where
         its contribution is masked out.
@@ -98,12 +104,36 @@ class Layout:
                 raise ValueError(
                     f"group {name!r}: expected shape ({mask.shape[0]}, {d}), got {tuple(x.shape)}"
                 )
+        if cells is not None and cells.shape[0] != mask.shape[0]:
+            raise ValueError(f"cells has {cells.shape[0]} rows, mask {mask.shape[0]}")
+        cell_blocks = self.gather_cells(cells)
         out = []
-        for block in self.blocks:
+        for b, block in enumerate(self.blocks):
             x = torch.stack([xs[g] for g in block.groups], dim=-2)
             keep = mask[:, list(block.groups)].unsqueeze(-1)
+            if cell_blocks is not None:
+                keep = keep & cell_blocks[b]
             out.append(torch.where(keep, x, 0.0))
         return out
+
+    def split_cells(self, cells: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """An ``(..., sum d_g)`` cell mask as per-group ``(..., d_g)`` masks (``None`` stays
+        ``None``: every cell of an observed group observed)."""
+        if cells is None:
+            return None
+        if cells.dtype != torch.bool or cells.shape[-1] != sum(self.dims):
+            raise ValueError(
+                f"cells must be a bool tensor with {sum(self.dims)} columns (the groups' "
+                f"columns side by side), got {cells.dtype} {tuple(cells.shape)}"
+            )
+        return list(torch.split(cells, list(self.dims), dim=-1))
+
+    def gather_cells(self, cells: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """An ``(B, sum d_g)`` cell mask as per-block ``(B, G_b, d_b)`` masks, or ``None``."""
+        per_group = self.split_cells(cells)
+        if per_group is None:
+            return None
+        return [torch.stack([per_group[g] for g in b.groups], dim=-2) for b in self.blocks]
 
     def scatter(self, per_block: Sequence[Sequence[Any]]) -> list[Any]:
         """Per-block sequences (one item per group of the block) -> a list in group order."""

@@ -79,10 +79,12 @@ def reconstruction_log_likelihood(
     model, _ = vae.fitted_modules()
     device = model.device
     values = [v.to(device) for v in data.values]
+    cells = None if data.cells is None else data.cells.to(device)
     with torch.no_grad(), fork_rng(device):
         torch.manual_seed(seed)
-        z = guide.posterior_dist(values, enc.to(device)).sample((1,))
-        ll = model.log_likelihoods(values, data.observed.to(device), z, list(guide.Phi))[0]
+        z = guide.posterior_dist(values, enc.to(device), cells).sample((1,))
+        obs = data.observed.to(device)
+        ll = model.log_likelihoods(values, obs, z, list(guide.Phi), cells)[0]
     return _as_numpy(torch.where(tgt, ll.cpu(), 0.0).sum(-1), tgt.any(-1))
 
 
@@ -160,8 +162,8 @@ def imputation_error(
     """Errors of the posterior-predictive mean ``E[x_M | x_G]`` against the held-out truth.
 
     Returns per-row ``(sum of squared errors, sum of absolute errors)`` over the observed
-    entries of ``targets`` (``NaN`` for rows with no observed target); ``G`` defaults to every
-    observed group not in ``targets``. RMSE over a data set is
+    cells of ``targets`` (``NaN`` for rows with no observed target); ``G`` defaults to every
+    observed group not in ``targets``, each encoded from its observed cells. RMSE over a data set is
     ``sqrt(nansum(sse) / entries)``, see :func:`evaluate`.
     """
     data = _prepare(vae, data)
@@ -171,16 +173,18 @@ def imputation_error(
     if num_samples != 0:
         positive_int("num_samples", num_samples)
     idx = [data.index(name) for name in targets]
-    means = predictive_means(model, guide, data.values, enc, idx, num_samples, seed)
+    means = predictive_means(model, guide, data.values, enc, idx, num_samples, seed, data.cells)
     return _errors(data, tgt, dict(zip(targets, means)))
 
 
 def _errors(data: GroupedData, tgt: torch.Tensor, pred: dict[str, torch.Tensor]):
+    """Per-row squared and absolute errors over the observed cells of the target groups."""
     sse = torch.zeros(len(data), dtype=torch.float64)
     sae = torch.zeros(len(data), dtype=torch.float64)
     for name, value in pred.items():
         g = data.index(name)
-        diff = (value.double() - data.values[g].double()).where(tgt[:, g, None], 0.0)
+        seen = tgt[:, g, None] & data.group_cells(g)
+        diff = (value.double() - data.values[g].double()).where(seen, 0.0)
         sse += diff.square().sum(-1)
         sae += diff.abs().sum(-1)
     valid = tgt.any(-1)
@@ -199,10 +203,10 @@ def mean_imputation_error(
     pred = {}
     for name in targets:
         g = train.index(name)
-        obs = train.observed[:, g]
+        obs = train.group_cells(g)
         if not bool(obs.any()):
             raise ValueError(f"group {name!r} is never observed in the training data")
-        mean = train.values[g][obs].double().mean(0)
+        mean = train.values[g].double().where(obs, 0.0).sum(0) / obs.sum(0).clamp(min=1)
         pred[name] = mean.expand(len(data), -1)
     return _errors(data, tgt, pred)
 
@@ -238,7 +242,7 @@ def evaluate(
         e2, e1 = imputation_error(vae, sub, [name], seed=seed)
         sse += float(np.nansum(e2))
         sae += float(np.nansum(e1))
-        entries += len(sub) * data.dims[g]
+        entries += int(sub.group_cells(g).sum())
     out["cond_ll"] = float(np.mean(np.concatenate(cond))) if cond else float("nan")
     out["rmse"] = math.sqrt(sse / entries) if entries else float("nan")
     out["mae"] = sae / entries if entries else float("nan")

@@ -41,15 +41,16 @@ class Queries:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Posterior ``q(z | x_given)``: mean and standard deviation, each ``(N, K)``.
 
-        ``given`` names the groups to encode (default: every observed group). For
-        ``inference="mixture"`` these are the mixture's moments.
+        ``given`` names the groups to encode (default: every observed group), each with its
+        observed cells. For ``inference="mixture"`` these are the mixture's moments.
         """
         model, guide = self.fitted_modules()
         data = self.prepare(data, allow_empty_rows=True)
         device = model.device
         with torch.no_grad():
             values = [v.to(device) for v in data.values]
-            q = guide.posterior_dist(values, data.group_mask(given).to(device))
+            cells = None if data.cells is None else data.cells.to(device)
+            q = guide.posterior_dist(values, data.group_mask(given).to(device), cells)
             return q.mean.cpu().numpy(), q.variance.sqrt().cpu().numpy()
 
     def reconstruct(
@@ -63,8 +64,9 @@ class Queries:
         """Posterior-predictive means of ``targets`` given the groups ``given``.
 
         ``E_{q(z | x_given)}[E(x_g | z)]``, estimated with ``num_samples`` draws of ``z``
-        (``0``: plug in the posterior mean of ``z`` instead). Rows where none of ``given``
-        is observed get prior-predictive means. The global RNG is left as it was.
+        (``0``: plug in the posterior mean of ``z`` instead); the encoder reads the observed
+        cells of ``given``. Rows where none of ``given`` is observed get prior-predictive
+        means. The global RNG is left as it was.
 
         Returns
         -------
@@ -80,35 +82,41 @@ class Queries:
         if num_samples != 0:
             positive_int("num_samples", num_samples)
         means = predictive_means(
-            model, guide, data.values, data.group_mask(given), idx, num_samples, seed
+            model, guide, data.values, data.group_mask(given), idx, num_samples, seed, data.cells
         )
         return {t: m.numpy() for t, m in zip(targets, means)}
 
     def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> Any:
-        """Fill every missing group with its posterior-predictive mean given the observed ones.
+        """Fill every missing cell, of missing groups and of observed ones, with its
+        posterior-predictive mean given the observed cells of the row.
 
         Returns ``{group: (N, d_g) array}`` in each group's input dtype (float64 for integer
         input) with the observed values returned unchanged, bit for bit; for a DataFrame, a
-        filled copy with the same index and columns. Rows with no observed group get
-        prior-predictive means. The global RNG is left as it was.
+        filled copy with the same index and columns (a nullable integer or boolean column
+        becomes float64 where it had holes). Rows with no observed group get
+        prior-predictive means. ``num_samples`` is the number of Monte Carlo draws of ``z``
+        behind each mean. The global RNG is left as it was.
         """
         frame = data if is_dataframe(data) else None
         grouped = self.prepare(data, allow_empty_rows=True)
         recon = self.reconstruct(grouped, num_samples=num_samples, seed=seed)
-        missing = (~grouped.observed).numpy()
+        missing = [(~grouped.group_cells(g)).numpy() for g in range(grouped.num_groups)]
         if frame is not None:
             out = frame.copy()
             for g, (name, cols) in enumerate(self.columns_.items()):
-                rows = missing[:, g]
-                if rows.any():
-                    out.loc[out.index[rows], cols] = recon[name][rows]
+                for j, col in enumerate(cols):
+                    rows = missing[g][:, j]
+                    if rows.any():
+                        if out[col].dtype.kind != "f":  # e.g. a nullable Int64 with holes
+                            out[col] = out[col].to_numpy(dtype=np.float64, na_value=np.nan)
+                        out.loc[out.index[rows], col] = recon[name][rows, j]
             return out
         originals = _arrays(data, grouped)
         result = {}
         for g, (name, orig) in enumerate(zip(grouped.names, originals)):
             dtype = orig.dtype if np.issubdtype(orig.dtype, np.floating) else np.float64
             values = np.array(orig, dtype=dtype, copy=True)
-            values[missing[:, g]] = recon[name][missing[:, g]]
+            values[missing[g]] = recon[name][missing[g]]
             result[name] = values
         return result
 

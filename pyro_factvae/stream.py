@@ -2,8 +2,9 @@
 
 :meth:`GroupedData.from_dataset <pyro_factvae.data.GroupedData.from_dataset>` is built on
 :func:`dataset_to_memmap`: a ``DataLoader`` reads the items (one row each: per-group 1-D
-values, a group all NaN where it is missing), every batch is validated and written, zero-filled
-under missing groups, into the rows of one ``(N, sum d_g)`` file-backed matrix. Memory holds a
+values, NaN where a cell is missing), every batch is validated and written, zero-filled under
+missing cells, into the rows of one ``(N, sum d_g)`` file-backed matrix, and the cell mask into
+a bool file beside it (kept only when some observed group misses a cell). Memory holds a
 batch; the file holds the data, and training reads it page by page.
 """
 
@@ -18,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from .validation import INF_PROBLEM, fmt_rows, observed_from_nan, reject_observed, to_numpy
+from .masks import observed_from_nan
+from .validation import fmt_rows, reject_inf, to_numpy
 
 __all__ = ["dataset_to_memmap", "is_dataset"]
 
@@ -54,12 +56,14 @@ def dataset_to_memmap(
     num_workers: int = 0,
     drop_empty_rows: bool = False,
     allow_empty_rows: bool = False,
-) -> tuple[np.memmap, np.ndarray, list[str], list[int], np.ndarray]:
+) -> tuple[np.memmap, np.ndarray, list[str], list[int], np.ndarray, np.memmap | None]:
     """Write the rows of a map-style ``dataset`` into a float32 memmap.
 
-    Returns ``(matrix, observed, names, dims, row_index)``: the ``(N', sum d_g)`` memmap
-    (zero under missing groups), the ``(N', G)`` bool mask, the group names and widths, and
-    each row's item index (``N' < N`` only when ``drop_empty_rows`` dropped rows). ``path``:
+    Returns ``(matrix, observed, names, dims, row_index, cells)``: the ``(N', sum d_g)`` memmap
+    (zero under missing cells), the ``(N', G)`` bool group mask, the group names and widths,
+    each row's item index (``N' < N`` only when ``drop_empty_rows`` dropped rows), and the
+    ``(N', sum d_g)`` bool cell mask (a memmap of a temporary file), or ``None`` when no
+    observed group misses a cell. ``path``:
     the file to write (default: an anonymous temporary file, freed with the matrix).
     """
     if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
@@ -74,6 +78,8 @@ def dataset_to_memmap(
         raise ValueError("the dataset has no items")
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     matrix: np.memmap | None = None
+    cells: np.memmap | None = None
+    partial = False
     observed = np.zeros((num_rows, 0), dtype=bool)
     names: list[str] = []
     dims: list[int] = []
@@ -89,14 +95,20 @@ def dataset_to_memmap(
             target = tempfile.TemporaryFile() if path is None else os.fspath(path)
             matrix = np.memmap(target, dtype=np.float32, mode="w+", shape=(num_rows, sum(dims)))
             observed = np.zeros((num_rows, len(dims)), dtype=bool)
+            shape = (num_rows, sum(dims))
+            cells = np.memmap(tempfile.TemporaryFile(), dtype=bool, mode="w+", shape=shape)
         elif batch_names != names or widths != dims:
             raise ValueError(
                 f"dataset items {start}..{start + len(mats[0]) - 1} have groups "
                 f"{dict(zip(batch_names, widths))}; the first items had "
                 f"{dict(zip(names, dims))}: every item needs the same groups and widths"
             )
-        obs = observed_from_nan(names, mats, offset=start)
-        reject_observed(names, mats, obs, np.isinf, INF_PROBLEM, offset=start)
+        obs, seen = observed_from_nan(names, mats)
+        reject_inf(names, mats, obs, seen, offset=start)
+        if seen is None:
+            seen = np.repeat(obs, widths, axis=1)
+        else:
+            partial = True
         keep = obs.any(axis=1)
         if not keep.all() and not (drop_empty_rows or allow_empty_rows):
             raise ValueError(
@@ -106,9 +118,10 @@ def dataset_to_memmap(
         if allow_empty_rows and not drop_empty_rows:
             keep = np.ones_like(keep)
         rows = np.flatnonzero(keep)
-        values = np.concatenate([np.where(obs[:, [j]], m, 0.0) for j, m in enumerate(mats)], 1)
+        values = np.where(seen, np.concatenate(mats, 1), 0.0)
         matrix[written : written + len(rows)] = values[rows]
         observed[written : written + len(rows)] = obs[rows]
+        cells[written : written + len(rows)] = seen[rows]
         kept.append(rows + start)
         written += len(rows)
         start += len(mats[0])
@@ -116,4 +129,5 @@ def dataset_to_memmap(
     if written == 0:
         raise ValueError("no item of the dataset has an observed group")
     matrix.flush()
-    return matrix[:written], observed[:written], names, dims, np.concatenate(kept)
+    cell_mask = cells[:written] if partial else None
+    return matrix[:written], observed[:written], names, dims, np.concatenate(kept), cell_mask

@@ -14,8 +14,9 @@ __all__ = [
     "check_numeric",
     "fmt_rows",
     "frame_arrays",
+    "group_arrays",
     "is_dataframe",
-    "observed_from_nan",
+    "reject_inf",
     "reject_observed",
     "to_numpy",
 ]
@@ -53,6 +54,51 @@ def to_numpy(name: str, array: Any) -> np.ndarray:
     return out.astype(np.float64, copy=False)
 
 
+def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
+    """Group names and ``(N, d_g)`` float64 arrays of a sequence or mapping of arrays;
+    ``ValueError`` for a single array, bad names, no groups, or groups that differ in rows."""
+    if isinstance(groups, Mapping):
+        if names is not None:
+            raise ValueError("give names either as mapping keys or as `names`, not both")
+        names = [str(k) for k in groups.keys()]
+        arrays = list(groups.values())
+    elif isinstance(groups, (np.ndarray, torch.Tensor)):
+        raise ValueError(
+            "expected one array per group (a list or dict of arrays), got a single array; "
+            "split its columns into groups, e.g. GroupedData([X[:, :4], X[:, 4:]])"
+        )
+    else:
+        arrays = list(groups)
+        names = [f"g{i}" for i in range(len(arrays))] if names is None else list(names)
+    if len(arrays) == 0:
+        raise ValueError("no groups given: factVAE needs at least one group")
+    if len(names) != len(arrays):
+        raise ValueError(f"got {len(names)} names for {len(arrays)} groups")
+    if len(set(names)) != len(names):
+        raise ValueError(f"group names must be unique, got {names}")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"group name {name!r} must be a non-empty string (it names the Pyro sites "
+                "x_<name>, Phi_<name> and the output columns)"
+            )
+
+    mats = [to_numpy(n, a) for n, a in zip(names, arrays)]
+    counts = {n: m.shape[0] for n, m in zip(names, mats)}
+    if len(set(counts.values())) != 1:
+        raise ValueError(
+            f"groups have different numbers of rows: {counts}; every group needs one row "
+            "per example (use a NaN row where a group is missing)"
+        )
+    for n, m in zip(names, mats):
+        if m.shape[1] == 0:
+            raise ValueError(f"group {n!r} has no columns")
+        if m.shape[0] == 0:
+            raise ValueError(f"group {n!r} has no rows")
+
+    return list(names), mats
+
+
 def is_dataframe(obj: Any) -> bool:
     """Whether ``obj`` is a pandas DataFrame (without importing pandas for other inputs)."""
     return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "iloc")
@@ -86,33 +132,33 @@ def reject_observed(names, mats, obs, test, problem: str, offset: int = 0) -> No
 
 
 #: what :func:`reject_observed` says of observed rows holding inf
-INF_PROBLEM = (
-    "hold inf; only finite values can be observed (use NaN for the whole group to mark it missing)"
-)
+INF_PROBLEM = "hold inf; only finite values can be observed (use NaN to mark a cell missing)"
 
 
-def observed_from_nan(names, mats, offset: int = 0) -> np.ndarray:
-    """The ``(N, G)`` observed mask of per-group float arrays (a group is missing in a row
-    where all its values are NaN); ``ValueError`` for partly-NaN rows, numbered from
-    ``offset``."""
-    obs = np.stack([~np.isnan(m).all(axis=1) for m in mats], axis=1)
-    for n, m in zip(names, mats):
-        partial = np.flatnonzero(np.isnan(m).any(axis=1) & ~np.isnan(m).all(axis=1))
-        if len(partial):
-            raise ValueError(
-                f"group {n!r}: rows {fmt_rows(partial + offset)} are partly NaN; a group is "
-                "either fully observed or fully missing (all NaN) in a row. Impute the "
-                "single entries first, or mark the whole group missing in those rows"
-            )
-    return obs
+def reject_inf(names, mats, obs, cells, offset: int = 0) -> None:
+    """``ValueError`` naming the group and rows where an observed cell holds inf."""
+    if cells is None:
+        reject_observed(names, mats, obs, np.isinf, INF_PROBLEM, offset)
+        return
+    per_group = np.split(cells, np.cumsum([m.shape[1] for m in mats])[:-1], axis=1)
+    for name, m, c in zip(names, mats, per_group):
+        bad = np.flatnonzero((np.isinf(m) & c).any(axis=1))
+        if len(bad):
+            raise ValueError(f"group {name!r}: rows {fmt_rows(bad + offset)} {INF_PROBLEM}")
 
 
 def check_matrix(
-    names: list[str], tensor: torch.Tensor, obs: torch.Tensor, dims: list[int], chunk: int
+    names: list[str],
+    tensor: torch.Tensor,
+    obs: torch.Tensor,
+    dims: list[int],
+    chunk: int,
+    cells: torch.Tensor | None = None,
 ) -> None:
     """``ValueError`` naming the group and row of the first non-finite observed value or
     nonzero missing value of a side-by-side matrix, read ``chunk`` rows at a time; also its
-    dtype and shapes, and rows with no observed group."""
+    dtype and shapes, and rows with no observed group. ``cells``: the ``(N, sum d_g)`` cell
+    mask, when some observed group misses cells (else the group mask ``obs`` says it all)."""
     if tensor.dim() != 2 or tensor.dtype != torch.float32:
         raise ValueError(
             f"matrix must be a 2-D float32 array, got {tensor.dtype} of shape "
@@ -125,15 +171,19 @@ def check_matrix(
     if obs.shape != (tensor.shape[0], len(dims)) or len(names) != len(dims):
         raise ValueError(
             f"observed has shape {tuple(obs.shape)} and {len(names)} names; expected (rows, "
-            f"groups) = {(tensor.shape[0], len(dims))} and one name per group"
+            f"groups) = {(tensor.shape[0], len(dims))} or (rows, cells) = "
+            f"{(tensor.shape[0], sum(dims))}, and one name per group"
         )
     empty = (~obs.any(1)).nonzero().squeeze(-1).numpy()
     if len(empty):
         raise ValueError(f"{len(empty)} rows have no observed group: {fmt_rows(empty)}")
     cols = torch.tensor(dims)
     for start in range(0, tensor.shape[0], chunk):
-        part, seen = tensor[start : start + chunk], obs[start : start + chunk]
-        seen_cols = seen.repeat_interleave(cols, dim=1)
+        part = tensor[start : start + chunk]
+        if cells is None:
+            seen_cols = obs[start : start + chunk].repeat_interleave(cols, dim=1)
+        else:
+            seen_cols = cells[start : start + chunk]
         bad_obs = (~torch.isfinite(part) & seen_cols).nonzero()
         bad_miss = ((part != 0) & ~seen_cols).nonzero()
         for bad, problem in ((bad_obs, "is not finite"), (bad_miss, "is nonzero")):
@@ -142,7 +192,7 @@ def check_matrix(
                 g = int(torch.searchsorted(cols.cumsum(0), col, right=True))
                 where = "observed" if problem == "is not finite" else "missing"
                 raise ValueError(
-                    f"group {names[g]!r}, row {row}: a value of this {where} group "
+                    f"group {names[g]!r}, row {row}: a value of a {where} cell "
                     f"{problem}; observed values must be finite and missing ones 0"
                 )
 

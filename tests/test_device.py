@@ -98,10 +98,11 @@ def test_a_training_step_stays_on_the_model_device_without_host_reads(options):
     optimizers = Optimizers(model, guide, lr=1e-2, phi_lr=1e-2, phi_optim="adam")
     objective = objective_for(model, guide, guide.phi_mode, GroupedData(groups), 1 / 40)
     with pyro.validation_enabled(False):
-        blocks, mask = objective.batch(torch.arange(16))
+        blocks, mask, cells = objective.batch(torch.arange(16))
         assert mask.device.type == "meta"
         keep = torch.ones_like(mask)
-        terms = objective(*guide.experts.training_args(blocks, mask, keep))
+        args, kwargs = guide.experts.training_args(blocks, mask, keep, cells)
+        terms = objective(*args, **kwargs)
         assert terms.loss.device.type == "meta" and terms.data.device.type == "meta"
         terms.loss.backward()
         for relaxed in (False, True):

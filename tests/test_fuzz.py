@@ -85,8 +85,8 @@ def _base(n=6):
     return {"a": rng.standard_normal((n, 3)), "b": rng.standard_normal((n, 2))}
 
 
-def _partial_nan(g):
-    g["a"][1, 0] = np.nan
+def _column_never_observed(g):
+    g["a"][:, 0] = np.nan
 
 
 def _inf(g):
@@ -114,7 +114,7 @@ def _no_columns(g):
     g["a"] = np.zeros((6, 0))
 
 
-BROKEN_DATA = [_partial_nan, _inf, _empty_row, _short, _strings, _three_d, _no_columns]
+BROKEN_DATA = [_column_never_observed, _inf, _empty_row, _short, _strings, _three_d, _no_columns]
 BROKEN_CONFIG = [
     {"likelihood": "poisson"},
     {"likelihood": {"zz": "normal"}},

@@ -9,7 +9,7 @@ from pyro_factvae import FactVAE, GroupedData
 from pyro_factvae.infer.objective import CollapsedELBO, TraceELBO, objective_for
 
 
-def mixed_groups():
+def mixed_groups(cells=False):
     rng = np.random.default_rng(0)
     groups = {
         "a": rng.normal(size=(50, 3)),
@@ -19,29 +19,39 @@ def mixed_groups():
     }
     groups["b"][:10] = np.nan
     groups["lab"][5:15] = np.nan
+    if cells:  # single missing cells in the normal and bernoulli groups (a label is one cell)
+        for name in ("a", "b", "c"):
+            holes = rng.random(groups[name].shape) < 0.2
+            groups[name][holes] = np.nan
     return groups
 
 
+@pytest.mark.parametrize("cells", [False, True], ids=["groups", "cells"])
 @pytest.mark.parametrize("inference", ["poe", "mixture"])
-def test_collapsed_objective_equals_the_pyro_trace_term_by_term(inference):
+def test_collapsed_objective_equals_the_pyro_trace_term_by_term(inference, cells):
     liks = {"a": "normal", "b": "normal", "c": "bernoulli", "lab": "categorical"}
     vae = FactVAE(
         latent_dim=3, lam=0.1, likelihood=liks, inference=inference, group_weight={"lab": 2.0}
-    ).fit(mixed_groups(), epochs=1, progress=False)
-    data = GroupedData(mixed_groups())
+    ).fit(mixed_groups(cells), epochs=1, progress=False)
+    data = GroupedData(mixed_groups(cells))
+    assert (data.cells is not None) == cells
     model, guide = vae.model_, vae.guide_
+    if cells:  # the missing-cell weights are trained: they change the encoder's output
+        assert all(float(enc.missing_weight.abs().sum()) > 0 for enc in guide.encoders[:1])
     fast = CollapsedELBO(model, guide, data, 1 / 50)
     slow = TraceELBO(model, guide, data, 1 / 50, collapsed=True)
     rows = torch.arange(3, 40)
-    blocks, mask = fast.batch(rows)
-    xs, mask2 = slow.batch(rows)
+    blocks, mask, fast_cells = fast.batch(rows)
+    xs, mask2, slow_cells = slow.batch(rows)
     assert torch.equal(mask, mask2)
     keep = torch.rand(mask.shape, generator=torch.Generator().manual_seed(0)) < 0.7
     with pyro.validation_enabled(False):
         torch.manual_seed(1)
-        a = fast(*guide.experts.training_args(blocks, mask, keep))
+        args, kwargs = guide.experts.training_args(blocks, mask, keep, fast_cells)
+        a = fast(*args, **kwargs)
         torch.manual_seed(1)  # the same z draw
-        b = slow(*guide.experts.training_args(xs, mask, keep))
+        args, kwargs = guide.experts.training_args(xs, mask, keep, slow_cells)
+        b = slow(*args, **kwargs)
     torch.testing.assert_close(a.data, b.data, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a.prior, b.prior, rtol=1e-6, atol=1e-6)
     named_a, named_b = a.named(), b.named()

@@ -89,7 +89,6 @@ def test_rows_without_an_observed_group_are_refused_or_dropped_with_their_item_i
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda g: g["a"].__setitem__((70, 1), np.nan), r"group 'a': rows \[70\] are partly NaN"),
         (lambda g: g["b"].__setitem__((99, 0), np.inf), r"group 'b': rows \[99\] hold inf"),
     ],
 )

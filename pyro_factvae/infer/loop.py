@@ -186,9 +186,10 @@ def validation_loss(
     with fork_rng(model.device), pyro.validation_enabled(False):
         torch.manual_seed(0)
         for start in range(0, len(data), chunk):
-            xs, mask = objective.batch(torch.arange(start, min(start + chunk, len(data))))
+            xs, mask, cells = objective.batch(torch.arange(start, min(start + chunk, len(data))))
             # the plate scales a chunk to N rows: back to this chunk's own sum
-            total += float(objective(xs, mask).data) * mask.shape[0]
+            kwargs = {} if cells is None else {"cells": cells}
+            total += float(objective(xs, mask, **kwargs).data) * mask.shape[0]
     return total / len(data)
 
 
@@ -207,13 +208,12 @@ def train_step(
     """
     guide = objective.guide
     local = shard(rows)
-    xs, mask = objective.batch(local)
+    xs, mask, cells = objective.batch(local)
     keep = torch.rand((len(rows), mask.shape[1]), generator=generator) < guide.config.keep_prob
-    args = guide.experts.training_args(xs, mask, shard(keep).to(mask.device))
-    noise = None
+    args, kwargs = guide.experts.training_args(xs, mask, shard(keep).to(mask.device), cells)
     if world()[1] > 1 and objective.takes_noise and not guide.experts.expands_rows:
-        noise = shard(torch.randn(len(rows), guide.config.latent_dim)).to(mask.device)
-    return guarded_step(objective, optimizers, args, pos, share=len(local) / len(rows), noise=noise)
+        kwargs["noise"] = shard(torch.randn(len(rows), guide.config.latent_dim)).to(mask.device)
+    return guarded_step(objective, optimizers, args, pos, share=len(local) / len(rows), **kwargs)
 
 
 def guarded_step(
@@ -222,13 +222,14 @@ def guarded_step(
     args,
     pos: Position,
     share: float = 1.0,
-    noise: torch.Tensor | None = None,
+    **kwargs,
 ) -> tuple[float, float]:
     """One step with a check between the gradients and the update: a non-finite loss or
     gradient raises :class:`NonFiniteError` and leaves every parameter as it was. Returns the
     data and prior parts of the loss. ``share``: this rank's fraction of the minibatch's rows
-    (its gradients and losses count that much in the sum over ranks)."""
-    terms = objective(*args) if noise is None else objective(*args, noise=noise)
+    (its gradients and losses count that much in the sum over ranks); ``kwargs`` go to the
+    objective (``noise``, ``cells``)."""
+    terms = objective(*args, **kwargs)
     loss = terms.loss
     loss.backward()
     # one host sync for the loss, its data part and the gradients' finiteness
@@ -256,7 +257,8 @@ def guarded_step(
         optimizers.zero_grad()
         raise NonFiniteError(
             f"the {what} became non-finite at step {pos.step + 1} (epoch {pos.epoch + 1}, "
-            f"batch {pos.batch + 1}); term: {diagnose(objective, args, optimizers.params)}. "
+            f"batch {pos.batch + 1}); term: "
+            f"{diagnose(objective, args, optimizers.params, **kwargs)}. "
             "The parameters keep their last finite values"
         )
     optimizers.step()
@@ -264,13 +266,13 @@ def guarded_step(
     return values[1], values[0] - values[1]
 
 
-def diagnose(objective, args, params) -> str:
+def diagnose(objective, args, params, **kwargs) -> str:
     """Name the first model term whose value or gradient is not finite on ``args``.
 
     Terms (:func:`pyro_factvae.sites.term`): ``likelihood of group 'g'`` (site ``x_<g>``),
     ``KL of z``, ``theta prior`` and ``group-lasso prior`` (``Phi_<g>``, ``gamma_sq_<g>``).
     """
-    terms = objective(*args).named()
+    terms = objective(*args, **kwargs).named()
     for label, value in terms.items():
         if not bool(torch.isfinite(value.detach()).all()):
             return f"{label} is {float(value.detach())}"

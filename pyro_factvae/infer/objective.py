@@ -90,19 +90,24 @@ class CollapsedELBO:
         self._blocks = [data.block(b.groups) for b in layout.blocks]
         self._groups = [list(b.groups) for b in layout.blocks]
         self._observed = data.observed
+        self._cells = data.cells  # None: no observed group misses a cell (the fast path)
         self._device = _device(guide)
         weights = model.group_weight  # per-group likelihood weights, made a tensor once
         self._group_weight = None if weights is None else torch.tensor(weights, device=self._device)
 
-    def batch(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Per-block values ``(B, G_b, d_b)`` (in-support placeholders under missing groups)
-        and the ``(B, G)`` observed mask of ``rows``."""
+    def batch(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, Any]:
+        """Per-block values ``(B, G_b, d_b)`` (in-support placeholders under missing groups,
+        zeros under missing cells), the ``(B, G)`` observed mask of ``rows``, and per-block
+        ``(B, G_b, d_b)`` cell masks (``None`` when no observed group misses a cell)."""
         mask = self._observed[rows].to(self._device)
         out = []
         for values, groups, lik in zip(self._blocks, self._groups, self.model.likelihoods):
             x = values[rows].to(self._device)
             out.append(lik.in_support(x, mask[:, groups].unsqueeze(-1)))
-        return out, mask
+        cells = None
+        if self._cells is not None:
+            cells = self.model.layout.gather_cells(self._cells[rows].to(self._device))
+        return out, mask, cells
 
     def __call__(
         self,
@@ -111,15 +116,16 @@ class CollapsedELBO:
         enc_mask: torch.Tensor | None = None,
         weight: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
+        cells: list[torch.Tensor] | None = None,
     ) -> Terms:
         """The loss of a minibatch from :meth:`batch` (``enc_mask`` and ``weight`` as in
         :meth:`Model.forward`); ``noise``: the standard-normal draw behind ``z`` (``(B, K)``;
-        default: drawn here, as the guide draws it)."""
+        default: drawn here, as the guide draws it); ``cells``: per-block cell masks."""
         model, guide, config = self.model, self.guide, self.model.config
         phis = list(guide.Phi)
         batch = mask.shape[0]
         inputs = mask if enc_mask is None else mask & enc_mask
-        mu, precision = guide.block_expert_params(blocks, phis)
+        mu, precision = guide.block_expert_params(blocks, phis, cells)
         loc, scale = product_of_experts(mu, precision, inputs)  # eq 6
         if noise is None:  # drawn on the CPU: seeded and resumable on every device
             noise = torch.randn(loc.shape, dtype=loc.dtype).to(loc.device)
@@ -127,7 +133,7 @@ class CollapsedELBO:
         # KL(N(loc, scale^2) || N(0, I)), as torch.distributions computes it
         var = scale.square()
         kl = 0.5 * (var + loc.square() - 1 - var.log()).sum(-1)
-        log_lik = model.block_log_likelihoods(blocks, z, phis)  # (B, G)
+        log_lik = model.block_log_likelihoods(blocks, z, phis, cells)  # (B, G)
         if self._group_weight is not None:
             log_lik = log_lik * self._group_weight
         num_data = config.num_data or batch
@@ -169,13 +175,16 @@ class TraceELBO:
         self._data = data
         self._device = _device(guide)
 
-    def batch(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Per-group values ``(B, d_g)`` and the ``(B, G)`` observed mask of ``rows``."""
+    def batch(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, Any]:
+        """Per-group values ``(B, d_g)``, the ``(B, G)`` observed mask of ``rows`` and their
+        ``(B, sum d_g)`` cell mask (``None`` when no observed group misses a cell)."""
         xs, mask = self._data[rows]
-        return [x.to(self._device) for x in xs], mask.to(self._device)
+        cells = self._data.cells
+        cells = None if cells is None else cells[rows].to(self._device)
+        return [x.to(self._device) for x in xs], mask.to(self._device), cells
 
-    def __call__(self, *args: Any) -> Terms:
-        terms = elbo_terms(*self._programs, *args)
+    def __call__(self, *args: Any, **kwargs: Any) -> Terms:
+        terms = elbo_terms(*self._programs, *args, **kwargs)
         data = [v for k, v in terms.items() if is_data_term(k)]
         prior = [v for k, v in terms.items() if not is_data_term(k)]
         zero = torch.zeros((), device=self._device)

@@ -44,11 +44,13 @@ SaveFn = Callable[[str, dict[str, Any], dict[str, Any]], None]
 
 
 def fingerprint(data: GroupedData) -> str:
-    """SHA-256 of the values and mask: a resumed run must see the same data."""
+    """SHA-256 of the values and masks: a resumed run must see the same data."""
     h = hashlib.sha256()
     for v in data.values:
         h.update(v.contiguous().numpy().tobytes())
     h.update(data.observed.numpy().tobytes())
+    if data.cells is not None:
+        h.update(data.cells.numpy().tobytes())
     return h.hexdigest()
 
 

@@ -29,6 +29,7 @@ the average of the components' ELBOs (each group's sub-ELBO, as the paper define
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -131,6 +132,11 @@ def expand_experts(
     return rows, one_hot, weight
 
 
+def _cells_kwargs(cells: Any) -> dict:
+    """The keyword arguments that carry a minibatch's cell mask (none without one)."""
+    return {} if cells is None else {"cells": cells}
+
+
 @EXPERTS.register("poe")
 class ProductOfExperts:
     """factVAE: the product of the experts of the given groups and the prior (eq 6)."""
@@ -139,9 +145,12 @@ class ProductOfExperts:
     expands_rows = False
 
     @staticmethod
-    def training_args(xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor) -> tuple:
-        """Model/guide arguments of one training step: ``(xs, mask, enc_mask)``."""
-        return (xs, mask, keep)
+    def training_args(
+        xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor, cells: Any = None
+    ) -> tuple[tuple, dict]:
+        """Model/guide arguments of one training step: ``(xs, mask, enc_mask)``, and
+        ``{"cells": cells}`` when a cell mask is given."""
+        return (xs, mask, keep), _cells_kwargs(cells)
 
     @staticmethod
     def posterior(
@@ -160,10 +169,14 @@ class MixtureOfExperts:
     expands_rows = True
 
     @staticmethod
-    def training_args(xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor) -> tuple:
-        """``(xs, mask, one_hot, weight)`` over the expanded rows."""
+    def training_args(
+        xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor, cells: Any = None
+    ) -> tuple[tuple, dict]:
+        """``(xs, mask, one_hot, weight)`` over the expanded rows (and their cells)."""
         rows, one_hot, weight = expand_experts(mask, keep)
-        return ([x[rows] for x in xs], mask[rows], one_hot, weight)
+        if cells is not None:
+            cells = cells[rows] if isinstance(cells, torch.Tensor) else [c[rows] for c in cells]
+        return ([x[rows] for x in xs], mask[rows], one_hot, weight), _cells_kwargs(cells)
 
     @staticmethod
     def posterior(

@@ -40,6 +40,9 @@ class Guide(PyroModule):
         q(z | x) = N(mu, Lambda^-1),  Lambda = 1 + sum_{g in I} Lambda_g,
                                       mu = Lambda^-1 sum_{g in I} Lambda_g mu_g
 
+    A group observed in some of its cells is encoded from its zero-filled values and the
+    indicator of its missing cells (:class:`~pyro_factvae.module.nets.BlockEncoder`).
+
     Globals: ``Phi_<g>`` and ``gamma_sq_<g>`` from the active posterior strategy
     (:attr:`phi_posterior`): point masses at the MAP for ``"prox"``, mean field for
     ``"variational"``.
@@ -117,19 +120,35 @@ class Guide(PyroModule):
         return self.layout.penalty_rates(self.config.lam_total(batch_size))
 
     def expert_params(
-        self, xs: Sequence[torch.Tensor], mask: torch.Tensor, phis: Sequence[torch.Tensor]
+        self,
+        xs: Sequence[torch.Tensor],
+        mask: torch.Tensor,
+        phis: Sequence[torch.Tensor],
+        cells: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expert means and precisions ``(B, G, K)`` in the user's group order."""
-        return self.block_expert_params(self.layout.gather(xs, mask), phis)
+        """Expert means and precisions ``(B, G, K)`` in the user's group order (``cells``:
+        the ``(B, sum d_g)`` cell mask, ``None`` when no cell of an observed group is
+        missing)."""
+        blocks = self.layout.gather(xs, mask, cells)
+        return self.block_expert_params(blocks, phis, self.layout.gather_cells(cells))
 
     def block_expert_params(
-        self, blocks: Sequence[torch.Tensor], phis: Sequence[torch.Tensor]
+        self,
+        blocks: Sequence[torch.Tensor],
+        phis: Sequence[torch.Tensor],
+        cells: Sequence[torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`expert_params` from per-block inputs ``(B, G_b, d_b)`` (unchecked)."""
+        """:meth:`expert_params` from per-block inputs ``(B, G_b, d_b)`` and per-block cell
+        masks (unchecked)."""
         p = self.config.decoder_width
         mus, precs = [], []
-        for x, lik, enc, phi in zip(blocks, self.input_maps, self.encoders, phis):
-            mu, prec = enc(lik.to_network(x), phi[..., p:, :], self.baseline)
+        for b, (x, lik, enc, phi) in enumerate(zip(blocks, self.input_maps, self.encoders, phis)):
+            net = lik.to_network(x)
+            missing = None
+            if cells is not None:  # missing cells: zero in network units, and flagged
+                net = net.where(cells[b], 0.0)
+                missing = ~cells[b]
+            mu, prec = enc(net, phi[..., p:, :], self.baseline, missing)
             mus.append(mu)
             precs.append(prec)
         return self.layout.scatter_axis(mus), self.layout.scatter_axis(precs)
@@ -139,18 +158,23 @@ class Guide(PyroModule):
         xs: Sequence[torch.Tensor],
         enc_mask: torch.Tensor,
         phis: Sequence[torch.Tensor] | None = None,
+        cells: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """PoE ``q(z | x)`` loc and scale ``(B, K)`` from the groups in ``enc_mask`` (eq 6)."""
         phis = list(self.Phi) if phis is None else phis
-        mu, prec = self.expert_params(xs, enc_mask, phis)
+        mu, prec = self.expert_params(xs, enc_mask, phis, cells)
         return product_of_experts(mu, prec, enc_mask)
 
     def posterior_dist(
-        self, xs: Sequence[torch.Tensor], enc_mask: torch.Tensor
+        self,
+        xs: Sequence[torch.Tensor],
+        enc_mask: torch.Tensor,
+        cells: torch.Tensor | None = None,
     ) -> dist.TorchDistribution:
         """``q(z | x_I)`` as a distribution (batch ``(B,)``, event ``(K,)``), ``I = enc_mask``,
-        as the experts strategy combines them (product, or the JMVAE+ mixture)."""
-        mu, prec = self.expert_params(xs, enc_mask, list(self.Phi))
+        as the experts strategy combines them (product, or the JMVAE+ mixture); ``cells`` as
+        in :meth:`expert_params`."""
+        mu, prec = self.expert_params(xs, enc_mask, list(self.Phi), cells)
         return self.experts.posterior(mu, prec, enc_mask)
 
     @module_local
@@ -161,6 +185,7 @@ class Guide(PyroModule):
         enc_mask: torch.Tensor | None = None,
         weight: torch.Tensor | None = None,
         batch_size: int | None = None,
+        cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample the guide on a minibatch (same arguments as :meth:`Model.forward`).
 
@@ -177,7 +202,7 @@ class Guide(PyroModule):
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
         inputs = mask if enc_mask is None else mask & enc_mask
-        loc, scale = self.posterior(xs, inputs, phis)
+        loc, scale = self.posterior(xs, inputs, phis, cells)
         with (
             pyro.plate(
                 sites.DATA_PLATE,

@@ -3,7 +3,9 @@
 New families register with :data:`~pyro_factvae.registry.LIKELIHOODS` (see there).
 
 Each likelihood turns the decoder output of a group (one value per feature) into a Pyro
-distribution over the group's ``d_g`` features. Choose one per group by name:
+distribution over the group's ``d_g`` features. Choose one per group by name. A cell mask
+(``cells``, ``True`` where a cell is observed) makes every family score the observed cells
+only; a categorical group is one cell (its label), so it is observed whole or not at all.
 
 ===============  =================================================  ================
 name             distribution                                       decoder output
@@ -50,6 +52,12 @@ def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     return torch.where(y <= 80.0, small, y + torch.log(-torch.expm1(-y)))
 
 
+def _masked(fn: dist.TorchDistribution, cells: torch.Tensor | None, i: int):
+    """``fn`` over the features of group ``i`` of a block, scoring only its observed cells
+    (``cells[..., i, :]``) when a cell mask is given, as one event."""
+    return (fn if cells is None else fn.mask(cells[..., i, :])).to_event(1)
+
+
 class Likelihood(nn.Module):
     """Base class: parameters of one block of groups sharing a family and width.
 
@@ -65,24 +73,33 @@ class Likelihood(nn.Module):
         super().__init__()
         self.num_groups, self.dim = num_groups, dim
 
-    def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
-        """Per-group distributions of the block given decoder outputs ``(..., G_b, dim)``."""
+    def dists(
+        self, out: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> list[dist.TorchDistribution]:
+        """Per-group distributions of the block given decoder outputs ``(..., G_b, dim)``;
+        with ``cells`` (bool, ``(..., G_b, dim)``) each scores its observed cells only."""
         raise NotImplementedError
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         """Mean of the observations given decoder outputs ``(..., num_groups, dim)``."""
         raise NotImplementedError
 
-    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(
+        self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``log p(x_g | out_g)`` of every group of the block, ``(..., num_groups)``, for
-        values ``x`` of shape ``(..., num_groups, dim)`` (the sum over each group's features;
-        the same numbers as :meth:`dists`, in one batched call where a subclass can)."""
-        parts = [fn.log_prob(x[..., i, :]) for i, fn in enumerate(self.dists(out))]
+        values ``x`` of shape ``(..., num_groups, dim)`` (the sum over each group's observed
+        cells, all of them when ``cells`` is ``None``; the same numbers as :meth:`dists`, in
+        one batched call where a subclass can). Values under missing cells must be finite."""
+        parts = [fn.log_prob(x[..., i, :]) for i, fn in enumerate(self.dists(out, cells))]
         return torch.stack(parts, dim=-1)
 
     @classmethod
-    def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
-        """Raise ``ValueError`` if observed values of group ``name`` are outside the support."""
+    def check(
+        cls, name: str, x: torch.Tensor, observed: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> None:
+        """Raise ``ValueError`` if observed values of group ``name`` are outside the support
+        (``cells``: the group's ``(N, d)`` cell mask, when it misses cells)."""
 
     @classmethod
     def variables(cls, dim: int) -> int:
@@ -92,7 +109,8 @@ class Likelihood(nn.Module):
         return dim
 
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-        """Data-dependent initialisation of the block's parameters (default: none)."""
+        """Data-dependent initialisation of the block's parameters (default: none);
+        ``observed`` per group: ``(N,)`` rows or ``(N, dim)`` cells."""
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         """Block inputs ``(..., num_groups, dim)`` in the units the encoders see (default: as
@@ -131,21 +149,35 @@ class NormalLikelihood(Likelihood):
         """``sigma``, in standardized units."""
         return softplus(self.raw_scale) + MIN_SCALE
 
-    def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
+    def dists(
+        self, out: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> list[dist.TorchDistribution]:
         loc, scale = self.mean(out), self.scale * self.unit  # once per block
-        return [dist.Normal(loc[..., i, :], scale[i]).to_event(1) for i in range(out.shape[-2])]
+        return [
+            _masked(dist.Normal(loc[..., i, :], scale[i]), cells, i) for i in range(out.shape[-2])
+        ]
 
     @torch.no_grad()
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-        """Standardize with each feature's mean and standard deviation over the observed
-        rows (a constant feature keeps unit 1)."""
+        """Standardize with each feature's mean and standard deviation over its observed
+        cells (a constant feature, or one seen once, keeps unit 1)."""
         for i, (x, obs) in enumerate(zip(xs, observed)):
-            rows = x[obs].double()
-            if len(rows) > 0:
-                self.shift[i] = rows.mean(0).float()
-            if len(rows) > 1:
-                std = rows.std(0)
-                self.unit[i] = torch.where(std > 0, std, torch.ones_like(std)).float()
+            if obs.dim() == 1:  # whole rows
+                rows = x[obs].double()
+                if len(rows) > 0:
+                    self.shift[i] = rows.mean(0).float()
+                if len(rows) > 1:
+                    std = rows.std(0)
+                    self.unit[i] = torch.where(std > 0, std, torch.ones_like(std)).float()
+                continue
+            count = obs.sum(0).double()
+            vals = x.double().where(obs, 0.0)
+            mean = vals.sum(0) / count.clamp(min=1)
+            var = ((x.double() - mean).where(obs, 0.0).square().sum(0)) / (count - 1).clamp(min=1)
+            std = var.sqrt()
+            self.shift[i] = torch.where(count > 0, mean, 0.0).float()
+            ok = (count > 1) & (std > 0)
+            self.unit[i] = torch.where(ok, std, torch.ones_like(std)).float()
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit
@@ -153,30 +185,41 @@ class NormalLikelihood(Likelihood):
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return self.shift + self.unit * out
 
-    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(
+        self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> torch.Tensor:
         scale = self.scale * self.unit
-        # torch.distributions.Normal.log_prob's expression, summed over the features
+        # torch.distributions.Normal.log_prob's expression, summed over the observed features
         z = -((x - self.mean(out)) ** 2) / (2 * scale**2) - scale.log() - _HALF_LOG_2PI
-        return z.sum(-1)
+        return (z if cells is None else z.where(cells, 0.0)).sum(-1)
 
 
 @LIKELIHOODS.register("bernoulli")
 class BernoulliLikelihood(Likelihood):
     """``x ~ Bernoulli(logits=out)``; observed values must be 0 or 1."""
 
-    def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
-        return [dist.Bernoulli(logits=out[..., i, :]).to_event(1) for i in range(out.shape[-2])]
+    def dists(
+        self, out: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> list[dist.TorchDistribution]:
+        return [
+            _masked(dist.Bernoulli(logits=out[..., i, :]), cells, i) for i in range(out.shape[-2])
+        ]
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(out)
 
-    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(
+        self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> torch.Tensor:
         bce = binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
-        return -bce.sum(-1)
+        return -(bce if cells is None else bce.where(cells, 0.0)).sum(-1)
 
     @classmethod
-    def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
-        bad = ((x != 0) & (x != 1)).any(-1) & observed
+    def check(
+        cls, name: str, x: torch.Tensor, observed: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> None:
+        bad = ((x != 0) & (x != 1)) & (observed.unsqueeze(-1) if cells is None else cells)
+        bad = bad.any(-1)
         if bool(bad.any()):
             rows = bad.nonzero().squeeze(-1)[:5].tolist()
             raise ValueError(
@@ -191,13 +234,19 @@ class CategoricalLikelihood(Likelihood):
     ``d_g`` columns (e.g. a label group for semi-supervised learning; a missing label is a
     missing group). Needs ``d_g >= 2``."""
 
-    def dists(self, out: torch.Tensor) -> list[dist.TorchDistribution]:
+    def dists(
+        self, out: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> list[dist.TorchDistribution]:
+        """One label per group: it is observed whole (``cells`` plays no part; a partly
+        observed one-hot is refused by :meth:`check`)."""
         return [dist.OneHotCategorical(logits=out[..., i, :]) for i in range(out.shape[-2])]
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return torch.softmax(out, dim=-1)
 
-    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def log_prob(
+        self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return (x * torch.log_softmax(out, dim=-1)).sum(-1)
 
     @classmethod
@@ -218,12 +267,23 @@ class CategoricalLikelihood(Likelihood):
         return torch.where(observed, x, first)
 
     @classmethod
-    def check(cls, name: str, x: torch.Tensor, observed: torch.Tensor) -> None:
+    def check(
+        cls, name: str, x: torch.Tensor, observed: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> None:
         if x.shape[-1] < 2:
             raise ValueError(
                 f"group {name!r} has the 'categorical' likelihood but {x.shape[-1]} column; "
                 "give one column per class (one-hot)"
             )
+        if cells is not None:
+            partial = (observed & ~cells.all(-1)).nonzero().squeeze(-1)
+            if len(partial):
+                raise ValueError(
+                    f"group {name!r} has the 'categorical' likelihood, whose one-hot label is "
+                    f"one cell, but rows {partial[:5].tolist()} have only some of its columns "
+                    "empty; leave all its columns empty where the label is missing, or fill "
+                    "them all"
+                )
         bad = (((x != 0) & (x != 1)).any(-1) | (x.sum(-1) != 1)) & observed
         if bool(bad.any()):
             rows = bad.nonzero().squeeze(-1)[:5].tolist()

@@ -55,6 +55,7 @@ class Model(PyroModule):
         theta_f       ~ Normal(0, (N tau)^-1 I)        # generator nets, sec. 2
         z_i           ~ Normal(0, I_K)                 # eq 4
         x_i^(g)       ~ lik_g(f_g(W_g z_i))   for the observed groups of row i   # eq 5
+                                               (their observed cells, given ``cells``)
 
     ``m = p + H`` stacks the decoder's ``p x K`` latent-to-group matrix ``W_g`` over the
     ``H x K`` transpose of the encoder's precision matrix ``V_g``; the guide reads ``V_g`` from
@@ -108,10 +109,18 @@ class Model(PyroModule):
         """Where the parameters live (``FactVAE(device=...)`` puts them there)."""
         return next(self.parameters()).device
 
-    def init_from_data(self, xs: Sequence[torch.Tensor], mask: torch.Tensor) -> None:
-        """Data-dependent initialisation of the likelihoods (e.g. Normal scales = data std)."""
+    def init_from_data(
+        self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> None:
+        """Data-dependent initialisation of the likelihoods (e.g. Normal scales = data std),
+        from the observed cells (``cells``, ``(N, sum d_g)``) or rows (``mask``)."""
+        per_group = self.layout.split_cells(cells)
         for block, lik in zip(self.layout.blocks, self.likelihoods):
-            lik.init_from_data([xs[g] for g in block.groups], [mask[:, g] for g in block.groups])
+            if per_group is None:
+                obs = [mask[:, g] for g in block.groups]
+            else:
+                obs = [per_group[g] for g in block.groups]
+            lik.init_from_data([xs[g] for g in block.groups], obs)
 
     def lam_totals(self, batch_size: int | None = None) -> list[float]:
         """Per block, the group-lasso rate of the full data set: ``N lam v_b`` with ``v_b`` the
@@ -163,27 +172,42 @@ class Model(PyroModule):
         observed: torch.Tensor,
         z: torch.Tensor,
         phis: Sequence[torch.Tensor],
+        cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``log p(x_g | z)`` for every group, ``(..., B, G)`` for ``z`` of shape
-        ``(..., B, K)``. Missing groups are scored at an in-support placeholder: mask them."""
+        ``(..., B, K)``, over each group's observed cells (``cells``: the ``(B, sum d_g)``
+        cell mask; ``None``: all of them). Missing groups are scored at an in-support
+        placeholder: mask them."""
+        per_group = self.layout.split_cells(cells)
+        cell_blocks = self.layout.gather_cells(cells)
         per_block = []
-        for block, out, lik in zip(self.layout.blocks, self.decode(z, phis), self.likelihoods):
-            per_block.append(
-                [
-                    fn.log_prob(lik.in_support(xs[g], observed[:, g : g + 1]))
-                    for g, fn in zip(block.groups, lik.dists(out))
-                ]
-            )
+        for b, (block, out, lik) in enumerate(
+            zip(self.layout.blocks, self.decode(z, phis), self.likelihoods)
+        ):
+            fns = lik.dists(out, None if cell_blocks is None else cell_blocks[b])
+            items = []
+            for g, fn in zip(block.groups, fns):
+                x = xs[g] if per_group is None else xs[g].where(per_group[g], 0.0)
+                items.append(fn.log_prob(lik.in_support(x, observed[:, g : g + 1])))
+            per_block.append(items)
         return torch.stack(self.layout.scatter(per_block), dim=-1)
 
     def block_log_likelihoods(
-        self, blocks: Sequence[torch.Tensor], z: torch.Tensor, phis: Sequence[torch.Tensor]
+        self,
+        blocks: Sequence[torch.Tensor],
+        z: torch.Tensor,
+        phis: Sequence[torch.Tensor],
+        cells: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """``log p(x_g | z)`` of every group, ``(..., B, G)`` in the user's order, from
         per-block values ``(B, G_b, d_b)`` holding in-support values under missing groups
-        (one batched call per block: the fast path of the training objective)."""
+        and cells (one batched call per block: the fast path of the training objective);
+        ``cells``: per-block ``(B, G_b, d_b)`` cell masks, or ``None``."""
         outs = self.decode(z, phis)
-        per_block = [lik.log_prob(out, x) for x, out, lik in zip(blocks, outs, self.likelihoods)]
+        cells = [None] * len(outs) if cells is None else cells
+        per_block = [
+            lik.log_prob(out, x, c) for x, out, lik, c in zip(blocks, outs, self.likelihoods, cells)
+        ]
         return self.layout.scatter_axis(per_block, dim=-1)
 
     @module_local
@@ -194,13 +218,15 @@ class Model(PyroModule):
         enc_mask: torch.Tensor | None = None,
         weight: torch.Tensor | None = None,
         batch_size: int | None = None,
+        cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the model on a minibatch (or simulate one).
 
         Parameters
         ----------
         xs : sequence of torch.Tensor or None
-            One ``(B, d_g)`` tensor per group; values under missing groups are ignored.
+            One ``(B, d_g)`` tensor per group; values under missing groups and cells are
+            ignored.
             ``None`` simulates: every ``x_<g>`` site is sampled (prior predictive with
             :class:`pyro.infer.Predictive`).
         mask : torch.Tensor, optional
@@ -214,6 +240,11 @@ class Model(PyroModule):
             :func:`~pyro_factvae.module.experts.expand_experts`.
         batch_size : int, optional
             Rows to simulate when ``xs`` and ``mask`` are ``None``.
+        cells : torch.Tensor, optional
+            ``(B, sum d_g)`` bool cell mask (the groups' columns side by side), ``True`` where
+            a cell is observed: each ``x_<g>`` site scores its observed cells only (a masked
+            distribution inside ``poutine.mask(mask[:, g])``). ``None``: every cell of an
+            observed group is observed.
 
         Returns
         -------
@@ -232,10 +263,12 @@ class Model(PyroModule):
         else:
             if mask is None:
                 raise ValueError("mask is required with data: (B, G) bool, True = observed")
+            blocks = layout.gather(xs, mask, cells)
             blocks = [
                 lik.in_support(x, mask[:, list(block.groups)].unsqueeze(-1))
-                for block, x, lik in zip(layout.blocks, layout.gather(xs, mask), self.likelihoods)
+                for block, x, lik in zip(layout.blocks, blocks, self.likelihoods)
             ]
+        cell_blocks = layout.gather_cells(cells)
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
         num_data = self.config.num_data or batch
@@ -252,8 +285,11 @@ class Model(PyroModule):
             prior = dist.Normal(zeros, 1.0).to_event(1)
             z = pyro.sample(sites.Z, prior)
             outs = self.decode(z, phis)
-            for block, x, out, lik in zip(layout.blocks, blocks, outs, self.likelihoods):
-                for i, (g, fn) in enumerate(zip(block.groups, lik.dists(out))):
+            for b, (block, x, out, lik) in enumerate(
+                zip(layout.blocks, blocks, outs, self.likelihoods)
+            ):
+                fns = lik.dists(out, None if cell_blocks is None else cell_blocks[b])
+                for i, (g, fn) in enumerate(zip(block.groups, fns)):
                     weight_g = 1.0 if self.group_weight is None else self.group_weight[g]
                     with poutine.mask(mask=mask[:, g]), poutine.scale(scale=weight_g):
                         obs = None if x is None else x[:, i]

@@ -43,7 +43,11 @@ class GroupedLinear(nn.Module):
 
 
 class GroupedMLP(nn.Sequential):
-    """Grouped linear layers with ReLU between them (and after the last if ``final_relu``)."""
+    """Grouped linear layers with ReLU between them (and after the last if ``final_relu``).
+
+    ``forward(x, shift)`` adds ``shift`` (``(..., G, sizes[1])``) to the first layer's output,
+    before its activation (the encoders' missing-cell term).
+    """
 
     def __init__(self, num_groups: int, sizes: Sequence[int], final_relu: bool = False) -> None:
         layers: list[nn.Module] = []
@@ -52,6 +56,18 @@ class GroupedMLP(nn.Sequential):
             if i < len(sizes) - 2 or final_relu:
                 layers.append(nn.ReLU())
         super().__init__(*layers)
+
+    @property
+    def first_width(self) -> int:
+        """Width of the first layer's output (where ``shift`` is added)."""
+        return self[0].weight.shape[-1]
+
+    def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        for i, layer in enumerate(self):
+            x = layer(x)
+            if i == 0 and shift is not None:
+                x = x + shift
+        return x
 
 
 class BlockEncoder(nn.Module):
@@ -62,6 +78,15 @@ class BlockEncoder(nn.Module):
     part of ``Phi_g`` and is passed in. The baseline ``b`` sits inside the product with
     ``V_g``, so a zero column of ``V_g`` gives exactly zero precision: the group then says
     nothing about that latent.
+
+    **Missing cells.** A group observed in some of its cells is encoded from its zero-filled
+    values (in network units: a missing normal feature reads as its training mean) together
+    with the indicator of the cells it did not see, as partial VAEs do: the first layer is
+    ``[x_g * m_g, 1 - m_g] [A_g ; U_g]``, i.e. the missing cells add the rows of
+    :attr:`missing_weight` (``U_g``, ``d_g x H_1``, initialised at zero) to its
+    pre-activation. So the expert's mean and precision can both change with what it did not
+    see; with every cell observed the term vanishes and the encoder is the paper's.
+    For image groups the term enters the last layer of the convolutional body.
     """
 
     def __init__(
@@ -79,6 +104,9 @@ class BlockEncoder(nn.Module):
         else:  # images: convolutions, then one grouped layer to H = hidden[-1]
             self.features = ConvFeatures(num_groups, conv, sizes[-1])
         self.mean = GroupedLinear(num_groups, sizes[-1], latent_dim)
+        first = self.features.first_width
+        #: ``U_g``: what a missing cell adds to the first layer's pre-activation
+        self.missing_weight = nn.Parameter(torch.zeros(num_groups, dim, first))
 
     @property
     def width(self) -> int:
@@ -86,9 +114,19 @@ class BlockEncoder(nn.Module):
         return self.mean.weight.shape[1]
 
     def forward(
-        self, x: torch.Tensor, v_t: torch.Tensor, baseline: torch.Tensor
+        self,
+        x: torch.Tensor,
+        v_t: torch.Tensor,
+        baseline: torch.Tensor,
+        missing: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.features(x)
+        """Expert means and precisions ``(..., G_b, K)`` of inputs ``x`` (network units,
+        zero under missing cells); ``missing``: bool ``(..., G_b, d)``, ``True`` at the
+        missing cells of observed groups (``None``: none is missing)."""
+        shift = None
+        if missing is not None:
+            shift = torch.einsum("...gi,gio->...go", missing.to(x.dtype), self.missing_weight)
+        h = self.features(x, shift)
         mu = self.mean(h)
         if v_t.dim() == 3:
             precision = torch.einsum("...gh,ghk->...gk", h + baseline, v_t).abs()
@@ -158,10 +196,15 @@ class ConvFeatures(nn.Module):
         self.convs = nn.Sequential(*layers)
         self.head = nn.Sequential(GroupedLinear(num_groups, c * 16, out), nn.ReLU())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def first_width(self) -> int:
+        """Width of the layer where ``shift`` is added (the last one)."""
+        return self.head[0].weight.shape[-1]
+
+    def forward(self, x: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
         images, lead = _grouped_images(x, self.spec.image_shape)
-        h = self.convs(images)
-        return self.head(h.reshape(*lead, self.num_groups, -1))
+        h = self.head[0](self.convs(images).reshape(*lead, self.num_groups, -1))
+        return self.head[1](h if shift is None else h + shift)
 
 
 class ConvGenerator(nn.Module):

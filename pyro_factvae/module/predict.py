@@ -22,18 +22,22 @@ def predictive_means(
     targets: Sequence[int],
     num_samples: int,
     seed: int,
+    cells: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """``E_{q(z | x_I)}[E(x_g | z)]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 
     Monte Carlo over ``num_samples`` draws of ``z`` from :meth:`Guide.posterior_dist` (drawn
     under ``seed`` without touching the global RNG); ``num_samples = 0`` plugs in the posterior
     mean of ``z`` instead. Rows with no group in ``enc_mask`` get prior-predictive means.
-    Inputs may be on any device: they are computed on the model's, returned on the CPU.
+    ``cells``: the ``(B, sum d_g)`` cell mask of ``xs`` (the encoder reads the observed cells
+    of the groups in ``enc_mask``). Inputs may be on any device: they are computed on the
+    model's, returned on the CPU.
     """
     device = model.device
     xs, enc_mask = [x.to(device) for x in xs], enc_mask.to(device)
+    cells = None if cells is None else cells.to(device)
     phis = list(guide.Phi)
-    q = guide.posterior_dist(xs, enc_mask)
+    q = guide.posterior_dist(xs, enc_mask, cells)
     if num_samples == 0:
         means = model.means(q.mean, phis)
         return [means[g].cpu() for g in targets]

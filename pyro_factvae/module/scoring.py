@@ -27,11 +27,17 @@ MAX_ELEMENTS = 2**22
 
 
 def _group_log_likelihoods(
-    model: Model, guide: Guide, xs: Sequence[torch.Tensor], observed: torch.Tensor, z: torch.Tensor
+    model: Model,
+    guide: Guide,
+    xs: Sequence[torch.Tensor],
+    observed: torch.Tensor,
+    z: torch.Tensor,
+    cells: torch.Tensor | None,
 ):
-    """``log p(x_g | z)`` for every group, ``(S, B, G)``; ``z`` is ``(S, B, K)``. Missing
-    groups are scored at an in-support placeholder; callers mask them out."""
-    return model.log_likelihoods(xs, observed, z, list(guide.Phi))
+    """``log p(x_g | z)`` over the observed cells of every group, ``(S, B, G)``; ``z`` is
+    ``(S, B, K)``. Missing groups are scored at an in-support placeholder; callers mask them
+    out."""
+    return model.log_likelihoods(xs, observed, z, list(guide.Phi), cells)
 
 
 def _chunks(model: Model, num_samples: int, num_rows: int, max_elements: int):
@@ -60,7 +66,8 @@ def importance(
 ) -> list[torch.Tensor]:
     r"""``log (1/k) sum_s w_s prod_{g in mask} p(x_g | z_s)`` per row, for each mask.
 
-    ``z_s ~ q(z | x_given)`` and ``w_s = p(x_given | z_s) p(z_s) / q(z_s | x_given)``.
+    ``z_s ~ q(z | x_given)`` and ``w_s = p(x_given | z_s) p(z_s) / q(z_s | x_given)``; every
+    group contributes its observed cells.
     """
     n = len(data)
     rows, samples = _chunks(model, num_samples, n, max_elements)
@@ -73,11 +80,12 @@ def importance(
             dev = model.device  # computed where the model is, kept on the CPU
             xs = [x[sl].to(dev) for x in data.values]
             giv, obs = given[sl].to(dev), data.observed[sl].to(dev)
-            q = guide.posterior_dist(xs, giv)
+            cells = None if data.cells is None else data.cells[sl].to(dev)
+            q = guide.posterior_dist(xs, giv, cells)
             acc: list[list[torch.Tensor]] = [[] for _ in masks]
             for s0 in range(0, num_samples, samples):
                 z = q.sample((min(samples, num_samples - s0),))
-                ll = _group_log_likelihoods(model, guide, xs, obs, z)  # (S, B, G)
+                ll = _group_log_likelihoods(model, guide, xs, obs, z, cells)  # (S, B, G)
                 log_w = normal.log_prob(z).sum(-1) - q.log_prob(z)
                 log_w = log_w + torch.where(giv, ll, 0.0).sum(-1)
                 for a, m in zip(acc, masks):
@@ -139,18 +147,26 @@ def held_out_error(
 ) -> np.ndarray:
     """Each group held out in turn: the mean squared error of its posterior-predictive mean
     given the other observed groups, per (row, group) pair, averaged over the group's
-    variables in network units (each normal feature divided by its training standard
+    observed cells in network units (each normal feature divided by its training standard
     deviation; the Brier score for bernoulli and categorical groups)."""
     scores = []
     for g, _, sub in held_out(data):
         given = sub.observed.clone()
         given[:, g] = False
-        (pred,) = predictive_means(model, guide, sub.values, given, [g], num_samples, seed)
+        (pred,) = predictive_means(
+            model, guide, sub.values, given, [g], num_samples, seed, sub.cells
+        )
         dev = model.device
         diff = _network_units(model, g, pred.to(dev)) - _network_units(
             model, g, sub.values[g].to(dev)
         )
-        scores.append(diff.double().square().mean(-1).cpu().numpy())
+        sq = diff.double().square()
+        if sub.cells is None:
+            sq = sq.mean(-1)
+        else:
+            seen = sub.group_cells(g).to(dev)
+            sq = sq.where(seen, 0.0).sum(-1) / seen.sum(-1)
+        scores.append(sq.cpu().numpy())
     if not scores:
         raise ValueError("no row has two observed groups: nothing can be held out")
     return np.concatenate(scores)
