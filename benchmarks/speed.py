@@ -9,9 +9,13 @@ fetch, encoder dropout, loss, finiteness guard, update). The two are timed inter
 by step, in one process; we report medians and their ratio.
 
 Sizes: total width ``D = 256`` split into ``G`` groups (G = 5 gives unequal widths, two
-blocks, like mocap6's uneven groups), 10% of groups missing, 8 latents, widths 16.
+blocks, like mocap6's uneven groups), 10% of groups missing, 8 latents, widths 16. With
+``--cells F`` each size is also timed with a fraction ``F`` of the cells of the observed groups
+missing (the library step only: the reference has no cell masks), beside the same step on
+whole-group data.
 
     python benchmarks/speed.py                      # steps table, ~3 min on 2 CPU cores
+    python benchmarks/speed.py --cells 0.1          # plus the step with 10% missing cells
     python benchmarks/speed.py --fashion-dir DIR    # plus Fashion-MNIST epochs (60,000 rows),
                                                     # in memory and streamed from a Dataset
 
@@ -41,11 +45,15 @@ from pyro_factvae.infer.objective import objective_for
 from pyro_factvae.infer.optim import Optimizers
 
 
-def grouped(n: int, width: int, groups: int, seed: int = 0) -> GroupedData:
+def grouped(n: int, width: int, groups: int, seed: int = 0, cells: float = 0.0) -> GroupedData:
     """``n`` rows of standard normals, ``width`` columns split into ``groups`` near-equal
-    groups, 10% of (row, group) entries missing (never a whole row)."""
+    groups, 10% of (row, group) entries missing (never a whole row), and a fraction ``cells``
+    of the other cells missing."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, width)).astype(np.float32)
+    holes = rng.random(x.shape) < cells
+    x[holes] = np.nan
+    x[holes.all(1), 0] = 0.0  # never a row without any cell
     parts = np.array_split(x, groups, axis=1)
     gone = rng.random((n, groups)) < 0.1
     gone[gone.all(1), 0] = False
@@ -124,11 +132,12 @@ class Reference:
         return float(loss.detach())
 
 
-def time_size(groups: int, batch: int, args) -> dict:
-    """Interleaved medians (ms) of the library step and the reference step."""
+def time_size(groups: int, batch: int, args, cells: float = 0.0) -> dict:
+    """Interleaved medians (ms) of the library step and the reference step (``cells``: the
+    fraction of missing cells in observed groups)."""
     torch.manual_seed(0)
     pyro.set_rng_seed(0)
-    data = grouped(batch * 8, args.width, groups)
+    data = grouped(batch * 8, args.width, groups, cells=cells)
     lam = 1e-3  # small: the prox runs, few links die over the timed steps
     vae = FactVAE(latent_dim=args.latent_dim, encoder_width=16, decoder_width=16, lam=lam)
     vae.fit(data, epochs=1, batch_size=batch, progress=False, relax_epochs=0)
@@ -158,6 +167,7 @@ def time_size(groups: int, batch: int, args) -> dict:
         "blocks": len(model.layout.blocks),
         "batch": batch,
         "threads": torch.get_num_threads(),
+        "cells": cells,
         "library_ms": lib,
         "plain_ms": plain,
         "ratio": lib / plain,
@@ -225,13 +235,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--latent-dim", type=int, default=8)
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--cells", type=float, default=0.0, help="also time missing cells")
     parser.add_argument("--fashion-dir", default=None)
     parser.add_argument("--json", default="benchmarks/out/speed.json")
     args = parser.parse_args(argv)
 
     rows = []
+    cells_head = f" {'cells ' + format(args.cells, '.0%'):>10}" if args.cells else ""
     print(
-        f"{'G':>4} {'blocks':>6} {'batch':>5} {'thr':>3} {'library':>8} {'plain':>8} {'ratio':>6}"
+        f"{'G':>4} {'blocks':>6} {'batch':>5} {'thr':>3} {'library':>8} {'plain':>8} "
+        f"{'ratio':>6}{cells_head}"
     )
     for threads in args.threads:
         torch.set_num_threads(threads)
@@ -239,15 +252,24 @@ def main(argv: list[str] | None = None) -> dict:
             for g in args.groups:
                 r = time_size(g, batch, args)
                 rows.append(r)
+                extra = ""
+                if args.cells:
+                    c = time_size(g, batch, args, cells=args.cells)
+                    rows.append(c)
+                    extra = f" {c['library_ms']:>10.2f}"
                 print(
                     f"{g:>4} {r['blocks']:>6} {batch:>5} {threads:>3} {r['library_ms']:>8.2f} "
-                    f"{r['plain_ms']:>8.2f} {r['ratio']:>6.2f}",
+                    f"{r['plain_ms']:>8.2f} {r['ratio']:>6.2f}{extra}",
                     flush=True,
                 )
     growth = {}
     for threads in args.threads:
         for batch in args.batch_sizes:
-            sel = {r["groups"]: r for r in rows if r["threads"] == threads and r["batch"] == batch}
+            sel = {
+                r["groups"]: r
+                for r in rows
+                if r["threads"] == threads and r["batch"] == batch and not r["cells"]
+            }
             if 4 in sel and 64 in sel:
                 growth[f"{batch}x{threads}"] = sel[64]["library_ms"] / sel[4]["library_ms"]
     print("library step, G=64 over G=4:", {k: round(v, 2) for k, v in growth.items()})

@@ -89,11 +89,14 @@ def _choice(registry) -> Callable[[Any], str]:
     return check
 
 
-def _keep_prob(value: Any) -> float:
-    value = _number("keep_prob", value, strict=True)
-    if value > 1:
-        raise ValueError(f"keep_prob must be in (0, 1], got {value}")
-    return value
+def _probability(name: str) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        value = _number(name, value, strict=True)
+        if value > 1:
+            raise ValueError(f"{name} must be in (0, 1], got {value}")
+        return value
+
+    return check
 
 
 def _num_data(value: Any) -> int | None:
@@ -113,7 +116,8 @@ _MODEL_CHECKS: dict[str, Callable[[Any], Any]] = {
     "encoder_width": _auto_or(lambda v: positive_int("encoder_width", v)),
     "decoder_width": _auto_or(lambda v: positive_int("decoder_width", v)),
     "decoder_hidden": _widths("decoder_hidden"),
-    "keep_prob": _keep_prob,
+    "keep_prob": _probability("keep_prob"),
+    "cell_keep_prob": _probability("cell_keep_prob"),
     "theta_prior_weight": lambda v: _number("theta_prior_weight", v),
     "baseline": lambda v: _number("baseline", v),
     "inference": _choice(EXPERTS),
@@ -142,6 +146,7 @@ class ModelConfig:
     decoder_width: int | str = "auto"
     decoder_hidden: list[int] = field(default_factory=list)
     keep_prob: float = 0.75
+    cell_keep_prob: float = 0.8
     theta_prior_weight: float = 0.01
     baseline: float = 100.0
     inference: str = "poe"

@@ -105,6 +105,11 @@ class FactVAE(Queries):
     keep_prob : float
         Probability that an observed group is fed to the encoder at a training step
         (encoder group dropout, sec. 2.1). The likelihood always uses all observed groups.
+    cell_keep_prob : float
+        Where the training data miss single cells: probability that an observed cell of a
+        group fed to the encoder is kept for it at a training step (encoder cell dropout; the
+        likelihood still scores the cell, so the model learns to fill cells it did not see).
+        Not used on data without missing cells.
     theta_prior_weight : float
         ``tau``, per-example weight of the ``N(0, 1)`` prior on the generator networks.
     baseline : float
@@ -157,6 +162,7 @@ class FactVAE(Queries):
         decoder_width: int | str = "auto",
         decoder_hidden: Sequence[int] = (),
         keep_prob: float = 0.75,
+        cell_keep_prob: float = 0.8,
         theta_prior_weight: float = 0.01,
         baseline: float = 100.0,
         inference: str = "poe",
@@ -175,6 +181,7 @@ class FactVAE(Queries):
             decoder_width=decoder_width,
             decoder_hidden=decoder_hidden,
             keep_prob=keep_prob,
+            cell_keep_prob=cell_keep_prob,
             theta_prior_weight=theta_prior_weight,
             baseline=baseline,
             inference=inference,
@@ -268,6 +275,14 @@ class FactVAE(Queries):
                     name, data.values[g], data.observed[:, g], cells_of(data, g)
                 )
         return data
+
+    def _check_support(self, data: GroupedData) -> Layout:
+        """The layout of ``data`` under the configured likelihoods, each group's observed
+        values checked against its likelihood's support."""
+        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
+        for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
+            LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g], cells_of(data, g))
+        return layout
 
     def fitted_modules(self) -> tuple[Model, Guide]:
         """``(model_, guide_)``; a ``ValueError`` if the model is not fitted yet."""
@@ -396,7 +411,10 @@ class FactVAE(Queries):
                 )
             if groups is not None:
                 self.set_columns(groups)
-            self.lam_path_ = fit_auto(self, self.prepare(data), given, progress)
+            data = self.prepare(data)
+            data.require_trainable()
+            self._check_support(data)  # on every row, before the path splits them
+            self.lam_path_ = fit_auto(self, data, given, progress)
             return self
         if groups is not None:
             self.set_columns(groups)
@@ -409,9 +427,7 @@ class FactVAE(Queries):
         fit = FitConfig(**given).resolved(
             bool(self.history_), collapsed_only, len(data), sparse=self.config.lam > 0
         )
-        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
-        for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
-            LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g], cells_of(data, g))
+        layout = self._check_support(data)
         seeded = fit.seed is not None
         if not seeded and world()[1] > 1:
             raise ValueError(

@@ -128,6 +128,10 @@ class Layout:
             )
         return list(torch.split(cells, list(self.dims), dim=-1))
 
+    def groups_seen(self, cells: torch.Tensor) -> torch.Tensor:
+        """``(B, G)`` bool: the groups with at least one observed cell in ``cells``."""
+        return torch.stack([c.any(-1) for c in self.split_cells(cells)], dim=-1)
+
     def gather_cells(self, cells: torch.Tensor | None) -> list[torch.Tensor] | None:
         """An ``(B, sum d_g)`` cell mask as per-block ``(B, G_b, d_b)`` masks, or ``None``."""
         per_group = self.split_cells(cells)

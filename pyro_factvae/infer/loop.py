@@ -198,7 +198,9 @@ def train_step(
 ) -> tuple[float, float]:
     """One step of Algorithm 1 on the minibatch ``rows``: the encoder's random subset
     ``I subset O`` (each observed group kept with probability ``keep_prob``, drawn from
-    ``generator``), the loss, and the guarded update. Returns the data and prior parts of the
+    ``generator``; where the data miss cells, each observed cell is also kept for the encoder
+    with probability ``cell_keep_prob``, and the likelihood still scores it), the loss, and
+    the guarded update. Returns the data and prior parts of the
     loss (per row).
 
     Under ``torch.distributed`` (:mod:`pyro_factvae.infer.distributed`) ``rows`` is the global
@@ -210,7 +212,12 @@ def train_step(
     local = shard(rows)
     xs, mask, cells = objective.batch(local)
     keep = torch.rand((len(rows), mask.shape[1]), generator=generator) < guide.config.keep_prob
-    args, kwargs = guide.experts.training_args(xs, mask, shard(keep).to(mask.device), cells)
+    keep, enc_cells = shard(keep).to(mask.device), None
+    if cells is not None and guide.config.cell_keep_prob < 1:  # cell dropout
+        draw = torch.rand((len(rows), cells.shape[1]), generator=generator)
+        enc_cells = cells & (shard(draw) < guide.config.cell_keep_prob).to(cells.device)
+        keep = keep & guide.layout.groups_seen(enc_cells)
+    args, kwargs = guide.experts.training_args(xs, mask, keep, cells, enc_cells)
     if world()[1] > 1 and objective.takes_noise and not guide.experts.expands_rows:
         kwargs["noise"] = shard(torch.randn(len(rows), guide.config.latent_dim)).to(mask.device)
     return guarded_step(objective, optimizers, args, pos, share=len(local) / len(rows), **kwargs)

@@ -97,16 +97,14 @@ class CollapsedELBO:
 
     def batch(self, rows: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, Any]:
         """Per-block values ``(B, G_b, d_b)`` (in-support placeholders under missing groups,
-        zeros under missing cells), the ``(B, G)`` observed mask of ``rows``, and per-block
-        ``(B, G_b, d_b)`` cell masks (``None`` when no observed group misses a cell)."""
+        zeros under missing cells), the ``(B, G)`` observed mask of ``rows``, and their
+        ``(B, sum d_g)`` cell mask (``None`` when no observed group misses a cell)."""
         mask = self._observed[rows].to(self._device)
         out = []
         for values, groups, lik in zip(self._blocks, self._groups, self.model.likelihoods):
             x = values[rows].to(self._device)
             out.append(lik.in_support(x, mask[:, groups].unsqueeze(-1)))
-        cells = None
-        if self._cells is not None:
-            cells = self.model.layout.gather_cells(self._cells[rows].to(self._device))
+        cells = None if self._cells is None else self._cells[rows].to(self._device)
         return out, mask, cells
 
     def __call__(
@@ -116,16 +114,23 @@ class CollapsedELBO:
         enc_mask: torch.Tensor | None = None,
         weight: torch.Tensor | None = None,
         noise: torch.Tensor | None = None,
-        cells: list[torch.Tensor] | None = None,
+        cells: torch.Tensor | None = None,
+        enc_cells: torch.Tensor | None = None,
     ) -> Terms:
-        """The loss of a minibatch from :meth:`batch` (``enc_mask`` and ``weight`` as in
-        :meth:`Model.forward`); ``noise``: the standard-normal draw behind ``z`` (``(B, K)``;
-        default: drawn here, as the guide draws it); ``cells``: per-block cell masks."""
+        """The loss of a minibatch from :meth:`batch` (``enc_mask``, ``weight``, ``cells``
+        and ``enc_cells`` as in :meth:`Model.forward` and :meth:`Guide.forward`); ``noise``:
+        the standard-normal draw behind ``z`` (``(B, K)``; default: drawn here, as the guide
+        draws it)."""
         model, guide, config = self.model, self.guide, self.model.config
+        layout = model.layout
         phis = list(guide.Phi)
         batch = mask.shape[0]
         inputs = mask if enc_mask is None else mask & enc_mask
-        mu, precision = guide.block_expert_params(blocks, phis, cells)
+        if enc_cells is not None:  # a group with no cell left for the encoder is left out
+            inputs = inputs & layout.groups_seen(enc_cells)
+        cell_blocks = layout.gather_cells(cells)
+        enc_blocks = cell_blocks if enc_cells is None else layout.gather_cells(enc_cells)
+        mu, precision = guide.block_expert_params(blocks, phis, enc_blocks)
         loc, scale = product_of_experts(mu, precision, inputs)  # eq 6
         if noise is None:  # drawn on the CPU: seeded and resumable on every device
             noise = torch.randn(loc.shape, dtype=loc.dtype).to(loc.device)
@@ -133,7 +138,7 @@ class CollapsedELBO:
         # KL(N(loc, scale^2) || N(0, I)), as torch.distributions computes it
         var = scale.square()
         kl = 0.5 * (var + loc.square() - 1 - var.log()).sum(-1)
-        log_lik = model.block_log_likelihoods(blocks, z, phis, cells)  # (B, G)
+        log_lik = model.block_log_likelihoods(blocks, z, phis, cell_blocks)  # (B, G)
         if self._group_weight is not None:
             log_lik = log_lik * self._group_weight
         num_data = config.num_data or batch

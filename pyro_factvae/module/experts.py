@@ -132,9 +132,12 @@ def expand_experts(
     return rows, one_hot, weight
 
 
-def _cells_kwargs(cells: Any) -> dict:
-    """The keyword arguments that carry a minibatch's cell mask (none without one)."""
-    return {} if cells is None else {"cells": cells}
+def _cells_kwargs(cells: Any, enc_cells: Any) -> dict:
+    """The keyword arguments that carry a minibatch's cell masks (none without them)."""
+    out = {} if cells is None else {"cells": cells}
+    if enc_cells is not None:
+        out["enc_cells"] = enc_cells
+    return out
 
 
 @EXPERTS.register("poe")
@@ -146,11 +149,15 @@ class ProductOfExperts:
 
     @staticmethod
     def training_args(
-        xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor, cells: Any = None
+        xs: Sequence[torch.Tensor],
+        mask: torch.Tensor,
+        keep: torch.Tensor,
+        cells: torch.Tensor | None = None,
+        enc_cells: torch.Tensor | None = None,
     ) -> tuple[tuple, dict]:
-        """Model/guide arguments of one training step: ``(xs, mask, enc_mask)``, and
-        ``{"cells": cells}`` when a cell mask is given."""
-        return (xs, mask, keep), _cells_kwargs(cells)
+        """Model/guide arguments of one training step: ``(xs, mask, enc_mask)``, and the
+        cell masks ``{"cells": ..., "enc_cells": ...}`` that are given."""
+        return (xs, mask, keep), _cells_kwargs(cells, enc_cells)
 
     @staticmethod
     def posterior(
@@ -170,13 +177,19 @@ class MixtureOfExperts:
 
     @staticmethod
     def training_args(
-        xs: Sequence[torch.Tensor], mask: torch.Tensor, keep: torch.Tensor, cells: Any = None
+        xs: Sequence[torch.Tensor],
+        mask: torch.Tensor,
+        keep: torch.Tensor,
+        cells: torch.Tensor | None = None,
+        enc_cells: torch.Tensor | None = None,
     ) -> tuple[tuple, dict]:
-        """``(xs, mask, one_hot, weight)`` over the expanded rows (and their cells)."""
+        """``(xs, mask, one_hot, weight)`` over the expanded rows (and their cells; ``keep``
+        must leave out a group that ``enc_cells`` leaves no cell of)."""
         rows, one_hot, weight = expand_experts(mask, keep)
-        if cells is not None:
-            cells = cells[rows] if isinstance(cells, torch.Tensor) else [c[rows] for c in cells]
-        return ([x[rows] for x in xs], mask[rows], one_hot, weight), _cells_kwargs(cells)
+        cells = None if cells is None else cells[rows]
+        enc_cells = None if enc_cells is None else enc_cells[rows]
+        args = ([x[rows] for x in xs], mask[rows], one_hot, weight)
+        return args, _cells_kwargs(cells, enc_cells)
 
     @staticmethod
     def posterior(

@@ -186,13 +186,16 @@ class Guide(PyroModule):
         weight: torch.Tensor | None = None,
         batch_size: int | None = None,
         cells: torch.Tensor | None = None,
+        enc_cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample the guide on a minibatch (same arguments as :meth:`Model.forward`).
 
         ``enc_mask`` (``(B, G)`` bool) selects the groups fed to the encoder; it is combined
         with ``mask`` so a missing group never enters (Algorithm 1's ``I subset O``). Training
         rows reach the guide one expert combination each (the experts strategy expands them),
-        so the product of the given experts is the right ``q`` here.
+        so the product of the given experts is the right ``q`` here. ``enc_cells``
+        (``(B, sum d_g)`` bool, a subset of ``cells``) selects the cells fed to the encoder
+        (training's cell dropout; default ``cells``); a group left with no cell is left out.
         """
         self.layout.check_mask(mask)
         if enc_mask is not None:
@@ -202,6 +205,9 @@ class Guide(PyroModule):
         batch = mask.shape[0]
         phis = self.sample_phi(batch)
         inputs = mask if enc_mask is None else mask & enc_mask
+        if enc_cells is not None:
+            inputs = inputs & self.layout.groups_seen(enc_cells)
+            cells = enc_cells
         loc, scale = self.posterior(xs, inputs, phis, cells)
         with (
             pyro.plate(

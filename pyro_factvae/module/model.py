@@ -219,6 +219,7 @@ class Model(PyroModule):
         weight: torch.Tensor | None = None,
         batch_size: int | None = None,
         cells: torch.Tensor | None = None,
+        enc_cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Run the model on a minibatch (or simulate one).
 
@@ -245,6 +246,8 @@ class Model(PyroModule):
             a cell is observed: each ``x_<g>`` site scores its observed cells only (a masked
             distribution inside ``poutine.mask(mask[:, g])``). ``None``: every cell of an
             observed group is observed.
+        enc_cells : torch.Tensor, optional
+            Ignored here, as ``enc_mask``: the cells fed to the encoder matter to the guide.
 
         Returns
         -------

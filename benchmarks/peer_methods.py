@@ -1,0 +1,209 @@
+"""The imputers the benchmarks compare, each ``fit(train, seed) -> predict(test)`` on
+``{group: (n, d) array}`` with NaN where a cell is missing (a whole group or single cells):
+the per-feature mean, scikit-learn's ``KNNImputer(10)``, ``IterativeImputer`` (BayesianRidge)
+and missForest (``IterativeImputer(ExtraTreesRegressor)``), MOFA+ (``mofapy2``), factVAE, and
+on simulated data the Bayes-optimal imputer.
+
+MOFA+ fits only its training rows: the factors of a new row are inferred from its observed
+cells with the weights frozen, by MOFA's own factor update ``Sigma = (I + sum_{m, d observed}
+tau_d E[w_d w_d^T])^-1``, ``E[z] = Sigma sum tau_d E[w_d] y_d``, then ``y = mean + E[W] E[z]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+
+from pyro_factvae import FactVAE
+
+Groups = dict[str, np.ndarray]
+
+
+def _matrix(groups: Groups) -> np.ndarray:
+    return np.concatenate(list(groups.values()), axis=1)
+
+
+def _unmatrix(x: np.ndarray, like: Groups) -> Groups:
+    out, start = {}, 0
+    for g, v in like.items():
+        out[g] = x[:, start : start + v.shape[1]]
+        start += v.shape[1]
+    return out
+
+
+Predictor = Callable[[Groups], Groups]
+
+
+def mean_method(train: Groups, seed: int) -> Predictor:
+    means = {g: np.nanmean(train[g], 0) for g in train}
+    return lambda test: {g: np.where(np.isnan(test[g]), means[g], test[g]) for g in test}
+
+
+def knn_method(train: Groups, seed: int) -> Predictor:
+    from sklearn.impute import KNNImputer
+
+    imp = KNNImputer(n_neighbors=10).fit(_matrix(train))
+    return lambda test: _unmatrix(imp.transform(_matrix(test)), test)
+
+
+def iterative_method(train: Groups, seed: int) -> Predictor:
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+    from sklearn.linear_model import BayesianRidge
+
+    x = _matrix(train)
+    wide = x.shape[1] > 200  # hundreds of columns: hours at the full setting
+    imp = IterativeImputer(
+        estimator=BayesianRidge(),
+        max_iter=5 if wide else 10,
+        n_nearest_features=min(50 if wide else 100, x.shape[1]),
+        random_state=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imp.fit(x)
+
+    def predict(test: Groups) -> Groups:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _unmatrix(imp.transform(_matrix(test)), test)
+
+    return predict
+
+
+def missforest_method(train: Groups, seed: int) -> Predictor:
+    """missForest as scikit-learn users run it: ``IterativeImputer(ExtraTreesRegressor)``.
+
+    5 rounds of 50 trees (``min_samples_leaf=3``, ``max_features=0.5``) over the 60 nearest
+    features. Its cost grows with columns x rounds x trees, so above 200 columns it is capped
+    at 3 rounds of 20 trees over the 30 nearest features, fitted on at most 2,000 rows.
+    """
+    from sklearn.ensemble import ExtraTreesRegressor
+    from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+    from sklearn.impute import IterativeImputer
+
+    x = _matrix(train)
+    wide = x.shape[1] > 200
+    if wide and len(x) > 2000:
+        x = x[np.random.default_rng(seed).choice(len(x), 2000, replace=False)]
+    trees = ExtraTreesRegressor(
+        n_estimators=20 if wide else 50,
+        min_samples_leaf=3,
+        max_features=0.5,
+        random_state=seed,
+        n_jobs=1,
+    )
+    imp = IterativeImputer(
+        estimator=trees,
+        max_iter=3 if wide else 5,
+        n_nearest_features=min(30 if wide else 60, x.shape[1]),
+        random_state=seed,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imp.fit(x)
+
+    def predict(test: Groups) -> Groups:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _unmatrix(imp.transform(_matrix(test)), test)
+
+    return predict
+
+
+def mofa_method(train: Groups, seed: int, factors: int = 10) -> Predictor:
+    names = list(train)
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mofapy2.run.entry_point import entry_point  # prints a banner on import
+
+        ent = entry_point()
+        ent.set_data_options(scale_views=False, center_groups=True)
+        ent.set_data_matrix([[train[g]] for g in names], likelihoods=["gaussian"] * len(names))
+        ent.set_model_options(factors=factors)
+        ent.set_train_options(iter=1000, convergence_mode="fast", seed=seed, quiet=True)
+        ent.build()
+        ent.run()
+    w = ent.model.nodes["W"].getExpectations()
+    taus = ent.model.nodes["Tau"].getExpectation()
+    centre = {g: np.nanmean(train[g], 0) for g in names}
+    return lambda test: _mofa_predict(test, names, w, taus, centre)
+
+
+def _mofa_predict(test: Groups, names: list[str], w: list, taus: list, centre: Groups) -> Groups:
+    k = w[0]["E"].shape[1]
+    n = len(next(iter(test.values())))
+    precision = np.tile(np.eye(k), (n, 1, 1))
+    rhs = np.zeros((n, k))
+    for m, g in enumerate(names):
+        e, e2 = w[m]["E"], w[m]["E2"]
+        tau = np.asarray(taus[m]).reshape(-1, e.shape[0]).mean(0)
+        seen = (~np.isnan(test[g])).astype(float)  # (n, d): the observed cells
+        outer = np.einsum("dk,dl,d->dkl", e, e, tau)
+        outer[:, np.arange(k), np.arange(k)] += (e2 - e**2) * tau[:, None]
+        precision += np.einsum("nd,dkl->nkl", seen, outer)
+        y = np.nan_to_num(test[g] - centre[g])
+        rhs += (y * seen * tau) @ e
+    z = np.linalg.solve(precision, rhs[..., None])[..., 0]
+    out = {}
+    for m, g in enumerate(names):
+        pred = centre[g] + z @ w[m]["E"].T
+        out[g] = np.where(np.isnan(test[g]), pred, test[g])
+    return out
+
+
+def factvae_method(**config) -> Callable[[Groups, int], Predictor]:
+    def fit(train: Groups, seed: int) -> Predictor:
+        vae = FactVAE(**config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            vae.fit(train, seed=seed, progress=False)
+        norms = vae.sparsity().values
+        print(
+            f"    factVAE {config}: lam {vae.lam_:g}, {int((norms > 0).sum())} links, "
+            f"{int((norms > 0).any(0).sum())} of {norms.shape[1]} latents active",
+            flush=True,
+        )
+        return vae.impute
+
+    return fit
+
+
+def bayes_method(truth_info: dict) -> Callable[[Groups, int], Predictor]:
+    """The exact conditional mean E[x_hidden | x_observed] under the simulation's model, in the
+    benchmark's standardized units."""
+
+    def run(test: Groups) -> Groups:
+        w, noise = truth_info["W"], truth_info["noise"]
+        mean, std = truth_info["standardize"]
+        mu = np.concatenate([mean[g] for g in test])
+        sd = np.concatenate([std[g] for g in test])
+        cov = w.T @ w + noise**2 * np.eye(w.shape[1])
+        cov = cov / np.outer(sd, sd)
+        centre = -mu / sd  # the raw mean is 0
+        x = _matrix(test)
+        out = x.copy()
+        for i in range(len(x)):
+            h = np.isnan(x[i])
+            o = ~h
+            sol = np.linalg.solve(cov[np.ix_(o, o)], x[i, o] - centre[o])
+            out[i, h] = centre[h] + cov[np.ix_(h, o)] @ sol
+        return _unmatrix(out, test)
+
+    return lambda train, seed: run
+
+
+PEERS: dict[str, Callable] = {
+    "mean": mean_method,
+    "knn": knn_method,
+    "iterative": iterative_method,
+    "missforest": missforest_method,
+    "mofa+": mofa_method,
+    "factvae": factvae_method(),
+    "lam0": factvae_method(lam=0.0),
+    "jmvae+": factvae_method(lam=0.0, inference="mixture"),
+}
