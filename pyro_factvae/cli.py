@@ -131,6 +131,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     groups = model_groups(vae, parse_groups(args.groups))
     data, frame, groups = read_data(args.data, groups, allow_empty_rows=True)
     missing = {g: int((~data.observed[:, i]).sum()) for i, g in enumerate(data.names)}
+    cells = {g: int((~data.group_cells(i)).sum()) for i, g in enumerate(data.names)}
     if frame is not None:  # observed cells are written back exactly as they were read
         vae.set_columns(groups)
         filled_frame = vae.impute(frame, num_samples=args.samples, seed=args.seed)
@@ -147,7 +148,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
             pd.DataFrame(cols).to_csv(args.out, index=False)
         else:
             np.savez(args.out, **filled)
-    result = {"out": args.out, "rows": len(data), "filled_groups": missing}
+    result = {"out": args.out, "rows": len(data), "filled_groups": missing, "filled_cells": cells}
     emit(args, result, f"filled {sum(missing.values())} missing groups {missing}; wrote {args.out}")
     return result
 

@@ -146,7 +146,7 @@ class ModelConfig:
     decoder_width: int | str = "auto"
     decoder_hidden: list[int] = field(default_factory=list)
     keep_prob: float = 0.75
-    cell_keep_prob: float = 0.8
+    cell_keep_prob: float = 1.0
     theta_prior_weight: float = 0.01
     baseline: float = 100.0
     inference: str = "poe"

@@ -158,8 +158,10 @@ def imputation_error(
     given: Sequence[str] | None = None,
     num_samples: int = 100,
     seed: int = 0,
+    importance: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Errors of the posterior-predictive mean ``E[x_M | x_G]`` against the held-out truth.
+    """Errors of the posterior-predictive mean ``E[x_M | x_G]`` against the held-out truth
+    (estimated as :meth:`FactVAE.reconstruct` does, with ``num_samples`` and ``importance``).
 
     Returns per-row ``(sum of squared errors, sum of absolute errors)`` over the observed
     cells of ``targets`` (``NaN`` for rows with no observed target); ``G`` defaults to every
@@ -173,7 +175,9 @@ def imputation_error(
     if num_samples != 0:
         positive_int("num_samples", num_samples)
     idx = [data.index(name) for name in targets]
-    means = predictive_means(model, guide, data.values, enc, idx, num_samples, seed, data.cells)
+    means = predictive_means(
+        model, guide, data.values, enc, idx, num_samples, seed, data.cells, importance
+    )
     return _errors(data, tgt, dict(zip(targets, means)))
 
 

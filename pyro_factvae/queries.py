@@ -60,13 +60,17 @@ class Queries:
         targets: Sequence[str] | None = None,
         num_samples: int = 100,
         seed: int = 0,
+        importance: bool = True,
     ) -> dict[str, np.ndarray]:
         """Posterior-predictive means of ``targets`` given the groups ``given``.
 
-        ``E_{q(z | x_given)}[E(x_g | z)]``, estimated with ``num_samples`` draws of ``z``
-        (``0``: plug in the posterior mean of ``z`` instead); the encoder reads the observed
-        cells of ``given``. Rows where none of ``given`` is observed get prior-predictive
-        means. The global RNG is left as it was.
+        ``E[E(x_g | z) | x_given]``, estimated with ``num_samples`` draws ``z_s ~ q(z |
+        x_given)`` (the encoder reads the observed cells of ``given``): with ``importance``
+        (default) each draw is weighted by ``p(x_given | z_s) p(z_s) / q(z_s | x_given)``
+        (self-normalised importance sampling, which corrects the amortized encoder towards
+        the model's posterior); without, their plain average under ``q``. ``num_samples=0``
+        plugs in the posterior mean of ``z`` instead. Rows where none of ``given`` is observed
+        get prior-predictive means. The global RNG is left as it was.
 
         Returns
         -------
@@ -81,12 +85,15 @@ class Queries:
         idx = [data.index(t) for t in targets]
         if num_samples != 0:
             positive_int("num_samples", num_samples)
+        mask = data.group_mask(given)
         means = predictive_means(
-            model, guide, data.values, data.group_mask(given), idx, num_samples, seed, data.cells
+            model, guide, data.values, mask, idx, num_samples, seed, data.cells, importance
         )
         return {t: m.numpy() for t, m in zip(targets, means)}
 
-    def impute(self, data: Any, num_samples: int = 100, seed: int = 0) -> Any:
+    def impute(
+        self, data: Any, num_samples: int = 100, seed: int = 0, importance: bool = True
+    ) -> Any:
         """Fill every missing cell, of missing groups and of observed ones, with its
         posterior-predictive mean given the observed cells of the row.
 
@@ -94,12 +101,12 @@ class Queries:
         input) with the observed values returned unchanged, bit for bit; for a DataFrame, a
         filled copy with the same index and columns (a nullable integer or boolean column
         becomes float64 where it had holes). Rows with no observed group get
-        prior-predictive means. ``num_samples`` is the number of Monte Carlo draws of ``z``
-        behind each mean. The global RNG is left as it was.
+        prior-predictive means. ``num_samples`` (the Monte Carlo draws of ``z`` behind each
+        mean) and ``importance`` as in :meth:`reconstruct`. The global RNG is left as it was.
         """
         frame = data if is_dataframe(data) else None
         grouped = self.prepare(data, allow_empty_rows=True)
-        recon = self.reconstruct(grouped, num_samples=num_samples, seed=seed)
+        recon = self.reconstruct(grouped, num_samples=num_samples, seed=seed, importance=importance)
         missing = [(~grouped.group_cells(g)).numpy() for g in range(grouped.num_groups)]
         if frame is not None:
             out = frame.copy()

@@ -55,8 +55,10 @@ def test_a_partly_nan_row_keeps_its_group_observed_with_a_cell_mask(groups):
     data = GroupedData(groups)
     assert bool(data.observed[7, 1])
     b = data.group_cells(1)
-    assert not bool(b[7, 1]) and bool(b[7, 0]) and int((~b).sum()) == 1 + 3 * int(
-        (~data.observed[:, 1]).sum()
+    assert (
+        not bool(b[7, 1])
+        and bool(b[7, 0])
+        and int((~b).sum()) == 1 + 3 * int((~data.observed[:, 1]).sum())
     )
     assert float(data.values[1][7, 1]) == 0.0
     assert np.isnan(data.to_numpy()["b"][7, 1]) and not np.isnan(data.to_numpy()["b"][7, 0])

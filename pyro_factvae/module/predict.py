@@ -23,17 +23,23 @@ def predictive_means(
     num_samples: int,
     seed: int,
     cells: torch.Tensor | None = None,
+    importance: bool = False,
 ) -> list[torch.Tensor]:
-    """``E_{q(z | x_I)}[E(x_g | z)]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
+    """``E[x_g | x_I]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 
-    Monte Carlo over ``num_samples`` draws of ``z`` from :meth:`Guide.posterior_dist` (drawn
-    under ``seed`` without touching the global RNG); ``num_samples = 0`` plugs in the posterior
-    mean of ``z`` instead. Rows with no group in ``enc_mask`` get prior-predictive means.
-    ``cells``: the ``(B, sum d_g)`` cell mask of ``xs`` (the encoder reads the observed cells
-    of the groups in ``enc_mask``). Inputs may be on any device: they are computed on the
-    model's, returned on the CPU.
+    Monte Carlo over ``num_samples`` draws ``z_s ~ q(z | x_I)`` from
+    :meth:`Guide.posterior_dist` (drawn under ``seed`` without touching the global RNG) of
+    ``E(x_g | z_s)``: their plain average (``E_q``), or with ``importance`` their
+    self-normalised importance-weighted average, weights ``w_s = p(x_I | z_s) p(z_s) /
+    q(z_s | x_I)`` over the observed cells of ``I``, which corrects the amortized encoder
+    towards the model's own posterior ``p(z | x_I)`` (as the conditional log-likelihood and
+    MIWAE do). ``num_samples = 0`` plugs in the posterior mean of ``z`` instead. Rows with no
+    group in ``enc_mask`` get prior-predictive means. ``cells``: the ``(B, sum d_g)`` cell
+    mask of ``xs``. Inputs may be on any device: they are computed on the model's, returned
+    on the CPU.
     """
     device = model.device
+    layout = model.layout
     xs, enc_mask = [x.to(device) for x in xs], enc_mask.to(device)
     cells = None if cells is None else cells.to(device)
     phis = list(guide.Phi)
@@ -41,11 +47,44 @@ def predictive_means(
     if num_samples == 0:
         means = model.means(q.mean, phis)
         return [means[g].cpu() for g in targets]
-    sums = [torch.zeros(enc_mask.shape[0], model.layout.dims[g], device=device) for g in targets]
+    if importance:
+        blocks = [
+            lik.in_support(x, enc_mask[:, list(b.groups)].unsqueeze(-1))
+            for b, x, lik in zip(
+                layout.blocks, layout.gather(xs, enc_mask, cells), model.likelihoods
+            )
+        ]
+        cell_blocks = layout.gather_cells(cells) or [None] * len(blocks)
+        prior = torch.distributions.Normal(torch.zeros((), device=device), 1.0)
+        top = torch.full((enc_mask.shape[0],), -torch.inf, device=device)
+        norm = torch.zeros(enc_mask.shape[0], device=device)
+    sums = [torch.zeros(enc_mask.shape[0], layout.dims[g], device=device) for g in targets]
     with fork_rng(device):
         torch.manual_seed(seed)
         for _ in range(num_samples):
-            means = model.means(q.sample(), phis)
+            z = q.sample()
+            outs = model.decode(z, phis)
+            means = layout.scatter(
+                [lik.mean(out).unbind(-2) for out, lik in zip(outs, model.likelihoods)]
+            )
+            if not importance:
+                for total, g in zip(sums, targets):
+                    total += means[g]
+                continue
+            ll = layout.scatter_axis(
+                [
+                    lik.log_prob(out, x, c)
+                    for out, x, c, lik in zip(outs, blocks, cell_blocks, model.likelihoods)
+                ],
+                dim=-1,
+            )
+            log_w = prior.log_prob(z).sum(-1) - q.log_prob(z) + ll.where(enc_mask, 0.0).sum(-1)
+            new_top = torch.maximum(top, log_w)  # a running log-sum-exp over the draws
+            old, this = (top - new_top).exp(), (log_w - new_top).exp()
+            norm = norm * old + this
             for total, g in zip(sums, targets):
-                total += means[g]
+                total.mul_(old.unsqueeze(-1)).add_(this.unsqueeze(-1) * means[g])
+            top = new_top
+    if importance:
+        return [(total / norm.unsqueeze(-1)).cpu() for total in sums]
     return [(total / num_samples).cpu() for total in sums]
