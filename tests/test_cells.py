@@ -298,3 +298,28 @@ def test_importance_weighted_means_correct_the_encoder_towards_the_model_posteri
     err_weighted = np.abs(weighted - truth).mean()
     assert err_weighted < 0.5 * err_plain, (err_weighted, err_plain)
     assert err_weighted < 0.05
+
+
+@pytest.mark.parametrize(
+    "config", [{"phi_inference": "variational"}, {"inference": "mixture"}, {"cell_keep_prob": 0.7}]
+)
+def test_every_inference_mode_trains_and_imputes_with_missing_cells(config):
+    groups = holed()
+    vae = FactVAE(latent_dim=2, lam=0.1, **config).fit(groups, epochs=4, progress=False)
+    assert all(np.isfinite(vae.history_))
+    filled = vae.impute(groups)
+    assert not any(np.isnan(v).any() for v in filled.values())
+    from pyro_factvae.analysis import to_inference_data
+
+    idata = to_inference_data(vae, num_draws=20)
+    assert idata.posterior["column_norm"].shape[-2:] == (3, 2)
+
+
+def test_a_resume_refuses_data_whose_cells_changed(tmp_path):
+    groups = holed()
+    ckpt = tmp_path / "run.ckpt"
+    FactVAE(latent_dim=2, lam=0.1).fit(groups, epochs=2, checkpoint=ckpt, progress=False)
+    other = {k: v.copy() for k, v in groups.items()}
+    other["a"][np.flatnonzero(~np.isnan(other["a"][:, 0]))[0], 0] = np.nan  # one more hole
+    with pytest.raises(ValueError, match="data"):
+        FactVAE().fit(other, resume=ckpt, progress=False)
