@@ -57,6 +57,14 @@ def to_numpy(name: str, array: Any) -> np.ndarray:
 def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
     """Group names and ``(N, d_g)`` float64 arrays of a sequence or mapping of arrays;
     ``ValueError`` for a single array, bad names, no groups, or groups that differ in rows."""
+    kind = type(groups).__name__
+    if kind in ("MuData", "AnnData") or (hasattr(groups, "obs") and hasattr(groups, "var")):
+        example = "{m: mdata[m].X for m in mdata.mod}" if kind == "MuData" else "[adata.X]"
+        raise ValueError(
+            f"got {'an' if kind[0] in 'AEIOU' else 'a'} {kind}: factVAE reads arrays, one per "
+            "group; pass dense arrays, e.g. "
+            f"GroupedData({example}) (sparse .X: call .toarray() first)"
+        )
     if isinstance(groups, Mapping):
         if names is not None:
             raise ValueError("give names either as mapping keys or as `names`, not both")
@@ -211,6 +219,15 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
     missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
     if missing:
         raise ValueError(f"columns {missing} are not in the DataFrame")
+    owner: dict[Any, str] = {}
+    for name, cols in groups.items():
+        for c in cols:
+            if c in owner:
+                raise ValueError(
+                    f"column {c!r} is in groups {owner[c]!r} and {name!r}; give each column "
+                    "to one group"
+                )
+            owner[c] = name
     arrays = {}
     for name, cols in groups.items():
         if len(cols) == 0:

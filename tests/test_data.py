@@ -197,3 +197,23 @@ def test_from_matrix_names_the_group_and_row_of_bad_values(change, message):
         GroupedData.from_matrix(values.astype(np.float64), [3, 3], np.ones((20, 2), bool))
     with pytest.raises(ValueError, match="sum to"):
         GroupedData.from_matrix(values, [3, 2], np.ones((20, 2), bool))
+
+
+def test_foreign_containers_and_a_column_in_two_groups_get_one_clear_line():
+    class AnnData:  # the attributes anndata's AnnData has, without the package
+        obs, var = {}, {}
+
+        def __iter__(self):  # iterating it never ends, as a MuData's does
+            while True:
+                yield np.zeros(3)
+
+    class MuData(AnnData):
+        pass
+
+    with pytest.raises(ValueError, match=r"got a MuData.*mdata\[m\]\.X"):
+        GroupedData(MuData())
+    with pytest.raises(ValueError, match="got an AnnData"):
+        GroupedData(AnnData())
+    frame = pd.DataFrame(np.zeros((4, 3)), columns=["x", "y", "z"])
+    with pytest.raises(ValueError, match=r"column 'y' is in groups 'a' and 'b'"):
+        GroupedData.from_dataframe(frame, {"a": ["x", "y"], "b": ["y", "z"]})
