@@ -149,7 +149,11 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
         else:
             np.savez(args.out, **filled)
     result = {"out": args.out, "rows": len(data), "filled_groups": missing, "filled_cells": cells}
-    emit(args, result, f"filled {sum(missing.values())} missing groups {missing}; wrote {args.out}")
+    text = (
+        f"filled {sum(cells.values())} empty cells {cells} (the groups wholly missing: "
+        f"{missing} rows); wrote {args.out}"
+    )
+    emit(args, result, text)
     return result
 
 

@@ -25,6 +25,7 @@ from .io import check_writable, read_payload, write_payload
 from .lampath import fit_auto
 from .layout import Layout
 from .module.guide import MAP, Guide
+from .module.likelihoods import with_cells
 from .module.model import Model
 from .queries import Queries
 from .registry import LIKELIHOODS, PHI_POSTERIORS
@@ -281,7 +282,8 @@ class FactVAE(Queries):
         values checked against its likelihood's support."""
         layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
         for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
-            LIKELIHOODS.get(lik).check(name, data.values[g], data.observed[:, g], cells_of(data, g))
+            check = LIKELIHOODS.get(lik).check
+            with_cells(check, name, data.values[g], data.observed[:, g], cells=cells_of(data, g))
         return layout
 
     def fitted_modules(self) -> tuple[Model, Guide]:

@@ -3,8 +3,9 @@
 :meth:`GroupedData.from_dataset <pyro_factvae.data.GroupedData.from_dataset>` is built on
 :func:`dataset_to_memmap`: a ``DataLoader`` reads the items (one row each: per-group 1-D
 values, NaN where a cell is missing), every batch is validated and written, zero-filled under
-missing cells, into the rows of one ``(N, sum d_g)`` file-backed matrix, and the cell mask into
-a bool file beside it (kept only when some observed group misses a cell). Memory holds a
+missing cells, into the rows of one ``(N, sum d_g)`` file-backed matrix. The first batch in
+which an observed group misses a cell starts a bool memmap of the cell mask (the rows before it
+filled from their group mask): data without missing cells never get one. Memory holds a
 batch; the file holds the data, and training reads it page by page.
 """
 
@@ -62,8 +63,8 @@ def dataset_to_memmap(
     Returns ``(matrix, observed, names, dims, row_index, cells)``: the ``(N', sum d_g)`` memmap
     (zero under missing cells), the ``(N', G)`` bool group mask, the group names and widths,
     each row's item index (``N' < N`` only when ``drop_empty_rows`` dropped rows), and the
-    ``(N', sum d_g)`` bool cell mask (a memmap of a temporary file), or ``None`` when no
-    observed group misses a cell. ``path``:
+    ``(N', sum d_g)`` bool cell mask, or ``None`` when no observed group misses a cell (a
+    memmap of a temporary file, or of ``path + ".cells"`` when ``path`` is given). ``path``:
     the file to write (default: an anonymous temporary file, freed with the matrix).
     """
     if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
@@ -79,7 +80,6 @@ def dataset_to_memmap(
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     matrix: np.memmap | None = None
     cells: np.memmap | None = None
-    partial = False
     observed = np.zeros((num_rows, 0), dtype=bool)
     names: list[str] = []
     dims: list[int] = []
@@ -95,8 +95,6 @@ def dataset_to_memmap(
             target = tempfile.TemporaryFile() if path is None else os.fspath(path)
             matrix = np.memmap(target, dtype=np.float32, mode="w+", shape=(num_rows, sum(dims)))
             observed = np.zeros((num_rows, len(dims)), dtype=bool)
-            shape = (num_rows, sum(dims))
-            cells = np.memmap(tempfile.TemporaryFile(), dtype=bool, mode="w+", shape=shape)
         elif batch_names != names or widths != dims:
             raise ValueError(
                 f"dataset items {start}..{start + len(mats[0]) - 1} have groups "
@@ -105,10 +103,15 @@ def dataset_to_memmap(
             )
         obs, seen = observed_from_nan(names, mats)
         reject_inf(names, mats, obs, seen, offset=start)
+        if seen is not None and cells is None:  # the first missing cell: start the cell mask
+            where = tempfile.TemporaryFile() if path is None else os.fspath(path) + ".cells"
+            shape = (num_rows, sum(dims))
+            cells = np.memmap(where, dtype=bool, mode="w+", shape=shape)
+            for first in range(0, written, batch_size):
+                last = min(first + batch_size, written)
+                cells[first:last] = np.repeat(observed[first:last], dims, axis=1)
         if seen is None:
             seen = np.repeat(obs, widths, axis=1)
-        else:
-            partial = True
         keep = obs.any(axis=1)
         if not keep.all() and not (drop_empty_rows or allow_empty_rows):
             raise ValueError(
@@ -121,7 +124,8 @@ def dataset_to_memmap(
         values = np.where(seen, np.concatenate(mats, 1), 0.0)
         matrix[written : written + len(rows)] = values[rows]
         observed[written : written + len(rows)] = obs[rows]
-        cells[written : written + len(rows)] = seen[rows]
+        if cells is not None:
+            cells[written : written + len(rows)] = seen[rows]
         kept.append(rows + start)
         written += len(rows)
         start += len(mats[0])
@@ -129,5 +133,5 @@ def dataset_to_memmap(
     if written == 0:
         raise ValueError("no item of the dataset has an observed group")
     matrix.flush()
-    cell_mask = cells[:written] if partial else None
+    cell_mask = None if cells is None else cells[:written]
     return matrix[:written], observed[:written], names, dims, np.concatenate(kept), cell_mask

@@ -323,3 +323,23 @@ def test_a_resume_refuses_data_whose_cells_changed(tmp_path):
     other["a"][np.flatnonzero(~np.isnan(other["a"][:, 0]))[0], 0] = np.nan  # one more hole
     with pytest.raises(ValueError, match="data"):
         FactVAE().fit(other, resume=ckpt, progress=False)
+
+
+def test_a_streamed_file_keeps_its_cell_mask_beside_it(tmp_path):
+    groups = holed()
+    complete = {k: np.nan_to_num(v) for k, v in groups.items()}
+    path = tmp_path / "rows.f32"
+    plain = GroupedData.from_dataset(Rows(complete), path=path, batch_size=32)
+    assert plain.cells is None and not (tmp_path / "rows.f32.cells").exists()
+    data = GroupedData.from_dataset(Rows(groups), path=path, batch_size=32)
+    shape = data.matrix.shape
+    cells = np.memmap(str(path) + ".cells", dtype=bool, mode="r", shape=tuple(shape))
+    matrix = np.memmap(path, dtype=np.float32, mode="r", shape=tuple(shape))
+    again = GroupedData.from_matrix(matrix, data.dims, cells, names=data.names)
+    assert torch.equal(again.cells, GroupedData(groups).cells)
+    # the first missing cell in a later batch: the rows before it get their group masks
+    late = {k: v.copy() for k, v in groups.items()}
+    for v in late.values():
+        v[:64] = np.nan_to_num(v[:64])
+    streamed = GroupedData.from_dataset(Rows(late), batch_size=32)
+    assert torch.equal(streamed.cells, GroupedData(late).cells)

@@ -34,6 +34,7 @@ __all__ = [
     "Likelihood",
     "NormalLikelihood",
     "inverse_softplus",
+    "with_cells",
 ]
 
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
@@ -50,6 +51,13 @@ def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
     # overflow-free one (equal in exact arithmetic)
     small = torch.log(torch.expm1(y.clamp(max=80.0)))
     return torch.where(y <= 80.0, small, y + torch.log(-torch.expm1(-y)))
+
+
+def with_cells(method, *args, cells: torch.Tensor | None = None):
+    """``method(*args)``, with ``cells`` as the last argument only when there is a cell mask:
+    a likelihood written before cell masks (without the ``cells`` argument) keeps working
+    on whole-group data."""
+    return method(*args) if cells is None else method(*args, cells)
 
 
 def _masked(fn: dist.TorchDistribution, cells: torch.Tensor | None, i: int):
@@ -91,7 +99,8 @@ class Likelihood(nn.Module):
         values ``x`` of shape ``(..., num_groups, dim)`` (the sum over each group's observed
         cells, all of them when ``cells`` is ``None``; the same numbers as :meth:`dists`, in
         one batched call where a subclass can). Values under missing cells must be finite."""
-        parts = [fn.log_prob(x[..., i, :]) for i, fn in enumerate(self.dists(out, cells))]
+        fns = with_cells(self.dists, out, cells=cells)
+        parts = [fn.log_prob(x[..., i, :]) for i, fn in enumerate(fns)]
         return torch.stack(parts, dim=-1)
 
     @classmethod

@@ -26,6 +26,7 @@ from .. import sites
 from ..config import ModelConfig
 from ..layout import Layout
 from ..registry import LIKELIHOODS
+from .likelihoods import with_cells
 from .nets import BlockDecoder
 from .priors import gamma_sq_prior, phi_prior
 
@@ -184,7 +185,7 @@ class Model(PyroModule):
         for b, (block, out, lik) in enumerate(
             zip(self.layout.blocks, self.decode(z, phis), self.likelihoods)
         ):
-            fns = lik.dists(out, None if cell_blocks is None else cell_blocks[b])
+            fns = with_cells(lik.dists, out, cells=None if cell_blocks is None else cell_blocks[b])
             items = []
             for g, fn in zip(block.groups, fns):
                 x = xs[g] if per_group is None else xs[g].where(per_group[g], 0.0)
@@ -206,7 +207,8 @@ class Model(PyroModule):
         outs = self.decode(z, phis)
         cells = [None] * len(outs) if cells is None else cells
         per_block = [
-            lik.log_prob(out, x, c) for x, out, lik, c in zip(blocks, outs, self.likelihoods, cells)
+            with_cells(lik.log_prob, out, x, cells=c)
+            for x, out, lik, c in zip(blocks, outs, self.likelihoods, cells)
         ]
         return self.layout.scatter_axis(per_block, dim=-1)
 
@@ -247,7 +249,7 @@ class Model(PyroModule):
             distribution inside ``poutine.mask(mask[:, g])``). ``None``: every cell of an
             observed group is observed.
         enc_cells : torch.Tensor, optional
-            Ignored here, as ``enc_mask``: the cells fed to the encoder matter to the guide.
+            Ignored here: which cells the encoder reads matters to the guide only.
 
         Returns
         -------
@@ -291,7 +293,9 @@ class Model(PyroModule):
             for b, (block, x, out, lik) in enumerate(
                 zip(layout.blocks, blocks, outs, self.likelihoods)
             ):
-                fns = lik.dists(out, None if cell_blocks is None else cell_blocks[b])
+                fns = with_cells(
+                    lik.dists, out, cells=None if cell_blocks is None else cell_blocks[b]
+                )
                 for i, (g, fn) in enumerate(zip(block.groups, fns)):
                     weight_g = 1.0 if self.group_weight is None else self.group_weight[g]
                     with poutine.mask(mask=mask[:, g]), poutine.scale(scale=weight_g):

@@ -8,6 +8,7 @@ import torch
 
 from ..rng import fork_rng
 from .guide import Guide
+from .likelihoods import with_cells
 from .model import Model
 
 __all__ = ["predictive_means"]
@@ -56,7 +57,8 @@ def predictive_means(
         ]
         cell_blocks = layout.gather_cells(cells) or [None] * len(blocks)
         prior = torch.distributions.Normal(torch.zeros((), device=device), 1.0)
-        top = torch.full((enc_mask.shape[0],), -torch.inf, device=device)
+        # a finite floor, so a draw of weight exactly 0 never makes (-inf) - (-inf)
+        top = torch.full((enc_mask.shape[0],), torch.finfo(torch.float32).min, device=device)
         norm = torch.zeros(enc_mask.shape[0], device=device)
     sums = [torch.zeros(enc_mask.shape[0], layout.dims[g], device=device) for g in targets]
     with fork_rng(device):
@@ -73,7 +75,7 @@ def predictive_means(
                 continue
             ll = layout.scatter_axis(
                 [
-                    lik.log_prob(out, x, c)
+                    with_cells(lik.log_prob, out, x, cells=c)
                     for out, x, c, lik in zip(outs, blocks, cell_blocks, model.likelihoods)
                 ],
                 dim=-1,

@@ -57,7 +57,7 @@ def mean_imputation_rmse(train: Any, test: Any) -> float:
         if bool(rows.any()):
             e2, _ = mean_imputation_error(train, test.subset(rows), [name])
             sse += float(np.nansum(e2))
-            entries += int(rows.sum()) * test.dims[g]
+            entries += int(test.group_cells(g)[rows].sum())  # the observed cells scored
     return math.sqrt(sse / entries) if entries else float("nan")
 
 
