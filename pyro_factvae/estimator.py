@@ -272,8 +272,9 @@ class FactVAE(Queries):
                     f"the model expects {list(self.layout_.dims)}"
                 )
             for g, (name, lik) in enumerate(zip(self.layout_.names, self.layout_.likelihoods)):
-                LIKELIHOODS.get(lik).check(
-                    name, data.values[g], data.observed[:, g], cells_of(data, g)
+                check = LIKELIHOODS.get(lik).check
+                with_cells(
+                    check, name, data.values[g], data.observed[:, g], cells=cells_of(data, g)
                 )
         return data
 

@@ -343,3 +343,31 @@ def test_a_streamed_file_keeps_its_cell_mask_beside_it(tmp_path):
         v[:64] = np.nan_to_num(v[:64])
     streamed = GroupedData.from_dataset(Rows(late), batch_size=32)
     assert torch.equal(streamed.cells, GroupedData(late).cells)
+
+
+def test_a_likelihood_written_without_cell_masks_still_fits_whole_group_data():
+    import pyro.distributions as dist
+
+    from pyro_factvae.module.likelihoods import Likelihood
+    from pyro_factvae.registry import LIKELIHOODS
+
+    @LIKELIHOODS.register("unit-normal-without-cells")
+    class UnitNormal(Likelihood):  # the signatures before cell masks
+        def dists(self, out):
+            return [dist.Normal(out[..., i, :], 1.0).to_event(1) for i in range(out.shape[-2])]
+
+        def mean(self, out):
+            return out
+
+        def log_prob(self, out, x):
+            return dist.Normal(out, 1.0).log_prob(x).sum(-1)
+
+        @classmethod
+        def check(cls, name, x, observed):
+            pass
+
+    groups = {k: np.nan_to_num(v) for k, v in holed().items()}
+    groups["c"][:5] = np.nan  # whole groups missing only
+    vae = FactVAE(latent_dim=2, lam=0.0, likelihood="unit-normal-without-cells")
+    vae.fit(groups, epochs=2, progress=False)
+    assert not np.isnan(vae.impute(groups)["c"]).any()
