@@ -15,6 +15,7 @@ import torch
 
 from .config import positive_int
 from .data import GroupedData, is_dataframe
+from .module.draws import posterior_draws
 from .module.guide import Guide
 from .module.model import Model
 from .module.predict import predictive_means
@@ -35,6 +36,8 @@ class Queries:
         raise NotImplementedError
 
     columns_: dict[str, list[str]] | None = None
+    #: per row, the effective sample size of the importance weights behind the last draws
+    ess_: np.ndarray | None = None
 
     def latent(
         self, data: Any, given: Sequence[str] | None = None
@@ -92,38 +95,118 @@ class Queries:
         return {t: m.numpy() for t, m in zip(targets, means)}
 
     def impute(
-        self, data: Any, num_samples: int = 100, seed: int = 0, importance: bool = True
+        self,
+        data: Any,
+        num_samples: int = 100,
+        seed: int = 0,
+        importance: bool = True,
+        num_draws: int | None = None,
     ) -> Any:
-        """Fill every missing cell, of missing groups and of observed ones, with its
-        posterior-predictive mean given the observed cells of the row.
+        """Fill every missing cell, of missing groups and of observed ones, given the observed
+        cells of the row: with posterior-predictive means, or with ``num_draws`` draws.
 
-        Returns ``{group: (N, d_g) array}`` in each group's input dtype (float64 for integer
-        input) with the observed values returned unchanged, bit for bit; for a DataFrame, a
-        filled copy with the same index and columns (a nullable integer or boolean column
-        becomes float64 where it had holes). Rows with no observed group get
-        prior-predictive means. ``num_samples`` (the Monte Carlo draws of ``z`` behind each
-        mean) and ``importance`` as in :meth:`reconstruct`. The global RNG is left as it was.
+        Parameters
+        ----------
+        data
+            Anything :meth:`fit` takes, with NaN (or a mask) where cells are missing.
+        num_samples : int
+            Monte Carlo draws of ``z`` behind each mean; with ``num_draws``, the importance
+            proposals ``z_s ~ q(z | x_O)`` the draws are resampled from.
+        seed : int
+            Seeds the draws, in a fork of the global RNG (left as it was).
+        importance : bool
+            Means as self-normalised importance-weighted averages (see :meth:`reconstruct`).
+        num_draws : int, optional
+            ``M``: return ``M`` completed data sets (multiple imputation), each missing cell
+            drawn from ``p(x_miss | x_obs)``: ``z`` importance-resampled from the proposals
+            (approximately the model's posterior given the observed cells), then the
+            likelihood's own noise (a categorical draw is a one-hot class). The effective
+            sample size of each row's weights is kept in :attr:`ess_`. ``None``: the means.
+
+        Returns
+        -------
+        dict, DataFrame, or a list of them
+            ``{group: (N, d_g) array}`` in each group's input dtype (float64 for integer
+            input) with the observed values returned unchanged, bit for bit; for a DataFrame,
+            a filled copy with the same index and columns (a nullable integer or boolean
+            column becomes float64 where it had holes). With ``num_draws``, a list of ``M``
+            such objects. Rows with no observed group get prior-predictive values.
         """
-        frame = data if is_dataframe(data) else None
         grouped = self.prepare(data, allow_empty_rows=True)
-        recon = self.reconstruct(grouped, num_samples=num_samples, seed=seed, importance=importance)
+        if num_draws is None:
+            recon = self.reconstruct(
+                grouped, num_samples=num_samples, seed=seed, importance=importance
+            )
+            return self._filled(data, grouped, [recon[n] for n in grouped.names])
+        positive_int("num_draws", num_draws)
+        positive_int("num_samples", num_samples)
+        draws = torch.empty(num_draws, len(grouped), sum(grouped.dims))
+        ess = torch.empty(len(grouped))
+        for rows, part, part_ess in self._draws(grouped, num_draws, num_samples, seed):
+            draws[:, rows], ess[rows] = part, part_ess
+        self.ess_ = ess.numpy()
+        return [self._filled(data, grouped, _split(d, grouped.dims)) for d in draws.numpy()]
+
+    def predict_interval(
+        self,
+        data: Any,
+        level: float = 0.9,
+        num_draws: int = 1000,
+        num_samples: int = 100,
+        seed: int = 0,
+    ) -> tuple[Any, Any]:
+        """Central ``level`` intervals of every entry: ``(lower, upper)``, each shaped like
+        :meth:`impute`'s output. Missing cells get the ``(1 - level) / 2`` and ``(1 + level) /
+        2`` quantiles of ``num_draws`` draws from ``p(x_miss | x_obs)`` (as ``impute(...,
+        num_draws=)``; rows are processed in chunks, so memory holds one chunk's draws);
+        observed entries get their value in both (zero width)."""
+        if not 0.0 < float(level) < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        positive_int("num_draws", num_draws)
+        positive_int("num_samples", num_samples)
+        grouped = self.prepare(data, allow_empty_rows=True)
+        probs = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+        bounds = torch.empty(2, len(grouped), sum(grouped.dims))
+        ess = torch.empty(len(grouped))
+        for rows, part, part_ess in self._draws(grouped, num_draws, num_samples, seed):
+            bounds[:, rows] = torch.quantile(part.double(), probs.double(), dim=0).float()
+            ess[rows] = part_ess
+        self.ess_ = ess.numpy()
+        lower, upper = (self._filled(data, grouped, _split(b, grouped.dims)) for b in bounds)
+        return lower, upper
+
+    def _draws(self, grouped: GroupedData, num_draws: int, num_samples: int, seed: int):
+        model, guide = self.fitted_modules()
+        return posterior_draws(
+            model,
+            guide,
+            grouped.values,
+            grouped.observed,
+            grouped.cells,
+            num_draws,
+            num_samples,
+            seed,
+        )
+
+    def _filled(self, data: Any, grouped: GroupedData, fills: list[np.ndarray]) -> Any:
+        """The caller's data with its missing cells taken from ``fills`` (per group, in the
+        group order), observed cells as they were."""
         missing = [(~grouped.group_cells(g)).numpy() for g in range(grouped.num_groups)]
-        if frame is not None:
-            out = frame.copy()
-            for g, (name, cols) in enumerate(self.columns_.items()):
+        if is_dataframe(data):
+            out = data.copy()
+            for g, cols in enumerate(self.columns_.values()):
                 for j, col in enumerate(cols):
                     rows = missing[g][:, j]
                     if rows.any():
                         if out[col].dtype.kind != "f":  # e.g. a nullable Int64 with holes
                             out[col] = out[col].to_numpy(dtype=np.float64, na_value=np.nan)
-                        out.loc[out.index[rows], col] = recon[name][rows, j]
+                        out.loc[out.index[rows], col] = fills[g][rows, j]
             return out
-        originals = _arrays(data, grouped)
         result = {}
-        for g, (name, orig) in enumerate(zip(grouped.names, originals)):
+        for g, (name, orig) in enumerate(zip(grouped.names, _arrays(data, grouped))):
             dtype = orig.dtype if np.issubdtype(orig.dtype, np.floating) else np.float64
             values = np.array(orig, dtype=dtype, copy=True)
-            values[missing[g]] = recon[name][missing[g]]
+            values[missing[g]] = fills[g][missing[g]]
             result[name] = values
         return result
 
@@ -170,6 +253,12 @@ class Queries:
             index=pd.Index(model.layout.names, name="group"),
             columns=[f"z{j}" for j in range(model.latent_dim)],
         )
+
+
+def _split(matrix: Any, dims: Sequence[int]) -> list[np.ndarray]:
+    """An ``(N, sum d_g)`` array as per-group column blocks."""
+    matrix = np.asarray(matrix)
+    return np.split(matrix, np.cumsum(list(dims))[:-1], axis=-1)
 
 
 def _arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:

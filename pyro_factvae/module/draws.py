@@ -1,0 +1,87 @@
+"""Draws of the missing values, ``x_miss ~ p(x_miss | x_obs)``: multiple imputation.
+
+For each row, ``S`` proposals ``z_s ~ q(z | x_O)`` from the fitted encoder are weighted by
+``w_s = p(x_O | z_s) p(z_s) / q(z_s | x_O)`` over the observed cells (self-normalised
+importance sampling, as the conditional log-likelihood and MIWAE's multiple imputation do);
+``M`` of them are resampled in proportion to ``w_s`` (importance resampling: approximately
+draws of the model's posterior ``p(z | x_O)``, not of the amortized ``q``), and each gives a
+draw ``x ~ p(x | z)`` from the likelihood's own noise (a Normal draw, a 0/1 draw, a one-hot
+class). Rows are processed in chunks, so memory holds one chunk's draws, never ``M`` copies of
+the model's activations over all rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+from ..rng import fork_rng
+from .guide import Guide
+from .likelihoods import with_cells
+from .model import Model
+
+__all__ = ["posterior_draws"]
+
+
+@torch.no_grad()
+def _log_weights(model, guide, xs, mask, cells, q, z) -> torch.Tensor:
+    """``log p(x_O | z) + log p(z) - log q(z | x_O)`` per proposal and row, ``(S, B)``."""
+    layout = model.layout
+    blocks = [
+        lik.in_support(x, mask[:, list(b.groups)].unsqueeze(-1))
+        for b, x, lik in zip(layout.blocks, layout.gather(xs, mask, cells), model.likelihoods)
+    ]
+    cell_blocks = layout.gather_cells(cells) or [None] * len(blocks)
+    outs = model.decode(z, list(guide.Phi))
+    ll = layout.scatter_axis(
+        [
+            with_cells(lik.log_prob, out, x, cells=c)
+            for out, x, c, lik in zip(outs, blocks, cell_blocks, model.likelihoods)
+        ],
+        dim=-1,
+    )
+    prior = torch.distributions.Normal(torch.zeros((), device=z.device), 1.0)
+    return prior.log_prob(z).sum(-1) - q.log_prob(z) + ll.where(mask, 0.0).sum(-1)
+
+
+@torch.no_grad()
+def posterior_draws(
+    model: Model,
+    guide: Guide,
+    xs: Sequence[torch.Tensor],
+    mask: torch.Tensor,
+    cells: torch.Tensor | None,
+    num_draws: int,
+    num_samples: int,
+    seed: int,
+    max_elements: int = 2**22,
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+    """Yield ``(rows, draws, ess)`` chunk by chunk over the rows.
+
+    ``draws``: ``(M, b, sum d_g)`` float draws of every cell of the chunk's rows, ``x ~ p(x |
+    z_m)`` with ``z_m`` importance-resampled from ``num_samples`` proposals (observed cells
+    included: the caller keeps the observed values); ``ess``: ``(b,)`` effective sample size
+    ``1 / sum_s w_s^2`` of the normalised weights. Drawn under ``seed`` in a forked RNG (the
+    caller's RNG is left alone); the same seed gives the same draws on the CPU.
+    """
+    device = model.device
+    n, width = mask.shape[0], sum(model.layout.dims)
+    per_row = width + model.latent_dim + model.config.decoder_width * model.layout.num_groups
+    rows = max(1, min(n, max_elements // max(1, per_row * max(num_draws, num_samples))))
+    phis = list(guide.Phi)
+    with fork_rng(device):
+        torch.manual_seed(seed)
+        for start in range(0, n, rows):
+            sl = slice(start, min(start + rows, n))
+            x = [v[sl].to(device) for v in xs]
+            m = mask[sl].to(device)
+            c = None if cells is None else cells[sl].to(device)
+            q = guide.posterior_dist(x, m, c)
+            z = q.sample((num_samples,))  # (S, b, K)
+            weights = torch.softmax(_log_weights(model, guide, x, m, c, q, z), dim=0)
+            ess = 1.0 / weights.square().sum(0)
+            pick = torch.multinomial(weights.T, num_draws, replacement=True)  # (b, M)
+            chosen = z.gather(0, pick.T.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # (M, b, K)
+            values = [fn.sample() for fn in model.dists(chosen, phis)]  # per group (M, b, d)
+            yield sl, torch.cat([v.to(torch.float32) for v in values], -1).cpu(), ess.cpu()

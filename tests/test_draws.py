@@ -1,0 +1,97 @@
+"""Multiple imputation: draws of the missing values and central intervals."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pyro_factvae import FactVAE, GroupedData
+from tests.test_evaluate import linear_gaussian
+
+
+def _exact_conditional(exact, xa):
+    """Mean and covariance of x_b given x_a under the linear-Gaussian decoder."""
+    L, mu, sd = exact["L"], exact["mu"], exact["sd"]
+    cov = L.T @ L + torch.diag(sd**2)
+    gain = cov[3:, :3] @ torch.linalg.inv(cov[:3, :3])
+    mean = mu[3:] + (gain @ (xa - mu[:3]).T).T
+    return mean, cov[3:, 3:] - gain @ cov[:3, 3:]
+
+
+def test_draws_and_intervals_match_the_linear_gaussian_conditional():
+    vae, data, groups, exact = linear_gaussian("poe", n=400)
+    given = {"a": groups["a"], "b": np.full_like(np.nan_to_num(groups["b"]), np.nan)}
+    xa = torch.as_tensor(groups["a"]).double()
+    mean, cov = _exact_conditional(exact, xa)
+    draws = vae.impute(given, num_draws=300, num_samples=1000, seed=0)
+    b = np.stack([d["b"] for d in draws])  # (M, N, 2)
+    sd = cov.diagonal().sqrt().numpy()
+    # the draws' mean and covariance, row by row, within Monte Carlo error
+    assert np.abs(b.mean(0) - mean.numpy()).mean() < 0.1 * sd.mean()
+    centred = b - b.mean(0)
+    emp = np.einsum("mni,mnj->ij", centred, centred) / (b.shape[0] * b.shape[1])
+    np.testing.assert_allclose(emp, cov.numpy(), rtol=0.15, atol=0.05 * sd.mean() ** 2)
+    assert float(vae.ess_.min()) > 5  # the proposals are not the posterior, but they carry it
+    # observed cells are the same in every draw
+    assert all(np.array_equal(d["a"], groups["a"]) for d in draws)
+    # central 90% intervals cover 90% of values drawn from the exact conditional
+    lower, upper = vae.predict_interval(given, level=0.9, num_draws=400, num_samples=1000)
+    truth = _mvn_draws(mean.numpy(), cov.numpy(), 5)
+    inside = (truth >= lower["b"]) & (truth <= upper["b"])
+    assert 0.87 <= inside.mean() <= 0.93, inside.mean()
+    assert np.array_equal(lower["a"], groups["a"]) and np.array_equal(upper["a"], groups["a"])
+
+
+def _mvn_draws(mean, cov, k):
+    rng = np.random.default_rng(0)
+    chol = np.linalg.cholesky(cov)
+    return mean + rng.standard_normal((k, *mean.shape)) @ chol.T
+
+
+def test_draws_repeat_with_a_seed_and_leave_the_global_rng_alone():
+    vae, data, groups, _ = linear_gaussian("poe", n=40)
+    state = torch.get_rng_state()
+    one = vae.impute(data, num_draws=3, seed=7)
+    assert torch.equal(state, torch.get_rng_state())
+    two = vae.impute(data, num_draws=3, seed=7)
+    other = vae.impute(data, num_draws=3, seed=8)
+    assert all(np.array_equal(x["b"], y["b"]) for x, y in zip(one, two))
+    assert not np.array_equal(one[0]["b"], other[0]["b"])
+    assert not np.array_equal(one[0]["b"], one[1]["b"])  # three different data sets
+
+
+def test_categorical_and_bernoulli_draws_are_classes_and_bits():
+    rng = np.random.default_rng(0)
+    n = 60
+    groups = {
+        "x": rng.standard_normal((n, 3)),
+        "bits": rng.integers(0, 2, (n, 4)).astype(float),
+        "lab": np.eye(3)[rng.integers(0, 3, n)],
+    }
+    groups["lab"][:20] = np.nan
+    groups["bits"][20:30, 1] = np.nan
+    vae = FactVAE(latent_dim=2, lam=0.0, likelihood={"bits": "bernoulli", "lab": "categorical"})
+    vae.fit(groups, epochs=2, progress=False)
+    for draw in vae.impute(groups, num_draws=4, seed=0):
+        assert np.array_equal(draw["lab"].sum(1), np.ones(n))
+        assert set(np.unique(draw["lab"])) <= {0.0, 1.0}
+        assert set(np.unique(draw["bits"])) <= {0.0, 1.0}
+        np.testing.assert_array_equal(draw["lab"][20:], groups["lab"][20:])
+
+
+def test_draws_of_a_dataframe_are_dataframes_and_bad_arguments_are_refused():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.standard_normal((50, 4)), columns=list("pqrs"))
+    frame.iloc[::5, 1] = np.nan
+    spec = {"a": ["p", "q"], "b": ["r", "s"]}
+    vae = FactVAE(latent_dim=2, lam=0.0).fit(frame, groups=spec, epochs=2, progress=False)
+    draws = vae.impute(frame, num_draws=2)
+    assert len(draws) == 2 and all(isinstance(d, pd.DataFrame) for d in draws)
+    assert all(d.index.equals(frame.index) and not d.isna().any().any() for d in draws)
+    lower, upper = vae.predict_interval(frame, level=0.5, num_draws=50)
+    assert (lower["q"] <= upper["q"]).all() and (lower["p"] == frame["p"]).all()
+    with pytest.raises(ValueError, match="level"):
+        vae.predict_interval(frame, level=1.5)
+    with pytest.raises(ValueError, match="num_draws"):
+        vae.impute(frame, num_draws=0)
+    assert isinstance(GroupedData.from_dataframe(frame, spec), GroupedData)
