@@ -132,26 +132,54 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     data, frame, groups = read_data(args.data, groups, allow_empty_rows=True)
     missing = {g: int((~data.observed[:, i]).sum()) for i, g in enumerate(data.names)}
     cells = {g: int((~data.group_cells(i)).sum()) for i, g in enumerate(data.names)}
+    source: Any = data
     if frame is not None:  # observed cells are written back exactly as they were read
         vae.set_columns(groups)
-        filled_frame = vae.impute(frame, num_samples=args.samples, seed=args.seed)
+        source = frame
+
+    def table(filled: Any) -> Any:
+        if frame is not None:
+            return filled
+        cols = {f"{g}_{j}": filled[g][:, j] for g in data.names for j in range(filled[g].shape[1])}
+        return pd.DataFrame(cols)
+
+    def arrays(filled: Any) -> dict[str, Any]:
+        if frame is not None:
+            return {g: filled[c].to_numpy() for g, c in groups.items()}
+        return filled
+
+    def write(filled: Any, path: str) -> None:
+        if path.lower().endswith(".npz"):
+            np.savez(path, **arrays(filled))
+        else:
+            table(filled).to_csv(path, index=False)
+
+    written = [args.out]
+    if args.draws is None:
+        write(vae.impute(source, num_samples=args.samples, seed=args.seed), args.out)
+    else:  # M completed data sets: stacked with a leading `draw` column, or a draw axis
+        draws = vae.impute(source, num_samples=args.samples, seed=args.seed, num_draws=args.draws)
         if args.out.lower().endswith(".npz"):
-            np.savez(args.out, **{g: filled_frame[c].to_numpy() for g, c in groups.items()})
+            per = [arrays(d) for d in draws]
+            np.savez(args.out, **{g: np.stack([d[g] for d in per]) for g in per[0]})
         else:
-            filled_frame.to_csv(args.out, index=False)
-    else:
-        filled = vae.impute(data, num_samples=args.samples, seed=args.seed)
-        if args.out.lower().endswith(".csv"):
-            cols = {
-                f"{g}_{j}": filled[g][:, j] for g in data.names for j in range(filled[g].shape[1])
-            }
-            pd.DataFrame(cols).to_csv(args.out, index=False)
-        else:
-            np.savez(args.out, **filled)
-    result = {"out": args.out, "rows": len(data), "filled_groups": missing, "filled_cells": cells}
+            parts = [table(d) for d in draws]
+            for m, part in enumerate(parts, start=1):
+                part.insert(0, "draw", m)
+            pd.concat(parts, ignore_index=True).to_csv(args.out, index=False)
+    if args.interval is not None:
+        lower, upper = vae.predict_interval(
+            source, args.interval, num_draws=args.draws or 1000, seed=args.seed
+        )
+        stem, ext = os.path.splitext(args.out)
+        for bound, which in ((lower, "lower"), (upper, "upper")):
+            write(bound, f"{stem}_{which}{ext}")
+            written.append(f"{stem}_{which}{ext}")
+    result = {"out": args.out, "written": written, "rows": len(data), "draws": args.draws}
+    result.update(filled_groups=missing, filled_cells=cells, interval=args.interval)
     text = (
         f"filled {sum(cells.values())} empty cells {cells} (the groups wholly missing: "
-        f"{missing} rows); wrote {args.out}"
+        f"{missing} rows); wrote {', '.join(written)}"
     )
     emit(args, result, text)
     return result
@@ -301,11 +329,30 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.set_defaults(run=cmd_fit)
 
-    p = sub.add_parser("impute", help="fill missing groups with posterior-predictive means")
+    p = sub.add_parser(
+        "impute", help="fill missing cells and groups: means, draws, or central intervals"
+    )
     p.add_argument("model")
     p.add_argument("data")
     p.add_argument("--out", "-o", required=True, help="output .csv or .npz")
-    p.add_argument("--samples", type=int, default=100)
+    p.add_argument("--samples", type=int, default=100, help="Monte Carlo draws of z")
+    p.add_argument(
+        "--draws",
+        type=int,
+        default=None,
+        metavar="M",
+        help="write M completed data sets drawn from p(missing | observed) instead of the "
+        "means: a CSV stacks them with a leading 'draw' column (1..M), an .npz gives each "
+        "group a leading draw axis",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=None,
+        metavar="LEVEL",
+        help="also write central LEVEL intervals (e.g. 0.9) as OUT_lower and OUT_upper, "
+        "shaped like OUT (observed cells as read)",
+    )
     common(p)
     p.set_defaults(run=cmd_impute)
 

@@ -95,3 +95,41 @@ def test_draws_of_a_dataframe_are_dataframes_and_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="num_draws"):
         vae.impute(frame, num_draws=0)
     assert isinstance(GroupedData.from_dataframe(frame, spec), GroupedData)
+
+
+def test_the_cli_writes_draws_and_interval_files_a_csv_user_can_read(tmp_path, capsys):
+    import json
+
+    from pyro_factvae.cli import main
+
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((80, 2))
+    frame = pd.DataFrame(z @ rng.standard_normal((2, 4)), columns=["id0", "x1", "x2", "x3"])
+    frame = frame.mask(rng.random(frame.shape) < 0.15)
+    frame.loc[frame.isna().all(axis=1), "id0"] = 0.0
+    data = tmp_path / "t.csv"
+    frame.to_csv(data, index=False)
+    model = tmp_path / "m.factvae"
+    spec = "a=id0,x1;b=x2,x3"
+    fit = ["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "2", "--lam", "0"]
+    assert main([*fit, "--latent-dim", "2", "--no-progress"]) == 0
+    capsys.readouterr()
+    out = tmp_path / "f.csv"
+    args = ["impute", str(model), str(data), "-o", str(out), "--draws", "3", "--interval", "0.8"]
+    assert main([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["draws"] == 3 and len(report["written"]) == 3
+    stacked = pd.read_csv(out)
+    assert list(stacked.columns) == ["draw", *frame.columns] and len(stacked) == 3 * len(frame)
+    assert sorted(stacked["draw"].unique()) == [1, 2, 3] and not stacked.isna().any().any()
+    seen = frame.notna().to_numpy()
+    for m in (1, 2, 3):
+        one = stacked[stacked["draw"] == m].drop(columns="draw").to_numpy()
+        np.testing.assert_allclose(one[seen], frame.to_numpy()[seen], rtol=1e-12)
+    lower, upper = pd.read_csv(tmp_path / "f_lower.csv"), pd.read_csv(tmp_path / "f_upper.csv")
+    assert lower.shape == frame.shape and (lower.to_numpy() <= upper.to_numpy()).all()
+    np.testing.assert_allclose(lower.to_numpy()[seen], frame.to_numpy()[seen], rtol=1e-12)
+    npz = tmp_path / "f.npz"
+    assert main(["impute", str(model), str(data), "-o", str(npz), "--draws", "2"]) == 0
+    with np.load(npz) as arrays:
+        assert arrays["a"].shape == (2, 80, 2)
