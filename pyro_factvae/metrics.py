@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .calibration import LEVELS, draw_scores
 from .config import positive_int
 from .data import GroupedData, as_grouped
 from .estimator import FactVAE
@@ -221,6 +222,7 @@ def evaluate(
     num_samples: int = 1000,
     seed: int = 0,
     max_elements: int = MAX_ELEMENTS,
+    num_draws: int = 200,
 ) -> dict[str, float]:
     """All metrics on ``data``, averaged over rows (and, for held-out ones, over groups).
 
@@ -231,8 +233,12 @@ def evaluate(
         and evaluated (Table 1); ``iwae_ll``: :func:`iwae_log_likelihood` with ``num_samples``;
         ``cond_ll``: :func:`conditional_log_likelihood` of each group held out in turn given the
         other observed ones, averaged over (row, group) pairs; ``rmse`` / ``mae``: the
-        same leave-one-group-out protocol for :func:`imputation_error`, per entry. All
-        log-likelihoods are in nats per row.
+        same leave-one-group-out protocol for :func:`imputation_error`, per entry;
+        ``coverage_50`` .. ``coverage_95`` and ``crps``: that protocol again with
+        ``num_draws`` draws of each held-out group (see
+        :func:`~pyro_factvae.calibration.draw_scores`): the share of held-out entries inside
+        central 50 / 80 / 90 / 95% intervals, and the CRPS per entry (``num_draws=0`` skips
+        them). All log-likelihoods are in nats per row.
     """
     data = _prepare(vae, data)
     out = {
@@ -250,6 +256,19 @@ def evaluate(
     out["cond_ll"] = float(np.mean(np.concatenate(cond))) if cond else float("nan")
     out["rmse"] = math.sqrt(sse / entries) if entries else float("nan")
     out["mae"] = sae / entries if entries else float("nan")
+    if num_draws:  # the same held-out groups, drawn: interval coverage and CRPS
+        cover, crps, count = dict.fromkeys(LEVELS, 0.0), 0.0, 0
+        for g, name, sub in held_out(data):
+            hide = torch.zeros_like(sub.observed)
+            hide[:, g] = True
+            scores = draw_scores(vae, sub, hide, num_draws, LEVELS, seed=seed)
+            k = scores["entries"][name]
+            for a in LEVELS:
+                cover[a] += scores["coverage"][a][name] * k
+            crps, count = crps + scores["crps"][name] * k, count + k
+        for a in LEVELS:
+            out[f"coverage_{round(100 * a)}"] = cover[a] / count if count else float("nan")
+        out["crps"] = crps / count if count else float("nan")
     return out
 
 

@@ -133,3 +133,35 @@ def test_the_cli_writes_draws_and_interval_files_a_csv_user_can_read(tmp_path, c
     assert main(["impute", str(model), str(data), "-o", str(npz), "--draws", "2"]) == 0
     with np.load(npz) as arrays:
         assert arrays["a"].shape == (2, 80, 2)
+
+
+def test_draw_scores_report_coverage_crps_and_energy_that_can_fail():
+    from pyro_factvae.calibration import _crps, draw_scores
+    from pyro_factvae.metrics import evaluate
+
+    # CRPS of draws from N(0, 1) at y = 0 is 1/sqrt(pi) - 1/sqrt(2 pi)... of a point: |x - y|
+    draws = torch.randn(20000, 1, generator=torch.Generator().manual_seed(0)).double()
+    exact = 2 * 0.3989422804 - 1 / np.sqrt(np.pi)  # CRPS(N(0, 1), 0) = 2 phi(0) - 1/sqrt(pi)
+    assert abs(float(_crps(draws, torch.zeros(1, dtype=torch.float64))[0]) - exact) < 0.01
+    point = torch.full((5, 1), 2.0, dtype=torch.float64)
+    assert float(_crps(point, torch.zeros(1, dtype=torch.float64))[0]) == 2.0
+    # the exact-decoder model scored on values drawn from its own conditional: calibrated
+    vae, data, groups, exact_lg = linear_gaussian("poe", n=400)
+    xa = torch.as_tensor(groups["a"]).double()
+    mean, cov = _exact_conditional(exact_lg, xa)
+    truth = {"a": groups["a"], "b": _mvn_draws(mean.numpy(), cov.numpy(), 1)[0]}
+    hide = np.zeros((400, 2), bool)
+    hide[:, 1] = True
+    scores = draw_scores(vae, truth, hide, num_draws=400, num_samples=1000)
+    assert scores["entries"] == {"a": 0, "b": 800}
+    assert 0.86 <= scores["coverage"][0.9]["pooled"] <= 0.94
+    assert 0.45 <= scores["coverage"][0.5]["b"] <= 0.55
+    # a model told the wrong noise scale is over-confident: its coverage drops
+    with torch.no_grad():
+        for lik in vae.model_.likelihoods:
+            lik.raw_scale.sub_(3.0)
+    narrow = draw_scores(vae, truth, hide, num_draws=400, num_samples=1000)
+    assert narrow["coverage"][0.9]["pooled"] < scores["coverage"][0.9]["pooled"] - 0.1
+    assert narrow["crps"]["b"] > scores["crps"]["b"] and np.isfinite(narrow["energy"]["b"])
+    out = evaluate(vae, data, num_samples=20, num_draws=20)
+    assert 0 <= out["coverage_90"] <= 1 and out["crps"] > 0

@@ -1,0 +1,134 @@
+r"""How sure is an imputation? Calibration of the draws of :meth:`FactVAE.impute` against
+held-out truth.
+
+:func:`draw_scores` hides entries of data whose values are known, draws them ``M`` times from
+``p(x_hidden | x_rest)`` (importance-resampled ``z``, then the likelihood's noise; see
+:mod:`pyro_factvae.module.draws`) and scores the draws against the truth:
+
+* **coverage** of central intervals: the share of hidden entries inside the ``(1 - a) / 2``
+  and ``(1 + a) / 2`` quantiles of their draws, for each level ``a`` (calibrated draws cover
+  a share ``a``);
+* **CRPS** per entry, ``E|X - y| - E|X - X'| / 2`` from the draws (lower is better; for a
+  point forecast it is the absolute error);
+* **energy score** per (row, group), ``E||X - y|| - E||X - X'|| / 2`` over the group's hidden
+  cells (the multivariate CRPS; ``X'`` pairs each draw with the next one).
+
+Everything is per group and pooled over the hidden entries, in the data's units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .estimator import FactVAE
+from .module.draws import posterior_draws
+
+__all__ = ["LEVELS", "draw_scores"]
+
+#: the central interval levels :func:`draw_scores` reports by default
+LEVELS = (0.5, 0.8, 0.9, 0.95)
+
+
+def _crps(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """CRPS of each entry from ``(M, ...)`` draws (the sorted-sample form of ``E|X - X'|``)."""
+    m = draws.shape[0]
+    spread = draws.sort(0).values
+    coeff = (2 * torch.arange(1, m + 1, dtype=draws.dtype) - m - 1).view(-1, *[1] * truth.dim())
+    return (draws - truth).abs().mean(0) - (coeff * spread).sum(0) / m**2
+
+
+def draw_scores(
+    vae: FactVAE,
+    data: Any,
+    hidden: Any,
+    num_draws: int = 200,
+    levels: Sequence[float] = LEVELS,
+    num_samples: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Coverage, CRPS and energy score of ``num_draws`` draws of the ``hidden`` entries.
+
+    Parameters
+    ----------
+    vae : FactVAE
+        A fitted model.
+    data
+        The complete truth (anything :meth:`FactVAE.impute` takes); entries already missing
+        are not scored.
+    hidden : array-like of bool
+        ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only).
+    num_draws, num_samples, seed
+        As in :meth:`FactVAE.impute`.
+    levels : sequence of float
+        Central interval levels for the coverage.
+
+    Returns
+    -------
+    dict
+        ``coverage``: ``{level: {"pooled": share, group: share}}``; ``crps``: ``{"pooled":
+        mean, group: mean}`` per entry; ``energy``: ``{"pooled": mean, group: mean}`` per
+        (row, group) with hidden cells; ``entries``: ``{group: count}``; ``ess``: the mean
+        effective sample size of the importance weights.
+    """
+    model, guide = vae.fitted_modules()
+    truth = vae.prepare(data)
+    hidden = torch.as_tensor(np.asarray(hidden), dtype=torch.bool)
+    full = truth.cell_mask()
+    if hidden.shape == truth.observed.shape:
+        hidden = hidden.repeat_interleave(torch.tensor(truth.dims), dim=1)
+    if hidden.shape != full.shape:
+        raise ValueError(
+            f"hidden has shape {tuple(hidden.shape)}; expected (rows, groups) = "
+            f"{tuple(truth.observed.shape)} or (rows, cells) = {tuple(full.shape)}"
+        )
+    hidden = hidden & full
+    held = truth.with_mask(full & ~hidden)  # a row left with nothing observed is refused here
+    draws_of = posterior_draws(
+        model, guide, held.values, held.observed, held.cells, num_draws, num_samples, seed
+    )
+    bounds = torch.tensor([[(1 - a) / 2, (1 + a) / 2] for a in levels], dtype=torch.float64)
+    groups = np.repeat(np.arange(truth.num_groups), truth.dims)
+    inside = np.zeros((len(levels), truth.num_groups))
+    crps = np.zeros(truth.num_groups)
+    energy, rows_scored = np.zeros(truth.num_groups), np.zeros(truth.num_groups)
+    ess = []
+    for rows, draws, part_ess in draws_of:
+        y, hid = truth.matrix[rows].double(), hidden[rows]
+        x = draws.double()
+        q = torch.quantile(x, bounds.reshape(-1), dim=0).reshape(len(levels), 2, *y.shape)
+        ok = (y >= q[:, 0]) & (y <= q[:, 1]) & hid  # (L, b, D)
+        score = _crps(x, y).where(hid, 0.0)
+        for g in range(truth.num_groups):
+            cols = torch.as_tensor(groups == g)
+            inside[:, g] += ok[:, :, cols].sum((1, 2)).numpy()
+            crps[g] += float(score[:, cols].sum())
+            h = hid[:, cols]
+            diff = (x[:, :, cols] - y[:, cols]).where(h, 0.0)
+            pair = (x[:, :, cols] - x.roll(1, 0)[:, :, cols]).where(h, 0.0)
+            es = diff.norm(dim=-1).mean(0) - 0.5 * pair.norm(dim=-1).mean(0)
+            some = h.any(-1)
+            energy[g] += float(es[some].sum())
+            rows_scored[g] += int(some.sum())
+        ess.append(part_ess)
+    entries = np.array(
+        [int(hidden[:, torch.as_tensor(groups == g)].sum()) for g in range(truth.num_groups)]
+    )
+    names = truth.names
+
+    def per_group(values: np.ndarray, counts: np.ndarray) -> dict[str, float]:
+        out = {"pooled": float(values.sum() / counts.sum()) if counts.sum() else float("nan")}
+        for name, v, c in zip(names, values, counts):
+            out[name] = float(v / c) if c else float("nan")
+        return out
+
+    return {
+        "coverage": {float(a): per_group(inside[i], entries) for i, a in enumerate(levels)},
+        "crps": per_group(crps, entries),
+        "energy": per_group(energy, rows_scored),
+        "entries": {name: int(c) for name, c in zip(names, entries)},
+        "ess": float(torch.cat(ess).mean()) if ess else float("nan"),
+    }
