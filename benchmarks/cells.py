@@ -37,6 +37,7 @@ from peer_methods import PEERS, Groups, _matrix, _unmatrix, bayes_method  # noqa
 from report import write_json  # noqa: E402
 
 MIWAE_MSE = 0.2867
+DRAWS = 200  # draws per hidden entry behind the coverage and CRPS of factVAE
 METHODS = ["mean", "knn", "iterative", "missforest", "mofa+", "factvae"]
 
 
@@ -93,7 +94,8 @@ def run_cells(name: str, groups: Groups, info: dict | None, seed: int, methods: 
     rows = []
     for method, fit in fits.items():
         t0 = time.perf_counter()
-        pred = _matrix(fit(train, seed)(test))
+        predictor = fit(train, seed)
+        pred = _matrix(predictor(test))
         seconds = time.perf_counter() - t0
         row = {
             "protocol": "cells",
@@ -104,13 +106,33 @@ def run_cells(name: str, groups: Groups, info: dict | None, seed: int, methods: 
             "rmse_cells": _rmse(pred, truth, single),
             "seconds": seconds,
         }
+        row.update(_draws(predictor, _unmatrix(truth, groups), hidden))
         rows.append(row)
         print(
             f"{name:>10} seed {seed} {method:>10}  RMSE all {row['rmse_all']:.4f}  "
-            f"cells {row['rmse_cells']:.4f}  {seconds:7.1f} s",
+            f"cells {row['rmse_cells']:.4f}  {seconds:7.1f} s{_coverage_text(row)}",
             flush=True,
         )
     return rows
+
+
+def _draws(predictor, truth: Groups, hidden: np.ndarray) -> dict:
+    """Coverage of central intervals and CRPS of a model's draws of the hidden entries (for
+    the methods that give draws: factVAE)."""
+    vae = getattr(predictor, "vae", None)
+    if vae is None:
+        return {}
+    from pyro_factvae.calibration import draw_scores
+
+    scores = draw_scores(vae, truth, hidden, num_draws=DRAWS)
+    out = {f"coverage_{round(100 * a)}": v["pooled"] for a, v in scores["coverage"].items()}
+    return {**out, "crps": scores["crps"]["pooled"], "ess": scores["ess"]}
+
+
+def _coverage_text(row: dict) -> str:
+    if "crps" not in row:
+        return ""
+    return f"  90% cover {row['coverage_90']:.3f}  CRPS {row['crps']:.4f}  ESS {row['ess']:.0f}"
 
 
 def miwae_masks(seed: int):
@@ -131,21 +153,17 @@ def run_miwae(seed: int, methods: list[str]):
     rows = []
     for method in methods:
         t0 = time.perf_counter()
-        pred = _matrix(PEERS[method](holed, seed)(holed))
+        predictor = PEERS[method](holed, seed)
+        pred = _matrix(predictor(holed))
         seconds = time.perf_counter() - t0
         mse = float(np.mean((pred[miss] - x[miss]) ** 2))
-        rows.append(
-            {
-                "protocol": "miwae",
-                "data": "breast",
-                "seed": seed,
-                "method": method,
-                "mse": mse,
-                "seconds": seconds,
-            }
-        )
+        row = {"protocol": "miwae", "data": "breast", "seed": seed, "method": method}
+        row.update(mse=mse, seconds=seconds, **_draws(predictor, _unmatrix(x, groups), miss))
+        rows.append(row)
         print(
-            f"MIWAE protocol seed {seed} {method:>10}  MSE {mse:.4f}  {seconds:7.1f} s", flush=True
+            f"MIWAE protocol seed {seed} {method:>10}  MSE {mse:.4f}  {seconds:7.1f} s"
+            f"{_coverage_text(row)}",
+            flush=True,
         )
     return rows
 
@@ -154,14 +172,21 @@ def summary(rows: list[dict]) -> None:
     print()
     cells = [r for r in rows if r["protocol"] == "cells"]
     for name in dict.fromkeys(r["data"] for r in cells):
-        print(f"cells protocol, {name}: | method | RMSE all | RMSE cells | seconds |")
+        print(
+            f"cells protocol, {name}: | method | RMSE all | RMSE cells | seconds | "
+            "90% coverage | CRPS |"
+        )
         sub = [r for r in cells if r["data"] == name]
         for method in dict.fromkeys(r["method"] for r in sub):
             v = [r for r in sub if r["method"] == method]
+            extra = " | |"
+            if all("crps" in r for r in v):
+                cover = np.mean([r["coverage_90"] for r in v])
+                extra = f" {cover:.3f} | {np.mean([r['crps'] for r in v]):.4f} |"
             print(
                 f"| {method} | {np.mean([r['rmse_all'] for r in v]):.4f} | "
                 f"{np.mean([r['rmse_cells'] for r in v]):.4f} | "
-                f"{np.mean([r['seconds'] for r in v]):.1f} |"
+                f"{np.mean([r['seconds'] for r in v]):.1f} |{extra}"
             )
     miwae = [r for r in rows if r["protocol"] == "miwae"]
     if miwae:

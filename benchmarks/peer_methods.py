@@ -168,7 +168,12 @@ def factvae_method(**config) -> Callable[[Groups, int], Predictor]:
             f"{int((norms > 0).any(0).sum())} of {norms.shape[1]} latents active",
             flush=True,
         )
-        return vae.impute
+
+        def predict(test: Groups) -> Groups:
+            return vae.impute(test)
+
+        predict.vae = vae  # the fitted model, for the scores of its draws
+        return predict
 
     return fit
 
