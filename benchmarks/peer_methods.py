@@ -50,6 +50,20 @@ def knn_method(train: Groups, seed: int) -> Predictor:
     return lambda test: _unmatrix(imp.transform(_matrix(test)), test)
 
 
+def _fitted(imp, x: np.ndarray) -> Predictor:
+    """Fit a scikit-learn imputer on ``x``; its ``transform`` as a predictor of groups."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        imp.fit(x)
+
+    def predict(test: Groups) -> Groups:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return _unmatrix(imp.transform(_matrix(test)), test)
+
+    return predict
+
+
 def iterative_method(train: Groups, seed: int) -> Predictor:
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
     from sklearn.impute import IterativeImputer
@@ -63,16 +77,7 @@ def iterative_method(train: Groups, seed: int) -> Predictor:
         n_nearest_features=min(50 if wide else 100, x.shape[1]),
         random_state=seed,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        imp.fit(x)
-
-    def predict(test: Groups) -> Groups:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _unmatrix(imp.transform(_matrix(test)), test)
-
-    return predict
+    return _fitted(imp, x)
 
 
 def missforest_method(train: Groups, seed: int) -> Predictor:
@@ -103,16 +108,7 @@ def missforest_method(train: Groups, seed: int) -> Predictor:
         n_nearest_features=min(30 if wide else 60, x.shape[1]),
         random_state=seed,
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        imp.fit(x)
-
-    def predict(test: Groups) -> Groups:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return _unmatrix(imp.transform(_matrix(test)), test)
-
-    return predict
+    return _fitted(imp, x)
 
 
 def mofa_method(train: Groups, seed: int, factors: int = 10) -> Predictor:

@@ -152,6 +152,16 @@ def test_evaluate_reports_every_metric_and_repeats():
     a = evaluate(vae, data, num_samples=20, seed=0)
     b = evaluate(vae, data, num_samples=20, seed=0)
     assert a == b
-    assert set(a) == {"recon_ll", "iwae_ll", "cond_ll", "rmse", "mae"}
+    assert set(a) == {"recon_ll", "iwae_ll", "cond_ll", "rmse", "mae", "crps"} | {
+        f"coverage_{level}" for level in (50, 80, 90, 95)
+    }
     assert all(math.isfinite(v) for v in a.values())
+    assert 0 <= a["coverage_50"] <= a["coverage_80"] <= a["coverage_90"] <= a["coverage_95"] <= 1
+    assert set(evaluate(vae, data, num_samples=20, num_draws=0)) == {
+        "recon_ll",
+        "iwae_ll",
+        "cond_ll",
+        "rmse",
+        "mae",
+    }
     assert a["rmse"] >= a["mae"] > 0
