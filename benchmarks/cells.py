@@ -37,7 +37,8 @@ from peer_methods import PEERS, Groups, _matrix, _unmatrix, bayes_method  # noqa
 from report import write_json  # noqa: E402
 
 MIWAE_MSE = 0.2867
-DRAWS = 200  # draws per hidden entry behind the coverage and CRPS of factVAE
+DRAWS = 200  # draws per hidden entry behind the coverage and CRPS
+PEER_FITS = 20  # IterativeImputer's draws: one fit each
 METHODS = ["mean", "knn", "iterative", "missforest", "mofa+", "factvae"]
 
 
@@ -106,7 +107,7 @@ def run_cells(name: str, groups: Groups, info: dict | None, seed: int, methods: 
             "rmse_cells": _rmse(pred, truth, single),
             "seconds": seconds,
         }
-        row.update(_draws(predictor, _unmatrix(truth, groups), hidden))
+        row.update(_draws(predictor, test, _unmatrix(truth, groups), hidden, seed))
         rows.append(row)
         print(
             f"{name:>10} seed {seed} {method:>10}  RMSE all {row['rmse_all']:.4f}  "
@@ -116,23 +117,33 @@ def run_cells(name: str, groups: Groups, info: dict | None, seed: int, methods: 
     return rows
 
 
-def _draws(predictor, truth: Groups, hidden: np.ndarray) -> dict:
-    """Coverage of central intervals and CRPS of a model's draws of the hidden entries (for
-    the methods that give draws: factVAE)."""
-    vae = getattr(predictor, "vae", None)
-    if vae is None:
-        return {}
-    from pyro_factvae.calibration import draw_scores
+def _draws(predictor, test: Groups, truth: Groups, hidden: np.ndarray, seed: int) -> dict:
+    """Coverage of central intervals and CRPS of a method's draws of the hidden entries, for
+    the methods that give draws: factVAE (``DRAWS`` draws), IterativeImputer with
+    ``sample_posterior`` (``PEER_FITS`` imputations, each its own fit), MOFA+'s posterior
+    predictive and a Gaussian plug-in around KNN (``DRAWS`` each)."""
+    from pyro_factvae.calibration import coverage, crps, draw_scores
 
-    scores = draw_scores(vae, truth, hidden, num_draws=DRAWS)
-    out = {f"coverage_{round(100 * a)}": v["pooled"] for a, v in scores["coverage"].items()}
-    return {**out, "crps": scores["crps"]["pooled"], "ess": scores["ess"]}
+    vae = getattr(predictor, "vae", None)
+    if vae is not None:
+        scores = draw_scores(vae, truth, hidden, num_draws=DRAWS)
+        out = {f"coverage_{round(100 * a)}": v["pooled"] for a, v in scores["coverage"].items()}
+        return {**out, "crps": scores["crps"]["pooled"], "ess": scores["ess"]}
+    draw = getattr(predictor, "draws", None)
+    if draw is None:
+        return {}
+    method = getattr(draw, "__qualname__", "")
+    x = draw(test, PEER_FITS if "iterative" in method else DRAWS, seed)
+    y = _matrix(truth)
+    out = {f"coverage_{round(100 * a)}": v for a, v in coverage(x, y, hidden).items()}
+    return {**out, "crps": float(crps(x, y)[hidden].mean())}
 
 
 def _coverage_text(row: dict) -> str:
     if "crps" not in row:
         return ""
-    return f"  90% cover {row['coverage_90']:.3f}  CRPS {row['crps']:.4f}  ESS {row['ess']:.0f}"
+    ess = f"  ESS {row['ess']:.0f}" if "ess" in row else ""
+    return f"  90% cover {row['coverage_90']:.3f}  CRPS {row['crps']:.4f}{ess}"
 
 
 def miwae_masks(seed: int):
@@ -158,7 +169,8 @@ def run_miwae(seed: int, methods: list[str]):
         seconds = time.perf_counter() - t0
         mse = float(np.mean((pred[miss] - x[miss]) ** 2))
         row = {"protocol": "miwae", "data": "breast", "seed": seed, "method": method}
-        row.update(mse=mse, seconds=seconds, **_draws(predictor, _unmatrix(x, groups), miss))
+        row.update(mse=mse, seconds=seconds)
+        row.update(_draws(predictor, holed, _unmatrix(x, groups), miss, seed))
         rows.append(row)
         print(
             f"MIWAE protocol seed {seed} {method:>10}  MSE {mse:.4f}  {seconds:7.1f} s"
@@ -191,11 +203,17 @@ def summary(rows: list[dict]) -> None:
     miwae = [r for r in rows if r["protocol"] == "miwae"]
     if miwae:
         print(
-            f"MIWAE protocol (published MIWAE MSE {MIWAE_MSE}): | method | MSE mean | sd | seeds |"
+            f"MIWAE protocol (published MIWAE MSE {MIWAE_MSE}): | method | MSE mean | sd | "
+            "seeds | 90% coverage | CRPS |"
         )
         for method in dict.fromkeys(r["method"] for r in miwae):
-            v = np.array([r["mse"] for r in miwae if r["method"] == method])
-            print(f"| {method} | {v.mean():.4f} | {v.std():.4f} | {len(v)} |")
+            sel = [r for r in miwae if r["method"] == method]
+            v = np.array([r["mse"] for r in sel])
+            extra = " | |"
+            if all("crps" in r for r in sel):
+                cover = np.mean([r["coverage_90"] for r in sel])
+                extra = f" {cover:.3f} | {np.mean([r['crps'] for r in sel]):.4f} |"
+            print(f"| {method} | {v.mean():.4f} | {v.std():.4f} | {len(v)} |{extra}")
 
 
 def main(argv: list[str] | None = None) -> list[dict]:

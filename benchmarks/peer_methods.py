@@ -44,10 +44,30 @@ def mean_method(train: Groups, seed: int) -> Predictor:
 
 
 def knn_method(train: Groups, seed: int) -> Predictor:
+    """``KNNImputer(10)``; its draws: a Gaussian plug-in around the imputation with each
+    column's residual scale, measured on 10% of the training cells hidden and imputed."""
     from sklearn.impute import KNNImputer
 
-    imp = KNNImputer(n_neighbors=10).fit(_matrix(train))
-    return lambda test: _unmatrix(imp.transform(_matrix(test)), test)
+    x = _matrix(train)
+    imp = KNNImputer(n_neighbors=10).fit(x)
+    rng = np.random.default_rng(seed)
+    probe = ~np.isnan(x) & (rng.random(x.shape) < 0.1)
+    probe[probe.all(1)] = False
+    resid = np.where(probe, imp.transform(np.where(probe, np.nan, x)) - x, np.nan)
+    scale = np.sqrt(np.nanmean(resid**2, 0))
+    scale = np.where(np.isfinite(scale), scale, np.sqrt(np.nanmean(resid**2)))
+
+    def predict(test: Groups) -> Groups:
+        return _unmatrix(imp.transform(_matrix(test)), test)
+
+    def draws(test: Groups, m: int, seed: int) -> np.ndarray:
+        t = _matrix(test)
+        mean = imp.transform(t)
+        noise = np.random.default_rng(seed).standard_normal((m, *t.shape)) * scale
+        return np.where(np.isnan(t), mean + noise, t)
+
+    predict.draws = draws
+    return predict
 
 
 def _fitted(imp, x: np.ndarray) -> Predictor:
@@ -71,13 +91,26 @@ def iterative_method(train: Groups, seed: int) -> Predictor:
 
     x = _matrix(train)
     wide = x.shape[1] > 200  # hundreds of columns: hours at the full setting
-    imp = IterativeImputer(
-        estimator=BayesianRidge(),
-        max_iter=5 if wide else 10,
-        n_nearest_features=min(50 if wide else 100, x.shape[1]),
-        random_state=seed,
-    )
-    return _fitted(imp, x)
+
+    def imputer(random_state: int, sample_posterior: bool = False):
+        return IterativeImputer(
+            estimator=BayesianRidge(),
+            max_iter=5 if wide else 10,
+            n_nearest_features=min(50 if wide else 100, x.shape[1]),
+            random_state=random_state,
+            sample_posterior=sample_posterior,
+        )
+
+    predict = _fitted(imputer(seed), x)
+
+    def draws(test: Groups, m: int, seed: int) -> np.ndarray:
+        """M imputations with ``sample_posterior=True``, each fitted with its own seed."""
+        fits = [_fitted(imputer(seed + 1 + k, True), x) for k in range(m)]
+        return np.stack([_matrix(f(test)) for f in fits])
+
+    if not wide:  # M fits: minutes per draw on hundreds of columns
+        predict.draws = draws
+    return predict
 
 
 def missforest_method(train: Groups, seed: int) -> Predictor:
@@ -127,10 +160,37 @@ def mofa_method(train: Groups, seed: int, factors: int = 10) -> Predictor:
     w = ent.model.nodes["W"].getExpectations()
     taus = ent.model.nodes["Tau"].getExpectation()
     centre = {g: np.nanmean(train[g], 0) for g in names}
-    return lambda test: _mofa_predict(test, names, w, taus, centre)
+
+    def predict(test: Groups) -> Groups:
+        return _mofa_predict(test, names, w, taus, centre)
+
+    def draws(test: Groups, m: int, seed: int) -> np.ndarray:
+        """MOFA's posterior predictive: z from its factor posterior given the observed
+        cells, then E[W] z plus Gaussian noise of its precision tau."""
+        z, sigma = _mofa_predict(test, names, w, taus, centre, factors_only=True)
+        rng = np.random.default_rng(seed)
+        chol = np.linalg.cholesky(sigma)
+        zs = z + np.einsum("nkl,mnl->mnk", chol, rng.standard_normal((m, *z.shape)))
+        parts = []
+        for j, g in enumerate(names):
+            tau = np.asarray(taus[j]).reshape(-1, w[j]["E"].shape[0]).mean(0)
+            noise = rng.standard_normal((m, *test[g].shape)) / np.sqrt(tau)
+            pred = centre[g] + zs @ w[j]["E"].T + noise
+            parts.append(np.where(np.isnan(test[g]), pred, test[g]))
+        return np.concatenate(parts, axis=-1)
+
+    predict.draws = draws
+    return predict
 
 
-def _mofa_predict(test: Groups, names: list[str], w: list, taus: list, centre: Groups) -> Groups:
+def _mofa_predict(
+    test: Groups,
+    names: list[str],
+    w: list,
+    taus: list,
+    centre: Groups,
+    factors_only: bool = False,
+):
     k = w[0]["E"].shape[1]
     n = len(next(iter(test.values())))
     precision = np.tile(np.eye(k), (n, 1, 1))
@@ -145,6 +205,8 @@ def _mofa_predict(test: Groups, names: list[str], w: list, taus: list, centre: G
         y = np.nan_to_num(test[g] - centre[g])
         rhs += (y * seen * tau) @ e
     z = np.linalg.solve(precision, rhs[..., None])[..., 0]
+    if factors_only:  # the factors' posterior mean and covariance
+        return z, np.linalg.inv(precision)
     out = {}
     for m, g in enumerate(names):
         pred = centre[g] + z @ w[m]["E"].T

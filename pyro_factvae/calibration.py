@@ -14,6 +14,8 @@ held-out truth.
   cells (the multivariate CRPS; ``X'`` pairs each draw with the next one).
 
 Everything is per group and pooled over the hidden entries, in the data's units.
+:func:`coverage` and :func:`crps` score the draws of any imputer the same way (the
+benchmarks score the peers' draws with them).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch
 from .estimator import FactVAE
 from .module.draws import posterior_draws
 
-__all__ = ["LEVELS", "draw_scores"]
+__all__ = ["LEVELS", "coverage", "crps", "draw_scores"]
 
 #: the central interval levels :func:`draw_scores` reports by default
 LEVELS = (0.5, 0.8, 0.9, 0.95)
@@ -39,6 +41,31 @@ def _crps(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     spread = draws.sort(0).values
     coeff = (2 * torch.arange(1, m + 1, dtype=draws.dtype) - m - 1).view(-1, *[1] * truth.dim())
     return (draws - truth).abs().mean(0) - (coeff * spread).sum(0) / m**2
+
+
+def crps(draws: Any, truth: Any) -> np.ndarray:
+    """CRPS of each entry of ``truth`` (any shape) from ``(M, *truth.shape)`` draws of any
+    imputer: ``E|X - y| - E|X - X'| / 2``, exact for the empirical distribution of the draws."""
+    x = torch.as_tensor(np.asarray(draws), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(truth), dtype=torch.float64)
+    if x.shape[1:] != y.shape:
+        raise ValueError(f"draws have shape {tuple(x.shape)}; expected (M, *{tuple(y.shape)})")
+    return _crps(x, y).numpy()
+
+
+def coverage(
+    draws: Any, truth: Any, where: Any, levels: Sequence[float] = LEVELS
+) -> dict[float, float]:
+    """Share of the entries ``where`` (bool, ``truth``'s shape) of ``truth`` inside the
+    central ``level`` intervals of their ``(M, *truth.shape)`` draws, for each level."""
+    x = torch.as_tensor(np.asarray(draws), dtype=torch.float64)
+    y = torch.as_tensor(np.asarray(truth), dtype=torch.float64)
+    mask = torch.as_tensor(np.asarray(where), dtype=torch.bool)
+    out = {}
+    for a in levels:
+        lo, hi = torch.quantile(x, torch.tensor([(1 - a) / 2, (1 + a) / 2], dtype=x.dtype), dim=0)
+        out[float(a)] = float(((y >= lo) & (y <= hi))[mask].double().mean())
+    return out
 
 
 def draw_scores(
