@@ -165,3 +165,20 @@ def test_draw_scores_report_coverage_crps_and_energy_that_can_fail():
     assert narrow["crps"]["b"] > scores["crps"]["b"] and np.isfinite(narrow["energy"]["b"])
     out = evaluate(vae, data, num_samples=20, num_draws=20)
     assert 0 <= out["coverage_90"] <= 1 and out["crps"] > 0
+
+
+def test_coverage_and_crps_score_any_imputers_draws():
+    from pyro_factvae.calibration import coverage, crps
+
+    rng = np.random.default_rng(0)
+    truth = rng.standard_normal((400, 3))
+    calibrated = rng.standard_normal((500, 400, 3))  # draws from the truth's own law
+    narrow = 0.3 * calibrated
+    where = np.ones_like(truth, dtype=bool)
+    where[:, 0] = False
+    good, bad = coverage(calibrated, truth, where), coverage(narrow, truth, where)
+    assert abs(good[0.9] - 0.9) < 0.03 and abs(good[0.5] - 0.5) < 0.04
+    assert bad[0.9] < 0.5
+    assert crps(narrow, truth).mean() > crps(calibrated, truth).mean()
+    with pytest.raises(ValueError, match="draws have shape"):
+        crps(calibrated[:, :10], truth)
