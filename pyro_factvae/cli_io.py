@@ -61,6 +61,8 @@ def parse_groups(spec: str | None) -> dict[str, list[str]] | None:
                 f"group spec {spec!r} must be a JSON object of non-empty lists of column names"
             )
         return {str(k): list(v) for k, v in groups.items()}
+    if "=" not in spec and spec.lower().endswith(".json"):
+        raise UserError(f"no such group spec file: {spec}")
     groups: dict[str, list[str]] = {}
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         name, sep, cols = part.partition("=")

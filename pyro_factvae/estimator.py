@@ -357,11 +357,13 @@ class FactVAE(Queries):
             and at the end. Its folder is created; an unwritable path fails before training.
         checkpoint_every : int, optional
             Steps between checkpoints (default: once per epoch).
-        patience : int, optional
+        patience : int, "auto" or None
             Early stopping: hold out ``validation`` of the rows (split with ``seed``), score
             their negative ELBO after every epoch past the ``lam`` warm-up, end the phase after
             ``patience`` epochs without a better score and restore the weights of the best
-            epoch; ``epochs`` is then a cap. ``None`` (default) trains every epoch on every row.
+            epoch; ``epochs`` is then a cap. ``"auto"`` (default): about 300 steps' worth of
+            epochs (at least 10), and no early stopping below 20 rows. ``None`` trains every
+            epoch on every row.
         validation : float
             Fraction of rows held out for early stopping.
         groups : mapping, optional

@@ -234,3 +234,10 @@ def test_sparsity_json_reports_the_plot_path(tmp_path, csv_with_holes, capsys):
     capsys.readouterr()
     assert main(["sparsity", str(model), "--json", "--plot", str(png)]) == 0
     assert _json(capsys)["plot"] == str(png) and png.exists()
+
+
+def test_a_mistyped_group_spec_file_is_named_as_missing():
+    from pyro_factvae.cli_io import UserError
+
+    with pytest.raises(UserError, match="no such group spec file: nosuch.json"):
+        parse_groups("nosuch.json")
