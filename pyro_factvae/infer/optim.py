@@ -200,6 +200,7 @@ class Optimizers:
             self.phi.load_state_dict(state["phi"])
         except (KeyError, ValueError) as exc:
             raise ValueError(
-                f"the saved optimizer state does not fit this model ({exc}); was it saved "
-                "from another configuration?"
+                f"the saved optimizer state does not fit this model ({exc}); it was saved "
+                "from another configuration, or by an earlier version of pyro_factvae (before "
+                "cell masks, whose encoders had no missing-cell weights): start the fit again"
             ) from None
