@@ -583,6 +583,7 @@ class FactVAE(Queries):
             "prior_history": self.prior_history_,
             "extra": self.metadata_,
             "columns": self.columns_,
+            "lam_path": self.lam_path_,
         }
         cpu = lambda sd: {k: v.cpu() for k, v in sd.items()}  # noqa: E731
         weights = {"model": cpu(model.state_dict()), "guide": cpu(guide.state_dict())}
@@ -630,3 +631,4 @@ class FactVAE(Queries):
         self.prior_history_ = list(meta.get("prior_history", []))
         self.metadata_ = dict(meta.get("extra") or {})
         self.columns_ = meta.get("columns")
+        self.lam_path_ = meta.get("lam_path")

@@ -326,3 +326,11 @@ def test_non_finite_errors_name_terms_not_internal_parameter_names(groups):
         tiny().fit(groups, epochs=3, batch_size=16, lr=1e10, progress=False)
     message = str(info.value)
     assert "$$$" not in message and "Phi" not in message and "term: " in message
+
+
+def test_the_lambda_path_survives_save_and_load(tmp_path, groups):
+    vae = FactVAE(latent_dim=2).fit(groups, epochs=2, progress=False)
+    assert vae.lam_path_ is not None
+    vae.save(tmp_path / "m.factvae")
+    again = FactVAE.load(tmp_path / "m.factvae")
+    assert again.lam_path_ == vae.lam_path_ and again.lam_ == vae.lam_
