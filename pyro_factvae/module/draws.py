@@ -18,31 +18,10 @@ import torch
 
 from ..rng import fork_rng
 from .guide import Guide
-from .likelihoods import with_cells
 from .model import Model
+from .predict import ImportanceWeights
 
 __all__ = ["posterior_draws"]
-
-
-@torch.no_grad()
-def _log_weights(model, guide, xs, mask, cells, q, z) -> torch.Tensor:
-    """``log p(x_O | z) + log p(z) - log q(z | x_O)`` per proposal and row, ``(S, B)``."""
-    layout = model.layout
-    blocks = [
-        lik.in_support(x, mask[:, list(b.groups)].unsqueeze(-1))
-        for b, x, lik in zip(layout.blocks, layout.gather(xs, mask, cells), model.likelihoods)
-    ]
-    cell_blocks = layout.gather_cells(cells) or [None] * len(blocks)
-    outs = model.decode(z, list(guide.Phi))
-    ll = layout.scatter_axis(
-        [
-            with_cells(lik.log_prob, out, x, cells=c)
-            for out, x, c, lik in zip(outs, blocks, cell_blocks, model.likelihoods)
-        ],
-        dim=-1,
-    )
-    prior = torch.distributions.Normal(torch.zeros((), device=z.device), 1.0)
-    return prior.log_prob(z).sum(-1) - q.log_prob(z) + ll.where(mask, 0.0).sum(-1)
 
 
 @torch.no_grad()
@@ -79,7 +58,8 @@ def posterior_draws(
             c = None if cells is None else cells[sl].to(device)
             q = guide.posterior_dist(x, m, c)
             z = q.sample((num_samples,))  # (S, b, K)
-            weights = torch.softmax(_log_weights(model, guide, x, m, c, q, z), dim=0)
+            log_w = ImportanceWeights(model, x, m, c)(q, z, model.decode(z, phis))
+            weights = torch.softmax(log_w, dim=0)
             ess = 1.0 / weights.square().sum(0)
             pick = torch.multinomial(weights.T, num_draws, replacement=True)  # (b, M)
             chosen = z.gather(0, pick.T.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # (M, b, K)

@@ -11,7 +11,42 @@ from .guide import Guide
 from .likelihoods import with_cells
 from .model import Model
 
-__all__ = ["predictive_means"]
+__all__ = ["ImportanceWeights", "predictive_means"]
+
+
+class ImportanceWeights:
+    """``log p(x_O | z) + log p(z) - log q(z | x_O)`` of draws ``z``: the self-normalised
+    importance weights of the encoder's proposals, over the observed cells of the groups in
+    ``mask`` (``cells``: the ``(B, sum d_g)`` cell mask of ``xs``, or ``None``)."""
+
+    def __init__(
+        self,
+        model: Model,
+        xs: Sequence[torch.Tensor],
+        mask: torch.Tensor,
+        cells: torch.Tensor | None,
+    ) -> None:
+        layout = model.layout
+        self.model, self.mask = model, mask
+        self.blocks = [
+            lik.in_support(x, mask[:, list(b.groups)].unsqueeze(-1))
+            for b, x, lik in zip(layout.blocks, layout.gather(xs, mask, cells), model.likelihoods)
+        ]
+        self.cells = layout.gather_cells(cells) or [None] * len(self.blocks)
+        self.prior = torch.distributions.Normal(torch.zeros((), device=mask.device), 1.0)
+
+    def __call__(self, q, z: torch.Tensor, outs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Log-weights ``(..., B)`` of ``z ~ q`` whose decoder outputs are ``outs``."""
+        model = self.model
+        ll = model.layout.scatter_axis(
+            [
+                with_cells(lik.log_prob, out, x, cells=c)
+                for out, x, c, lik in zip(outs, self.blocks, self.cells, model.likelihoods)
+            ],
+            dim=-1,
+        )
+        prior = self.prior.log_prob(z).sum(-1)
+        return prior - q.log_prob(z) + ll.where(self.mask, 0.0).sum(-1)
 
 
 @torch.no_grad()
@@ -49,14 +84,7 @@ def predictive_means(
         means = model.means(q.mean, phis)
         return [means[g].cpu() for g in targets]
     if importance:
-        blocks = [
-            lik.in_support(x, enc_mask[:, list(b.groups)].unsqueeze(-1))
-            for b, x, lik in zip(
-                layout.blocks, layout.gather(xs, enc_mask, cells), model.likelihoods
-            )
-        ]
-        cell_blocks = layout.gather_cells(cells) or [None] * len(blocks)
-        prior = torch.distributions.Normal(torch.zeros((), device=device), 1.0)
+        log_weight = ImportanceWeights(model, xs, enc_mask, cells)
         # a finite floor, so a draw of weight exactly 0 never makes (-inf) - (-inf)
         top = torch.full((enc_mask.shape[0],), torch.finfo(torch.float32).min, device=device)
         norm = torch.zeros(enc_mask.shape[0], device=device)
@@ -73,14 +101,7 @@ def predictive_means(
                 for total, g in zip(sums, targets):
                     total += means[g]
                 continue
-            ll = layout.scatter_axis(
-                [
-                    with_cells(lik.log_prob, out, x, cells=c)
-                    for out, x, c, lik in zip(outs, blocks, cell_blocks, model.likelihoods)
-                ],
-                dim=-1,
-            )
-            log_w = prior.log_prob(z).sum(-1) - q.log_prob(z) + ll.where(enc_mask, 0.0).sum(-1)
+            log_w = log_weight(q, z, outs)
             new_top = torch.maximum(top, log_w)  # a running log-sum-exp over the draws
             old, this = (top - new_top).exp(), (log_w - new_top).exp()
             norm = norm * old + this
