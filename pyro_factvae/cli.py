@@ -17,11 +17,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from .cli_io import (
     PLOT_FORMATS,
     Interrupted,
+    Output,
     UserError,
     emit,
     model_groups,
@@ -124,8 +123,6 @@ def _load(path: str, device: str = "cpu"):
 
 
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
-    import pandas as pd
-
     output_path(args.out, "--out", (".csv", ".npz"))
     vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
@@ -137,43 +134,20 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
         vae.set_columns(groups)
         source = frame
 
-    def table(filled: Any) -> Any:
-        if frame is not None:
-            return filled
-        cols = {f"{g}_{j}": filled[g][:, j] for g in data.names for j in range(filled[g].shape[1])}
-        return pd.DataFrame(cols)
-
-    def arrays(filled: Any) -> dict[str, Any]:
-        if frame is not None:
-            return {g: filled[c].to_numpy() for g, c in groups.items()}
-        return filled
-
-    def write(filled: Any, path: str) -> None:
-        if path.lower().endswith(".npz"):
-            np.savez(path, **arrays(filled))
-        else:
-            table(filled).to_csv(path, index=False)
-
+    out = Output(data.names, groups if frame is not None else None)
     written = [args.out]
     if args.draws is None:
-        write(vae.impute(source, num_samples=args.samples, seed=args.seed), args.out)
+        out.write(vae.impute(source, num_samples=args.samples, seed=args.seed), args.out)
     else:  # M completed data sets: stacked with a leading `draw` column, or a draw axis
         draws = vae.impute(source, num_samples=args.samples, seed=args.seed, num_draws=args.draws)
-        if args.out.lower().endswith(".npz"):
-            per = [arrays(d) for d in draws]
-            np.savez(args.out, **{g: np.stack([d[g] for d in per]) for g in per[0]})
-        else:
-            parts = [table(d) for d in draws]
-            for m, part in enumerate(parts, start=1):
-                part.insert(0, "draw", m)
-            pd.concat(parts, ignore_index=True).to_csv(args.out, index=False)
+        out.write_draws(draws, args.out)
     if args.interval is not None:
         lower, upper = vae.predict_interval(
             source, args.interval, num_draws=args.draws or 1000, seed=args.seed
         )
         stem, ext = os.path.splitext(args.out)
         for bound, which in ((lower, "lower"), (upper, "upper")):
-            write(bound, f"{stem}_{which}{ext}")
+            out.write(bound, f"{stem}_{which}{ext}")
             written.append(f"{stem}_{which}{ext}")
     result = {"out": args.out, "written": written, "rows": len(data), "draws": args.draws}
     result.update(filled_groups=missing, filled_cells=cells, interval=args.interval)

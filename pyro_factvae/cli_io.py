@@ -173,3 +173,44 @@ def restrict_groups(data, names: Sequence[str] | None, option: str) -> list[str]
 def emit(args: Any, result: dict[str, Any], text: str) -> None:
     """Print ``result`` as strict JSON with ``--json``, else ``text``."""
     print(json.dumps(finite_json(result), indent=1, allow_nan=False) if args.json else text)
+
+
+class Output:
+    """Writes what ``impute`` returns to ``.csv`` or ``.npz``: a filled DataFrame (CSV input:
+    ``groups`` maps each group to its columns) or per-group arrays (columns ``<group>_<j>``)."""
+
+    def __init__(self, names: Sequence[str], groups: dict[str, list[str]] | None) -> None:
+        self.names, self.groups = list(names), groups
+
+    def table(self, filled: Any) -> Any:
+        import pandas as pd
+
+        if self.groups is not None:
+            return filled
+        cols = {f"{g}_{j}": filled[g][:, j] for g in self.names for j in range(filled[g].shape[1])}
+        return pd.DataFrame(cols)
+
+    def arrays(self, filled: Any) -> dict[str, Any]:
+        if self.groups is not None:
+            return {g: filled[c].to_numpy() for g, c in self.groups.items()}
+        return filled
+
+    def write(self, filled: Any, path: str) -> None:
+        if path.lower().endswith(".npz"):
+            np.savez(path, **self.arrays(filled))
+        else:
+            self.table(filled).to_csv(path, index=False)
+
+    def write_draws(self, draws: Sequence[Any], path: str) -> None:
+        """``M`` completed data sets: one CSV stacked with a leading ``draw`` column (1..M),
+        or an ``.npz`` whose arrays have a leading draw axis."""
+        import pandas as pd
+
+        if path.lower().endswith(".npz"):
+            per = [self.arrays(d) for d in draws]
+            np.savez(path, **{g: np.stack([d[g] for d in per]) for g in per[0]})
+            return
+        parts = [self.table(d) for d in draws]
+        for m, part in enumerate(parts, start=1):
+            part.insert(0, "draw", m)
+        pd.concat(parts, ignore_index=True).to_csv(path, index=False)
