@@ -34,11 +34,10 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from peer_data import breast_cancer_data, loaders  # noqa: E402
 from peer_methods import PEERS, Groups, _matrix, _unmatrix, bayes_method  # noqa: E402
+from peer_scores import draw_columns, draw_row, draw_text  # noqa: E402
 from report import write_json  # noqa: E402
 
 MIWAE_MSE = 0.2867
-DRAWS = 200  # draws per hidden entry behind the coverage and CRPS
-PEER_FITS = 20  # IterativeImputer's draws: one fit each
 METHODS = ["mean", "knn", "iterative", "missforest", "mofa+", "factvae"]
 
 
@@ -107,43 +106,14 @@ def run_cells(name: str, groups: Groups, info: dict | None, seed: int, methods: 
             "rmse_cells": _rmse(pred, truth, single),
             "seconds": seconds,
         }
-        row.update(_draws(predictor, test, _unmatrix(truth, groups), hidden, seed))
+        row.update(draw_row(predictor, test, _unmatrix(truth, groups), hidden, seed))
         rows.append(row)
         print(
             f"{name:>10} seed {seed} {method:>10}  RMSE all {row['rmse_all']:.4f}  "
-            f"cells {row['rmse_cells']:.4f}  {seconds:7.1f} s{_coverage_text(row)}",
+            f"cells {row['rmse_cells']:.4f}  {seconds:7.1f} s{draw_text(row)}",
             flush=True,
         )
     return rows
-
-
-def _draws(predictor, test: Groups, truth: Groups, hidden: np.ndarray, seed: int) -> dict:
-    """Coverage of central intervals and CRPS of a method's draws of the hidden entries, for
-    the methods that give draws: factVAE (``DRAWS`` draws), IterativeImputer with
-    ``sample_posterior`` (``PEER_FITS`` imputations, each its own fit), MOFA+'s posterior
-    predictive and a Gaussian plug-in around KNN (``DRAWS`` each)."""
-    from pyro_factvae.calibration import coverage, crps, draw_scores
-
-    vae = getattr(predictor, "vae", None)
-    if vae is not None:
-        scores = draw_scores(vae, truth, hidden, num_draws=DRAWS)
-        out = {f"coverage_{round(100 * a)}": v["pooled"] for a, v in scores["coverage"].items()}
-        return {**out, "crps": scores["crps"]["pooled"], "ess": scores["ess"]}
-    draw = getattr(predictor, "draws", None)
-    if draw is None:
-        return {}
-    method = getattr(draw, "__qualname__", "")
-    x = draw(test, PEER_FITS if "iterative" in method else DRAWS, seed)
-    y = _matrix(truth)
-    out = {f"coverage_{round(100 * a)}": v for a, v in coverage(x, y, hidden).items()}
-    return {**out, "crps": float(crps(x, y)[hidden].mean())}
-
-
-def _coverage_text(row: dict) -> str:
-    if "crps" not in row:
-        return ""
-    ess = f"  ESS {row['ess']:.0f}" if "ess" in row else ""
-    return f"  90% cover {row['coverage_90']:.3f}  CRPS {row['crps']:.4f}{ess}"
 
 
 def miwae_masks(seed: int):
@@ -170,11 +140,11 @@ def run_miwae(seed: int, methods: list[str]):
         mse = float(np.mean((pred[miss] - x[miss]) ** 2))
         row = {"protocol": "miwae", "data": "breast", "seed": seed, "method": method}
         row.update(mse=mse, seconds=seconds)
-        row.update(_draws(predictor, holed, _unmatrix(x, groups), miss, seed))
+        row.update(draw_row(predictor, holed, _unmatrix(x, groups), miss, seed))
         rows.append(row)
         print(
             f"MIWAE protocol seed {seed} {method:>10}  MSE {mse:.4f}  {seconds:7.1f} s"
-            f"{_coverage_text(row)}",
+            f"{draw_text(row)}",
             flush=True,
         )
     return rows
@@ -191,10 +161,7 @@ def summary(rows: list[dict]) -> None:
         sub = [r for r in cells if r["data"] == name]
         for method in dict.fromkeys(r["method"] for r in sub):
             v = [r for r in sub if r["method"] == method]
-            extra = " | |"
-            if all("crps" in r for r in v):
-                cover = np.mean([r["coverage_90"] for r in v])
-                extra = f" {cover:.3f} | {np.mean([r['crps'] for r in v]):.4f} |"
+            extra = draw_columns(v)
             print(
                 f"| {method} | {np.mean([r['rmse_all'] for r in v]):.4f} | "
                 f"{np.mean([r['rmse_cells'] for r in v]):.4f} | "
@@ -209,10 +176,7 @@ def summary(rows: list[dict]) -> None:
         for method in dict.fromkeys(r["method"] for r in miwae):
             sel = [r for r in miwae if r["method"] == method]
             v = np.array([r["mse"] for r in sel])
-            extra = " | |"
-            if all("crps" in r for r in sel):
-                cover = np.mean([r["coverage_90"] for r in sel])
-                extra = f" {cover:.3f} | {np.mean([r['crps'] for r in sel]):.4f} |"
+            extra = draw_columns(sel)
             print(f"| {method} | {v.mean():.4f} | {v.std():.4f} | {len(v)} |{extra}")
 
 

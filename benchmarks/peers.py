@@ -5,7 +5,9 @@ Protocol (one table per data set and setting; JSON to ``benchmarks/out/peers.jso
 * rows split 80 / 20 (seeded); every feature standardized with the training rows' statistics;
 * training rows: each (row, group) entry missing with probability 0.2, never a whole row;
 * test setting ``one`` hides one random group per row, ``half`` hides ``floor(G / 2)``;
-* score: RMSE over the hidden entries, in standardized units; time: fit + impute, seconds.
+* score: RMSE over the hidden entries, in standardized units; time: fit + impute, seconds;
+  for the methods that give draws (``peer_scores.py``), the coverage of central 90% intervals
+  and the CRPS over the hidden entries (``--no-draws`` skips them).
 
 Peers (``peer_methods.py``): the per-feature mean; scikit-learn ``KNNImputer(10)`` and
 ``IterativeImputer`` (BayesianRidge, 10 rounds, ``n_nearest_features`` capped at 100; above 200
@@ -46,6 +48,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from peer_data import loaders, sim_data  # noqa: E402
 from peer_methods import PEERS, Groups, bayes_method  # noqa: E402
+from peer_scores import draw_columns, draw_row, draw_text  # noqa: E402
 from report import write_json  # noqa: E402
 
 from pyro_factvae import FactVAE  # noqa: E402
@@ -87,6 +90,12 @@ def rmse(filled: Groups, truth: Groups, hidden: np.ndarray) -> float:
     return float(np.sqrt(err / count))
 
 
+def hidden_cells(truth: Groups, hidden: np.ndarray) -> np.ndarray:
+    """The ``(n, sum d)`` cell mask of the hidden ``(n, G)`` group entries."""
+    dims = [v.shape[1] for v in truth.values()]
+    return np.repeat(hidden, dims, axis=1)
+
+
 def default_fit_timing(seed: int = 0) -> dict:
     """Seconds of ``FactVAE().fit`` at every default (``lam="auto"``, early stopping) on the
     2,000-row, 6-group simulation with 20% of its (row, group) entries missing."""
@@ -119,6 +128,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--fashion-dir", default=None, help="Fashion-MNIST idx files")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--timing", action="store_true", help="time a default 2,000-row fit")
+    parser.add_argument(
+        "--no-draws", dest="draws", action="store_false", help="skip coverage and CRPS"
+    )
     args = parser.parse_args(argv)
     if args.threads:
         import torch
@@ -158,10 +170,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         "rmse": rmse(filled, truth, hidden),
                         "seconds": seconds,
                     }
+                    if args.draws:
+                        cells = hidden_cells(truth, hidden)
+                        row.update(draw_row(predict, test, truth, cells, seed))
                     rows.append(row)
                     print(
                         f"{name:>10} {setting:>4} seed {seed}  {method:>9}  "
-                        f"RMSE {row['rmse']:.4f}  {seconds:7.1f} s",
+                        f"RMSE {row['rmse']:.4f}  {seconds:7.1f} s{draw_text(row)}",
                         flush=True,
                     )
     print()
@@ -170,12 +185,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
             sub = [r for r in rows if r["data"] == name and r["setting"] == setting]
             if not sub:
                 continue
-            print(f"{name}, hide {setting}: | method | RMSE (mean over seeds) | seconds |")
+            print(
+                f"{name}, hide {setting}: | method | RMSE (mean over seeds) | seconds | "
+                "90% coverage | CRPS |"
+            )
             for method in dict.fromkeys(r["method"] for r in sub):
                 vals = [r for r in sub if r["method"] == method]
                 print(
                     f"| {method} | {np.mean([r['rmse'] for r in vals]):.4f} | "
-                    f"{np.mean([r['seconds'] for r in vals]):.1f} |"
+                    f"{np.mean([r['seconds'] for r in vals]):.1f} |{draw_columns(vals)}"
                 )
     write_json(args.json, rows, indent=1)
     return rows

@@ -13,7 +13,8 @@ held-out truth.
 * **energy score** per (row, group), ``E||X - y|| - E||X - X'|| / 2`` over the group's hidden
   cells (the multivariate CRPS; ``X'`` pairs each draw with the next one).
 
-Everything is per group and pooled over the hidden entries, in the data's units.
+Everything is per group and pooled over the hidden entries, in the data's units (or
+standardized ones).
 :func:`coverage` and :func:`crps` score the draws of any imputer the same way (the
 benchmarks score the peers' draws with them).
 """
@@ -76,6 +77,7 @@ def draw_scores(
     levels: Sequence[float] = LEVELS,
     num_samples: int = 100,
     seed: int = 0,
+    standardized: bool = False,
 ) -> dict[str, Any]:
     """Coverage, CRPS and energy score of ``num_draws`` draws of the ``hidden`` entries.
 
@@ -92,6 +94,9 @@ def draw_scores(
         As in :meth:`FactVAE.impute`.
     levels : sequence of float
         Central interval levels for the coverage.
+    standardized : bool
+        CRPS and energy score in standardized units (draws and truth divided by each
+        feature's training standard deviation) instead of the data's units.
 
     Returns
     -------
@@ -123,9 +128,10 @@ def draw_scores(
     crps = np.zeros(truth.num_groups)
     energy, rows_scored = np.zeros(truth.num_groups), np.zeros(truth.num_groups)
     ess = []
+    unit = torch.cat([u.cpu() for u in model.units()]).double() if standardized else 1.0
     for rows, draws, part_ess in draws_of:
-        y, hid = truth.matrix[rows].double(), hidden[rows]
-        x = draws.double()
+        y, hid = truth.matrix[rows].double() / unit, hidden[rows]
+        x = draws.double() / unit
         q = torch.quantile(x, bounds.reshape(-1), dim=0).reshape(len(levels), 2, *y.shape)
         ok = (y >= q[:, 0]) & (y <= q[:, 1]) & hid  # (L, b, D)
         score = _crps(x, y).where(hid, 0.0)

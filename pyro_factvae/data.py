@@ -27,8 +27,8 @@ from .masks import (
     groups_of,
     masks_from_explicit,
     narrowed,
-    never_observed_columns,
     observed_from_nan,
+    require_trainable,
 )
 from .stream import dataset_to_memmap, is_dataset
 from .validation import (
@@ -136,6 +136,10 @@ class GroupedData:
         cell_mask = None if cells is None else torch.as_tensor(cells, dtype=torch.bool)
         observed = torch.as_tensor(obs, dtype=torch.bool)
         self._assemble(list(names), matrix, dims, observed, row_index, cell_mask)
+        # a float64 group that float32 would round is kept, to give its values back exactly
+        self.exact = [
+            m if np.any(np.isfinite(m) & (m != m.astype(np.float32))) else None for m in mats
+        ]
 
     def _assemble(
         self,
@@ -157,6 +161,9 @@ class GroupedData:
         self.row_index: np.ndarray = row_index
         #: the DataFrame columns of each group, when built from one (names them in messages)
         self.columns: dict[str, list[Any]] | None = columns
+        #: per group, its float64 input where float32 rounds it (else ``None``): read by
+        #: :meth:`to_numpy`, so observed values come back bit for bit
+        self.exact: list[np.ndarray | None] = [None] * len(dims)
 
     def _derive(
         self,
@@ -351,7 +358,9 @@ class GroupedData:
             rows = rows.nonzero().squeeze(-1)
         index = self.row_index[rows.numpy()]
         cells = None if self.cells is None else self.cells[rows]
-        return self._derive(self.matrix[rows], self.observed[rows], index, cells)
+        out = self._derive(self.matrix[rows], self.observed[rows], index, cells)
+        out.exact = [None if e is None else e[rows.numpy()] for e in self.exact]
+        return out
 
     def with_mask(self, observed: Any) -> GroupedData:
         """Same values with fewer observed groups or cells (e.g. to hold them out for
@@ -365,27 +374,16 @@ class GroupedData:
         if len(empty):
             raise ValueError(f"{len(empty)} rows would have no observed group: {fmt_rows(empty)}")
         matrix = self.matrix.where(cells, 0.0)
-        return self._derive(
+        out = self._derive(
             matrix, groups, self.row_index, complete_or_cells(cells, groups, self._dims)
         )
+        out.exact = list(self.exact)
+        return out
 
     def require_trainable(self) -> None:
         """Raise a ``ValueError`` naming any group or column that no row observes, or rows
         with no observed group (nothing can be learned from either)."""
-        never = [n for n, seen in zip(self.names, self.observed.any(0).tolist()) if not seen]
-        if never:
-            raise ValueError(
-                f"groups {never} are never observed (all NaN) in the training data: nothing "
-                "can be learned about them; drop them from the data or add rows that observe them"
-            )
-        if self.cells is not None:
-            never_observed_columns(self.names, self.cells, self._dims, self.columns)
-        empty = (~self.observed.any(1)).nonzero().squeeze(-1).numpy()
-        if len(empty):
-            raise ValueError(
-                f"{len(empty)} training rows have no observed group: {fmt_rows(empty)}; "
-                "pass drop_empty_rows=True to GroupedData (factvae fit: --drop-empty-rows)"
-            )
+        require_trainable(self.names, self.observed, self.cells, self._dims, self.columns)
 
     def split(self, fraction: float = 0.8, seed: int = 0) -> tuple[GroupedData, GroupedData]:
         """Random split into ``(first, second)`` with ``fraction`` of rows in the first."""
@@ -396,10 +394,11 @@ class GroupedData:
         return self.subset(perm[:cut]), self.subset(perm[cut:])
 
     def to_numpy(self) -> dict[str, np.ndarray]:
-        """Per-group float arrays with NaN in the missing cells (and missing groups)."""
+        """Per-group float64 arrays with NaN in the missing cells (and missing groups); the
+        observed values of float64 input exactly as given."""
         out = {}
-        for g, (n, v) in enumerate(zip(self.names, self.values)):
-            arr = v.numpy().astype(np.float64)
+        for g, (n, v, e) in enumerate(zip(self.names, self.values, self.exact)):
+            arr = v.numpy().astype(np.float64) if e is None else e.copy()
             arr[~self.group_cells(g).numpy()] = np.nan
             out[n] = arr
         return out

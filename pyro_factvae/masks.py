@@ -21,6 +21,7 @@ __all__ = [
     "masks_from_explicit",
     "narrowed",
     "never_observed_columns",
+    "require_trainable",
     "observed_from_nan",
 ]
 
@@ -135,3 +136,28 @@ def never_observed_columns(
                 "data: nothing can be learned about them; drop them from the data or add rows "
                 "that observe them"
             )
+
+
+def require_trainable(
+    names: Sequence[str],
+    observed: torch.Tensor,
+    cells: torch.Tensor | None,
+    dims: Sequence[int],
+    columns: Any = None,
+) -> None:
+    """Raise a ``ValueError`` naming any group or column that no row observes, or rows with
+    no observed group (nothing can be learned from either)."""
+    never = [n for n, seen in zip(names, observed.any(0).tolist()) if not seen]
+    if never:
+        raise ValueError(
+            f"groups {never} are never observed (all NaN) in the training data: nothing "
+            "can be learned about them; drop them from the data or add rows that observe them"
+        )
+    if cells is not None:
+        never_observed_columns(names, cells, dims, columns)
+    empty = (~observed.any(1)).nonzero().squeeze(-1).numpy()
+    if len(empty):
+        raise ValueError(
+            f"{len(empty)} training rows have no observed group: {fmt_rows(empty)}; "
+            "pass drop_empty_rows=True to GroupedData (factvae fit: --drop-empty-rows)"
+        )

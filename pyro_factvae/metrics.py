@@ -160,6 +160,7 @@ def imputation_error(
     num_samples: int = 100,
     seed: int = 0,
     importance: bool = True,
+    standardized: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Errors of the posterior-predictive mean ``E[x_M | x_G]`` against the held-out truth
     (estimated as :meth:`FactVAE.reconstruct` does, with ``num_samples`` and ``importance``).
@@ -167,7 +168,9 @@ def imputation_error(
     Returns per-row ``(sum of squared errors, sum of absolute errors)`` over the observed
     cells of ``targets`` (``NaN`` for rows with no observed target); ``G`` defaults to every
     observed group not in ``targets``, each encoded from its observed cells. RMSE over a data set is
-    ``sqrt(nansum(sse) / entries)``, see :func:`evaluate`.
+    ``sqrt(nansum(sse) / entries)``, see :func:`evaluate`. Errors are in the data's units, or
+    with ``standardized`` each divided by its feature's training standard deviation (normal
+    groups; other families are scored as they are).
     """
     data = _prepare(vae, data)
     tgt = data.group_mask(targets, data.observed)
@@ -179,17 +182,26 @@ def imputation_error(
     means = predictive_means(
         model, guide, data.values, enc, idx, num_samples, seed, data.cells, importance
     )
-    return _errors(data, tgt, dict(zip(targets, means)))
+    units = [u.cpu() for u in model.units()] if standardized else None
+    return _errors(data, tgt, dict(zip(targets, means)), units)
 
 
-def _errors(data: GroupedData, tgt: torch.Tensor, pred: dict[str, torch.Tensor]):
-    """Per-row squared and absolute errors over the observed cells of the target groups."""
+def _errors(
+    data: GroupedData,
+    tgt: torch.Tensor,
+    pred: dict[str, torch.Tensor],
+    units: list[torch.Tensor] | None = None,
+):
+    """Per-row squared and absolute errors over the observed cells of the target groups
+    (divided by each feature's unit, when ``units`` are given per group)."""
     sse = torch.zeros(len(data), dtype=torch.float64)
     sae = torch.zeros(len(data), dtype=torch.float64)
     for name, value in pred.items():
         g = data.index(name)
         seen = tgt[:, g, None] & data.group_cells(g)
         diff = (value.double() - data.values[g].double()).where(seen, 0.0)
+        if units is not None:
+            diff = diff / units[g].double()
         sse += diff.square().sum(-1)
         sae += diff.abs().sum(-1)
     valid = tgt.any(-1)
@@ -223,8 +235,13 @@ def evaluate(
     seed: int = 0,
     max_elements: int = MAX_ELEMENTS,
     num_draws: int = 200,
+    standardized: bool = True,
 ) -> dict[str, float]:
     """All metrics on ``data``, averaged over rows (and, for held-out ones, over groups).
+
+    ``rmse``, ``mae`` and ``crps`` are in standardized units by default: each error divided
+    by its feature's training standard deviation (kept in the model), so that features in
+    the hundreds do not drown those near one; ``standardized=False`` reports the data's units.
 
     Returns
     -------
@@ -249,7 +266,7 @@ def evaluate(
     for g, name, sub in held_out(data):
         c = conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)
         cond.append(c)
-        e2, e1 = imputation_error(vae, sub, [name], seed=seed)
+        e2, e1 = imputation_error(vae, sub, [name], seed=seed, standardized=standardized)
         sse += float(np.nansum(e2))
         sae += float(np.nansum(e1))
         entries += int(sub.group_cells(g).sum())
@@ -261,7 +278,9 @@ def evaluate(
         for g, name, sub in held_out(data):
             hide = torch.zeros_like(sub.observed)
             hide[:, g] = True
-            scores = draw_scores(vae, sub, hide, num_draws, LEVELS, seed=seed)
+            scores = draw_scores(
+                vae, sub, hide, num_draws, LEVELS, seed=seed, standardized=standardized
+            )
             k = scores["entries"][name]
             for a in LEVELS:
                 cover[a] += scores["coverage"][a][name] * k

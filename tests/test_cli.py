@@ -45,10 +45,13 @@ def test_round_trip_fit_impute_evaluate_sparsity_on_a_csv(tmp_path, csv_with_hol
     np.testing.assert_allclose(after[observed].fillna(0), before[observed].fillna(0), atol=1e-6)
     assert main(["evaluate", str(model), str(data), "--samples", "8", "--json"]) == 0
     metrics = _json(capsys)
+    assert metrics.pop("units") == "standardized"
     assert set(metrics) == {"recon_ll", "iwae_ll", "cond_ll", "rmse", "mae", "crps"} | {
         f"coverage_{a}" for a in (50, 80, 90, 95)
     }
     assert all(np.isfinite(v) for v in metrics.values())
+    assert main(["evaluate", str(model), str(data), "--samples", "8", "--raw"]) == 0
+    assert "rmse" in (text := capsys.readouterr().out) and "in the data's units" in text
     png = tmp_path / "map.png"
     assert main(["sparsity", str(model), "--plot", str(png)]) == 0
     assert "z2" in capsys.readouterr().out and png.stat().st_size > 1000

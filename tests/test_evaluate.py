@@ -165,3 +165,24 @@ def test_evaluate_reports_every_metric_and_repeats():
         "mae",
     }
     assert a["rmse"] >= a["mae"] > 0
+
+
+def test_evaluate_reports_errors_in_standardized_units_unless_raw():
+    """A feature in the hundreds does not drown the others: scaling a group by 100 leaves
+    the standardized RMSE and CRPS as they were and multiplies the raw ones."""
+    from .conftest import small_groups
+
+    groups = small_groups(n=60, seed=1)
+    scaled = {**groups, "a": groups["a"] * 100.0}
+    scores = []
+    for data in (groups, scaled):
+        vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=3, seed=0, progress=False)
+        std = evaluate(vae, data, num_samples=10, num_draws=20)
+        raw = evaluate(vae, data, num_samples=10, num_draws=20, standardized=False)
+        scores.append((std, raw))
+    (std1, raw1), (std100, raw100) = scores
+    for key in ("rmse", "mae", "crps"):
+        assert std100[key] == pytest.approx(std1[key], rel=0.05)
+        assert raw100[key] > 10 * raw1[key]
+    # standardizing divides by the training sd: raw / standardized is about the data's sd
+    assert raw100["rmse"] > 5 * std100["rmse"]

@@ -262,6 +262,16 @@ def test_impute_returns_observed_values_unchanged_in_their_dtype(groups):
         assert np.array_equal(filled[name][obs], x[obs])  # bit for bit, not via float32
     as32 = {k: v.astype(np.float32) for k, v in groups.items()}
     assert vae.impute(as32)["a"].dtype == np.float32
+    # through a GroupedData (and its subsets and narrowed masks) too
+    data = GroupedData(groups)
+    for given, rows in ((data, slice(None)), (data.subset(np.arange(10, 30)), slice(10, 30))):
+        out = vae.impute(given)
+        for name, x in groups.items():
+            obs = ~np.isnan(x[rows]).all(1)
+            assert out[name].dtype == np.float64
+            assert np.array_equal(out[name][obs], x[rows][obs])
+    narrowed = data.with_mask(data.observed & ~torch.eye(len(data), 3, dtype=torch.bool))
+    assert np.array_equal(narrowed.to_numpy()["b"][5:], groups["b"][5:])
 
 
 def test_numpy_scalars_are_accepted_as_settings(groups):

@@ -126,6 +126,12 @@ class Likelihood(nn.Module):
         they are)."""
         return x
 
+    def units(self) -> torch.Tensor:
+        """``(num_groups, dim)``: each feature's unit of standardization (its training
+        standard deviation where the family standardizes, default 1); errors divided by it
+        are in standardized units."""
+        return torch.ones(self.num_groups, self.dim)
+
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """``x`` with missing rows (``observed`` False, broadcast on the last axis) holding a
@@ -190,6 +196,9 @@ class NormalLikelihood(Likelihood):
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit
+
+    def units(self) -> torch.Tensor:
+        return self.unit
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return self.shift + self.unit * out
@@ -267,6 +276,12 @@ class CategoricalLikelihood(Likelihood):
         """Block inputs ``(..., num_groups, dim)`` in the units the encoders see (default: as
         they are)."""
         return x
+
+    def units(self) -> torch.Tensor:
+        """``(num_groups, dim)``: each feature's unit of standardization (its training
+        standard deviation where the family standardizes, default 1); errors divided by it
+        are in standardized units."""
+        return torch.ones(self.num_groups, self.dim)
 
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

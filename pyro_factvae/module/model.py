@@ -162,6 +162,11 @@ class Model(PyroModule):
             [lik.mean(out).unbind(-2) for out, lik in zip(outs, self.likelihoods)]
         )
 
+    def units(self) -> list[torch.Tensor]:
+        """Each group's ``(d_g,)`` units of standardization (see ``Likelihood.units``), in
+        the user's group order."""
+        return self.layout.scatter([lik.units().unbind(0) for lik in self.likelihoods])
+
     def dists(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list:
         """``p(x_g | z)`` for every group, in the user's group order."""
         outs = self.decode(z, phis)
