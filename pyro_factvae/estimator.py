@@ -30,6 +30,7 @@ from .module.model import Model
 from .queries import Queries
 from .registry import LIKELIHOODS, PHI_POSTERIORS
 from .stream import is_dataset
+from .validation import warn_constant
 
 __all__ = ["FactVAE"]
 
@@ -452,6 +453,7 @@ class FactVAE(Queries):
                     torch.set_rng_state(rng_state)
                 self._build(layout, len(data))
                 self.model_.init_from_data(data.values, data.observed, data.cells)
+                warn_constant(data.names, self.model_.constant(), data.columns)
                 self._to_device()
                 if seeded:
                     rng_state = torch.get_rng_state()
@@ -614,7 +616,11 @@ class FactVAE(Queries):
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{name!r} has an invalid config: {exc}") from None
         try:
-            self.model_.load_state_dict(tensors["model"])
+            model_state = dict(tensors["model"])
+            for key, value in self.model_.state_dict().items():
+                if key.endswith(".varies") and key not in model_state:
+                    model_state[key] = torch.ones_like(value)  # a file from before: all vary
+            self.model_.load_state_dict(model_state)
             guide_state = dict(tensors["guide"])
             for key, value in self.guide_.state_dict().items():
                 if key.endswith("missing_weight") and key not in guide_state:

@@ -131,6 +131,13 @@ class Queries:
             a filled copy with the same index and columns (a nullable integer or boolean
             column becomes float64 where it had holes). With ``num_draws``, a list of ``M``
             such objects. Rows with no observed group get prior-predictive values.
+
+        Notes
+        -----
+        A normal group's fills are real numbers: an integer-valued column (counts, scores)
+        comes back unrounded (``numpy.rint`` it if it must be whole; a 0/1 column fits
+        better as ``bernoulli``, a class as a ``categorical`` group). A column constant in
+        the training data is filled with its value (fit warns about it).
         """
         grouped = self.prepare(data, allow_empty_rows=True)
         if num_draws is None:

@@ -121,6 +121,17 @@ def check_numeric(group: str, name: Any, column: Any) -> None:
         return
     numbers = pd.to_numeric(column, errors="coerce")
     bad = numbers.isna() & column.notna()
+    if bool(bad.any()) and bad.sum() > 0.5 * column.notna().sum():  # text: categories
+        kinds = list(dict.fromkeys(column[bad].tolist()))[:3]
+        raise ValueError(
+            f"group {group!r}: column {name!r} holds text (e.g. "
+            f"{', '.join(repr(k) for k in kinds)}), not numbers; if it is a categorical "
+            f"variable, one-hot encode it (pandas.get_dummies(frame, columns=[{name!r}], "
+            "dtype=float), with NaN in the new columns where it was empty) and give them a "
+            "group of their own with the "
+            "categorical likelihood (FactVAE(likelihood={group: 'categorical'}); factvae fit "
+            "--likelihood GROUP=categorical)"
+        )
     if bool(bad.any()):
         row = bad.to_numpy().nonzero()[0][0]
         raise ValueError(
@@ -237,3 +248,20 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
             check_numeric(name, c, block[c])
         arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
     return arrays
+
+
+def warn_constant(names: Any, constant: Any, columns: Any = None) -> None:
+    """A ``UserWarning`` per group with features constant in the training data (``constant``:
+    per group, a bool per feature), naming them (by ``columns``, when built from a frame)."""
+    import warnings
+
+    for name, flags in zip(names, constant):
+        idx = np.flatnonzero(np.asarray(flags))
+        if len(idx):
+            cols = [columns[name][j] for j in idx] if columns else idx.tolist()
+            warnings.warn(
+                f"group {name!r}: columns {cols} are constant in the training data; they are "
+                "imputed as that constant (drop them if they carry no information)",
+                UserWarning,
+                stacklevel=4,
+            )

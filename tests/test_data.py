@@ -155,6 +155,14 @@ def test_dataframes_need_a_group_mapping_and_lists_of_columns():
     bad = pd.DataFrame({"a": ["1.5", "?", "2"]})
     with pytest.raises(ValueError, match=r"column 'a' is not numeric: row 1 .* holds '\?'"):
         GroupedData.from_dataframe(bad, {"g": ["a"]})
+    # a text column is a categorical variable: say how to encode it
+    colors = pd.DataFrame({"x": [1.0, 2.0, 3.0], "color": ["red", "blue", None]})
+    with pytest.raises(ValueError, match="holds text .*'red', 'blue'.*get_dummies.*categorical"):
+        GroupedData.from_dataframe(colors, {"g": ["x", "color"]})
+    # and the advice works: the one-hot columns, NaN where it was empty, fit as categorical
+    onehot = pd.get_dummies(colors, columns=["color"], dtype=float)
+    onehot.loc[colors["color"].isna(), ["color_blue", "color_red"]] = np.nan
+    GroupedData.from_dataframe(onehot, {"x": ["x"], "color": ["color_blue", "color_red"]})
 
 
 def test_from_matrix_wraps_a_memmap_without_copying_and_trains(tmp_path):

@@ -344,3 +344,28 @@ def test_the_lambda_path_survives_save_and_load(tmp_path, groups):
     vae.save(tmp_path / "m.factvae")
     again = FactVAE.load(tmp_path / "m.factvae")
     assert again.lam_path_ == vae.lam_path_ and again.lam_ == vae.lam_
+
+
+def test_a_constant_column_warns_and_is_imputed_as_its_value(tmp_path):
+    from pyro_factvae.io import read_payload, write_payload
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((60, 3)), rng.standard_normal((60, 2))
+    a[:, 1] = 2.5
+    a[:5], a[7, 1] = np.nan, np.nan
+    with pytest.warns(UserWarning, match=r"group 'a': columns \[1\] are constant"):
+        vae = FactVAE(latent_dim=2, lam=0.1).fit({"a": a, "b": b}, epochs=2, progress=False)
+    holes = np.isnan(a[:, 1])
+    means = vae.impute({"a": a, "b": b})["a"][:, 1]
+    np.testing.assert_allclose(means[holes], 2.5, rtol=1e-5)
+    for draw in vae.impute({"a": a, "b": b}, num_draws=3):
+        np.testing.assert_allclose(draw["a"][holes, 1], 2.5, rtol=1e-5)
+    assert np.ptp(vae.impute({"a": a, "b": b})["a"][:5, 0]) > 1e-3  # the others vary
+    # a model file written before constants were kept loads, its features all varying
+    path = tmp_path / "m.factvae"
+    vae.save(path)
+    meta, tensors = read_payload(path)
+    tensors["model"] = {k: v for k, v in tensors["model"].items() if not k.endswith("varies")}
+    write_payload(meta, tensors, path)
+    old = FactVAE.load(path)
+    assert not any(c.any() for c in old.model_.constant())

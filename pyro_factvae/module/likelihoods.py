@@ -40,6 +40,8 @@ __all__ = [
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: lower bound on a learned Normal scale, so the log-density stays bounded
 MIN_SCALE = 1e-3
+#: the noise scale of a feature constant in the training data, in standardized units
+CONSTANT_SCALE = 1e-6
 
 
 def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
@@ -132,6 +134,11 @@ class Likelihood(nn.Module):
         are in standardized units."""
         return torch.ones(self.num_groups, self.dim)
 
+    def constant(self) -> torch.Tensor:
+        """``(num_groups, dim)`` bool: features whose observed training values were all one
+        value, predicted as that value (default: none)."""
+        return torch.zeros(self.num_groups, self.dim, dtype=torch.bool)
+
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """``x`` with missing rows (``observed`` False, broadcast on the last axis) holding a
@@ -158,6 +165,8 @@ class NormalLikelihood(Likelihood):
         self.raw_scale = nn.Parameter(torch.full((num_groups, dim), float(raw)))
         self.register_buffer("shift", torch.zeros(num_groups, dim))
         self.register_buffer("unit", torch.ones(num_groups, dim))
+        #: 0.0 for a feature constant in the training data (its mean is then ``shift``)
+        self.register_buffer("varies", torch.ones(num_groups, dim))
 
     @property
     def scale(self) -> torch.Tensor:
@@ -167,7 +176,7 @@ class NormalLikelihood(Likelihood):
     def dists(
         self, out: torch.Tensor, cells: torch.Tensor | None = None
     ) -> list[dist.TorchDistribution]:
-        loc, scale = self.mean(out), self.scale * self.unit  # once per block
+        loc, scale = self.mean(out), self.noise()  # once per block
         return [
             _masked(dist.Normal(loc[..., i, :], scale[i]), cells, i) for i in range(out.shape[-2])
         ]
@@ -175,7 +184,8 @@ class NormalLikelihood(Likelihood):
     @torch.no_grad()
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
         """Standardize with each feature's mean and standard deviation over its observed
-        cells (a constant feature, or one seen once, keeps unit 1)."""
+        cells (a constant feature, or one seen once, keeps unit 1; a constant one is
+        predicted as its value)."""
         for i, (x, obs) in enumerate(zip(xs, observed)):
             if obs.dim() == 1:  # whole rows
                 rows = x[obs].double()
@@ -184,6 +194,7 @@ class NormalLikelihood(Likelihood):
                 if len(rows) > 1:
                     std = rows.std(0)
                     self.unit[i] = torch.where(std > 0, std, torch.ones_like(std)).float()
+                    self.varies[i] = (std > 0).float()
                 continue
             count = obs.sum(0).double()
             vals = x.double().where(obs, 0.0)
@@ -193,20 +204,29 @@ class NormalLikelihood(Likelihood):
             self.shift[i] = torch.where(count > 0, mean, 0.0).float()
             ok = (count > 1) & (std > 0)
             self.unit[i] = torch.where(ok, std, torch.ones_like(std)).float()
+            self.varies[i] = ((count < 2) | (std > 0)).float()
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit
 
+    def noise(self) -> torch.Tensor:
+        """The noise scale in the user's units, ``unit * sigma`` (``1e-6 * unit`` for a
+        constant feature: its draws are its value)."""
+        return torch.where(self.varies > 0, self.scale, CONSTANT_SCALE) * self.unit
+
     def units(self) -> torch.Tensor:
         return self.unit
 
+    def constant(self) -> torch.Tensor:
+        return self.varies == 0
+
     def mean(self, out: torch.Tensor) -> torch.Tensor:
-        return self.shift + self.unit * out
+        return self.shift + self.unit * self.varies * out
 
     def log_prob(
         self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
     ) -> torch.Tensor:
-        scale = self.scale * self.unit
+        scale = self.noise()
         # torch.distributions.Normal.log_prob's expression, summed over the observed features
         z = -((x - self.mean(out)) ** 2) / (2 * scale**2) - scale.log() - _HALF_LOG_2PI
         return (z if cells is None else z.where(cells, 0.0)).sum(-1)
@@ -282,6 +302,11 @@ class CategoricalLikelihood(Likelihood):
         standard deviation where the family standardizes, default 1); errors divided by it
         are in standardized units."""
         return torch.ones(self.num_groups, self.dim)
+
+    def constant(self) -> torch.Tensor:
+        """``(num_groups, dim)`` bool: features whose observed training values were all one
+        value, predicted as that value (default: none)."""
+        return torch.zeros(self.num_groups, self.dim, dtype=torch.bool)
 
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

@@ -167,6 +167,11 @@ class Model(PyroModule):
         the user's group order."""
         return self.layout.scatter([lik.units().unbind(0) for lik in self.likelihoods])
 
+    def constant(self) -> list[torch.Tensor]:
+        """Each group's ``(d_g,)`` bool: features constant in the training data (see
+        ``Likelihood.constant``), in the user's group order."""
+        return self.layout.scatter([lik.constant().unbind(0) for lik in self.likelihoods])
+
     def dists(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list:
         """``p(x_g | z)`` for every group, in the user's group order."""
         outs = self.decode(z, phis)
