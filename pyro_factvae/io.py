@@ -46,7 +46,8 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> str:
 
 
 def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save(payload, path)`` via a temporary file, fsync and rename (folder created)."""
+    """``torch.save(payload, path)`` via a temporary file, fsync and rename (folder created);
+    the file's mode follows the umask, like any other output."""
     path = check_writable(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".factvae-", suffix=".tmp")
@@ -55,11 +56,19 @@ def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # as open() would make it, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:

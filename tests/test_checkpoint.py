@@ -293,3 +293,20 @@ def test_early_stopping_runs_resume_bit_for_bit(tmp_path, monkeypatch):
     assert resumed.history_ == whole.history_
     expected, got = _state(whole), _state(resumed)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_model_files_and_checkpoints_follow_the_umask(tmp_path, groups):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        vae = FactVAE(latent_dim=2, lam=0.1)
+        vae.fit(groups, epochs=2, checkpoint=tmp_path / "run.ckpt", progress=False)
+        vae.save(tmp_path / "m.factvae")
+        for name in ("run.ckpt", "m.factvae"):
+            assert stat.S_IMODE(os.stat(tmp_path / name).st_mode) == 0o644
+        os.umask(0o077)
+        vae.save(tmp_path / "private.factvae")
+        assert stat.S_IMODE(os.stat(tmp_path / "private.factvae").st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -369,3 +369,13 @@ def test_a_constant_column_warns_and_is_imputed_as_its_value(tmp_path):
     write_payload(meta, tensors, path)
     old = FactVAE.load(path)
     assert not any(c.any() for c in old.model_.constant())
+
+
+def test_progress_to_a_log_file_is_a_plain_line_per_phase(groups, capsys):
+    """stderr that is not a terminal gets no redrawn bar, just one line per phase."""
+    FactVAE(latent_dim=2, lam=0.1).fit(groups, epochs=6, relax_epochs=2, progress=True)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and all(line.startswith("factVAE ") for line in lines)
+    assert "epoch 4/4" in lines[0] and "loss" in lines[0]

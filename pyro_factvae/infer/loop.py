@@ -15,6 +15,7 @@ update, naming the step and the model term that broke (:class:`NonFiniteError`).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -130,13 +131,13 @@ def train_phase(
     batch = min(fit.batch_size, num_data)
     num_batches = math.ceil(num_data / batch)
     warmup = phase.warmup_epochs * num_batches
+    desc = f"factVAE {phase.label} lam={model.config.lam:g}"
+    # a bar redraws: on a terminal only; a log file or pipe gets one plain line per phase
+    interactive = progress and sys.stderr.isatty()
     bar = tqdm(
-        total=phase.epochs,
-        initial=pos.epoch,
-        disable=not progress,
-        desc=f"factVAE {phase.label} lam={model.config.lam:g}",
-        unit="epoch",
+        total=phase.epochs, initial=pos.epoch, disable=not interactive, desc=desc, unit="epoch"
     )
+    start, postfix = pos.epoch, {}
     try:
         # inputs were validated once (GroupedData); Pyro's per-site checks only cost time here
         with pyro.validation_enabled(False):
@@ -173,6 +174,9 @@ def train_phase(
                         return
     finally:
         bar.close()
+        if progress and not interactive and pos.epoch > start:
+            done = ", ".join(f"{k} {v}" for k, v in postfix.items())
+            print(f"{desc}: epoch {pos.epoch}/{phase.epochs}, {done}", file=sys.stderr, flush=True)
 
 
 @torch.no_grad()
