@@ -290,10 +290,17 @@ def _fraction(name: str, value: Any) -> float:
 
 #: default training length: about this many steps (``epochs = max(20, ceil(steps / batches))``)
 DEFAULT_STEPS = 3000
+#: ... but at most this many epochs: a table of a few hundred rows or fewer (one to three
+#: minibatches) is not passed over thousands of times
+MAX_DEFAULT_EPOCHS = 1000
 #: step sizes of a refit (relaxed phase, warm start on a lam path) relative to a first fit's
 REFIT_LR = 0.1
 #: default early-stopping patience: about this many steps without a better validation score
 PATIENCE_STEPS = 300
+
+
+class FewRowsWarning(UserWarning):
+    """The data have fewer rows than the defaults are sized for."""
 
 
 @dataclass
@@ -336,7 +343,8 @@ class FitConfig:
         """A copy with the data- and run-dependent defaults filled in (``num_rows``: the rows
         trained on; ``sparse``: ``lam > 0``).
 
-        ``epochs``: about :data:`DEFAULT_STEPS` steps, at least 20 epochs.
+        ``epochs``: about :data:`DEFAULT_STEPS` steps, at least 20 epochs and at most
+        :data:`MAX_DEFAULT_EPOCHS`.
         ``patience``: ``"auto"`` is about :data:`PATIENCE_STEPS` steps, at least 10 epochs.
         ``relax_epochs``: with the prox (``collapsed_only``) and ``lam > 0``, the last quarter
         of ``epochs`` refits the selected support without shrinkage; else 0 (``epochs``: the
@@ -348,7 +356,7 @@ class FitConfig:
         batches = math.ceil(num_rows / min(self.batch_size, num_rows))
         epochs = self.epochs
         if epochs is None:
-            epochs = max(20, math.ceil(DEFAULT_STEPS / batches))
+            epochs = min(MAX_DEFAULT_EPOCHS, max(20, math.ceil(DEFAULT_STEPS / batches)))
         patience = self.patience
         if patience == "auto":
             patience = max(10, math.ceil(PATIENCE_STEPS / batches))

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .config import REFIT_LR, FitConfig, ModelConfig
+from .config import REFIT_LR, FewRowsWarning, FitConfig, ModelConfig
 from .data import GroupedData, is_dataframe
 from .infer.distributed import world
 from .infer.loop import Phase
@@ -36,6 +36,9 @@ __all__ = ["FactVAE"]
 
 #: early stopping's default (``patience="auto"``) needs at least this many rows
 MIN_ROWS_TO_STOP = 20
+#: below this many rows the defaults (a 16-dimensional z, widths for hundreds of rows, lam
+#: chosen on held-out rows) are more than the data can support: fit warns
+FEW_ROWS = 50
 
 
 def cells_of(data: GroupedData, g: int) -> torch.Tensor | None:
@@ -59,6 +62,21 @@ def as_device(device: Any) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise ValueError(f"device {device!r}: only 'cpu' and 'cuda' devices are supported")
     return dev
+
+
+def _warn_if_few_rows(rows: int, lam: Any) -> None:
+    """A ``UserWarning`` when there are fewer than :data:`FEW_ROWS` rows."""
+    if rows < FEW_ROWS:
+        held = rows - int(round(0.8 * rows))
+        held = f"lam='auto' chooses lam on {held} held-out rows, and " if lam == "auto" else ""
+        warnings.warn(
+            f"only {rows} rows: {held}the defaults are sized for hundreds of rows or more, so "
+            "expect a noisy fit that overfits; give lam a number and a smaller latent_dim "
+            "and widths (e.g. FactVAE(latent_dim=4, encoder_width=16, decoder_width=16, "
+            "lam=0.1); factvae fit --latent-dim 4 --lam 0.1)",
+            FewRowsWarning,
+            stacklevel=3,
+        )
 
 
 class FactVAE(Queries):
@@ -419,14 +437,19 @@ class FactVAE(Queries):
                 self.set_columns(groups)
             data = self.prepare(data)
             data.require_trainable()
+            _warn_if_few_rows(len(data), "auto")
             self._check_support(data)  # on every row, before the path splits them
-            self.lam_path_ = fit_auto(self, data, given, progress)
+            with warnings.catch_warnings():  # said once, above, not per fit of the path
+                warnings.simplefilter("ignore", FewRowsWarning)
+                self.lam_path_ = fit_auto(self, data, given, progress)
             return self
         if groups is not None:
             self.set_columns(groups)
         ckpt = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
         data = self.prepare(data)
         data.require_trainable()
+        if self.model_ is None:
+            _warn_if_few_rows(len(data), self.config.lam)
         collapsed_only = PHI_POSTERIORS.get(self.config.phi_inference).collapsed
         if given["patience"] == "auto" and len(data) < MIN_ROWS_TO_STOP:
             given["patience"] = None  # too few rows to hold some out

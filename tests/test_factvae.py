@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -379,3 +381,20 @@ def test_progress_to_a_log_file_is_a_plain_line_per_phase(groups, capsys):
     lines = err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("factVAE ") for line in lines)
     assert "epoch 4/4" in lines[0] and "loss" in lines[0]
+
+
+def test_few_rows_warn_once_and_cap_the_default_schedule():
+    from pyro_factvae.config import MAX_DEFAULT_EPOCHS, FewRowsWarning, FitConfig
+
+    assert FitConfig().resolved(False, True, 15).epochs == MAX_DEFAULT_EPOCHS
+    assert FitConfig().resolved(False, True, 100_000).epochs == 20
+    data = small_groups(n=15, seed=2, missing=False)
+    with pytest.warns(FewRowsWarning) as seen:
+        FactVAE(latent_dim=2).fit(data, epochs=8, progress=False)
+    assert len([w for w in seen if w.category is FewRowsWarning]) == 1
+    assert "only 15 rows: lam='auto' chooses lam on 3 held-out rows" in str(seen[0].message)
+    with pytest.warns(FewRowsWarning, match="only 15 rows: the defaults are sized"):
+        FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=2, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FewRowsWarning)
+        FactVAE(latent_dim=2, lam=0.1).fit(small_groups(n=60), epochs=2, progress=False)
