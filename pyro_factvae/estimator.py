@@ -69,11 +69,12 @@ def _warn_if_few_rows(rows: int, lam: Any) -> None:
     if rows < FEW_ROWS:
         held = rows - int(round(0.8 * rows))
         held = f"lam='auto' chooses lam on {held} held-out rows, and " if lam == "auto" else ""
+        advice = "give lam a number and a smaller" if held else "give a smaller"
         warnings.warn(
             f"only {rows} rows: {held}the defaults are sized for hundreds of rows or more, so "
-            "expect a noisy fit that overfits; give lam a number and a smaller latent_dim "
-            "and widths (e.g. FactVAE(latent_dim=4, encoder_width=16, decoder_width=16, "
-            "lam=0.1); factvae fit --latent-dim 4 --lam 0.1)",
+            f"expect a noisy fit that overfits; {advice} latent_dim and widths (e.g. "
+            "FactVAE(latent_dim=4, encoder_width=16, decoder_width=16, lam=0.1); factvae fit "
+            "--latent-dim 4 --lam 0.1)",
             FewRowsWarning,
             stacklevel=3,
         )
@@ -525,21 +526,25 @@ class FactVAE(Queries):
         return self
 
     def _resume(self, data, path, given, checkpoint, progress) -> FactVAE:
-        conflicting = FitConfig.non_defaults(given)
-        if conflicting:
-            raise ValueError(
-                f"resume takes the training settings from the checkpoint; do not also give "
-                f"{', '.join(conflicting)}"
-            )
         meta, tensors = read_payload(path)
         check_checkpoint(meta, path)
+        # the same script run again with resume= agrees with the file: only a setting that
+        # was given (not left at its default) and differs from the file's resolved one conflicts
+        saved_fit = meta["run"]["fit"]
+        conflicting = [k for k in FitConfig.non_defaults(given) if given[k] != saved_fit.get(k)]
+        if conflicting:
+            raise ValueError(
+                f"resume takes the training settings from the checkpoint; these differ from "
+                f"it: {', '.join(f'{k}={given[k]!r} (file: {saved_fit.get(k)!r})' for k in conflicting)}"
+            )
         saved = ModelConfig(**meta["config"]).user_dict()
-        mine = self.config.user_dict()
-        if self.model_ is not None or (mine != ModelConfig().user_dict() and mine != saved):
-            diff = sorted(k for k in saved if saved[k] != mine[k])
+        mine, default = self.config.user_dict(), ModelConfig().user_dict()
+        diff = sorted(k for k in saved if mine[k] != default[k] and mine[k] != saved[k])
+        if self.model_ is not None or diff:
             raise ValueError(
                 f"resume restores the model saved in {os.fspath(path)!r}; call it on a new "
-                f"FactVAE() without settings (these differ from the file: {diff or 'fitted'})"
+                f"FactVAE() with the file's settings or none (these differ from the file: "
+                f"{', '.join(f'{k}={mine[k]!r} (file: {saved[k]!r})' for k in diff) or 'fitted'})"
             )
         self._restore(meta, tensors, path)
         data = self.prepare(data)

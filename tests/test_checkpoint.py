@@ -261,13 +261,22 @@ def test_resuming_a_finished_run_returns_the_fitted_model(tmp_path):
     assert again.sparsity().equals(whole.sparsity())
 
 
-def test_resume_refuses_settings_it_would_ignore(tmp_path):
+def test_resume_refuses_settings_it_would_ignore_and_takes_the_same_script(tmp_path):
     path = tmp_path / "run.ckpt"
-    FactVAE(latent_dim=2, lam=1.0).fit(small_groups(), epochs=1, checkpoint=path, progress=False)
-    with pytest.raises(ValueError, match="do not also give epochs"):
+    first = FactVAE(latent_dim=2, lam=1.0)  # encoder and decoder widths "auto"
+    first.fit(small_groups(), epochs=3, checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match=r"epochs=99 \(file: 3\)"):
         FactVAE().fit(small_groups(), resume=path, epochs=99)
-    with pytest.raises(ValueError, match="latent_dim"):
+    with pytest.raises(ValueError, match=r"latent_dim=7 \(file: 2\)"):
         FactVAE(latent_dim=7, lam=1.0).fit(small_groups(), resume=path)
+    # the same script run again with resume= agrees with the file once resolved
+    same = FactVAE(latent_dim=2, lam=1.0)
+    same.fit(small_groups(), epochs=3, checkpoint=path, resume=path, progress=False)
+    assert same.history_ == first.history_
+    widths = {k: first.config.user_dict()[k] for k in ("encoder_width", "decoder_width")}
+    explicit = FactVAE(latent_dim=2, lam=1.0, **widths)
+    explicit.fit(small_groups(), resume=path, progress=False)
+    assert explicit.sparsity().equals(first.sparsity())
 
 
 def test_a_resumed_run_keeps_writing_its_checkpoint(tmp_path, monkeypatch):
