@@ -533,9 +533,10 @@ class FactVAE(Queries):
         saved_fit = meta["run"]["fit"]
         conflicting = [k for k in FitConfig.non_defaults(given) if given[k] != saved_fit.get(k)]
         if conflicting:
+            pairs = [f"{k}={given[k]!r} (file: {saved_fit.get(k)!r})" for k in conflicting]
             raise ValueError(
-                f"resume takes the training settings from the checkpoint; these differ from "
-                f"it: {', '.join(f'{k}={given[k]!r} (file: {saved_fit.get(k)!r})' for k in conflicting)}"
+                "resume takes the training settings from the checkpoint; these differ from "
+                f"it: {', '.join(pairs)}"
             )
         saved = ModelConfig(**meta["config"]).user_dict()
         mine, default = self.config.user_dict(), ModelConfig().user_dict()
