@@ -191,9 +191,19 @@ class Output:
         return pd.DataFrame(cols)
 
     def arrays(self, filled: Any) -> dict[str, Any]:
-        if self.groups is not None:
-            return {g: filled[c].to_numpy() for g, c in self.groups.items()}
-        return filled
+        """Per-group arrays; from a CSV also ``<group>_columns`` (the column names) and each
+        column outside the groups (an id, say) under its own name."""
+        if self.groups is None:
+            return filled
+        out = {g: filled[c].to_numpy() for g, c in self.groups.items()}
+        out.update({f"{g}_columns": np.array(c, dtype=str) for g, c in self.groups.items()})
+        grouped = {c for cols in self.groups.values() for c in cols}
+        for col in filled.columns:
+            if col not in grouped:
+                values = filled[col].to_numpy()
+                key = str(col) if str(col) not in out else f"column_{col}"
+                out[key] = values.astype(str) if values.dtype == object else values
+        return out
 
     def write(self, filled: Any, path: str) -> None:
         if path.lower().endswith(".npz"):
@@ -208,7 +218,8 @@ class Output:
 
         if path.lower().endswith(".npz"):
             per = [self.arrays(d) for d in draws]
-            np.savez(path, **{g: np.stack([d[g] for d in per]) for g in per[0]})
+            stack = {k: np.stack([d[k] for d in per]) for k in self.names}
+            np.savez(path, **{**per[0], **stack})
             return
         parts = [self.table(d) for d in draws]
         for m, part in enumerate(parts, start=1):

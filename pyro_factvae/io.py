@@ -64,6 +64,14 @@ def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
         raise
 
 
+def _starts_with(path: str, magic: bytes) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError:
+        return False
+
+
 def _umask() -> int:
     """The process's umask (read by setting it, then setting it back)."""
     mask = os.umask(0o022)
@@ -89,6 +97,8 @@ def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
                 "it holds Python objects other than tensors and plain data, and loading them "
                 "could run code; refused"
             )
+        elif _starts_with(name, b"PK\x03\x04"):  # a zip, as torch.save writes, cut short
+            reason = "it is truncated or corrupt (an incomplete copy?); write it again"
         else:
             reason = "not a torch file"
         raise ValueError(f"{name!r} is not a loadable FactVAE file: {reason}") from None

@@ -229,7 +229,11 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
             )
     missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
     if missing:
-        raise ValueError(f"columns {missing} are not in the DataFrame")
+        need = "; ".join(f"{g} = [{', '.join(map(str, c))}]" for g, c in groups.items())
+        raise ValueError(
+            f"the data have no columns {missing} (a CSV's header, a DataFrame's columns); "
+            f"the groups need: {need}"
+        )
     owner: dict[Any, str] = {}
     for name, cols in groups.items():
         for c in cols:

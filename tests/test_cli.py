@@ -244,3 +244,38 @@ def test_a_mistyped_group_spec_file_is_named_as_missing():
 
     with pytest.raises(UserError, match="no such group spec file: nosuch.json"):
         parse_groups("nosuch.json")
+
+
+def test_cli_messages_name_the_columns_and_npz_output_keeps_ids_and_names(
+    tmp_path, csv_with_holes, capsys
+):
+    data, spec = csv_with_holes
+    frame = pd.read_csv(data)
+    frame.insert(0, "id", [f"s{i}" for i in range(len(frame))])
+    frame.to_csv(data, index=False)
+    model = tmp_path / "m.factvae"
+    fit = ["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "2", "--lam", "0.1"]
+    assert main([*fit, "--no-progress"]) == 0
+    capsys.readouterr()
+    # a CSV without a column the model needs: no "DataFrame", and the columns it expects
+    short = tmp_path / "short.csv"
+    frame.drop(columns=["c1"]).to_csv(short, index=False)
+    assert main(["impute", str(model), str(short), "-o", str(tmp_path / "x.csv")]) != 0
+    err = capsys.readouterr().err
+    assert "DataFrame" not in err.replace("a DataFrame's columns", "")
+    assert "no columns ['c1']" in err and "c = [c0, c1]" in err and "a = [a0, a1, a2]" in err
+    # .npz output of a CSV: the id column and each group's column names come along
+    out = tmp_path / "filled.npz"
+    assert main(["impute", str(model), str(data), "-o", str(out)]) == 0
+    with np.load(out, allow_pickle=False) as z:
+        assert list(z["id"]) == list(frame["id"]) and list(z["c_columns"]) == ["c0", "c1"]
+        assert z["a"].shape == (len(frame), 3) and not np.isnan(z["a"]).any()
+    draws = tmp_path / "draws.npz"
+    assert main(["impute", str(model), str(data), "-o", str(draws), "--draws", "3"]) == 0
+    with np.load(draws, allow_pickle=False) as z:
+        assert z["a"].shape == (3, len(frame), 3) and list(z["a_columns"]) == ["a0", "a1", "a2"]
+    # a model file cut short says so
+    cut = tmp_path / "cut.factvae"
+    cut.write_bytes(model.read_bytes()[:300])
+    assert main(["impute", str(cut), str(data), "-o", str(tmp_path / "y.csv")]) != 0
+    assert "truncated or corrupt" in capsys.readouterr().err
