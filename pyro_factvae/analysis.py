@@ -75,7 +75,8 @@ def to_inference_data(
 def active_probability(idata: Any):
     """Posterior probability that each link is active: the mean of ``active`` over draws.
 
-    Returns a ``G x K`` pandas DataFrame (groups by latents) from :func:`to_inference_data`.
+    Returns a ``G x K`` pandas DataFrame (groups by latents) from
+    :func:`~pyro_factvae.analysis.to_inference_data`.
     """
     import pandas as pd
 
@@ -111,9 +112,11 @@ def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
     ----------
     scores : DataFrame or array-like
         ``G x K_fit``: a posterior probability of being active (:func:`active_probability`),
-        a column-norm map (:meth:`FactVAE.sparsity`), or any score that is higher for links.
+        a column-norm map (:meth:`~pyro_factvae.FactVAE.sparsity`), or any score that is higher for
+        links.
     truth : DataFrame or array-like of bool
-        ``G x K_true`` true support (e.g. :attr:`~pyro_factvae.simulate.Simulation.support`).
+        ``G x K_true`` true support (e.g. ``support`` of
+        :class:`~pyro_factvae.tools.simulate.Simulation`).
 
     Returns
     -------

@@ -1,4 +1,5 @@
-r"""How sure is an imputation? Calibration of the draws of :meth:`FactVAE.impute` against
+r"""How sure is an imputation? Calibration of the draws of :meth:`~pyro_factvae.FactVAE.impute`
+against
 held-out truth.
 
 :func:`draw_scores` hides entries of data whose values are known, draws them ``M`` times from
@@ -86,12 +87,13 @@ def draw_scores(
     vae : FactVAE
         A fitted model.
     data
-        The complete truth (anything :meth:`FactVAE.impute` takes); entries already missing
+        The complete truth (anything :meth:`~pyro_factvae.FactVAE.impute` takes); entries already
+        missing
         are not scored.
     hidden : array-like of bool
         ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only).
     num_draws, num_samples, seed
-        As in :meth:`FactVAE.impute`.
+        As in :meth:`~pyro_factvae.FactVAE.impute`.
     levels : sequence of float
         Central interval levels for the coverage.
     standardized : bool

@@ -4,7 +4,7 @@
 once fitted): the :class:`~pyro_factvae.module.model.Model`, its guide and the training loop
 all read the one instance, so changing ``lam`` is one assignment (``config.lam = 0.3``), and
 every assignment is validated like the constructor's arguments. :class:`FitConfig` is how one
-``fit`` call trains. Both turn into plain JSON data with :meth:`to_dict`.
+``fit`` call trains. Both turn into plain JSON data with :meth:`ModelConfig.to_dict`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,17 @@ import numpy as np
 
 from .registry import EXPERTS, LIKELIHOODS, PHI_POSTERIORS
 
-__all__ = ["REFIT_LR", "ConvSpec", "FitConfig", "ModelConfig", "positive_int"]
+__all__ = [
+    "DEFAULT_STEPS",
+    "MAX_DEFAULT_EPOCHS",
+    "PATIENCE_STEPS",
+    "REFIT_LR",
+    "ConvSpec",
+    "FewRowsWarning",
+    "FitConfig",
+    "ModelConfig",
+    "positive_int",
+]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -215,7 +225,7 @@ class ModelConfig:
         return [float(self.group_weight.get(n, 1.0)) for n in names]
 
     def conv_spec(self) -> ConvSpec | None:
-        """The :class:`ConvSpec` for image groups, or ``None`` (MLPs)."""
+        """The :class:`~pyro_factvae.config.ConvSpec` for image groups, or ``None`` (MLPs)."""
         if self.image_shape is None:
             return None
         return ConvSpec(tuple(self.image_shape), self.conv_width)
@@ -290,8 +300,8 @@ def _fraction(name: str, value: Any) -> float:
 
 #: default training length: about this many steps (``epochs = max(20, ceil(steps / batches))``)
 DEFAULT_STEPS = 3000
-#: ... but at most this many epochs: a table of a few hundred rows or fewer (one to three
-#: minibatches) is not passed over thousands of times
+#: the most epochs of a default schedule, so that a table of a few hundred rows or fewer
+#: (one to three minibatches) is not passed over thousands of times
 MAX_DEFAULT_EPOCHS = 1000
 #: step sizes of a refit (relaxed phase, warm start on a lam path) relative to a first fit's
 REFIT_LR = 0.1

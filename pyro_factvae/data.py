@@ -62,7 +62,8 @@ class GroupedData:
         Rows with no observed group carry no information for training. By default they raise
         a ``ValueError``; with ``True`` they are dropped (see :attr:`row_index`).
     allow_empty_rows : bool
-        Keep rows with no observed group (for prediction: :meth:`FactVAE.impute` gives them
+        Keep rows with no observed group (for prediction: :meth:`~pyro_factvae.FactVAE.impute`
+        gives them
         prior-predictive means). Training refuses them.
 
     Attributes
@@ -304,7 +305,7 @@ class GroupedData:
         return self.cells[:, start : start + self._dims[g]]
 
     def block(self, groups: Sequence[int]) -> torch.Tensor:
-        """``(N, G_b, d)`` values of equal-width ``groups``: a view of :attr:`matrix` when they
+        """``(N, G_b, d)`` values of equal-width ``groups``: a view of ``matrix`` when they
         are adjacent and in order (no copy), else a stacked copy."""
         groups = list(groups)
         d = self._dims[groups[0]]

@@ -139,10 +139,11 @@ class FactVAE(Queries):
     inference : {"poe", "mixture"}
         ``"poe"``: factVAE's product of experts. ``"mixture"``: the paper's JMVAE+ baseline,
         a uniform mixture of the single-group experts trained on the average of their ELBOs
-        (same networks; see :mod:`pyro_factvae.poe`). Used with ``lam=0`` in the benchmarks.
+        (same networks; see :mod:`pyro_factvae.module.experts`). Used with ``lam=0`` in the
+        benchmarks.
     phi_inference : {"prox", "variational"}
         ``"prox"``: MAP ``Phi`` with exact zeros (Algorithm 1). ``"variational"``: a mean-field
-        posterior over ``Phi`` and ``gamma_sq`` (see :mod:`pyro_factvae.guide`).
+        posterior over ``Phi`` and ``gamma_sq`` (see :mod:`~pyro_factvae.module.guide`).
     image_shape, conv_width
         Image groups ``(C, H, W)``: DCGAN-style convolutional networks (sec. 4.3).
     group_weight : mapping, optional
@@ -264,7 +265,7 @@ class FactVAE(Queries):
     def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:
         """``data`` as :class:`GroupedData`, checked against the fitted groups, widths and
         likelihoods (a list of arrays takes the fitted group names; a DataFrame is split into
-        groups by :attr:`columns_`)."""
+        groups by ``columns_``)."""
         if is_dataframe(data):
             if self.columns_ is None:
                 raise ValueError(
@@ -388,7 +389,7 @@ class FactVAE(Queries):
             Fraction of rows held out for early stopping.
         groups : mapping, optional
             With a pandas DataFrame ``data``: ``{group: [columns]}``. The model keeps it
-            (:attr:`columns_`, also in its file), so later calls take DataFrames as they are and
+            (``columns_``, also in its file), so later calls take DataFrames as they are and
             :meth:`impute` returns a filled DataFrame.
         resume : path-like, optional
             Continue the run saved in this checkpoint. The model's config and the training
@@ -557,7 +558,7 @@ class FactVAE(Queries):
         return self._execute(run, data, generator, rng_state, progress, target)
 
     def set_columns(self, groups: Mapping[str, Sequence[str]]) -> FactVAE:
-        """Set the DataFrame column-to-group mapping :attr:`columns_`; returns ``self``."""
+        """Set the DataFrame column-to-group mapping ``columns_``; returns ``self``."""
         if not isinstance(groups, Mapping) or not groups:
             raise ValueError("groups must be a non-empty mapping {group: [columns]}")
         for name, cols in groups.items():

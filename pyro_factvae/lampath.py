@@ -5,8 +5,9 @@ One model is fitted along an increasing grid of ``lam``: the first value from sc
 later one continuing from the previous fit (a warm start, as in glmnet's regularisation paths,
 but walked from weak to strong penalty so that the networks have learned the data before the
 prox prunes). At each ``lam`` the path records, on validation rows, the held-out conditional
-log-likelihood of each group given the others (:func:`~pyro_factvae.module.scoring.
-held_out_score`) and the active links. The choice is the *one-standard-error rule* (as
+log-likelihood of each group given the others
+(:func:`~pyro_factvae.module.scoring.held_out_score`) and the active links. The choice is the
+*one-standard-error rule* (as
 glmnet's ``lambda.1se``): the largest ``lam`` whose mean held-out log-likelihood is within
 one standard error of the best one, so a sparser map wins when the data cannot tell the two
 apart. The standard error is that of the per-pair difference from the best ``lam`` (all

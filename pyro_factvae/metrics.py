@@ -163,7 +163,8 @@ def imputation_error(
     standardized: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Errors of the posterior-predictive mean ``E[x_M | x_G]`` against the held-out truth
-    (estimated as :meth:`FactVAE.reconstruct` does, with ``num_samples`` and ``importance``).
+    (estimated as :meth:`~pyro_factvae.FactVAE.reconstruct` does, with ``num_samples`` and
+    ``importance``).
 
     Returns per-row ``(sum of squared errors, sum of absolute errors)`` over the observed
     cells of ``targets`` (``NaN`` for rows with no observed target); ``G`` defaults to every

@@ -23,7 +23,8 @@ def plot_sparsity(
     Parameters
     ----------
     norms : pandas.DataFrame or array-like
-        ``G x K`` column norms, e.g. :meth:`FactVAE.sparsity` (its index gives group names).
+        ``G x K`` column norms, e.g. :meth:`~pyro_factvae.FactVAE.sparsity` (its index gives group
+        names).
     title : str, optional
         Axes title.
     path : path-like, optional
@@ -66,7 +67,8 @@ def plot_link_intervals(
     prob: float = 0.9,
     path: str | os.PathLike | None = None,
 ):
-    """Per-link posterior intervals of ``var`` from :func:`to_inference_data`, one panel per group.
+    """Per-link posterior intervals of ``var`` from
+    :func:`~pyro_factvae.analysis.to_inference_data`, one panel per group.
 
     Each (group, latent) link gets its posterior median and central ``prob`` interval; links
     whose posterior probability of being active (mean of ``active``) is below 0.5 are grey.

@@ -121,7 +121,7 @@ class Queries:
             drawn from ``p(x_miss | x_obs)``: ``z`` importance-resampled from the proposals
             (approximately the model's posterior given the observed cells), then the
             likelihood's own noise (a categorical draw is a one-hot class). The effective
-            sample size of each row's weights is kept in :attr:`ess_`. ``None``: the means.
+            sample size of each row's weights is kept in ``ess_``. ``None``: the means.
 
         Returns
         -------

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-__all__ = ["EXPERTS", "LIKELIHOODS", "PHI_POSTERIORS", "Registry"]
+__all__ = ["EXPERTS", "LIKELIHOODS", "OBJECTIVES", "PHI_POSTERIORS", "Registry"]
 
 T = TypeVar("T")
 

@@ -1,6 +1,6 @@
 """A torch ``Dataset`` written once, batch by batch, into a float32 ``numpy.memmap``.
 
-:meth:`GroupedData.from_dataset <pyro_factvae.data.GroupedData.from_dataset>` is built on
+:meth:`GroupedData.from_dataset <pyro_factvae.GroupedData.from_dataset>` is built on
 :func:`dataset_to_memmap`: a ``DataLoader`` reads the items (one row each: per-group 1-D
 values, NaN where a cell is missing), every batch is validated and written, zero-filled under
 missing cells, into the rows of one ``(N, sum d_g)`` file-backed matrix. The first batch in

@@ -79,7 +79,7 @@ def test_npz_data_and_lambda_path(tmp_path, groups, capsys):
         (["fit", "nope.csv"], "no such data file"),
         (["fit", "{data}"], "give --groups"),
         (["fit", "{data}", "--groups", "a=a0;b"], "malformed group spec 'b'"),
-        (["fit", "{data}", "--groups", "a=a0,zz"], "columns ['zz'] are not in"),
+        (["fit", "{data}", "--groups", "a=a0,zz"], "no columns ['zz']"),
         (["fit", "{data}", "--groups", "{spec}", "--likelihood", "a=poisson"], "poisson"),
         (["fit", "{data}", "--groups", "{spec}", "--lam", "-1"], "lam must be"),
         (["sparsity", "missing.factvae"], "no such model file"),

@@ -34,10 +34,10 @@ def test_from_dataframe(groups):
     data = GroupedData.from_dataframe(frame, spec)
     assert data.names == ["a", "b", "c"]
     assert torch.equal(data.observed, GroupedData(groups).observed)
-    with pytest.raises(ValueError, match="not in the DataFrame"):
+    with pytest.raises(ValueError, match=r"no columns \['nope'\].*the groups need: a = \[nope\]"):
         GroupedData.from_dataframe(frame, {"a": ["nope"]})
     frame["s"] = "text"
-    with pytest.raises(ValueError, match="not numeric"):
+    with pytest.raises(ValueError, match="holds text"):
         GroupedData.from_dataframe(frame, {"a": ["c0", "s"]})
 
 

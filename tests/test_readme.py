@@ -1,4 +1,5 @@
-"""Every code block of the README runs (at tiny sizes), so the README cannot drift from the code."""
+"""Every code block of the README and of the docs pages runs (at tiny sizes), so neither can
+drift from the code."""
 
 import pathlib
 import re
@@ -10,7 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+#: the README, then the docs pages in the order of the site's table of contents: the python
+#: blocks run in that order in one namespace, as a reader would run them
+PAGES = [README] + [
+    ROOT / "docs" / f"{name.strip()}.md"
+    for name in re.search(
+        r"```{toctree}\n:maxdepth: \d+\n\n(.*?)```", (ROOT / "docs" / "index.md").read_text(), re.S
+    )
+    .group(1)
+    .split()
+]
 #: big numbers of the README made small: (pattern, replacement)
 SMALL = [
     (r"epochs=\d+", "epochs=2"),
@@ -23,9 +35,18 @@ SMALL = [
 ]
 
 
-def _blocks(language: str) -> list[str]:
-    text = README.read_text()
-    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+def _blocks(language: str, pages=(README,)) -> list[tuple[str, str]]:
+    """``(page name, code)`` of every ``language`` block of ``pages``."""
+    return [
+        (page.name, code)
+        for page in pages
+        for code in re.findall(rf"```{language}\n(.*?)```", page.read_text(), flags=re.S)
+    ]
+
+
+def test_every_docs_page_is_in_the_table_of_contents():
+    pages = {p.name for p in (ROOT / "docs").glob("*.md")} - {"index.md"}
+    assert pages == {p.name for p in PAGES[1:]}
 
 
 def _small(code: str) -> str:
@@ -59,18 +80,20 @@ def namespace(groups):
 
 def test_readme_python_blocks_run(namespace, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the snippets write model.pt, run.ckpt, path.png
-    blocks = _blocks("python")
+    blocks = _blocks("python", PAGES)
     assert len(blocks) >= 7
-    for code in blocks:
+    for page, code in blocks:
         code = _small(code)
         try:
-            exec(compile(code, "README.md", "exec"), namespace)
+            exec(compile(code, page, "exec"), namespace)
         except Exception as exc:  # pragma: no cover - the message is the point
-            raise AssertionError(f"README block failed: {exc!r}\n{code}") from exc
+            raise AssertionError(f"{page} block failed: {exc!r}\n{code}") from exc
 
 
-def test_readme_shell_block_runs(tmp_path):
-    (block,) = [b for b in _blocks("bash") if "factvae fit" in b]
+@pytest.mark.parametrize("page", ["README.md", "cli.md"])
+def test_shell_blocks_with_factvae_commands_run(tmp_path, page):
+    (path,) = [p for p in PAGES if p.name == page]
+    (block,) = [b for _, b in _blocks("bash", [path]) if "factvae fit" in b]
     commands = re.split(r"\n(?=factvae |python3 )", _small(block).strip())
     assert len(commands) == 6
     for command in commands:

@@ -7,7 +7,7 @@
   Debian's ``dataset-fashion-mnist`` in ``/usr/share/datasets/fashion-mnist``;
   :func:`open_idx` maps one without reading it, and :class:`QuadrantDataset` serves the
   quadrants of such images row by row (a torch ``Dataset`` for
-  :meth:`GroupedData.from_dataset <pyro_factvae.data.GroupedData.from_dataset>`).
+  :meth:`~pyro_factvae.GroupedData.from_dataset <pyro_factvae.data.GroupedData.from_dataset>`).
 * :func:`load_views`: the CVL face database layout (paper sec. 4.3): one folder per subject,
   files ``MVC-001F`` .. ``MVC-007F`` (any image extension) for the 7 views; a missing file is
   a missing view. Images are centre-cropped, converted to grayscale, resized and scaled to

@@ -1,6 +1,7 @@
 """The negative ELBO of factVAE, term by term (the mean-field ELBO: analytic KL for ``z``).
 
-:func:`elbo_terms` traces the guide, replays the model against it, and returns the negative
+:func:`~pyro_factvae.infer.elbo.elbo_terms` traces the guide, replays the model against it, and
+returns the negative
 ELBO split by model term (:func:`pyro_factvae.sites.term`): the likelihood of each group, the
 KL of ``z``, the theta prior, and the group-lasso prior (``Phi``, ``gamma_sq``; zero under
 :func:`~pyro_factvae.infer.collapse.collapse`). Their sum is the loss Pyro's
@@ -26,7 +27,8 @@ DATA_TERMS = ("x", sites.Z)
 
 
 def is_data_term(label: str) -> bool:
-    """Whether a term label of :func:`elbo_terms` belongs to the data (likelihood, KL of z)."""
+    """Whether a term label of :func:`~pyro_factvae.infer.elbo.elbo_terms` belongs to the data
+    (likelihood, KL of z)."""
     return label.startswith("likelihood of group") or label == sites.term(sites.Z)
 
 

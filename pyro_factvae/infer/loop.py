@@ -46,7 +46,7 @@ class Phase:
     posterior: str  #: name in :data:`~pyro_factvae.registry.PHI_POSTERIORS`
     epochs: int
     warmup_epochs: float  #: ``lam`` ramps from 0 over these (prox phases)
-    #: the relaxed group lasso's refit: the support is kept, nothing is shrunk (prox phases)
+    #: the relaxed group lasso's refit, the support kept and nothing shrunk (prox phases)
     relaxed: bool = False
     #: step sizes relative to the fit's ``lr`` and ``phi_lr`` (a refit starts from a fitted
     #: point: full steps there knocked a digits model back to the mean imputation)

@@ -12,10 +12,12 @@ one it trains with (its ``objective`` attribute):
     without Pyro's per-site messages (three sites per group per step), so the cost of a step
     does not grow with the number of groups.
 ``"trace"`` (:class:`TraceELBO`), for posteriors with sampled globals (the mean field)
-    Pyro's trace of the guide replayed through the model (:func:`elbo_terms`).
+    Pyro's trace of the guide replayed through the model
+    (:func:`~pyro_factvae.infer.elbo.elbo_terms`).
 
 An objective also fetches minibatches in the form it reads (:meth:`CollapsedELBO.batch`):
-per-block ``(B, G_b, d_b)`` tensors cut from :meth:`GroupedData.block` views, or per-group
+per-block ``(B, G_b, d_b)`` tensors cut from :meth:`~pyro_factvae.GroupedData.block` views, or
+per-group
 tensors for the Pyro programs, moved to the parameters' device.
 """
 
@@ -77,7 +79,7 @@ class CollapsedELBO:
         Must be ``True``: this objective is the collapsed one.
     """
 
-    #: whether :meth:`__call__` takes the ``z`` noise (distributed training shares it out)
+    #: whether ``__call__`` takes the ``z`` noise (distributed training shares it out)
     takes_noise = True
 
     def __init__(
@@ -118,7 +120,8 @@ class CollapsedELBO:
         enc_cells: torch.Tensor | None = None,
     ) -> Terms:
         """The loss of a minibatch from :meth:`batch` (``enc_mask``, ``weight``, ``cells``
-        and ``enc_cells`` as in :meth:`Model.forward` and :meth:`Guide.forward`); ``noise``:
+        and ``enc_cells`` as in :meth:`~pyro_factvae.module.model.Model.forward` and
+        :meth:`~pyro_factvae.module.guide.Guide.forward`); ``noise``:
         the standard-normal draw behind ``z`` (``(B, K)``; default: drawn here, as the guide
         draws it)."""
         model, guide, config = self.model, self.guide, self.model.config

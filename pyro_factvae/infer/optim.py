@@ -1,5 +1,6 @@
 """Algorithm 1's split update: any torch optimizer for the networks ``theta``, and
-:class:`ProximalOptim` for ``Phi`` — a gradient step followed by the exact group
+:class:`~pyro_factvae.infer.optim.ProximalOptim` for ``Phi`` — a gradient step followed by the
+exact group
 soft-threshold.
 
 For every group ``g`` and latent ``j`` the ``Phi`` update is::
@@ -7,7 +8,8 @@ For every group ``g`` and latent ``j`` the ``Phi`` update is::
     Phi_.j <- prox_{eta lam}(Phi_.j - eta grad_.j),
     prox_t(v) = v / ||v|| * (||v|| - t)_+
 
-:class:`ProximalOptim` is a ``torch.optim.Optimizer``: its ``state_dict``, param groups and
+:class:`~pyro_factvae.infer.optim.ProximalOptim` is a ``torch.optim.Optimizer``: its
+``state_dict``, param groups and
 step-size schedules (``torch.optim.lr_scheduler``) are torch's own. ``lam`` is a param-group
 setting like ``lr``; it must be in the units of the loss being minimised (``FactVAE`` minimises
 the negative ELBO per row, so there ``lam`` is the paper's per-example lambda).
@@ -134,7 +136,8 @@ class ProximalOptim(torch.optim.Optimizer):
 
 class Optimizers:
     """The two halves of Algorithm 1 for a (model, guide) pair: Adam for ``theta`` (every
-    parameter but ``Phi``) and :class:`ProximalOptim` for ``Phi`` (``guide.Phi``, picked by
+    parameter but ``Phi``) and :class:`~pyro_factvae.infer.optim.ProximalOptim` for ``Phi``
+    (``guide.Phi``, picked by
     object).
 
     Parameters
@@ -143,7 +146,7 @@ class Optimizers:
     lr, phi_lr : float
         Initial step sizes of ``theta`` and ``Phi``.
     phi_optim : {"adam", "sgd"}
-        :class:`ProximalOptim`'s method.
+        :class:`~pyro_factvae.infer.optim.ProximalOptim`'s method.
     """
 
     def __init__(self, model: Model, guide: Guide, lr: float, phi_lr: float, phi_optim: str):

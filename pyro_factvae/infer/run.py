@@ -88,7 +88,7 @@ class Run:
     global_step: int = 0
     position: Position = field(default_factory=Position)
     saved_step: int = 0  #: global step of the last checkpoint written in this session
-    #: early stopping in the current phase: best validation loss, its epoch, epochs since
+    #: early stopping in the current phase (best validation loss, its epoch, epochs since)
     stopper: dict[str, Any] = field(default_factory=lambda: {"best": None, "epoch": 0, "wait": 0})
 
     @property

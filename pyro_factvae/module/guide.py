@@ -116,7 +116,7 @@ class Guide(PyroModule):
 
     def lam_totals(self, batch_size: int | None = None) -> list[float]:
         """Per block, the full-data group-lasso rate ``N lam v_b`` (see
-        :meth:`Model.lam_totals`)."""
+        :meth:`~pyro_factvae.module.model.Model.lam_totals`)."""
         return self.layout.penalty_rates(self.config.lam_total(batch_size))
 
     def expert_params(
@@ -188,7 +188,8 @@ class Guide(PyroModule):
         cells: torch.Tensor | None = None,
         enc_cells: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Sample the guide on a minibatch (same arguments as :meth:`Model.forward`).
+        """Sample the guide on a minibatch (same arguments as
+        :meth:`~pyro_factvae.module.model.Model.forward`).
 
         ``enc_mask`` (``(B, G)`` bool) selects the groups fed to the encoder; it is combined
         with ``mask`` so a missing group never enters (Algorithm 1's ``I subset O``). Training

@@ -276,7 +276,8 @@ class CategoricalLikelihood(Likelihood):
         self, out: torch.Tensor, cells: torch.Tensor | None = None
     ) -> list[dist.TorchDistribution]:
         """One label per group: it is observed whole (``cells`` plays no part; a partly
-        observed one-hot is refused by :meth:`check`)."""
+        observed one-hot is refused by
+        :meth:`~pyro_factvae.module.likelihoods.Likelihood.check`)."""
         return [dist.OneHotCategorical(logits=out[..., i, :]) for i in range(out.shape[-2])]
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:

@@ -125,7 +125,8 @@ class Model(PyroModule):
 
     def lam_totals(self, batch_size: int | None = None) -> list[float]:
         """Per block, the group-lasso rate of the full data set: ``N lam v_b`` with ``v_b`` the
-        variables of each of its groups (:attr:`Layout.penalty_weights`), so ``lam`` is a
+        variables of each of its groups (:meth:`~pyro_factvae.layout.Layout.penalty_weights`), so
+        ``lam`` is a
         per-example, per-variable weight."""
         return self.layout.penalty_rates(self.config.lam_total(batch_size))
 

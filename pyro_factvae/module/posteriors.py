@@ -97,7 +97,7 @@ class MeanField(nn.Module):
     """Mean-field ``q(Phi_g) = N(Phi_g, s^2)`` and ``q(gamma_sq_g) = LogNormal(loc, scale)``."""
 
     collapsed = False
-    #: sampled globals: trained on Pyro's trace of the full ELBO
+    #: sampled globals, trained on Pyro's trace of the full ELBO
     objective = "trace"
 
     def __init__(self, phis: Sequence[torch.Tensor]) -> None:

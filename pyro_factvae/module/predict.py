@@ -64,7 +64,8 @@ def predictive_means(
     """``E[x_g | x_I]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 
     Monte Carlo over ``num_samples`` draws ``z_s ~ q(z | x_I)`` from
-    :meth:`Guide.posterior_dist` (drawn under ``seed`` without touching the global RNG) of
+    :meth:`~pyro_factvae.module.guide.Guide.posterior_dist` (drawn under ``seed`` without touching
+    the global RNG) of
     ``E(x_g | z_s)``: their plain average (``E_q``), or with ``importance`` their
     self-normalised importance-weighted average, weights ``w_s = p(x_I | z_s) p(z_s) /
     q(z_s | x_I)`` over the observed cells of ``I``, which corrects the amortized encoder

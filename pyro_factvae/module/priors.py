@@ -18,7 +18,7 @@ Casella 2008, sec. 2; Kyung et al. 2010 for the group version); :func:`condition
 draws from it exactly.
 
 ``lam_total`` is the rate of the full data set, ``num_data * lam``
-(:meth:`~pyro_factvae.config.ModelConfig.lam_total`), so that ``lam`` is the paper's per-example
+(``ModelConfig.lam_total``), so that ``lam`` is the paper's per-example
 lambda.
 """
 
@@ -57,7 +57,8 @@ def prox_group_lasso(
     at most ``threshold`` become exactly zero, the others shrink toward zero by ``threshold``.
     ``threshold`` is a number or a tensor broadcasting against ``phi.shape[:-2] + (1, K)``
     (one threshold per column). ``check=False`` skips the test that ``threshold >= 0``: for a
-    tensor it reads the threshold back to the host, which :class:`ProximalOptim` (whose
+    tensor it reads the threshold back to the host, which
+    :class:`~pyro_factvae.infer.optim.ProximalOptim` (whose
     thresholds are ``>= 0`` by construction) does not pay on every step.
     """
     if check and bool(torch.as_tensor(threshold).lt(0).any()):

@@ -10,7 +10,7 @@ budget; only the prior and the way experts combine differ:
 ===========  ====================================================================
 
 :func:`compare` fits each of them and evaluates it on held-out rows with
-:func:`pyro_factvae.evaluate.evaluate`, next to the per-feature-mean imputation baseline.
+:func:`pyro_factvae.metrics.evaluate`, next to the per-feature-mean imputation baseline.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ METHODS: dict[str, dict[str, Any]] = {
 
 
 def make(method: str, **config: Any) -> FactVAE:
-    """A fresh :class:`FactVAE` for ``method`` with the shared ``config`` (see :data:`METHODS`)."""
+    """A fresh :class:`~pyro_factvae.FactVAE` for ``method`` with the shared ``config`` (see
+    :data:`METHODS`)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose from {sorted(METHODS)}")
     return FactVAE(**{**config, **METHODS[method]})
@@ -74,7 +75,7 @@ def compare(
 ) -> list[dict[str, Any]]:
     """Fit every method on ``train`` for ``steps`` steps; evaluate on ``test``.
 
-    Returns one dict per method with the metrics of :func:`~pyro_factvae.evaluate.evaluate`,
+    Returns one dict per method with the metrics of :func:`~pyro_factvae.metrics.evaluate`,
     ``active_links`` (non-zero ``(group, latent)`` pairs), ``fit_seconds``, and, in every row,
     ``mean_rmse``: the per-feature-mean imputation baseline. Fitted models are under ``model``.
     """

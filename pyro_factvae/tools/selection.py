@@ -38,7 +38,7 @@ class LambdaPath:
     active_links : list of int
         Nonzero ``(group, latent)`` columns of ``Phi`` at each ``lam``.
     sparsity : list of pandas.DataFrame
-        :meth:`FactVAE.sparsity` at each ``lam``.
+        :meth:`~pyro_factvae.FactVAE.sparsity` at each ``lam``.
     best : int
         Index of the chosen ``lam``: the largest within one standard error of the highest
         ``held_out_ll`` (see :mod:`pyro_factvae.lampath`).
@@ -108,9 +108,9 @@ def lambda_path(
     progress : bool
         Progress bars of the fits.
     fit_kwargs : mapping, optional
-        Extra :meth:`FactVAE.fit` arguments (``batch_size``, ``lr``, ...).
+        Extra :meth:`~pyro_factvae.FactVAE.fit` arguments (``batch_size``, ``lr``, ...).
     **model_kwargs
-        :class:`FactVAE` arguments other than ``lam`` (``latent_dim``, ...).
+        :class:`~pyro_factvae.FactVAE` arguments other than ``lam`` (``latent_dim``, ...).
 
     Returns
     -------

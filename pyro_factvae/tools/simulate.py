@@ -1,6 +1,6 @@
 """Prior-predictive data sets with a known sparsity pattern, drawn from the model itself.
 
-:func:`simulate` runs :class:`pyro.infer.Predictive` on :class:`~pyro_factvae.model.Model`
+:func:`simulate` runs :class:`pyro.infer.Predictive` on :class:`~pyro_factvae.module.model.Model`
 with the group-lasso scales ``gamma_sq_<g>`` fixed by ``poutine.condition``: ``link_scale**2``
 where a (group, latent) link is on and ``1e-30`` where it is off. ``Phi_<g>`` (eq 8), ``z``
 (eq 4) and every ``x_<g>`` (eq 5) are then drawn through the model's own sample sites, so the
@@ -43,7 +43,7 @@ class Simulation:
         ``num_rows`` rows, every group observed.
     support : pandas.DataFrame
         ``G x K`` bool, ``True`` where latent ``j`` drives group ``g``.
-    phi : dict of str to numpy.ndarray
+    phi : dict
         The drawn ``Phi_<g>`` (``m x K``); absent columns are ~1e-15.
     z : numpy.ndarray
         ``(num_rows, K)`` latents.
@@ -82,13 +82,13 @@ def simulate(
     num_rows : int
         Rows to draw.
     likelihood : str or sequence of str
-        Per-group likelihood names (see :mod:`pyro_factvae.likelihoods`).
+        Per-group likelihood names (see :mod:`~pyro_factvae.module.likelihoods`).
     noise : float
         Standard deviation of ``normal`` groups.
     link_scale : float
         ``sqrt(gamma_sq)`` of an active link: the sd of its ``Phi`` entries.
     decoder_width, encoder_width, decoder_hidden
-        Shapes of the random generator (as in :class:`FactVAE`).
+        Shapes of the random generator (as in :class:`~pyro_factvae.FactVAE`).
     seed : int
         Seeds the networks and every draw; the global RNG is left as it was.
 
