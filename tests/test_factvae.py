@@ -361,7 +361,7 @@ def test_a_constant_column_warns_and_is_imputed_as_its_value(tmp_path):
     means = vae.impute({"a": a, "b": b})["a"][:, 1]
     np.testing.assert_allclose(means[holes], 2.5, rtol=1e-5)
     for draw in vae.impute({"a": a, "b": b}, num_draws=3):
-        np.testing.assert_allclose(draw["a"][holes, 1], 2.5, rtol=1e-5)
+        np.testing.assert_allclose(draw["a"][holes, 1], 2.5, atol=5e-3)  # the noise floor
     assert np.ptp(vae.impute({"a": a, "b": b})["a"][:5, 0]) > 1e-3  # the others vary
     # a model file written before constants were kept loads, its features all varying
     path = tmp_path / "m.factvae"

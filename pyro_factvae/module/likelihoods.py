@@ -40,8 +40,10 @@ __all__ = [
 _HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: lower bound on a learned Normal scale, so the log-density stays bounded
 MIN_SCALE = 1e-3
-#: the noise scale of a feature constant in the training data, in standardized units
-CONSTANT_SCALE = 1e-6
+#: the noise scale of a feature constant in the training data, in standardized units (the
+#: floor: where a new row breaks the constant, its log-likelihood is what a learned scale
+#: at the floor gives)
+CONSTANT_SCALE = MIN_SCALE
 
 
 def inverse_softplus(y: torch.Tensor) -> torch.Tensor:
@@ -210,8 +212,8 @@ class NormalLikelihood(Likelihood):
         return (x - self.shift) / self.unit
 
     def noise(self) -> torch.Tensor:
-        """The noise scale in the user's units, ``unit * sigma`` (``1e-6 * unit`` for a
-        constant feature: its draws are its value)."""
+        """The noise scale in the user's units, ``unit * sigma`` (the floor for a constant
+        feature: its draws are its value to within ``1e-3 * unit``)."""
         return torch.where(self.varies > 0, self.scale, CONSTANT_SCALE) * self.unit
 
     def units(self) -> torch.Tensor:
