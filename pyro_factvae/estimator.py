@@ -20,6 +20,7 @@ from .config import REFIT_LR, FewRowsWarning, FitConfig, ModelConfig
 from .data import GroupedData, is_dataframe
 from .infer.distributed import world
 from .infer.loop import Phase
+from .infer.path_state import stage_of
 from .infer.run import Run, Trainer, check_checkpoint, fingerprint
 from .io import check_writable, read_payload, write_payload
 from .lampath import fit_auto
@@ -430,21 +431,19 @@ class FactVAE(Queries):
         if resume is not None:
             return self._resume(data, resume, given, checkpoint, progress)
         if self.config.lam == "auto":
-            if checkpoint is not None or self.model_ is not None:
+            if self.model_ is not None:
                 raise ValueError(
-                    "lam='auto' chooses lam on a first fit without checkpoints; give lam a "
-                    "number (e.g. the chosen vae.lam_) to checkpoint or continue training"
+                    "lam='auto' chooses lam on a first fit; give lam a number (e.g. the "
+                    "chosen vae.lam_) to continue training"
                 )
             if groups is not None:
                 self.set_columns(groups)
+            ckpt = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
             data = self.prepare(data)
             data.require_trainable()
             _warn_if_few_rows(len(data), "auto")
             self._check_support(data)  # on every row, before the path splits them
-            with warnings.catch_warnings():  # said once, above, not per fit of the path
-                warnings.simplefilter("ignore", FewRowsWarning)
-                self.lam_path_ = fit_auto(self, data, given, progress)
-            return self
+            return self._auto(data, given, progress, ckpt)
         if groups is not None:
             self.set_columns(groups)
         ckpt = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
@@ -526,9 +525,37 @@ class FactVAE(Queries):
             )
         return self
 
+    def _auto(self, data, given, progress, checkpoint, resume=None, stage=None) -> FactVAE:
+        """The ``lam="auto"`` path (:func:`~pyro_factvae.lampath.fit_auto`), from its start or
+        from the checkpoint ``resume`` written in ``stage``."""
+        with warnings.catch_warnings():  # said once, by fit, not per fit of the path
+            warnings.simplefilter("ignore", FewRowsWarning)
+            path = fit_auto(self, data, given, progress, checkpoint, resume, stage)
+        if path is not None:  # else a signal stopped it: lam_path_ names the stage to resume
+            self.lam_path_ = path
+        return self
+
     def _resume(self, data, path, given, checkpoint, progress) -> FactVAE:
         meta, tensors = read_payload(path)
         check_checkpoint(meta, path)
+        stage = stage_of(meta)
+        if stage is not None and self.config.lam == "auto":  # the lam="auto" path goes on
+            # (the path itself resumes the stage with that stage's lam: a plain resume)
+            saved = ModelConfig(**meta["config"]).user_dict()
+            mine, default = self.config.user_dict(), ModelConfig().user_dict()
+            diff = [k for k in saved if k != "lam" and mine[k] not in (default[k], saved[k])]
+            if self.model_ is not None or diff:
+                raise ValueError(
+                    f"resume continues the lam='auto' fit saved in {os.fspath(path)!r}; call "
+                    f"it on a new FactVAE() with the file's settings or none (these differ: "
+                    f"{', '.join(diff) or 'fitted'})"
+                )
+            self.config = ModelConfig(**meta["config"])
+            if meta.get("columns"):
+                self.set_columns(meta["columns"])
+            data = self.prepare(data)
+            target = check_writable(checkpoint if checkpoint is not None else path, "checkpoint")
+            return self._auto(data, given, progress, target, os.fspath(path), stage)
         # the same script run again with resume= agrees with the file: only a setting that
         # was given (not left at its default) and differs from the file's resolved one conflicts
         saved_fit = meta["run"]["fit"]
@@ -551,7 +578,8 @@ class FactVAE(Queries):
         self._restore(meta, tensors, path)
         data = self.prepare(data)
         run = Run.restore(meta["run"], tensors.get("perm"), data, path)
-        if run.finished:
+        if run.finished:  # a later fit continues with the optimizers' moments, as it would have
+            self.trainer_.continue_from(tensors, run.fit)
             return self
         rng_state, generator = self.trainer_.restore(tensors)
         target = check_writable(checkpoint if checkpoint is not None else path, "checkpoint")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,10 +34,11 @@ import numpy as np
 
 from .config import REFIT_LR, FitConfig
 from .data import GroupedData
+from .infer.path_state import PathRecords, PathStore, stages
 from .module.scoring import held_out_error, held_out_score
 from .registry import PHI_POSTERIORS
 
-__all__ = ["AUTO_GRID", "PathResult", "check_path_data", "fit_auto", "walk"]
+__all__ = ["AUTO_GRID", "PathResult", "check_path_data", "choose", "fit_auto", "walk"]
 
 #: the grid of ``lam="auto"`` (per-example, per-variable weights; features standardized)
 AUTO_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -89,7 +90,11 @@ def walk(
     criterion: str = "ll",
     rule: str = "1se",
     tolerance: float = 0.01,
-) -> PathResult:
+    checkpoint: str | None = None,
+    store: Callable[[PathRecords], None] | None = None,
+    done: str | None = None,
+    records: PathRecords | None = None,
+) -> PathResult | None:
     """Fit ``vae`` (a :class:`~pyro_factvae.FactVAE`) along ``lams`` (increasing) on ``train``,
     score each on ``valid``, and leave it at the best ``lam`` with that fit's weights.
 
@@ -98,41 +103,75 @@ def walk(
     next ``lam`` continues from it. ``criterion``: ``"ll"`` scores the held-out conditional
     log-likelihood, ``"mse"`` minus the held-out imputation error (standardized units).
     ``rule``: ``"1se"`` keeps the largest ``lam`` within one paired standard error of the best
-    score; ``"min"`` the largest within ``tolerance`` (relative) of it."""
+    score; ``"min"`` the largest within ``tolerance`` (relative) of it.
+
+    ``checkpoint``: every stage checkpoints there, naming itself in ``vae.lam_path_``;
+    ``store(records)`` runs after each ``lam`` is scored. A resumed walk gives the stage
+    ``done`` (every stage up to it is complete in ``vae``) and the ``records`` of the scored
+    ``lam`` s. Returns ``None`` when a signal interrupted a stage (``vae.interrupted_``)."""
     if criterion not in ("ll", "mse"):
         raise ValueError(f"criterion must be 'll' or 'mse', got {criterion!r}")
     grid = sorted(float(v) for v in lams)
     check_path_data(train, valid)
     fit_kwargs = {k: v for k, v in (fit_kwargs or {}).items() if k != "relax_epochs"}
-    scores, pairs, links, maps, states = [], [], [], [], []
+    order = stages(grid, relax_epochs > 0)
+    last = -1 if done is None else order.index(done)
+    rec = PathRecords() if records is None else records
+
+    def run(stage: str, **kwargs: Any) -> bool:
+        """Train ``stage`` unless it is done; ``False`` when a signal stopped it."""
+        if order.index(stage) <= last:
+            return True
+        if checkpoint is not None:
+            vae.lam_path_ = {"stage": stage}
+        vae.fit(train, progress=progress, checkpoint=checkpoint, **kwargs)
+        return not vae.interrupted_
+
     for i, lam in enumerate(grid):
         vae.set_lam(lam)
         n = epochs if i == 0 else warm_epochs
         # full steps here: with a tenth of them the prox did not prune within warm_epochs
         with warnings.catch_warnings():  # pruning whole groups is what strong lams are for
             warnings.filterwarnings("ignore", message="every link of group")
-            vae.fit(train, epochs=n, seed=seed + i, progress=progress, relax_epochs=0, **fit_kwargs)
+            if not run(f"fit:{i}", epochs=n, seed=seed + i, relax_epochs=0, **fit_kwargs):
+                return None
             if relax_epochs and lam > 0:
                 refit = {**fit_kwargs, "warmup_epochs": 0.0}
-                vae.fit(
-                    train,
+                if not run(
+                    f"refit:{i}",
                     epochs=relax_epochs,
                     relax_epochs=relax_epochs,
                     seed=seed + i,
-                    progress=progress,
                     **refit,
-                )
+                ):
+                    return None
+        if len(rec) > i:
+            continue  # scored before the path was interrupted
         model, guide = vae.fitted_modules()
         if criterion == "ll":
             per_pair = held_out_score(model, guide, valid, num_samples, seed)
         else:
             per_pair = -held_out_error(model, guide, valid, 20, seed)
-        pairs.append(per_pair)
-        scores.append(float(np.mean(per_pair)))
+        rec.pairs.append(per_pair)
+        rec.scores.append(float(np.mean(per_pair)))
         norms = vae.sparsity()
-        maps.append(norms)
-        links.append(int((norms.values > 0).sum()))
-        states.append(copy.deepcopy((model.state_dict(), guide.state_dict())))
+        rec.maps.append(norms)
+        rec.links.append(int((norms.values > 0).sum()))
+        rec.states.append(copy.deepcopy((model.state_dict(), guide.state_dict())))
+        if store is not None:
+            store(rec)
+    path = choose(grid, rec, rule, tolerance)
+    model, guide = vae.fitted_modules()
+    model.load_state_dict(rec.states[path.best][0])
+    guide.load_state_dict(rec.states[path.best][1])
+    vae.set_lam(grid[path.best])
+    vae.reset_optimizers()  # their moments belong to the last lam
+    return path
+
+
+def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> PathResult:
+    """The path's choice from its records (see :func:`walk`)."""
+    scores, pairs = rec.scores, rec.pairs
     top = int(np.nanargmax(scores))
     # paired standard errors: every lam is scored on the same (row, group) pairs, so the
     # spread of the per-pair differences, not of the scores (heavy-tailed on data with
@@ -146,35 +185,80 @@ def walk(
     else:  # within a relative tolerance of the best score
         slack = [tolerance * abs(scores[top])] * len(scores)
     best = max(i for i, v in enumerate(scores) if np.isfinite(v) and scores[top] - v <= slack[i])
-    model, guide = vae.fitted_modules()
-    model.load_state_dict(states[best][0])
-    guide.load_state_dict(states[best][1])
-    vae.set_lam(grid[best])
-    vae.reset_optimizers()  # their moments belong to the last lam
-    return PathResult(grid, scores, links, maps, best, errors)
+    return PathResult(grid, list(scores), list(rec.links), list(rec.maps), best, errors)
 
 
-def _fresh_dense_fit(vae: Any, data: GroupedData, given: Mapping[str, Any], progress: bool) -> None:
+def _fresh_dense_fit(
+    vae: Any,
+    data: GroupedData,
+    given: Mapping[str, Any],
+    progress: bool,
+    checkpoint: str | None = None,
+    resume: str | None = None,
+    history: tuple[list[float], list[float]] | None = None,
+) -> None:
     """``lam = 0`` chosen: no support to keep, so train afresh on every row, exactly as
     ``lam=0`` would (on digits the path's warm-started model, refit, imputed with RMSE 0.913
-    where a fresh dense fit reaches 0.881), and take its weights and history."""
-    fresh = type(vae)(**{**vae.config.user_dict(), "lam": 0.0}, device=vae.device)
-    fresh.fit(data, progress=progress, **given)
-    vae.model_.load_state_dict(fresh.model_.state_dict())
-    vae.guide_.load_state_dict(fresh.guide_.state_dict())
-    vae.history_.extend(fresh.history_)
-    vae.prior_history_.extend(fresh.prior_history_)
+    where a fresh dense fit reaches 0.881), and take its weights and history. ``resume``:
+    that fresh fit was stopped; ``vae`` (new) finishes it and takes the path's ``history``."""
+    if resume is not None:
+        vae.set_lam(0.0)
+        vae.fit(data, resume=resume, checkpoint=checkpoint, progress=progress)
+        if vae.interrupted_:
+            return
+        vae.history_ = list(history[0]) + vae.history_
+        vae.prior_history_ = list(history[1]) + vae.prior_history_
+    else:
+        fresh = type(vae)(**{**vae.config.user_dict(), "lam": 0.0}, device=vae.device)
+        if checkpoint is not None:
+            fresh.lam_path_ = vae.lam_path_ = {"stage": "fresh"}
+        fresh.fit(data, progress=progress, checkpoint=checkpoint, **given)
+        if fresh.interrupted_:
+            vae.interrupted_ = fresh.interrupted_
+            return
+        vae.model_.load_state_dict(fresh.model_.state_dict())
+        vae.guide_.load_state_dict(fresh.guide_.state_dict())
+        vae.history_.extend(fresh.history_)
+        vae.prior_history_.extend(fresh.prior_history_)
+    vae.config.num_data = len(data)  # the weights were fitted on every row
     vae.reset_optimizers()
 
 
-def fit_auto(vae: Any, data: GroupedData, given: Mapping[str, Any], progress: bool) -> dict:
+def fit_auto(
+    vae: Any,
+    data: GroupedData,
+    given: Mapping[str, Any],
+    progress: bool,
+    checkpoint: str | None = None,
+    resume: str | None = None,
+    done: str | None = None,
+) -> dict | None:
     """``FactVAE(lam="auto").fit``: walk :data:`AUTO_GRID` on 80% of the rows with relaxed
     refits, choose ``lam`` on the other 20% by the held-out imputation error of each group
     given the others (the largest ``lam`` within 1% of the best), then refit the chosen
     support on every row (a relaxed refit of a quarter of ``epochs``; at ``lam = 0``, a fresh
     dense fit). With nothing to hold out (one group) it falls back to ``lam = 0`` with a
-    warning. Returns the path as plain data (``vae.lam_path_``)."""
+    warning. Returns the path as plain data (``vae.lam_path_``), or ``None`` when a signal
+    interrupted it (``vae.interrupted_``).
+
+    ``checkpoint``: every stage checkpoints there, and the scored lams are kept beside it
+    (:class:`~pyro_factvae.infer.path_state.PathStore`). ``resume``: such a checkpoint, written
+    in stage ``done``; the path goes on from there (into ``vae``, a new model) with the
+    settings it was started with."""
     data.require_trainable()
+    records, history = PathRecords(), None
+    if resume is not None:
+        records, settings, history = PathStore(resume).load()
+        conflicting = [k for k in FitConfig.non_defaults(dict(given)) if given[k] != settings[k]]
+        if conflicting:
+            pairs = [f"{k}={given[k]!r} (file: {settings[k]!r})" for k in conflicting]
+            raise ValueError(
+                "resume takes the training settings from the checkpoint; these differ from "
+                f"it: {', '.join(pairs)}"
+            )
+        given = settings
+    settings = dict(given)
+    store = None if checkpoint is None else PathStore(checkpoint)
     seed = 0 if given["seed"] is None else given["seed"]
     train, valid = data.split(0.8, seed=seed)
     try:
@@ -182,12 +266,16 @@ def fit_auto(vae: Any, data: GroupedData, given: Mapping[str, Any], progress: bo
     except ValueError as exc:  # e.g. one group: nothing to hold out, so nothing to choose by
         warnings.warn(f"lam='auto' fell back to lam=0: {exc}", stacklevel=3)
         vae.set_lam(0.0)
-        vae.fit(
-            data,
-            progress=progress,
-            **{k: v for k, v in given.items() if k != "seed"},
-            seed=given["seed"],
-        )
+        if store is not None:
+            store.save(records, settings)
+            vae.lam_path_ = {"stage": "fallback"}
+        if done == "fallback":
+            vae.fit(data, resume=resume, checkpoint=checkpoint, progress=progress)
+        else:
+            rest = {k: v for k, v in given.items() if k != "seed"}
+            vae.fit(data, progress=progress, checkpoint=checkpoint, **rest, seed=given["seed"])
+        if vae.interrupted_:
+            return None
         return {"lams": [0.0], "criterion": "none: nothing can be held out"}
     epochs = given["epochs"]
     if epochs is None:
@@ -195,30 +283,68 @@ def fit_auto(vae: Any, data: GroupedData, given: Mapping[str, Any], progress: bo
     fit_kwargs = {k: v for k, v in given.items() if k not in ("epochs", "seed", "relax_epochs")}
     warm = max(1, epochs // 4)
     refits = PHI_POSTERIORS.get(vae.config.phi_inference).collapsed  # relaxed: prox only
+    relax = warm if refits else 0
     if given.get("map_epochs"):
         fit_kwargs["map_epochs"] = min(given["map_epochs"], warm - 1)
-    path = walk(
-        vae,
-        train,
-        valid,
-        AUTO_GRID,
-        epochs,
-        warm,
-        seed,
-        progress=progress,
-        fit_kwargs=fit_kwargs,
-        relax_epochs=warm if refits else 0,
-        criterion="mse",
-        rule="min",
-    )
-    if vae.config.lam > 0 or not refits:
-        relax = warm if refits else 0
-        # the relaxed phase takes smaller steps itself; plain training (lam = 0) is told to
-        rest = {**(fit_kwargs if relax else _smaller_steps(fit_kwargs)), "warmup_epochs": 0.0}
-        seed_final = seed + len(AUTO_GRID)
-        vae.fit(data, epochs=warm, seed=seed_final, progress=progress, relax_epochs=relax, **rest)
+    grid = list(AUTO_GRID)
+    if store is not None:
+        store.save(records, settings, history)
+    if done in ("final", "fresh"):  # the walk is over: its choice is in the records
+        path = choose(grid, records, "min", 0.01)
     else:
-        _fresh_dense_fit(vae, data, given, progress)
+        if done is not None:  # finish the stage the checkpoint was written in
+            vae.set_lam(grid[int(done.split(":")[1])])
+            vae.fit(train, resume=resume, checkpoint=checkpoint, progress=progress)
+            if vae.interrupted_:
+                return None
+        path = walk(
+            vae,
+            train,
+            valid,
+            grid,
+            epochs,
+            warm,
+            seed,
+            progress=progress,
+            fit_kwargs=fit_kwargs,
+            relax_epochs=relax,
+            criterion="mse",
+            rule="min",
+            checkpoint=checkpoint,
+            store=None if store is None else (lambda rec: store.save(rec, settings)),
+            done=done,
+            records=records,
+        )
+        if path is None:
+            return None
+        history = (list(vae.history_), list(vae.prior_history_))
+        if store is not None:
+            store.save(records, settings, history)
+    chosen = grid[path.best]
+    if chosen > 0 or not refits:
+        if done == "final":
+            vae.set_lam(chosen)
+            vae.fit(data, resume=resume, checkpoint=checkpoint, progress=progress)
+        else:
+            # the relaxed phase takes smaller steps itself; plain training (lam = 0) is told to
+            rest = {**(fit_kwargs if relax else _smaller_steps(fit_kwargs)), "warmup_epochs": 0.0}
+            if checkpoint is not None:
+                vae.lam_path_ = {"stage": "final"}
+            seed_final = seed + len(grid)
+            vae.fit(
+                data,
+                epochs=warm,
+                seed=seed_final,
+                progress=progress,
+                relax_epochs=relax,
+                checkpoint=checkpoint,
+                **rest,
+            )
+    else:
+        fresh = resume if done == "fresh" else None
+        _fresh_dense_fit(vae, data, given, progress, checkpoint, fresh, history)
+    if vae.interrupted_:
+        return None
     return {
         "lams": path.lams,
         "criterion": "held-out imputation MSE (standardized units)",

@@ -166,6 +166,13 @@ class Trainer:
             self.optimizers = Optimizers(self.model, self.guide, fit.lr, fit.phi_lr, fit.phi_optim)
         return self.optimizers
 
+    def continue_from(self, tensors: dict[str, Any], fit: FitConfig) -> None:
+        """Take the optimizers of a *finished* checkpoint (written at the end of a run with
+        ``fit``), so that a later run continues with their moments, as it would have in the
+        process that wrote it."""
+        self.optimizers = Optimizers(self.model, self.guide, fit.lr, fit.phi_lr, fit.phi_optim)
+        self.optimizers.load_state_dict(tensors["optim"])
+
     def restore(self, tensors: dict[str, Any]) -> tuple[torch.Tensor, torch.Generator]:
         """Take a checkpoint's training state (from :meth:`execute`'s ``save``); return its
         torch RNG state and generator, to pass to :meth:`execute`."""

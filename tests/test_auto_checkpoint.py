@@ -1,0 +1,133 @@
+"""The default fit (``lam="auto"``: a path of fits, then the final one) checkpoints and
+resumes bit for bit, whether a signal or SIGKILL stops it in the path or in the final fit."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import pyro_factvae.infer.loop as train_module
+import pyro_factvae.lampath as lampath
+from pyro_factvae import FactVAE
+
+from .conftest import small_groups
+
+FIT = dict(epochs=8, seed=1, progress=False)
+
+
+def _same(a: FactVAE, b: FactVAE) -> bool:
+    """The same fitted model, bit for bit: weights, history, path, lam and config."""
+    sa = {**a.model_.state_dict(), **{f"g.{k}": v for k, v in a.guide_.state_dict().items()}}
+    sb = {**b.model_.state_dict(), **{f"g.{k}": v for k, v in b.guide_.state_dict().items()}}
+    return (
+        sa.keys() == sb.keys()
+        and all(torch.equal(sa[k], sb[k]) for k in sa)
+        and a.history_ == b.history_
+        and a.prior_history_ == b.prior_history_
+        and a.lam_path_ == b.lam_path_
+        and a.lam_ == b.lam_
+        and a.config.to_dict() == b.config.to_dict()
+    )
+
+
+def _stop_at(monkeypatch, step: int) -> None:
+    """SIGINT during training step ``step`` (counted over every fit of the path)."""
+    original, count = train_module.guarded_step, {"n": 0}
+
+    def step_then_signal(*args, **kwargs):
+        out = original(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == step:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(train_module, "guarded_step", step_then_signal)
+
+
+@pytest.fixture
+def whole():
+    return FactVAE(latent_dim=2).fit(small_groups(), **FIT)
+
+
+def test_checkpointing_the_default_fit_leaves_it_as_it_is(whole, tmp_path):
+    checkpointed = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=tmp_path / "c", **FIT)
+    assert _same(whole, checkpointed) and whole.lam_ == 1.0
+    assert (tmp_path / "c").exists() and (tmp_path / "c.path").exists()
+
+
+# 30 steps: fit:0 is 1-8, then lam = 0.01 .. 1 two fit and two refit steps each, final 29-30
+@pytest.mark.parametrize(
+    "step, stage", [(3, "fit:0"), (10, "fit:1"), (15, "refit:2"), (28, "refit:5"), (29, "final")]
+)
+def test_a_stopped_default_fit_resumes_bit_for_bit(whole, step, stage, tmp_path, monkeypatch):
+    path = tmp_path / "run.ckpt"
+    _stop_at(monkeypatch, step)
+    cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
+    monkeypatch.undo()
+    assert cut.interrupted_ == "SIGINT" and cut.lam_path_ == {"stage": stage}
+    resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
+    assert resumed.interrupted_ is None and _same(whole, resumed)
+    # the same script run again with resume= agrees too
+    again = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, resume=path, **FIT)
+    assert _same(whole, again)
+
+
+def test_a_default_fit_that_chose_lam_0_resumes_its_fresh_dense_fit(tmp_path, monkeypatch):
+    monkeypatch.setattr(lampath, "AUTO_GRID", (0.0,))  # lam = 0 chosen: a fresh dense fit
+    uncut = FactVAE(latent_dim=2).fit(small_groups(), **FIT)
+    assert uncut.lam_ == 0.0
+    path, original = tmp_path / "run.ckpt", train_module.guarded_step
+    _stop_at(monkeypatch, 12)  # the path is steps 1-8, the fresh fit 9-16
+    cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
+    assert cut.interrupted_ == "SIGINT" and cut.lam_path_ == {"stage": "fresh"}
+    monkeypatch.setattr(train_module, "guarded_step", original)
+    resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
+    assert _same(uncut, resumed)
+
+
+def test_resuming_the_default_fit_refuses_other_settings_and_a_lost_path_file(tmp_path):
+    path = tmp_path / "run.ckpt"
+    FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
+    with pytest.raises(ValueError, match=r"epochs=9 \(file: 8\)"):
+        FactVAE().fit(small_groups(), resume=path, epochs=9)
+    with pytest.raises(ValueError, match="latent_dim"):
+        FactVAE(latent_dim=5).fit(small_groups(), resume=path)
+    os.remove(str(path) + ".path")
+    with pytest.raises(ValueError, match=r"run.ckpt.path' is missing"):
+        FactVAE().fit(small_groups(), resume=path)
+
+
+@pytest.mark.parametrize("step", [9, 12, 29])  # between fits, in fit:1, in the final fit
+def test_sigkill_during_the_default_fit_resumes_bit_for_bit(whole, step, tmp_path):
+    np.savez(tmp_path / "data.npz", **small_groups())
+    path = tmp_path / "run.ckpt"
+    script = textwrap.dedent(
+        f"""
+        import os, signal, warnings, numpy as np, torch
+        import pyro_factvae.infer.loop as train_module
+        from pyro_factvae import FactVAE
+        warnings.simplefilter("ignore")
+        torch.set_num_threads({torch.get_num_threads()})
+        original, count = train_module.guarded_step, [0]
+        def step_then_kill(*args, **kwargs):
+            out = original(*args, **kwargs)
+            count[0] += 1
+            if count[0] == {step}:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return out
+        train_module.guarded_step = step_then_kill
+        data = dict(np.load({str(tmp_path / "data.npz")!r}))
+        FactVAE(latent_dim=2).fit(data, checkpoint={str(path)!r}, checkpoint_every=1,
+                                  epochs=8, seed=1, progress=False)
+        """
+    )
+    child = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    data = dict(np.load(tmp_path / "data.npz"))
+    resumed = FactVAE().fit(data, resume=path, progress=False)
+    assert _same(whole, resumed)
