@@ -139,6 +139,13 @@ class Layout:
             return None
         return [torch.stack([per_group[g] for g in b.groups], dim=-2) for b in self.blocks]
 
+    def locate(self, g: int) -> tuple[int, int]:
+        """``(block, position)``: the block that holds group ``g`` and its place in it."""
+        for b, block in enumerate(self.blocks):
+            if g in block.groups:
+                return b, block.groups.index(g)
+        raise ValueError(f"no group {g} among {self.num_groups}")
+
     def scatter(self, per_block: Sequence[Sequence[Any]]) -> list[Any]:
         """Per-block sequences (one item per group of the block) -> a list in group order."""
         out: list[Any] = [None] * self.num_groups

@@ -287,22 +287,14 @@ def test_early_stopping_restores_the_best_epoch_and_is_reproducible(groups, monk
     import pyro_factvae.infer.run as run_module
 
     scores = iter([5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 9.0, 9.0])  # best after epoch 3
-    seen = []
+    seen, weights = [], {}
 
     def fake_validation(model, guide, data, posterior):
         seen.append(len(data))
+        weights[len(seen)] = {k: v.clone() for k, v in guide.state_dict().items()}
         return next(scores)
 
     monkeypatch.setattr(run_module, "validation_loss", fake_validation)
-    weights = {}
-    real = run_module.Trainer._weights
-
-    def spy(self):
-        out = real(self)
-        weights[len(seen)] = out
-        return out
-
-    monkeypatch.setattr(run_module.Trainer, "_weights", spy)
     vae = FactVAE(latent_dim=2, lam=1.0).fit(
         groups,
         epochs=50,
@@ -313,8 +305,9 @@ def test_early_stopping_restores_the_best_epoch_and_is_reproducible(groups, monk
         relax_epochs=0,
     )
     assert len(vae.history_) == 6 and set(seen) == {4}  # 3 epochs after the best, 10% held out
-    best = weights[3]["guide"]
+    best = weights[3]  # the weights the validation loss saw after epoch 3
     assert all(torch.equal(best[k], v) for k, v in vae.guide_.state_dict().items())
+    assert not all(torch.equal(weights[6][k], v) for k, v in vae.guide_.state_dict().items())
     monkeypatch.undo()
     a = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=30, patience=2, progress=False)
     b = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=30, patience=2, progress=False)

@@ -20,7 +20,7 @@ from torch import nn
 from .. import sites
 from ..registry import EXPERTS, PHI_POSTERIORS
 from .experts import product_of_experts
-from .model import Model, module_local
+from .model import Model, lam_totals, module_local
 from .nets import BlockEncoder
 
 __all__ = ["Guide"]
@@ -108,16 +108,13 @@ class Guide(PyroModule):
             )
         self.phi_mode = name
         if start:
-            self.phi_posterior.start(list(self.Phi), self.lam_totals())
+            self.phi_posterior.start(list(self.Phi), lam_totals(self.layout, self.config))
 
     def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
         """Sample the global sites; return ``Phi`` stacked per block."""
-        return self.phi_posterior.sample(self.layout, list(self.Phi), self.lam_totals(batch_size))
-
-    def lam_totals(self, batch_size: int | None = None) -> list[float]:
-        """Per block, the full-data group-lasso rate ``N lam v_b`` (see
-        :meth:`~pyro_factvae.module.model.Model.lam_totals`)."""
-        return self.layout.penalty_rates(self.config.lam_total(batch_size))
+        return self.phi_posterior.sample(
+            self.layout, list(self.Phi), lam_totals(self.layout, self.config, batch_size)
+        )
 
     def expert_params(
         self,

@@ -29,6 +29,7 @@ from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 from ..registry import LIKELIHOODS
 
 __all__ = [
+    "HALF_LOG_2PI",
     "BernoulliLikelihood",
     "CategoricalLikelihood",
     "Likelihood",
@@ -37,7 +38,8 @@ __all__ = [
     "with_cells",
 ]
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
+#: ``log(2 pi) / 2``, the constant of a standard normal's log-density
+HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 #: lower bound on a learned Normal scale, so the log-density stays bounded
 MIN_SCALE = 1e-3
 #: the noise scale of a feature constant in the training data, in standardized units (the
@@ -230,7 +232,7 @@ class NormalLikelihood(Likelihood):
     ) -> torch.Tensor:
         scale = self.noise()
         # torch.distributions.Normal.log_prob's expression, summed over the observed features
-        z = -((x - self.mean(out)) ** 2) / (2 * scale**2) - scale.log() - _HALF_LOG_2PI
+        z = -((x - self.mean(out)) ** 2) / (2 * scale**2) - scale.log() - HALF_LOG_2PI
         return (z if cells is None else z.where(cells, 0.0)).sum(-1)
 
 
@@ -294,22 +296,6 @@ class CategoricalLikelihood(Likelihood):
     def variables(cls, dim: int) -> int:
         """One label, whatever the number of classes."""
         return 1
-
-    def to_network(self, x: torch.Tensor) -> torch.Tensor:
-        """Block inputs ``(..., num_groups, dim)`` in the units the encoders see (default: as
-        they are)."""
-        return x
-
-    def units(self) -> torch.Tensor:
-        """``(num_groups, dim)``: each feature's unit of standardization (its training
-        standard deviation where the family standardizes, default 1); errors divided by it
-        are in standardized units."""
-        return torch.ones(self.num_groups, self.dim)
-
-    def constant(self) -> torch.Tensor:
-        """``(num_groups, dim)`` bool: features whose observed training values were all one
-        value, predicted as that value (default: none)."""
-        return torch.zeros(self.num_groups, self.dim, dtype=torch.bool)
 
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:

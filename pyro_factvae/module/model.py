@@ -12,7 +12,6 @@ parameters, and ``state_dict`` / ``parameters()`` are the whole truth.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 
 import pyro
@@ -26,13 +25,11 @@ from .. import sites
 from ..config import ModelConfig
 from ..layout import Layout
 from ..registry import LIKELIHOODS
-from .likelihoods import with_cells
+from .likelihoods import HALF_LOG_2PI, with_cells
 from .nets import BlockDecoder
 from .priors import gamma_sq_prior, phi_prior
 
 __all__ = ["Model", "module_local"]
-
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 def module_local(method: Callable) -> Callable:
@@ -44,6 +41,13 @@ def module_local(method: Callable) -> Callable:
             return method(*args, **kwargs)
 
     return wrapper
+
+
+def lam_totals(layout: Layout, config: ModelConfig, batch_size: int | None = None) -> list[float]:
+    """Per block, the group-lasso rate of the full data set: ``N lam v_b`` with ``v_b`` the
+    variables of each of its groups (:meth:`~pyro_factvae.layout.Layout.penalty_weights`), so
+    ``lam`` is a per-example, per-variable weight (the model's and the guide's)."""
+    return layout.penalty_rates(config.lam_total(batch_size))
 
 
 class Model(PyroModule):
@@ -124,11 +128,8 @@ class Model(PyroModule):
             lik.init_from_data([xs[g] for g in block.groups], obs)
 
     def lam_totals(self, batch_size: int | None = None) -> list[float]:
-        """Per block, the group-lasso rate of the full data set: ``N lam v_b`` with ``v_b`` the
-        variables of each of its groups (:meth:`~pyro_factvae.layout.Layout.penalty_weights`), so
-        ``lam`` is a
-        per-example, per-variable weight."""
-        return self.layout.penalty_rates(self.config.lam_total(batch_size))
+        """See :func:`lam_totals`."""
+        return lam_totals(self.layout, self.config, batch_size)
 
     def sample_phi(self, batch_size: int) -> list[torch.Tensor]:
         """Sample the ``gamma_sq_<g>`` and ``Phi_<g>`` sites; return ``Phi`` stacked per block."""
@@ -149,7 +150,7 @@ class Model(PyroModule):
         """``sum log N(theta_f; 0, 1)`` over the generator networks' parameters."""
         params = [p for dec in self.decoders for p in dec.prior_parameters()]
         count = sum(p.numel() for p in params)
-        return -0.5 * sum(p.square().sum() for p in params) - count * _HALF_LOG_2PI
+        return -0.5 * sum(p.square().sum() for p in params) - count * HALF_LOG_2PI
 
     def decode(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         """Decoder outputs ``(..., G_b, d_b)`` per block, given ``z`` and ``Phi`` per block."""

@@ -132,13 +132,10 @@ def held_out_score(
 def _network_units(model: Model, g: int, x: torch.Tensor) -> torch.Tensor:
     """Group ``g``'s values ``(n, d_g)`` in the units its networks see (standardized for
     normal groups, as they are for bernoulli and categorical ones)."""
-    for block, lik in zip(model.layout.blocks, model.likelihoods):
-        if g in block.groups:
-            i = block.groups.index(g)
-            full = x.new_zeros(x.shape[0], len(block.groups), x.shape[-1])
-            full[:, i] = x
-            return lik.to_network(full)[:, i]
-    raise ValueError(f"no group {g}")
+    b, i = model.layout.locate(g)
+    full = x.new_zeros(x.shape[0], len(model.layout.blocks[b].groups), x.shape[-1])
+    full[:, i] = x
+    return model.likelihoods[b].to_network(full)[:, i]
 
 
 @torch.no_grad()

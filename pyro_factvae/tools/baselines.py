@@ -25,6 +25,7 @@ import numpy as np
 from ..data import GroupedData, as_grouped
 from ..estimator import FactVAE
 from ..metrics import evaluate, mean_imputation_error
+from ..module.scoring import held_out
 
 __all__ = ["METHODS", "compare", "make", "mean_imputation_rmse"]
 
@@ -53,12 +54,10 @@ def mean_imputation_rmse(train: Any, test: Any) -> float:
     """RMSE of imputing each group, held out in turn, by its training feature means."""
     train, test = as_grouped(train), as_grouped(test)
     sse, entries = 0.0, 0
-    for g, name in enumerate(test.names):
-        rows = test.observed[:, g] & (test.observed.sum(-1) > 1)
-        if bool(rows.any()):
-            e2, _ = mean_imputation_error(train, test.subset(rows), [name])
-            sse += float(np.nansum(e2))
-            entries += int(test.group_cells(g)[rows].sum())  # the observed cells scored
+    for g, name, sub in held_out(test):  # the held-out rows of every other metric
+        e2, _ = mean_imputation_error(train, sub, [name])
+        sse += float(np.nansum(e2))
+        entries += int(sub.group_cells(g).sum())  # the observed cells scored
     return math.sqrt(sse / entries) if entries else float("nan")
 
 
