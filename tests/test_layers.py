@@ -13,7 +13,7 @@ LAYERS = [
     {"module"},
     {"infer"},
     {"queries", "lampath", "estimator"},
-    {"metrics", "calibration", "analysis", "plotting", "tools", "datasets"},
+    {"metrics", "calibration", "analysis", "plotting", "tools", "datasets", "sklearn"},
     {"cli_io", "cli"},
 ]
 #: longer modules and why

@@ -1,0 +1,291 @@
+"""factVAE as a scikit-learn imputer: a transformer over one 2-D table with holes.
+
+:class:`FactVAEImputer` takes an array or a DataFrame with NaN wherever a cell is missing
+(single cells, or every cell of a group in a row), groups its columns (``groups=``), fits a
+:class:`~pyro_factvae.FactVAE` and fills every missing cell with its posterior-predictive
+mean, or, with ``sample_posterior=True``, with one draw from ``p(x_miss | x_obs)`` (as
+scikit-learn's ``IterativeImputer(sample_posterior=True)``). Every setting of the model and
+of its fit is a constructor parameter, so ``get_params``, ``set_params``, ``clone``,
+``Pipeline``, ``ColumnTransformer`` and ``GridSearchCV`` work as with any imputer.
+
+scikit-learn is an optional dependency (``pip install pyro_factvae[peers]``, or scikit-learn
+itself); this module imports it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .data import GroupedData
+from .estimator import FactVAE
+
+__all__ = ["FactVAEImputer"]
+
+_MODEL = (
+    "latent_dim",
+    "lam",
+    "likelihood",
+    "encoder_hidden",
+    "encoder_width",
+    "decoder_width",
+    "decoder_hidden",
+    "keep_prob",
+    "cell_keep_prob",
+    "theta_prior_weight",
+    "baseline",
+    "inference",
+    "phi_inference",
+    "group_weight",
+    "device",
+)
+_FIT = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "phi_lr",
+    "phi_optim",
+    "warmup_epochs",
+    "lr_decay",
+    "seed",
+    "progress",
+    "map_epochs",
+    "checkpoint",
+    "checkpoint_every",
+    "patience",
+    "validation",
+    "relax_epochs",
+)
+
+
+class FactVAEImputer(TransformerMixin, BaseEstimator):
+    """Impute the missing cells of a table with factVAE.
+
+    Parameters
+    ----------
+    groups : mapping, optional
+        ``{group name: [columns]}``: the columns of each group, as positions (or, for a
+        DataFrame, names). Default: every column its own group (named after it), so the
+        product of experts combines one expert per observed cell of a row and the group
+        lasso learns which latent dimensions drive which column. Columns left out of every
+        group are refused.
+    latent_dim, lam, likelihood, encoder_width, decoder_width
+        As :class:`~pyro_factvae.FactVAE` (``likelihood`` keyed by group name when per group).
+    encoder_hidden, decoder_hidden, keep_prob, cell_keep_prob, theta_prior_weight, baseline
+        As :class:`~pyro_factvae.FactVAE`.
+    inference, phi_inference, group_weight, device
+        As :class:`~pyro_factvae.FactVAE`.
+    epochs, batch_size, lr, phi_lr, phi_optim, warmup_epochs, lr_decay, seed, map_epochs
+        As :meth:`FactVAE.fit <pyro_factvae.FactVAE.fit>`.
+    progress, checkpoint, checkpoint_every, patience, validation, relax_epochs
+        As :meth:`FactVAE.fit <pyro_factvae.FactVAE.fit>` (``progress`` off by default).
+    num_samples : int
+        Monte Carlo draws of ``z`` behind each imputed mean (or the proposals of a draw).
+    sample_posterior : bool
+        Fill with one draw from ``p(x_miss | x_obs)`` instead of the mean (seeded by
+        ``seed``): several imputers with different seeds give multiple imputations.
+
+    Attributes
+    ----------
+    vae_ : FactVAE
+        The fitted model.
+    groups_ : dict
+        ``{group name: [column positions]}`` as fitted.
+    n_features_in_, feature_names_in_
+        As every scikit-learn estimator (the latter for a DataFrame with string columns).
+
+    Notes
+    -----
+    It passes every check of ``sklearn.utils.estimator_checks.check_estimator`` (a test).
+    The imputed means are Monte Carlo estimates from one seeded stream of draws over the
+    rows given together, so a row's fills move, within the Monte Carlo error (set by
+    ``num_samples``), with the rows it is transformed with.
+    """
+
+    def __init__(
+        self,
+        groups: Mapping[str, Sequence[Any]] | None = None,
+        *,
+        latent_dim: int | str = "auto",
+        lam: float | str = "auto",
+        likelihood: str | Mapping[str, str] = "normal",
+        encoder_hidden: Sequence[int] = (),
+        encoder_width: int | str = "auto",
+        decoder_width: int | str = "auto",
+        decoder_hidden: Sequence[int] = (),
+        keep_prob: float = 0.75,
+        cell_keep_prob: float = 1.0,
+        theta_prior_weight: float = 0.01,
+        baseline: float = 100.0,
+        inference: str = "poe",
+        phi_inference: str = "prox",
+        group_weight: Mapping[str, float] | None = None,
+        device: str = "cpu",
+        epochs: int | None = None,
+        batch_size: int = 128,
+        lr: float = 1e-2,
+        phi_lr: float = 1e-2,
+        phi_optim: str = "adam",
+        warmup_epochs: float | None = None,
+        lr_decay: float = 0.05,
+        seed: int | None = 0,
+        progress: bool = False,
+        map_epochs: int | None = None,
+        checkpoint: str | None = None,
+        checkpoint_every: int | None = None,
+        patience: int | str | None = "auto",
+        validation: float = 0.1,
+        relax_epochs: int | None = None,
+        num_samples: int = 100,
+        sample_posterior: bool = False,
+    ) -> None:
+        self.groups = groups
+        self.latent_dim = latent_dim
+        self.lam = lam
+        self.likelihood = likelihood
+        self.encoder_hidden = encoder_hidden
+        self.encoder_width = encoder_width
+        self.decoder_width = decoder_width
+        self.decoder_hidden = decoder_hidden
+        self.keep_prob = keep_prob
+        self.cell_keep_prob = cell_keep_prob
+        self.theta_prior_weight = theta_prior_weight
+        self.baseline = baseline
+        self.inference = inference
+        self.phi_inference = phi_inference
+        self.group_weight = group_weight
+        self.device = device
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.phi_lr = phi_lr
+        self.phi_optim = phi_optim
+        self.warmup_epochs = warmup_epochs
+        self.lr_decay = lr_decay
+        self.seed = seed
+        self.progress = progress
+        self.map_epochs = map_epochs
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
+        self.patience = patience
+        self.validation = validation
+        self.relax_epochs = relax_epochs
+        self.num_samples = num_samples
+        self.sample_posterior = sample_posterior
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # NaN marks a missing cell: what it is for
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X: Any, y: Any = None) -> FactVAEImputer:
+        """Fit factVAE to ``X`` (``(n, p)``, NaN = missing); rows with nothing observed are
+        left out. ``y`` is ignored. Returns ``self``."""
+        columns = getattr(X, "columns", None)
+        X = validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
+        self.groups_ = _resolve_groups(self.groups, X.shape[1], columns)
+        model = {k: getattr(self, k) for k in _MODEL}
+        model["encoder_hidden"], model["decoder_hidden"] = (
+            tuple(self.encoder_hidden),
+            tuple(self.decoder_hidden),
+        )
+        fit = {k: getattr(self, k) for k in _FIT}
+        data = GroupedData(self._split(X), drop_empty_rows=True)
+        self.vae_ = FactVAE(**model).fit(data, **fit)
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``X`` with every missing cell filled (observed cells as given); rows with nothing
+        observed get prior-predictive means."""
+        check_is_fitted(self, "vae_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        data = GroupedData(self._split(X), allow_empty_rows=True)
+        if self.sample_posterior:
+            (filled,) = self.vae_.impute(
+                data, num_samples=self.num_samples, seed=self.seed or 0, num_draws=1
+            )
+        else:
+            filled = self.vae_.impute(data, num_samples=self.num_samples, seed=self.seed or 0)
+        return self._join(filled, X)
+
+    def multiple_imputations(self, X: Any, num_draws: int = 20) -> np.ndarray:
+        """``(num_draws, n, p)``: ``num_draws`` completed copies of ``X``, each missing cell
+        drawn from ``p(x_miss | x_obs)`` (for Rubin's rules)."""
+        check_is_fitted(self, "vae_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        data = GroupedData(self._split(X), allow_empty_rows=True)
+        draws = self.vae_.impute(
+            data, num_samples=self.num_samples, seed=self.seed or 0, num_draws=num_draws
+        )
+        return np.stack([self._join(d, X) for d in draws])
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        """The input's column names (an imputer keeps every column, in order)."""
+        check_is_fitted(self, "n_features_in_")
+        if input_features is not None:
+            input_features = np.asarray(input_features, dtype=object)
+            if len(input_features) != self.n_features_in_:
+                raise ValueError(
+                    f"input_features has {len(input_features)} names; expected "
+                    f"{self.n_features_in_}"
+                )
+            return input_features
+        names = getattr(self, "feature_names_in_", None)
+        if names is not None:
+            return np.asarray(names, dtype=object)
+        return np.asarray([f"x{j}" for j in range(self.n_features_in_)], dtype=object)
+
+    # ------------------------------------------------------------------ helpers
+    def _split(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: X[:, cols] for name, cols in self.groups_.items()}
+
+    def _join(self, filled: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+        out = np.array(X, dtype=np.float64, copy=True)
+        for name, cols in self.groups_.items():
+            out[:, cols] = filled[name]
+        return out
+
+
+def _resolve_groups(
+    groups: Mapping[str, Sequence[Any]] | None, num_features: int, columns: Any
+) -> dict[str, list[int]]:
+    """``{group: [column positions]}``: every column in exactly one group."""
+    names = None if columns is None else [str(c) for c in columns]
+    if groups is None:
+        labels = names or [f"x{j}" for j in range(num_features)]
+        return {label: [j] for j, label in enumerate(labels)}
+    if not isinstance(groups, Mapping) or not groups:
+        raise ValueError("groups must be a non-empty mapping {group: [columns]}")
+    out, owner = {}, {}
+    for group, cols in groups.items():
+        if isinstance(cols, (str, int, np.integer)):
+            raise ValueError(f"group {group!r}: give a list of columns, not {cols!r}")
+        positions = []
+        for c in cols:
+            if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+                j = int(c)
+            elif names is not None and str(c) in names:
+                j = names.index(str(c))
+            else:
+                raise ValueError(
+                    f"group {group!r}: column {c!r} is not in the data (give positions, or "
+                    "names of a DataFrame's columns)"
+                )
+            if not 0 <= j < num_features:
+                raise ValueError(f"group {group!r}: column {c!r} is out of range")
+            if j in owner:
+                raise ValueError(f"column {c!r} is in groups {owner[j]!r} and {group!r}")
+            owner[j] = group
+            positions.append(j)
+        out[str(group)] = positions
+    left = [j for j in range(num_features) if j not in owner]
+    if left:
+        labels = [names[j] if names else j for j in left]
+        raise ValueError(f"columns {labels} are in no group: add them to one (or drop them)")
+    return out

@@ -1,0 +1,84 @@
+"""The scikit-learn imputer: estimator checks, pipelines, grid search, DataFrames, draws."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import Ridge
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import Pipeline
+from sklearn.utils.estimator_checks import check_estimator
+
+from pyro_factvae.sklearn import FactVAEImputer
+
+FAST = dict(epochs=3, lam=0.1, latent_dim=2, num_samples=10)
+
+
+def _table(n=120, seed=0, holes=0.15):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 2))
+    x = z @ rng.standard_normal((2, 6)) + 0.2 * rng.standard_normal((n, 6))
+    y = z[:, 0] - z[:, 1] + 0.1 * rng.standard_normal(n)
+    holed = np.where(rng.random(x.shape) < holes, np.nan, x)
+    holed[: n // 6, 3:] = np.nan  # whole groups missing too
+    return x, holed, y
+
+
+def test_it_passes_scikit_learns_estimator_checks():
+    results = check_estimator(FactVAEImputer(**FAST), on_fail=None)
+    failed = [r["check_name"] for r in results if r["status"] == "failed"]
+    assert failed == [] and sum(r["status"] == "passed" for r in results) >= 40
+
+
+def test_it_fills_every_hole_and_keeps_observed_cells():
+    x, holed, _ = _table()
+    imp = FactVAEImputer(groups={"a": [0, 1, 2], "b": [3, 4, 5]}, **{**FAST, "epochs": 200})
+    out = imp.fit_transform(holed)
+    seen = ~np.isnan(holed)
+    assert out.shape == x.shape and not np.isnan(out).any()
+    assert np.array_equal(out[seen], holed[seen])
+    assert imp.vae_.layout_.names == ("a", "b") and imp.groups_ == {"a": [0, 1, 2], "b": [3, 4, 5]}
+    # a fill is closer to the truth than the column mean would be
+    mean_fill = np.where(seen, holed, np.nanmean(holed, 0))
+    assert np.abs(out - x)[~seen].mean() < np.abs(mean_fill - x)[~seen].mean()
+    draws = imp.multiple_imputations(holed, num_draws=4)
+    assert draws.shape == (4, *x.shape) and np.array_equal(draws[2][seen], holed[seen])
+    assert not np.allclose(draws[0][~seen], draws[1][~seen])
+    one = clone(imp).set_params(sample_posterior=True).fit(holed).transform(holed)
+    assert np.array_equal(one[seen], holed[seen]) and not np.allclose(one[~seen], out[~seen])
+
+
+def test_dataframes_group_names_and_pandas_output():
+    _, holed, _ = _table()
+    frame = pd.DataFrame(holed, columns=[f"c{j}" for j in range(6)])
+    imp = FactVAEImputer(groups={"left": ["c0", "c1", "c2"], "right": ["c3", "c4", "c5"]}, **FAST)
+    out = imp.set_output(transform="pandas").fit_transform(frame)
+    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(frame.columns)
+    assert list(imp.get_feature_names_out()) == list(frame.columns)
+    with pytest.raises(ValueError, match="in no group"):
+        FactVAEImputer(groups={"left": ["c0", "c1"]}, **FAST).fit(frame)
+    with pytest.raises(ValueError, match="'c9' is not in the data"):
+        FactVAEImputer(groups={"left": ["c9"]}, **FAST).fit(frame)
+    with pytest.raises(ValueError, match="in groups 'a' and 'b'"):
+        FactVAEImputer(groups={"a": [0, 1, 2], "b": [2, 3, 4, 5]}, **FAST).fit(frame)
+    default = FactVAEImputer(**FAST).fit(frame)  # every column its own group
+    assert default.vae_.layout_.names == tuple(frame.columns)
+
+
+def test_pipelines_grid_search_and_cross_validation():
+    _, holed, y = _table(n=150)
+    pipe = Pipeline(
+        [
+            ("impute", FactVAEImputer(groups={"a": [0, 1, 2], "b": [3, 4, 5]}, **FAST)),
+            ("fit", Ridge()),
+        ]
+    )
+    scores = cross_val_score(pipe, holed, y, cv=3, scoring="r2")
+    assert scores.shape == (3,) and np.all(np.isfinite(scores)) and scores.mean() > 0.5
+    search = GridSearchCV(pipe, {"impute__lam": [0.0, 0.1], "fit__alpha": [1.0]}, cv=2)
+    search.fit(holed, y)
+    assert search.best_params_["impute__lam"] in (0.0, 0.1)
+    assert clone(pipe).get_params()["impute__latent_dim"] == 2
+    columns = ColumnTransformer([("fa", FactVAEImputer(**FAST), [0, 1, 2, 3])], remainder="drop")
+    assert columns.fit_transform(holed).shape == (150, 4)
