@@ -281,7 +281,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         p.add_argument("--batch-size", type=int, default=FitConfig().batch_size)
         p.add_argument(
-            "--likelihood", action="append", help="group=name (normal, bernoulli, categorical)"
+            "--likelihood",
+            action="append",
+            help="group=name (normal, bernoulli, categorical, poisson, negative_binomial)",
         )
         p.add_argument("--no-progress", action="store_true")
 

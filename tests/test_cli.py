@@ -80,7 +80,7 @@ def test_npz_data_and_lambda_path(tmp_path, groups, capsys):
         (["fit", "{data}"], "give --groups"),
         (["fit", "{data}", "--groups", "a=a0;b"], "malformed group spec 'b'"),
         (["fit", "{data}", "--groups", "a=a0,zz"], "no columns ['zz']"),
-        (["fit", "{data}", "--groups", "{spec}", "--likelihood", "a=poisson"], "poisson"),
+        (["fit", "{data}", "--groups", "{spec}", "--likelihood", "a=gamma"], "gamma"),
         (["fit", "{data}", "--groups", "{spec}", "--lam", "-1"], "lam must be"),
         (["sparsity", "missing.factvae"], "no such model file"),
         (["lambda-path", "{data}", "--groups", "{spec}", "--lams", "0,x"], "give numbers"),

@@ -103,8 +103,8 @@ def test_load_refuses_non_factvae_files(tmp_path):
 def test_bad_arguments_raise_clear_errors(groups):
     with pytest.raises(ValueError, match="lam must be"):
         FactVAE(lam=-1.0)
-    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
-        FactVAE(likelihood="poisson")
+    with pytest.raises(ValueError, match="unknown likelihood 'gamma'"):
+        FactVAE(likelihood="gamma")
     with pytest.raises(ValueError, match="unknown likelihood 'gauss'"):
         tiny(likelihood=["normal", "gauss", "normal"]).fit(groups, **FAST)
     with pytest.raises(ValueError, match="unknown groups"):

@@ -116,7 +116,7 @@ def _no_columns(g):
 
 BROKEN_DATA = [_column_never_observed, _inf, _empty_row, _short, _strings, _three_d, _no_columns]
 BROKEN_CONFIG = [
-    {"likelihood": "poisson"},
+    {"likelihood": "gamma"},
     {"likelihood": {"zz": "normal"}},
     {"likelihood": {"b": "bernoulli"}},  # b holds non-binary values
     {"likelihood": {"b": "categorical"}},  # b is not one-hot

@@ -35,8 +35,8 @@ def batch(groups):
 def test_layout_groups_blocks_by_width_and_likelihood():
     lay = Layout(("a", "b", "c", "d"), (3, 2, 3, 3), ("normal", "normal", "normal", "bernoulli"))
     assert [b.groups for b in lay.blocks] == [(0, 2), (1,), (3,)]
-    with pytest.raises(ValueError, match="unknown likelihood 'poisson'"):
-        Layout(("a",), (3,), ("poisson",))
+    with pytest.raises(ValueError, match="unknown likelihood 'zero_inflated_gamma'"):
+        Layout(("a",), (3,), ("zero_inflated_gamma",))
 
 
 def test_site_names_and_shapes(groups):

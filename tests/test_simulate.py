@@ -44,7 +44,7 @@ def test_simulate_bernoulli_groups_and_bad_input():
     with pytest.raises(ValueError, match="one dim and one likelihood per group"):
         simulate(SUPPORT, [3, 3], 10)
     with pytest.raises(ValueError, match="unknown likelihood"):
-        simulate(SUPPORT, 3, 10, likelihood="poisson")
+        simulate(SUPPORT, 3, 10, likelihood="gamma")
 
 
 def test_support_recovery_matches_latents_up_to_permutation():

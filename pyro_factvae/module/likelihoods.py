@@ -35,6 +35,7 @@ __all__ = [
     "Likelihood",
     "NormalLikelihood",
     "inverse_softplus",
+    "masked_event",
     "with_cells",
 ]
 
@@ -66,7 +67,7 @@ def with_cells(method, *args, cells: torch.Tensor | None = None):
     return method(*args) if cells is None else method(*args, cells)
 
 
-def _masked(fn: dist.TorchDistribution, cells: torch.Tensor | None, i: int):
+def masked_event(fn: dist.TorchDistribution, cells: torch.Tensor | None, i: int):
     """``fn`` over the features of group ``i`` of a block, scoring only its observed cells
     (``cells[..., i, :]``) when a cell mask is given, as one event."""
     return (fn if cells is None else fn.mask(cells[..., i, :])).to_event(1)
@@ -182,7 +183,8 @@ class NormalLikelihood(Likelihood):
     ) -> list[dist.TorchDistribution]:
         loc, scale = self.mean(out), self.noise()  # once per block
         return [
-            _masked(dist.Normal(loc[..., i, :], scale[i]), cells, i) for i in range(out.shape[-2])
+            masked_event(dist.Normal(loc[..., i, :], scale[i]), cells, i)
+            for i in range(out.shape[-2])
         ]
 
     @torch.no_grad()
@@ -244,7 +246,8 @@ class BernoulliLikelihood(Likelihood):
         self, out: torch.Tensor, cells: torch.Tensor | None = None
     ) -> list[dist.TorchDistribution]:
         return [
-            _masked(dist.Bernoulli(logits=out[..., i, :]), cells, i) for i in range(out.shape[-2])
+            masked_event(dist.Bernoulli(logits=out[..., i, :]), cells, i)
+            for i in range(out.shape[-2])
         ]
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
