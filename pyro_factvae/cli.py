@@ -23,6 +23,7 @@ from .cli_io import (
     Output,
     UserError,
     emit,
+    loggers,
     model_groups,
     output_path,
     parse_groups,
@@ -52,9 +53,12 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
     checkpoint = args.checkpoint or args.resume
     progress = not args.no_progress and is_writer()
+    callbacks = loggers(args.log_dir) if args.log_dir and is_writer() else []
     if args.resume:
         vae = FactVAE(device=args.device)
-        vae.fit(data, progress=progress, checkpoint=checkpoint, resume=args.resume)
+        vae.fit(
+            data, progress=progress, checkpoint=checkpoint, resume=args.resume, callbacks=callbacks
+        )
     else:
         likelihood = _likelihoods(args.likelihood)
         vae = FactVAE(
@@ -70,6 +74,7 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
             progress=progress,
             checkpoint=checkpoint,
             checkpoint_every=args.checkpoint_every,
+            callbacks=callbacks,
         )
     if vae.interrupted_:
         how = (
@@ -298,6 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
         "default: %(default)s)",
     )
     p.add_argument("--checkpoint", help="write the training state here (atomically)")
+    p.add_argument(
+        "--log-dir",
+        help="log every epoch to LOG_DIR/history.csv (and TensorBoard, when installed)",
+    )
     p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints")
     p.add_argument(
         "--resume",

@@ -17,6 +17,7 @@ __all__ = [
     "PLOT_FORMATS",
     "Interrupted",
     "UserError",
+    "loggers",
     "emit",
     "finite_json",
     "model_groups",
@@ -225,3 +226,20 @@ class Output:
         for m, part in enumerate(parts, start=1):
             part.insert(0, "draw", m)
         pd.concat(parts, ignore_index=True).to_csv(path, index=False)
+
+
+def loggers(log_dir: str) -> list[Any]:
+    """``--log-dir``: a CSV row per epoch in ``LOG_DIR/history.csv``, and TensorBoard
+    scalars in ``LOG_DIR`` when the tensorboard package is installed."""
+    from .infer.callbacks import CSVLogger, TensorBoardLogger
+
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--log-dir {log_dir}: cannot create it ({exc})") from None
+    loggers: list[Any] = [CSVLogger(os.path.join(log_dir, "history.csv"))]
+    try:
+        loggers.append(TensorBoardLogger(log_dir))
+    except ValueError:
+        pass  # no tensorboard: the CSV alone
+    return loggers

@@ -30,6 +30,7 @@ from .masks import (
     observed_from_nan,
     require_trainable,
 )
+from .omics import anndata_groups, mudata_groups
 from .stream import dataset_to_memmap, is_dataset
 from .validation import (
     check_matrix,
@@ -103,6 +104,8 @@ class GroupedData:
                 "got a torch Dataset: stream it with GroupedData.from_dataset(dataset), or "
                 "give it to FactVAE().fit(dataset) directly"
             )
+        if type(groups).__name__ == "MuData":  # its modalities are the groups
+            groups = mudata_groups(groups)[0]
         names, mats = group_arrays(groups, names)
         num_rows = mats[0].shape[0]
         if mask is None:
@@ -198,6 +201,21 @@ class GroupedData:
         out = cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
         out.columns = {name: list(cols) for name, cols in groups.items()}
         return out
+
+    @classmethod
+    def from_mudata(
+        cls, mdata: Any, modalities: Sequence[str] | None = None, layer: str | None = None
+    ) -> GroupedData:
+        """A MuData's modalities as groups (see :mod:`pyro_factvae.omics`): an observation a
+        modality lacks is that group missing; ``layer`` reads a layer instead of ``X``."""
+        groups, _ = mudata_groups(mdata, modalities, layer)
+        return cls(groups, allow_empty_rows=True)
+
+    @classmethod
+    def from_anndata(cls, adata: Any, groups: Any, layer: str | None = None) -> GroupedData:
+        """An AnnData's variables in groups: ``groups`` names a column of ``adata.var`` or
+        maps group names to ``var_names`` (see :mod:`pyro_factvae.omics`)."""
+        return cls(anndata_groups(adata, groups, layer))
 
     @classmethod
     def from_masked(

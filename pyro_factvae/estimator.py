@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
 from .config import REFIT_LR, FewRowsWarning, FitConfig, ModelConfig
 from .data import GroupedData, is_dataframe
+from .infer.callbacks import Epoch
 from .infer.distributed import world
 from .infer.loop import Phase
 from .infer.path_state import stage_of
@@ -226,6 +227,7 @@ class FactVAE(Queries):
         #: with ``lam="auto"``: the grid, held-out log-likelihoods and active links of the path
         self.lam_path_: dict[str, list] | None = None
         self.interrupted_: str | None = None
+        self._callbacks: list[Callable[[Epoch], Any]] = []
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.user_dict().items())
@@ -336,6 +338,7 @@ class FactVAE(Queries):
         patience: int | str | None = "auto",
         validation: float = 0.1,
         relax_epochs: int | None = None,
+        callbacks: Sequence[Callable[[Epoch], Any]] = (),
     ) -> FactVAE:
         """Train with collapsed SVI and the prox step (Algorithm 1).
 
@@ -398,6 +401,12 @@ class FactVAE(Queries):
             ``ValueError``); ``data`` must be the same. Checkpoints keep going to the same file
             unless ``checkpoint`` names another. On CPU the resumed run ends bit for bit as
             the uninterrupted one; resuming a finished run returns the fitted model.
+        callbacks : sequence of callables
+            Each called after every epoch (of every fit of the ``lam="auto"`` path too) with
+            an :class:`~pyro_factvae.infer.callbacks.Epoch`; one that returns ``True`` stops
+            the fit there, as a signal does (``interrupted_ == "callback"``; resumable from
+            the checkpoint). Built-ins: :class:`~pyro_factvae.infer.callbacks.CSVLogger`,
+            :class:`~pyro_factvae.infer.callbacks.TensorBoardLogger`.
 
         Returns
         -------
@@ -413,6 +422,7 @@ class FactVAE(Queries):
             parameters keep their last finite values.
         """
         self.interrupted_ = None
+        self._callbacks = list(callbacks)  # for this call's runs (not a setting: not saved)
         given = {
             "epochs": epochs,
             "batch_size": batch_size,
@@ -508,6 +518,7 @@ class FactVAE(Queries):
             checkpoint,
             self._write,
             valid,
+            self._callbacks,
         )
         if not self.interrupted_ and PHI_POSTERIORS.get(self.guide_.phi_mode).collapsed:
             norms = self.sparsity()
@@ -530,7 +541,7 @@ class FactVAE(Queries):
         from the checkpoint ``resume`` written in ``stage``."""
         with warnings.catch_warnings():  # said once, by fit, not per fit of the path
             warnings.simplefilter("ignore", FewRowsWarning)
-            path = fit_auto(self, data, given, progress, checkpoint, resume, stage)
+            path = fit_auto(self, data, given, progress, checkpoint, resume, stage, self._callbacks)
         if path is not None:  # else a signal stopped it: lam_path_ names the stage to resume
             self.lam_path_ = path
         return self

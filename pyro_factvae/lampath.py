@@ -94,6 +94,7 @@ def walk(
     store: Callable[[PathRecords], None] | None = None,
     done: str | None = None,
     records: PathRecords | None = None,
+    callbacks: Sequence[Callable[..., Any]] = (),
 ) -> PathResult | None:
     """Fit ``vae`` (a :class:`~pyro_factvae.FactVAE`) along ``lams`` (increasing) on ``train``,
     score each on ``valid``, and leave it at the best ``lam`` with that fit's weights.
@@ -124,7 +125,7 @@ def walk(
             return True
         if checkpoint is not None:
             vae.lam_path_ = {"stage": stage}
-        vae.fit(train, progress=progress, checkpoint=checkpoint, **kwargs)
+        vae.fit(train, progress=progress, checkpoint=checkpoint, callbacks=callbacks, **kwargs)
         return not vae.interrupted_
 
     for i, lam in enumerate(grid):
@@ -196,6 +197,7 @@ def _fresh_dense_fit(
     checkpoint: str | None = None,
     resume: str | None = None,
     history: tuple[list[float], list[float]] | None = None,
+    callbacks: Sequence[Callable[..., Any]] = (),
 ) -> None:
     """``lam = 0`` chosen: no support to keep, so train afresh on every row, exactly as
     ``lam=0`` would (on digits the path's warm-started model, refit, imputed with RMSE 0.913
@@ -203,7 +205,7 @@ def _fresh_dense_fit(
     that fresh fit was stopped; ``vae`` (new) finishes it and takes the path's ``history``."""
     if resume is not None:
         vae.set_lam(0.0)
-        vae.fit(data, resume=resume, checkpoint=checkpoint, progress=progress)
+        vae.fit(data, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
         if vae.interrupted_:
             return
         vae.history_ = list(history[0]) + vae.history_
@@ -212,7 +214,7 @@ def _fresh_dense_fit(
         fresh = type(vae)(**{**vae.config.user_dict(), "lam": 0.0}, device=vae.device)
         if checkpoint is not None:
             fresh.lam_path_ = vae.lam_path_ = {"stage": "fresh"}
-        fresh.fit(data, progress=progress, checkpoint=checkpoint, **given)
+        fresh.fit(data, progress=progress, checkpoint=checkpoint, callbacks=callbacks, **given)
         if fresh.interrupted_:
             vae.interrupted_ = fresh.interrupted_
             return
@@ -232,6 +234,7 @@ def fit_auto(
     checkpoint: str | None = None,
     resume: str | None = None,
     done: str | None = None,
+    callbacks: Sequence[Callable[..., Any]] = (),
 ) -> dict | None:
     """``FactVAE(lam="auto").fit``: walk :data:`AUTO_GRID` on 80% of the rows with relaxed
     refits, choose ``lam`` on the other 20% by the held-out imputation error of each group
@@ -270,10 +273,19 @@ def fit_auto(
             store.save(records, settings)
             vae.lam_path_ = {"stage": "fallback"}
         if done == "fallback":
-            vae.fit(data, resume=resume, checkpoint=checkpoint, progress=progress)
+            vae.fit(
+                data, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks
+            )
         else:
             rest = {k: v for k, v in given.items() if k != "seed"}
-            vae.fit(data, progress=progress, checkpoint=checkpoint, **rest, seed=given["seed"])
+            vae.fit(
+                data,
+                progress=progress,
+                checkpoint=checkpoint,
+                callbacks=callbacks,
+                **rest,
+                seed=given["seed"],
+            )
         if vae.interrupted_:
             return None
         return {"lams": [0.0], "criterion": "none: nothing can be held out"}
@@ -294,7 +306,9 @@ def fit_auto(
     else:
         if done is not None:  # finish the stage the checkpoint was written in
             vae.set_lam(grid[int(done.split(":")[1])])
-            vae.fit(train, resume=resume, checkpoint=checkpoint, progress=progress)
+            vae.fit(
+                train, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks
+            )
             if vae.interrupted_:
                 return None
         path = walk(
@@ -314,6 +328,7 @@ def fit_auto(
             store=None if store is None else (lambda rec: store.save(rec, settings)),
             done=done,
             records=records,
+            callbacks=callbacks,
         )
         if path is None:
             return None
@@ -324,7 +339,9 @@ def fit_auto(
     if chosen > 0 or not refits:
         if done == "final":
             vae.set_lam(chosen)
-            vae.fit(data, resume=resume, checkpoint=checkpoint, progress=progress)
+            vae.fit(
+                data, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks
+            )
         else:
             # the relaxed phase takes smaller steps itself; plain training (lam = 0) is told to
             rest = {**(fit_kwargs if relax else _smaller_steps(fit_kwargs)), "warmup_epochs": 0.0}
@@ -338,11 +355,12 @@ def fit_auto(
                 progress=progress,
                 relax_epochs=relax,
                 checkpoint=checkpoint,
+                callbacks=callbacks,
                 **rest,
             )
     else:
         fresh = resume if done == "fresh" else None
-        _fresh_dense_fit(vae, data, given, progress, checkpoint, fresh, history)
+        _fresh_dense_fit(vae, data, given, progress, checkpoint, fresh, history, callbacks)
     if vae.interrupted_:
         return None
     return {

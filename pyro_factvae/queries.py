@@ -20,6 +20,7 @@ from .module.guide import Guide
 from .module.model import Model
 from .module.predict import predictive_means
 from .module.priors import column_norms
+from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .rng import fork_rng
 from .stream import is_dataset
 
@@ -243,6 +244,46 @@ class Queries:
             else:
                 values = [d.sample() for d in model.dists(z, phis)]
         return {name: v.cpu().numpy() for name, v in zip(model.layout.names, values)}
+
+    def to_mudata(
+        self,
+        mdata: Any,
+        modalities: Sequence[str] | None = None,
+        layer: str | None = None,
+        key: str = "factvae",
+    ) -> Any:
+        """Write the results for a MuData whose modalities are the model's groups: the
+        latent means in ``mdata.obsm["X_<key>"]``, each modality's filled values (of the
+        observations it has) in its layer ``<key>_imputed``, the sparsity map in
+        ``mdata.uns["<key>_sparsity"]``. Returns ``mdata``. (A modality's values for the
+        observations it lacks: :meth:`impute` on ``GroupedData.from_mudata(mdata)``.)"""
+        names = list(mdata.mod) if modalities is None else list(modalities)
+        groups, obs = mudata_groups(mdata, names, layer)
+        data = GroupedData(groups, allow_empty_rows=True)
+        filled = self.impute(data)
+        where = {o: i for i, o in enumerate(obs)}
+        for m in names:
+            rows = [where[str(o)] for o in mdata.mod[m].obs_names]
+            mdata.mod[m].layers[f"{key}_imputed"] = filled[m][rows]
+        write_results(mdata, key, self.latent(data)[0], None, self.sparsity())
+        return mdata
+
+    def to_anndata(
+        self, adata: Any, groups: Any, layer: str | None = None, key: str = "factvae"
+    ) -> Any:
+        """Write the results for an AnnData read with ``GroupedData.from_anndata(adata,
+        groups)``: latent means in ``obsm["X_<key>"]``, the filled matrix (variables in
+        ``adata``'s order) in the layer ``<key>_imputed``, the sparsity map in
+        ``uns["<key>_sparsity"]``. Returns ``adata``."""
+        data = GroupedData(anndata_groups(adata, groups, layer))
+        filled = self.impute(data)
+        spec = var_groups(adata, groups)
+        where = {str(v): j for j, v in enumerate(adata.var_names)}
+        imputed = np.full((adata.n_obs, adata.n_vars), np.nan, dtype=np.float32)
+        for g, cols in spec.items():
+            imputed[:, [where[v] for v in cols]] = filled[g]
+        write_results(adata, key, self.latent(data)[0], imputed, self.sparsity())
+        return adata
 
     def sparsity(self):
         """Column norms ``||Phi_g[:, j]||_2`` as a ``G x K`` pandas DataFrame.

@@ -8,7 +8,7 @@ scikit-learn's ``IterativeImputer(sample_posterior=True)``). Every setting of th
 of its fit is a constructor parameter, so ``get_params``, ``set_params``, ``clone``,
 ``Pipeline``, ``ColumnTransformer`` and ``GridSearchCV`` work as with any imputer.
 
-scikit-learn is an optional dependency (``pip install pyro_factvae[peers]``, or scikit-learn
+scikit-learn is an optional dependency (``pip install pyro_factvae[sklearn]``, or scikit-learn
 itself); this module imports it.
 """
 

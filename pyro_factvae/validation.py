@@ -58,12 +58,11 @@ def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
     """Group names and ``(N, d_g)`` float64 arrays of a sequence or mapping of arrays;
     ``ValueError`` for a single array, bad names, no groups, or groups that differ in rows."""
     kind = type(groups).__name__
-    if kind in ("MuData", "AnnData") or (hasattr(groups, "obs") and hasattr(groups, "var")):
-        example = "{m: mdata[m].X for m in mdata.mod}" if kind == "MuData" else "[adata.X]"
+    if kind == "AnnData" or (hasattr(groups, "obs") and hasattr(groups, "var")):
         raise ValueError(
-            f"got {'an' if kind[0] in 'AEIOU' else 'a'} {kind}: factVAE reads arrays, one per "
-            "group; pass dense arrays, e.g. "
-            f"GroupedData({example}) (sparse .X: call .toarray() first)"
+            f"got {'an' if kind[0] in 'AEIOU' else 'a'} {kind}: say which variables form each "
+            "group, with GroupedData.from_anndata(adata, groups=<a column of adata.var, or "
+            "{group: [var_names]}>) (a MuData is read as it is: its modalities are the groups)"
         )
     if isinstance(groups, Mapping):
         if names is not None:

@@ -20,7 +20,7 @@ import math
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,8 +33,17 @@ from ..module.guide import Guide
 from ..module.model import Model
 from ..module.priors import column_norms
 from ..rng import cuda_index, fork_rng
+from .callbacks import Epoch
 from .distributed import barrier, broadcast_, is_writer, max_over_ranks
-from .loop import NonFiniteError, Phase, Position, cosine, train_phase, validation_loss
+from .loop import (
+    NonFiniteError,
+    Phase,
+    Position,
+    cosine,
+    lam_factor,
+    train_phase,
+    validation_loss,
+)
 from .optim import Optimizers
 
 __all__ = ["Run", "Trainer", "check_checkpoint", "fingerprint"]
@@ -198,14 +207,17 @@ class Trainer:
         checkpoint: str | None,
         save: SaveFn,
         valid: GroupedData | None = None,
+        callbacks: Sequence[Callable[[Epoch], Any]] = (),
     ) -> str | None:
         """Train from the run's position to its end; return the name of the signal that
-        stopped it, or ``None``.
+        stopped it (``"callback"`` when a callback did), or ``None``.
 
         ``rng_state``: the torch RNG state to train under, in a fork of the global RNG
         (``None``: use and advance the global RNG). ``valid``: held-out rows for early
         stopping (``run.fit.patience`` epochs without a better validation loss end a phase,
-        and the weights of its best epoch are restored).
+        and the weights of its best epoch are restored). ``callbacks``: each called with an
+        :class:`~pyro_factvae.infer.callbacks.Epoch` after every epoch; one that returns
+        ``True`` stops the run there, as a signal does.
         """
         optimizers = self._optimizers(run.fit)
         # a distributed run starts every rank from rank 0's weights
@@ -225,7 +237,27 @@ class Trainer:
                     save(checkpoint, {"run": run.meta()}, self._tensors(run, generator, scheds))
                 run.saved_step = run.global_step
 
+            requested = False  # a callback asked to stop
+
             def after_epoch(pos: Position) -> bool:
+                nonlocal requested
+                if callbacks:
+                    phase = run.phases[run.phase]
+                    warm = phase.warmup_epochs * math.ceil(
+                        len(data) / min(run.fit.batch_size, len(data))
+                    )
+                    event = Epoch(
+                        epoch=len(history),
+                        phase=phase.label,
+                        loss=history[-1],
+                        prior=prior_history[-1],
+                        lam=self.model.config.lam * lam_factor(pos.step - 1, warm),
+                        active_links=self.active_links(),
+                    )
+                    answers = [bool(callback(event)) for callback in callbacks]
+                    requested = requested or any(answers)
+                if not stopping:
+                    return False
                 if pos.epoch <= run.phases[run.phase].warmup_epochs:
                     return False  # lam is still ramping up: the objective is not the final one
                 loss = validation_loss(self.model, self.guide, valid, self.guide.phi_mode)
@@ -242,14 +274,15 @@ class Trainer:
                 run.global_step += 1
                 # a signal on any rank stops every rank at this step
                 received = max_over_ranks(signals.received or 0)
-                stop = received > 0
+                stop = received > 0 or requested
                 if checkpoint is not None and (stop or run.global_step % every == 0):
                     write()
                 if stop:
-                    interrupted = signal.Signals(received).name
+                    interrupted = signal.Signals(received).name if received else "callback"
                 return stop
 
             scheds: list[LambdaLR] = []
+            stopping = valid is not None and run.fit.patience is not None
             while not run.finished:
                 phase = run.phases[run.phase]
                 start = self.guide.phi_mode != phase.posterior
@@ -266,7 +299,6 @@ class Trainer:
                         sched.load_state_dict(state)
                     self._best = self._pending["best"]
                     self._pending = None
-                stopping = valid is not None and run.fit.patience is not None
                 try:
                     train_phase(
                         self.model,
@@ -283,7 +315,7 @@ class Trainer:
                         after_step,
                         progress,
                         self.active_links,
-                        after_epoch if stopping else None,
+                        after_epoch if stopping or callbacks else None,
                     )
                 except NonFiniteError as exc:
                     raise NonFiniteError(f"{exc}; {self._last_good(run, checkpoint)}") from None

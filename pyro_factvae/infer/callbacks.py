@@ -1,0 +1,75 @@
+"""Watching a fit: callbacks called after every epoch, and two that write logs.
+
+``FactVAE.fit(data, callbacks=[...])`` calls each callback after every training epoch with
+an :class:`Epoch` (the epoch's loss terms, ``lam`` and the active links). A callback that
+returns ``True`` stops the fit there, as a signal would: a checkpoint (when one is written)
+holds the run, and ``fit(..., resume=PATH)`` continues it; ``vae.interrupted_`` is
+``"callback"``. :class:`CSVLogger` writes one row per epoch; :class:`TensorBoardLogger`
+writes TensorBoard scalars (``torch.utils.tensorboard``: ``pip install tensorboard``).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["CSVLogger", "Epoch", "TensorBoardLogger"]
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """What a callback sees after an epoch."""
+
+    #: epochs completed in this model's history (1 after the first)
+    epoch: int
+    #: the phase trained (``map``, ``prox``, ``variational``, ``relaxed``, ...)
+    phase: str
+    #: the negative ELBO of the data per row over the epoch (likelihood and KL of ``z``)
+    loss: float
+    #: the prior terms per row, apart (theta prior; KL of ``Phi`` in a variational phase)
+    prior: float
+    #: the group-lasso weight in effect at the epoch's last step (it ramps up in a warm-up)
+    lam: float
+    #: the (group, latent) links the prox keeps
+    active_links: int
+
+
+class CSVLogger:
+    """Append one row per epoch to the CSV file ``path`` (a header first, when it is new)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = os.fspath(path)
+
+    def __call__(self, event: Epoch) -> None:
+        row = asdict(event)
+        new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
+        with open(self.path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+class TensorBoardLogger:
+    """TensorBoard scalars ``loss``, ``prior``, ``lam`` and ``active_links`` per epoch, in
+    ``log_dir`` (``tensorboard --logdir LOG_DIR`` shows them)."""
+
+    def __init__(self, log_dir: str | os.PathLike) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ValueError(
+                f"TensorBoardLogger needs the tensorboard package ({exc}); pip install "
+                "tensorboard, or log to CSV with CSVLogger"
+            ) from None
+        self.writer: Any = SummaryWriter(os.fspath(log_dir))
+
+    def __call__(self, event: Epoch) -> None:
+        for key in ("loss", "prior", "lam", "active_links"):
+            self.writer.add_scalar(key, getattr(event, key), event.epoch)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,128 @@
+"""AnnData and MuData (scanpy, muon) in and out.
+
+A MuData's modalities are the groups: an observation that a modality lacks is that group
+missing in the row (rows are aligned by ``obs_names``, in the order of ``mdata.obs_names``).
+An AnnData's variables are split into groups by a column of ``adata.var`` or a mapping.
+Sparse matrices are read a chunk of rows at a time into the dense float32 rows factVAE
+trains on (their zeros are observed zeros), never densified whole. Results go back into the
+objects: the latent means in ``obsm["X_<key>"]``, the imputations in the layer
+``<key>_imputed``, the sparsity map in ``uns["<key>_sparsity"]``.
+
+``anndata`` and ``mudata`` are optional (``pip install pyro_factvae[omics]``); nothing here
+imports them: the objects are read through their attributes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["anndata_groups", "mudata_groups", "var_groups", "write_results"]
+
+
+def _values(adata: Any, layer: str | None, what: str) -> Any:
+    if layer is None:
+        return adata.X
+    if layer not in adata.layers:
+        raise ValueError(f"{what} has no layer {layer!r}; it has {sorted(adata.layers)}")
+    return adata.layers[layer]
+
+
+def _rows(matrix: Any, start: int, stop: int) -> np.ndarray:
+    """Rows ``start:stop`` of a dense or sparse matrix, dense float32."""
+    part = matrix[start:stop]
+    part = part.toarray() if hasattr(part, "toarray") else np.asarray(part)
+    return part.astype(np.float32, copy=False)
+
+
+def mudata_groups(
+    mdata: Any,
+    modalities: Sequence[str] | None = None,
+    layer: str | None = None,
+    chunk: int = 4096,
+) -> tuple[dict[str, np.ndarray], list[str]]:
+    """``({modality: (n_obs, n_vars) float32 array, NaN where it lacks the observation},
+    obs_names)`` for the modalities of ``mdata`` (default: all, in order)."""
+    names = list(mdata.mod) if modalities is None else list(modalities)
+    unknown = [m for m in names if m not in mdata.mod]
+    if unknown or not names:
+        raise ValueError(
+            f"modalities {unknown or names} are not in the MuData; it has {list(mdata.mod)}"
+        )
+    obs = [str(o) for o in mdata.obs_names]
+    where = {o: i for i, o in enumerate(obs)}
+    out = {}
+    for m in names:
+        ad = mdata.mod[m]
+        values = _values(ad, layer, f"modality {m!r}")
+        rows = np.array([where[str(o)] for o in ad.obs_names], dtype=np.int64)
+        arr = np.full((len(obs), ad.n_vars), np.nan, dtype=np.float32)
+        for start in range(0, ad.n_obs, chunk):
+            arr[rows[start : start + chunk]] = _rows(values, start, start + chunk)
+        out[m] = arr
+    return out, obs
+
+
+def var_groups(adata: Any, groups: str | Mapping[str, Sequence[str]]) -> dict[str, list[str]]:
+    """``{group: [var_names]}`` from a column of ``adata.var`` (a group per value, in order
+    of appearance) or a mapping."""
+    var_names = [str(v) for v in adata.var_names]
+    if isinstance(groups, str):
+        if groups not in adata.var.columns:
+            raise ValueError(
+                f"adata.var has no column {groups!r}; it has {list(adata.var.columns)} (or give "
+                "groups as a mapping {group: [var_names]})"
+            )
+        labels = [str(v) for v in adata.var[groups]]
+        spec = {
+            g: [n for n, lab in zip(var_names, labels) if lab == g] for g in dict.fromkeys(labels)
+        }
+    elif isinstance(groups, Mapping) and groups:
+        spec = {str(g): [str(v) for v in cols] for g, cols in groups.items()}
+    else:
+        raise ValueError("groups must name a column of adata.var or map groups to var_names")
+    return spec
+
+
+def anndata_groups(
+    adata: Any,
+    groups: str | Mapping[str, Sequence[str]],
+    layer: str | None = None,
+    chunk: int = 4096,
+) -> dict[str, np.ndarray]:
+    """``{group: (n_obs, d_g) float32 array}``: the variables of ``adata`` split by the column
+    ``groups`` of ``adata.var`` (a group per value, in order of appearance) or by a mapping
+    ``{group: [var_names]}``."""
+    spec = var_groups(adata, groups)
+    var_names = [str(v) for v in adata.var_names]
+    where = {n: j for j, n in enumerate(var_names)}
+    missing = [v for cols in spec.values() for v in cols if v not in where]
+    if missing:
+        raise ValueError(f"var_names {missing[:5]} are not in the AnnData")
+    values = _values(adata, layer, "the AnnData")
+    dense = np.empty((adata.n_obs, adata.n_vars), dtype=np.float32)
+    for start in range(0, adata.n_obs, chunk):
+        dense[start : start + chunk] = _rows(values, start, start + chunk)
+    return {g: dense[:, [where[v] for v in cols]] for g, cols in spec.items()}
+
+
+def write_results(
+    target: Any,
+    key: str,
+    latent: np.ndarray,
+    imputed: np.ndarray | None,
+    sparsity: Any,
+) -> None:
+    """Put ``latent`` (``(n_obs, K)``) in ``target.obsm["X_<key>"]``, ``imputed`` (``(n_obs,
+    n_vars)``, when given) in the layer ``<key>_imputed`` and the sparsity map (a ``G x K``
+    DataFrame) in ``uns["<key>_sparsity"]``."""
+    target.obsm[f"X_{key}"] = np.asarray(latent)
+    if imputed is not None:
+        target.layers[f"{key}_imputed"] = np.asarray(imputed)
+    target.uns[f"{key}_sparsity"] = {
+        "groups": [str(g) for g in sparsity.index],
+        "latents": [str(c) for c in sparsity.columns],
+        "column_norms": np.asarray(sparsity.values),
+    }

@@ -1,0 +1,76 @@
+"""Callbacks after every epoch: what they see, stopping a fit, CSV and TensorBoard logs."""
+
+import csv
+
+import pytest
+import torch
+
+from pyro_factvae import FactVAE
+from pyro_factvae.infer.callbacks import CSVLogger, Epoch, TensorBoardLogger
+
+from .conftest import small_groups
+
+FIT = dict(epochs=6, batch_size=16, seed=2, progress=False)
+
+
+def _state(vae):
+    return {**vae.model_.state_dict(), **{f"g.{k}": v for k, v in vae.guide_.state_dict().items()}}
+
+
+def test_callbacks_see_every_epoch_and_can_stop_a_fit_that_then_resumes(tmp_path):
+    seen = []
+    whole = FactVAE(latent_dim=2, lam=0.5).fit(small_groups(), callbacks=[seen.append], **FIT)
+    assert [e.epoch for e in seen] == list(range(1, 7)) and all(isinstance(e, Epoch) for e in seen)
+    assert [e.loss for e in seen] == whole.history_  # the history terms, as they are kept
+    assert [e.prior for e in seen] == whole.prior_history_
+    lams = [e.lam for e in seen]  # the warm-up ramps lam up to its value, then the refit
+    assert lams[0] < lams[2] <= 0.5 and seen[-1].phase == "relaxed refit"
+    assert all(e.active_links <= 2 * 3 for e in seen)
+
+    path = tmp_path / "run.ckpt"
+    stopper = lambda e: e.epoch == 3  # noqa: E731
+    cut = FactVAE(latent_dim=2, lam=0.5).fit(
+        small_groups(), callbacks=[stopper], checkpoint=path, **FIT
+    )
+    assert cut.interrupted_ == "callback" and len(cut.history_) == 3
+    resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
+    assert resumed.history_ == whole.history_
+    a, b = _state(whole), _state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_callbacks_follow_the_default_fit_through_its_lam_path():
+    seen = []
+    vae = FactVAE(latent_dim=2).fit(
+        small_groups(), epochs=8, seed=1, progress=False, callbacks=[seen.append]
+    )
+    assert len(seen) == len(vae.history_) and {e.lam for e in seen} >= {0.0, 1.0}
+
+
+def test_csv_and_tensorboard_logs_are_written(tmp_path):
+    pytest.importorskip("tensorboard")
+    log = tmp_path / "history.csv"
+    board = TensorBoardLogger(tmp_path / "tb")
+    vae = FactVAE(latent_dim=2, lam=0.5).fit(
+        small_groups(), callbacks=[CSVLogger(log), board], **FIT
+    )
+    board.close()
+    rows = list(csv.DictReader(open(log)))
+    assert [float(r["loss"]) for r in rows] == vae.history_
+    assert set(rows[0]) == {"epoch", "phase", "loss", "prior", "lam", "active_links"}
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 100
+
+
+def test_the_cli_logs_every_epoch_to_a_folder(tmp_path, capsys):
+    import numpy as np
+
+    from pyro_factvae.cli import main
+
+    path = tmp_path / "data.npz"
+    np.savez(path, **small_groups())
+    logs = tmp_path / "logs"
+    args = ["fit", str(path), "-o", str(tmp_path / "m.factvae"), "--epochs", "4", "--lam", "0.1"]
+    assert main([*args, "--no-progress", "--log-dir", str(logs)]) == 0
+    rows = list(csv.DictReader(open(logs / "history.csv")))
+    assert len(rows) == 4 and rows[-1]["epoch"] == "4"

@@ -1,0 +1,77 @@
+"""AnnData and MuData in and out, on tiny objects built here."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from pyro_factvae import FactVAE, GroupedData
+
+anndata = pytest.importorskip("anndata")
+mudata = pytest.importorskip("mudata")
+
+
+def _mudata(seed=0):
+    """Two modalities over 60 cells: RNA (sparse counts-like) on all, protein on 45 of them."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((60, 2))
+    rna = np.round(np.exp(0.5 + z @ (0.5 * rng.standard_normal((2, 8)))))
+    prot = z @ rng.standard_normal((2, 3)) + 0.1 * rng.standard_normal((60, 3))
+    cells = [f"c{i}" for i in range(60)]
+    a = anndata.AnnData(sp.csr_matrix(rna.astype(np.float32)), obs=pd.DataFrame(index=cells))
+    a.var_names = [f"g{j}" for j in range(8)]
+    keep = sorted(np.random.default_rng(1).choice(60, 45, replace=False))
+    b = anndata.AnnData(
+        prot[keep].astype(np.float32), obs=pd.DataFrame(index=[cells[i] for i in keep])
+    )
+    b.var_names = [f"p{j}" for j in range(3)]
+    return mudata.MuData({"rna": a, "prot": b}), rna, prot, keep
+
+
+def test_a_mudata_round_trip_with_a_partly_missing_modality():
+    mdata, rna, prot, keep = _mudata()
+    data = GroupedData.from_mudata(mdata)
+    assert data.names == ["rna", "prot"] and len(data) == 60
+    missing = np.setdiff1d(np.arange(60), keep)
+    order = [list(mdata.obs_names).index(f"c{i}") for i in missing]
+    assert not data.observed[order, 1].any() and data.observed[:, 0].all()
+    np.testing.assert_array_equal(
+        data.to_numpy()["rna"][[list(mdata.obs_names).index("c0")]], rna[[0]]
+    )
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(mdata, epochs=3, progress=False)  # fit takes it as is
+    assert vae.layout_.names == ("rna", "prot")
+    vae.to_mudata(mdata)
+    assert mdata.obsm["X_factvae"].shape == (60, 2)
+    assert mdata.mod["prot"].layers["factvae_imputed"].shape == (45, 3)
+    np.testing.assert_allclose(mdata.mod["prot"].layers["factvae_imputed"], mdata.mod["prot"].X)
+    norms = mdata.uns["factvae_sparsity"]
+    assert norms["groups"] == ["rna", "prot"] and np.asarray(norms["column_norms"]).shape == (2, 2)
+    filled = vae.impute(GroupedData.from_mudata(mdata))  # the cells without protein get it
+    assert not np.isnan(filled["prot"]).any()
+
+
+def test_an_anndata_split_into_groups_by_a_var_column_or_a_mapping():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((50, 5)).astype(np.float32)
+    x[3, 1] = np.nan
+    adata = anndata.AnnData(x)
+    adata.var_names = list("abcde")
+    adata.var["kind"] = ["left", "left", "right", "right", "right"]
+    by_column = GroupedData.from_anndata(adata, groups="kind")
+    by_mapping = GroupedData.from_anndata(
+        adata, groups={"left": ["a", "b"], "right": ["c", "d", "e"]}
+    )
+    assert by_column.names == ["left", "right"] and by_column.dims == [2, 3]
+    assert np.array_equal(by_column.matrix.numpy(), by_mapping.matrix.numpy())
+    assert not bool(by_column.cells[3, 1])
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(by_column, epochs=2, progress=False)
+    vae.to_anndata(adata, groups="kind")
+    filled = adata.layers["factvae_imputed"]
+    assert filled.shape == (50, 5) and not np.isnan(filled).any() and filled[0, 0] == x[0, 0]
+    assert adata.obsm["X_factvae"].shape == (50, 2)
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        GroupedData.from_anndata(adata, groups="nope")
+    with pytest.raises(ValueError, match="no layer 'counts'"):
+        GroupedData.from_anndata(adata, groups="kind", layer="counts")
+    with pytest.raises(ValueError, match="GroupedData.from_anndata"):
+        FactVAE().fit(adata)
