@@ -112,7 +112,7 @@ def read_data(
     if ext != ".csv":
         raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, float_precision="round_trip")  # the exact float64 of each cell
     except Exception as exc:
         raise UserError(f"cannot read {path} as CSV: {exc}") from None
     if groups is None:
