@@ -132,8 +132,8 @@ def train_phase(
     num_batches = math.ceil(num_data / batch)
     warmup = phase.warmup_epochs * num_batches
     desc = f"factVAE {phase.label} lam={model.config.lam:g}"
-    # a bar redraws: on a terminal only; a log file or pipe gets one plain line per phase
-    interactive = progress and sys.stderr.isatty()
+    # a bar redraws: on a terminal or in a notebook; a log file or pipe gets a line per phase
+    interactive = progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
     bar = tqdm(
         total=phase.epochs, initial=pos.epoch, disable=not interactive, desc=desc, unit="epoch"
     )
