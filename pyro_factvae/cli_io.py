@@ -202,7 +202,8 @@ class Output:
         for col in filled.columns:
             if col not in grouped:
                 values = filled[col].to_numpy()
-                key = str(col) if str(col) not in out else f"column_{col}"
+                taken = str(col) in out or str(col) in ("file", "allow_pickle")  # savez's own
+                key = f"column_{col}" if taken else str(col)
                 out[key] = values.astype(str) if values.dtype == object else values
         return out
 

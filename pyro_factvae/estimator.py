@@ -278,6 +278,8 @@ class FactVAE(Queries):
             data = GroupedData.from_dataframe(
                 data, self.columns_, allow_empty_rows=allow_empty_rows
             )
+        elif type(data).__name__ == "MuData":  # its modalities are the groups
+            data = GroupedData.from_mudata(data)
         elif is_dataset(data):  # streamed into a memmap, one DataLoader batch at a time
             data = GroupedData.from_dataset(data, allow_empty_rows=allow_empty_rows)
         elif not isinstance(data, (GroupedData, Mapping)) and self.layout_ is not None:
@@ -541,9 +543,12 @@ class FactVAE(Queries):
         from the checkpoint ``resume`` written in ``stage``."""
         with warnings.catch_warnings():  # said once, by fit, not per fit of the path
             warnings.simplefilter("ignore", FewRowsWarning)
+            # the path's fits see 80% of the rows: constants are told of at its end
+            warnings.filterwarnings("ignore", message=".*are constant in the training data")
             path = fit_auto(self, data, given, progress, checkpoint, resume, stage, self._callbacks)
         if path is not None:  # else a signal stopped it: lam_path_ names the stage to resume
             self.lam_path_ = path
+            warn_constant(data.names, self.model_.constant(), data.columns)
         return self
 
     def _resume(self, data, path, given, checkpoint, progress) -> FactVAE:

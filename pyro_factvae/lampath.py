@@ -212,6 +212,9 @@ def _fresh_dense_fit(
         vae.prior_history_ = list(history[1]) + vae.prior_history_
     else:
         fresh = type(vae)(**{**vae.config.user_dict(), "lam": 0.0}, device=vae.device)
+        fresh.metadata_ = dict(vae.metadata_)  # its checkpoints carry what the model's do
+        if vae.columns_ is not None:
+            fresh.set_columns(vae.columns_)
         if checkpoint is not None:
             fresh.lam_path_ = vae.lam_path_ = {"stage": "fresh"}
         fresh.fit(data, progress=progress, checkpoint=checkpoint, callbacks=callbacks, **given)
@@ -337,6 +340,8 @@ def fit_auto(
             store.save(records, settings, history)
     chosen = grid[path.best]
     if chosen > 0 or not refits:
+        if done != "final":  # the path saw 80% of the rows: a feature may vary in the rest
+            vae.model_.keep_varying(data.values, data.observed, data.cells)
         if done == "final":
             vae.set_lam(chosen)
             vae.fit(

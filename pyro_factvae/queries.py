@@ -311,9 +311,10 @@ def _split(matrix: Any, dims: Sequence[int]) -> list[np.ndarray]:
 
 def _arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:
     """The caller's own per-group arrays (2-D), or the GroupedData's: its float64 values (for
-    a GroupedData, whose float64 input they give back exactly) or the float32 stream."""
-    if isinstance(data, GroupedData):
-        return list(data.to_numpy().values())
+    a GroupedData, whose float64 input they give back exactly, and a MuData) or the float32
+    stream."""
+    if isinstance(data, GroupedData) or type(data).__name__ == "MuData":
+        return list(grouped.to_numpy().values())
     if is_dataset(data):
         return [v.numpy() for v in grouped.values]
     items = data.values() if isinstance(data, Mapping) else data

@@ -208,10 +208,10 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         data = GroupedData(self._split(X), allow_empty_rows=True)
         if self.sample_posterior:
             (filled,) = self.vae_.impute(
-                data, num_samples=self.num_samples, seed=self.seed or 0, num_draws=1
+                data, num_samples=self.num_samples, seed=self._seed(), num_draws=1
             )
         else:
-            filled = self.vae_.impute(data, num_samples=self.num_samples, seed=self.seed or 0)
+            filled = self.vae_.impute(data, num_samples=self.num_samples, seed=self._seed())
         return self._join(filled, X)
 
     def multiple_imputations(self, X: Any, num_draws: int = 20) -> np.ndarray:
@@ -221,7 +221,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         data = GroupedData(self._split(X), allow_empty_rows=True)
         draws = self.vae_.impute(
-            data, num_samples=self.num_samples, seed=self.seed or 0, num_draws=num_draws
+            data, num_samples=self.num_samples, seed=self._seed(), num_draws=num_draws
         )
         return np.stack([self._join(d, X) for d in draws])
 
@@ -242,6 +242,10 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         return np.asarray([f"x{j}" for j in range(self.n_features_in_)], dtype=object)
 
     # ------------------------------------------------------------------ helpers
+    def _seed(self) -> int:
+        """``seed``, or a fresh one from numpy's global RNG when it is ``None``."""
+        return int(np.random.randint(2**31)) if self.seed is None else int(self.seed)
+
     def _split(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return {name: X[:, cols] for name, cols in self.groups_.items()}
 
@@ -256,7 +260,10 @@ def _resolve_groups(
     groups: Mapping[str, Sequence[Any]] | None, num_features: int, columns: Any
 ) -> dict[str, list[int]]:
     """``{group: [column positions]}``: every column in exactly one group."""
+    labels_in = None if columns is None else list(columns)
     names = None if columns is None else [str(c) for c in columns]
+    # an integer is a column's label when the frame has integer labels, else its position
+    by_label = labels_in is not None and any(isinstance(c, (int, np.integer)) for c in labels_in)
     if groups is None:
         labels = names or [f"x{j}" for j in range(num_features)]
         return {label: [j] for j, label in enumerate(labels)}
@@ -268,7 +275,9 @@ def _resolve_groups(
             raise ValueError(f"group {group!r}: give a list of columns, not {cols!r}")
         positions = []
         for c in cols:
-            if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+            if by_label and c in labels_in:
+                j = labels_in.index(c)
+            elif isinstance(c, (int, np.integer)) and not isinstance(c, bool) and not by_label:
                 j = int(c)
             elif names is not None and str(c) in names:
                 j = names.index(str(c))

@@ -131,3 +131,27 @@ def test_sigkill_during_the_default_fit_resumes_bit_for_bit(whole, step, tmp_pat
     data = dict(np.load(tmp_path / "data.npz"))
     resumed = FactVAE().fit(data, resume=path, progress=False)
     assert _same(whole, resumed)
+
+
+def test_a_column_that_varies_only_in_the_held_out_rows_is_not_held_constant():
+    from pyro_factvae import GroupedData
+
+    data = small_groups(n=60, seed=4, missing=False)
+    data["a"][:, 0] = 0.0
+    _, held = GroupedData(data).split(0.8, seed=1)  # the rows lam="auto" scores on
+    data["a"][held.row_index[:3], 0] = [1.0, 2.0, 3.0]
+    vae = FactVAE(latent_dim=2).fit(data, **FIT)
+    assert vae.lam_ > 0 and not vae.model_.constant()[0][0]
+
+
+def test_the_fresh_dense_fit_checkpoint_keeps_the_column_mapping(tmp_path, monkeypatch):
+    import pandas as pd
+
+    monkeypatch.setattr(lampath, "AUTO_GRID", (0.0,))
+    groups = small_groups()
+    frame = pd.DataFrame(np.hstack(list(groups.values())), columns=[f"c{j}" for j in range(8)])
+    spec = {"a": ["c0", "c1", "c2"], "b": ["c3", "c4", "c5"], "c": ["c6", "c7"]}
+    path = tmp_path / "run.ckpt"
+    _stop_at(monkeypatch, 12)  # in the fresh dense fit
+    cut = FactVAE(latent_dim=2).fit(frame, groups=spec, checkpoint=path, **FIT)
+    assert cut.lam_path_ == {"stage": "fresh"} and FactVAE.load(path).columns_ == spec

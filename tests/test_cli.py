@@ -252,6 +252,7 @@ def test_cli_messages_name_the_columns_and_npz_output_keeps_ids_and_names(
     data, spec = csv_with_holes
     frame = pd.read_csv(data)
     frame.insert(0, "id", [f"s{i}" for i in range(len(frame))])
+    frame.insert(1, "file", np.arange(len(frame)))  # a name np.savez keeps for itself
     frame.to_csv(data, index=False)
     model = tmp_path / "m.factvae"
     fit = ["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "2", "--lam", "0.1"]
@@ -269,6 +270,7 @@ def test_cli_messages_name_the_columns_and_npz_output_keeps_ids_and_names(
     assert main(["impute", str(model), str(data), "-o", str(out)]) == 0
     with np.load(out, allow_pickle=False) as z:
         assert list(z["id"]) == list(frame["id"]) and list(z["c_columns"]) == ["c0", "c1"]
+        assert list(z["column_file"]) == list(frame["file"])
         assert z["a"].shape == (len(frame), 3) and not np.isnan(z["a"]).any()
     draws = tmp_path / "draws.npz"
     assert main(["impute", str(model), str(data), "-o", str(draws), "--draws", "3"]) == 0

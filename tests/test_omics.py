@@ -75,3 +75,12 @@ def test_an_anndata_split_into_groups_by_a_var_column_or_a_mapping():
         GroupedData.from_anndata(adata, groups="kind", layer="counts")
     with pytest.raises(ValueError, match="GroupedData.from_anndata"):
         FactVAE().fit(adata)
+
+
+def test_a_fitted_model_answers_queries_on_a_mudata():
+    mdata, _, _, keep = _mudata()
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(mdata, epochs=2, progress=False)
+    mean, _ = vae.latent(mdata)
+    filled = vae.impute(mdata)
+    assert mean.shape == (60, 2) and filled["prot"].shape == (60, 3)
+    assert not np.isnan(filled["prot"]).any()

@@ -82,3 +82,12 @@ def test_pipelines_grid_search_and_cross_validation():
     assert clone(pipe).get_params()["impute__latent_dim"] == 2
     columns = ColumnTransformer([("fa", FactVAEImputer(**FAST), [0, 1, 2, 3])], remainder="drop")
     assert columns.fit_transform(holed).shape == (150, 4)
+
+
+def test_integer_column_labels_are_labels_not_positions():
+    _, holed, _ = _table()
+    frame = pd.DataFrame(holed, columns=[20, 10, 30, 40, 50, 60])
+    imp = FactVAEImputer(groups={"a": [10, 20, 30], "b": [40, 50, 60]}, **FAST).fit(frame)
+    assert imp.groups_ == {"a": [1, 0, 2], "b": [3, 4, 5]}
+    with pytest.raises(ValueError, match="column 2 is not in the data"):
+        FactVAEImputer(groups={"a": [2, 10, 20, 30], "b": [40, 50, 60]}, **FAST).fit(frame)

@@ -144,6 +144,10 @@ class Likelihood(nn.Module):
         value, predicted as that value (default: none)."""
         return torch.zeros(self.num_groups, self.dim, dtype=torch.bool)
 
+    def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
+        """Features that vary in these data (``init_from_data``'s arguments) are no longer held
+        constant (default: nothing to do)."""
+
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """``x`` with missing rows (``observed`` False, broadcast on the last axis) holding a
@@ -211,6 +215,14 @@ class NormalLikelihood(Likelihood):
             ok = (count > 1) & (std > 0)
             self.unit[i] = torch.where(ok, std, torch.ones_like(std)).float()
             self.varies[i] = ((count < 2) | (std > 0)).float()
+
+    @torch.no_grad()
+    def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
+        for i, (x, obs) in enumerate(zip(xs, observed)):
+            seen = (obs.unsqueeze(-1) if obs.dim() == 1 else obs).expand_as(x)
+            low = x.double().where(seen, float("inf")).amin(0)
+            high = x.double().where(seen, float("-inf")).amax(0)
+            self.varies[i] = torch.where(high > low, 1.0, self.varies[i])
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit

@@ -127,6 +127,16 @@ class Model(PyroModule):
                 obs = [per_group[g] for g in block.groups]
             lik.init_from_data([xs[g] for g in block.groups], obs)
 
+    def keep_varying(
+        self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> None:
+        """Features held constant (fitted on rows where they were) that vary in these data are
+        no longer held constant (``init_from_data``'s arguments)."""
+        per_group = self.layout.split_cells(cells)
+        for block, lik in zip(self.layout.blocks, self.likelihoods):
+            obs = [mask[:, g] if per_group is None else per_group[g] for g in block.groups]
+            lik.keep_varying([xs[g] for g in block.groups], obs)
+
     def lam_totals(self, batch_size: int | None = None) -> list[float]:
         """See :func:`lam_totals`."""
         return lam_totals(self.layout, self.config, batch_size)
