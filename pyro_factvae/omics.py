@@ -3,8 +3,9 @@
 A MuData's modalities are the groups: an observation that a modality lacks is that group
 missing in the row (rows are aligned by ``obs_names``, in the order of ``mdata.obs_names``).
 An AnnData's variables are split into groups by a column of ``adata.var`` or a mapping.
-Sparse matrices are read a chunk of rows at a time into the dense float32 rows factVAE
-trains on (their zeros are observed zeros), never densified whole. Results go back into the
+Sparse matrices are read a chunk of rows at a time into the dense float32 arrays of the
+grouped variables factVAE trains on (their zeros are observed zeros): a chunk, not the
+whole matrix, is densified at once. Results go back into the
 objects: the latent means in ``obsm["X_<key>"]``, the imputations in the layer
 ``<key>_imputed``, the sparsity map in ``uns["<key>_sparsity"]``.
 
@@ -96,16 +97,22 @@ def anndata_groups(
     ``groups`` of ``adata.var`` (a group per value, in order of appearance) or by a mapping
     ``{group: [var_names]}``."""
     spec = var_groups(adata, groups)
-    var_names = [str(v) for v in adata.var_names]
-    where = {n: j for j, n in enumerate(var_names)}
-    missing = [v for cols in spec.values() for v in cols if v not in where]
-    if missing:
-        raise ValueError(f"var_names {missing[:5]} are not in the AnnData")
+    where = {str(v): j for j, v in enumerate(adata.var_names)}
+    seen: dict[str, str] = {}
+    for g, cols in spec.items():
+        for v in cols:
+            if v not in where:
+                raise ValueError(f"var_name {v!r} of group {g!r} is not in the AnnData")
+            if v in seen:
+                raise ValueError(f"variable {v!r} is in groups {seen[v]!r} and {g!r}")
+            seen[v] = g
     values = _values(adata, layer, "the AnnData")
-    dense = np.empty((adata.n_obs, adata.n_vars), dtype=np.float32)
+    out = {g: np.empty((adata.n_obs, len(cols)), dtype=np.float32) for g, cols in spec.items()}
     for start in range(0, adata.n_obs, chunk):
-        dense[start : start + chunk] = _rows(values, start, start + chunk)
-    return {g: dense[:, [where[v] for v in cols]] for g, cols in spec.items()}
+        rows = _rows(values, start, start + chunk)  # one chunk of rows, dense
+        for g, cols in spec.items():
+            out[g][start : start + chunk] = rows[:, [where[v] for v in cols]]
+    return out
 
 
 def write_results(

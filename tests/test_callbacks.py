@@ -24,7 +24,7 @@ def test_callbacks_see_every_epoch_and_can_stop_a_fit_that_then_resumes(tmp_path
     assert [e.loss for e in seen] == whole.history_  # the history terms, as they are kept
     assert [e.prior for e in seen] == whole.prior_history_
     lams = [e.lam for e in seen]  # the warm-up ramps lam up to its value, then the refit
-    assert lams[0] < lams[2] <= 0.5 and seen[-1].phase == "relaxed refit"
+    assert lams[0] < lams[2] <= 0.5 and seen[-1].phase == "relaxed refit" and lams[-1] == 0.0
     assert all(e.active_links <= 2 * 3 for e in seen)
 
     path = tmp_path / "run.ckpt"

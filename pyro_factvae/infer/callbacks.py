@@ -22,7 +22,8 @@ __all__ = ["CSVLogger", "Epoch", "TensorBoardLogger"]
 class Epoch:
     """What a callback sees after an epoch."""
 
-    #: epochs completed in this model's history (1 after the first)
+    #: epochs completed in this model's history (1 after the first; the fresh dense fit of a
+    #: ``lam="auto"`` path that chose 0 counts its own, from 1)
     epoch: int
     #: the phase trained (``map``, ``prox``, ``variational``, ``relaxed``, ...)
     phase: str
@@ -30,7 +31,8 @@ class Epoch:
     loss: float
     #: the prior terms per row, apart (theta prior; KL of ``Phi`` in a variational phase)
     prior: float
-    #: the group-lasso weight in effect at the epoch's last step (it ramps up in a warm-up)
+    #: the group-lasso weight in effect at the epoch's last step (it ramps up in a warm-up;
+    #: 0 in a relaxed refit, which shrinks nothing)
     lam: float
     #: the (group, latent) links the prox keeps
     active_links: int

@@ -251,7 +251,10 @@ class Trainer:
                         phase=phase.label,
                         loss=history[-1],
                         prior=prior_history[-1],
-                        lam=self.model.config.lam * lam_factor(pos.step - 1, warm),
+                        # the relaxed refit shrinks nothing: lam 0 is what it applies
+                        lam=0.0
+                        if phase.relaxed
+                        else self.model.config.lam * lam_factor(pos.step - 1, warm),
                         active_links=self.active_links(),
                     )
                     answers = [bool(callback(event)) for callback in callbacks]
