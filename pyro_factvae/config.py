@@ -402,7 +402,15 @@ class FitConfig:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def non_defaults(cls, given: dict[str, Any]) -> list[str]:
-        """The names in ``given`` whose values differ from the defaults."""
+    def check_resumed(cls, given: dict[str, Any], saved: dict[str, Any]) -> None:
+        """A ``ValueError`` naming each setting in ``given`` that was set (not left at its
+        default) and differs from the checkpoint's ``saved`` one: the same script run again
+        with ``resume=`` agrees with the file."""
         defaults = cls().to_dict()
-        return [k for k, v in given.items() if v != defaults[k]]
+        bad = [k for k, v in given.items() if v != defaults[k] and v != saved.get(k)]
+        if bad:
+            pairs = ", ".join(f"{k}={given[k]!r} (file: {saved.get(k)!r})" for k in bad)
+            raise ValueError(
+                "resume takes the training settings from the checkpoint; these differ from "
+                f"it: {pairs}"
+            )

@@ -551,15 +551,24 @@ class FactVAE(Queries):
             warn_constant(data.names, self.model_.constant(), data.columns)
         return self
 
+    def _differs_from(self, meta: dict, skip: Sequence[str] = ()) -> list[str]:
+        """``k=mine (file: saved)`` for each setting given here (not left at its default)
+        that differs from the file's resolved one."""
+        saved = ModelConfig(**meta["config"]).user_dict()
+        mine, default = self.config.user_dict(), ModelConfig().user_dict()
+        return [
+            f"{k}={mine[k]!r} (file: {saved[k]!r})"
+            for k in sorted(saved)
+            if k not in skip and mine[k] != default[k] and mine[k] != saved[k]
+        ]
+
     def _resume(self, data, path, given, checkpoint, progress) -> FactVAE:
         meta, tensors = read_payload(path)
         check_checkpoint(meta, path)
         stage = stage_of(meta)
         if stage is not None and self.config.lam == "auto":  # the lam="auto" path goes on
             # (the path itself resumes the stage with that stage's lam: a plain resume)
-            saved = ModelConfig(**meta["config"]).user_dict()
-            mine, default = self.config.user_dict(), ModelConfig().user_dict()
-            diff = [k for k in saved if k != "lam" and mine[k] not in (default[k], saved[k])]
+            diff = self._differs_from(meta, skip=("lam",))
             if self.model_ is not None or diff:
                 raise ValueError(
                     f"resume continues the lam='auto' fit saved in {os.fspath(path)!r}; call "
@@ -574,22 +583,13 @@ class FactVAE(Queries):
             return self._auto(data, given, progress, target, os.fspath(path), stage)
         # the same script run again with resume= agrees with the file: only a setting that
         # was given (not left at its default) and differs from the file's resolved one conflicts
-        saved_fit = meta["run"]["fit"]
-        conflicting = [k for k in FitConfig.non_defaults(given) if given[k] != saved_fit.get(k)]
-        if conflicting:
-            pairs = [f"{k}={given[k]!r} (file: {saved_fit.get(k)!r})" for k in conflicting]
-            raise ValueError(
-                "resume takes the training settings from the checkpoint; these differ from "
-                f"it: {', '.join(pairs)}"
-            )
-        saved = ModelConfig(**meta["config"]).user_dict()
-        mine, default = self.config.user_dict(), ModelConfig().user_dict()
-        diff = sorted(k for k in saved if mine[k] != default[k] and mine[k] != saved[k])
+        FitConfig.check_resumed(given, meta["run"]["fit"])
+        diff = self._differs_from(meta)
         if self.model_ is not None or diff:
             raise ValueError(
                 f"resume restores the model saved in {os.fspath(path)!r}; call it on a new "
                 f"FactVAE() with the file's settings or none (these differ from the file: "
-                f"{', '.join(f'{k}={mine[k]!r} (file: {saved[k]!r})' for k in diff) or 'fitted'})"
+                f"{', '.join(diff) or 'fitted'})"
             )
         self._restore(meta, tensors, path)
         data = self.prepare(data)

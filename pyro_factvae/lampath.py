@@ -255,13 +255,7 @@ def fit_auto(
     records, history = PathRecords(), None
     if resume is not None:
         records, settings, history = PathStore(resume).load()
-        conflicting = [k for k in FitConfig.non_defaults(dict(given)) if given[k] != settings[k]]
-        if conflicting:
-            pairs = [f"{k}={given[k]!r} (file: {settings[k]!r})" for k in conflicting]
-            raise ValueError(
-                "resume takes the training settings from the checkpoint; these differ from "
-                f"it: {', '.join(pairs)}"
-            )
+        FitConfig.check_resumed(dict(given), settings)
         given = settings
     settings = dict(given)
     store = None if checkpoint is None else PathStore(checkpoint)

@@ -222,9 +222,8 @@ class Trainer:
         optimizers = self._optimizers(run.fit)
         # a distributed run starts every rank from rank 0's weights
         broadcast_([*self.model.state_dict().values(), *self.guide.state_dict().values()])
-        every = run.fit.checkpoint_every or math.ceil(
-            len(data) / min(run.fit.batch_size, len(data))
-        )
+        batches = math.ceil(len(data) / min(run.fit.batch_size, len(data)))  # per epoch
+        every = run.fit.checkpoint_every or batches
         device = self.model.device
         with fork_rng(device, enabled=rng_state is not None), _Signals() as signals:
             if rng_state is not None:
@@ -243,9 +242,7 @@ class Trainer:
                 nonlocal requested
                 if callbacks:
                     phase = run.phases[run.phase]
-                    warm = phase.warmup_epochs * math.ceil(
-                        len(data) / min(run.fit.batch_size, len(data))
-                    )
+                    warm = phase.warmup_epochs * batches
                     event = Epoch(
                         epoch=len(history),
                         phase=phase.label,
@@ -293,7 +290,7 @@ class Trainer:
                 if self._pending is None and run.position.step == 0:
                     scale = phase.lr_scale
                     optimizers.set_base_lr(run.fit.lr * scale, run.fit.phi_lr * scale)
-                total = phase.epochs * math.ceil(len(data) / min(run.fit.batch_size, len(data)))
+                total = phase.epochs * batches
                 factor = cosine(total, run.fit.lr_decay)
                 scheds = [LambdaLR(optimizers.theta, factor), LambdaLR(optimizers.phi, factor)]
                 if self._pending is not None:
