@@ -1,6 +1,5 @@
-r"""How sure is an imputation? Calibration of the draws of :meth:`~pyro_factvae.FactVAE.impute`
-against
-held-out truth.
+r"""How sure is an imputation? Calibration of the draws of
+:meth:`~pyro_factvae.FactVAE.impute` against held-out truth.
 
 :func:`draw_scores` hides entries of data whose values are known, draws them ``M`` times from
 ``p(x_hidden | x_rest)`` (importance-resampled ``z``, then the likelihood's noise; see

@@ -274,15 +274,7 @@ def fit_auto(
                 data, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks
             )
         else:
-            rest = {k: v for k, v in given.items() if k != "seed"}
-            vae.fit(
-                data,
-                progress=progress,
-                checkpoint=checkpoint,
-                callbacks=callbacks,
-                **rest,
-                seed=given["seed"],
-            )
+            vae.fit(data, progress=progress, checkpoint=checkpoint, callbacks=callbacks, **given)
         if vae.interrupted_:
             return None
         return {"lams": [0.0], "criterion": "none: nothing can be held out"}
