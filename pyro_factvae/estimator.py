@@ -2,84 +2,33 @@ r"""``FactVAE``: the user-facing estimator.
 
 This follows :class:`pyro.contrib.cevae.CEVAE`: one class that builds a
 :class:`~pyro_factvae.module.model.Model` and :class:`~pyro_factvae.module.guide.Guide` from a
-:class:`~pyro_factvae.config.ModelConfig`, hands them to the
-:class:`~pyro_factvae.infer.run.Trainer` (Algorithm 1), and answers questions with them. It
-holds no training logic of its own.
+:class:`~pyro_factvae.config.ModelConfig`, hands them to
+the inference layer once per call (:mod:`~pyro_factvae.infer.session`: the ``lam`` path, the
+plan of a fit, its seeds, split, checkpoints and resume; Algorithm 1 in
+:class:`~pyro_factvae.infer.run.Trainer`), and answers questions with them. It holds no
+training logic of its own.
 """
 
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 
-from .config import REFIT_LR, FewRowsWarning, FitConfig, ModelConfig
-from .data import GroupedData, is_dataframe
+from .config import ModelConfig
+from .data import GroupedData
+from .infer import session
 from .infer.callbacks import Epoch
-from .infer.distributed import world
-from .infer.loop import Phase
-from .infer.path_state import stage_of
-from .infer.run import Run, Trainer, check_checkpoint, fingerprint
-from .io import check_writable, read_payload, write_payload
-from .lampath import fit_auto
-from .layout import Layout
-from .module.guide import MAP, Guide
-from .module.likelihoods import with_cells
+from .infer.checkpoint import restore, write
+from .infer.state import FitState, as_device
+from .io import read_payload
+from .module.guide import Guide
 from .module.model import Model
 from .queries import Queries
-from .registry import LIKELIHOODS, PHI_POSTERIORS
-from .stream import is_dataset
-from .validation import warn_constant
 
 __all__ = ["FactVAE"]
-
-#: early stopping's default (``patience="auto"``) needs at least this many rows
-MIN_ROWS_TO_STOP = 20
-#: below this many rows the defaults (a 16-dimensional z, widths for hundreds of rows, lam
-#: chosen on held-out rows) are more than the data can support: fit warns
-FEW_ROWS = 50
-
-
-def cells_of(data: GroupedData, g: int) -> torch.Tensor | None:
-    """Group ``g``'s ``(N, d_g)`` cell mask, or ``None`` when no observed group misses a cell."""
-    return None if data.cells is None else data.group_cells(g)
-
-
-def as_device(device: Any) -> torch.device:
-    """``device`` as a ``torch.device``, or a ``ValueError`` saying what is possible here."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
-        ) from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} needs CUDA, which this torch build or machine does not have "
-            "(torch.cuda.is_available() is False); use device='cpu'"
-        )
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device {device!r}: only 'cpu' and 'cuda' devices are supported")
-    return dev
-
-
-def _warn_if_few_rows(rows: int, lam: Any) -> None:
-    """A ``UserWarning`` when there are fewer than :data:`FEW_ROWS` rows."""
-    if rows < FEW_ROWS:
-        held = rows - int(round(0.8 * rows))
-        held = f"lam='auto' chooses lam on {held} held-out rows, and " if lam == "auto" else ""
-        warnings.warn(
-            f"only {rows} rows: {held}the defaults are sized for hundreds of rows or more; on "
-            "fewer the fit can overfit (on a 32-row table it imputed worse than the column "
-            "means, with intervals far too narrow, and a smaller latent_dim or widths did not "
-            "help): check it on held-out cells (pyro_factvae.metrics.evaluate; factvae "
-            "evaluate) against a simple imputer before trusting it",
-            FewRowsWarning,
-            stacklevel=3,
-        )
 
 
 class FactVAE(Queries):
@@ -196,7 +145,7 @@ class FactVAE(Queries):
         group_weight: Mapping[str, float] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        self.config = ModelConfig(
+        config = ModelConfig(
             latent_dim=latent_dim,
             lam=lam,
             likelihood=likelihood,
@@ -214,25 +163,32 @@ class FactVAE(Queries):
             conv_width=conv_width,
             group_weight=group_weight,
         )
-        #: where the model trains and predicts (its parameters, optimizer state, minibatches)
-        self.device: torch.device = as_device(device)
-        self.model_: Model | None = None
-        self.guide_: Guide | None = None
-        self.layout_: Layout | None = None
-        self.trainer_: Trainer | None = None
-        self.history_: list[float] = []
-        self.prior_history_: list[float] = []
-        self.metadata_: dict[str, Any] = {}
-        self.columns_: dict[str, list[str]] | None = None
-        #: with ``lam="auto"``: the grid, held-out log-likelihoods and active links of the path
-        self.lam_path_: dict[str, list] | None = None
-        self.interrupted_: str | None = None
-        self._callbacks: list[Callable[[Epoch], Any]] = []
+        self._state = FitState(config, as_device(device))
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.user_dict().items())
         state = f"fitted on {self.num_data_} rows" if self.model_ is not None else "not fitted"
         return f"FactVAE({args}) [{state}]"
+
+    # the fitted state (:class:`~pyro_factvae.infer.state.FitState`), read through attributes
+    config = property(lambda self: self._state.config)
+    device = property(lambda self: self._state.device, doc="Where the model trains and predicts.")
+    model_ = property(lambda self: self._state.model, doc="The fitted Model.")
+    guide_ = property(lambda self: self._state.guide, doc="The fitted Guide.")
+    trainer_ = property(lambda self: self._state.trainer, doc="The Trainer of the fit.")
+    layout_ = property(lambda self: self._state.layout, doc="The fitted groups' Layout.")
+    history_ = property(lambda self: self._state.history)
+    prior_history_ = property(lambda self: self._state.prior_history)
+    metadata_ = property(lambda self: self._state.metadata, doc="User metadata kept in files.")
+    columns_ = property(lambda self: self._state.columns, doc="DataFrame columns per group.")
+    lam_path_ = property(lambda self: self._state.lam_path, doc="The lam='auto' path.")
+    interrupted_ = property(lambda self: self._state.interrupted)
+
+    @property
+    def fit_state(self) -> FitState:
+        """The :class:`~pyro_factvae.infer.state.FitState` the inference layer trains (the
+        modules, optimizers and training record behind the attributes above)."""
+        return self._state
 
     @property
     def num_data_(self) -> int | None:
@@ -251,73 +207,14 @@ class FactVAE(Queries):
         self.fitted_modules()
         return float(self.config.lam)
 
-    # ------------------------------------------------------------------ building
-    def _build(self, layout: Layout, num_data: int) -> None:
-        self.config.num_data = num_data
-        self.layout_ = layout
-        self.model_ = Model(layout, self.config)
-        self.guide_ = Guide(self.model_)
-        self.trainer_ = Trainer(self.model_, self.guide_)
-
-    def _to_device(self) -> None:
-        """Move the built model and guide to :attr:`device` (built and initialised on the CPU,
-        so a seed gives the same starting weights on every device)."""
-        self.model_.to(self.device)
-        self.guide_.to(self.device)
-
     def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:
         """``data`` as :class:`GroupedData`, checked against the fitted groups, widths and
-        likelihoods (a list of arrays takes the fitted group names; a DataFrame is split into
-        groups by ``columns_``)."""
-        if is_dataframe(data):
-            if self.columns_ is None:
-                raise ValueError(
-                    "got a DataFrame but no column-to-group mapping: give fit(frame, "
-                    "groups={group: [columns]}) (the model keeps it for later calls)"
-                )
-            data = GroupedData.from_dataframe(
-                data, self.columns_, allow_empty_rows=allow_empty_rows
-            )
-        elif type(data).__name__ == "MuData":  # its modalities are the groups
-            data = GroupedData.from_mudata(data)
-        elif is_dataset(data):  # streamed into a memmap, one DataLoader batch at a time
-            data = GroupedData.from_dataset(data, allow_empty_rows=allow_empty_rows)
-        elif not isinstance(data, (GroupedData, Mapping)) and self.layout_ is not None:
-            data = GroupedData(data, names=self.layout_.names, allow_empty_rows=allow_empty_rows)
-        elif not isinstance(data, GroupedData):
-            data = GroupedData(data, allow_empty_rows=allow_empty_rows)
-        if self.layout_ is not None:
-            if tuple(data.names) != self.layout_.names:
-                raise ValueError(
-                    f"data has groups {data.names}, "
-                    f"the model was fitted on {list(self.layout_.names)}"
-                )
-            if tuple(data.dims) != self.layout_.dims:
-                raise ValueError(
-                    f"data has group widths {data.dims}, "
-                    f"the model expects {list(self.layout_.dims)}"
-                )
-            for g, (name, lik) in enumerate(zip(self.layout_.names, self.layout_.likelihoods)):
-                check = LIKELIHOODS.get(lik).check
-                with_cells(
-                    check, name, data.values[g], data.observed[:, g], cells=cells_of(data, g)
-                )
-        return data
-
-    def _check_support(self, data: GroupedData) -> Layout:
-        """The layout of ``data`` under the configured likelihoods, each group's observed
-        values checked against its likelihood's support."""
-        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
-        for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
-            check = LIKELIHOODS.get(lik).check
-            with_cells(check, name, data.values[g], data.observed[:, g], cells=cells_of(data, g))
-        return layout
+        likelihoods (see :meth:`~pyro_factvae.infer.state.FitState.prepare`)."""
+        return self._state.prepare(data, allow_empty_rows)
 
     def fitted_modules(self) -> tuple[Model, Guide]:
         """``(model_, guide_)``; a ``ValueError`` if the model is not fitted yet."""
-        if self.model_ is None or self.guide_ is None:
-            raise ValueError("this FactVAE is not fitted yet; call fit(data) first")
-        return self.model_, self.guide_
+        return self._state.fitted()
 
     # ------------------------------------------------------------------ training
     def fit(
@@ -423,8 +320,6 @@ class FactVAE(Queries):
             A non-finite loss or gradient; it names the step and the model term, and the
             parameters keep their last finite values.
         """
-        self.interrupted_ = None
-        self._callbacks = list(callbacks)  # for this call's runs (not a setting: not saved)
         given = {
             "epochs": epochs,
             "batch_size": batch_size,
@@ -441,194 +336,26 @@ class FactVAE(Queries):
             "relax_epochs": relax_epochs,
         }
         if resume is not None:
-            return self._resume(data, resume, given, checkpoint, progress)
-        if self.config.lam == "auto":
-            if self.model_ is not None:
-                raise ValueError(
-                    "lam='auto' chooses lam on a first fit; give lam a number (e.g. the "
-                    "chosen vae.lam_) to continue training"
-                )
-            if groups is not None:
-                self.set_columns(groups)
-            ckpt = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
-            data = self.prepare(data)
-            data.require_trainable()
-            _warn_if_few_rows(len(data), "auto")
-            self._check_support(data)  # on every row, before the path splits them
-            return self._auto(data, given, progress, ckpt)
-        if groups is not None:
-            self.set_columns(groups)
-        ckpt = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
-        data = self.prepare(data)
-        data.require_trainable()
-        if self.model_ is None:
-            _warn_if_few_rows(len(data), self.config.lam)
-        collapsed_only = PHI_POSTERIORS.get(self.config.phi_inference).collapsed
-        if given["patience"] == "auto" and len(data) < MIN_ROWS_TO_STOP:
-            given["patience"] = None  # too few rows to hold some out
-        fit = FitConfig(**given).resolved(
-            bool(self.history_), collapsed_only, len(data), sparse=self.config.lam > 0
-        )
-        layout = self._check_support(data)
-        seeded = fit.seed is not None
-        if not seeded and world()[1] > 1:
-            raise ValueError(
-                "seed=None in a distributed run: every rank must draw the same data order, so "
-                "give every rank the same seed (the default, seed=0, does)"
-            )
-        generator = torch.Generator()
-        if seeded:
-            generator.manual_seed(fit.seed)
-            rng_state = torch.Generator().manual_seed(fit.seed).get_state()
+            session.resume(self._state, data, resume, given, checkpoint, progress, callbacks)
         else:
-            generator.manual_seed(int(torch.randint(2**62, ()).item()))
-            rng_state = None
-        if self.model_ is None:
-            with torch.random.fork_rng(devices=[], enabled=seeded):
-                if seeded:
-                    torch.set_rng_state(rng_state)
-                self._build(layout, len(data))
-                self.model_.init_from_data(data.values, data.observed, data.cells)
-                warn_constant(data.names, self.model_.constant(), data.columns)
-                self._to_device()
-                if seeded:
-                    rng_state = torch.get_rng_state()
-        self.config.num_data = len(data)
-        phases = [Phase(MAP, fit.map_epochs, fit.warmup_epochs)] if fit.map_epochs else []
-        rest_warmup = 0.0 if fit.map_epochs else fit.warmup_epochs
-        main = fit.epochs - fit.map_epochs - fit.relax_epochs
-        if main:
-            phases.append(Phase(self.config.phi_inference, main, rest_warmup))
-        if fit.relax_epochs:  # the relaxed group lasso: the selected support, refit unshrunk
-            phases.append(Phase(MAP, fit.relax_epochs, 0.0, relaxed=True, lr_scale=REFIT_LR))
-        run = Run(fit, phases, fingerprint(data))
-        return self._execute(run, data, generator, rng_state, progress, ckpt)
-
-    def _execute(self, run, data, generator, rng_state, progress, checkpoint) -> FactVAE:
-        assert self.trainer_ is not None
-        valid = None
-        if run.fit.patience is not None:  # the same split on every call, resume included
-            data, valid = data.split(1 - run.fit.validation, seed=run.fit.seed or 0)
-        self.interrupted_ = self.trainer_.execute(
-            run,
-            data,
-            generator,
-            rng_state,
-            self.history_,
-            self.prior_history_,
-            progress,
-            checkpoint,
-            self._write,
-            valid,
-            self._callbacks,
-        )
-        if not self.interrupted_ and PHI_POSTERIORS.get(self.guide_.phi_mode).collapsed:
-            norms = self.sparsity()
-            for name in norms.index[(norms.values == 0).all(axis=1)]:
-                warnings.warn(
-                    f"every link of group {name!r} was pruned at lam = {self.lam:g}: the "
-                    "model ignores that group (it is imputed by its mean); lower lam",
-                    stacklevel=3,
-                )
-        if self.interrupted_ and checkpoint is None:
-            warnings.warn(
-                f"fit interrupted by {self.interrupted_} after step {run.global_step}; no "
-                "checkpoint path was given, so the model holds the weights after that step",
-                stacklevel=3,
-            )
+            session.fit(self._state, data, given, progress, checkpoint, callbacks, groups)
         return self
-
-    def _auto(self, data, given, progress, checkpoint, resume=None, stage=None) -> FactVAE:
-        """The ``lam="auto"`` path (:func:`~pyro_factvae.lampath.fit_auto`), from its start or
-        from the checkpoint ``resume`` written in ``stage``."""
-        with warnings.catch_warnings():  # said once, by fit, not per fit of the path
-            warnings.simplefilter("ignore", FewRowsWarning)
-            # the path's fits see 80% of the rows: constants are told of at its end
-            warnings.filterwarnings("ignore", message=".*are constant in the training data")
-            path = fit_auto(self, data, given, progress, checkpoint, resume, stage, self._callbacks)
-        if path is not None:  # else a signal stopped it: lam_path_ names the stage to resume
-            self.lam_path_ = path
-            warn_constant(data.names, self.model_.constant(), data.columns)
-        return self
-
-    def _differs_from(self, meta: dict, skip: Sequence[str] = ()) -> list[str]:
-        """``k=mine (file: saved)`` for each setting given here (not left at its default)
-        that differs from the file's resolved one."""
-        saved = ModelConfig(**meta["config"]).user_dict()
-        mine, default = self.config.user_dict(), ModelConfig().user_dict()
-        return [
-            f"{k}={mine[k]!r} (file: {saved[k]!r})"
-            for k in sorted(saved)
-            if k not in skip and mine[k] != default[k] and mine[k] != saved[k]
-        ]
-
-    def _resume(self, data, path, given, checkpoint, progress) -> FactVAE:
-        meta, tensors = read_payload(path)
-        check_checkpoint(meta, path)
-        stage = stage_of(meta)
-        if stage is not None and self.config.lam == "auto":  # the lam="auto" path goes on
-            # (the path itself resumes the stage with that stage's lam: a plain resume)
-            diff = self._differs_from(meta, skip=("lam",))
-            if self.model_ is not None or diff:
-                raise ValueError(
-                    f"resume continues the lam='auto' fit saved in {os.fspath(path)!r}; call "
-                    f"it on a new FactVAE() with the file's settings or none (these differ: "
-                    f"{', '.join(diff) or 'fitted'})"
-                )
-            self.config = ModelConfig(**meta["config"])
-            if meta.get("columns"):
-                self.set_columns(meta["columns"])
-            data = self.prepare(data)
-            target = check_writable(checkpoint if checkpoint is not None else path, "checkpoint")
-            return self._auto(data, given, progress, target, os.fspath(path), stage)
-        # the same script run again with resume= agrees with the file: only a setting that
-        # was given (not left at its default) and differs from the file's resolved one conflicts
-        FitConfig.check_resumed(given, meta["run"]["fit"])
-        diff = self._differs_from(meta)
-        if self.model_ is not None or diff:
-            raise ValueError(
-                f"resume restores the model saved in {os.fspath(path)!r}; call it on a new "
-                f"FactVAE() with the file's settings or none (these differ from the file: "
-                f"{', '.join(diff) or 'fitted'})"
-            )
-        self._restore(meta, tensors, path)
-        data = self.prepare(data)
-        run = Run.restore(meta["run"], tensors.get("perm"), data, path)
-        if run.finished:  # a later fit continues with the optimizers' moments, as it would have
-            self.trainer_.continue_from(tensors, run.fit)
-            return self
-        rng_state, generator = self.trainer_.restore(tensors)
-        target = check_writable(checkpoint if checkpoint is not None else path, "checkpoint")
-        return self._execute(run, data, generator, rng_state, progress, target)
 
     def set_columns(self, groups: Mapping[str, Sequence[str]]) -> FactVAE:
         """Set the DataFrame column-to-group mapping ``columns_``; returns ``self``."""
-        if not isinstance(groups, Mapping) or not groups:
-            raise ValueError("groups must be a non-empty mapping {group: [columns]}")
-        for name, cols in groups.items():
-            if isinstance(cols, str):
-                raise ValueError(
-                    f"group {name!r}: give a list of column names, not the string {cols!r}"
-                )
-        columns = {str(g): [str(c) for c in cols] for g, cols in groups.items()}
-        if self.layout_ is not None and tuple(columns) != self.layout_.names:
-            raise ValueError(
-                f"groups {list(columns)} differ from the fitted groups {list(self.layout_.names)}"
-            )
-        self.columns_ = columns
+        self._state.set_columns(groups)
         return self
 
     def set_lam(self, lam: float) -> FactVAE:
         """Change ``lam`` (``config.lam = lam``); a later :meth:`fit` continues training (a
         warm start) under it. Returns ``self``."""
-        self.config.lam = lam
+        self._state.set_lam(lam)
         return self
 
     def reset_optimizers(self) -> FactVAE:
         """Forget the optimizers' moments: the next :meth:`fit` starts them afresh (e.g.
         after loading other weights into ``model_`` and ``guide_``). Returns ``self``."""
-        if self.trainer_ is not None:
-            self.trainer_.reset()
+        self._state.reset_optimizers()
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -642,28 +369,8 @@ class FactVAE(Queries):
         command keeps the CSV column spec there).
         """
         if extra is not None:
-            self.metadata_ = dict(extra)
-        self._write(os.fspath(path), {}, {})
-
-    def _write(self, path: str, meta: dict[str, Any], tensors: dict[str, Any]) -> None:
-        model, guide = self.fitted_modules()
-        head = {
-            "config": self.config.to_dict(),
-            "layout": {
-                "names": list(model.layout.names),
-                "dims": list(model.layout.dims),
-                "likelihoods": list(model.layout.likelihoods),
-            },
-            "phi_mode": guide.phi_mode,
-            "history": self.history_,
-            "prior_history": self.prior_history_,
-            "extra": self.metadata_,
-            "columns": self.columns_,
-            "lam_path": self.lam_path_,
-        }
-        cpu = lambda sd: {k: v.cpu() for k, v in sd.items()}  # noqa: E731
-        weights = {"model": cpu(model.state_dict()), "guide": cpu(guide.state_dict())}
-        write_payload({**head, **meta}, {**weights, **tensors}, path)
+            self._state.metadata = dict(extra)
+        write(self._state, os.fspath(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> FactVAE:
@@ -676,39 +383,5 @@ class FactVAE(Queries):
         """
         meta, tensors = read_payload(path)
         vae = cls(device=device)
-        vae._restore(meta, tensors, path)
+        restore(vae.fit_state, meta, tensors, path)
         return vae
-
-    def _restore(self, meta: dict, tensors: dict, path) -> None:
-        name = os.fspath(path)
-        try:
-            self.config = ModelConfig(**meta["config"])
-            lay = meta["layout"]
-            layout = Layout(lay["names"], lay["dims"], lay["likelihoods"])
-            with torch.random.fork_rng(devices=[]):  # weights come from the file
-                self._build(layout, meta["config"]["num_data"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{name!r} has an invalid config: {exc}") from None
-        try:
-            model_state = dict(tensors["model"])
-            for key, value in self.model_.state_dict().items():
-                if key.endswith(".varies") and key not in model_state:
-                    model_state[key] = torch.ones_like(value)  # a file from before: all vary
-            self.model_.load_state_dict(model_state)
-            guide_state = dict(tensors["guide"])
-            for key, value in self.guide_.state_dict().items():
-                if key.endswith("missing_weight") and key not in guide_state:
-                    guide_state[key] = torch.zeros_like(value)  # a file from before cell masks
-            self.guide_.load_state_dict(guide_state)
-            self.guide_.use_phi_posterior(meta["phi_mode"], start=False)
-            self._to_device()
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise ValueError(
-                f"weights in {name!r} do not match its config (written by version "
-                f"{meta.get('version')}): {str(exc).splitlines()[0]}"
-            ) from None
-        self.history_ = list(meta.get("history", []))
-        self.prior_history_ = list(meta.get("prior_history", []))
-        self.metadata_ = dict(meta.get("extra") or {})
-        self.columns_ = meta.get("columns")
-        self.lam_path_ = meta.get("lam_path")

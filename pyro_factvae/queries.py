@@ -15,11 +15,11 @@ import torch
 
 from .config import positive_int
 from .data import GroupedData, is_dataframe
+from .infer.state import phi_norms
 from .module.draws import posterior_draws
 from .module.guide import Guide
 from .module.model import Model
 from .module.predict import predictive_means
-from .module.priors import column_norms
 from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .rng import fork_rng
 from .stream import is_dataset
@@ -291,16 +291,7 @@ class Queries:
         Rows are groups (in the user's order), columns ``z0 .. z{K-1}``. A link pruned by the
         prox is exactly ``0.0``.
         """
-        import pandas as pd
-
-        model, guide = self.fitted_modules()
-        norms = [column_norms(phi.detach()).double() for phi in guide.Phi]
-        table = model.layout.scatter_axis(norms, dim=0).cpu().numpy()
-        return pd.DataFrame(
-            table,
-            index=pd.Index(model.layout.names, name="group"),
-            columns=[f"z{j}" for j in range(model.latent_dim)],
-        )
+        return phi_norms(*self.fitted_modules())
 
 
 def _split(matrix: Any, dims: Sequence[int]) -> list[np.ndarray]:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pyro_factvae.infer.loop as train_module
-import pyro_factvae.lampath as lampath
+import pyro_factvae.infer.path as lampath
 from pyro_factvae import FactVAE
 
 from .conftest import small_groups

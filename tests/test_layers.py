@@ -8,11 +8,11 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pyro_factvae"
 
 #: bottom to top; a module may import from its own layer or a lower one, never a higher one
 LAYERS = [
-    {"_version", "sites", "registry", "io", "rng"},
+    {"_version", "sites", "registry", "protocols", "io", "rng"},
     {"layout", "data", "masks", "validation", "config", "stream", "omics"},
     {"module"},
     {"infer"},
-    {"queries", "lampath", "estimator"},
+    {"queries", "estimator"},
     {"metrics", "calibration", "analysis", "plotting", "tools", "datasets", "sklearn"},
     {"cli_io", "cli"},
 ]
@@ -97,6 +97,41 @@ def test_no_import_cycles():
     for node in sorted(graph):
         if node not in state:
             visit(node, [node])
+
+
+#: what the estimator offers that a lower layer could call on an object it was handed
+ESTIMATOR_CALLS = {"fit", "fitted_modules", "impute", "latent", "predict_interval"}
+
+
+def _calls_up(path: pathlib.Path) -> list[str]:
+    """Calls of estimator methods in ``path``, and names of the estimator class."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            if node.func.attr in ESTIMATOR_CALLS:
+                found.append(f"line {node.lineno}: .{node.func.attr}(...)")
+        elif isinstance(node, ast.Name) and node.id == "FactVAE":
+            found.append(f"line {node.lineno}: FactVAE")
+    return found
+
+
+def test_nothing_below_the_estimator_calls_it():
+    # an import test cannot see a call on an object handed down (typed Any): the lam path,
+    # the plan and the trainer work on a FitState, never on the estimator
+    below = _layer("pyro_factvae.estimator")
+    wrong = [
+        f"{name}: {call}"
+        for name, path in _modules().items()
+        if name != "pyro_factvae" and _layer(name) < below
+        for call in _calls_up(path)
+    ]
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_call_check_sees_a_fit_on_a_handed_down_object(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text("def walk(vae):\n    vae.fit(data)\n")
+    assert _calls_up(path) == ["line 2: .fit(...)"]
 
 
 def test_layer_check_sees_imports_inside_functions(tmp_path):

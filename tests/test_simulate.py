@@ -123,7 +123,7 @@ def test_the_default_fit_keeps_exactly_the_true_links_of_a_linear_simulation():
 
 
 def test_automatic_lam_that_chooses_zero_ends_with_the_plain_dense_fit(monkeypatch):
-    import pyro_factvae.lampath as lampath
+    import pyro_factvae.infer.path as lampath
 
     monkeypatch.setattr(lampath, "AUTO_GRID", (0.0, 100.0))  # 100 prunes every link
     sim = simulate(SUPPORT, 4, 200, seed=2)

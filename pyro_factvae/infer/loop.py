@@ -51,6 +51,13 @@ class Phase:
     #: step sizes relative to the fit's ``lr`` and ``phi_lr`` (a refit starts from a fitted
     #: point: full steps there knocked a digits model back to the mean imputation)
     lr_scale: float = 1.0
+    #: the group-lasso weight the prox applies in this phase, ramped from 0 over the warm-up
+    #: (the plan sets it: the trainer never reads it from the model's config)
+    lam: float = 0.0
+
+    def lam_at(self, step: int, batches: int) -> float:
+        """``lam`` at this phase's ``step`` (``batches`` steps per epoch): the warm-up ramp."""
+        return self.lam * lam_factor(step, self.warmup_epochs * batches)
 
     @property
     def label(self) -> str:
@@ -117,8 +124,8 @@ def train_phase(
     epoch) is the negative ELBO of the data per row, ``-(1/N) sum_i ELBO_i`` (likelihood and KL
     of ``z``); ``prior_history`` gets the prior terms apart (the theta prior, and in a
     variational phase the KL of ``Phi`` and ``gamma_sq``, over ``N``). The progress bar shows
-    the current epoch's running data loss, ``lam`` and the active links. ``lam`` is read from
-    ``model.config`` at every step and ramped linearly from 0 over the phase's warm-up;
+    the current epoch's running data loss, ``lam`` and the active links. ``lam`` is the
+    phase's (``phase.lam``), ramped linearly from 0 over the phase's warm-up;
     ``schedulers`` step once per step. ``generator`` drives the data order and the encoder
     dropout; ``z`` draws use torch's global RNG. ``after_epoch(position)`` runs after every
     epoch and returns ``True`` to end the phase there (early stopping).
@@ -130,8 +137,7 @@ def train_phase(
     pos = position
     batch = min(fit.batch_size, num_data)
     num_batches = math.ceil(num_data / batch)
-    warmup = phase.warmup_epochs * num_batches
-    desc = f"factVAE {phase.label} lam={model.config.lam:g}"
+    desc = f"factVAE {phase.label} lam={phase.lam:g}"
     # a bar redraws: on a terminal or in a notebook; a log file or pipe gets a line per phase
     interactive = progress and (sys.stderr.isatty() or "ipykernel" in sys.modules)
     bar = tqdm(
@@ -147,7 +153,7 @@ def train_phase(
                     pos.batch, pos.total, pos.prior = 0, 0.0, 0.0
                 while pos.batch < num_batches:
                     rows = pos.perm[pos.batch * batch : (pos.batch + 1) * batch]
-                    lam = model.config.lam * lam_factor(pos.step, warmup)
+                    lam = phase.lam_at(pos.step, num_batches)
                     optimizers.set_lam(lam if strategy.collapsed else 0.0, phase.relaxed)
                     data_loss, prior_loss = train_step(objective, optimizers, rows, generator, pos)
                     for scheduler in schedulers:

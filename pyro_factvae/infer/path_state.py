@@ -3,12 +3,13 @@
 
 A path is a fixed sequence of *stages* (a fit at each ``lam``, its relaxed refit, then the
 final fit of the chosen support); each stage is one run of the trainer, which checkpoints to
-the path's checkpoint file and names its stage there (``lam_path_["stage"]``). After every
-``lam`` is scored, :class:`PathStore` writes the scored ``lam`` s (score, per-pair scores,
-active links, sparsity map and weights) atomically to ``checkpoint + ".path"``. A resumed
-path finishes the stage its checkpoint was written in and goes on from the next one, with
-the scores of the earlier ``lam`` s read back: on the CPU it ends bit for bit where the
-uninterrupted path would.
+the path's checkpoint file and names its stage there (``lam_path["stage"]``, read back by
+:attr:`~pyro_factvae.infer.checkpoint.Checkpoint.stage`). After every ``lam`` is scored,
+:class:`PathStore` writes the scored ``lam`` s (score, per-pair scores, active links,
+sparsity map and weights) atomically to ``checkpoint + ".path"``. A resumed path finishes
+the stage its checkpoint was written in and goes on from the next one, with the scores of
+the earlier ``lam`` s read back: on the CPU it ends bit for bit where the uninterrupted
+path would.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 
 from ..io import read_payload, write_payload
 
-__all__ = ["PathRecords", "PathStore", "stage_of", "stages"]
+__all__ = ["PathRecords", "PathStore", "stages"]
 
 
 def stages(grid: list[float], relaxed: bool) -> list[str]:
@@ -34,12 +35,6 @@ def stages(grid: list[float], relaxed: bool) -> list[str]:
         if relaxed and lam > 0:
             out.append(f"refit:{i}")
     return out
-
-
-def stage_of(meta: dict[str, Any]) -> str | None:
-    """The path stage a checkpoint's metadata was written in (``None``: not a path's)."""
-    path = meta.get("lam_path")
-    return path.get("stage") if isinstance(path, dict) else None
 
 
 @dataclass

@@ -40,13 +40,12 @@ from .loop import (
     Phase,
     Position,
     cosine,
-    lam_factor,
     train_phase,
     validation_loss,
 )
 from .optim import Optimizers
 
-__all__ = ["Run", "Trainer", "check_checkpoint", "fingerprint"]
+__all__ = ["Run", "Trainer", "fingerprint"]
 
 #: writes a checkpoint: ``save(path, run_meta, run_tensors)`` (model weights added by the caller)
 SaveFn = Callable[[str, dict[str, Any], dict[str, Any]], None]
@@ -108,7 +107,8 @@ class Run:
         return {
             "fit": self.fit.to_dict(),
             "phases": [
-                [p.posterior, p.epochs, p.warmup_epochs, p.relaxed, p.lr_scale] for p in self.phases
+                [p.posterior, p.epochs, p.warmup_epochs, p.relaxed, p.lr_scale, p.lam]
+                for p in self.phases
             ],
             "fingerprint": self.fingerprint,
             "phase": self.phase,
@@ -119,10 +119,16 @@ class Run:
 
     @classmethod
     def restore(
-        cls, meta: dict[str, Any], perm: torch.Tensor | None, data: GroupedData, path: Any
+        cls,
+        meta: dict[str, Any],
+        perm: torch.Tensor | None,
+        data: GroupedData,
+        path: Any,
+        lam: float = 0.0,
     ) -> Run:
-        """The run saved in a checkpoint (at ``path``), checked to be training on ``data``."""
-        run = cls.from_meta(meta, perm)
+        """The run saved in a checkpoint (at ``path``), checked to be training on ``data``
+        (``lam``: the phases' ``lam`` where the file is older than phases that carry one)."""
+        run = cls.from_meta(meta, perm, lam)
         if fingerprint(data) != run.fingerprint:
             raise ValueError(
                 f"the data differ from those the run in {os.fspath(path)!r} was training on; "
@@ -131,9 +137,11 @@ class Run:
         return run
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], perm: torch.Tensor | None) -> Run:
+    def from_meta(cls, meta: dict[str, Any], perm: torch.Tensor | None, lam: float = 0.0) -> Run:
         phases = [
-            Phase(str(p[0]), int(p[1]), float(p[2]), bool(p[3]), float(p[4]))
+            Phase(str(p[0]), int(p[1]), float(p[2]), bool(p[3]), float(p[4]), float(lam))
+            if len(p) == 5  # a file from before phases carried their lam
+            else Phase(str(p[0]), int(p[1]), float(p[2]), bool(p[3]), float(p[4]), float(p[5]))
             for p in meta["phases"]
         ]
         return cls(
@@ -144,15 +152,6 @@ class Run:
             meta["global_step"],
             Position(**meta["position"], perm=perm),
             stopper=dict(meta["stopper"]),
-        )
-
-
-def check_checkpoint(meta: dict[str, Any], path: str | os.PathLike) -> None:
-    """A ``ValueError`` unless ``meta`` (of the file at ``path``) holds a training run."""
-    if "run" not in meta:
-        raise ValueError(
-            f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
-            "fit(..., checkpoint=PATH)"
         )
 
 
@@ -242,16 +241,13 @@ class Trainer:
                 nonlocal requested
                 if callbacks:
                     phase = run.phases[run.phase]
-                    warm = phase.warmup_epochs * batches
                     event = Epoch(
                         epoch=len(history),
                         phase=phase.label,
                         loss=history[-1],
                         prior=prior_history[-1],
                         # the relaxed refit shrinks nothing: lam 0 is what it applies
-                        lam=0.0
-                        if phase.relaxed
-                        else self.model.config.lam * lam_factor(pos.step - 1, warm),
+                        lam=0.0 if phase.relaxed else phase.lam_at(pos.step - 1, batches),
                         active_links=self.active_links(),
                     )
                     answers = [bool(callback(event)) for callback in callbacks]

@@ -17,9 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import FitConfig
 from ..data import as_grouped
 from ..estimator import FactVAE
-from ..lampath import check_path_data, walk
+from ..infer.path import check_path_data, walk
 from ..plotting import plot_lambda_path
 
 __all__ = ["LambdaPath", "lambda_path"]
@@ -41,7 +42,7 @@ class LambdaPath:
         :meth:`~pyro_factvae.FactVAE.sparsity` at each ``lam``.
     best : int
         Index of the chosen ``lam``: the largest within one standard error of the highest
-        ``held_out_ll`` (see :mod:`pyro_factvae.lampath`).
+        ``held_out_ll`` (see :mod:`pyro_factvae.infer.path`).
     model : FactVAE
         The fitted model, with the weights it had at the chosen ``lam``.
     """
@@ -121,6 +122,12 @@ def lambda_path(
         raise ValueError(f"lams must be a non-empty list of numbers >= 0, got {list(lams)}")
     if "lam" in model_kwargs:
         raise ValueError("give lam through lams, not as a model argument")
+    unknown = sorted(set(fit_kwargs or {}) - set(FitConfig().to_dict()))
+    if unknown:
+        raise ValueError(
+            f"fit_kwargs {unknown} are not training settings; give some of "
+            f"{sorted(FitConfig().to_dict())}"
+        )
     data = as_grouped(data)
     if isinstance(validation, float):
         if not 0 < validation < 1:
@@ -131,7 +138,8 @@ def lambda_path(
     check_path_data(train, valid)
     warm_epochs = max(1, epochs // 2) if warm_epochs is None else warm_epochs
     vae = FactVAE(lam=grid[0], **model_kwargs)
+    state = vae.fit_state
     path = walk(
-        vae, train, valid, grid, epochs, warm_epochs, seed, num_samples, progress, fit_kwargs
+        state, train, valid, grid, epochs, warm_epochs, seed, num_samples, progress, fit_kwargs
     )
     return LambdaPath(grid, path.held_out_ll, path.active_links, path.sparsity, path.best, vae)

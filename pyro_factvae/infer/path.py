@@ -1,5 +1,6 @@
 """The warm-started ``lam`` path behind ``FactVAE(lam="auto")`` and
-:func:`~pyro_factvae.tools.selection.lambda_path`.
+:func:`~pyro_factvae.tools.selection.lambda_path`, as a sequence of fits
+(:func:`~pyro_factvae.infer.fitting.train`) on one :class:`~pyro_factvae.infer.state.FitState`.
 
 One model is fitted along an increasing grid of ``lam``: the first value from scratch, every
 later one continuing from the previous fit (a warm start, as in glmnet's regularisation paths,
@@ -32,11 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from .config import REFIT_LR, FitConfig
-from .data import GroupedData
-from .infer.path_state import PathRecords, PathStore, stages
-from .module.scoring import held_out_error, held_out_score
-from .registry import PHI_POSTERIORS
+from ..config import REFIT_LR, FewRowsWarning, FitConfig
+from ..data import GroupedData
+from ..module.scoring import held_out_error, held_out_score
+from ..registry import PHI_POSTERIORS
+from ..validation import warn_constant
+from . import fitting
+from .checkpoint import Checkpoint
+from .path_state import PathRecords, PathStore, stages
+from .state import FitState
 
 __all__ = ["AUTO_GRID", "PathResult", "check_path_data", "choose", "fit_auto", "walk"]
 
@@ -76,7 +81,7 @@ def check_path_data(train: GroupedData, valid: GroupedData) -> None:
 
 
 def walk(
-    vae: Any,
+    state: FitState,
     train: GroupedData,
     valid: GroupedData,
     lams: Sequence[float],
@@ -96,7 +101,7 @@ def walk(
     records: PathRecords | None = None,
     callbacks: Sequence[Callable[..., Any]] = (),
 ) -> PathResult | None:
-    """Fit ``vae`` (a :class:`~pyro_factvae.FactVAE`) along ``lams`` (increasing) on ``train``,
+    """Fit ``state`` along ``lams`` (increasing) on ``train``,
     score each on ``valid``, and leave it at the best ``lam`` with that fit's weights.
 
     ``relax_epochs > 0``: at every ``lam > 0`` the prox fit is followed by that many epochs of
@@ -106,10 +111,10 @@ def walk(
     ``rule``: ``"1se"`` keeps the largest ``lam`` within one paired standard error of the best
     score; ``"min"`` the largest within ``tolerance`` (relative) of it.
 
-    ``checkpoint``: every stage checkpoints there, naming itself in ``vae.lam_path_``;
+    ``checkpoint``: every stage checkpoints there, naming itself in ``state.lam_path``;
     ``store(records)`` runs after each ``lam`` is scored. A resumed walk gives the stage
-    ``done`` (every stage up to it is complete in ``vae``) and the ``records`` of the scored
-    ``lam`` s. Returns ``None`` when a signal interrupted a stage (``vae.interrupted_``)."""
+    ``done`` (every stage up to it is complete in ``state``) and the ``records`` of the scored
+    ``lam`` s. Returns ``None`` when a signal interrupted a stage (``state.interrupted``)."""
     if criterion not in ("ll", "mse"):
         raise ValueError(f"criterion must be 'll' or 'mse', got {criterion!r}")
     grid = sorted(float(v) for v in lams)
@@ -124,12 +129,12 @@ def walk(
         if order.index(stage) <= last:
             return True
         if checkpoint is not None:
-            vae.lam_path_ = {"stage": stage}
-        vae.fit(train, progress=progress, checkpoint=checkpoint, callbacks=callbacks, **kwargs)
-        return not vae.interrupted_
+            state.lam_path = {"stage": stage}
+        fitting.train(state, train, kwargs, progress, checkpoint, callbacks)
+        return not state.interrupted
 
     for i, lam in enumerate(grid):
-        vae.set_lam(lam)
+        state.set_lam(lam)
         n = epochs if i == 0 else warm_epochs
         # full steps here: with a tenth of them the prox did not prune within warm_epochs
         with warnings.catch_warnings():  # pruning whole groups is what strong lams are for
@@ -148,25 +153,25 @@ def walk(
                     return None
         if len(rec) > i:
             continue  # scored before the path was interrupted
-        model, guide = vae.fitted_modules()
+        model, guide = state.fitted()
         if criterion == "ll":
             per_pair = held_out_score(model, guide, valid, num_samples, seed)
         else:
             per_pair = -held_out_error(model, guide, valid, 20, seed)
         rec.pairs.append(per_pair)
         rec.scores.append(float(np.mean(per_pair)))
-        norms = vae.sparsity()
+        norms = state.sparsity()
         rec.maps.append(norms)
         rec.links.append(int((norms.values > 0).sum()))
         rec.states.append(copy.deepcopy((model.state_dict(), guide.state_dict())))
         if store is not None:
             store(rec)
     path = choose(grid, rec, rule, tolerance)
-    model, guide = vae.fitted_modules()
+    model, guide = state.fitted()
     model.load_state_dict(rec.states[path.best][0])
     guide.load_state_dict(rec.states[path.best][1])
-    vae.set_lam(grid[path.best])
-    vae.reset_optimizers()  # their moments belong to the last lam
+    state.set_lam(grid[path.best])
+    state.reset_optimizers()  # their moments belong to the last lam
     return path
 
 
@@ -190,92 +195,104 @@ def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> 
 
 
 def _fresh_dense_fit(
-    vae: Any,
+    state: FitState,
     data: GroupedData,
     given: Mapping[str, Any],
     progress: bool,
     checkpoint: str | None = None,
-    resume: str | None = None,
+    resume: Checkpoint | None = None,
     history: tuple[list[float], list[float]] | None = None,
     callbacks: Sequence[Callable[..., Any]] = (),
 ) -> None:
     """``lam = 0`` chosen: no support to keep, so train afresh on every row, exactly as
     ``lam=0`` would (on digits the path's warm-started model, refit, imputed with RMSE 0.913
     where a fresh dense fit reaches 0.881), and take its weights and history. ``resume``:
-    that fresh fit was stopped; ``vae`` (new) finishes it and takes the path's ``history``."""
+    that fresh fit was stopped; ``state`` (new) finishes it and takes the path's ``history``."""
     if resume is not None:
-        vae.set_lam(0.0)
-        vae.fit(data, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks)
-        if vae.interrupted_:
+        state.set_lam(0.0)
+        fitting.resume_from(state, data, resume, checkpoint, progress, callbacks)
+        if state.interrupted:
             return
-        vae.history_ = list(history[0]) + vae.history_
-        vae.prior_history_ = list(history[1]) + vae.prior_history_
+        state.history = list(history[0]) + state.history
+        state.prior_history = list(history[1]) + state.prior_history
     else:
-        fresh = type(vae)(**{**vae.config.user_dict(), "lam": 0.0}, device=vae.device)
-        fresh.metadata_ = dict(vae.metadata_)  # its checkpoints carry what the model's do
-        if vae.columns_ is not None:
-            fresh.set_columns(vae.columns_)
+        fresh = state.fresh(lam=0.0)  # its checkpoints carry what the model's do
         if checkpoint is not None:
-            fresh.lam_path_ = vae.lam_path_ = {"stage": "fresh"}
-        fresh.fit(data, progress=progress, checkpoint=checkpoint, callbacks=callbacks, **given)
-        if fresh.interrupted_:
-            vae.interrupted_ = fresh.interrupted_
+            fresh.lam_path = state.lam_path = {"stage": "fresh"}
+        fitting.train(fresh, data, given, progress, checkpoint, callbacks)
+        if fresh.interrupted:
+            state.interrupted = fresh.interrupted
             return
-        vae.model_.load_state_dict(fresh.model_.state_dict())
-        vae.guide_.load_state_dict(fresh.guide_.state_dict())
-        vae.history_.extend(fresh.history_)
-        vae.prior_history_.extend(fresh.prior_history_)
-    vae.config.num_data = len(data)  # the weights were fitted on every row
-    vae.reset_optimizers()
+        state.model.load_state_dict(fresh.model.state_dict())
+        state.guide.load_state_dict(fresh.guide.state_dict())
+        state.history.extend(fresh.history)
+        state.prior_history.extend(fresh.prior_history)
+    state.config.num_data = len(data)  # the weights were fitted on every row
+    state.reset_optimizers()
 
 
 def fit_auto(
-    vae: Any,
+    state: FitState,
     data: GroupedData,
     given: Mapping[str, Any],
     progress: bool,
     checkpoint: str | None = None,
-    resume: str | None = None,
-    done: str | None = None,
+    resume: Checkpoint | None = None,
     callbacks: Sequence[Callable[..., Any]] = (),
-) -> dict | None:
+) -> None:
     """``FactVAE(lam="auto").fit``: walk :data:`AUTO_GRID` on 80% of the rows with relaxed
     refits, choose ``lam`` on the other 20% by the held-out imputation error of each group
     given the others (the largest ``lam`` within 1% of the best), then refit the chosen
     support on every row (a relaxed refit of a quarter of ``epochs``; at ``lam = 0``, a fresh
     dense fit). With nothing to hold out (one group) it falls back to ``lam = 0`` with a
-    warning. Returns the path as plain data (``vae.lam_path_``), or ``None`` when a signal
-    interrupted it (``vae.interrupted_``).
+    warning. Leaves the path as plain data in ``state.lam_path``, or, when a signal
+    interrupted it (``state.interrupted``), the stage to resume.
 
     ``checkpoint``: every stage checkpoints there, and the scored lams are kept beside it
-    (:class:`~pyro_factvae.infer.path_state.PathStore`). ``resume``: such a checkpoint, written
-    in stage ``done``; the path goes on from there (into ``vae``, a new model) with the
+    (:class:`~pyro_factvae.infer.path_state.PathStore`). ``resume``: such a checkpoint; the
+    path goes on from the stage it was written in (into ``state``, a new one) with the
     settings it was started with."""
+    with warnings.catch_warnings():  # said once, by the caller, not per fit of the path
+        warnings.simplefilter("ignore", FewRowsWarning)
+        # the path's fits see 80% of the rows: constants are told of at its end
+        warnings.filterwarnings("ignore", message=".*are constant in the training data")
+        path = _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
+    if path is not None:  # else a signal stopped it: lam_path names the stage to resume
+        state.lam_path = path
+        warn_constant(data.names, state.model.constant(), data.columns)
+
+
+def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks) -> dict | None:
+    """:func:`fit_auto`'s stages; the path as plain data, or ``None`` when interrupted."""
+    state.interrupted = None
     data.require_trainable()
     records, history = PathRecords(), None
+    done = None if resume is None else resume.stage
     if resume is not None:
-        records, settings, history = PathStore(resume).load()
+        records, settings, history = PathStore(resume.path).load()
         FitConfig.check_resumed(dict(given), settings)
         given = settings
     settings = dict(given)
     store = None if checkpoint is None else PathStore(checkpoint)
     seed = 0 if given["seed"] is None else given["seed"]
     train, valid = data.split(0.8, seed=seed)
+
+    def finish(part: GroupedData) -> None:  # the stage the checkpoint was written in
+        fitting.resume_from(state, part, resume, checkpoint, progress, callbacks)
+
     try:
         check_path_data(train, valid)
     except ValueError as exc:  # e.g. one group: nothing to hold out, so nothing to choose by
-        warnings.warn(f"lam='auto' fell back to lam=0: {exc}", stacklevel=3)
-        vae.set_lam(0.0)
+        warnings.warn(f"lam='auto' fell back to lam=0: {exc}", stacklevel=5)
+        state.set_lam(0.0)
         if store is not None:
             store.save(records, settings)
-            vae.lam_path_ = {"stage": "fallback"}
+            state.lam_path = {"stage": "fallback"}
         if done == "fallback":
-            vae.fit(
-                data, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks
-            )
+            finish(data)
         else:
-            vae.fit(data, progress=progress, checkpoint=checkpoint, callbacks=callbacks, **given)
-        if vae.interrupted_:
+            fitting.train(state, data, given, progress, checkpoint, callbacks)
+        if state.interrupted:
             return None
         return {"lams": [0.0], "criterion": "none: nothing can be held out"}
     epochs = given["epochs"]
@@ -283,7 +300,7 @@ def fit_auto(
         epochs = FitConfig(batch_size=given["batch_size"]).resolved(False, True, len(train)).epochs
     fit_kwargs = {k: v for k, v in given.items() if k not in ("epochs", "seed", "relax_epochs")}
     warm = max(1, epochs // 4)
-    refits = PHI_POSTERIORS.get(vae.config.phi_inference).collapsed  # relaxed: prox only
+    refits = PHI_POSTERIORS.get(state.config.phi_inference).collapsed  # relaxed: prox only
     relax = warm if refits else 0
     if given.get("map_epochs"):
         fit_kwargs["map_epochs"] = min(given["map_epochs"], warm - 1)
@@ -294,14 +311,12 @@ def fit_auto(
         path = choose(grid, records, "min", 0.01)
     else:
         if done is not None:  # finish the stage the checkpoint was written in
-            vae.set_lam(grid[int(done.split(":")[1])])
-            vae.fit(
-                train, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks
-            )
-            if vae.interrupted_:
+            state.set_lam(grid[int(done.split(":")[1])])
+            finish(train)
+            if state.interrupted:
                 return None
         path = walk(
-            vae,
+            state,
             train,
             valid,
             grid,
@@ -321,38 +336,27 @@ def fit_auto(
         )
         if path is None:
             return None
-        history = (list(vae.history_), list(vae.prior_history_))
+        history = (list(state.history), list(state.prior_history))
         if store is not None:
             store.save(records, settings, history)
     chosen = grid[path.best]
     if chosen > 0 or not refits:
         if done != "final":  # the path saw 80% of the rows: a feature may vary in the rest
-            vae.model_.keep_varying(data.values, data.observed, data.cells)
+            state.model.keep_varying(data.values, data.observed, data.cells)
         if done == "final":
-            vae.set_lam(chosen)
-            vae.fit(
-                data, resume=resume, checkpoint=checkpoint, progress=progress, callbacks=callbacks
-            )
+            state.set_lam(chosen)
+            finish(data)
         else:
             # the relaxed phase takes smaller steps itself; plain training (lam = 0) is told to
             rest = {**(fit_kwargs if relax else _smaller_steps(fit_kwargs)), "warmup_epochs": 0.0}
             if checkpoint is not None:
-                vae.lam_path_ = {"stage": "final"}
-            seed_final = seed + len(grid)
-            vae.fit(
-                data,
-                epochs=warm,
-                seed=seed_final,
-                progress=progress,
-                relax_epochs=relax,
-                checkpoint=checkpoint,
-                callbacks=callbacks,
-                **rest,
-            )
+                state.lam_path = {"stage": "final"}
+            final = {**rest, "epochs": warm, "seed": seed + len(grid), "relax_epochs": relax}
+            fitting.train(state, data, final, progress, checkpoint, callbacks)
     else:
         fresh = resume if done == "fresh" else None
-        _fresh_dense_fit(vae, data, given, progress, checkpoint, fresh, history, callbacks)
-    if vae.interrupted_:
+        _fresh_dense_fit(state, data, given, progress, checkpoint, fresh, history, callbacks)
+    if state.interrupted:
         return None
     return {
         "lams": path.lams,

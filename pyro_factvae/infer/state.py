@@ -1,0 +1,209 @@
+"""What a fit is made of, in one object the inference layer works on.
+
+:class:`FitState` holds the settings (:class:`~pyro_factvae.config.ModelConfig`), the fitted
+:class:`~pyro_factvae.module.model.Model` and :class:`~pyro_factvae.module.guide.Guide`, the
+:class:`~pyro_factvae.infer.run.Trainer` that owns their optimizers, and the record of
+training (histories, the ``lam`` path, the signal that stopped the last run). The estimator
+:class:`~pyro_factvae.FactVAE` keeps one and answers queries from it; the plain fit
+(:mod:`~pyro_factvae.infer.fitting`), the ``lam`` path (:mod:`~pyro_factvae.infer.path`) and
+the checkpoint format (:mod:`~pyro_factvae.infer.checkpoint`) take it, so nothing below the
+estimator calls the estimator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..config import ModelConfig
+from ..data import GroupedData, is_dataframe
+from ..layout import Layout
+from ..module.guide import Guide
+from ..module.likelihoods import with_cells
+from ..module.model import Model
+from ..module.priors import column_norms
+from ..registry import LIKELIHOODS
+from ..stream import is_dataset
+from .run import Trainer
+
+__all__ = ["FitState", "as_device", "check_support", "phi_norms"]
+
+
+def as_device(device: Any) -> torch.device:
+    """``device`` as a ``torch.device``, or a ``ValueError`` saying what is possible here."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device {device!r} needs CUDA, which this torch build or machine does not have "
+            "(torch.cuda.is_available() is False); use device='cpu'"
+        )
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only 'cpu' and 'cuda' devices are supported")
+    return dev
+
+
+def check_support(data: GroupedData, layout: Layout) -> None:
+    """A ``ValueError`` naming the group and rows where ``data``'s observed values lie
+    outside the support of the group's likelihood in ``layout``."""
+    for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
+        cells = None if data.cells is None else data.group_cells(g)
+        with_cells(
+            LIKELIHOODS.get(lik).check, name, data.values[g], data.observed[:, g], cells=cells
+        )
+
+
+@dataclass(eq=False)
+class FitState:
+    """The settings, modules, optimizers and training record of one factVAE.
+
+    Attributes
+    ----------
+    config : ModelConfig
+        The settings (``lam`` may be ``"auto"`` before a fit).
+    device : torch.device
+        Where the modules train and predict.
+    model, guide, trainer, layout
+        Built by :meth:`build` (``None`` before).
+    history, prior_history : list of float
+        Per epoch, the negative ELBO per row and the prior terms per row.
+    metadata : dict
+        JSON-ready user metadata kept in files.
+    columns : dict or None
+        The DataFrame column-to-group mapping.
+    lam_path : dict or None
+        The ``lam="auto"`` path (or, during it, the stage a checkpoint was written in).
+    interrupted : str or None
+        The signal (or ``"callback"``) that stopped the last run.
+    """
+
+    config: ModelConfig
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    model: Model | None = None
+    guide: Guide | None = None
+    trainer: Trainer | None = None
+    layout: Layout | None = None
+    history: list[float] = field(default_factory=list)
+    prior_history: list[float] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, list[str]] | None = None
+    lam_path: dict[str, Any] | None = None
+    interrupted: str | None = None
+
+    def build(self, layout: Layout, num_data: int) -> None:
+        """Build the model, guide and trainer for ``layout`` (on the CPU; see :meth:`to_device`)."""
+        self.config.num_data = num_data
+        self.layout = layout
+        self.model = Model(layout, self.config)
+        self.guide = Guide(self.model)
+        self.trainer = Trainer(self.model, self.guide)
+
+    def to_device(self) -> None:
+        """Move the built model and guide to :attr:`device` (built and initialised on the CPU,
+        so a seed gives the same starting weights on every device)."""
+        self.model.to(self.device)
+        self.guide.to(self.device)
+
+    def fresh(self, **settings: Any) -> FitState:
+        """A new, unfitted state with these settings changed (same device, metadata and
+        column mapping)."""
+        config = ModelConfig(**{**self.config.user_dict(), **settings})
+        columns = None if self.columns is None else dict(self.columns)
+        return FitState(config, self.device, metadata=dict(self.metadata), columns=columns)
+
+    def fitted(self) -> tuple[Model, Guide]:
+        """``(model, guide)``; a ``ValueError`` if they are not fitted yet."""
+        if self.model is None or self.guide is None:
+            raise ValueError("this FactVAE is not fitted yet; call fit(data) first")
+        return self.model, self.guide
+
+    def set_columns(self, groups: Mapping[str, Sequence[str]]) -> None:
+        """Set the DataFrame column-to-group mapping :attr:`columns`, checked."""
+        if not isinstance(groups, Mapping) or not groups:
+            raise ValueError("groups must be a non-empty mapping {group: [columns]}")
+        for name, cols in groups.items():
+            if isinstance(cols, str):
+                raise ValueError(
+                    f"group {name!r}: give a list of column names, not the string {cols!r}"
+                )
+        columns = {str(g): [str(c) for c in cols] for g, cols in groups.items()}
+        if self.layout is not None and tuple(columns) != self.layout.names:
+            raise ValueError(
+                f"groups {list(columns)} differ from the fitted groups {list(self.layout.names)}"
+            )
+        self.columns = columns
+
+    def set_lam(self, lam: float) -> None:
+        """Change ``lam`` for the model, guide and the next run."""
+        self.config.lam = lam
+
+    def reset_optimizers(self) -> None:
+        """Forget the optimizers' moments (the next run starts them afresh)."""
+        if self.trainer is not None:
+            self.trainer.reset()
+
+    def layout_of(self, data: GroupedData) -> Layout:
+        """The layout of ``data`` under the configured likelihoods, its observed values
+        checked against their support."""
+        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
+        check_support(data, layout)
+        return layout
+
+    def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:
+        """``data`` as :class:`~pyro_factvae.data.GroupedData`, checked against the fitted
+        groups, widths and likelihoods (a list of arrays takes the fitted group names; a
+        DataFrame is split into groups by :attr:`columns`; a MuData's modalities are the
+        groups; a torch Dataset is streamed into a memmap)."""
+        empty = allow_empty_rows
+        if is_dataframe(data):
+            if self.columns is None:
+                raise ValueError(
+                    "got a DataFrame but no column-to-group mapping: give fit(frame, "
+                    "groups={group: [columns]}) (the model keeps it for later calls)"
+                )
+            data = GroupedData.from_dataframe(data, self.columns, allow_empty_rows=empty)
+        elif type(data).__name__ == "MuData":
+            data = GroupedData.from_mudata(data)
+        elif is_dataset(data):  # one DataLoader batch at a time
+            data = GroupedData.from_dataset(data, allow_empty_rows=empty)
+        elif not isinstance(data, (GroupedData, Mapping)) and self.layout is not None:
+            data = GroupedData(data, names=self.layout.names, allow_empty_rows=empty)
+        elif not isinstance(data, GroupedData):
+            data = GroupedData(data, allow_empty_rows=empty)
+        if self.layout is not None:
+            if tuple(data.names) != self.layout.names:
+                raise ValueError(
+                    f"data has groups {data.names}, "
+                    f"the model was fitted on {list(self.layout.names)}"
+                )
+            if tuple(data.dims) != self.layout.dims:
+                raise ValueError(
+                    f"data has group widths {data.dims}, the model expects {list(self.layout.dims)}"
+                )
+            check_support(data, self.layout)
+        return data
+
+    def sparsity(self):
+        """:func:`phi_norms` of the fitted model."""
+        return phi_norms(*self.fitted())
+
+
+def phi_norms(model: Model, guide: Guide):
+    """Column norms ``||Phi_g[:, j]||_2`` as a ``G x K`` pandas DataFrame (groups in the
+    user's order, columns ``z0 .. z{K-1}``; a pruned link is exactly ``0.0``)."""
+    import pandas as pd
+
+    norms = [column_norms(phi.detach()).double() for phi in guide.Phi]
+    table = model.layout.scatter_axis(norms, dim=0).cpu().numpy()
+    return pd.DataFrame(
+        table,
+        index=pd.Index(model.layout.names, name="group"),
+        columns=[f"z{j}" for j in range(model.latent_dim)],
+    )
