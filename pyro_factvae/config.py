@@ -1,9 +1,11 @@
 """Settings, validated and held in one place.
 
-:class:`ModelConfig` is what a fitted model *is* (architecture, prior, ``lam``, and ``num_data``
-once fitted): the :class:`~pyro_factvae.module.model.Model`, its guide and the training loop
-all read the one instance, so changing ``lam`` is one assignment (``config.lam = 0.3``), and
-every assignment is validated like the constructor's arguments. :class:`FitConfig` is how one
+:class:`ModelConfig` is what a model *is* (architecture, prior, ``lam``, and ``num_data`` once
+fitted). The user's spec may hold ``"auto"``; it is resolved once against the data's groups
+(:meth:`ModelConfig.resolved`) into a frozen config that the
+:class:`~pyro_factvae.module.model.Model` and its guide read and never write (a change of
+``lam`` is a new config, :meth:`ModelConfig.replace`; the trainer takes ``lam`` from its plan).
+Every value is validated like the constructor's arguments. :class:`FitConfig` is how one
 ``fit`` call trains. Both turn into plain JSON data with :meth:`ModelConfig.to_dict`.
 """
 
@@ -167,6 +169,11 @@ class ModelConfig:
     num_data: int | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if getattr(self, "_frozen", False):
+            raise ValueError(
+                f"this config is resolved for a model and frozen (cannot set {name}); change "
+                "lam with FactVAE.set_lam(...), or give a new ModelConfig to a new model"
+            )
         check = _MODEL_CHECKS.get(name)
         super().__setattr__(name, value if check is None else check(value))
 
@@ -178,18 +185,32 @@ class ModelConfig:
         """``m = p + H``, the rows of every ``Phi_g``."""
         return self.decoder_width + self.encoder_width
 
-    def resolve_capacity(self, dims: Sequence[int]) -> None:
-        """Fill in ``latent_dim``, ``encoder_width`` and ``decoder_width`` left at ``"auto"``
-        from the group widths ``dims``: ``K = min(64, max(16, 2 G))`` latents (more than the
-        data need, so that the group lasso prunes the surplus; never more than the total
-        width), and ``H = p = min(64, max(16, ceil(max d_g / 2)))``."""
-        if self.latent_dim == "auto":
-            self.latent_dim = min(sum(dims), min(64, max(16, 2 * len(dims))))
+    @property
+    def frozen(self) -> bool:
+        """Whether this is a model's resolved config (:meth:`resolved`), read and never
+        written: a change is a new config (:meth:`replace`)."""
+        return getattr(self, "_frozen", False)
+
+    def resolved(self, dims: Sequence[int]) -> ModelConfig:
+        """A frozen copy with ``latent_dim``, ``encoder_width`` and ``decoder_width`` left at
+        ``"auto"`` filled in from the group widths ``dims``: ``K = min(64, max(16, 2 G))``
+        latents (more than the data need, so that the group lasso prunes the surplus; never
+        more than the total width), and ``H = p = min(64, max(16, ceil(max d_g / 2)))``."""
         width = min(64, max(16, math.ceil(max(dims) / 2)))
-        if self.encoder_width == "auto":
-            self.encoder_width = width
-        if self.decoder_width == "auto":
-            self.decoder_width = width
+        auto = {
+            "latent_dim": min(sum(dims), min(64, max(16, 2 * len(dims)))),
+            "encoder_width": width,
+            "decoder_width": width,
+        }
+        fill = {k: v for k, v in auto.items() if getattr(self, k) == "auto"}
+        return self.replace(frozen=True, **fill)
+
+    def replace(self, frozen: bool | None = None, **changes: Any) -> ModelConfig:
+        """A copy with ``changes`` (validated), frozen like this one unless ``frozen`` says."""
+        copy = ModelConfig(**{**self.to_dict(), **changes})
+        if self.frozen if frozen is None else frozen:
+            object.__setattr__(copy, "_frozen", True)
+        return copy
 
     def lam_total(self, batch_size: int | None = None) -> float:
         """``N * lam``, the rate of the full-data group-lasso prior (``N``: ``num_data``, or

@@ -3,9 +3,9 @@ r"""``FactVAE``: the user-facing estimator.
 This follows :class:`pyro.contrib.cevae.CEVAE`: one class that builds a
 :class:`~pyro_factvae.module.model.Model` and :class:`~pyro_factvae.module.guide.Guide` from a
 :class:`~pyro_factvae.config.ModelConfig`, hands them to
-the inference layer once per call (:mod:`~pyro_factvae.infer.session`: the ``lam`` path, the
-plan of a fit, its seeds, split, checkpoints and resume; Algorithm 1 in
-:class:`~pyro_factvae.infer.run.Trainer`), and answers questions with them. It holds no
+the inference layer once per call (the ``lam`` path, :func:`~pyro_factvae.infer.path.fit_auto`,
+or one fit, :class:`~pyro_factvae.infer.run.Trainer`, which owns the plan, seeds, split,
+signals, checkpoints and resume), and answers questions with them. It holds no
 training logic of its own.
 """
 
@@ -17,13 +17,15 @@ from typing import Any
 
 import torch
 
-from .config import ModelConfig
+from .config import FitConfig, ModelConfig
 from .data import GroupedData
-from .infer import session
 from .infer.callbacks import Epoch
-from .infer.checkpoint import restore, write
+from .infer.checkpoint import Checkpoint, restore, write
+from .infer.path import fit_auto
+from .infer.plan import warn_if_few_rows
+from .infer.run import Trainer
 from .infer.state import FitState, as_device
-from .io import read_payload
+from .io import check_writable, read_payload
 from .module.guide import Guide
 from .module.model import Model
 from .queries import Queries
@@ -119,8 +121,9 @@ class FactVAE(Queries):
         of about 0.92 nats per generator weight plus weight decay), and in a variational
         phase the KL of ``Phi`` and ``gamma_sq`` over ``N``.
     config : ModelConfig
-        The settings; ``config.lam = ...`` changes ``lam`` for the model, guide and a later
-        ``fit`` at once (validated like the constructor's argument).
+        The settings. Before a fit, the spec (assignments are validated like the
+        constructor's arguments); after it, the model's resolved, frozen config (change
+        ``lam`` with :meth:`set_lam`).
     interrupted_ : str or None
         The signal that stopped the last ``fit``, if any.
     """
@@ -145,24 +148,9 @@ class FactVAE(Queries):
         group_weight: Mapping[str, float] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
-        config = ModelConfig(
-            latent_dim=latent_dim,
-            lam=lam,
-            likelihood=likelihood,
-            encoder_hidden=encoder_hidden,
-            encoder_width=encoder_width,
-            decoder_width=decoder_width,
-            decoder_hidden=decoder_hidden,
-            keep_prob=keep_prob,
-            cell_keep_prob=cell_keep_prob,
-            theta_prior_weight=theta_prior_weight,
-            baseline=baseline,
-            inference=inference,
-            phi_inference=phi_inference,
-            image_shape=image_shape,
-            conv_width=conv_width,
-            group_weight=group_weight,
-        )
+        settings = dict(locals())  # the arguments, all of them ModelConfig fields but device
+        del settings["self"], settings["device"]
+        config = ModelConfig(**settings)
         self._state = FitState(config, as_device(device))
 
     def __repr__(self) -> str:
@@ -175,7 +163,6 @@ class FactVAE(Queries):
     device = property(lambda self: self._state.device, doc="Where the model trains and predicts.")
     model_ = property(lambda self: self._state.model, doc="The fitted Model.")
     guide_ = property(lambda self: self._state.guide, doc="The fitted Guide.")
-    trainer_ = property(lambda self: self._state.trainer, doc="The Trainer of the fit.")
     layout_ = property(lambda self: self._state.layout, doc="The fitted groups' Layout.")
     history_ = property(lambda self: self._state.history)
     prior_history_ = property(lambda self: self._state.prior_history)
@@ -320,26 +307,48 @@ class FactVAE(Queries):
             A non-finite loss or gradient; it names the step and the model term, and the
             parameters keep their last finite values.
         """
-        given = {
-            "epochs": epochs,
-            "batch_size": batch_size,
-            "lr": lr,
-            "phi_lr": phi_lr,
-            "phi_optim": phi_optim,
-            "warmup_epochs": warmup_epochs,
-            "lr_decay": lr_decay,
-            "map_epochs": map_epochs,
-            "seed": seed,
-            "checkpoint_every": checkpoint_every,
-            "patience": patience,
-            "validation": validation,
-            "relax_epochs": relax_epochs,
-        }
+        # the training settings among the arguments (FitConfig's fields)
+        given = {k: v for k, v in locals().items() if k in FitConfig.__dataclass_fields__}
         if resume is not None:
-            session.resume(self._state, data, resume, given, checkpoint, progress, callbacks)
+            self._resume(data, resume, given, checkpoint, progress, callbacks)
+            return self
+        auto = self.config.lam == "auto"
+        if auto and self.model_ is not None:
+            raise ValueError(
+                "lam='auto' chooses lam on a first fit; give lam a number (e.g. the "
+                "chosen vae.lam_) to continue training"
+            )
+        if groups is not None:
+            self.set_columns(groups)
+        target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
+        data = self.prepare(data)
+        data.require_trainable()
+        if self.model_ is None:
+            warn_if_few_rows(len(data), self.config.lam)
+        if auto:
+            self._state.layout_of(data)  # checks every row, before the path splits them
+            fit_auto(self._state, data, given, progress, target, callbacks=callbacks)
         else:
-            session.fit(self._state, data, given, progress, checkpoint, callbacks, groups)
+            Trainer(self._state).train(data, given, progress, target, callbacks)
         return self
+
+    def _resume(self, data, path, given, checkpoint, progress, callbacks) -> None:
+        ckpt = Checkpoint.read(path)
+        # a checkpoint of the lam="auto" path goes on with the path (which resumes the stage
+        # with that stage's lam, as a plain resume)
+        auto = ckpt.stage is not None and self.config.lam == "auto"
+        ckpt.check_resumable(self._state, given, auto)
+        target = checkpoint if checkpoint is not None else path
+        if auto:
+            target = check_writable(target, "checkpoint")
+            self._state.config = ckpt.config
+            if ckpt.meta.get("columns"):
+                self.set_columns(ckpt.meta["columns"])
+            fit_auto(self._state, self.prepare(data), given, progress, target, ckpt, callbacks)
+        else:
+            ckpt.restore_into(self._state)
+            trainer = Trainer(self._state)
+            trainer.resume(self.prepare(data), ckpt, target, progress, callbacks, restored=True)
 
     def set_columns(self, groups: Mapping[str, Sequence[str]]) -> FactVAE:
         """Set the DataFrame column-to-group mapping ``columns_``; returns ``self``."""
@@ -347,8 +356,8 @@ class FactVAE(Queries):
         return self
 
     def set_lam(self, lam: float) -> FactVAE:
-        """Change ``lam`` (``config.lam = lam``); a later :meth:`fit` continues training (a
-        warm start) under it. Returns ``self``."""
+        """Change ``lam`` (a new frozen config for the model and guide); a later :meth:`fit`
+        continues training (a warm start) under it. Returns ``self``."""
         self._state.set_lam(lam)
         return self
 

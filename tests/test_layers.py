@@ -20,6 +20,7 @@ LAYERS = [
 LONG = {
     "estimator": "FactVAE, the one user-facing class: a third of it is numpy docstrings",
     "data": "GroupedData, the one data class: seven constructors, each with its docstring",
+    "config": "every setting of the model and of a fit, with its check: one owner for each",
 }
 
 
@@ -144,3 +145,39 @@ def test_modules_stay_small():
     for name, path in _modules().items():
         lines = len(path.read_text().splitlines())
         assert lines <= 420 or name.split(".")[-1] in LONG, f"{name}: {lines} lines"
+
+
+def _module_runs(names: list[str]) -> list[str]:
+    """Consecutive duplicates collapsed: the modules a call chain passes through, in order."""
+    return [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
+
+
+def test_a_default_fit_goes_down_to_the_training_step_through_each_module_once(monkeypatch):
+    # the call chain at every training step of the default fit (the lam path with its
+    # refits and final fit): estimator -> path -> trainer -> loop, none of them entered twice
+    import inspect
+
+    import numpy as np
+
+    import pyro_factvae.infer.loop as loop
+    from pyro_factvae import FactVAE
+
+    chains, original = set(), loop.guarded_step
+
+    def spy(*args, **kwargs):
+        frames = reversed(inspect.stack()[1:])
+        names = [f.frame.f_globals.get("__name__", "") for f in frames]
+        chains.add(tuple(_module_runs([n for n in names if n.startswith("pyro_factvae.")])))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(loop, "guarded_step", spy)
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 1))
+    data = {"a": z + 0.1 * rng.normal(size=(60, 3)), "b": -z + 0.1 * rng.normal(size=(60, 2))}
+    FactVAE().fit(data, epochs=4, progress=False)
+    FactVAE(lam=0.1).fit(data, epochs=4, progress=False)
+    down = ("pyro_factvae.infer.run", "pyro_factvae.infer.loop")
+    assert chains == {
+        ("pyro_factvae.estimator", "pyro_factvae.infer.path", *down),
+        ("pyro_factvae.estimator", *down),
+    }

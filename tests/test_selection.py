@@ -43,16 +43,31 @@ def test_lambda_path_rejects_bad_grids():
         lambda_path(data, [0.1], validation=1.5)
 
 
-def test_set_lam_is_one_assignment_seen_by_model_guide_and_training(groups):
+def test_set_lam_gives_model_guide_and_the_next_fit_one_new_frozen_config(groups):
     vae = FactVAE(latent_dim=2, lam=0.5).fit(groups, epochs=1, progress=False)
-    vae.set_lam(2.0)
+    fitted = vae.config
+    vae.set_lam(3.0)
     assert vae.config is vae.model_.config is vae.guide_.config
-    assert vae.config.lam == vae.lam == 2.0
-    vae.config.lam = 3.0  # the same, by assignment
+    assert vae.config is not fitted and fitted.lam == 0.5  # a new config, the old one as it was
+    assert vae.config.lam == vae.lam == 3.0 and vae.config.frozen
+    with pytest.raises(ValueError, match=r"frozen .*FactVAE.set_lam"):
+        vae.config.lam = 1.0  # a fitted model's config is read, never written
     vae.fit(groups, epochs=1, progress=False)
-    assert vae.trainer_.optimizers.phi.param_groups[0]["lam"] == 3.0  # the prox used it
+    assert vae.fit_state.optimizers.phi.param_groups[0]["lam"] == 3.0  # the prox used it
     with pytest.raises(ValueError, match="lam must be"):
         vae.set_lam(-1.0)
+    assert vae.lam == 3.0
+
+
+def test_a_model_resolves_a_spec_into_its_own_frozen_config_and_leaves_the_spec_alone():
+    from pyro_factvae import Layout, Model, ModelConfig
+
+    spec = ModelConfig(lam=0.1)
+    model = Model(Layout(("a", "b"), (4, 40), ("normal", "normal")), spec)
+    assert spec.latent_dim == spec.encoder_width == "auto" and not spec.frozen
+    assert model.config.frozen and model.config.lam == 0.1
+    assert (model.config.latent_dim, model.config.encoder_width) == (16, 20)
+    assert Model(model.layout, model.config).config is model.config  # resolved: kept as is
 
 
 def test_lambda_path_checks_its_data_before_training():

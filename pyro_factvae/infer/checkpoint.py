@@ -12,17 +12,18 @@ state) and the trainer's tensors (optimizers, schedules, data order, RNG states)
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from ..config import ModelConfig
+from ..config import FitConfig, ModelConfig
 from ..io import read_payload, write_payload
 from ..layout import Layout
 from .state import FitState
 
-__all__ = ["Checkpoint", "check_checkpoint", "restore", "write"]
+__all__ = ["Checkpoint", "check_checkpoint", "differs_from", "restore", "write"]
 
 
 def write(
@@ -97,6 +98,18 @@ def check_checkpoint(meta: dict[str, Any], path: str | os.PathLike) -> None:
         )
 
 
+def differs_from(config: ModelConfig, saved: ModelConfig, skip: Sequence[str] = ()) -> list[str]:
+    """``k=mine (file: saved)`` for each setting of ``config`` given (not left at its
+    default) that differs from the file's resolved ``saved`` one."""
+    theirs = saved.user_dict()
+    mine, default = config.user_dict(), ModelConfig().user_dict()
+    return [
+        f"{k}={mine[k]!r} (file: {theirs[k]!r})"
+        for k in sorted(theirs)
+        if k not in skip and mine[k] != default[k] and mine[k] != theirs[k]
+    ]
+
+
 @dataclass
 class Checkpoint:
     """A checkpoint file, read in one call (:meth:`read`)."""
@@ -127,6 +140,23 @@ class Checkpoint:
     def config(self) -> ModelConfig:
         """The model settings it was written with."""
         return ModelConfig(**self.meta["config"])
+
+    def check_resumable(self, state: FitState, given: dict[str, Any], path_stage: bool) -> None:
+        """A ``ValueError`` unless ``state`` (new) with the fit settings ``given`` can resume
+        it. The same script run again with ``resume=`` agrees with the file: only a setting
+        that was given (not left at its default) and differs from the file's resolved one
+        conflicts, and each is named. ``path_stage``: it continues the ``lam="auto"`` path
+        (whose own settings are checked by the path; ``lam`` is the stage's)."""
+        if not path_stage:
+            FitConfig.check_resumed(dict(given), self.fit_settings)
+        diff = differs_from(state.config, self.config, skip=("lam",) if path_stage else ())
+        if state.model is not None or diff:
+            what = "continues the lam='auto' fit" if path_stage else "restores the model"
+            raise ValueError(
+                f"resume {what} saved in {self.path!r}; call it on a new FactVAE() with the "
+                f"file's settings or none (these differ from the file: "
+                f"{', '.join(diff) or 'fitted'})"
+            )
 
     def restore_into(self, state: FitState) -> None:
         """Rebuild ``state`` from it (see :func:`restore`)."""

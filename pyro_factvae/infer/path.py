@@ -1,6 +1,6 @@
 """The warm-started ``lam`` path behind ``FactVAE(lam="auto")`` and
 :func:`~pyro_factvae.tools.selection.lambda_path`, as a sequence of fits
-(:func:`~pyro_factvae.infer.fitting.train`) on one :class:`~pyro_factvae.infer.state.FitState`.
+(:meth:`~pyro_factvae.infer.run.Trainer.train`) on one :class:`~pyro_factvae.infer.state.FitState`.
 
 One model is fitted along an increasing grid of ``lam``: the first value from scratch, every
 later one continuing from the previous fit (a warm start, as in glmnet's regularisation paths,
@@ -38,9 +38,9 @@ from ..data import GroupedData
 from ..module.scoring import held_out_error, held_out_score
 from ..registry import PHI_POSTERIORS
 from ..validation import warn_constant
-from . import fitting
 from .checkpoint import Checkpoint
 from .path_state import PathRecords, PathStore, stages
+from .run import Trainer
 from .state import FitState
 
 __all__ = ["AUTO_GRID", "PathResult", "check_path_data", "choose", "fit_auto", "walk"]
@@ -130,7 +130,7 @@ def walk(
             return True
         if checkpoint is not None:
             state.lam_path = {"stage": stage}
-        fitting.train(state, train, kwargs, progress, checkpoint, callbacks)
+        Trainer(state).train(train, kwargs, progress, checkpoint, callbacks)
         return not state.interrupted
 
     for i, lam in enumerate(grid):
@@ -210,7 +210,7 @@ def _fresh_dense_fit(
     that fresh fit was stopped; ``state`` (new) finishes it and takes the path's ``history``."""
     if resume is not None:
         state.set_lam(0.0)
-        fitting.resume_from(state, data, resume, checkpoint, progress, callbacks)
+        Trainer(state).resume(data, resume, checkpoint, progress, callbacks)
         if state.interrupted:
             return
         state.history = list(history[0]) + state.history
@@ -219,7 +219,7 @@ def _fresh_dense_fit(
         fresh = state.fresh(lam=0.0)  # its checkpoints carry what the model's do
         if checkpoint is not None:
             fresh.lam_path = state.lam_path = {"stage": "fresh"}
-        fitting.train(fresh, data, given, progress, checkpoint, callbacks)
+        Trainer(fresh).train(data, given, progress, checkpoint, callbacks)
         if fresh.interrupted:
             state.interrupted = fresh.interrupted
             return
@@ -227,7 +227,7 @@ def _fresh_dense_fit(
         state.guide.load_state_dict(fresh.guide.state_dict())
         state.history.extend(fresh.history)
         state.prior_history.extend(fresh.prior_history)
-    state.config.num_data = len(data)  # the weights were fitted on every row
+    state.set_config(num_data=len(data))  # the weights were fitted on every row
     state.reset_optimizers()
 
 
@@ -278,12 +278,12 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     train, valid = data.split(0.8, seed=seed)
 
     def finish(part: GroupedData) -> None:  # the stage the checkpoint was written in
-        fitting.resume_from(state, part, resume, checkpoint, progress, callbacks)
+        Trainer(state).resume(part, resume, checkpoint, progress, callbacks)
 
     try:
         check_path_data(train, valid)
     except ValueError as exc:  # e.g. one group: nothing to hold out, so nothing to choose by
-        warnings.warn(f"lam='auto' fell back to lam=0: {exc}", stacklevel=5)
+        warnings.warn(f"lam='auto' fell back to lam=0: {exc}", stacklevel=4)
         state.set_lam(0.0)
         if store is not None:
             store.save(records, settings)
@@ -291,7 +291,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         if done == "fallback":
             finish(data)
         else:
-            fitting.train(state, data, given, progress, checkpoint, callbacks)
+            Trainer(state).train(data, given, progress, checkpoint, callbacks)
         if state.interrupted:
             return None
         return {"lams": [0.0], "criterion": "none: nothing can be held out"}
@@ -352,7 +352,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             if checkpoint is not None:
                 state.lam_path = {"stage": "final"}
             final = {**rest, "epochs": warm, "seed": seed + len(grid), "relax_epochs": relax}
-            fitting.train(state, data, final, progress, checkpoint, callbacks)
+            Trainer(state).train(data, final, progress, checkpoint, callbacks)
     else:
         fresh = resume if done == "fresh" else None
         _fresh_dense_fit(state, data, given, progress, checkpoint, fresh, history, callbacks)

@@ -1,13 +1,17 @@
-"""Training runs that lose nothing: phases, checkpoints, resume and signals.
+"""Training that loses nothing: the trainer of Algorithm 1, its checkpoints, resume and
+signals.
 
-A run is a list of :class:`~pyro_factvae.infer.loop.Phase` (prox-MAP, then optionally another
-posterior over ``Phi``), each trained by :func:`~pyro_factvae.infer.loop.train_phase`. Its
-complete state — weights (through the caller's ``save``), both optimizers and their step-size
-schedules, the phase, epoch, batch and data order, the torch RNG and the run's generator, the
-history and the config — goes into a checkpoint, written atomically, so the file is always the
-last complete one. Resuming restores all of it, so on CPU an interrupted and resumed run ends
-bit for bit where an uninterrupted one would. Training runs under a forked torch RNG seeded by
-the run: the caller's global RNG is left as it was.
+:class:`Trainer` takes a :class:`~pyro_factvae.infer.state.FitState` and owns everything of
+a fit but the model: it builds the model on a first fit (seeded initialisation from the
+data), plans the phases (:func:`~pyro_factvae.infer.plan.plan`), seeds the run, splits off
+the early-stopping rows, trains each phase (:func:`~pyro_factvae.infer.loop.train_phase`),
+handles signals and callbacks, and checkpoints. A checkpoint holds the complete state —
+weights, both optimizers and their step-size schedules, the phase, epoch, batch and data
+order, the torch RNG and the run's generator, the history and the config — written
+atomically (:mod:`~pyro_factvae.infer.checkpoint`), so the file is always the last complete
+one. :meth:`Trainer.resume` restores all of it, so on CPU an interrupted and resumed run
+ends bit for bit where an uninterrupted one would. Training runs under a forked torch RNG
+seeded by the run: the caller's global RNG is left as it was.
 
 SIGINT and SIGTERM during a run finish the current step, write a checkpoint (when a path was
 given) and return; a second signal interrupts at once.
@@ -15,13 +19,11 @@ given) and return; a second signal interrupts at once.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import signal
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -29,162 +31,149 @@ from torch.optim.lr_scheduler import LambdaLR
 
 from ..config import FitConfig
 from ..data import GroupedData
-from ..module.guide import Guide
-from ..module.model import Model
+from ..io import check_writable
 from ..module.priors import column_norms
+from ..registry import PHI_POSTERIORS
 from ..rng import cuda_index, fork_rng
+from ..validation import warn_constant
 from .callbacks import Epoch
+from .checkpoint import Checkpoint
+from .checkpoint import write as write_checkpoint
 from .distributed import barrier, broadcast_, is_writer, max_over_ranks
-from .loop import (
-    NonFiniteError,
-    Phase,
-    Position,
-    cosine,
-    train_phase,
-    validation_loss,
-)
+from .loop import NonFiniteError, Position, cosine, train_phase, validation_loss
 from .optim import Optimizers
+from .plan import MIN_ROWS_TO_STOP, Run, Signals, fingerprint, plan, seeding
+from .state import FitState
 
-__all__ = ["Run", "Trainer", "fingerprint"]
+__all__ = ["Trainer"]
 
-#: writes a checkpoint: ``save(path, run_meta, run_tensors)`` (model weights added by the caller)
-SaveFn = Callable[[str, dict[str, Any], dict[str, Any]], None]
-
-
-def fingerprint(data: GroupedData) -> str:
-    """SHA-256 of the values and masks: a resumed run must see the same data."""
-    h = hashlib.sha256()
-    for v in data.values:
-        h.update(v.contiguous().numpy().tobytes())
-    h.update(data.observed.numpy().tobytes())
-    if data.cells is not None:
-        h.update(data.cells.numpy().tobytes())
-    return h.hexdigest()
-
-
-class _Signals:
-    """Turn SIGINT / SIGTERM into a flag for the duration of a run (main thread only)."""
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._old: dict[int, Any] = {}
-
-    def __enter__(self) -> _Signals:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.received is not None:  # a second signal: stop now
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-@dataclass
-class Run:
-    """The state of one ``fit`` call: its settings, phases and position."""
-
-    fit: FitConfig
-    phases: list[Phase]
-    fingerprint: str
-    phase: int = 0
-    global_step: int = 0
-    position: Position = field(default_factory=Position)
-    saved_step: int = 0  #: global step of the last checkpoint written in this session
-    #: early stopping in the current phase (best validation loss, its epoch, epochs since)
-    stopper: dict[str, Any] = field(default_factory=lambda: {"best": None, "epoch": 0, "wait": 0})
-
-    @property
-    def finished(self) -> bool:
-        return self.phase >= len(self.phases)
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "fit": self.fit.to_dict(),
-            "phases": [
-                [p.posterior, p.epochs, p.warmup_epochs, p.relaxed, p.lr_scale, p.lam]
-                for p in self.phases
-            ],
-            "fingerprint": self.fingerprint,
-            "phase": self.phase,
-            "global_step": self.global_step,
-            "position": self.position.meta(),
-            "stopper": self.stopper,
-        }
-
-    @classmethod
-    def restore(
-        cls,
-        meta: dict[str, Any],
-        perm: torch.Tensor | None,
-        data: GroupedData,
-        path: Any,
-        lam: float = 0.0,
-    ) -> Run:
-        """The run saved in a checkpoint (at ``path``), checked to be training on ``data``
-        (``lam``: the phases' ``lam`` where the file is older than phases that carry one)."""
-        run = cls.from_meta(meta, perm, lam)
-        if fingerprint(data) != run.fingerprint:
-            raise ValueError(
-                f"the data differ from those the run in {os.fspath(path)!r} was training on; "
-                "resume with the same rows, groups and missing pattern"
-            )
-        return run
-
-    @classmethod
-    def from_meta(cls, meta: dict[str, Any], perm: torch.Tensor | None, lam: float = 0.0) -> Run:
-        phases = [
-            Phase(str(p[0]), int(p[1]), float(p[2]), bool(p[3]), float(p[4]), float(lam))
-            if len(p) == 5  # a file from before phases carried their lam
-            else Phase(str(p[0]), int(p[1]), float(p[2]), bool(p[3]), float(p[4]), float(p[5]))
-            for p in meta["phases"]
-        ]
-        return cls(
-            FitConfig(**meta["fit"]),
-            phases,
-            meta["fingerprint"],
-            meta["phase"],
-            meta["global_step"],
-            Position(**meta["position"], perm=perm),
-            stopper=dict(meta["stopper"]),
-        )
+Callbacks = Sequence[Callable[[Epoch], Any]]
 
 
 class Trainer:
-    """Trains a (model, guide) pair with Algorithm 1; owns the optimizers across ``fit`` calls
-    (a later call continues with their moments)."""
+    """Trains a :class:`~pyro_factvae.infer.state.FitState` with Algorithm 1. The optimizers
+    live in the state across fits (a later fit continues with their moments)."""
 
-    def __init__(self, model: Model, guide: Guide) -> None:
-        self.model, self.guide = model, guide
-        self.optimizers: Optimizers | None = None
-        self._pending: dict[str, Any] | None = None
+    def __init__(self, state: FitState) -> None:
+        self.state = state
         self._best: dict[str, Any] | None = None
 
-    def reset(self) -> None:
-        """Forget the optimizers' moments (the next run starts them afresh)."""
-        self.optimizers = None
+    @property
+    def model(self):
+        return self.state.model
+
+    @property
+    def guide(self):
+        return self.state.guide
+
+    def train(
+        self,
+        data: GroupedData,
+        given: Mapping[str, Any],
+        progress: bool = False,
+        checkpoint: str | None = None,
+        callbacks: Callbacks = (),
+    ) -> None:
+        """Fit the state (built here on a first call) on ``data`` at its numeric ``lam``
+        with the fit settings ``given`` (:class:`~pyro_factvae.config.FitConfig` fields,
+        defaults still unresolved); a later call continues training. ``state.interrupted``
+        names the signal that stopped it, if any."""
+        state = self.state
+        state.interrupted = None
+        data.require_trainable()
+        given = dict(given)
+        collapsed_only = PHI_POSTERIORS.get(state.config.phi_inference).collapsed
+        if given.get("patience", "auto") == "auto" and len(data) < MIN_ROWS_TO_STOP:
+            given["patience"] = None  # too few rows to hold some out
+        fit = FitConfig(**given).resolved(
+            bool(state.history), collapsed_only, len(data), sparse=state.config.lam > 0
+        )
+        layout = state.layout_of(data)
+        generator, rng_state = seeding(fit.seed)
+        if state.model is None:
+            seeded = rng_state is not None
+            with torch.random.fork_rng(devices=[], enabled=seeded):
+                if seeded:
+                    torch.set_rng_state(rng_state)
+                state.build(layout, len(data))
+                state.model.init_from_data(data.values, data.observed, data.cells)
+                warn_constant(data.names, state.model.constant(), data.columns)
+                state.to_device()
+                if seeded:
+                    rng_state = torch.get_rng_state()
+        state.set_config(num_data=len(data))
+        lam = float(state.config.lam)
+        run = Run(fit, plan(fit, state.config.phi_inference, lam), fingerprint(data))
+        self._run(run, data, generator, rng_state, progress, checkpoint, callbacks)
+
+    def resume(
+        self,
+        data: GroupedData,
+        ckpt: Checkpoint,
+        target: str | os.PathLike,
+        progress: bool = False,
+        callbacks: Callbacks = (),
+        restored: bool = False,
+    ) -> None:
+        """Continue the run saved in ``ckpt`` on ``data`` (the same rows), checkpointing to
+        ``target``; ``restored``: the state already holds the checkpoint's model."""
+        state = self.state
+        state.interrupted = None
+        if not restored:
+            ckpt.restore_into(state)
+        lam = float(state.config.lam)
+        run = Run.restore(ckpt.meta["run"], ckpt.tensors.get("perm"), data, ckpt.path, lam)
+        if run.finished:  # a later fit continues with the optimizers' moments, as it would have
+            self.continue_from(ckpt.tensors, run.fit)
+            return
+        saved, rng_state, generator = self.restored(ckpt.tensors)
+        target = check_writable(target, "checkpoint")
+        self._run(run, data, generator, rng_state, progress, target, callbacks, saved)
+
+    def _run(self, run, data, generator, rng_state, progress, checkpoint, callbacks, saved=None):
+        """:meth:`execute` on the training rows, the validation split held out, and what a
+        finished or stopped run tells the user."""
+        state, valid = self.state, None
+        if run.fit.patience is not None:  # the same split on every call, resume included
+            data, valid = data.split(1 - run.fit.validation, seed=run.fit.seed or 0)
+        state.interrupted = self.execute(
+            run, data, generator, rng_state, progress, checkpoint, valid, callbacks, saved
+        )
+        if not state.interrupted and PHI_POSTERIORS.get(state.guide.phi_mode).collapsed:
+            norms = state.sparsity()
+            for name in norms.index[(norms.values == 0).all(axis=1)]:
+                warnings.warn(
+                    f"every link of group {name!r} was pruned at lam = {state.config.lam:g}: "
+                    "the model ignores that group (it is imputed by its mean); lower lam",
+                    stacklevel=4,
+                )
+        if state.interrupted and checkpoint is None:
+            warnings.warn(
+                f"fit interrupted by {state.interrupted} after step {run.global_step}; no "
+                "checkpoint path was given, so the model holds the weights after that step",
+                stacklevel=4,
+            )
 
     def _optimizers(self, fit: FitConfig) -> Optimizers:
-        if self.optimizers is None or self.optimizers.phi_optim != fit.phi_optim:
-            self.optimizers = Optimizers(self.model, self.guide, fit.lr, fit.phi_lr, fit.phi_optim)
-        return self.optimizers
+        state = self.state
+        if state.optimizers is None or state.optimizers.phi_optim != fit.phi_optim:
+            state.optimizers = Optimizers(
+                state.model, state.guide, fit.lr, fit.phi_lr, fit.phi_optim
+            )
+        return state.optimizers
 
     def continue_from(self, tensors: dict[str, Any], fit: FitConfig) -> None:
         """Take the optimizers of a *finished* checkpoint (written at the end of a run with
         ``fit``), so that a later run continues with their moments, as it would have in the
         process that wrote it."""
-        self.optimizers = Optimizers(self.model, self.guide, fit.lr, fit.phi_lr, fit.phi_optim)
-        self.optimizers.load_state_dict(tensors["optim"])
+        self.state.optimizers = None
+        self._optimizers(fit).load_state_dict(tensors["optim"])
 
-    def restore(self, tensors: dict[str, Any]) -> tuple[torch.Tensor, torch.Generator]:
-        """Take a checkpoint's training state (from :meth:`execute`'s ``save``); return its
-        torch RNG state and generator, to pass to :meth:`execute`."""
-        self._pending = {
+    @staticmethod
+    def restored(tensors: dict[str, Any]) -> tuple[dict, torch.Tensor, torch.Generator]:
+        """A checkpoint's training state for :meth:`execute` (``saved``), its torch RNG state
+        and its generator."""
+        saved = {
             "optim": tensors["optim"],
             "sched": tensors["sched"],
             "best": tensors.get("best"),
@@ -192,7 +181,7 @@ class Trainer:
         }
         generator = torch.Generator()
         generator.set_state(tensors["rng"]["generator"])
-        return tensors["rng"]["torch"], generator
+        return saved, tensors["rng"]["torch"], generator
 
     def execute(
         self,
@@ -200,17 +189,18 @@ class Trainer:
         data: GroupedData,
         generator: torch.Generator,
         rng_state: torch.Tensor | None,
-        history: list[float],
-        prior_history: list[float],
-        progress: bool,
-        checkpoint: str | None,
-        save: SaveFn,
+        progress: bool = False,
+        checkpoint: str | None = None,
         valid: GroupedData | None = None,
-        callbacks: Sequence[Callable[[Epoch], Any]] = (),
+        callbacks: Callbacks = (),
+        saved: dict[str, Any] | None = None,
     ) -> str | None:
         """Train from the run's position to its end; return the name of the signal that
         stopped it (``"callback"`` when a callback did), or ``None``.
 
+        The history goes to the state's ``history`` and ``prior_history``; checkpoints to
+        ``checkpoint`` (:func:`~pyro_factvae.infer.checkpoint.write`). ``saved``: a
+        checkpoint's training state (from :meth:`restored`), taken at the start.
         ``rng_state``: the torch RNG state to train under, in a fork of the global RNG
         (``None``: use and advance the global RNG). ``valid``: held-out rows for early
         stopping (``run.fit.patience`` epochs without a better validation loss end a phase,
@@ -218,21 +208,24 @@ class Trainer:
         :class:`~pyro_factvae.infer.callbacks.Epoch` after every epoch; one that returns
         ``True`` stops the run there, as a signal does.
         """
+        history, prior_history = self.state.history, self.state.prior_history
+        pending = saved
         optimizers = self._optimizers(run.fit)
         # a distributed run starts every rank from rank 0's weights
         broadcast_([*self.model.state_dict().values(), *self.guide.state_dict().values()])
         batches = math.ceil(len(data) / min(run.fit.batch_size, len(data)))  # per epoch
         every = run.fit.checkpoint_every or batches
         device = self.model.device
-        with fork_rng(device, enabled=rng_state is not None), _Signals() as signals:
+        with fork_rng(device, enabled=rng_state is not None), Signals() as signals:
             if rng_state is not None:
                 torch.set_rng_state(rng_state)
-                self._seed_cuda(device)
+                self._seed_cuda(device, None if pending is None else pending.get("cuda_rng"))
             interrupted: str | None = None
 
             def write() -> None:
                 if is_writer():  # rank 0 of a distributed run
-                    save(checkpoint, {"run": run.meta()}, self._tensors(run, generator, scheds))
+                    meta, tensors = {"run": run.meta()}, self._tensors(run, generator, scheds)
+                    write_checkpoint(self.state, checkpoint, meta, tensors)
                 run.saved_step = run.global_step
 
             requested = False  # a callback asked to stop
@@ -283,18 +276,18 @@ class Trainer:
                 phase = run.phases[run.phase]
                 start = self.guide.phi_mode != phase.posterior
                 self.guide.use_phi_posterior(phase.posterior, start=start)
-                if self._pending is None and run.position.step == 0:
+                if pending is None and run.position.step == 0:
                     scale = phase.lr_scale
                     optimizers.set_base_lr(run.fit.lr * scale, run.fit.phi_lr * scale)
                 total = phase.epochs * batches
                 factor = cosine(total, run.fit.lr_decay)
                 scheds = [LambdaLR(optimizers.theta, factor), LambdaLR(optimizers.phi, factor)]
-                if self._pending is not None:
-                    optimizers.load_state_dict(self._pending["optim"])
-                    for sched, state in zip(scheds, self._pending["sched"]):
+                if pending is not None:
+                    optimizers.load_state_dict(pending["optim"])
+                    for sched, state in zip(scheds, pending["sched"]):
                         sched.load_state_dict(state)
-                    self._best = self._pending["best"]
-                    self._pending = None
+                    self._best = pending["best"]
+                    pending = None
                 try:
                     train_phase(
                         self.model,
@@ -339,14 +332,13 @@ class Trainer:
         with torch.no_grad():
             return int(sum(int((column_norms(p) > 0).sum()) for p in self.guide.Phi))
 
-    def _seed_cuda(self, device: torch.device) -> None:
+    def _seed_cuda(self, device: torch.device, saved: torch.Tensor | None) -> None:
         """A seeded run on CUDA: the device's RNG (which Pyro's guide draws from in a
         variational phase) continues from the checkpoint's state, or starts from a seed drawn
         from the seeded CPU RNG. The collapsed objective draws its noise on the CPU."""
         index = cuda_index(device)
         if index is None:
             return
-        saved = None if self._pending is None else self._pending.get("cuda_rng")
         if saved is not None:
             torch.cuda.set_rng_state(saved, index)
         else:
@@ -355,11 +347,10 @@ class Trainer:
                 torch.cuda.manual_seed(seed)
 
     def _tensors(self, run: Run, generator: torch.Generator, scheds: list) -> dict[str, Any]:
-        assert self.optimizers is not None
         index = cuda_index(self.model.device)
         cuda = {} if index is None else {"cuda": torch.cuda.get_rng_state(index)}
         return {
-            "optim": self.optimizers.state_dict(),
+            "optim": self.state.optimizers.state_dict(),
             "sched": [s.state_dict() for s in scheds],
             "perm": run.position.perm,
             "best": self._best,

@@ -2,12 +2,12 @@
 
 :class:`FitState` holds the settings (:class:`~pyro_factvae.config.ModelConfig`), the fitted
 :class:`~pyro_factvae.module.model.Model` and :class:`~pyro_factvae.module.guide.Guide`, the
-:class:`~pyro_factvae.infer.run.Trainer` that owns their optimizers, and the record of
-training (histories, the ``lam`` path, the signal that stopped the last run). The estimator
-:class:`~pyro_factvae.FactVAE` keeps one and answers queries from it; the plain fit
-(:mod:`~pyro_factvae.infer.fitting`), the ``lam`` path (:mod:`~pyro_factvae.infer.path`) and
-the checkpoint format (:mod:`~pyro_factvae.infer.checkpoint`) take it, so nothing below the
-estimator calls the estimator.
+optimizers of Algorithm 1 (kept across fits) and the record of training (histories, the
+``lam`` path, the signal that stopped the last run). The estimator
+:class:`~pyro_factvae.FactVAE` keeps one and answers queries from it; the trainer
+(:class:`~pyro_factvae.infer.run.Trainer`), the ``lam`` path (:mod:`~pyro_factvae.infer.path`)
+and the checkpoint format (:mod:`~pyro_factvae.infer.checkpoint`) take it, so nothing below
+the estimator calls the estimator.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ..module.model import Model
 from ..module.priors import column_norms
 from ..registry import LIKELIHOODS
 from ..stream import is_dataset
-from .run import Trainer
+from .optim import Optimizers
 
 __all__ = ["FitState", "as_device", "check_support", "phi_norms"]
 
@@ -70,8 +70,11 @@ class FitState:
         The settings (``lam`` may be ``"auto"`` before a fit).
     device : torch.device
         Where the modules train and predict.
-    model, guide, trainer, layout
+    model, guide, layout
         Built by :meth:`build` (``None`` before).
+    optimizers : Optimizers or None
+        Algorithm 1's optimizers, kept across fits (a later fit continues with their
+        moments); ``None`` before a fit and after :meth:`reset_optimizers`.
     history, prior_history : list of float
         Per epoch, the negative ELBO per row and the prior terms per row.
     metadata : dict
@@ -88,7 +91,7 @@ class FitState:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     model: Model | None = None
     guide: Guide | None = None
-    trainer: Trainer | None = None
+    optimizers: Optimizers | None = None
     layout: Layout | None = None
     history: list[float] = field(default_factory=list)
     prior_history: list[float] = field(default_factory=list)
@@ -98,12 +101,12 @@ class FitState:
     interrupted: str | None = None
 
     def build(self, layout: Layout, num_data: int) -> None:
-        """Build the model, guide and trainer for ``layout`` (on the CPU; see :meth:`to_device`)."""
-        self.config.num_data = num_data
+        """Build the model and guide for ``layout`` (on the CPU; see :meth:`to_device`)."""
+        self.config = self.config.replace(num_data=num_data).resolved(layout.dims)
         self.layout = layout
         self.model = Model(layout, self.config)
         self.guide = Guide(self.model)
-        self.trainer = Trainer(self.model, self.guide)
+        self.optimizers = None
 
     def to_device(self) -> None:
         """Move the built model and guide to :attr:`device` (built and initialised on the CPU,
@@ -142,12 +145,18 @@ class FitState:
 
     def set_lam(self, lam: float) -> None:
         """Change ``lam`` for the model, guide and the next run."""
-        self.config.lam = lam
+        self.set_config(lam=lam)
+
+    def set_config(self, **changes: Any) -> None:
+        """Replace the config with a copy holding ``changes`` (validated), and give it to the
+        model and guide: a resolved config is frozen, never written in place."""
+        self.config = self.config.replace(**changes)
+        if self.model is not None:
+            self.model.config = self.guide.config = self.config
 
     def reset_optimizers(self) -> None:
         """Forget the optimizers' moments (the next run starts them afresh)."""
-        if self.trainer is not None:
-            self.trainer.reset()
+        self.optimizers = None
 
     def layout_of(self, data: GroupedData) -> Layout:
         """The layout of ``data`` under the configured likelihoods, its observed values

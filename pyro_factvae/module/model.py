@@ -78,14 +78,15 @@ class Model(PyroModule):
     config : ModelConfig
         ``latent_dim`` (``K``), ``encoder_width`` (``H``), ``decoder_width`` (``p``),
         ``decoder_hidden``, ``lam``, ``num_data`` (``N``), ``theta_prior_weight`` (``tau``),
-        ``group_weight`` and ``image_shape``. The model keeps this object and reads it at every
-        call: the guide and the training loop share it, so ``config.lam = ...`` changes ``lam``
-        everywhere.
+        ``group_weight`` and ``image_shape``. A spec (which may hold ``"auto"``) is resolved
+        against ``layout`` into a frozen copy (:meth:`~pyro_factvae.config.ModelConfig.resolved`);
+        a resolved one is kept as it is. The model and its guide read it and never write it.
     """
 
     def __init__(self, layout: Layout, config: ModelConfig) -> None:
         super().__init__()
-        config.resolve_capacity(layout.dims)  # "auto" latents and widths, from the layout
+        if not config.frozen:  # "auto" latents and widths resolved from the layout, once
+            config = config.resolved(layout.dims)
         self.layout = layout
         self.config = config
         self.group_weight = config.weights_for(layout.names)

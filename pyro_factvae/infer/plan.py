@@ -1,0 +1,197 @@
+"""The plan of one fit: its phases, its seeds, and where a run of it stands.
+
+:func:`plan` turns the resolved fit settings and the posterior over ``Phi`` into phases
+(prox-MAP; for a variational posterior, a MAP start then the full ELBO; with ``lam > 0``, a
+relaxed refit of the selected support at :data:`~pyro_factvae.config.REFIT_LR` of the step
+sizes), each carrying its ``lam`` and warm-up: the trainer takes ``lam`` from the plan.
+:class:`Run` is a plan being trained (settings, phases, position, early-stopping state),
+written into checkpoints; :func:`seeding` gives a run its generators; :class:`Signals` turns
+SIGINT / SIGTERM into a flag for its duration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..config import REFIT_LR, FewRowsWarning, FitConfig
+from ..data import GroupedData
+from ..module.guide import MAP
+from .distributed import world
+from .loop import Phase, Position
+
+__all__ = [
+    "FEW_ROWS",
+    "MIN_ROWS_TO_STOP",
+    "Run",
+    "Signals",
+    "fingerprint",
+    "plan",
+    "seeding",
+    "warn_if_few_rows",
+]
+
+#: early stopping's default (``patience="auto"``) needs at least this many rows
+MIN_ROWS_TO_STOP = 20
+#: below this many rows the defaults (a 16-dimensional z, widths for hundreds of rows, lam
+#: chosen on held-out rows) are more than the data can support: fit warns
+FEW_ROWS = 50
+
+
+def warn_if_few_rows(rows: int, lam: Any) -> None:
+    """A :class:`~pyro_factvae.config.FewRowsWarning` below :data:`FEW_ROWS` rows."""
+    if rows < FEW_ROWS:
+        held = rows - int(round(0.8 * rows))
+        held = f"lam='auto' chooses lam on {held} held-out rows, and " if lam == "auto" else ""
+        warnings.warn(
+            f"only {rows} rows: {held}the defaults are sized for hundreds of rows or more; on "
+            "fewer the fit can overfit (on a 32-row table it imputed worse than the column "
+            "means, with intervals far too narrow, and a smaller latent_dim or widths did not "
+            "help): check it on held-out cells (pyro_factvae.metrics.evaluate; factvae "
+            "evaluate) against a simple imputer before trusting it",
+            FewRowsWarning,
+            stacklevel=3,
+        )
+
+
+def plan(fit: FitConfig, posterior: str, lam: float) -> list[Phase]:
+    """The phases of a fit at ``lam`` with the resolved settings ``fit``: ``map_epochs`` of
+    prox-MAP (a variational posterior's start), the main phase under ``posterior``, and
+    ``relax_epochs`` of relaxed refit (the selected support, unshrunk, smaller steps). Each
+    phase carries ``lam`` and its warm-up: the trainer takes lam from the plan."""
+    phases = [Phase(MAP, fit.map_epochs, fit.warmup_epochs, lam=lam)] if fit.map_epochs else []
+    rest_warmup = 0.0 if fit.map_epochs else fit.warmup_epochs
+    main = fit.epochs - fit.map_epochs - fit.relax_epochs
+    if main:
+        phases.append(Phase(posterior, main, rest_warmup, lam=lam))
+    if fit.relax_epochs:  # the relaxed group lasso: the selected support, refit unshrunk
+        relaxed = Phase(MAP, fit.relax_epochs, 0.0, relaxed=True, lr_scale=REFIT_LR, lam=lam)
+        phases.append(relaxed)
+    return phases
+
+
+def seeding(seed: int | None) -> tuple[torch.Generator, torch.Tensor | None]:
+    """The run's data-order generator and the torch RNG state it trains under (``None``:
+    the global RNG, for ``seed=None``)."""
+    if seed is None and world()[1] > 1:
+        raise ValueError(
+            "seed=None in a distributed run: every rank must draw the same data order, so "
+            "give every rank the same seed (the default, seed=0, does)"
+        )
+    generator = torch.Generator()
+    if seed is None:
+        generator.manual_seed(int(torch.randint(2**62, ()).item()))
+        return generator, None
+    generator.manual_seed(seed)
+    return generator, torch.Generator().manual_seed(seed).get_state()
+
+
+def fingerprint(data: GroupedData) -> str:
+    """SHA-256 of the values and masks: a resumed run must see the same data."""
+    h = hashlib.sha256()
+    for v in data.values:
+        h.update(v.contiguous().numpy().tobytes())
+    h.update(data.observed.numpy().tobytes())
+    if data.cells is not None:
+        h.update(data.cells.numpy().tobytes())
+    return h.hexdigest()
+
+
+class Signals:
+    """Turn SIGINT / SIGTERM into a flag for the duration of a run (main thread only)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Signals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.received is not None:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class Run:
+    """The state of one ``fit`` call: its settings, phases and position."""
+
+    fit: FitConfig
+    phases: list[Phase]
+    fingerprint: str
+    phase: int = 0
+    global_step: int = 0
+    position: Position = field(default_factory=Position)
+    saved_step: int = 0  #: global step of the last checkpoint written in this session
+    #: early stopping in the current phase (best validation loss, its epoch, epochs since)
+    stopper: dict[str, Any] = field(default_factory=lambda: {"best": None, "epoch": 0, "wait": 0})
+
+    @property
+    def finished(self) -> bool:
+        return self.phase >= len(self.phases)
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "fit": self.fit.to_dict(),
+            "phases": [
+                [p.posterior, p.epochs, p.warmup_epochs, p.relaxed, p.lr_scale, p.lam]
+                for p in self.phases
+            ],
+            "fingerprint": self.fingerprint,
+            "phase": self.phase,
+            "global_step": self.global_step,
+            "position": self.position.meta(),
+            "stopper": self.stopper,
+        }
+
+    @classmethod
+    def restore(
+        cls,
+        meta: dict[str, Any],
+        perm: torch.Tensor | None,
+        data: GroupedData,
+        path: Any,
+        lam: float = 0.0,
+    ) -> Run:
+        """The run saved in a checkpoint (at ``path``), checked to be training on ``data``
+        (``lam``: the phases' ``lam`` where the file is older than phases that carry one)."""
+        run = cls.from_meta(meta, perm, lam)
+        if fingerprint(data) != run.fingerprint:
+            raise ValueError(
+                f"the data differ from those the run in {os.fspath(path)!r} was training on; "
+                "resume with the same rows, groups and missing pattern"
+            )
+        return run
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], perm: torch.Tensor | None, lam: float = 0.0) -> Run:
+        phases = [
+            Phase(str(p[0]), int(p[1]), float(p[2]), bool(p[3]), float(p[4]), float(lam))
+            if len(p) == 5  # a file from before phases carried their lam
+            else Phase(str(p[0]), int(p[1]), float(p[2]), bool(p[3]), float(p[4]), float(p[5]))
+            for p in meta["phases"]
+        ]
+        return cls(
+            FitConfig(**meta["fit"]),
+            phases,
+            meta["fingerprint"],
+            meta["phase"],
+            meta["global_step"],
+            Position(**meta["position"], perm=perm),
+            stopper=dict(meta["stopper"]),
+        )
