@@ -16,6 +16,8 @@ whole-group data.
 
     python benchmarks/speed.py                      # steps table, ~3 min on 2 CPU cores
     python benchmarks/speed.py --cells 0.1          # plus the step with 10% missing cells
+    python benchmarks/speed.py --epochs             # an epoch of FactVAE.fit against the
+                                                    # minimal plain-PyTorch factVAE
     python benchmarks/speed.py --fashion-dir DIR    # plus Fashion-MNIST epochs (60,000 rows),
                                                     # in memory and streamed from a Dataset
 
@@ -37,6 +39,8 @@ import time
 import numpy as np
 import pyro
 import torch
+from minimal_factvae import MinimalFactVAE, MinimalTrainer
+from minimal_factvae import epoch as minimal_epoch
 from report import write_json
 
 from pyro_factvae import FactVAE, FitConfig, GroupedData
@@ -226,6 +230,59 @@ print(json.dumps(dict(seconds=sec, load_seconds=load_sec, rss_before_mb=before /
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def epoch_vs_minimal(groups: int, batch: int, rows: int, width: int, seed: int = 0) -> dict:
+    """Seconds of one ``FactVAE.fit`` epoch (``lam=0.1``, the default networks, no early
+    stopping) against one epoch of :mod:`minimal_factvae` of the same shapes, on ``rows``
+    rows of ``width`` columns in ``groups`` groups (10% of groups missing). Each is timed
+    after a first epoch (the model built, the caches warm); the best of two epochs."""
+    data = grouped(rows, width, groups, seed)
+    settings = dict(batch_size=batch, patience=None, relax_epochs=0, warmup_epochs=0.0)
+    vae = FactVAE(lam=0.1).fit(data, epochs=1, progress=False, **settings)
+    library = []
+    for _ in range(2):
+        start = time.perf_counter()
+        vae.fit(data, epochs=1, progress=False, **settings)
+        library.append(time.perf_counter() - start)
+    torch.manual_seed(seed)
+    d = width // groups
+    model = MinimalFactVAE(groups, d, vae.config.latent_dim, vae.config.encoder_width)
+    trainer = MinimalTrainer(model, lam=0.1)
+    x = torch.stack([torch.nan_to_num(v) for v in data.values])  # (G, N, d)
+    mask = data.observed.t().contiguous()
+    minimal_epoch(trainer, x, mask, batch)
+    plain = []
+    for _ in range(2):
+        start = time.perf_counter()
+        minimal_epoch(trainer, x, mask, batch)
+        plain.append(time.perf_counter() - start)
+    return {
+        "groups": groups,
+        "batch": batch,
+        "rows": rows,
+        "latent_dim": vae.config.latent_dim,
+        "width": vae.config.encoder_width,
+        "library_s": min(library),
+        "minimal_s": min(plain),
+        "ratio": min(library) / min(plain),
+    }
+
+
+def epoch_table(args) -> list[dict]:
+    """:func:`epoch_vs_minimal` at every size; prints the table."""
+    out = []
+    print(f"{'G':>4} {'batch':>5} {'K':>3} {'H':>3} {'library s':>9} {'minimal s':>9} {'ratio':>6}")
+    for batch in args.batch_sizes:
+        for g in args.epoch_groups:
+            r = epoch_vs_minimal(g, batch, args.epoch_rows, args.width)
+            out.append(r)
+            print(
+                f"{g:>4} {batch:>5} {r['latent_dim']:>3} {r['width']:>3} {r['library_s']:>9.2f} "
+                f"{r['minimal_s']:>9.2f} {r['ratio']:>6.2f}",
+                flush=True,
+            )
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, nargs="+", default=[4, 5, 16, 64, 256])
@@ -238,7 +295,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cells", type=float, default=0.0, help="also time missing cells")
     parser.add_argument("--fashion-dir", default=None)
     parser.add_argument("--json", default="benchmarks/out/speed.json")
+    parser.add_argument(
+        "--epochs", action="store_true", help="only the epoch against the minimal factVAE"
+    )
+    parser.add_argument("--epoch-groups", type=int, nargs="+", default=[4, 16, 64, 256])
+    parser.add_argument("--epoch-rows", type=int, default=30000)
     args = parser.parse_args(argv)
+    if args.epochs:
+        torch.set_num_threads(max(args.threads))
+        table = epoch_table(args)
+        result = {"meta": {"torch": torch.__version__, "args": vars(args)}, "epochs": table}
+        write_json(args.json.replace(".json", "_epochs.json"), result, indent=2)
+        return result
 
     rows = []
     cells_head = f" {'cells ' + format(args.cells, '.0%'):>10}" if args.cells else ""

@@ -86,3 +86,23 @@ def test_the_cli_under_torchrun_writes_one_model_and_one_report(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads(done.stdout)["rows"] == 200  # one report: rank 0's
     assert FactVAE.load(tmp_path / "m.factvae").lam_ == 0.1
+
+
+def test_the_world_a_run_is_given_shares_rows_and_is_a_no_op_in_one_process():
+    from pyro_factvae.config import ModelConfig
+    from pyro_factvae.infer.distributed import ONE_PROCESS, World
+    from pyro_factvae.infer.run import Trainer
+    from pyro_factvae.infer.state import FitState
+
+    rows = torch.arange(7)
+    assert World(rank=1, size=3).shard(rows).tolist() == [1, 4]
+    assert World(rank=0, size=3).writer and not World(rank=2, size=3).writer
+    assert ONE_PROCESS.shard(rows) is rows and ONE_PROCESS.max_over_ranks(5) == 5
+    t = torch.ones(3)
+    assert ONE_PROCESS.all_reduce_(t) is t and t.tolist() == [1.0, 1.0, 1.0]
+    # the trainer reads the process group once and passes that world down
+    assert Trainer(FitState(ModelConfig(lam=0.1))).world == World.current() == ONE_PROCESS
+    with pytest.raises(ValueError, match="seed=None in a distributed run"):
+        from pyro_factvae.infer.plan import seeding
+
+        seeding(None, ranks=2)

@@ -18,20 +18,12 @@ rank at the same step. Without an initialised process group every function here 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-__all__ = [
-    "all_reduce_",
-    "max_over_ranks",
-    "barrier",
-    "broadcast_",
-    "init_from_env",
-    "is_writer",
-    "shard",
-    "world",
-]
+__all__ = ["ONE_PROCESS", "World", "init_from_env", "is_writer", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -46,27 +38,6 @@ def is_writer() -> bool:
     return world()[0] == 0
 
 
-def shard(rows: torch.Tensor) -> torch.Tensor:
-    """This rank's share of a global minibatch (its rows, or anything with one entry per
-    row)."""
-    rank, size = world()
-    return rows if size == 1 else rows[rank::size]
-
-
-def all_reduce_(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum ``tensor`` over ranks, in place (CPU tensors move through the backend's device)."""
-    if world()[1] > 1:
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def broadcast_(tensors: list[torch.Tensor]) -> None:
-    """Overwrite ``tensors`` with rank 0's values on every rank."""
-    if world()[1] > 1:
-        for t in tensors:
-            dist.broadcast(t.data, src=0)
-
-
 def _device() -> torch.device:
     """Where this backend's collectives run: CUDA for ``nccl``, else the CPU."""
     if dist.get_backend() == "nccl":
@@ -74,19 +45,59 @@ def _device() -> torch.device:
     return torch.device("cpu")
 
 
-def max_over_ranks(value: int) -> int:
-    """The largest ``value`` over ranks (a collective: every rank must call it)."""
-    if world()[1] == 1:
-        return value
-    out = torch.tensor([float(value)], device=_device())
-    dist.all_reduce(out, op=dist.ReduceOp.MAX)
-    return int(out.item())
+@dataclass(frozen=True)
+class World:
+    """The processes of a run: this one's ``rank`` of ``size``. The trainer reads it once, at
+    the start of a run (:meth:`current`), and passes it down to the step; with ``size == 1``
+    every collective is a no-op."""
+
+    rank: int = 0
+    size: int = 1
+
+    @classmethod
+    def current(cls) -> World:
+        """The initialised process group's (rank 0 of 1 without one)."""
+        return cls(*world())
+
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes files: rank 0."""
+        return self.rank == 0
+
+    def shard(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's share of a global minibatch (its rows, or anything with one entry per
+        row)."""
+        return rows if self.size == 1 else rows[self.rank :: self.size]
+
+    def all_reduce_(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Sum ``tensor`` over ranks, in place (CPU tensors move through the backend's
+        device)."""
+        if self.size > 1:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    def broadcast_(self, tensors: list[torch.Tensor]) -> None:
+        """Overwrite ``tensors`` with rank 0's values on every rank."""
+        if self.size > 1:
+            for t in tensors:
+                dist.broadcast(t.data, src=0)
+
+    def max_over_ranks(self, value: int) -> int:
+        """The largest ``value`` over ranks (a collective: every rank must call it)."""
+        if self.size == 1:
+            return value
+        out = torch.tensor([float(value)], device=_device())
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+        return int(out.item())
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+        if self.size > 1:
+            dist.barrier()
 
 
-def barrier() -> None:
-    """Wait for every rank (no-op in one process)."""
-    if world()[1] > 1:
-        dist.barrier()
+#: a run of one process (no collectives)
+ONE_PROCESS = World()
 
 
 def init_from_env(device: str | torch.device | None = None) -> bool:

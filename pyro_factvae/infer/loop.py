@@ -28,7 +28,7 @@ from ..data import GroupedData
 from ..module.guide import Guide
 from ..module.model import Model
 from ..rng import fork_rng
-from .distributed import all_reduce_, shard, world
+from .distributed import ONE_PROCESS, World
 from .objective import objective_for
 from .optim import Optimizers
 
@@ -117,6 +117,7 @@ def train_phase(
     progress: bool = True,
     active_links: Callable[[], int] | None = None,
     after_epoch: Callable[[Position], bool] | None = None,
+    world: World = ONE_PROCESS,
 ) -> None:
     """Run ``phase`` from ``position`` to its end (or until ``after_step`` returns ``True``).
 
@@ -155,7 +156,9 @@ def train_phase(
                     rows = pos.perm[pos.batch * batch : (pos.batch + 1) * batch]
                     lam = phase.lam_at(pos.step, num_batches)
                     optimizers.set_lam(lam if strategy.collapsed else 0.0, phase.relaxed)
-                    data_loss, prior_loss = train_step(objective, optimizers, rows, generator, pos)
+                    data_loss, prior_loss = train_step(
+                        objective, optimizers, rows, generator, pos, world
+                    )
                     for scheduler in schedulers:
                         scheduler.step()
                     pos.batch += 1
@@ -204,7 +207,12 @@ def validation_loss(
 
 
 def train_step(
-    objective, optimizers: Optimizers, rows: torch.Tensor, generator: torch.Generator, pos: Position
+    objective,
+    optimizers: Optimizers,
+    rows: torch.Tensor,
+    generator: torch.Generator,
+    pos: Position,
+    world: World = ONE_PROCESS,
 ) -> tuple[float, float]:
     """One step of Algorithm 1 on the minibatch ``rows``: the encoder's random subset
     ``I subset O`` (each observed group kept with probability ``keep_prob``, drawn from
@@ -213,24 +221,27 @@ def train_step(
     the guarded update. Returns the data and prior parts of the
     loss (per row).
 
-    Under ``torch.distributed`` (:mod:`pyro_factvae.infer.distributed`) ``rows`` is the global
-    minibatch: this rank computes the loss of its share, and the dropout and (for the
-    collapsed objective with the product of experts) the ``z`` noise are drawn for the whole
-    minibatch and shared out, so the ranks together take the single-process step.
+    Under ``torch.distributed`` (``world``, :class:`~pyro_factvae.infer.distributed.World`)
+    ``rows`` is the global minibatch: this rank computes the loss of its share, and the
+    dropout and (for the collapsed objective with the product of experts) the ``z`` noise
+    are drawn for the whole minibatch and shared out, so the ranks together take the
+    single-process step.
     """
     guide = objective.guide
-    local = shard(rows)
+    local = world.shard(rows)
     xs, mask, cells = objective.batch(local)
     keep = torch.rand((len(rows), mask.shape[1]), generator=generator) < guide.config.keep_prob
-    keep, enc_cells = shard(keep).to(mask.device), None
+    keep, enc_cells = world.shard(keep).to(mask.device), None
     if cells is not None and guide.config.cell_keep_prob < 1:  # cell dropout
         draw = torch.rand((len(rows), cells.shape[1]), generator=generator)
-        enc_cells = cells & (shard(draw) < guide.config.cell_keep_prob).to(cells.device)
+        enc_cells = cells & (world.shard(draw) < guide.config.cell_keep_prob).to(cells.device)
         keep = keep & guide.layout.groups_seen(enc_cells)
     args, kwargs = guide.experts.training_args(xs, mask, keep, cells, enc_cells)
-    if world()[1] > 1 and objective.takes_noise and not guide.experts.expands_rows:
-        kwargs["noise"] = shard(torch.randn(len(rows), guide.config.latent_dim)).to(mask.device)
-    return guarded_step(objective, optimizers, args, pos, share=len(local) / len(rows), **kwargs)
+    if world.size > 1 and objective.takes_noise and not guide.experts.expands_rows:
+        noise = torch.randn(len(rows), guide.config.latent_dim)
+        kwargs["noise"] = world.shard(noise).to(mask.device)
+    share = len(local) / len(rows)
+    return guarded_step(objective, optimizers, args, pos, share=share, world=world, **kwargs)
 
 
 def guarded_step(
@@ -239,6 +250,7 @@ def guarded_step(
     args,
     pos: Position,
     share: float = 1.0,
+    world: World = ONE_PROCESS,
     **kwargs,
 ) -> tuple[float, float]:
     """One step with a check between the gradients and the update: a non-finite loss or
@@ -251,13 +263,13 @@ def guarded_step(
     loss.backward()
     # one host sync for the loss, its data part and the gradients' finiteness
     checks = torch.stack([loss.detach(), terms.data.detach()])
-    if world()[1] > 1:  # sum the ranks' shares: the global minibatch's gradient and loss
+    if world.size > 1:  # sum the ranks' shares: the global minibatch's gradient and loss
         grads = []
         for p in optimizers.params:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             grads.append(p.grad)
-        flat = all_reduce_(torch.cat([g.reshape(-1) for g in grads] + [checks]) * share)
+        flat = world.all_reduce_(torch.cat([g.reshape(-1) for g in grads] + [checks]) * share)
         start = 0
         for g in grads:
             g.copy_(flat[start : start + g.numel()].view_as(g))

@@ -24,7 +24,6 @@ import torch
 from ..config import REFIT_LR, FewRowsWarning, FitConfig
 from ..data import GroupedData
 from ..module.guide import MAP
-from .distributed import world
 from .loop import Phase, Position
 
 __all__ = [
@@ -77,10 +76,10 @@ def plan(fit: FitConfig, posterior: str, lam: float) -> list[Phase]:
     return phases
 
 
-def seeding(seed: int | None) -> tuple[torch.Generator, torch.Tensor | None]:
+def seeding(seed: int | None, ranks: int = 1) -> tuple[torch.Generator, torch.Tensor | None]:
     """The run's data-order generator and the torch RNG state it trains under (``None``:
-    the global RNG, for ``seed=None``)."""
-    if seed is None and world()[1] > 1:
+    the global RNG, for ``seed=None``, which ``ranks > 1`` processes cannot share)."""
+    if seed is None and ranks > 1:
         raise ValueError(
             "seed=None in a distributed run: every rank must draw the same data order, so "
             "give every rank the same seed (the default, seed=0, does)"

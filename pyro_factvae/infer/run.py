@@ -39,7 +39,7 @@ from ..validation import warn_constant
 from .callbacks import Epoch
 from .checkpoint import Checkpoint
 from .checkpoint import write as write_checkpoint
-from .distributed import barrier, broadcast_, is_writer, max_over_ranks
+from .distributed import World
 from .loop import NonFiniteError, Position, cosine, train_phase, validation_loss
 from .optim import Optimizers
 from .plan import MIN_ROWS_TO_STOP, Run, Signals, fingerprint, plan, seeding
@@ -54,8 +54,10 @@ class Trainer:
     """Trains a :class:`~pyro_factvae.infer.state.FitState` with Algorithm 1. The optimizers
     live in the state across fits (a later fit continues with their moments)."""
 
-    def __init__(self, state: FitState) -> None:
+    def __init__(self, state: FitState, world: World | None = None) -> None:
         self.state = state
+        #: the processes of this run (read once, here, and passed down to the step)
+        self.world = World.current() if world is None else world
         self._best: dict[str, Any] | None = None
 
     @property
@@ -89,7 +91,7 @@ class Trainer:
             bool(state.history), collapsed_only, len(data), sparse=state.config.lam > 0
         )
         layout = state.layout_of(data)
-        generator, rng_state = seeding(fit.seed)
+        generator, rng_state = seeding(fit.seed, self.world.size)
         if state.model is None:
             seeded = rng_state is not None
             with torch.random.fork_rng(devices=[], enabled=seeded):
@@ -212,7 +214,8 @@ class Trainer:
         pending = saved
         optimizers = self._optimizers(run.fit)
         # a distributed run starts every rank from rank 0's weights
-        broadcast_([*self.model.state_dict().values(), *self.guide.state_dict().values()])
+        world = self.world
+        world.broadcast_([*self.model.state_dict().values(), *self.guide.state_dict().values()])
         batches = math.ceil(len(data) / min(run.fit.batch_size, len(data)))  # per epoch
         every = run.fit.checkpoint_every or batches
         device = self.model.device
@@ -223,7 +226,7 @@ class Trainer:
             interrupted: str | None = None
 
             def write() -> None:
-                if is_writer():  # rank 0 of a distributed run
+                if world.writer:  # rank 0 of a distributed run
                     meta, tensors = {"run": run.meta()}, self._tensors(run, generator, scheds)
                     write_checkpoint(self.state, checkpoint, meta, tensors)
                 run.saved_step = run.global_step
@@ -262,7 +265,7 @@ class Trainer:
                 nonlocal interrupted
                 run.global_step += 1
                 # a signal on any rank stops every rank at this step
-                received = max_over_ranks(signals.received or 0)
+                received = world.max_over_ranks(signals.received or 0)
                 stop = received > 0 or requested
                 if checkpoint is not None and (stop or run.global_step % every == 0):
                     write()
@@ -305,11 +308,12 @@ class Trainer:
                         progress,
                         self.active_links,
                         after_epoch if stopping or callbacks else None,
+                        world,
                     )
                 except NonFiniteError as exc:
                     raise NonFiniteError(f"{exc}; {self._last_good(run, checkpoint)}") from None
                 if interrupted:
-                    barrier()  # rank 0's checkpoint is on disk before any rank goes on
+                    world.barrier()  # rank 0's checkpoint is on disk before any rank goes on
                     return interrupted
                 if stopping and self._best is not None:  # the best epoch's weights
                     self.model.load_state_dict(self._best["model"])
@@ -320,7 +324,7 @@ class Trainer:
                 self._best = None
             if checkpoint is not None:
                 write()
-                barrier()
+                world.barrier()
         return None
 
     def _weights(self) -> dict[str, Any]:
