@@ -85,6 +85,17 @@ def _group_weight(value: Any) -> dict[str, float] | None:
     return {str(g): _number(f"group_weight of {g!r}", w, strict=True) for g, w in value.items()}
 
 
+def _library_size(value: Any) -> str | dict[str, str] | None:
+    if value is None or (isinstance(value, str) and value == "data"):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"library_size must be None, 'data' or a {{count group: 'data' or the name of a "
+            f"group of size factors}} mapping, got {value!r}"
+        )
+    return {str(k): str(v) for k, v in value.items()}
+
+
 def _image_shape(value: Any) -> list[int] | None:
     if value is None:
         return None
@@ -137,6 +148,7 @@ _MODEL_CHECKS: dict[str, Callable[[Any], Any]] = {
     "image_shape": _image_shape,
     "conv_width": lambda v: positive_int("conv_width", v),
     "group_weight": _group_weight,
+    "library_size": _library_size,
     "num_data": _num_data,
 }
 
@@ -166,6 +178,7 @@ class ModelConfig:
     image_shape: list[int] | None = None
     conv_width: int = 32
     group_weight: dict[str, float] | None = None
+    library_size: str | dict[str, str] | None = None
     num_data: int | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -235,6 +248,33 @@ class ModelConfig:
         if len(spec) != len(names):
             raise ValueError(f"{len(spec)} likelihoods given for {len(names)} groups")
         return list(spec)
+
+    def libraries_for(self, names: Sequence[str], counts: Sequence[bool]) -> list[Any]:
+        """Per group, where its library-size offset comes from: ``None`` (no offset),
+        ``"data"`` (its own observed counts) or the index of the one-column group that holds
+        its size factors; ``counts``: which groups have a count likelihood."""
+        spec = self.library_size
+        if spec is None:
+            return [None] * len(names)
+        if spec == "data":
+            return ["data" if c else None for c in counts]
+        out: list[Any] = [None] * len(names)
+        for group, source in spec.items():
+            if group not in names:
+                raise ValueError(f"library_size given for unknown group {group!r}; groups: {names}")
+            g = list(names).index(group)
+            if not counts[g]:
+                raise ValueError(
+                    f"library_size given for group {group!r}, whose likelihood is not a count "
+                    "one ('poisson' or 'negative_binomial'); only count groups take one"
+                )
+            if source != "data" and (source not in names or source == group):
+                raise ValueError(
+                    f"library_size of {group!r}: {source!r} is neither 'data' nor another "
+                    f"group (the one-column group of its size factors); groups: {names}"
+                )
+            out[g] = source if source == "data" else list(names).index(source)
+        return out
 
     def weights_for(self, names: Sequence[str]) -> list[float] | None:
         """Likelihood weight of each group ``names`` (``None``: all 1)."""

@@ -43,13 +43,10 @@ class FactVAE(Queries):
 
         (1/N) sum_i ELBO_i  +  tau log N(theta_f; 0, I)  -  lam sum_{g,j} v_g ||Phi_g[:, j]||_2
 
-    i.e. ``lam`` (and ``tau = theta_prior_weight``) are *per-example* weights, as in the
-    paper's experiments, and ``lam`` is also per variable (``v_g``: the width of group ``g``,
-    1 for a categorical label). In the Pyro model this is the log joint over the full data set
-    divided by ``N``: the Gamma rate of eq 7 is ``(N lam v_g)^2 / 2``. A minibatch of
-    ``B`` rows estimates the first term by its mean (``pyro.plate`` scaling ``N / B`` times
-    ``1 / N``); the penalty is applied exactly by the prox step (Algorithm 1), not by
-    gradients. ``history_`` records the negative of the first two terms per epoch.
+    i.e. ``lam`` (and ``tau = theta_prior_weight``) are *per-example* weights, and ``lam`` is
+    also per variable (``v_g``: the width of group ``g``, 1 for a categorical label); the
+    penalty is applied exactly by the prox step (Algorithm 1). ``history_`` records the
+    negative of the first two terms per epoch (more in the docs' objective page).
 
     Parameters
     ----------
@@ -102,6 +99,13 @@ class FactVAE(Queries):
     group_weight : mapping, optional
         ``{group: weight}`` on that group's log-likelihood (others 1), e.g. a weight ``> 1``
         on a sparsely observed label group (semi-supervised). Default: the paper's model.
+    library_size : None, "data" or mapping
+        Per-row library-size offsets of the count groups (``"poisson"``,
+        ``"negative_binomial"``; see :mod:`~pyro_factvae.module.counts`): ``"data"``, each
+        row's own observed counts of the group over the typical ones; a mapping
+        ``{count group: "data" or the name of a one-column group of size factors}``, given
+        (1 = a typical row; where the size factor is missing, the counts say). ``None``
+        (default): no offset, every row at the features' mean depth.
     device : str or torch.device
         Where the model trains and predicts: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``.
         The data stay on the CPU and minibatches move to the device; outputs come back as
@@ -146,6 +150,7 @@ class FactVAE(Queries):
         image_shape: Sequence[int] | None = None,
         conv_width: int = 32,
         group_weight: Mapping[str, float] | None = None,
+        library_size: str | Mapping[str, str] | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
         settings = dict(locals())  # the arguments, all of them ModelConfig fields but device
@@ -203,7 +208,6 @@ class FactVAE(Queries):
         """``(model_, guide_)``; a ``ValueError`` if the model is not fitted yet."""
         return self._state.fitted()
 
-    # ------------------------------------------------------------------ training
     def fit(
         self,
         data: Any,
@@ -367,7 +371,6 @@ class FactVAE(Queries):
         self._state.reset_optimizers()
         return self
 
-    # ------------------------------------------------------------------ persistence
     def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
         """Write config (as JSON text) and weights to ``path``, atomically (its folder is
         created).

@@ -41,6 +41,7 @@ _MODEL = (
     "inference",
     "phi_inference",
     "group_weight",
+    "library_size",
     "device",
 )
 _FIT = (
@@ -77,7 +78,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         As :class:`~pyro_factvae.FactVAE` (``likelihood`` keyed by group name when per group).
     encoder_hidden, decoder_hidden, keep_prob, cell_keep_prob, theta_prior_weight, baseline
         As :class:`~pyro_factvae.FactVAE`.
-    inference, phi_inference, group_weight, device
+    inference, phi_inference, group_weight, library_size, device
         As :class:`~pyro_factvae.FactVAE`.
     epochs, batch_size, lr, phi_lr, phi_optim, warmup_epochs, lr_decay, seed, map_epochs
         As :meth:`FactVAE.fit <pyro_factvae.FactVAE.fit>`.
@@ -124,6 +125,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         inference: str = "poe",
         phi_inference: str = "prox",
         group_weight: Mapping[str, float] | None = None,
+        library_size: str | Mapping[str, str] | None = None,
         device: str = "cpu",
         epochs: int | None = None,
         batch_size: int = 128,
@@ -158,6 +160,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         self.inference = inference
         self.phi_inference = phi_inference
         self.group_weight = group_weight
+        self.library_size = library_size
         self.device = device
         self.epochs = epochs
         self.batch_size = batch_size

@@ -79,3 +79,73 @@ def test_count_groups_refuse_values_that_are_not_counts():
         FactVAE(likelihood={"c": "negative_binomial"}, lam=0.0).fit(
             {"c": bad, "o": other}, epochs=1
         )
+
+
+def test_a_rows_depth_makes_the_rates_of_its_seen_cells_sum_to_their_total():
+    lik = PoissonLikelihood(2, 3)
+    lik.log_mean.copy_(torch.tensor([[0.0, 1.0, 2.0], [0.5, 0.5, 0.5]]))
+    x = torch.tensor([[[2.0, 4.0, 0.0], [1.0, 1.0, 1.0]], [[0.0, 0.0, 0.0], [9.0, 0.0, 0.0]]])
+    out = torch.randn(2, 2, 3)
+    seen = torch.ones_like(x, dtype=torch.bool)
+    seen[1, 1, 1:] = False  # row 1 of group 1 is seen in its first cell only
+    seen[1, 0] = False  # and row 1 of group 0 not at all
+    log_total = lik.log_total(x, seen)
+    assert torch.allclose(log_total.exp(), torch.tensor([[6.0, 3.0], [0.5, 9.0]]))
+    depth = lik.depth(out, log_total, seen)
+    rate = lik.mean(out + depth.unsqueeze(-1))
+    sums = rate.where(seen, 0.0).sum(-1)
+    assert torch.allclose(sums[0], torch.tensor([6.0, 3.0])) and float(sums[1, 1]) == 9.0
+    assert float(depth[1, 0]) == 0.0  # nothing seen: the typical depth
+
+
+def _deep_and_shallow(n=500, seed=0):
+    """Poisson counts whose rows differ in depth (size factors 0.25 to 4) beside a normal
+    group that shares the latent: the depth is seen in a row's counts, not in the other
+    group."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 2))
+    size = np.exp(rng.uniform(np.log(0.25), np.log(4.0), n))
+    mu = size[:, None] * np.exp(1.0 + z @ (0.6 * rng.standard_normal((2, 20))))
+    counts = rng.poisson(mu).astype(float)
+    other = z @ rng.standard_normal((2, 5)) + 0.1 * rng.standard_normal((n, 5))
+    return counts, other, size, mu
+
+
+def test_library_size_offsets_from_the_data_or_given_impute_counts_at_the_row_depth():
+    counts, other, size, mu = _deep_and_shallow()
+    holed = counts.copy()
+    cells = np.random.default_rng(1).random(holed.shape) < 0.2  # single hidden cells
+    holed[cells] = np.nan
+    holed[:60] = np.nan  # and the whole count group of 60 rows (their depth is given only)
+    hide = np.isnan(holed)
+    sizes = size[:, None].copy()
+    data = {"counts": holed, "other": other, "size": sizes}
+    lik = {"counts": "poisson"}
+    errors = {}
+    for name, library in [("none", None), ("data", "data"), ("given", {"counts": "size"})]:
+        vae = FactVAE(latent_dim=3, lam=0.0, likelihood=lik, library_size=library)
+        vae.fit(data, epochs=150, progress=False)
+        filled = vae.impute(data)["counts"]
+        errors[name] = {
+            "cells": float(
+                np.sqrt(np.mean((filled - mu)[cells & ~hide[:, :1].repeat(20, 1)] ** 2))
+            ),
+            "rows": float(np.sqrt(np.mean((filled[:60] - mu[:60]) ** 2))),
+        }
+        assert np.array_equal(filled[~hide], counts[~hide])
+    # a row's own counts tell its depth: its hidden cells come out at it
+    assert errors["data"]["cells"] < 0.8 * errors["none"]["cells"]
+    assert errors["given"]["cells"] < 0.8 * errors["none"]["cells"]
+    # a row whose counts are all hidden: only a given size factor tells its depth
+    assert errors["given"]["rows"] < 0.8 * errors["data"]["rows"]
+
+
+def test_library_size_is_checked_against_the_groups():
+    counts, other = _counts(n=60)
+    data = {"c": counts, "o": other}
+    with pytest.raises(ValueError, match="not a count one"):
+        FactVAE(lam=0.0, likelihood={"c": "poisson"}, library_size={"o": "data"}).fit(data)
+    with pytest.raises(ValueError, match="'nope' is neither 'data' nor another group"):
+        FactVAE(lam=0.0, likelihood={"c": "poisson"}, library_size={"c": "nope"}).fit(data)
+    with pytest.raises(ValueError, match="library_size must be None, 'data' or"):
+        FactVAE(library_size=3)

@@ -61,7 +61,7 @@ class World:
 
     @property
     def writer(self) -> bool:
-        """Whether this process writes files: rank 0."""
+        """Whether this process writes files (rank 0)."""
         return self.rank == 0
 
     def shard(self, rows: torch.Tensor) -> torch.Tensor:

@@ -141,7 +141,9 @@ class CollapsedELBO:
         # KL(N(loc, scale^2) || N(0, I)), as torch.distributions computes it
         var = scale.square()
         kl = 0.5 * (var + loc.square() - 1 - var.log()).sum(-1)
-        log_lik = model.block_log_likelihoods(blocks, z, phis, cell_blocks)  # (B, G)
+        # a count group's depth is read where the encoder reads: what it was given
+        offsets = model.offsets(blocks, inputs, enc_blocks)
+        log_lik = model.block_log_likelihoods(blocks, z, phis, cell_blocks, offsets)  # (B, G)
         if self._group_weight is not None:
             log_lik = log_lik * self._group_weight
         num_data = config.num_data or batch

@@ -3,13 +3,19 @@
 
 Counts are not z-scored. Their scale is carried by a per-feature log-mean ``log_mean``
 (a buffer, each feature's log mean count over its observed training cells, set by
-``init_from_data``): the decoder's output ``out`` is the log-rate relative to it,
+``init_from_data``): the decoder's output ``out`` is the log-rate relative to it, and, with
+``FactVAE(library_size=...)``, a per-row log size factor ``log s_i`` is added to it:
 
-    rate = exp(log_mean + out)
+    rate = s_i exp(log_mean + out)
     x ~ Poisson(rate)                                   ("poisson")
     x ~ NegativeBinomial(mean = rate, dispersion r)     ("negative_binomial")
 
-with a learned per-feature dispersion ``r`` (variance ``rate + rate^2 / r``). The encoders
+with a learned per-feature dispersion ``r`` (variance ``rate + rate^2 / r``). ``s_i`` comes
+from the row's own observed counts of the group (``library_size="data"``: the rates of its
+observed cells sum to their observed total, so the decoder gives the row's profile and its
+counts its depth, as scVI's observed library size) or is given (a one-column group of size
+factors, 1 for a typical row). A row whose counts are all hidden
+(a missing group) is imputed at its given size factor, else at a typical one. The encoders
 see ``log1p(x)`` standardized by its training mean and standard deviation. Posterior-
 predictive means are rates (real numbers); draws are whole counts.
 """
@@ -31,7 +37,11 @@ MIN_MEAN = 1e-3
 
 
 class CountLikelihood(Likelihood):
-    """What both count families share: the log-mean offset, the encoders' units, the check."""
+    """What both count families share: the log-mean offset, the encoders' units, the check,
+    and the rows' library sizes."""
+
+    #: the count families take a per-row library-size offset (``library_size=``)
+    counts = True
 
     def __init__(self, num_groups: int, dim: int) -> None:
         super().__init__(num_groups, dim)
@@ -52,6 +62,20 @@ class CountLikelihood(Likelihood):
             var = (logs - shift).where(seen, 0.0).square().sum(0) / (count - 1).clamp(min=1)
             self.log1p_shift[i] = shift.float()
             self.log1p_unit[i] = torch.where(var > 0, var.sqrt(), torch.ones_like(var)).float()
+
+    @staticmethod
+    def log_total(x: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+        """``(B, G_b)``: the log of each row's total over its ``seen`` (bool, like ``x``)
+        counts (a total under half a count reads as half a count)."""
+        return x.where(seen, 0.0).sum(-1).clamp(min=0.5).log()
+
+    def depth(self, out: torch.Tensor, log_total: torch.Tensor, seen: torch.Tensor):
+        """``(..., B, G_b)``: the log offset that makes the rates of a row's ``seen`` cells
+        sum to its observed total ``exp(log_total)``: the decoder gives the row's profile,
+        its counts its depth (scVI's observed library size); 0 where nothing is seen."""
+        logits = (self.log_mean + out).masked_fill(~seen, -torch.inf)
+        norm = torch.logsumexp(logits, -1)
+        return torch.where(seen.any(-1), log_total - norm, torch.zeros_like(norm))
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         return (torch.log1p(x.clamp(min=0)) - self.log1p_shift) / self.log1p_unit

@@ -83,6 +83,8 @@ class Likelihood(nn.Module):
     """
 
     name = "base"
+    #: whether the family takes a per-row library-size offset (the count families)
+    counts = False
 
     def __init__(self, num_groups: int, dim: int) -> None:
         super().__init__()

@@ -105,6 +105,9 @@ class Model(PyroModule):
         self.likelihoods = nn.ModuleList(
             LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim) for b in layout.blocks
         )
+        counts = [LIKELIHOODS.get(lik).counts for lik in layout.likelihoods]
+        #: where each group's library-size offset comes from (None, "data", a group index)
+        self.library = config.libraries_for(layout.names, counts)
 
     @property
     def latent_dim(self) -> int:
@@ -163,14 +166,85 @@ class Model(PyroModule):
         count = sum(p.numel() for p in params)
         return -0.5 * sum(p.square().sum() for p in params) - count * HALF_LOG_2PI
 
-    def decode(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """Decoder outputs ``(..., G_b, d_b)`` per block, given ``z`` and ``Phi`` per block."""
+    def decode(
+        self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
+    ) -> list[torch.Tensor]:
+        """Decoder outputs ``(..., G_b, d_b)`` per block, given ``z`` and ``Phi`` per block;
+        ``offsets``: per block, the rows' library sizes (:meth:`offsets`), applied."""
         p = self.config.decoder_width
-        return [dec(z, phi[..., :p, :]) for dec, phi in zip(self.decoders, phis)]
+        outs = [dec(z, phi[..., :p, :]) for dec, phi in zip(self.decoders, phis)]
+        if offsets is None:
+            return outs
+        for b, (lik, entry) in enumerate(zip(self.likelihoods, offsets)):
+            if entry is None:
+                continue
+            log_total, seen, from_data, given = entry
+            off = torch.where(from_data, lik.depth(outs[b], log_total, seen), 0.0)
+            if given is not None:
+                off = torch.where(given.isfinite(), given, off)
+            outs[b] = outs[b] + off.unsqueeze(-1)
+        return outs
 
-    def means(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """``E(x_g | z)`` for every group, ``(..., d_g)`` each, in the user's group order."""
-        outs = self.decode(z, phis)
+    def offsets(
+        self,
+        blocks: Sequence[torch.Tensor],
+        mask: torch.Tensor,
+        cell_blocks: Sequence[torch.Tensor] | None = None,
+    ) -> list[tuple | None] | None:
+        """Per block, what :meth:`decode` needs for the library sizes of its count groups
+        (``library_size``), from per-block values ``(B, G_b, d_b)``, the ``(B, G)`` groups
+        seen and per-block cell masks: ``(log totals, seen cells, from the data, given log
+        size factors)``. A row's depth comes from the group of size factors it names where
+        that is seen and positive, else from its own seen counts (``"data"``). ``None`` for
+        a block without one; ``None`` when no group has one."""
+        if all(source is None for source in self.library):
+            return None
+        out: list[tuple | None] = []
+        for b, (block, x, lik) in enumerate(zip(self.layout.blocks, blocks, self.likelihoods)):
+            sources = [self.library[g] for g in block.groups]
+            if all(source is None for source in sources):
+                out.append(None)
+                continue
+            seen = mask[:, list(block.groups)].unsqueeze(-1).expand_as(x)
+            if cell_blocks is not None:
+                seen = seen & cell_blocks[b]
+            from_data = torch.tensor([s is not None for s in sources], device=x.device)
+            given = None
+            if any(isinstance(s, int) for s in sources):
+                cols = []
+                for s in sources:
+                    col = torch.full((x.shape[0],), torch.nan, device=x.device)
+                    if isinstance(s, int):  # a one-column group of size factors
+                        sb, pos = self.layout.locate(s)
+                        value = blocks[sb][:, pos, 0]
+                        ok = mask[:, s] & (value > 0)
+                        col = torch.where(ok, value.clamp(min=1e-12).log(), col)
+                    cols.append(col)
+                given = torch.stack(cols, -1)
+            out.append((lik.log_total(x, seen), seen, from_data, given))
+        return out
+
+    def offsets_from(
+        self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
+    ) -> list[torch.Tensor | None] | None:
+        """:meth:`offsets` from per-group values ``xs`` (the user's order), a ``(B, G)`` mask
+        and a ``(B, sum d_g)`` cell mask."""
+        if all(source is None for source in self.library):
+            return None
+        blocks = [
+            lik.in_support(x, mask[:, list(block.groups)].unsqueeze(-1))
+            for block, x, lik in zip(
+                self.layout.blocks, self.layout.gather(xs, mask, cells), self.likelihoods
+            )
+        ]
+        return self.offsets(blocks, mask, self.layout.gather_cells(cells))
+
+    def means(
+        self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
+    ) -> list[torch.Tensor]:
+        """``E(x_g | z)`` for every group, ``(..., d_g)`` each, in the user's group order
+        (``offsets``: see :meth:`decode`)."""
+        outs = self.decode(z, phis, offsets)
         return self.layout.scatter(
             [lik.mean(out).unbind(-2) for out, lik in zip(outs, self.likelihoods)]
         )
@@ -185,9 +259,12 @@ class Model(PyroModule):
         ``Likelihood.constant``), in the user's group order."""
         return self.layout.scatter([lik.constant().unbind(0) for lik in self.likelihoods])
 
-    def dists(self, z: torch.Tensor, phis: Sequence[torch.Tensor]) -> list:
-        """``p(x_g | z)`` for every group, in the user's group order."""
-        outs = self.decode(z, phis)
+    def dists(
+        self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
+    ) -> list:
+        """``p(x_g | z)`` for every group, in the user's group order (``offsets``: see
+        :meth:`decode`)."""
+        outs = self.decode(z, phis, offsets)
         return self.layout.scatter([lik.dists(out) for out, lik in zip(outs, self.likelihoods)])
 
     def log_likelihoods(
@@ -204,10 +281,9 @@ class Model(PyroModule):
         placeholder: mask them."""
         per_group = self.layout.split_cells(cells)
         cell_blocks = self.layout.gather_cells(cells)
+        outs = self.decode(z, phis, self.offsets_from(xs, observed, cells))
         per_block = []
-        for b, (block, out, lik) in enumerate(
-            zip(self.layout.blocks, self.decode(z, phis), self.likelihoods)
-        ):
+        for b, (block, out, lik) in enumerate(zip(self.layout.blocks, outs, self.likelihoods)):
             fns = with_cells(lik.dists, out, cells=None if cell_blocks is None else cell_blocks[b])
             items = []
             for g, fn in zip(block.groups, fns):
@@ -222,12 +298,14 @@ class Model(PyroModule):
         z: torch.Tensor,
         phis: Sequence[torch.Tensor],
         cells: Sequence[torch.Tensor] | None = None,
+        offsets: Sequence | None = None,
     ) -> torch.Tensor:
         """``log p(x_g | z)`` of every group, ``(..., B, G)`` in the user's order, from
         per-block values ``(B, G_b, d_b)`` holding in-support values under missing groups
         and cells (one batched call per block: the fast path of the training objective);
-        ``cells``: per-block ``(B, G_b, d_b)`` cell masks, or ``None``."""
-        outs = self.decode(z, phis)
+        ``cells``: per-block ``(B, G_b, d_b)`` cell masks, or ``None``; ``offsets``: the
+        rows' library-size offsets (:meth:`offsets`)."""
+        outs = self.decode(z, phis, offsets)
         cells = [None] * len(outs) if cells is None else cells
         per_block = [
             with_cells(lik.log_prob, out, x, cells=c)
@@ -312,7 +390,8 @@ class Model(PyroModule):
             zeros = torch.zeros(batch, self.config.latent_dim, device=mask.device)
             prior = dist.Normal(zeros, 1.0).to_event(1)
             z = pyro.sample(sites.Z, prior)
-            outs = self.decode(z, phis)
+            offsets = None if xs is None else self.offsets(blocks, mask, cell_blocks)
+            outs = self.decode(z, phis, offsets)
             for b, (block, x, out, lik) in enumerate(
                 zip(layout.blocks, blocks, outs, self.likelihoods)
             ):

@@ -32,7 +32,10 @@ class ImportanceWeights:
             lik.in_support(x, mask[:, list(b.groups)].unsqueeze(-1))
             for b, x, lik in zip(layout.blocks, layout.gather(xs, mask, cells), model.likelihoods)
         ]
-        self.cells = layout.gather_cells(cells) or [None] * len(self.blocks)
+        cell_blocks = layout.gather_cells(cells)
+        self.cells = cell_blocks or [None] * len(self.blocks)
+        #: the rows' library-size offsets (``None`` without count groups that take one)
+        self.offsets = model.offsets(self.blocks, mask, cell_blocks)
         self.prior = torch.distributions.Normal(torch.zeros((), device=mask.device), 1.0)
 
     def __call__(self, q, z: torch.Tensor, outs: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -81,8 +84,9 @@ def predictive_means(
     cells = None if cells is None else cells.to(device)
     phis = list(guide.Phi)
     q = guide.posterior_dist(xs, enc_mask, cells)
+    offsets = model.offsets_from(xs, enc_mask, cells)  # of the count groups, from x_I
     if num_samples == 0:
-        means = model.means(q.mean, phis)
+        means = model.means(q.mean, phis, offsets)
         return [means[g].cpu() for g in targets]
     if importance:
         log_weight = ImportanceWeights(model, xs, enc_mask, cells)
@@ -94,7 +98,7 @@ def predictive_means(
         torch.manual_seed(seed)
         for _ in range(num_samples):
             z = q.sample()
-            outs = model.decode(z, phis)
+            outs = model.decode(z, phis, offsets)
             means = layout.scatter(
                 [lik.mean(out).unbind(-2) for out, lik in zip(outs, model.likelihoods)]
             )
