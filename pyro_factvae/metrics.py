@@ -85,7 +85,7 @@ def reconstruction_log_likelihood(
         torch.manual_seed(seed)
         z = guide.posterior_dist(values, enc.to(device), cells).sample((1,))
         obs = data.observed.to(device)
-        ll = model.log_likelihoods(values, obs, z, list(guide.Phi), cells)[0]
+        ll = model.log_likelihoods(values, obs, z, list(guide.Phi), cells, enc.to(device))[0]
     return _as_numpy(torch.where(tgt, ll.cpu(), 0.0).sum(-1), tgt.any(-1))
 
 

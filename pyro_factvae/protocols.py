@@ -34,6 +34,9 @@ class LikelihoodFamily(Protocol):
     """An observation family (see :class:`~pyro_factvae.module.likelihoods.Likelihood`)."""
 
     name: str
+    #: whether it is a count family, which takes library sizes (``library_size=``) and
+    #: gives ``log_total`` and ``depth`` (see :class:`~pyro_factvae.module.counts.CountLikelihood`)
+    counts: bool
 
     def dists(self, out: torch.Tensor, cells: torch.Tensor | None = None) -> list[Any]:
         """Per-group distributions given decoder outputs ``(..., G_b, d)``."""

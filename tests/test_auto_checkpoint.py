@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import pyro_factvae.infer.loop as train_module
-import pyro_factvae.infer.path as lampath
+import pyro_factvae.infer.path as lam_path
 from pyro_factvae import FactVAE
 
 from .conftest import small_groups
@@ -78,7 +78,7 @@ def test_a_stopped_default_fit_resumes_bit_for_bit(whole, step, stage, tmp_path,
 
 
 def test_a_default_fit_that_chose_lam_0_resumes_its_fresh_dense_fit(tmp_path, monkeypatch):
-    monkeypatch.setattr(lampath, "AUTO_GRID", (0.0,))  # lam = 0 chosen: a fresh dense fit
+    monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0,))  # lam = 0 chosen: a fresh dense fit
     uncut = FactVAE(latent_dim=2).fit(small_groups(), **FIT)
     assert uncut.lam_ == 0.0
     path, original = tmp_path / "run.ckpt", train_module.guarded_step
@@ -147,7 +147,7 @@ def test_a_column_that_varies_only_in_the_held_out_rows_is_not_held_constant():
 def test_the_fresh_dense_fit_checkpoint_keeps_the_column_mapping(tmp_path, monkeypatch):
     import pandas as pd
 
-    monkeypatch.setattr(lampath, "AUTO_GRID", (0.0,))
+    monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0,))
     groups = small_groups()
     frame = pd.DataFrame(np.hstack(list(groups.values())), columns=[f"c{j}" for j in range(8)])
     spec = {"a": ["c0", "c1", "c2"], "b": ["c3", "c4", "c5"], "c": ["c6", "c7"]}

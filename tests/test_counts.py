@@ -149,3 +149,37 @@ def test_library_size_is_checked_against_the_groups():
         FactVAE(lam=0.0, likelihood={"c": "poisson"}, library_size={"c": "nope"}).fit(data)
     with pytest.raises(ValueError, match="library_size must be None, 'data' or"):
         FactVAE(library_size=3)
+
+
+def test_a_held_out_count_group_does_not_lend_its_own_depth_to_its_score():
+    counts, other = _counts(n=80)
+    data = {"c": counts, "o": other}
+    vae = FactVAE(latent_dim=2, lam=0.0, likelihood={"c": "poisson"}, library_size="data")
+    vae.fit(data, epochs=3, progress=False)
+    model, guide = vae.fitted_modules()
+    g = vae.prepare(data)
+    given = g.observed.clone()
+    given[:, 0] = False  # c held out: z and the depth come from o alone
+    z = guide.posterior_dist(g.values, given, None).sample((2,))
+    phis = list(guide.Phi)
+    with torch.no_grad():
+        scored = model.log_likelihoods(g.values, g.observed, z, phis, given=given)[..., 0]
+        leaked = model.log_likelihoods(g.values, g.observed, z, phis)[..., 0]
+        plain = model.likelihoods[0].log_prob(model.decode(z, phis)[0], g.values[0][:, None])
+    assert torch.allclose(scored, plain[..., 0])  # the typical depth: nothing read from c
+    assert not torch.allclose(scored, leaked)  # its own total would change its score
+
+
+def test_library_size_groups_and_lams_are_checked():
+    counts, other = _counts(n=60)
+    data = {"c": counts, "o": other}
+    with pytest.raises(ValueError, match="group 'o' has 6 columns; the size factors are one"):
+        FactVAE(lam=0.0, likelihood={"c": "poisson"}, library_size={"c": "o"}).fit(data, epochs=1)
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="a fitted model takes a number for lam"):
+        vae.set_lam("auto")
+    from pyro_factvae.infer.run import Trainer
+
+    fresh = FactVAE().fit_state
+    with pytest.raises(ValueError, match="Trainer.train fits at a number lam"):
+        Trainer(fresh).train(vae.prepare(data), {})

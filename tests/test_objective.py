@@ -26,15 +26,38 @@ def mixed_groups(cells=False):
     return groups
 
 
+def with_counts(cells):
+    groups = mixed_groups(cells)
+    rng = np.random.default_rng(1)
+    groups["n"] = rng.poisson(3.0, size=(50, 4)).astype(float)
+    groups["n"][rng.random((50, 4)) < 0.2] = np.nan
+    groups["size"] = rng.uniform(0.5, 2.0, size=(50, 1))
+    groups["size"][:6] = np.nan  # where the size factor is missing, the counts say
+    return groups
+
+
+@pytest.mark.parametrize(
+    "library", [None, "data", {"n": "size"}], ids=["no-counts", "depth-data", "depth-given"]
+)
 @pytest.mark.parametrize("cells", [False, True], ids=["groups", "cells"])
 @pytest.mark.parametrize("inference", ["poe", "mixture"])
-def test_collapsed_objective_equals_the_pyro_trace_term_by_term(inference, cells):
+def test_collapsed_objective_equals_the_pyro_trace_term_by_term(inference, cells, library):
+    if library is not None and inference == "mixture":
+        pytest.skip("library sizes are tested with the product of experts")
     liks = {"a": "normal", "b": "normal", "c": "bernoulli", "lab": "categorical"}
+    make = mixed_groups
+    if library is not None:
+        liks, make = {**liks, "n": "poisson"}, with_counts
     vae = FactVAE(
-        latent_dim=3, lam=0.1, likelihood=liks, inference=inference, group_weight={"lab": 2.0}
-    ).fit(mixed_groups(cells), epochs=1, progress=False)
-    data = GroupedData(mixed_groups(cells))
-    assert (data.cells is not None) == cells
+        latent_dim=3,
+        lam=0.1,
+        likelihood=liks,
+        inference=inference,
+        group_weight={"lab": 2.0},
+        library_size=library,
+    ).fit(make(cells), epochs=1, progress=False)
+    data = GroupedData(make(cells))
+    assert (data.cells is not None) == (cells or library is not None)
     model, guide = vae.model_, vae.guide_
     if cells:  # the missing-cell weights are trained: they change the encoder's output
         assert all(float(enc.missing_weight.abs().sum()) > 0 for enc in guide.encoders[:1])

@@ -123,9 +123,9 @@ def test_the_default_fit_keeps_exactly_the_true_links_of_a_linear_simulation():
 
 
 def test_automatic_lam_that_chooses_zero_ends_with_the_plain_dense_fit(monkeypatch):
-    import pyro_factvae.infer.path as lampath
+    import pyro_factvae.infer.path as lam_path
 
-    monkeypatch.setattr(lampath, "AUTO_GRID", (0.0, 100.0))  # 100 prunes every link
+    monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 100.0))  # 100 prunes every link
     sim = simulate(SUPPORT, 4, 200, seed=2)
     kwargs = dict(epochs=8, batch_size=32, seed=1, progress=False)
     auto = FactVAE(latent_dim=3, lam="auto").fit(sim.data, **kwargs)

@@ -1,5 +1,6 @@
-"""Inference for factVAE: Algorithm 1's optimizers, the collapsed objective, the training loop
-and resumable runs. Everything here takes (model, guide, optimizers), never the estimator."""
+"""Inference for factVAE: Algorithm 1's optimizers, the collapsed objective, the training loop,
+the trainer and its resumable runs, the lam path. Everything here takes a FitState or
+(model, guide, optimizers), never the estimator."""
 
 from .collapse import collapse
 from .loop import NonFiniteError

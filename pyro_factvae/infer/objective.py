@@ -142,7 +142,7 @@ class CollapsedELBO:
         var = scale.square()
         kl = 0.5 * (var + loc.square() - 1 - var.log()).sum(-1)
         # a count group's depth is read where the encoder reads: what it was given
-        offsets = model.offsets(blocks, inputs, enc_blocks)
+        offsets = model.offsets(blocks, inputs, enc_blocks, sources=mask)
         log_lik = model.block_log_likelihoods(blocks, z, phis, cell_blocks, offsets)  # (B, G)
         if self._group_weight is not None:
             log_lik = log_lik * self._group_weight

@@ -81,6 +81,11 @@ class Trainer:
         defaults still unresolved); a later call continues training. ``state.interrupted``
         names the signal that stopped it, if any."""
         state = self.state
+        if isinstance(state.config.lam, str):
+            raise ValueError(
+                "Trainer.train fits at a number lam; lam='auto' is the lam path's "
+                "(pyro_factvae.infer.path.fit_auto, which FactVAE(lam='auto').fit runs)"
+            )
         state.interrupted = None
         data.require_trainable()
         given = dict(given)

@@ -144,7 +144,13 @@ class FitState:
         self.columns = columns
 
     def set_lam(self, lam: float) -> None:
-        """Change ``lam`` for the model, guide and the next run."""
+        """Change ``lam`` for the model, guide and the next run (a number: ``"auto"``
+        chooses lam on a first fit only)."""
+        if self.model is not None and isinstance(lam, str):
+            raise ValueError(
+                f"a fitted model takes a number for lam, got {lam!r} (lam='auto' chooses lam "
+                "on a first fit: build a new FactVAE(lam='auto'))"
+            )
         self.set_config(lam=lam)
 
     def set_config(self, **changes: Any) -> None:

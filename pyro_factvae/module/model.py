@@ -105,9 +105,15 @@ class Model(PyroModule):
         self.likelihoods = nn.ModuleList(
             LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim) for b in layout.blocks
         )
-        counts = [LIKELIHOODS.get(lik).counts for lik in layout.likelihoods]
+        counts = [getattr(LIKELIHOODS.get(lik), "counts", False) for lik in layout.likelihoods]
         #: where each group's library-size offset comes from (None, "data", a group index)
         self.library = config.libraries_for(layout.names, counts)
+        for g, source in enumerate(self.library):
+            if isinstance(source, int) and layout.dims[source] != 1:
+                raise ValueError(
+                    f"library_size of {layout.names[g]!r}: group {layout.names[source]!r} has "
+                    f"{layout.dims[source]} columns; the size factors are one column"
+                )
 
     @property
     def latent_dim(self) -> int:
@@ -190,34 +196,36 @@ class Model(PyroModule):
         blocks: Sequence[torch.Tensor],
         mask: torch.Tensor,
         cell_blocks: Sequence[torch.Tensor] | None = None,
+        sources: torch.Tensor | None = None,
     ) -> list[tuple | None] | None:
         """Per block, what :meth:`decode` needs for the library sizes of its count groups
         (``library_size``), from per-block values ``(B, G_b, d_b)``, the ``(B, G)`` groups
         seen and per-block cell masks: ``(log totals, seen cells, from the data, given log
         size factors)``. A row's depth comes from the group of size factors it names where
-        that is seen and positive, else from its own seen counts (``"data"``). ``None`` for
-        a block without one; ``None`` when no group has one."""
+        that is observed (``sources``, default ``mask``: a covariate, not dropped with the
+        encoder's inputs) and positive, else from its own seen counts (``"data"``). ``None``
+        for a block without one; ``None`` when no group has one."""
         if all(source is None for source in self.library):
             return None
         out: list[tuple | None] = []
         for b, (block, x, lik) in enumerate(zip(self.layout.blocks, blocks, self.likelihoods)):
-            sources = [self.library[g] for g in block.groups]
-            if all(source is None for source in sources):
+            kinds = [self.library[g] for g in block.groups]
+            if all(kind is None for kind in kinds):
                 out.append(None)
                 continue
             seen = mask[:, list(block.groups)].unsqueeze(-1).expand_as(x)
             if cell_blocks is not None:
                 seen = seen & cell_blocks[b]
-            from_data = torch.tensor([s is not None for s in sources], device=x.device)
+            from_data = torch.tensor([k is not None for k in kinds], device=x.device)
             given = None
-            if any(isinstance(s, int) for s in sources):
+            if any(isinstance(k, int) for k in kinds):
                 cols = []
-                for s in sources:
+                for s in kinds:
                     col = torch.full((x.shape[0],), torch.nan, device=x.device)
                     if isinstance(s, int):  # a one-column group of size factors
                         sb, pos = self.layout.locate(s)
                         value = blocks[sb][:, pos, 0]
-                        ok = mask[:, s] & (value > 0)
+                        ok = (mask if sources is None else sources)[:, s] & (value > 0)
                         col = torch.where(ok, value.clamp(min=1e-12).log(), col)
                     cols.append(col)
                 given = torch.stack(cols, -1)
@@ -226,7 +234,7 @@ class Model(PyroModule):
 
     def offsets_from(
         self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
-    ) -> list[torch.Tensor | None] | None:
+    ) -> list[tuple | None] | None:
         """:meth:`offsets` from per-group values ``xs`` (the user's order), a ``(B, G)`` mask
         and a ``(B, sum d_g)`` cell mask."""
         if all(source is None for source in self.library):
@@ -274,14 +282,18 @@ class Model(PyroModule):
         z: torch.Tensor,
         phis: Sequence[torch.Tensor],
         cells: torch.Tensor | None = None,
+        given: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``log p(x_g | z)`` for every group, ``(..., B, G)`` for ``z`` of shape
         ``(..., B, K)``, over each group's observed cells (``cells``: the ``(B, sum d_g)``
         cell mask; ``None``: all of them). Missing groups are scored at an in-support
-        placeholder: mask them."""
+        placeholder: mask them. ``given``: the ``(B, G)`` groups ``z`` was inferred from,
+        which the count groups' library sizes are read from too (default: ``observed``; a
+        held-out group must not lend its own depth to its score)."""
         per_group = self.layout.split_cells(cells)
         cell_blocks = self.layout.gather_cells(cells)
-        outs = self.decode(z, phis, self.offsets_from(xs, observed, cells))
+        reads = observed if given is None else given & observed
+        outs = self.decode(z, phis, self.offsets_from(xs, reads, cells))
         per_block = []
         for b, (block, out, lik) in enumerate(zip(self.layout.blocks, outs, self.likelihoods)):
             fns = with_cells(lik.dists, out, cells=None if cell_blocks is None else cell_blocks[b])
@@ -337,7 +349,8 @@ class Model(PyroModule):
             ``(B, G)`` bool, ``True`` where a group is observed (likelihood on those).
             Required with data; when simulating, defaults to all ``True``.
         enc_mask : torch.Tensor, optional
-            Ignored here: the groups fed to the encoder only matter to the guide.
+            The groups fed to the encoder: the guide reads them, and so do the library
+            sizes of count groups (``library_size``); otherwise not used here.
         weight : torch.Tensor, optional
             ``(B,)`` per-row weights of the row terms (``poutine.scale`` inside the data
             plate), e.g. the JMVAE+ expansion of
@@ -350,7 +363,7 @@ class Model(PyroModule):
             distribution inside ``poutine.mask(mask[:, g])``). ``None``: every cell of an
             observed group is observed.
         enc_cells : torch.Tensor, optional
-            Ignored here: which cells the encoder reads matters to the guide only.
+            Which cells the encoder reads (the guide's; the library sizes read them too).
 
         Returns
         -------
@@ -390,7 +403,14 @@ class Model(PyroModule):
             zeros = torch.zeros(batch, self.config.latent_dim, device=mask.device)
             prior = dist.Normal(zeros, 1.0).to_event(1)
             z = pyro.sample(sites.Z, prior)
-            offsets = None if xs is None else self.offsets(blocks, mask, cell_blocks)
+            offsets = None
+            if xs is not None:  # the depth is read where the encoder reads (as CollapsedELBO)
+                reads = mask if enc_mask is None else mask & enc_mask
+                enc_blocks = cell_blocks
+                if enc_cells is not None:
+                    reads = reads & layout.groups_seen(enc_cells)
+                    enc_blocks = layout.gather_cells(enc_cells)
+                offsets = self.offsets(blocks, reads, enc_blocks, sources=mask)
             outs = self.decode(z, phis, offsets)
             for b, (block, x, out, lik) in enumerate(
                 zip(layout.blocks, blocks, outs, self.likelihoods)

@@ -33,11 +33,12 @@ def _group_log_likelihoods(
     observed: torch.Tensor,
     z: torch.Tensor,
     cells: torch.Tensor | None,
+    given: torch.Tensor | None = None,
 ):
     """``log p(x_g | z)`` over the observed cells of every group, ``(S, B, G)``; ``z`` is
-    ``(S, B, K)``. Missing groups are scored at an in-support placeholder; callers mask them
-    out."""
-    return model.log_likelihoods(xs, observed, z, list(guide.Phi), cells)
+    ``(S, B, K)``, inferred from the groups ``given``. Missing groups are scored at an
+    in-support placeholder; callers mask them out."""
+    return model.log_likelihoods(xs, observed, z, list(guide.Phi), cells, given)
 
 
 def _chunks(model: Model, num_samples: int, num_rows: int, max_elements: int):
@@ -85,7 +86,7 @@ def importance(
             acc: list[list[torch.Tensor]] = [[] for _ in masks]
             for s0 in range(0, num_samples, samples):
                 z = q.sample((min(samples, num_samples - s0),))
-                ll = _group_log_likelihoods(model, guide, xs, obs, z, cells)  # (S, B, G)
+                ll = _group_log_likelihoods(model, guide, xs, obs, z, cells, giv)  # (S, B, G)
                 log_w = normal.log_prob(z).sum(-1) - q.log_prob(z)
                 log_w = log_w + torch.where(giv, ll, 0.0).sum(-1)
                 for a, m in zip(acc, masks):
