@@ -25,6 +25,7 @@ from .. import sites
 from ..config import ModelConfig
 from ..layout import Layout
 from ..registry import LIKELIHOODS
+from . import library
 from .likelihoods import HALF_LOG_2PI, with_cells
 from .nets import BlockDecoder
 from .priors import gamma_sq_prior, phi_prior
@@ -198,54 +199,14 @@ class Model(PyroModule):
         cell_blocks: Sequence[torch.Tensor] | None = None,
         sources: torch.Tensor | None = None,
     ) -> list[tuple | None] | None:
-        """Per block, what :meth:`decode` needs for the library sizes of its count groups
-        (``library_size``), from per-block values ``(B, G_b, d_b)``, the ``(B, G)`` groups
-        seen and per-block cell masks: ``(log totals, seen cells, from the data, given log
-        size factors)``. A row's depth comes from the group of size factors it names where
-        that is observed (``sources``, default ``mask``: a covariate, not dropped with the
-        encoder's inputs) and positive, else from its own seen counts (``"data"``). ``None``
-        for a block without one; ``None`` when no group has one."""
-        if all(source is None for source in self.library):
-            return None
-        out: list[tuple | None] = []
-        for b, (block, x, lik) in enumerate(zip(self.layout.blocks, blocks, self.likelihoods)):
-            kinds = [self.library[g] for g in block.groups]
-            if all(kind is None for kind in kinds):
-                out.append(None)
-                continue
-            seen = mask[:, list(block.groups)].unsqueeze(-1).expand_as(x)
-            if cell_blocks is not None:
-                seen = seen & cell_blocks[b]
-            from_data = torch.tensor([k is not None for k in kinds], device=x.device)
-            given = None
-            if any(isinstance(k, int) for k in kinds):
-                cols = []
-                for s in kinds:
-                    col = torch.full((x.shape[0],), torch.nan, device=x.device)
-                    if isinstance(s, int):  # a one-column group of size factors
-                        sb, pos = self.layout.locate(s)
-                        value = blocks[sb][:, pos, 0]
-                        ok = (mask if sources is None else sources)[:, s] & (value > 0)
-                        col = torch.where(ok, value.clamp(min=1e-12).log(), col)
-                    cols.append(col)
-                given = torch.stack(cols, -1)
-            out.append((lik.log_total(x, seen), seen, from_data, given))
-        return out
+        """The rows' library sizes for :meth:`decode` (:func:`~.library.offsets`)."""
+        return library.offsets(self, blocks, mask, cell_blocks, sources)
 
     def offsets_from(
         self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
     ) -> list[tuple | None] | None:
-        """:meth:`offsets` from per-group values ``xs`` (the user's order), a ``(B, G)`` mask
-        and a ``(B, sum d_g)`` cell mask."""
-        if all(source is None for source in self.library):
-            return None
-        blocks = [
-            lik.in_support(x, mask[:, list(block.groups)].unsqueeze(-1))
-            for block, x, lik in zip(
-                self.layout.blocks, self.layout.gather(xs, mask, cells), self.likelihoods
-            )
-        ]
-        return self.offsets(blocks, mask, self.layout.gather_cells(cells))
+        """:meth:`offsets` from per-group values (:func:`~.library.offsets_from`)."""
+        return library.offsets_from(self, xs, mask, cells)
 
     def means(
         self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
