@@ -85,7 +85,7 @@ class MinimalTrainer:
             norms = phi.norm(dim=1, keepdim=True)
             cut = self.lr * self.lam * self.model.enc_w.shape[1]
             phi.mul_((1 - cut / norms.clamp_min(1e-12)).clamp_min(0.0))
-        return float(loss)
+        return loss.item()
 
 
 def epoch(trainer: MinimalTrainer, x: torch.Tensor, mask: torch.Tensor, batch: int) -> float:

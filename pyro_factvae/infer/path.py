@@ -25,7 +25,6 @@ of the path even where the data have a sparse structure.
 
 from __future__ import annotations
 
-import copy
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -163,7 +162,7 @@ def walk(
         norms = state.sparsity()
         rec.maps.append(norms)
         rec.links.append(int((norms.values > 0).sum()))
-        rec.states.append(copy.deepcopy((model.state_dict(), guide.state_dict())))
+        rec.states.append(state.weights())
         if store is not None:
             store(rec)
     path = choose(grid, rec, rule, tolerance)

@@ -261,7 +261,8 @@ class Trainer:
                 stop = run.stopper
                 if stop["best"] is None or loss < stop["best"]:
                     stop.update(best=loss, epoch=pos.epoch, wait=0)
-                    self._best = self._weights()
+                    model_state, guide_state = self.state.weights()
+                    self._best = {"model": model_state, "guide": guide_state}
                 else:
                     stop["wait"] += 1
                 return stop["wait"] >= run.fit.patience
@@ -331,10 +332,6 @@ class Trainer:
                 write()
                 world.barrier()
         return None
-
-    def _weights(self) -> dict[str, Any]:
-        clone = lambda sd: {k: v.detach().clone() for k, v in sd.items()}  # noqa: E731
-        return {"model": clone(self.model.state_dict()), "guide": clone(self.guide.state_dict())}
 
     def active_links(self) -> int:
         """Nonzero columns of ``Phi``: the (group, latent) links the prox has kept."""

@@ -143,6 +143,12 @@ class FitState:
             )
         self.columns = columns
 
+    def weights(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Copies of the model's and the guide's ``state_dict`` (detached), to restore later."""
+        model, guide = self.fitted()
+        clone = lambda sd: {k: v.detach().clone() for k, v in sd.items()}  # noqa: E731
+        return clone(model.state_dict()), clone(guide.state_dict())
+
     def set_lam(self, lam: float) -> None:
         """Change ``lam`` for the model, guide and the next run (a number: ``"auto"``
         chooses lam on a first fit only)."""
