@@ -1,5 +1,9 @@
 """Training-step speed against plain PyTorch, and a full Fashion-MNIST epoch (time, peak RSS).
 
+``--epochs``: an epoch of ``FactVAE.fit`` against one of :mod:`minimal_factvae`, a factVAE in
+plain PyTorch without the library's classes (the reference below shares the library's
+networks, so it cannot see what they cost).
+
 The reference is a plain-PyTorch step written here from the library's own networks (the same
 encoders, decoders, likelihood parameters and ``Phi``): product of experts, one
 reparameterised ``z``, analytic KL, the Normal log-likelihood, ``backward``, the same Adam step
