@@ -8,9 +8,10 @@ Ainsworth, Foti & Fox, "Disentangled VAE Representations for Multi-Aspect and Mi
 """
 
 from ._version import __version__
-from .config import FitConfig, ModelConfig
+from .config import ModelConfig
 from .data import GroupedData
 from .estimator import FactVAE
+from .fit_config import FitConfig
 from .infer import NonFiniteError, Optimizers, ProximalOptim, Trainer, collapse
 from .layout import Layout
 from .module import Guide, Model

@@ -29,7 +29,8 @@ from .cli_io import (
     parse_groups,
     read_data,
 )
-from .config import FitConfig, ModelConfig
+from .config import ModelConfig
+from .fit_config import FitConfig
 
 __all__ = ["PLOT_FORMATS", "main", "parse_groups", "run"]
 

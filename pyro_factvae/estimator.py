@@ -17,8 +17,9 @@ from typing import Any
 
 import torch
 
-from .config import FitConfig, ModelConfig
+from .config import ModelConfig
 from .data import GroupedData
+from .fit_config import FitConfig
 from .infer.callbacks import Epoch
 from .infer.checkpoint import Checkpoint, restore, write
 from .infer.path import fit_auto

@@ -377,7 +377,7 @@ def test_progress_to_a_log_file_is_a_plain_line_per_phase(groups, capsys):
 
 
 def test_few_rows_warn_once_and_cap_the_default_schedule():
-    from pyro_factvae.config import MAX_DEFAULT_EPOCHS, FewRowsWarning, FitConfig
+    from pyro_factvae.fit_config import MAX_DEFAULT_EPOCHS, FewRowsWarning, FitConfig
 
     assert FitConfig().resolved(False, True, 15).epochs == MAX_DEFAULT_EPOCHS
     assert FitConfig().resolved(False, True, 100_000).epochs == 20

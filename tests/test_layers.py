@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pyro_factvae"
 #: bottom to top; a module may import from its own layer or a lower one, never a higher one
 LAYERS = [
     {"_version", "sites", "registry", "protocols", "io", "rng"},
-    {"layout", "data", "masks", "validation", "config", "stream", "omics"},
+    {"layout", "data", "masks", "validation", "config", "fit_config", "stream", "omics"},
     {"module"},
     {"infer"},
     {"queries", "estimator"},
@@ -20,7 +20,6 @@ LAYERS = [
 LONG = {
     "estimator": "FactVAE, the one user-facing class: a third of it is numpy docstrings",
     "data": "GroupedData, the one data class: seven constructors, each with its docstring",
-    "config": "every setting of the model and of a fit, with its check: one owner for each",
 }
 
 

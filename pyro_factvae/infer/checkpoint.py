@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ..config import FitConfig, ModelConfig
+from ..config import ModelConfig
+from ..fit_config import FitConfig
 from ..io import read_payload, write_payload
 from ..layout import Layout
 from .state import FitState
@@ -133,7 +134,7 @@ class Checkpoint:
 
     @property
     def fit_settings(self) -> dict[str, Any]:
-        """The training settings of its run (:class:`~pyro_factvae.config.FitConfig` fields)."""
+        """The training settings of its run (:class:`~pyro_factvae.fit_config.FitConfig` fields)."""
         return self.meta["run"]["fit"]
 
     @property

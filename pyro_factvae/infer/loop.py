@@ -23,8 +23,8 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ..config import FitConfig
 from ..data import GroupedData
+from ..fit_config import FitConfig
 from ..module.guide import Guide
 from ..module.model import Model
 from ..rng import fork_rng

@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from ..config import REFIT_LR, FewRowsWarning, FitConfig
 from ..data import GroupedData
+from ..fit_config import REFIT_LR, FewRowsWarning, FitConfig
 from ..module.scoring import held_out_error, held_out_score
 from ..registry import PHI_POSTERIORS
 from ..validation import warn_constant

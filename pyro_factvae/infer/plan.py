@@ -2,7 +2,7 @@
 
 :func:`plan` turns the resolved fit settings and the posterior over ``Phi`` into phases
 (prox-MAP; for a variational posterior, a MAP start then the full ELBO; with ``lam > 0``, a
-relaxed refit of the selected support at :data:`~pyro_factvae.config.REFIT_LR` of the step
+relaxed refit of the selected support at :data:`~pyro_factvae.fit_config.REFIT_LR` of the step
 sizes), each carrying its ``lam`` and warm-up: the trainer takes ``lam`` from the plan.
 :class:`Run` is a plan being trained (settings, phases, position, early-stopping state),
 written into checkpoints; :func:`seeding` gives a run its generators; :class:`Signals` turns
@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from ..config import REFIT_LR, FewRowsWarning, FitConfig
 from ..data import GroupedData
+from ..fit_config import REFIT_LR, FewRowsWarning, FitConfig
 from ..module.guide import MAP
 from .loop import Phase, Position
 
@@ -45,7 +45,7 @@ FEW_ROWS = 50
 
 
 def warn_if_few_rows(rows: int, lam: Any) -> None:
-    """A :class:`~pyro_factvae.config.FewRowsWarning` below :data:`FEW_ROWS` rows."""
+    """A :class:`~pyro_factvae.fit_config.FewRowsWarning` below :data:`FEW_ROWS` rows."""
     if rows < FEW_ROWS:
         held = rows - int(round(0.8 * rows))
         held = f"lam='auto' chooses lam on {held} held-out rows, and " if lam == "auto" else ""

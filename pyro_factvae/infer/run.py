@@ -29,8 +29,8 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
-from ..config import FitConfig
 from ..data import GroupedData
+from ..fit_config import FitConfig
 from ..io import check_writable
 from ..module.priors import column_norms
 from ..registry import PHI_POSTERIORS
@@ -77,7 +77,7 @@ class Trainer:
         callbacks: Callbacks = (),
     ) -> None:
         """Fit the state (built here on a first call) on ``data`` at its numeric ``lam``
-        with the fit settings ``given`` (:class:`~pyro_factvae.config.FitConfig` fields,
+        with the fit settings ``given`` (:class:`~pyro_factvae.fit_config.FitConfig` fields,
         defaults still unresolved); a later call continues training. ``state.interrupted``
         names the signal that stopped it, if any."""
         state = self.state

@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..config import FitConfig
 from ..data import as_grouped
 from ..estimator import FactVAE
+from ..fit_config import FitConfig
 from ..infer.path import check_path_data, walk
 from ..plotting import plot_lambda_path
 
