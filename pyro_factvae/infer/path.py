@@ -99,6 +99,7 @@ def walk(
     done: str | None = None,
     records: PathRecords | None = None,
     callbacks: Sequence[Callable[..., Any]] = (),
+    stop_early: bool = False,
 ) -> PathResult | None:
     """Fit ``state`` along ``lams`` (increasing) on ``train``,
     score each on ``valid``, and leave it at the best ``lam`` with that fit's weights.
@@ -113,7 +114,11 @@ def walk(
     ``checkpoint``: every stage checkpoints there, naming itself in ``state.lam_path``;
     ``store(records)`` runs after each ``lam`` is scored. A resumed walk gives the stage
     ``done`` (every stage up to it is complete in ``state``) and the ``records`` of the scored
-    ``lam`` s. Returns ``None`` when a signal interrupted a stage (``state.interrupted``)."""
+    ``lam`` s. ``stop_early``: end the walk once two ``lam`` s in a row are out of the
+    rule's reach of the best: the penalty has passed what the data support, and the larger
+    ``lam`` s are not fitted (the choice is the same unless the score comes back within
+    reach further along the path). Returns ``None`` when a signal interrupted a stage
+    (``state.interrupted``)."""
     if criterion not in ("ll", "mse"):
         raise ValueError(f"criterion must be 'll' or 'mse', got {criterion!r}")
     grid = sorted(float(v) for v in lams)
@@ -150,28 +155,52 @@ def walk(
                     **refit,
                 ):
                     return None
-        if len(rec) > i:
-            continue  # scored before the path was interrupted
-        model, guide = state.fitted()
-        if criterion == "ll":
-            per_pair = held_out_score(model, guide, valid, num_samples, seed)
-        else:
-            per_pair = -held_out_error(model, guide, valid, 20, seed)
-        rec.pairs.append(per_pair)
-        rec.scores.append(float(np.mean(per_pair)))
-        norms = state.sparsity()
-        rec.maps.append(norms)
-        rec.links.append(int((norms.values > 0).sum()))
-        rec.states.append(state.weights())
-        if store is not None:
-            store(rec)
-    path = choose(grid, rec, rule, tolerance)
+        if len(rec) <= i:  # else scored before the path was interrupted
+            _score(state, valid, criterion, num_samples, seed, rec)
+            if store is not None:
+                store(rec)
+        if stop_early and _past_support(grid, rec, rule, tolerance):
+            break
+    path = choose(grid[: len(rec)], rec, rule, tolerance)
     model, guide = state.fitted()
     model.load_state_dict(rec.states[path.best][0])
     guide.load_state_dict(rec.states[path.best][1])
     state.set_lam(grid[path.best])
     state.reset_optimizers()  # their moments belong to the last lam
     return path
+
+
+def _past_support(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> bool:
+    """Whether the last two scored ``lam`` s are both out of the rule's reach of the best:
+    the penalty has passed what the data support. (One such ``lam`` is not enough: on tables
+    of a hundred rows the score came back within reach at a larger ``lam``.)"""
+    n = len(rec)
+    if n < 3:
+        return False
+    best = choose(grid[:n], rec, rule, tolerance).best
+    return best < n - 2
+
+
+def _score(
+    state: FitState,
+    valid: GroupedData,
+    criterion: str,
+    num_samples: int,
+    seed: int,
+    rec: PathRecords,
+) -> None:
+    """Score the fit at the current ``lam`` on ``valid`` and append it to ``rec``."""
+    model, guide = state.fitted()
+    if criterion == "ll":
+        per_pair = held_out_score(model, guide, valid, num_samples, seed)
+    else:
+        per_pair = -held_out_error(model, guide, valid, 20, seed)
+    rec.pairs.append(per_pair)
+    rec.scores.append(float(np.mean(per_pair)))
+    norms = state.sparsity()
+    rec.maps.append(norms)
+    rec.links.append(int((norms.values > 0).sum()))
+    rec.states.append(state.weights())
 
 
 def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> PathResult:
@@ -307,7 +336,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     if store is not None:
         store.save(records, settings, history)
     if done in ("final", "fresh"):  # the walk is over: its choice is in the records
-        path = choose(grid, records, "min", 0.01)
+        path = choose(grid[: len(records)], records, "min", 0.01)
     else:
         if done is not None:  # finish the stage the checkpoint was written in
             state.set_lam(grid[int(done.split(":")[1])])
@@ -332,6 +361,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             done=done,
             records=records,
             callbacks=callbacks,
+            stop_early=True,
         )
         if path is None:
             return None

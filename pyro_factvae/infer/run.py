@@ -42,7 +42,7 @@ from .checkpoint import write as write_checkpoint
 from .distributed import World
 from .loop import NonFiniteError, Position, cosine, train_phase, validation_loss
 from .optim import Optimizers
-from .plan import MIN_ROWS_TO_STOP, Run, Signals, fingerprint, plan, seeding
+from .plan import MIN_ROWS_TO_STOP, VALIDATE_STEPS, Run, Signals, fingerprint, plan, seeding
 from .state import FitState
 
 __all__ = ["Trainer"]
@@ -211,7 +211,10 @@ class Trainer:
         ``rng_state``: the torch RNG state to train under, in a fork of the global RNG
         (``None``: use and advance the global RNG). ``valid``: held-out rows for early
         stopping (``run.fit.patience`` epochs without a better validation loss end a phase,
-        and the weights of its best epoch are restored). ``callbacks``: each called with an
+        and the weights of its best scored epoch are restored; the rows are scored every
+        epoch, or every few epochs where an epoch is under
+        :data:`~pyro_factvae.infer.plan.VALIDATE_STEPS` steps, and at a phase's last).
+        ``callbacks``: each called with an
         :class:`~pyro_factvae.infer.callbacks.Epoch` after every epoch; one that returns
         ``True`` stops the run there, as a signal does.
         """
@@ -223,6 +226,7 @@ class Trainer:
         world.broadcast_([*self.model.state_dict().values(), *self.guide.state_dict().values()])
         batches = math.ceil(len(data) / min(run.fit.batch_size, len(data)))  # per epoch
         every = run.fit.checkpoint_every or batches
+        scored_every = math.ceil(VALIDATE_STEPS / batches)  # epochs between validation scores
         device = self.model.device
         with fork_rng(device, enabled=rng_state is not None), Signals() as signals:
             if rng_state is not None:
@@ -255,8 +259,11 @@ class Trainer:
                     requested = requested or any(answers)
                 if not stopping:
                     return False
-                if pos.epoch <= run.phases[run.phase].warmup_epochs:
+                phase = run.phases[run.phase]
+                if pos.epoch <= phase.warmup_epochs:
                     return False  # lam is still ramping up: the objective is not the final one
+                if pos.epoch % scored_every and pos.epoch < phase.epochs:
+                    return False  # epochs of a few steps: scored every few epochs
                 loss = validation_loss(self.model, self.guide, valid, self.guide.phi_mode)
                 stop = run.stopper
                 if stop["best"] is None or loss < stop["best"]:
@@ -264,7 +271,7 @@ class Trainer:
                     model_state, guide_state = self.state.weights()
                     self._best = {"model": model_state, "guide": guide_state}
                 else:
-                    stop["wait"] += 1
+                    stop["wait"] += scored_every
                 return stop["wait"] >= run.fit.patience
 
             def after_step(pos: Position) -> bool:

