@@ -123,8 +123,10 @@ def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
     dict
         ``auc`` (of ``scores`` against the matched truth), ``zeros_match`` (fraction of links
         where ``scores > 0`` equals the truth; for prox fits, whose absent links are exact
-        zeros), ``assignment`` (fitted latent matched to each true latent), and the matched
-        ``truth`` as a ``G x K_fit`` bool array.
+        zeros), ``f1`` (of the links with ``scores > 0`` against the true links: twice the
+        links both found and true over the found plus the true), ``assignment`` (fitted
+        latent matched to each true latent), and the matched ``truth`` as a ``G x K_fit``
+        bool array.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -146,9 +148,12 @@ def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
     matched = np.zeros_like(t_pad)
     matched[:, fitted] = t_pad[:, true]
     order = np.argsort(true)
+    found = s_pad > 0
+    hits = int((found & matched).sum())
     return {
         "auc": _auc(s_pad.ravel(), matched.ravel()),
-        "zeros_match": float(((s_pad > 0) == matched).mean()),
+        "zeros_match": float((found == matched).mean()),
+        "f1": 2 * hits / max(int(found.sum()) + int(matched.sum()), 1),
         "assignment": fitted[order][: t.shape[1]].tolist(),
         "truth": matched[:, : s.shape[1]],
     }

@@ -124,7 +124,8 @@ def test_library_size_offsets_from_the_data_or_given_impute_counts_at_the_row_de
     errors = {}
     for name, library in [("none", None), ("data", "data"), ("given", {"counts": "size"})]:
         vae = FactVAE(latent_dim=3, lam=0.0, likelihood=lik, library_size=library)
-        vae.fit(data, epochs=150, progress=False)
+        # the plain schedule: where early stopping restores an epoch is not what is tested
+        vae.fit(data, epochs=150, patience=None, progress=False)
         filled = vae.impute(data)["counts"]
         errors[name] = {
             "cells": float(
@@ -133,14 +134,14 @@ def test_library_size_offsets_from_the_data_or_given_impute_counts_at_the_row_de
             "rows": float(np.sqrt(np.mean((filled[:60] - mu[:60]) ** 2))),
         }
         assert np.array_equal(filled[~hide], counts[~hide])
-    # a row's own counts tell its depth: its hidden cells come out at it (measured: 1.21 with
-    # "data" and 1.33 with given size factors, against 1.57 without an offset)
-    assert errors["data"]["cells"] < 0.85 * errors["none"]["cells"]
-    assert errors["given"]["cells"] < 0.95 * errors["none"]["cells"]
+    # a row's own counts tell its depth: its hidden cells come out at it (measured: 1.16 with
+    # "data" and with given size factors, against 1.26 without an offset)
+    assert errors["data"]["cells"] < 0.97 * errors["none"]["cells"]
+    assert errors["given"]["cells"] < 0.97 * errors["none"]["cells"]
     # a row whose counts are all hidden: only a given size factor tells its depth (measured:
-    # 1.12, against 2.28 with "data", at the typical depth, and 1.82 without an offset)
-    assert errors["given"]["rows"] < 0.7 * errors["data"]["rows"]
-    assert errors["given"]["rows"] < 0.8 * errors["none"]["rows"]
+    # 1.02, against 2.88 with "data", at the typical depth, and 2.34 without an offset)
+    assert errors["given"]["rows"] < 0.5 * errors["data"]["rows"]
+    assert errors["given"]["rows"] < 0.6 * errors["none"]["rows"]
 
 
 def test_library_size_is_checked_against_the_groups():

@@ -54,10 +54,19 @@ def test_support_recovery_matches_latents_up_to_permutation():
     np.testing.assert_array_equal(rec["truth"], SUPPORT[:, [2, 0, 3, 1]])
     exact = np.where(SUPPORT[:, [1, 0, 2, 3]], 1.0, 0.0)
     assert support_recovery(exact, SUPPORT)["zeros_match"] == 1.0
+    assert support_recovery(exact, SUPPORT)["f1"] == 1.0
     # an extra fitted latent is compared with an all-absent column
     wider = np.c_[exact, np.r_[0.5, 0, 0, 0, 0]]
     rec = support_recovery(wider, SUPPORT)
     assert rec["truth"].shape == (5, 5) and rec["zeros_match"] == pytest.approx(24 / 25)
+    links = int(SUPPORT.sum())  # one link found that is not there: F1 = 2 T / (2 T + 1)
+    assert rec["f1"] == pytest.approx(2 * links / (2 * links + 1))
+    missed = exact.copy()
+    missed[np.nonzero(missed)[0][0], np.nonzero(missed)[1][0]] = 0.0  # one true link missed
+    assert support_recovery(missed, SUPPORT)["f1"] == pytest.approx(
+        2 * (links - 1) / (2 * links - 1)
+    )
+    assert support_recovery(np.zeros((5, 4)), SUPPORT)["f1"] == 0.0
     assert support_recovery(np.ones((5, 4)), SUPPORT)["auc"] == 0.5  # ties: no information
     with pytest.raises(ValueError, match="equal groups"):
         support_recovery(np.ones((3, 4)), SUPPORT)
