@@ -53,7 +53,9 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(runs):
         torch.testing.assert_close(rank0["state"][key], value, rtol=1e-3, atol=1e-4)
         if "Phi" in key:  # the same exact zeros
             assert torch.equal(value.norm(dim=-2) == 0, rank0["state"][key].norm(dim=-2) == 0)
-    assert rank0["history"] == pytest.approx(single["history"], rel=1e-5)
+    # float32 sums over half minibatches then across ranks: the order differs from one
+    # process's, and the last epochs' losses drifted by up to 7e-5 (relative) here
+    assert rank0["history"] == pytest.approx(single["history"], rel=1e-3)
 
 
 def test_a_signal_on_one_rank_stops_all_and_the_checkpoint_resumes_exactly(runs):
