@@ -6,7 +6,7 @@ from pyro import poutine
 from pyro.infer import Predictive, Trace_ELBO, TraceMeanField_ELBO
 
 from pyro_factvae import GroupedData, Guide, Layout, Model, ModelConfig, Optimizers, collapse
-from pyro_factvae.module.nets import GroupedLinear
+from pyro_factvae.module.nets import GroupedLinear, grouped_matmul
 from pyro_factvae.module.priors import column_norms
 
 
@@ -179,6 +179,19 @@ def test_grouped_linear_matches_separate_linears():
     out = layer(x)
     for g in range(3):
         torch.testing.assert_close(out[:, g], x[:, g] @ layer.weight[g] + layer.bias[g])
+
+
+def test_grouped_matmul_gives_einsums_sums_bit_for_bit_with_gradients():
+    torch.manual_seed(0)
+    weight = torch.randn(3, 4, 2, requires_grad=True)
+    for shape in [(5, 3, 4), (7, 5, 3, 4)]:  # a minibatch (bmm); with sample dims (einsum)
+        x = torch.randn(*shape, requires_grad=True)
+        out = grouped_matmul(x, weight)
+        ref = torch.einsum("...gi,gio->...go", x, weight)
+        assert out.shape == ref.shape and torch.equal(out, ref)
+        grads = torch.autograd.grad(out.square().sum(), (x, weight))
+        ref_grads = torch.autograd.grad(ref.square().sum(), (x, weight))
+        assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
 
 
 def test_bernoulli_likelihood_site(groups):
