@@ -101,8 +101,26 @@ def test_a_default_fit_whose_walk_ended_early_resumes_bit_for_bit(step, tmp_path
     assert cut.interrupted_ == "SIGINT"
     assert cut.lam_path_ == {"stage": "refit:2" if step == 15 else "fresh"}
     monkeypatch.setattr(train_module, "guarded_step", original)
+    monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 0.5, 1.0))  # the file keeps its own grid
     resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
     assert _same(uncut, resumed)
+
+
+def test_a_path_file_that_names_no_grid_resumes_on_the_grid_of_its_version(tmp_path, monkeypatch):
+    from pyro_factvae.infer.path_state import PathStore
+
+    monkeypatch.setattr(lam_path, "AUTO_GRID", lam_path.UNNAMED_GRID)
+    uncut = FactVAE(latent_dim=2).fit(small_groups(), **FIT)
+    path, original = tmp_path / "run.ckpt", train_module.guarded_step
+    _stop_at(monkeypatch, 12)  # in lam = 0.01's refit
+    FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
+    store = PathStore(path)
+    records, settings, history = store.load()
+    settings.pop("grid")
+    store.save(records, settings, history)  # as the earlier version wrote it
+    monkeypatch.setattr(train_module, "guarded_step", original)
+    monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 0.5, 1.0))
+    assert _same(uncut, FactVAE().fit(small_groups(), resume=path, progress=False))
 
 
 def test_resuming_the_default_fit_refuses_other_settings_and_a_lost_path_file(tmp_path):

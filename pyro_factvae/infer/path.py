@@ -49,6 +49,8 @@ __all__ = ["AUTO_GRID", "PathResult", "check_path_data", "choose", "fit_auto", "
 #: measured data (between 0.1 and 0.3 a simulation went from a dense map to two true links
 #: lost; 0.17 kept exactly the true ones)
 AUTO_GRID = (0.0, 0.01, 0.03, 0.1, 0.17, 0.3, 0.55, 1.0)
+#: the grid of a path file that does not name its own (written by pyro_factvae 0.2.0)
+UNNAMED_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 
 @dataclass
@@ -299,11 +301,13 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     data.require_trainable()
     records, history = PathRecords(), None
     done = None if resume is None else resume.stage
+    grid = list(AUTO_GRID)
     if resume is not None:
         records, settings, history = PathStore(resume.path).load()
+        grid = [float(v) for v in settings.pop("grid", UNNAMED_GRID)]  # the path's own
         FitConfig.check_resumed(dict(given), settings)
         given = settings
-    settings = dict(given)
+    settings = {**given, "grid": grid}  # what the path store keeps
     store = None if checkpoint is None else PathStore(checkpoint)
     seed = 0 if given["seed"] is None else given["seed"]
     train, valid = data.split(0.8, seed=seed)
@@ -335,7 +339,6 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     relax = warm if refits else 0
     if given.get("map_epochs"):
         fit_kwargs["map_epochs"] = min(given["map_epochs"], warm - 1)
-    grid = list(AUTO_GRID)
     if store is not None:
         store.save(records, settings, history)
     if done in ("final", "fresh"):  # the walk is over: its choice is in the records
