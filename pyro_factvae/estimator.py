@@ -58,8 +58,8 @@ class FactVAE(Queries):
         Per-example, per-variable group-lasso weight (``>= 0``; 0 turns sparsity off): the
         links of a group of ``v`` variables are penalised by ``lam * v``. ``"auto"`` (default)
         chooses it from the data: ``fit`` walks the grid ``0, 0.01, 0.03, 0.1, 0.17, 0.3,
-        0.55, 1`` with warm starts and relaxed refits on 80% of the rows (ending the walk
-        once two ``lam`` s in a row are out of reach), scores the held-out imputation
+        0.55, 1`` with warm starts and relaxed refits on 80% of the rows (ending the walk at
+        a ``lam`` whose error is 25% above the best), scores the held-out imputation
         error of each group given the others on the other 20%, keeps the largest ``lam``
         within 1% of the best, and refits that support on every row (``lam_`` and
         ``lam_path_`` report the choice; ``config.lam`` holds it afterwards).

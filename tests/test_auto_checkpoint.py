@@ -90,16 +90,17 @@ def test_a_default_fit_that_chose_lam_0_resumes_its_fresh_dense_fit(tmp_path, mo
     assert _same(uncut, resumed)
 
 
-@pytest.mark.parametrize("step", [15, 20])  # in refit:2, the walk's last stage; in the fresh fit
+@pytest.mark.parametrize("step", [40, 50])  # in refit:1, the walk's last stage; in the fresh fit
 def test_a_default_fit_whose_walk_ended_early_resumes_bit_for_bit(step, tmp_path, monkeypatch):
     monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 100.0, 200.0, 300.0))  # 100 prunes all
-    uncut = FactVAE(latent_dim=2).fit(small_groups(), **FIT)
-    assert uncut.lam_ == 0.0 and uncut.lam_path_["lams"] == [0.0, 100.0, 200.0]
+    fit = {**FIT, "epochs": 30}  # long enough for lam = 0 to beat the all-pruned map
+    uncut = FactVAE(latent_dim=2).fit(small_groups(), **fit)
+    assert uncut.lam_ == 0.0 and uncut.lam_path_["lams"] == [0.0, 100.0]
     path, original = tmp_path / "run.ckpt", train_module.guarded_step
-    _stop_at(monkeypatch, step)  # fit:0 is steps 1-8, lam 100 and 200 2 + 2 each, then fresh
-    cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
+    _stop_at(monkeypatch, step)  # fit:0 is steps 1-30, lam 100 7 + 7, then the fresh fit
+    cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **fit)
     assert cut.interrupted_ == "SIGINT"
-    assert cut.lam_path_ == {"stage": "refit:2" if step == 15 else "fresh"}
+    assert cut.lam_path_ == {"stage": "refit:1" if step == 40 else "fresh"}
     monkeypatch.setattr(train_module, "guarded_step", original)
     monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 0.5, 1.0))  # the file keeps its own grid
     resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
