@@ -42,7 +42,15 @@ from .path_state import PathRecords, PathStore, stages
 from .run import Trainer
 from .state import FitState
 
-__all__ = ["AUTO_GRID", "PathResult", "check_path_data", "choose", "fit_auto", "walk"]
+__all__ = [
+    "AUTO_GRID",
+    "STOP_GAP",
+    "PathResult",
+    "check_path_data",
+    "choose",
+    "fit_auto",
+    "walk",
+]
 
 #: the grid of ``lam="auto"`` (per-example, per-variable weights; features standardized):
 #: steps of about 3 up to 0.1, then of about 1.8 where the prox starts to prune on the

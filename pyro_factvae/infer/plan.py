@@ -40,9 +40,9 @@ __all__ = [
 
 #: early stopping's default (``patience="auto"``) needs at least this many rows
 MIN_ROWS_TO_STOP = 20
-#: early stopping scores its validation rows about every this many steps: every epoch where
-#: an epoch has this many minibatches, every few epochs on a table of one or two minibatches
-#: (scoring every one-step epoch took a third of such a fit's time)
+#: early stopping scores its validation rows about every this many steps (every epoch where
+#: an epoch has this many minibatches, every few epochs on a table of one or two minibatches;
+#: scoring every one-step epoch took a third of such a fit's time)
 VALIDATE_STEPS = 8
 #: below this many rows the defaults (a 16-dimensional z, widths for hundreds of rows, lam
 #: chosen on held-out rows) are more than the data can support: fit warns
