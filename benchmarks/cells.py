@@ -18,8 +18,11 @@ Methods: those of ``peer_methods.py`` (mean, KNN(10), IterativeImputer, missFore
 factVAE at its defaults; on the simulation also the Bayes-optimal imputer). The scikit-learn
 peers run with one BLAS thread (``OMP_NUM_THREADS=1``, set before numpy loads unless given).
 
-    python benchmarks/cells.py --data sim nutrimouse breast digits mfeat fashion --seeds 0
-    python benchmarks/cells.py --miwae --seeds 0 1 2
+    python benchmarks/cells.py --data breast sim nutrimouse digits mfeat --seeds 0 --threads 1
+    python benchmarks/cells.py --miwae --seeds 0 1 2 --threads 1
+
+Each run writes its rows to ``benchmarks/out/cells_<data sets>[_miwae].json`` (``--json``
+names another file).
 """
 
 from __future__ import annotations
@@ -187,7 +190,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/pyro_factvae"))
-    parser.add_argument("--json", default="benchmarks/out/cells.json")
+    parser.add_argument(
+        "--json",
+        default=None,
+        help="results file (default: benchmarks/out/cells_<data sets>[_miwae].json, so that "
+        "the runs of different data sets do not overwrite each other)",
+    )
     parser.add_argument("--fashion-dir", default=None, help="Fashion-MNIST idx files")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     args = parser.parse_args(argv)
@@ -210,6 +218,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         for seed in args.seeds:
             rows += run_miwae(seed, args.methods)
     summary(rows)
+    if args.json is None:
+        parts = [*args.data, *(["miwae"] if args.miwae else [])]
+        args.json = f"benchmarks/out/cells_{'_'.join(parts) or 'none'}.json"
     write_json(args.json, rows, indent=1)
     return rows
 
