@@ -13,7 +13,7 @@ simulation and the pure Fig 2 pattern on quadrant bars, over several seeds.
 
 Every fit is ``FactVAE().fit(train, seed=seed)``: every default, ``lam="auto"`` included.
 
-    python benchmarks/structure.py --threads 1     # 5 seeds of each, about 10 min on one core
+    python benchmarks/structure.py --threads 1     # 5 seeds of each, about 4 min on one core
 """
 
 from __future__ import annotations
