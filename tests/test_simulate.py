@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import pyro_factvae.infer.path as lam_path
+import pyro_factvae.infer.path_choice as path_choice
 from pyro_factvae import FactVAE
 from pyro_factvae.analysis import active_probability, support_recovery, to_inference_data
 from pyro_factvae.tools.simulate import simulate
@@ -155,17 +156,18 @@ def test_automatic_lam_ends_its_walk_at_a_lam_far_worse_than_the_best(monkeypatc
     assert auto.lam_ == 0.0 and path["lams"] == [0.0, 100.0]  # 200 and 300 never fitted
     assert len(path["held_out_mse"]) == len(path["active_links"]) == 2
     assert path["active_links"][1] == 0
-    assert path["held_out_mse"][1] > (1 + lam_path.STOP_GAP) * path["held_out_mse"][0]
+    assert path["held_out_mse"][1] > (1 + path_choice.STOP_GAP) * path["held_out_mse"][0]
 
 
 def test_the_walk_ends_only_at_a_lam_far_worse_than_the_best():
-    from pyro_factvae.infer.path import STOP_GAP, PathRecords, _past_support
+    from pyro_factvae.infer.path_choice import STOP_GAP, past_support
+    from pyro_factvae.infer.path_state import PathRecords
 
     def records(scores):
         return PathRecords(scores=list(scores))
 
-    assert not _past_support(records([-1.0]))
-    assert not _past_support(records([-1.0, -1.06, -1.2]))  # a dip, as on bars
-    assert _past_support(records([-1.0, -1.06, -1.01 - STOP_GAP]))
-    assert not _past_support(records([-1.1, -1.0, -1.0 - 0.9 * STOP_GAP]))  # from the best
-    assert _past_support(records([-1.1, -1.0, -1.3]))
+    assert not past_support(records([-1.0]))
+    assert not past_support(records([-1.0, -1.06, -1.2]))  # a dip, as on bars
+    assert past_support(records([-1.0, -1.06, -1.01 - STOP_GAP]))
+    assert not past_support(records([-1.1, -1.0, -1.0 - 0.9 * STOP_GAP]))  # from the best
+    assert past_support(records([-1.1, -1.0, -1.3]))

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,40 +37,20 @@ from ..module.scoring import held_out_error, held_out_score
 from ..registry import PHI_POSTERIORS
 from ..validation import warn_constant
 from .checkpoint import Checkpoint
+from .path_choice import PathResult, choose, past_support
 from .path_state import PathRecords, PathStore, stages
 from .run import Trainer
 from .state import FitState
 
-__all__ = [
-    "AUTO_GRID",
-    "STOP_GAP",
-    "PathResult",
-    "check_path_data",
-    "choose",
-    "fit_auto",
-    "walk",
-]
+__all__ = ["AUTO_GRID", "check_path_data", "fit_auto", "walk"]
 
 #: the grid of ``lam="auto"`` (per-example, per-variable weights; features standardized):
 #: steps of about 3 up to 0.1, then of about 1.8 where the prox starts to prune on the
 #: measured data (between 0.1 and 0.3 a simulation went from a dense map to two true links
 #: lost; 0.17 kept exactly the true ones)
 AUTO_GRID = (0.0, 0.01, 0.03, 0.1, 0.17, 0.3, 0.55, 1.0)
-#: ``lam="auto"`` ends its walk at a ``lam`` whose held-out error is this much (relative)
-#: above the best one's
-STOP_GAP = 0.25
 #: the grid of a path file that does not name its own (written by pyro_factvae 0.2.0)
 UNNAMED_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
-
-
-@dataclass
-class PathResult:
-    lams: list[float]
-    held_out_ll: list[float]
-    active_links: list[int]
-    sparsity: list[Any]
-    best: int
-    standard_error: list[float]
 
 
 def _smaller_steps(fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -131,9 +110,10 @@ def walk(
     ``store(records)`` runs after each ``lam`` is scored. A resumed walk gives the stage
     ``done`` (every stage up to it is complete in ``state``) and the ``records`` of the scored
     ``lam`` s. ``stop_early``: end the walk at a ``lam`` that scores worse than the best
-    by more than :data:`STOP_GAP` (relative; for ``criterion="mse"``): the penalty has
-    pruned links the data need, and the larger ``lam`` s are not fitted. Returns ``None``
-    when a signal interrupted a stage (``state.interrupted``)."""
+    by more than :data:`~pyro_factvae.infer.path_choice.STOP_GAP` (relative; for
+    ``criterion="mse"``): the penalty has pruned links the data need, and the larger
+    ``lam`` s are not fitted. Returns ``None`` when a signal interrupted a stage
+    (``state.interrupted``)."""
     if criterion not in ("ll", "mse"):
         raise ValueError(f"criterion must be 'll' or 'mse', got {criterion!r}")
     grid = sorted(float(v) for v in lams)
@@ -174,7 +154,7 @@ def walk(
             _score(state, valid, criterion, num_samples, seed, rec)
             if store is not None:
                 store(rec)
-        if stop_early and _past_support(rec):
+        if stop_early and past_support(rec):
             break
     path = choose(grid[: len(rec)], rec, rule, tolerance)
     model, guide = state.fitted()
@@ -183,15 +163,6 @@ def walk(
     state.set_lam(grid[path.best])
     state.reset_optimizers()  # their moments belong to the last lam
     return path
-
-
-def _past_support(rec: PathRecords) -> bool:
-    """Whether the last scored ``lam`` is worse than the best by more than
-    :data:`STOP_GAP` (relative): it has pruned links the data need, and a larger ``lam``
-    prunes more. (A smaller gap is no sign: on bars the error rose by 3-6% at small ``lam``
-    and then fell below lam = 0's at 0.17 and 0.3.)"""
-    top = max(rec.scores)
-    return top - rec.scores[-1] > STOP_GAP * abs(top)
 
 
 def _score(
@@ -214,25 +185,6 @@ def _score(
     rec.maps.append(norms)
     rec.links.append(int((norms.values > 0).sum()))
     rec.states.append(state.weights())
-
-
-def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> PathResult:
-    """The path's choice from its records (see :func:`walk`)."""
-    scores, pairs = rec.scores, rec.pairs
-    top = int(np.nanargmax(scores))
-    # paired standard errors: every lam is scored on the same (row, group) pairs, so the
-    # spread of the per-pair differences, not of the scores (heavy-tailed on data with
-    # near-constant features), says whether the data can tell two lams apart
-    errors = [
-        float(np.std(pairs[top] - p) / np.sqrt(len(p))) if np.isfinite(s) else float("nan")
-        for p, s in zip(pairs, scores)
-    ]
-    if rule == "1se":
-        slack = errors
-    else:  # within a relative tolerance of the best score
-        slack = [tolerance * abs(scores[top])] * len(scores)
-    best = max(i for i, v in enumerate(scores) if np.isfinite(v) and scores[top] - v <= slack[i])
-    return PathResult(grid, list(scores), list(rec.links), list(rec.maps), best, errors)
 
 
 def _fresh_dense_fit(
