@@ -61,6 +61,9 @@ class Layout:
         object.__setattr__(
             self, "blocks", tuple(Block(tuple(g), d, lk) for (d, lk), g in keys.items())
         )
+        # block order -> group order, per device (made once: scatter_axis runs every step)
+        order = torch.tensor([g for b in self.blocks for g in b.groups])
+        object.__setattr__(self, "_inverse", {torch.device("cpu"): torch.argsort(order)})
 
     @property
     def num_groups(self) -> int:
@@ -158,6 +161,8 @@ class Layout:
         """Per-block tensors with a group axis ``dim`` -> one tensor in group order."""
         if len(per_block) == 1:
             return per_block[0]
-        order = [g for b in self.blocks for g in b.groups]
-        inverse = torch.argsort(torch.tensor(order, device=per_block[0].device))
+        device = per_block[0].device
+        inverse = self._inverse.get(device)
+        if inverse is None:
+            inverse = self._inverse[device] = self._inverse[torch.device("cpu")].to(device)
         return torch.cat(list(per_block), dim).index_select(dim, inverse)

@@ -172,7 +172,7 @@ def train_phase(
                         prior_history.append(pos.prior / num_data)
                         pos.epoch += 1
                         pos.perm = None
-                        if active_links is not None:
+                        if progress and active_links is not None:  # a host sync: shown only
                             postfix["links"] = str(active_links())
                         bar.update(1)
                         if after_epoch is not None and after_epoch(pos):
