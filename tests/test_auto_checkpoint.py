@@ -18,6 +18,14 @@ from pyro_factvae import FactVAE
 from .conftest import small_groups
 
 FIT = dict(epochs=8, seed=1, progress=False)
+#: the later stages' length in these tests: 8 // 4 = 2 steps each, so that a stage can be
+#: stopped in its middle (the step counts below are written for it)
+WARM_DIVISOR = 4
+
+
+@pytest.fixture(autouse=True)
+def two_step_stages(monkeypatch):
+    monkeypatch.setattr(lam_path, "WARM_DIVISOR", WARM_DIVISOR)
 
 
 def _same(a: FactVAE, b: FactVAE) -> bool:
@@ -65,10 +73,10 @@ def test_checkpointing_the_default_fit_leaves_it_as_it_is(whole, tmp_path):
     "step, stage", [(3, "fit:0"), (10, "fit:1"), (15, "refit:2"), (36, "refit:7"), (37, "final")]
 )
 def test_a_stopped_default_fit_resumes_bit_for_bit(whole, step, stage, tmp_path, monkeypatch):
-    path = tmp_path / "run.ckpt"
+    path, original = tmp_path / "run.ckpt", train_module.guarded_step
     _stop_at(monkeypatch, step)
     cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
-    monkeypatch.undo()
+    monkeypatch.setattr(train_module, "guarded_step", original)
     assert cut.interrupted_ == "SIGINT" and cut.lam_path_ == {"stage": stage}
     resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
     assert resumed.interrupted_ is None and _same(whole, resumed)
@@ -144,8 +152,10 @@ def test_sigkill_during_the_default_fit_resumes_bit_for_bit(whole, step, tmp_pat
         f"""
         import os, signal, warnings, numpy as np, torch
         import pyro_factvae.infer.loop as train_module
+        import pyro_factvae.infer.path as lam_path
         from pyro_factvae import FactVAE
         warnings.simplefilter("ignore")
+        lam_path.WARM_DIVISOR = {WARM_DIVISOR}
         torch.set_num_threads({torch.get_num_threads()})
         original, count = train_module.guarded_step, [0]
         def step_then_kill(*args, **kwargs):

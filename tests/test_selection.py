@@ -1,9 +1,12 @@
 import numpy as np
 import pytest
 
+import pyro_factvae.infer.path as lam_path
 from pyro_factvae import FactVAE
 from pyro_factvae.datasets import bars_data, bars_structure
 from pyro_factvae.tools.selection import lambda_path
+
+from .conftest import small_groups
 
 
 def test_lambda_path_chooses_a_lambda_that_gives_the_bars_pattern(tmp_path):
@@ -84,3 +87,12 @@ def test_lambda_path_checks_its_data_before_training():
 def test_lambda_path_repr_is_short(groups):
     path = lambda_path(groups, [0.0, 0.5], epochs=1, warm_epochs=1, latent_dim=2, num_samples=4)
     assert "DataFrame" not in repr(path) and len(repr(path)) < 300
+
+
+def test_the_default_path_trains_each_later_stage_for_an_eighth_of_the_epochs():
+    vae = FactVAE(latent_dim=2).fit(small_groups(), epochs=16, seed=1, progress=False)
+    warm = 16 // lam_path.WARM_DIVISOR
+    walked = sum(1 for lam in vae.lam_path_["lams"] if lam > 0)  # each: a fit and a refit
+    final = warm if vae.lam_ > 0 else 16  # a relaxed refit on every row, or a fresh dense fit
+    assert lam_path.WARM_DIVISOR == 8 and walked > 0
+    assert len(vae.history_) == 16 + 2 * warm * walked + final

@@ -42,7 +42,7 @@ from .path_state import PathRecords, PathStore, stages
 from .run import Trainer
 from .state import FitState
 
-__all__ = ["AUTO_GRID", "check_path_data", "fit_auto", "walk"]
+__all__ = ["AUTO_GRID", "WARM_DIVISOR", "check_path_data", "fit_auto", "walk"]
 
 #: the grid of ``lam="auto"`` (per-example, per-variable weights; features standardized):
 #: steps of about 3 up to 0.1, then of about 1.8 where the prox starts to prune on the
@@ -51,6 +51,12 @@ __all__ = ["AUTO_GRID", "check_path_data", "fit_auto", "walk"]
 AUTO_GRID = (0.0, 0.01, 0.03, 0.1, 0.17, 0.3, 0.55, 1.0)
 #: the grid of a path file that does not name its own (written by pyro_factvae 0.2.0)
 UNNAMED_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
+#: ``lam="auto"``: every ``lam`` after the first, its relaxed refit, and the final refit on
+#: every row train ``epochs // WARM_DIVISOR`` epochs each (a warm start needs fewer than a
+#: first fit: with an eighth instead of a quarter, seven data sets over two seeds imputed
+#: as well, mean hide-one RMSE 0.743 against 0.746, worse on 3 of the 14 fits and by at
+#: most 4%, in 24% less time)
+WARM_DIVISOR = 8
 
 
 def _smaller_steps(fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,7 +242,7 @@ def fit_auto(
     """``FactVAE(lam="auto").fit``: walk :data:`AUTO_GRID` on 80% of the rows with relaxed
     refits, choose ``lam`` on the other 20% by the held-out imputation error of each group
     given the others (the largest ``lam`` within 1% of the best), then refit the chosen
-    support on every row (a relaxed refit of a quarter of ``epochs``; at ``lam = 0``, a fresh
+    support on every row (a relaxed refit of ``epochs // WARM_DIVISOR``; at ``lam = 0``, a fresh
     dense fit). With nothing to hold out (one group) it falls back to ``lam = 0`` with a
     warning. Leaves the path as plain data in ``state.lam_path``, or, when a signal
     interrupted it (``state.interrupted``), the stage to resume.
@@ -294,7 +300,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     if epochs is None:
         epochs = FitConfig(batch_size=given["batch_size"]).resolved(False, True, len(train)).epochs
     fit_kwargs = {k: v for k, v in given.items() if k not in ("epochs", "seed", "relax_epochs")}
-    warm = max(1, epochs // 4)
+    warm = max(1, epochs // WARM_DIVISOR)
     refits = PHI_POSTERIORS.get(state.config.phi_inference).collapsed  # relaxed: prox only
     relax = warm if refits else 0
     if given.get("map_epochs"):
