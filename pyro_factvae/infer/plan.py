@@ -137,7 +137,8 @@ class Run:
 
     fit: FitConfig
     phases: list[Phase]
-    fingerprint: str
+    #: the data's :func:`fingerprint` (``None``: a run that writes no checkpoint)
+    fingerprint: str | None
     phase: int = 0
     global_step: int = 0
     position: Position = field(default_factory=Position)
