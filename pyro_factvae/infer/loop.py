@@ -165,8 +165,9 @@ def train_phase(
                     pos.step += 1
                     pos.total += data_loss * len(rows)
                     pos.prior += prior_loss * len(rows)
-                    rows_done = min(pos.batch * batch, num_data)
-                    postfix = {"loss": f"{pos.total / rows_done:.4g}", "lam": f"{lam:.3g}"}
+                    if progress:  # the bar's text, or the line a log file gets
+                        rows_done = min(pos.batch * batch, num_data)
+                        postfix = {"loss": f"{pos.total / rows_done:.4g}", "lam": f"{lam:.3g}"}
                     if pos.batch == num_batches:
                         history.append(pos.total / num_data)
                         prior_history.append(pos.prior / num_data)
@@ -178,7 +179,8 @@ def train_phase(
                         if after_epoch is not None and after_epoch(pos):
                             bar.update(phase.epochs - pos.epoch)
                             pos.epoch = phase.epochs  # the phase is complete
-                    bar.set_postfix(postfix, refresh=False)
+                    if interactive:
+                        bar.set_postfix(postfix, refresh=False)
                     if after_step(pos):
                         return
     finally:
