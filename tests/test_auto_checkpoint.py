@@ -119,13 +119,14 @@ def test_a_path_file_that_names_no_grid_resumes_on_the_grid_of_its_version(tmp_p
     from pyro_factvae.infer.path_state import PathStore
 
     monkeypatch.setattr(lam_path, "AUTO_GRID", lam_path.UNNAMED_GRID)
+    monkeypatch.setattr(lam_path, "AUTO_TAIL", ())  # the earlier version had no tail
     uncut = FactVAE(latent_dim=2).fit(small_groups(), **FIT)
     path, original = tmp_path / "run.ckpt", train_module.guarded_step
     _stop_at(monkeypatch, 12)  # in lam = 0.01's refit
     FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
     store = PathStore(path)
     records, settings, history = store.load()
-    settings.pop("grid")
+    settings.pop("grid"), settings.pop("tail")
     store.save(records, settings, history)  # as the earlier version wrote it
     monkeypatch.setattr(train_module, "guarded_step", original)
     monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 0.5, 1.0))

@@ -32,7 +32,19 @@ from .distributed import ONE_PROCESS, World
 from .objective import objective_for
 from .optim import Optimizers
 
-__all__ = ["NonFiniteError", "Phase", "Position", "train_phase", "train_step"]
+__all__ = [
+    "VALIDATION_SEED",
+    "NonFiniteError",
+    "Phase",
+    "Position",
+    "encoder_subset",
+    "train_phase",
+    "train_step",
+    "validation_loss",
+]
+
+#: seeds the encoder subsets of :func:`validation_loss` (the same subsets at every score)
+VALIDATION_SEED = 0
 
 
 class NonFiniteError(FloatingPointError):
@@ -194,18 +206,51 @@ def train_phase(
 def validation_loss(
     model: Model, guide: Guide, data: GroupedData, posterior: str, chunk: int = 1024
 ) -> float:
-    """The negative ELBO of the data per row on held-out rows (every observed group encoded),
-    with a fixed seed in a forked RNG: the training RNG stream is not touched."""
+    """The training objective per row on held-out rows: the negative ELBO with the encoder
+    reading a random subset of each row's observed groups (and cells), drawn as a training
+    step draws it (:func:`encoder_subset`), so that early stopping scores the objective being
+    trained, predicting groups from the others included, and not the reconstruction of rows
+    from all their groups alone.
+
+    The subsets and the ``z`` noise are drawn under fixed seeds in a forked RNG: every score
+    of a fit sees the same subsets, and the training RNG stream is not touched."""
     objective = objective_for(model, guide, posterior, data, 1.0 / model.config.num_data)
+    subsets = torch.Generator().manual_seed(VALIDATION_SEED)
     total = 0.0
     with fork_rng(model.device), pyro.validation_enabled(False):
         torch.manual_seed(0)
         for start in range(0, len(data), chunk):
             xs, mask, cells = objective.batch(torch.arange(start, min(start + chunk, len(data))))
-            # the plate scales a chunk to N rows: back to this chunk's own sum
-            kwargs = {} if cells is None else {"cells": cells}
-            total += float(objective(xs, mask, **kwargs).data) * mask.shape[0]
+            keep, enc_cells = encoder_subset(guide, mask, cells, subsets)
+            args, kwargs = guide.experts.training_args(xs, mask, keep, cells, enc_cells)
+            # the plate scales a chunk to N rows: back to this chunk's own sum (a mixture's
+            # expanded rows are weighted so that each source row counts once)
+            total += float(objective(*args, **kwargs).data) * mask.shape[0]
     return total / len(data)
+
+
+def encoder_subset(
+    guide: Guide,
+    mask: torch.Tensor,
+    cells: torch.Tensor | None,
+    generator: torch.Generator,
+    world: World = ONE_PROCESS,
+    rows: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Algorithm 1's random subset ``I subset O`` for the encoder: each group kept with
+    probability ``keep_prob`` and, where the data miss cells and ``cell_keep_prob < 1``, each
+    observed cell with probability ``cell_keep_prob`` (a group left with no cell is left
+    out). Returns the ``(B, G)`` keep mask and the encoder's cell mask (``None``: every
+    observed cell). ``mask`` and ``cells`` are this process's rows; under ``world`` the draws
+    are made for the whole minibatch of ``rows`` rows and shared out."""
+    rows = mask.shape[0] if rows is None else rows
+    keep = torch.rand((rows, mask.shape[1]), generator=generator) < guide.config.keep_prob
+    keep, enc_cells = world.shard(keep).to(mask.device), None
+    if cells is not None and guide.config.cell_keep_prob < 1:  # cell dropout
+        draw = torch.rand((rows, cells.shape[1]), generator=generator)
+        enc_cells = cells & (world.shard(draw) < guide.config.cell_keep_prob).to(cells.device)
+        keep = keep & guide.layout.groups_seen(enc_cells)
+    return keep, enc_cells
 
 
 def train_step(
@@ -232,12 +277,7 @@ def train_step(
     guide = objective.guide
     local = world.shard(rows)
     xs, mask, cells = objective.batch(local)
-    keep = torch.rand((len(rows), mask.shape[1]), generator=generator) < guide.config.keep_prob
-    keep, enc_cells = world.shard(keep).to(mask.device), None
-    if cells is not None and guide.config.cell_keep_prob < 1:  # cell dropout
-        draw = torch.rand((len(rows), cells.shape[1]), generator=generator)
-        enc_cells = cells & (world.shard(draw) < guide.config.cell_keep_prob).to(cells.device)
-        keep = keep & guide.layout.groups_seen(enc_cells)
+    keep, enc_cells = encoder_subset(guide, mask, cells, generator, world, len(rows))
     args, kwargs = guide.experts.training_args(xs, mask, keep, cells, enc_cells)
     if world.size > 1 and objective.takes_noise and not guide.experts.expands_rows:
         noise = torch.randn(len(rows), guide.config.latent_dim)

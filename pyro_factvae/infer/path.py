@@ -33,22 +33,28 @@ import numpy as np
 
 from ..data import GroupedData
 from ..fit_config import REFIT_LR, FewRowsWarning, FitConfig
-from ..module.scoring import held_out_error, held_out_score
+from ..module.scoring import held_out_error, held_out_mean_error, held_out_score
 from ..registry import PHI_POSTERIORS
 from ..validation import warn_constant
 from .checkpoint import Checkpoint
-from .path_choice import PathResult, choose, past_support
+from .path_choice import PathResult, beats_mean, choose, past_support
 from .path_state import PathRecords, PathStore, stages
 from .run import Trainer
 from .state import FitState
 
-__all__ = ["AUTO_GRID", "WARM_DIVISOR", "check_path_data", "fit_auto", "walk"]
+__all__ = ["AUTO_GRID", "AUTO_TAIL", "WARM_DIVISOR", "check_path_data", "fit_auto", "walk"]
 
 #: the grid of ``lam="auto"`` (per-example, per-variable weights; features standardized):
 #: steps of about 3 up to 0.1, then of about 1.8 where the prox starts to prune on the
 #: measured data (between 0.1 and 0.3 a simulation went from a dense map to two true links
 #: lost; 0.17 kept exactly the true ones)
 AUTO_GRID = (0.0, 0.01, 0.03, 0.1, 0.17, 0.3, 0.55, 1.0)
+#: ``lam="auto"``'s grid goes on with these, in the same steps, only while no ``lam`` has
+#: imputed the validation rows better than the mean imputation
+#: (:func:`~pyro_factvae.infer.path_choice.beats_mean`): towards the model whose every link is
+#: pruned (on a nutrimouse split, lam 1 kept 4 links and imputed with RMSE 4.1; 1.8 kept one
+#: and imputed as the mean does, 0.99)
+AUTO_TAIL = (1.8, 3.2, 5.6, 10.0)
 #: the grid of a path file that does not name its own (written by pyro_factvae 0.2.0)
 UNNAMED_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
 #: ``lam="auto"``: every ``lam`` after the first, its relaxed refit, and the final refit on
@@ -101,6 +107,7 @@ def walk(
     records: PathRecords | None = None,
     callbacks: Sequence[Callable[..., Any]] = (),
     stop_early: bool = False,
+    tail: int = 0,
 ) -> PathResult | None:
     """Fit ``state`` along ``lams`` (increasing) on ``train``,
     score each on ``valid``, and leave it at the best ``lam`` with that fit's weights.
@@ -118,8 +125,11 @@ def walk(
     ``lam`` s. ``stop_early``: end the walk at a ``lam`` that scores worse than the best
     by more than :data:`~pyro_factvae.infer.path_choice.STOP_GAP` (relative; for
     ``criterion="mse"``): the penalty has pruned links the data need, and the larger
-    ``lam`` s are not fitted. Returns ``None`` when a signal interrupted a stage
-    (``state.interrupted``)."""
+    ``lam`` s are not fitted; with ``criterion="mse"`` only once some ``lam`` imputes better
+    than the mean (:func:`~pyro_factvae.infer.path_choice.beats_mean`); and at a ``lam``
+    that pruned every link. ``tail``: the last ``tail`` values of ``lams`` are walked only
+    while no ``lam`` imputes better than the mean (``criterion="mse"``). Returns ``None``
+    when a signal interrupted a stage (``state.interrupted``)."""
     if criterion not in ("ll", "mse"):
         raise ValueError(f"criterion must be 'll' or 'mse', got {criterion!r}")
     grid = sorted(float(v) for v in lams)
@@ -138,7 +148,12 @@ def walk(
         Trainer(state).train(train, kwargs, progress, checkpoint, callbacks)
         return not state.interrupted
 
+    # the mean imputation's score on the validation pairs (criterion "mse"; after a fit,
+    # since the network units are the model's)
+    mean_score: float | None = None
     for i, lam in enumerate(grid):
+        if i >= len(grid) - tail and beats_mean(rec, mean_score):
+            break  # the tail is for data that no lam has yet imputed better than the mean
         state.set_lam(lam)
         n = epochs if i == 0 else warm_epochs
         # full steps here: with a tenth of them the prox did not prune within warm_epochs
@@ -160,7 +175,11 @@ def walk(
             _score(state, valid, criterion, num_samples, seed, rec)
             if store is not None:
                 store(rec)
-        if stop_early and past_support(rec):
+        if criterion == "mse" and mean_score is None and (stop_early or tail):
+            mean_score = -float(np.mean(held_out_mean_error(state.fitted()[0], train, valid)))
+        if stop_early and (
+            rec.links[-1] == 0 or (past_support(rec) and beats_mean(rec, mean_score))
+        ):
             break
     path = choose(grid[: len(rec)], rec, rule, tolerance)
     model, guide = state.fitted()
@@ -239,10 +258,11 @@ def fit_auto(
     resume: Checkpoint | None = None,
     callbacks: Sequence[Callable[..., Any]] = (),
 ) -> None:
-    """``FactVAE(lam="auto").fit``: walk :data:`AUTO_GRID` on 80% of the rows with relaxed
-    refits, choose ``lam`` on the other 20% by the held-out imputation error of each group
-    given the others (the largest ``lam`` within 1% of the best), then refit the chosen
-    support on every row (a relaxed refit of ``epochs // WARM_DIVISOR``; at ``lam = 0``, a fresh
+    """``FactVAE(lam="auto").fit``: walk :data:`AUTO_GRID` (and :data:`AUTO_TAIL` while no
+    ``lam`` imputes better than the mean) on 80% of the rows with relaxed refits, choose
+    ``lam`` on the other 20% by the held-out imputation error of each group given the others
+    (the largest ``lam`` within 1% of the best), then refit the chosen support on every row (a
+    relaxed refit of ``epochs // WARM_DIVISOR``; at ``lam = 0``, a fresh
     dense fit). With nothing to hold out (one group) it falls back to ``lam = 0`` with a
     warning. Leaves the path as plain data in ``state.lam_path``, or, when a signal
     interrupted it (``state.interrupted``), the stage to resume.
@@ -267,13 +287,15 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     data.require_trainable()
     records, history = PathRecords(), None
     done = None if resume is None else resume.stage
-    grid = list(AUTO_GRID)
+    beyond = [v for v in AUTO_TAIL if v > max(AUTO_GRID)]
+    grid, tail = [*AUTO_GRID, *beyond], len(beyond)
     if resume is not None:
         records, settings, history = PathStore(resume.path).load()
         grid = [float(v) for v in settings.pop("grid", UNNAMED_GRID)]  # the path's own
+        tail = int(settings.pop("tail", 0))
         FitConfig.check_resumed(dict(given), settings)
         given = settings
-    settings = {**given, "grid": grid}  # what the path store keeps
+    settings = {**given, "grid": grid, "tail": tail}  # what the path store keeps
     store = None if checkpoint is None else PathStore(checkpoint)
     seed = 0 if given["seed"] is None else given["seed"]
     train, valid = data.split(0.8, seed=seed)
@@ -334,6 +356,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             records=records,
             callbacks=callbacks,
             stop_early=True,
+            tail=tail,
         )
         if path is None:
             return None
@@ -341,6 +364,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         if store is not None:
             store.save(records, settings, history)
     chosen = grid[path.best]
+    mean_mse = float(np.mean(held_out_mean_error(state.fitted()[0], train, valid)))
     if chosen > 0 or not refits:
         if done != "final":  # the path saw 80% of the rows: a feature may vary in the rest
             state.model.keep_varying(data.values, data.observed, data.cells)
@@ -363,6 +387,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         "lams": path.lams,
         "criterion": "held-out imputation MSE (standardized units)",
         "held_out_mse": [-v for v in path.held_out_ll],
+        "mean_imputation_mse": mean_mse,
         "standard_error": path.standard_error,
         "active_links": path.active_links,
     }

@@ -6,7 +6,8 @@
 (the standard error of the per-pair differences from the best ``lam``: every ``lam`` is
 scored on the same (row, group) pairs); ``rule="min"`` the largest within a relative
 ``tolerance`` of it. The walk of ``lam="auto"`` ends at a ``lam`` whose score is worse than
-the best by more than :data:`STOP_GAP`.
+the best by more than :data:`STOP_GAP` once some ``lam`` imputes better than the mean
+(:func:`beats_mean`), or at a ``lam`` that pruned every link.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 
 from .path_state import PathRecords
 
-__all__ = ["STOP_GAP", "PathResult", "choose", "past_support"]
+__all__ = ["STOP_GAP", "PathResult", "beats_mean", "choose", "past_support"]
 
 #: ``lam="auto"`` ends its walk at a ``lam`` whose held-out error is this much (relative)
 #: above the best one's
@@ -45,6 +46,16 @@ def past_support(rec: PathRecords) -> bool:
     and then fell below lam = 0's at 0.17 and 0.3.)"""
     top = max(rec.scores)
     return top - rec.scores[-1] > STOP_GAP * abs(top)
+
+
+def beats_mean(rec: PathRecords, mean_score: float | None) -> bool:
+    """Whether some scored ``lam`` imputes the validation pairs better than the mean
+    imputation, whose score is ``mean_score`` (``None``: not known, taken as beaten). While
+    none does, the data have not shown a link worth keeping, and the walk goes on towards
+    the mean imputation's model (every link pruned): on 32 training rows of nutrimouse every
+    ``lam`` up to 0.55 scored far worse than the mean, and the walk that ended there imputed
+    the test rows with twice the mean's error."""
+    return mean_score is None or (len(rec) > 0 and max(rec.scores) > mean_score)
 
 
 def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> PathResult:

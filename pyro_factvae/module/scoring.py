@@ -20,7 +20,14 @@ from .guide import Guide
 from .model import Model
 from .predict import predictive_means
 
-__all__ = ["MAX_ELEMENTS", "held_out", "held_out_error", "held_out_score", "importance"]
+__all__ = [
+    "MAX_ELEMENTS",
+    "held_out",
+    "held_out_error",
+    "held_out_mean_error",
+    "held_out_score",
+    "importance",
+]
 
 #: default memory bound: floats per (sample x row x feature) chunk
 MAX_ELEMENTS = 2**22
@@ -139,6 +146,19 @@ def _network_units(model: Model, g: int, x: torch.Tensor) -> torch.Tensor:
     return model.likelihoods[b].to_network(full)[:, i]
 
 
+def _squared_errors(model: Model, g: int, data: GroupedData, pred: torch.Tensor) -> np.ndarray:
+    """Per row of ``data``, the mean squared error of ``pred`` (group ``g``'s predictions in
+    network units) over the group's observed cells, in network units."""
+    dev = model.device
+    sq = (pred - _network_units(model, g, data.values[g].to(dev))).double().square()
+    if data.cells is None:
+        sq = sq.mean(-1)
+    else:
+        seen = data.group_cells(g).to(dev)
+        sq = sq.where(seen, 0.0).sum(-1) / seen.sum(-1)
+    return sq.cpu().numpy()
+
+
 @torch.no_grad()
 def held_out_error(
     model: Model, guide: Guide, data: GroupedData, num_samples: int = 20, seed: int = 0
@@ -154,17 +174,32 @@ def held_out_error(
         (pred,) = predictive_means(
             model, guide, sub.values, given, [g], num_samples, seed, sub.cells
         )
-        dev = model.device
-        diff = _network_units(model, g, pred.to(dev)) - _network_units(
-            model, g, sub.values[g].to(dev)
+        scores.append(
+            _squared_errors(model, g, sub, _network_units(model, g, pred.to(model.device)))
         )
-        sq = diff.double().square()
-        if sub.cells is None:
-            sq = sq.mean(-1)
+    if not scores:
+        raise ValueError("no row has two observed groups: nothing can be held out")
+    return np.concatenate(scores)
+
+
+@torch.no_grad()
+def held_out_mean_error(model: Model, train: GroupedData, data: GroupedData) -> np.ndarray:
+    """:func:`held_out_error` of the mean imputation, on the same (row, group) pairs: each
+    group predicted by its mean over the observed cells of ``train`` (in network units), the
+    imputation of a model whose every link is pruned (the end of a ``lam`` path)."""
+    scores = []
+    dev = model.device
+    for g, _, sub in held_out(data):
+        rows = train.observed[:, g]
+        net = _network_units(model, g, train.values[g][rows].to(dev))
+        if not bool(rows.any()):  # no training row saw the group: its standardized mean
+            mean = net.new_zeros(net.shape[-1])
+        elif train.cells is None:
+            mean = net.mean(0)
         else:
-            seen = sub.group_cells(g).to(dev)
-            sq = sq.where(seen, 0.0).sum(-1) / seen.sum(-1)
-        scores.append(sq.cpu().numpy())
+            seen = train.group_cells(g)[rows].to(dev)
+            mean = net.where(seen, 0.0).sum(0) / seen.sum(0).clamp(min=1)
+        scores.append(_squared_errors(model, g, sub, mean.expand(len(sub), -1)))
     if not scores:
         raise ValueError("no row has two observed groups: nothing can be held out")
     return np.concatenate(scores)

@@ -1,0 +1,71 @@
+"""Early stopping's score: the training objective (Algorithm 1's random encoder subsets
+included) on held-out rows."""
+
+import math
+
+import pytest
+import torch
+
+from pyro_factvae import FactVAE
+from pyro_factvae.infer.loop import VALIDATION_SEED, encoder_subset, validation_loss
+from pyro_factvae.infer.objective import objective_for
+
+FIT = dict(epochs=5, batch_size=16, progress=False, patience=None)
+
+
+def fitted(**config):
+    config.setdefault("lam", 0.1)
+    return FactVAE(latent_dim=3, encoder_width=8, decoder_width=8, **config)
+
+
+def every_group_encoded(vae, data):
+    """The negative ELBO per row with every observed group encoded, z noise seeded 0."""
+    model, guide = vae.model_, vae.guide_
+    objective = objective_for(model, guide, guide.phi_mode, data, 1.0 / model.config.num_data)
+    xs, mask, cells = objective.batch(torch.arange(len(data)))
+    torch.manual_seed(0)
+    return float(objective(xs, mask).data.detach())
+
+
+def test_validation_with_every_group_kept_is_the_elbo_of_every_observed_group(groups):
+    vae = fitted(keep_prob=1.0).fit(groups, **FIT)
+    data = vae.prepare(groups)
+    loss = validation_loss(vae.model_, vae.guide_, data, vae.guide_.phi_mode)
+    assert loss == pytest.approx(every_group_encoded(vae, data), rel=1e-6)
+
+
+def test_validation_hides_groups_from_the_encoder_as_training_does(groups):
+    vae = fitted(keep_prob=0.5).fit(groups, **FIT)
+    data = vae.prepare(groups)
+    model, guide = vae.model_, vae.guide_
+    before = torch.get_rng_state()
+    loss = validation_loss(model, guide, data, guide.phi_mode)
+    assert torch.equal(torch.get_rng_state(), before)  # the training RNG is not touched
+    assert loss == validation_loss(model, guide, data, guide.phi_mode)  # the same subsets
+    # the objective of a training step, with the subsets drawn as a step draws them
+    objective = objective_for(model, guide, guide.phi_mode, data, 1.0 / model.config.num_data)
+    xs, mask, cells = objective.batch(torch.arange(len(data)))
+    keep, _ = encoder_subset(guide, mask, cells, torch.Generator().manual_seed(VALIDATION_SEED))
+    assert (mask & ~keep).any()  # some observed groups are hidden from the encoder
+    torch.manual_seed(0)
+    assert loss == pytest.approx(float(objective(xs, mask, keep).data.detach()), rel=1e-6)
+    assert loss != pytest.approx(every_group_encoded(vae, data), rel=1e-3)
+
+
+def test_validation_of_the_mixture_of_experts_averages_its_experts_per_row(groups):
+    vae = fitted(lam=0.0, inference="mixture", keep_prob=1.0).fit(groups, **FIT)
+    data = vae.prepare(groups)
+    loss = validation_loss(vae.model_, vae.guide_, data, vae.guide_.phi_mode)
+    model, guide = vae.model_, vae.guide_
+    objective = objective_for(model, guide, guide.phi_mode, data, 1.0 / model.config.num_data)
+    xs, mask, _ = objective.batch(torch.arange(len(data)))
+    per_row = 1.0 / mask.sum(1).float()
+    total = 0.0
+    for g in range(mask.shape[1]):  # each single-group expert on the rows that observe g
+        rows = mask[:, g].nonzero().squeeze(1)
+        one = torch.zeros(len(rows), mask.shape[1], dtype=torch.bool)
+        one[:, g] = True
+        terms = objective([x[rows] for x in xs], mask[rows], one, per_row[rows])
+        total += float(terms.data) * len(rows)
+    # the same average up to the z noise (drawn in another order)
+    assert math.isfinite(loss) and loss == pytest.approx(total / len(data), rel=0.2)
