@@ -62,7 +62,9 @@ class FactVAE(Queries):
         a ``lam`` whose error is 25% above the best), scores the held-out imputation
         error of each group given the others on the other 20%, keeps the largest ``lam``
         within 1% of the best, and refits that support on every row (``lam_`` and
-        ``lam_path_`` report the choice; ``config.lam`` holds it afterwards).
+        ``lam_path_`` report the choice; ``config.lam`` holds it afterwards). While no
+        ``lam`` imputes the held-out rows better than each group's mean does, the walk goes
+        on (``1.8, 3.2, 5.6, 10``) towards the model whose every link is pruned.
     likelihood : str, sequence of str or mapping
         ``"normal"``, ``"bernoulli"`` or ``"categorical"``: one for all groups, a list in
         group order, or a ``{group: name}`` mapping (unlisted groups use ``"normal"``).

@@ -1,6 +1,8 @@
 """lam='auto' against the mean imputation: the walk goes on towards the model whose every link
 is pruned while no lam imputes the validation rows better than the mean does."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -55,7 +57,11 @@ def test_the_walk_takes_its_tail_only_while_no_lam_beats_the_mean(mean_error, wa
         "held_out_mean_error",
         lambda model, train, valid: np.full(3, mean_error),  # a perfect or a hopeless mean
     )
-    vae = FactVAE(latent_dim=2).fit(small_groups(), **FIT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vae = FactVAE(latent_dim=2).fit(small_groups(), **FIT)
+    said = [str(w.message) for w in caught if "no lam imputed" in str(w.message)]
+    assert len(said) == (mean_error == 0.0)  # told when the mean imputes better
     path = vae.lam_path_
     assert path["lams"] == walked
     assert path["mean_imputation_mse"] == mean_error

@@ -365,6 +365,15 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             store.save(records, settings, history)
     chosen = grid[path.best]
     mean_mse = float(np.mean(held_out_mean_error(state.fitted()[0], train, valid)))
+    if -path.held_out_ll[path.best] >= mean_mse:
+        warnings.warn(
+            "lam='auto': no lam imputed the validation rows better than each group's mean "
+            f"(held-out MSE {-path.held_out_ll[path.best]:.3g} at the chosen lam {chosen:g}, "
+            f"{mean_mse:.3g} for the mean, in standardized units); the data may be too few "
+            "for links between groups: compare the model's imputations of whole groups with "
+            "a mean imputation before using them (lam_path_ holds both scores)",
+            stacklevel=4,
+        )
     if chosen > 0 or not refits:
         if done != "final":  # the path saw 80% of the rows: a feature may vary in the rest
             state.model.keep_varying(data.values, data.observed, data.cells)
