@@ -29,6 +29,7 @@ import torch
 
 from .estimator import FactVAE
 from .module.draws import posterior_draws
+from .module.refine import REFINE_STEPS
 
 __all__ = ["LEVELS", "coverage", "crps", "draw_scores"]
 
@@ -78,6 +79,7 @@ def draw_scores(
     num_samples: int = 100,
     seed: int = 0,
     standardized: bool = False,
+    refine_steps: int = REFINE_STEPS,
 ) -> dict[str, Any]:
     """Coverage, CRPS and energy score of ``num_draws`` draws of the ``hidden`` entries.
 
@@ -91,7 +93,7 @@ def draw_scores(
         are not scored.
     hidden : array-like of bool
         ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only).
-    num_draws, num_samples, seed
+    num_draws, num_samples, seed, refine_steps
         As in :meth:`~pyro_factvae.FactVAE.impute`.
     levels : sequence of float
         Central interval levels for the coverage.
@@ -121,7 +123,15 @@ def draw_scores(
     hidden = hidden & full
     held = truth.with_mask(full & ~hidden)  # a row left with nothing observed is refused here
     draws_of = posterior_draws(
-        model, guide, held.values, held.observed, held.cells, num_draws, num_samples, seed
+        model,
+        guide,
+        held.values,
+        held.observed,
+        held.cells,
+        num_draws,
+        num_samples,
+        seed,
+        refine_steps=refine_steps,
     )
     bounds = torch.tensor([[(1 - a) / 2, (1 + a) / 2] for a in levels], dtype=torch.float64)
     groups = np.repeat(np.arange(truth.num_groups), truth.dims)

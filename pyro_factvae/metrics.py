@@ -33,6 +33,7 @@ from .config import positive_int
 from .data import GroupedData, as_grouped
 from .estimator import FactVAE
 from .module.predict import predictive_means
+from .module.refine import REFINE_STEPS
 from .module.scoring import MAX_ELEMENTS, held_out, held_out_score, importance
 from .rng import fork_rng
 
@@ -161,10 +162,11 @@ def imputation_error(
     seed: int = 0,
     importance: bool = True,
     standardized: bool = False,
+    refine_steps: int = REFINE_STEPS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Errors of the posterior-predictive mean ``E[x_M | x_G]`` against the held-out truth
-    (estimated as :meth:`~pyro_factvae.FactVAE.reconstruct` does, with ``num_samples`` and
-    ``importance``).
+    (estimated as :meth:`~pyro_factvae.FactVAE.reconstruct` does, with ``num_samples``,
+    ``importance`` and ``refine_steps``).
 
     Returns per-row ``(sum of squared errors, sum of absolute errors)`` over the observed
     cells of ``targets`` (``NaN`` for rows with no observed target); ``G`` defaults to every
@@ -180,8 +182,10 @@ def imputation_error(
     if num_samples != 0:
         positive_int("num_samples", num_samples)
     idx = [data.index(name) for name in targets]
+    if refine_steps != 0:
+        positive_int("refine_steps", refine_steps)
     means = predictive_means(
-        model, guide, data.values, enc, idx, num_samples, seed, data.cells, importance
+        model, guide, data.values, enc, idx, num_samples, seed, data.cells, importance, refine_steps
     )
     units = [u.cpu() for u in model.units()] if standardized else None
     return _errors(data, tgt, dict(zip(targets, means)), units)

@@ -20,6 +20,7 @@ from .module.draws import posterior_draws
 from .module.guide import Guide
 from .module.model import Model
 from .module.predict import predictive_means
+from .module.refine import REFINE_STEPS
 from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .rng import fork_rng
 from .stream import is_dataset
@@ -65,6 +66,7 @@ class Queries:
         num_samples: int = 100,
         seed: int = 0,
         importance: bool = True,
+        refine_steps: int = REFINE_STEPS,
     ) -> dict[str, np.ndarray]:
         """Posterior-predictive means of ``targets`` given the groups ``given``.
 
@@ -73,8 +75,11 @@ class Queries:
         (default) each draw is weighted by ``p(x_given | z_s) p(z_s) / q(z_s | x_given)``
         (self-normalised importance sampling, which corrects the amortized encoder towards
         the model's posterior); without, their plain average under ``q``. ``num_samples=0``
-        plugs in the posterior mean of ``z`` instead. Rows where none of ``given`` is observed
-        get prior-predictive means. The global RNG is left as it was.
+        plugs in the posterior mean of ``z`` instead. ``refine_steps``: before that, each row's
+        ``q`` takes this many steps from the encoder's towards the model's posterior (Adam on
+        its mean and scale, the ELBO of the row's given cells: semi-amortized inference,
+        :mod:`~pyro_factvae.module.refine`); 0 keeps the encoder's. Rows where none of
+        ``given`` is observed get prior-predictive means. The global RNG is left as it was.
 
         Returns
         -------
@@ -89,9 +94,20 @@ class Queries:
         idx = [data.index(t) for t in targets]
         if num_samples != 0:
             positive_int("num_samples", num_samples)
+        if refine_steps != 0:
+            positive_int("refine_steps", refine_steps)
         mask = data.group_mask(given)
         means = predictive_means(
-            model, guide, data.values, mask, idx, num_samples, seed, data.cells, importance
+            model,
+            guide,
+            data.values,
+            mask,
+            idx,
+            num_samples,
+            seed,
+            data.cells,
+            importance,
+            refine_steps,
         )
         return {t: m.numpy() for t, m in zip(targets, means)}
 
@@ -102,6 +118,7 @@ class Queries:
         seed: int = 0,
         importance: bool = True,
         num_draws: int | None = None,
+        refine_steps: int = REFINE_STEPS,
     ) -> Any:
         """Fill every missing cell, of missing groups and of observed ones, given the observed
         cells of the row: with posterior-predictive means, or with ``num_draws`` draws.
@@ -123,6 +140,9 @@ class Queries:
             (approximately the model's posterior given the observed cells), then the
             likelihood's own noise (a categorical draw is a one-hot class). The effective
             sample size of each row's weights is kept in ``ess_``. ``None``: the means.
+        refine_steps : int
+            Steps of per-row refinement of the encoder's ``q(z | x_O)`` before it proposes
+            (see :meth:`reconstruct`); 0 keeps the encoder's.
 
         Returns
         -------
@@ -143,14 +163,20 @@ class Queries:
         grouped = self.prepare(data, allow_empty_rows=True)
         if num_draws is None:
             recon = self.reconstruct(
-                grouped, num_samples=num_samples, seed=seed, importance=importance
+                grouped,
+                num_samples=num_samples,
+                seed=seed,
+                importance=importance,
+                refine_steps=refine_steps,
             )
             return self._filled(data, grouped, [recon[n] for n in grouped.names])
         positive_int("num_draws", num_draws)
         positive_int("num_samples", num_samples)
         draws = torch.empty(num_draws, len(grouped), sum(grouped.dims))
         ess = torch.empty(len(grouped))
-        for rows, part, part_ess in self._draws(grouped, num_draws, num_samples, seed):
+        for rows, part, part_ess in self._draws(
+            grouped, num_draws, num_samples, seed, refine_steps
+        ):
             draws[:, rows], ess[rows] = part, part_ess
         self.ess_ = ess.numpy()
         return [self._filled(data, grouped, _split(d, grouped.dims)) for d in draws.numpy()]
@@ -162,12 +188,14 @@ class Queries:
         num_draws: int = 1000,
         num_samples: int = 100,
         seed: int = 0,
+        refine_steps: int = REFINE_STEPS,
     ) -> tuple[Any, Any]:
         """Central ``level`` intervals of every entry: ``(lower, upper)``, each shaped like
         :meth:`impute`'s output. Missing cells get the ``(1 - level) / 2`` and ``(1 + level) /
         2`` quantiles of ``num_draws`` draws from ``p(x_miss | x_obs)`` (as ``impute(...,
         num_draws=)``; rows are processed in chunks, so memory holds one chunk's draws);
-        observed entries get their value in both (zero width)."""
+        observed entries get their value in both (zero width). ``refine_steps`` as in
+        :meth:`impute`."""
         if not 0.0 < float(level) < 1.0:
             raise ValueError(f"level must be in (0, 1), got {level!r}")
         positive_int("num_draws", num_draws)
@@ -176,14 +204,20 @@ class Queries:
         probs = torch.tensor([(1 - level) / 2, (1 + level) / 2])
         bounds = torch.empty(2, len(grouped), sum(grouped.dims))
         ess = torch.empty(len(grouped))
-        for rows, part, part_ess in self._draws(grouped, num_draws, num_samples, seed):
+        for rows, part, part_ess in self._draws(
+            grouped, num_draws, num_samples, seed, refine_steps
+        ):
             bounds[:, rows] = torch.quantile(part.double(), probs.double(), dim=0).float()
             ess[rows] = part_ess
         self.ess_ = ess.numpy()
         lower, upper = (self._filled(data, grouped, _split(b, grouped.dims)) for b in bounds)
         return lower, upper
 
-    def _draws(self, grouped: GroupedData, num_draws: int, num_samples: int, seed: int):
+    def _draws(
+        self, grouped: GroupedData, num_draws: int, num_samples: int, seed: int, refine: int
+    ):
+        if refine != 0:
+            positive_int("refine_steps", refine)
         model, guide = self.fitted_modules()
         return posterior_draws(
             model,
@@ -194,6 +228,7 @@ class Queries:
             num_draws,
             num_samples,
             seed,
+            refine_steps=refine,
         )
 
     def _filled(self, data: Any, grouped: GroupedData, fills: list[np.ndarray]) -> Any:

@@ -19,7 +19,8 @@ import torch
 from ..rng import fork_rng
 from .guide import Guide
 from .model import Model
-from .predict import ImportanceWeights
+from .refine import proposal
+from .weights import ImportanceWeights
 
 __all__ = ["posterior_draws"]
 
@@ -35,6 +36,7 @@ def posterior_draws(
     num_samples: int,
     seed: int,
     max_elements: int = 2**22,
+    refine_steps: int = 0,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield ``(rows, draws, ess)`` chunk by chunk over the rows.
 
@@ -43,6 +45,8 @@ def posterior_draws(
     included: the caller keeps the observed values); ``ess``: ``(b,)`` effective sample size
     ``1 / sum_s w_s^2`` of the normalised weights. Drawn under ``seed`` in a forked RNG (the
     caller's RNG is left alone); the same seed gives the same draws on the CPU.
+    ``refine_steps``: the proposals' ``q`` refined per row first
+    (:func:`~pyro_factvae.module.refine.refined_posterior`).
     """
     device = model.device
     n, width = mask.shape[0], sum(model.layout.dims)
@@ -56,7 +60,7 @@ def posterior_draws(
             x = [v[sl].to(device) for v in xs]
             m = mask[sl].to(device)
             c = None if cells is None else cells[sl].to(device)
-            q = guide.posterior_dist(x, m, c)
+            q = proposal(model, guide, x, m, c, refine_steps, seed + start)
             z = q.sample((num_samples,))  # (S, b, K)
             weigh = ImportanceWeights(model, x, m, c)
             log_w = weigh(q, z, model.decode(z, phis, weigh.offsets))

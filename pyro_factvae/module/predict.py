@@ -8,48 +8,11 @@ import torch
 
 from ..rng import fork_rng
 from .guide import Guide
-from .likelihoods import with_cells
 from .model import Model
+from .refine import proposal
+from .weights import ImportanceWeights
 
 __all__ = ["ImportanceWeights", "predictive_means"]
-
-
-class ImportanceWeights:
-    """``log p(x_O | z) + log p(z) - log q(z | x_O)`` of draws ``z``: the self-normalised
-    importance weights of the encoder's proposals, over the observed cells of the groups in
-    ``mask`` (``cells``: the ``(B, sum d_g)`` cell mask of ``xs``, or ``None``)."""
-
-    def __init__(
-        self,
-        model: Model,
-        xs: Sequence[torch.Tensor],
-        mask: torch.Tensor,
-        cells: torch.Tensor | None,
-    ) -> None:
-        layout = model.layout
-        self.model, self.mask = model, mask
-        self.blocks = [
-            lik.in_support(x, mask[:, list(b.groups)].unsqueeze(-1))
-            for b, x, lik in zip(layout.blocks, layout.gather(xs, mask, cells), model.likelihoods)
-        ]
-        cell_blocks = layout.gather_cells(cells)
-        self.cells = cell_blocks or [None] * len(self.blocks)
-        #: the rows' library-size offsets (``None`` without count groups that take one)
-        self.offsets = model.offsets(self.blocks, mask, cell_blocks)
-        self.prior = torch.distributions.Normal(torch.zeros((), device=mask.device), 1.0)
-
-    def __call__(self, q, z: torch.Tensor, outs: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Log-weights ``(..., B)`` of ``z ~ q`` whose decoder outputs are ``outs``."""
-        model = self.model
-        ll = model.layout.scatter_axis(
-            [
-                with_cells(lik.log_prob, out, x, cells=c)
-                for out, x, c, lik in zip(outs, self.blocks, self.cells, model.likelihoods)
-            ],
-            dim=-1,
-        )
-        prior = self.prior.log_prob(z).sum(-1)
-        return prior - q.log_prob(z) + ll.where(self.mask, 0.0).sum(-1)
 
 
 @torch.no_grad()
@@ -63,6 +26,7 @@ def predictive_means(
     seed: int,
     cells: torch.Tensor | None = None,
     importance: bool = False,
+    refine_steps: int = 0,
 ) -> list[torch.Tensor]:
     """``E[x_g | x_I]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 
@@ -73,7 +37,9 @@ def predictive_means(
     self-normalised importance-weighted average, weights ``w_s = p(x_I | z_s) p(z_s) /
     q(z_s | x_I)`` over the observed cells of ``I``, which corrects the amortized encoder
     towards the model's own posterior ``p(z | x_I)`` (as the conditional log-likelihood and
-    MIWAE do). ``num_samples = 0`` plugs in the posterior mean of ``z`` instead. Rows with no
+    MIWAE do); ``refine_steps``: ``q`` refined per row first
+    (:func:`~pyro_factvae.module.refine.refined_posterior`). ``num_samples = 0`` plugs in the
+    posterior mean of ``z`` instead. Rows with no
     group in ``enc_mask`` get prior-predictive means. ``cells``: the ``(B, sum d_g)`` cell
     mask of ``xs``. Inputs may be on any device: they are computed on the model's, returned
     on the CPU.
@@ -83,7 +49,7 @@ def predictive_means(
     xs, enc_mask = [x.to(device) for x in xs], enc_mask.to(device)
     cells = None if cells is None else cells.to(device)
     phis = list(guide.Phi)
-    q = guide.posterior_dist(xs, enc_mask, cells)
+    q = proposal(model, guide, xs, enc_mask, cells, refine_steps, seed)
     offsets = model.offsets_from(xs, enc_mask, cells)  # of the count groups, from x_I
     if num_samples == 0:
         means = model.means(q.mean, phis, offsets)

@@ -1,0 +1,86 @@
+"""Per-row refinement of the encoder's posterior: semi-amortized inference.
+
+The product-of-experts encoder gives ``q(z | x_O)`` in one pass (amortized inference); on
+rows it was not trained on, and on small data, its guess can sit away from the model's own
+posterior ``p(z | x_O)`` (the amortization gap; Cremer, Li & Duvenaud 2018). Refinement takes
+the encoder's ``q`` as the start and, for each row on its own, takes a few Adam steps on its
+mean and log standard deviation towards a larger ELBO of the row's observed cells,
+
+    E_q[log p(x_O | z) + log p(z) - log q(z)]
+
+(reparameterised draws; the model's weights stay fixed), as semi-amortized VAEs do (Kim et al.
+2018). The refined ``q`` is then the proposal of the importance-weighted means and draws of
+:mod:`~pyro_factvae.module.predict` and :mod:`~pyro_factvae.module.draws`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributions as tdist
+from pyro import distributions as dist
+
+from ..rng import fork_rng
+from .guide import Guide
+from .model import Model
+from .weights import ImportanceWeights
+
+__all__ = ["REFINE_LR", "REFINE_PARTICLES", "REFINE_STEPS", "proposal", "refined_posterior"]
+
+#: the default of :meth:`~pyro_factvae.FactVAE.impute`, ``reconstruct`` and
+#: ``predict_interval``: over seeds 0-4 of the peers' protocol (hide one group) the mean RMSE
+#: went from 0.492 to 0.476 on breast cancer, 0.878 to 0.874 on diabetes, 1.047 to 1.034 on
+#: nutrimouse and 0.944 to 0.949 on wine, for 0.3-0.6 s of 36-90 test rows
+REFINE_STEPS = 100
+#: Adam's step size on the mean and log standard deviation of each row's ``q``
+REFINE_LR = 0.05
+#: reparameterised draws of ``z`` per row and step
+REFINE_PARTICLES = 16
+
+
+def refined_posterior(
+    model: Model,
+    guide: Guide,
+    xs: Sequence[torch.Tensor],
+    mask: torch.Tensor,
+    cells: torch.Tensor | None,
+    steps: int,
+    seed: int = 0,
+) -> dist.TorchDistribution:
+    """``q(z | x_O)`` (a diagonal Normal, batch ``(B,)``, event ``(K,)``) after ``steps`` Adam
+    steps per row from the encoder's, on the ELBO of the observed cells of the groups in
+    ``mask`` (``cells``: the ``(B, sum d_g)`` cell mask, or ``None``). Drawn under ``seed`` in
+    a forked RNG; the model and guide are not changed."""
+    start = guide.posterior_dist(xs, mask, cells)
+    loc = start.mean.detach().clone().requires_grad_(True)
+    log_scale = start.stddev.detach().log().clone().requires_grad_(True)
+    phis = [phi.detach() for phi in guide.Phi]
+    weigh = ImportanceWeights(model, xs, mask, cells)
+    optimizer = torch.optim.Adam([loc, log_scale], lr=REFINE_LR)
+    with fork_rng(model.device), torch.enable_grad():
+        torch.manual_seed(seed)
+        for _ in range(steps):
+            q = tdist.Independent(tdist.Normal(loc, log_scale.exp()), 1)
+            z = q.rsample((REFINE_PARTICLES,))
+            elbo = weigh(q, z, model.decode(z, phis, weigh.offsets)).mean(0).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loc.grad, log_scale.grad = torch.autograd.grad(-elbo, [loc, log_scale])
+            optimizer.step()
+    return dist.Normal(loc.detach(), log_scale.detach().exp()).to_event(1)
+
+
+def proposal(
+    model: Model,
+    guide: Guide,
+    xs: Sequence[torch.Tensor],
+    mask: torch.Tensor,
+    cells: torch.Tensor | None,
+    refine_steps: int,
+    seed: int = 0,
+) -> dist.TorchDistribution:
+    """The importance proposal of predictions: the encoder's ``q(z | x_O)``, refined per row
+    by ``refine_steps`` steps (:func:`refined_posterior`) when that is above 0."""
+    if refine_steps > 0:
+        return refined_posterior(model, guide, xs, mask, cells, refine_steps, seed)
+    return guide.posterior_dist(xs, mask, cells)
