@@ -64,7 +64,8 @@ class FactVAE(Queries):
         within 1% of the best, and refits that support on every row (``lam_`` and
         ``lam_path_`` report the choice; ``config.lam`` holds it afterwards). While no
         ``lam`` imputes the held-out rows better than each group's mean does, the walk goes
-        on (``1.8, 3.2, 5.6, 10``) towards the model whose every link is pruned.
+        on (``1.8, 3.2, 5.6, 10``) towards the model whose every link is pruned; a ``lam``
+        that pruned every link ends it.
     likelihood : str, sequence of str or mapping
         ``"normal"``, ``"bernoulli"`` or ``"categorical"``: one for all groups, a list in
         group order, or a ``{group: name}`` mapping (unlisted groups use ``"normal"``).

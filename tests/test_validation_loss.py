@@ -69,3 +69,17 @@ def test_validation_of_the_mixture_of_experts_averages_its_experts_per_row(group
         total += float(terms.data) * len(rows)
     # the same average up to the z noise (drawn in another order)
     assert math.isfinite(loss) and loss == pytest.approx(total / len(data), rel=0.2)
+
+
+def test_a_checkpointed_best_score_of_another_validation_loss_is_not_resumed():
+    from pyro_factvae.fit_config import FitConfig
+    from pyro_factvae.infer.loop import Phase
+    from pyro_factvae.infer.plan import Run
+
+    run = Run(FitConfig(), [Phase("map", 10, 0.0)], None)
+    run.stopper.update(best=1.5, epoch=4, wait=2)
+    meta = run.meta()
+    assert Run.from_meta(meta, None).stopper == run.stopper  # the same score: resumed as is
+    meta["stopper"].pop("score")  # a file whose best was the ELBO of every group encoded
+    fresh = Run.from_meta(meta, None).stopper
+    assert fresh["best"] is None and fresh["wait"] == 0

@@ -33,11 +33,13 @@ from .objective import objective_for
 from .optim import Optimizers
 
 __all__ = [
+    "VALIDATION_SCORE",
     "VALIDATION_SEED",
     "NonFiniteError",
     "Phase",
     "Position",
     "encoder_subset",
+    "fresh_stopper",
     "train_phase",
     "train_step",
     "validation_loss",
@@ -45,6 +47,14 @@ __all__ = [
 
 #: seeds the encoder subsets of :func:`validation_loss` (the same subsets at every score)
 VALIDATION_SEED = 0
+#: what :func:`validation_loss` scores, kept with early stopping's best score in checkpoints
+#: (a checkpoint whose best was scored otherwise starts its stopping afresh on resume)
+VALIDATION_SCORE = "training objective"
+
+
+def fresh_stopper() -> dict:
+    """Early stopping's state at the start of a phase: no best score yet."""
+    return {"best": None, "epoch": 0, "wait": 0, "score": VALIDATION_SCORE}
 
 
 class NonFiniteError(FloatingPointError):

@@ -382,11 +382,13 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         return None
     # scored by the final model (as a resumed fit has it), on the path's validation pairs
     mean_mse = float(np.mean(held_out_mean_error(state.fitted()[0], train, valid)))
-    if -path.held_out_ll[path.best] >= mean_mse:
+    top = -float(np.nanmax(path.held_out_ll))  # the best lam's error
+    if not top < mean_mse:
         warnings.warn(
             "lam='auto': no lam imputed the validation rows better than each group's mean "
-            f"(held-out MSE {-path.held_out_ll[path.best]:.3g} at the chosen lam {chosen:g}, "
-            f"{mean_mse:.3g} for the mean, in standardized units); the data may be too few "
+            f"(held-out MSE {top:.3g} at best, {-path.held_out_ll[path.best]:.3g} at the "
+            f"chosen lam {chosen:g}, {mean_mse:.3g} for the mean, in standardized units); the "
+            "data may be too few "
             "for links between groups: compare the model's imputations of whole groups with "
             "a mean imputation before using them (lam_path_ holds both scores)",
             stacklevel=4,

@@ -55,7 +55,8 @@ def beats_mean(rec: PathRecords, mean_score: float | None) -> bool:
     the mean imputation's model (every link pruned): on 32 training rows of nutrimouse every
     ``lam`` up to 0.55 scored far worse than the mean, and the walk that ended there imputed
     the test rows with twice the mean's error."""
-    return mean_score is None or (len(rec) > 0 and max(rec.scores) > mean_score)
+    finite = [v for v in rec.scores if np.isfinite(v)]
+    return mean_score is None or (len(finite) > 0 and max(finite) > mean_score)
 
 
 def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> PathResult:

@@ -24,7 +24,7 @@ import torch
 from ..data import GroupedData
 from ..fit_config import REFIT_LR, FewRowsWarning, FitConfig
 from ..module.guide import MAP
-from .loop import Phase, Position
+from .loop import VALIDATION_SCORE, Phase, Position, fresh_stopper
 
 __all__ = [
     "FEW_ROWS",
@@ -144,7 +144,7 @@ class Run:
     position: Position = field(default_factory=Position)
     saved_step: int = 0  #: global step of the last checkpoint written in this session
     #: early stopping in the current phase (best validation loss, its epoch, epochs since)
-    stopper: dict[str, Any] = field(default_factory=lambda: {"best": None, "epoch": 0, "wait": 0})
+    stopper: dict[str, Any] = field(default_factory=fresh_stopper)
 
     @property
     def finished(self) -> bool:
@@ -198,5 +198,10 @@ class Run:
             meta["phase"],
             meta["global_step"],
             Position(**meta["position"], perm=perm),
-            stopper=dict(meta["stopper"]),
+            # a best scored by another validation loss (an earlier version's) is not comparable
+            stopper=(
+                dict(meta["stopper"])
+                if meta["stopper"].get("score") == VALIDATION_SCORE
+                else fresh_stopper()
+            ),
         )

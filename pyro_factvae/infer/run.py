@@ -40,7 +40,14 @@ from .callbacks import Epoch
 from .checkpoint import Checkpoint
 from .checkpoint import write as write_checkpoint
 from .distributed import World
-from .loop import NonFiniteError, Position, cosine, train_phase, validation_loss
+from .loop import (
+    NonFiniteError,
+    Position,
+    cosine,
+    fresh_stopper,
+    train_phase,
+    validation_loss,
+)
 from .optim import Optimizers
 from .plan import MIN_ROWS_TO_STOP, VALIDATE_STEPS, Run, Signals, fingerprint, plan, seeding
 from .state import FitState
@@ -335,7 +342,7 @@ class Trainer:
                     self.guide.load_state_dict(self._best["guide"])
                 run.phase += 1
                 run.position = Position()
-                run.stopper = {"best": None, "epoch": 0, "wait": 0}
+                run.stopper = fresh_stopper()
                 self._best = None
             if checkpoint is not None:
                 write()

@@ -183,22 +183,30 @@ def held_out_error(
 
 
 @torch.no_grad()
-def held_out_mean_error(model: Model, train: GroupedData, data: GroupedData) -> np.ndarray:
+def held_out_mean_error(
+    model: Model, train: GroupedData, data: GroupedData, max_rows: int = 2**16
+) -> np.ndarray:
     """:func:`held_out_error` of the mean imputation, on the same (row, group) pairs: each
     group predicted by its mean over the observed cells of ``train`` (in network units), the
-    imputation of a model whose every link is pruned (the end of a ``lam`` path)."""
+    imputation of a model whose every link is pruned (the end of a ``lam`` path). The
+    training rows are read in chunks of ``max_rows``."""
     scores = []
     dev = model.device
     for g, _, sub in held_out(data):
-        rows = train.observed[:, g]
-        net = _network_units(model, g, train.values[g][rows].to(dev))
-        if not bool(rows.any()):  # no training row saw the group: its standardized mean
-            mean = net.new_zeros(net.shape[-1])
-        elif train.cells is None:
-            mean = net.mean(0)
-        else:
-            seen = train.group_cells(g)[rows].to(dev)
-            mean = net.where(seen, 0.0).sum(0) / seen.sum(0).clamp(min=1)
+        rows = train.observed[:, g].nonzero().squeeze(-1)
+        total = torch.zeros(train.dims[g], dtype=torch.float64, device=dev)
+        count = torch.zeros(train.dims[g], dtype=torch.float64, device=dev)
+        for first in range(0, len(rows), max_rows):  # chunks: the training rows stay put
+            idx = rows[first : first + max_rows]
+            net = _network_units(model, g, train.values[g][idx].to(dev)).double()
+            if train.cells is None:
+                seen = torch.ones_like(net, dtype=torch.bool)
+            else:
+                seen = train.group_cells(g)[idx].to(dev)
+            total += net.where(seen, 0.0).sum(0)
+            count += seen.sum(0)
+        # no training row saw a cell: its standardized mean, 0
+        mean = (total / count.clamp(min=1)).to(torch.get_default_dtype())
         scores.append(_squared_errors(model, g, sub, mean.expand(len(sub), -1)))
     if not scores:
         raise ValueError("no row has two observed groups: nothing can be held out")
