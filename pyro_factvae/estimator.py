@@ -58,14 +58,12 @@ class FactVAE(Queries):
         Per-example, per-variable group-lasso weight (``>= 0``; 0 turns sparsity off): the
         links of a group of ``v`` variables are penalised by ``lam * v``. ``"auto"`` (default)
         chooses it from the data: ``fit`` walks the grid ``0, 0.01, 0.03, 0.1, 0.17, 0.3,
-        0.55, 1`` with warm starts and relaxed refits on 80% of the rows (ending the walk at
-        a ``lam`` whose error is 25% above the best), scores the held-out imputation
-        error of each group given the others on the other 20%, keeps the largest ``lam``
-        within 1% of the best, and refits that support on every row (``lam_`` and
-        ``lam_path_`` report the choice; ``config.lam`` holds it afterwards). While no
-        ``lam`` imputes the held-out rows better than each group's mean does, the walk goes
-        on (``1.8, 3.2, 5.6, 10``) towards the model whose every link is pruned; a ``lam``
-        that pruned every link ends it.
+        0.55, 1`` (on to 1.8, 3.2, 5.6, 10 while no ``lam`` beats the mean imputation) with
+        warm starts and relaxed refits on 80% of the rows (ending at a ``lam`` whose error
+        is 25% above the best), scores the held-out imputation error of each group given
+        the others on the other 20%, keeps the largest ``lam`` within 1% of the best, and
+        refits that support on every row (``lam_``, ``lam_path_``: the choice; then in
+        ``config.lam``).
     likelihood : str, sequence of str or mapping
         ``"normal"``, ``"bernoulli"`` or ``"categorical"``: one for all groups, a list in
         group order, or a ``{group: name}`` mapping (unlisted groups use ``"normal"``).

@@ -37,7 +37,7 @@ from ..module.scoring import held_out_error, held_out_mean_error, held_out_score
 from ..registry import PHI_POSTERIORS
 from ..validation import warn_constant
 from .checkpoint import Checkpoint
-from .path_choice import PathResult, beats_mean, choose, past_support
+from .path_choice import PathResult, beats_mean, choose, past_support, warn_if_the_mean_wins
 from .path_state import PathRecords, PathStore, stages
 from .run import Trainer
 from .state import FitState
@@ -382,17 +382,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         return None
     # scored by the final model (as a resumed fit has it), on the path's validation pairs
     mean_mse = float(np.mean(held_out_mean_error(state.fitted()[0], train, valid)))
-    top = -float(np.nanmax(path.held_out_ll))  # the best lam's error
-    if not top < mean_mse:
-        warnings.warn(
-            "lam='auto': no lam imputed the validation rows better than each group's mean "
-            f"(held-out MSE {top:.3g} at best, {-path.held_out_ll[path.best]:.3g} at the "
-            f"chosen lam {chosen:g}, {mean_mse:.3g} for the mean, in standardized units); the "
-            "data may be too few "
-            "for links between groups: compare the model's imputations of whole groups with "
-            "a mean imputation before using them (lam_path_ holds both scores)",
-            stacklevel=4,
-        )
+    warn_if_the_mean_wins(path, chosen, mean_mse, stacklevel=4)
     return {
         "lams": path.lams,
         "criterion": "held-out imputation MSE (standardized units)",

@@ -12,6 +12,7 @@ the best by more than :data:`STOP_GAP` once some ``lam`` imputes better than the
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,14 @@ import numpy as np
 
 from .path_state import PathRecords
 
-__all__ = ["STOP_GAP", "PathResult", "beats_mean", "choose", "past_support"]
+__all__ = [
+    "STOP_GAP",
+    "PathResult",
+    "beats_mean",
+    "choose",
+    "past_support",
+    "warn_if_the_mean_wins",
+]
 
 #: ``lam="auto"`` ends its walk at a ``lam`` whose held-out error is this much (relative)
 #: above the best one's
@@ -76,3 +84,21 @@ def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> 
         slack = [tolerance * abs(scores[top])] * len(scores)
     best = max(i for i, v in enumerate(scores) if np.isfinite(v) and scores[top] - v <= slack[i])
     return PathResult(grid, list(scores), list(rec.links), list(rec.maps), best, errors)
+
+
+def warn_if_the_mean_wins(
+    path: PathResult, chosen: float, mean_mse: float, stacklevel: int = 2
+) -> None:
+    """Warn when no scored ``lam`` imputed the validation pairs better than the mean
+    imputation, whose held-out MSE is ``mean_mse``."""
+    top = -float(np.nanmax(path.held_out_ll))  # the best lam's error
+    if not top < mean_mse:
+        warnings.warn(
+            "lam='auto': no lam imputed the validation rows better than each group's mean "
+            f"(held-out MSE {top:.3g} at best, {-path.held_out_ll[path.best]:.3g} at the "
+            f"chosen lam {chosen:g}, {mean_mse:.3g} for the mean, in standardized units); the "
+            "data may be too few for links between groups: compare the model's imputations "
+            "of whole groups with a mean imputation before using them (lam_path_ holds both "
+            "scores)",
+            stacklevel=stacklevel + 1,
+        )
