@@ -236,19 +236,29 @@ print(json.dumps(dict(seconds=sec, load_seconds=load_sec, rss_before_mb=before /
 
 
 def epoch_vs_minimal(
-    groups: int, batch: int, rows: int, width: int, seed: int = 0, repeats: int = 5
+    groups: int,
+    batch: int,
+    rows: int,
+    width: int,
+    seed: int = 0,
+    repeats: int = 5,
+    latent_dim: int | str = "auto",
+    hidden: int | str = "auto",
 ) -> dict:
     """Seconds of one ``FactVAE.fit`` epoch (``lam=0.1``, the default networks, no early
     stopping) against one epoch of :mod:`minimal_factvae` of the same shapes, on ``rows``
     rows of ``width`` columns in ``groups`` groups (10% of groups missing). Each is timed
     after a first epoch (the model built, the caches warm); the two are then timed in turn,
     ``repeats`` epochs each, and the best epoch of each is kept (a shared machine's noise
-    moves single epochs by up to 1.5x)."""
+    moves single epochs by up to 1.5x). ``latent_dim`` and ``hidden`` (the encoder and
+    decoder widths): ``"auto"`` takes the defaults, which grow with ``G``; a number holds
+    them fixed, so that sizes differ in ``G`` alone."""
     data = grouped(rows, width, groups, seed)
+    shapes = dict(latent_dim=latent_dim, encoder_width=hidden, decoder_width=hidden)
     settings = dict(batch_size=batch, patience=None, relax_epochs=0, warmup_epochs=0.0)
     with warnings.catch_warnings():  # pruning a group of noise is not the point here
         warnings.simplefilter("ignore")
-        vae = FactVAE(lam=0.1).fit(data, epochs=1, progress=False, **settings)
+        vae = FactVAE(lam=0.1, **shapes).fit(data, epochs=1, progress=False, **settings)
     torch.manual_seed(seed)
     d = width // groups
     model = MinimalFactVAE(groups, d, vae.config.latent_dim, vae.config.encoder_width)
@@ -284,14 +294,31 @@ def epoch_table(args) -> list[dict]:
     print(f"{'G':>4} {'batch':>5} {'K':>3} {'H':>3} {'library s':>9} {'minimal s':>9} {'ratio':>6}")
     for batch in args.batch_sizes:
         for g in args.epoch_groups:
-            r = epoch_vs_minimal(g, batch, args.epoch_rows, args.width, repeats=args.repeats)
+            r = epoch_vs_minimal(
+                g,
+                batch,
+                args.epoch_rows,
+                args.width,
+                repeats=args.repeats,
+                latent_dim=args.epoch_latent_dim,
+                hidden=args.epoch_hidden,
+            )
             out.append(r)
             print(
                 f"{g:>4} {batch:>5} {r['latent_dim']:>3} {r['width']:>3} {r['library_s']:>9.2f} "
                 f"{r['minimal_s']:>9.2f} {r['ratio']:>6.2f}",
                 flush=True,
             )
+    for batch in args.batch_sizes:
+        sel = {r["groups"]: r for r in out if r["batch"] == batch}
+        if 4 in sel and 64 in sel:
+            lib, plain = (sel[64][k] / sel[4][k] for k in ("library_s", "minimal_s"))
+            print(f"batch {batch}, G=64 over G=4: library {lib:.2f}x, minimal {plain:.2f}x")
     return out
+
+
+def _auto_int(text: str) -> int | str:
+    return text if text == "auto" else int(text)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -312,6 +339,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epoch-groups", type=int, nargs="+", default=[4, 16, 64, 256])
     parser.add_argument("--epoch-rows", type=int, default=30000)
     parser.add_argument("--repeats", type=int, default=5, help="timed epochs of each, in turn")
+    parser.add_argument(
+        "--epoch-latent-dim", type=_auto_int, default="auto", help="K of the epoch table"
+    )
+    parser.add_argument(
+        "--epoch-hidden", type=_auto_int, default="auto", help="H = p of the epoch table"
+    )
     args = parser.parse_args(argv)
     if args.epochs:
         torch.set_num_threads(max(args.threads))

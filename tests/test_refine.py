@@ -59,3 +59,24 @@ def test_the_queries_refine_by_default_and_can_keep_the_encoders_posterior(fitte
     assert not np.allclose(lower["a"][10:20], plain["a"][10:20])
     with pytest.raises(ValueError, match="refine_steps"):
         fitted.impute(holes, refine_steps=-1)
+
+
+def test_draws_refine_every_row_once_however_many_chunks_they_are_drawn_in(
+    fitted, groups, monkeypatch
+):
+    import pyro_factvae.module.draws as draws
+
+    data = fitted.prepare(groups)
+    calls = []
+
+    def counted(model, guide, xs, mask, *args, **kwargs):
+        calls.append(mask.shape[0])
+        return refined_posterior(model, guide, xs, mask, *args, **kwargs)
+
+    monkeypatch.setattr(draws, "refined_posterior", counted)
+    args = (fitted.model_, fitted.guide_, data.values, data.observed, data.cells)
+    # a chunk of draws small enough to take a few rows at a time
+    chunks = list(draws.posterior_draws(*args, 20, 20, 0, max_elements=4000, refine_steps=5))
+    assert len(chunks) > 3
+    assert calls == [len(data)]  # one refinement, of every row
+    assert sum(len(range(*sl.indices(len(data)))) for sl, _, _ in chunks) == len(data)

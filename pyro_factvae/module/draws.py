@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import torch
+from pyro import distributions as dist
 
 from ..rng import fork_rng
 from .guide import Guide
 from .model import Model
-from .refine import proposal
+from .refine import refined_posterior
 from .weights import ImportanceWeights
 
 __all__ = ["posterior_draws"]
@@ -46,13 +47,19 @@ def posterior_draws(
     ``1 / sum_s w_s^2`` of the normalised weights. Drawn under ``seed`` in a forked RNG (the
     caller's RNG is left alone); the same seed gives the same draws on the CPU.
     ``refine_steps``: the proposals' ``q`` refined per row first
-    (:func:`~pyro_factvae.module.refine.refined_posterior`).
+    (:func:`~pyro_factvae.module.refine.refined_posterior`), once for every row before the
+    draws (in the refinement's own chunks, which hold many more rows than a chunk of draws).
     """
     device = model.device
     n, width = mask.shape[0], sum(model.layout.dims)
     per_row = width + model.latent_dim + model.config.decoder_width * model.layout.num_groups
     rows = max(1, min(n, max_elements // max(1, per_row * max(num_draws, num_samples))))
     phis = list(guide.Phi)
+    refined = None
+    if refine_steps > 0:
+        on = [v.to(device) for v in xs]
+        cells_on = None if cells is None else cells.to(device)
+        refined = refined_posterior(model, guide, on, mask.to(device), cells_on, refine_steps, seed)
     with fork_rng(device):
         torch.manual_seed(seed)
         for start in range(0, n, rows):
@@ -60,7 +67,10 @@ def posterior_draws(
             x = [v[sl].to(device) for v in xs]
             m = mask[sl].to(device)
             c = None if cells is None else cells[sl].to(device)
-            q = proposal(model, guide, x, m, c, refine_steps, seed + start)
+            if refined is None:
+                q = guide.posterior_dist(x, m, c)
+            else:
+                q = dist.Normal(refined.mean[sl], refined.stddev[sl]).to_event(1)
             z = q.sample((num_samples,))  # (S, b, K)
             weigh = ImportanceWeights(model, x, m, c)
             log_w = weigh(q, z, model.decode(z, phis, weigh.offsets))
