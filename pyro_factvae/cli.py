@@ -31,6 +31,7 @@ from .cli_io import (
 )
 from .config import ModelConfig
 from .fit_config import FitConfig
+from .module.refine import REFINE_STEPS
 
 __all__ = ["PLOT_FORMATS", "main", "parse_groups", "run"]
 
@@ -142,14 +143,15 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
 
     out = Output(data.names, groups if frame is not None else None)
     written = [args.out]
+    query = {"seed": args.seed, "refine_steps": args.refine_steps}
     if args.draws is None:
-        out.write(vae.impute(source, num_samples=args.samples, seed=args.seed), args.out)
+        out.write(vae.impute(source, num_samples=args.samples, **query), args.out)
     else:  # M completed data sets: stacked with a leading `draw` column, or a draw axis
-        draws = vae.impute(source, num_samples=args.samples, seed=args.seed, num_draws=args.draws)
+        draws = vae.impute(source, num_samples=args.samples, num_draws=args.draws, **query)
         out.write_draws(draws, args.out)
     if args.interval is not None:
         lower, upper = vae.predict_interval(
-            source, args.interval, num_draws=args.draws or 1000, seed=args.seed
+            source, args.interval, num_draws=args.draws or 1000, **query
         )
         stem, ext = os.path.splitext(args.out)
         for bound, which in ((lower, "lower"), (upper, "upper")):
@@ -327,6 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--out", "-o", required=True, help="output .csv or .npz")
     p.add_argument("--samples", type=int, default=100, help="Monte Carlo draws of z")
+    p.add_argument(
+        "--refine-steps",
+        type=int,
+        default=REFINE_STEPS,
+        help="steps of per-row refinement of the encoder's posterior (0: the encoder's)",
+    )
     p.add_argument(
         "--draws",
         type=int,

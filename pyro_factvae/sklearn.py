@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .data import GroupedData
 from .estimator import FactVAE
+from .module.refine import REFINE_STEPS
 
 __all__ = ["FactVAEImputer"]
 
@@ -86,6 +87,9 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         As :meth:`FactVAE.fit <pyro_factvae.FactVAE.fit>` (``progress`` off by default).
     num_samples : int
         Monte Carlo draws of ``z`` behind each imputed mean (or the proposals of a draw).
+    refine_steps : int
+        Steps of per-row refinement of the encoder's posterior before it proposes, as in
+        :meth:`FactVAE.impute <pyro_factvae.FactVAE.impute>` (0 keeps the encoder's).
     sample_posterior : bool
         Fill with one draw from ``p(x_miss | x_obs)`` instead of the mean (seeded by
         ``seed``): several imputers with different seeds give multiple imputations.
@@ -143,6 +147,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         validation: float = 0.1,
         relax_epochs: int | None = None,
         num_samples: int = 100,
+        refine_steps: int = REFINE_STEPS,
         sample_posterior: bool = False,
     ) -> None:
         self.groups = groups
@@ -178,6 +183,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         self.validation = validation
         self.relax_epochs = relax_epochs
         self.num_samples = num_samples
+        self.refine_steps = refine_steps
         self.sample_posterior = sample_posterior
 
     def __sklearn_tags__(self):
@@ -210,11 +216,9 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         data = GroupedData(self._split(X), allow_empty_rows=True)
         if self.sample_posterior:
-            (filled,) = self.vae_.impute(
-                data, num_samples=self.num_samples, seed=self._seed(), num_draws=1
-            )
+            (filled,) = self.vae_.impute(data, num_draws=1, **self._query())
         else:
-            filled = self.vae_.impute(data, num_samples=self.num_samples, seed=self._seed())
+            filled = self.vae_.impute(data, **self._query())
         return self._join(filled, X)
 
     def multiple_imputations(self, X: Any, num_draws: int = 20) -> np.ndarray:
@@ -223,9 +227,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "vae_")
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         data = GroupedData(self._split(X), allow_empty_rows=True)
-        draws = self.vae_.impute(
-            data, num_samples=self.num_samples, seed=self._seed(), num_draws=num_draws
-        )
+        draws = self.vae_.impute(data, num_draws=num_draws, **self._query())
         return np.stack([self._join(d, X) for d in draws])
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -245,6 +247,14 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         return np.asarray([f"x{j}" for j in range(self.n_features_in_)], dtype=object)
 
     # ------------------------------------------------------------------ helpers
+    def _query(self) -> dict[str, int]:
+        """The settings of every query of the fitted model."""
+        return {
+            "num_samples": self.num_samples,
+            "seed": self._seed(),
+            "refine_steps": self.refine_steps,
+        }
+
     def _seed(self) -> int:
         """``seed``, or a fresh one from numpy's global RNG when it is ``None``."""
         return int(np.random.randint(2**31)) if self.seed is None else int(self.seed)

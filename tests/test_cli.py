@@ -228,6 +228,12 @@ def test_impute_writes_observed_csv_cells_back_unchanged(tmp_path, csv_with_hole
             assert x == "" or x == y  # observed cells: the same text
     assert main(["impute", str(model), str(data), "-o", str(tmp_path / "x.parquet")]) == 1
     assert "unknown format '.parquet'" in capsys.readouterr().err
+    # --refine-steps 0: the encoder's posterior, other fills than the refined default
+    plain = tmp_path / "plain.csv"
+    assert main(["impute", str(model), str(data), "-o", str(plain), "--refine-steps", "0"]) == 0
+    assert plain.read_text() != out.read_text()
+    assert main(["impute", str(model), str(data), "-o", str(plain), "--refine-steps", "-1"]) == 1
+    assert "refine_steps" in capsys.readouterr().err
 
 
 def test_sparsity_json_reports_the_plot_path(tmp_path, csv_with_holes, capsys):

@@ -47,6 +47,12 @@ def test_it_fills_every_hole_and_keeps_observed_cells():
     assert not np.allclose(draws[0][~seen], draws[1][~seen])
     one = clone(imp).set_params(sample_posterior=True).fit(holed).transform(holed)
     assert np.array_equal(one[seen], holed[seen]) and not np.allclose(one[~seen], out[~seen])
+    # refine_steps reaches the fitted model's queries: 0 is the encoder's posterior
+    plain = imp.set_params(refine_steps=0).transform(holed)
+    groups = {"a": holed[:, :3], "b": holed[:, 3:]}
+    ref = imp.vae_.impute(groups, refine_steps=0, seed=0, num_samples=imp.num_samples)
+    assert np.allclose(plain, np.hstack([ref["a"], ref["b"]]))
+    assert not np.allclose(plain[~seen], out[~seen])
 
 
 def test_dataframes_group_names_and_pandas_output():
