@@ -14,7 +14,7 @@ LAYERS = [
     {"infer"},
     {"queries", "estimator"},
     {"metrics", "calibration", "analysis", "plotting", "tools", "datasets", "sklearn"},
-    {"cli_io", "cli"},
+    {"cli_io", "cli_commands", "cli"},
 ]
 #: longer modules and why
 LONG = {

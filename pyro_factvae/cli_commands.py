@@ -1,0 +1,228 @@
+"""The ``factvae`` command's subcommands: each takes the parsed arguments, does its work
+through the library's API, prints its result (:func:`~pyro_factvae.cli_io.emit`) and returns
+it as a dict. :mod:`pyro_factvae.cli` parses the command line and calls them."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from .cli_io import (
+    PLOT_FORMATS,
+    Interrupted,
+    Output,
+    UserError,
+    emit,
+    loggers,
+    model_groups,
+    output_path,
+    parse_groups,
+    read_data,
+)
+
+__all__ = ["cmd_evaluate", "cmd_fit", "cmd_impute", "cmd_lambda_path", "cmd_sparsity"]
+
+
+def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Under ``torchrun`` every process trains its share of each minibatch (data-parallel);
+    rank 0 alone writes the checkpoint, the model file and the output."""
+    from .estimator import FactVAE
+    from .infer.distributed import init_from_env, is_writer
+
+    init_from_env(args.device)
+    groups = parse_groups(args.groups)
+    if args.resume:
+        if not os.path.isfile(args.resume):
+            raise UserError(f"no such checkpoint: {args.resume}")
+        if groups is None:  # the CSV spec travels in the checkpoint
+            groups = FactVAE.load(args.resume).columns_
+    output_path(args.out, "--out")
+    output_path(args.checkpoint, "--checkpoint")
+    data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
+    checkpoint = args.checkpoint or args.resume
+    progress = not args.no_progress and is_writer()
+    callbacks = loggers(args.log_dir) if args.log_dir and is_writer() else []
+    if args.resume:
+        vae = FactVAE(device=args.device)
+        vae.fit(
+            data, progress=progress, checkpoint=checkpoint, resume=args.resume, callbacks=callbacks
+        )
+    else:
+        likelihood = _likelihoods(args.likelihood)
+        vae = FactVAE(
+            latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood, device=args.device
+        )
+        if groups:
+            vae.set_columns(groups)
+        vae.fit(
+            data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            callbacks=callbacks,
+        )
+    if vae.interrupted_:
+        how = (
+            f"resume with: factvae fit {args.data} --resume {checkpoint} -o {args.out}"
+            if checkpoint
+            else "nothing was saved; give --checkpoint PATH to be able to resume"
+        )
+        raise Interrupted(f"interrupted by {vae.interrupted_}; {how}", vae.interrupted_)
+    if not is_writer():
+        return None
+    vae.save(args.out)
+    links = int((vae.sparsity().values > 0).sum())
+    result = {
+        "model": args.out,
+        "rows": len(data),
+        "groups": data.names,
+        "final_loss": vae.history_[-1],
+        "final_prior_loss": vae.prior_history_[-1],
+        "lam": vae.lam,
+        "active_links": links,
+    }
+    emit(
+        args,
+        result,
+        f"fitted {len(data)} rows, groups {data.names}: final loss {vae.history_[-1]:.4g} "
+        f"nats/row (prior terms {vae.prior_history_[-1]:.4g} apart), lam {vae.lam:g}"
+        f"{' (chosen on a validation split)' if vae.lam_path_ else ''}, "
+        f"{links} active links; wrote {args.out}",
+    )
+    return result
+
+
+def _likelihoods(items: Sequence[str] | None) -> str | dict[str, str]:
+    if not items:
+        return "normal"
+    out = {}
+    for item in items:
+        name, sep, lik = item.partition("=")
+        if not sep:
+            raise UserError(f"--likelihood {item!r}: write group=name, e.g. label=categorical")
+        out[name.strip()] = lik.strip()
+    return out
+
+
+def _load(path: str, device: str = "cpu"):
+    from .estimator import FactVAE
+
+    if not os.path.isfile(path):
+        raise UserError(f"no such model file: {path}")
+    return FactVAE.load(path, device=device)
+
+
+def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
+    output_path(args.out, "--out", (".csv", ".npz"))
+    vae = _load(args.model, args.device)
+    groups = model_groups(vae, parse_groups(args.groups))
+    data, frame, groups = read_data(args.data, groups, allow_empty_rows=True)
+    missing = {g: int((~data.observed[:, i]).sum()) for i, g in enumerate(data.names)}
+    cells = {g: int((~data.group_cells(i)).sum()) for i, g in enumerate(data.names)}
+    source: Any = data
+    if frame is not None:  # observed cells are written back exactly as they were read
+        vae.set_columns(groups)
+        source = frame
+
+    out = Output(data.names, groups if frame is not None else None)
+    written = [args.out]
+    query = {"seed": args.seed, "refine_steps": args.refine_steps}
+    if args.draws is None:
+        out.write(vae.impute(source, num_samples=args.samples, **query), args.out)
+    else:  # M completed data sets: stacked with a leading `draw` column, or a draw axis
+        draws = vae.impute(source, num_samples=args.samples, num_draws=args.draws, **query)
+        out.write_draws(draws, args.out)
+    if args.interval is not None:
+        lower, upper = vae.predict_interval(
+            source, args.interval, num_draws=args.draws or 1000, **query
+        )
+        stem, ext = os.path.splitext(args.out)
+        for bound, which in ((lower, "lower"), (upper, "upper")):
+            out.write(bound, f"{stem}_{which}{ext}")
+            written.append(f"{stem}_{which}{ext}")
+    result = {"out": args.out, "written": written, "rows": len(data), "draws": args.draws}
+    result.update(filled_groups=missing, filled_cells=cells, interval=args.interval)
+    text = (
+        f"filled {sum(cells.values())} empty cells {cells} (the groups wholly missing: "
+        f"{missing} rows); wrote {', '.join(written)}"
+    )
+    emit(args, result, text)
+    return result
+
+
+def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    from .metrics import evaluate
+
+    vae = _load(args.model, args.device)
+    data, _, _ = read_data(args.data, model_groups(vae, parse_groups(args.groups)))
+    result = evaluate(
+        vae, data, num_samples=args.samples, seed=args.seed, standardized=not args.raw
+    )
+    text = "  ".join(f"{k} {v:.4g}" for k, v in result.items())
+    units = "the data's units" if args.raw else "standardized units (training mean and sd)"
+    result["units"] = "raw" if args.raw else "standardized"
+    text += f"\n(log-likelihoods in nats per row; rmse, mae and crps in {units})"
+    emit(args, result, text)
+    return result
+
+
+def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
+    from .plotting import plot_sparsity
+
+    output_path(args.plot, "--plot", PLOT_FORMATS)
+    vae = _load(args.model, args.device)
+    norms = vae.sparsity()
+    if args.plot:
+        plot_sparsity(norms, title=os.path.basename(args.model), path=args.plot)
+    result = {
+        "groups": list(norms.index),
+        "latents": list(norms.columns),
+        "column_norms": norms.values.tolist(),
+        "active_links": int((norms.values > 0).sum()),
+        "plot": args.plot,
+    }
+    emit(args, result, norms.round(3).to_string() + (f"\nwrote {args.plot}" if args.plot else ""))
+    return result
+
+
+def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
+    from .tools.selection import lambda_path
+
+    try:
+        lams = [float(v) for v in args.lams.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"--lams {args.lams!r}: give numbers separated by commas") from None
+    output_path(args.plot, "--plot", PLOT_FORMATS)
+    output_path(args.out, "--out")
+    data, _, groups = read_data(args.data, parse_groups(args.groups))
+    path = lambda_path(
+        data,
+        lams,
+        epochs=args.epochs,
+        seed=args.seed,
+        progress=not args.no_progress,
+        fit_kwargs={"batch_size": args.batch_size},
+        latent_dim=args.latent_dim,
+        likelihood=_likelihoods(args.likelihood),
+    )
+    if args.plot:
+        path.plot(args.plot)
+    if args.out:
+        if groups:
+            path.model.set_columns(groups)
+        path.model.save(args.out)
+    result = {**path.to_dict(), "plot": args.plot, "model": args.out}
+    lines = ["      lam  held-out LL  active links"]
+    for lam, ll, links in zip(path.lams, path.held_out_ll, path.active_links):
+        mark = "  <- chosen" if lam == path.best_lam else ""
+        lines.append(f"{lam:>9.4g}  {ll:>11.4f}  {links:>12}{mark}")
+    emit(args, result, "\n".join(lines))
+    return result
+
+
+# ---------------------------------------------------------------------- parser
