@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--data", nargs="*", default=[])
     parser.add_argument("--miwae", action="store_true", help="run the MIWAE protocol")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--methods", nargs="+", default=METHODS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, choices=METHODS)
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/pyro_factvae"))
     parser.add_argument(
         "--json",

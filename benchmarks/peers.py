@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--settings", nargs="+", default=["one", "half"])
-    parser.add_argument("--methods", nargs="+", default=list(PEERS))
+    parser.add_argument("--methods", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/pyro_factvae"))
     parser.add_argument("--json", default="benchmarks/out/peers.json")
     parser.add_argument("--fashion-dir", default=None, help="Fashion-MNIST idx files")
