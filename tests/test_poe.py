@@ -94,3 +94,17 @@ def test_expand_experts_weights_each_row_once():
     # the plate scales by N / B'; times weight, every source row sums to N / B
     per_row = torch.zeros(3).index_add_(0, rows, weight / len(rows))
     torch.testing.assert_close(per_row, torch.full((3,), 1 / 3))
+
+
+def test_the_finite_product_leaves_experts_out_by_zero_weight_and_matches_the_selection():
+    torch.manual_seed(0)
+    mu, prec = torch.randn(6, 4, 3), torch.rand(6, 4, 3) * 3
+    mask = torch.rand(6, 4) < 0.6
+    mask[0] = False  # a row with no expert: the prior
+    mask[1] = torch.tensor([True, False, True, False])
+    for a, b in zip(product_of_experts(mu, prec, mask), product_of_experts(mu, prec, mask, True)):
+        assert torch.equal(a, b)
+    # a non-finite left-out expert: selected away by default, non-finite when taken as finite
+    mu[1, ~mask[1]] = float("nan")
+    assert product_of_experts(mu, prec, mask)[0][1].isfinite().all()
+    assert not product_of_experts(mu, prec, mask, finite=True)[0][1].isfinite().all()

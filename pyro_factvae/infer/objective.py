@@ -134,7 +134,9 @@ class CollapsedELBO:
         cell_blocks = layout.gather_cells(cells)
         enc_blocks = cell_blocks if enc_cells is None else layout.gather_cells(enc_cells)
         mu, precision = guide.block_expert_params(blocks, phis, enc_blocks)
-        loc, scale = product_of_experts(mu, precision, inputs)  # eq 6
+        # eq 6; the experts come from finite (zero-filled) inputs: a non-finite one makes the
+        # loss non-finite, which the training step refuses
+        loc, scale = product_of_experts(mu, precision, inputs, finite=True)
         if noise is None:  # drawn on the CPU: seeded and resumable on every device
             noise = torch.randn(loc.shape, dtype=loc.dtype).to(loc.device)
         z = loc + scale * noise  # the guide's reparameterised draw

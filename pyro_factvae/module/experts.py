@@ -46,7 +46,7 @@ __all__ = [
 
 
 def product_of_experts(
-    mu: torch.Tensor, precision: torch.Tensor, mask: torch.Tensor
+    mu: torch.Tensor, precision: torch.Tensor, mask: torch.Tensor, finite: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Combine experts with the standard-normal prior expert.
 
@@ -57,6 +57,10 @@ def product_of_experts(
     mask : torch.Tensor
         Bool ``(..., G)``; ``False`` leaves an expert out. Left-out experts may hold any
         finite or non-finite value: they are selected away, never multiplied by zero.
+    finite : bool
+        Every expert, left out or not, is finite (an encoder's output on finite inputs):
+        leave experts out by multiplying them by zero, which on the CPU takes a third of the
+        time of selecting (a non-finite left-out expert then makes the result non-finite).
 
     Returns
     -------
@@ -64,6 +68,10 @@ def product_of_experts(
         Mean and standard deviation of the product, shape ``(..., K)``.
     """
     keep = mask.unsqueeze(-1)
+    if finite:
+        lam = precision * keep.to(precision.dtype)
+        total = 1.0 + lam.sum(-2)
+        return (lam * mu).sum(-2) / total, total.rsqrt()
     lam = torch.where(keep, precision, 0.0)
     total = 1.0 + lam.sum(-2)
     loc = torch.where(keep, lam * mu, 0.0).sum(-2) / total
