@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import positive_int
+from .config import non_negative_int
 from .estimator import FactVAE
 from .module.draws import posterior_draws
 from .module.refine import REFINE_STEPS
@@ -110,8 +110,7 @@ def draw_scores(
         (row, group) with hidden cells; ``entries``: ``{group: count}``; ``ess``: the mean
         effective sample size of the importance weights.
     """
-    if refine_steps != 0:
-        positive_int("refine_steps", refine_steps)
+    non_negative_int("refine_steps", refine_steps)
     model, guide = vae.fitted_modules()
     truth = vae.prepare(data)
     hidden = torch.as_tensor(np.asarray(hidden), dtype=torch.bool)

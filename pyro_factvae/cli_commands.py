@@ -118,6 +118,9 @@ def _load(path: str, device: str = "cpu"):
 
 
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
+    """``factvae impute``: fill the empty cells (means, draws or intervals) and write them."""
+    if args.refine_steps < 0:
+        raise UserError(f"--refine-steps must be 0 or a positive integer, got {args.refine_steps}")
     output_path(args.out, "--out", (".csv", ".npz"))
     vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
@@ -156,6 +159,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """``factvae evaluate``: held-out scores of a saved model on a data file."""
     from .metrics import evaluate
 
     vae = _load(args.model, args.device)
@@ -172,6 +176,7 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
+    """``factvae sparsity``: the group-by-latent sparsity map of a saved model."""
     from .plotting import plot_sparsity
 
     output_path(args.plot, "--plot", PLOT_FORMATS)
@@ -191,6 +196,7 @@ def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
+    """``factvae lambda-path``: fit along a grid of lam and report each."""
     from .tools.selection import lambda_path
 
     try:

@@ -31,6 +31,13 @@ def positive_int(name: str, value: Any) -> int:
     return int(value)
 
 
+def non_negative_int(name: str, value: Any) -> int:
+    """``value`` as an ``int >= 0``, else a ``ValueError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be 0 or a positive integer, got {value!r}")
+    return int(value)
+
+
 def number(name: str, value: Any, low: float = 0.0, strict: bool = False) -> float:
     """A finite real ``>= low`` (``> low`` with ``strict``), numpy scalars included."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .calibration import LEVELS, draw_scores
-from .config import positive_int
+from .config import non_negative_int, positive_int
 from .data import GroupedData, as_grouped
 from .estimator import FactVAE
 from .module.predict import predictive_means
@@ -182,8 +182,7 @@ def imputation_error(
     if num_samples != 0:
         positive_int("num_samples", num_samples)
     idx = [data.index(name) for name in targets]
-    if refine_steps != 0:
-        positive_int("refine_steps", refine_steps)
+    non_negative_int("refine_steps", refine_steps)
     means = predictive_means(
         model, guide, data.values, enc, idx, num_samples, seed, data.cells, importance, refine_steps
     )

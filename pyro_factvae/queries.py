@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import positive_int
+from .config import non_negative_int, positive_int
 from .data import GroupedData, is_dataframe
 from .infer.state import phi_norms
 from .module.draws import posterior_draws
@@ -94,8 +94,7 @@ class Queries:
         idx = [data.index(t) for t in targets]
         if num_samples != 0:
             positive_int("num_samples", num_samples)
-        if refine_steps != 0:
-            positive_int("refine_steps", refine_steps)
+        non_negative_int("refine_steps", refine_steps)
         mask = data.group_mask(given)
         means = predictive_means(
             model,
@@ -216,8 +215,7 @@ class Queries:
     def _draws(
         self, grouped: GroupedData, num_draws: int, num_samples: int, seed: int, refine: int
     ):
-        if refine != 0:
-            positive_int("refine_steps", refine)
+        non_negative_int("refine_steps", refine)
         model, guide = self.fitted_modules()
         return posterior_draws(
             model,

@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .config import non_negative_int
 from .data import GroupedData
 from .estimator import FactVAE
 from .module.refine import REFINE_STEPS
@@ -196,6 +197,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> FactVAEImputer:
         """Fit factVAE to ``X`` (``(n, p)``, NaN = missing); rows with nothing observed are
         left out. ``y`` is ignored. Returns ``self``."""
+        self._query()  # the queries' settings are checked before the fit, not after it
         columns = getattr(X, "columns", None)
         X = validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
         self.groups_ = _resolve_groups(self.groups, X.shape[1], columns)
@@ -248,11 +250,12 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ helpers
     def _query(self) -> dict[str, int]:
-        """The settings of every query of the fitted model."""
+        """The settings of every query of the fitted model (checked: a ``ValueError``
+        naming a bad one)."""
         return {
-            "num_samples": self.num_samples,
+            "num_samples": non_negative_int("num_samples", self.num_samples),
             "seed": self._seed(),
-            "refine_steps": self.refine_steps,
+            "refine_steps": non_negative_int("refine_steps", self.refine_steps),
         }
 
     def _seed(self) -> int:

@@ -73,10 +73,20 @@ def test_draws_refine_every_row_once_however_many_chunks_they_are_drawn_in(
         calls.append(mask.shape[0])
         return refined_posterior(model, guide, xs, mask, *args, **kwargs)
 
+    proposals = []
+
+    class Recorded(ImportanceWeights):  # the proposal each chunk of draws weighs
+        def __call__(self, q, *args, **kwargs):
+            proposals.append(q.mean.clone())
+            return super().__call__(q, *args, **kwargs)
+
     monkeypatch.setattr(draws, "refined_posterior", counted)
+    monkeypatch.setattr(draws, "ImportanceWeights", Recorded)
     args = (fitted.model_, fitted.guide_, data.values, data.observed, data.cells)
     # a chunk of draws small enough to take a few rows at a time
     chunks = list(draws.posterior_draws(*args, 20, 20, 0, max_elements=4000, refine_steps=5))
     assert len(chunks) > 3
     assert calls == [len(data)]  # one refinement, of every row
+    refined = refined_posterior(*args, steps=5, seed=0).mean
+    assert torch.equal(torch.cat(proposals), refined)  # each chunk proposes from its rows' q
     assert sum(len(range(*sl.indices(len(data)))) for sl, _, _ in chunks) == len(data)

@@ -53,6 +53,8 @@ def test_it_fills_every_hole_and_keeps_observed_cells():
     ref = imp.vae_.impute(groups, refine_steps=0, seed=0, num_samples=imp.num_samples)
     assert np.allclose(plain, np.hstack([ref["a"], ref["b"]]))
     assert not np.allclose(plain[~seen], out[~seen])
+    with pytest.raises(ValueError, match="refine_steps must be 0 or a positive integer"):
+        clone(imp).set_params(refine_steps=-1).fit(holed)  # refused before the fit
 
 
 def test_dataframes_group_names_and_pandas_output():

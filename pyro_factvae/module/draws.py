@@ -56,10 +56,8 @@ def posterior_draws(
     rows = max(1, min(n, max_elements // max(1, per_row * max(num_draws, num_samples))))
     phis = list(guide.Phi)
     refined = None
-    if refine_steps > 0:
-        on = [v.to(device) for v in xs]
-        cells_on = None if cells is None else cells.to(device)
-        refined = refined_posterior(model, guide, on, mask.to(device), cells_on, refine_steps, seed)
+    if refine_steps > 0:  # chunk by chunk on the device, the rows' inputs left where they are
+        refined = refined_posterior(model, guide, xs, mask, cells, refine_steps, seed)
     with fork_rng(device):
         torch.manual_seed(seed)
         for start in range(0, n, rows):

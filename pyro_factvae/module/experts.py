@@ -56,7 +56,8 @@ def product_of_experts(
         Expert means and (non-negative) diagonal precisions, shape ``(..., G, K)``.
     mask : torch.Tensor
         Bool ``(..., G)``; ``False`` leaves an expert out. Left-out experts may hold any
-        finite or non-finite value: they are selected away, never multiplied by zero.
+        finite or non-finite value: they are selected away, never multiplied by zero
+        (unless ``finite``).
     finite : bool
         Every expert, left out or not, is finite (an encoder's output on finite inputs):
         leave experts out by multiplying them by zero, which on the CPU takes a third of the

@@ -63,27 +63,32 @@ def refined_posterior(
     ``mask`` (``cells``: the ``(B, sum d_g)`` cell mask, or ``None``). Rows are refined in
     chunks of at most ``max_elements`` floats per decoder output; a row with no group in
     ``mask``, or whose refinement left the finite numbers, keeps the encoder's ``q`` (its
-    mean and standard deviation). Drawn under ``seed`` in a forked RNG; the model and guide
-    are not changed."""
-    start = guide.posterior_dist(xs, mask, cells)
-    loc, scale = start.mean.detach().clone(), start.stddev.detach().clone()
+    mean and standard deviation). Inputs may be on any device: each chunk is moved to the
+    model's, and only a chunk's activations are held; the result is on the model's device.
+    Drawn under ``seed`` in a forked RNG; the model and guide are not changed."""
+    device = model.device
     width = sum(model.layout.dims) + model.latent_dim
     width += model.config.decoder_width * model.layout.num_groups
     rows = max(1, max_elements // (width * REFINE_PARTICLES))
     phis = [phi.detach() for phi in guide.Phi]
-    with fork_rng(model.device), torch.enable_grad():
+    locs, scales = [], []
+    with fork_rng(device), torch.enable_grad():
         torch.manual_seed(seed)
-        for first in range(0, mask.shape[0], rows):
+        for first in range(0, mask.shape[0], rows):  # a chunk at a time on the device
             sl = slice(first, first + rows)
             part = (
-                [x[sl] for x in xs],
-                mask[sl],
-                None if cells is None else cells[sl],
+                [x[sl].to(device) for x in xs],
+                mask[sl].to(device),
+                None if cells is None else cells[sl].to(device),
             )
-            loc[sl], scale[sl] = _refine(model, phis, part, loc[sl], scale[sl], steps)
-    keep = ~mask.any(-1) | ~(loc.isfinite().all(-1) & scale.isfinite().all(-1))
-    loc = torch.where(keep.unsqueeze(-1), start.mean.detach(), loc)
-    scale = torch.where(keep.unsqueeze(-1), start.stddev.detach(), scale)
+            with torch.no_grad():
+                start = guide.posterior_dist(*part)
+                mean, sd = start.mean, start.stddev
+            loc, scale = _refine(model, phis, part, mean, sd, steps)
+            keep = ~part[1].any(-1) | ~(loc.isfinite().all(-1) & scale.isfinite().all(-1))
+            locs.append(torch.where(keep.unsqueeze(-1), mean, loc))
+            scales.append(torch.where(keep.unsqueeze(-1), sd, scale))
+    loc, scale = torch.cat(locs), torch.cat(scales)
     return dist.Normal(loc, scale).to_event(1)
 
 
