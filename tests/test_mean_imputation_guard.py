@@ -54,8 +54,8 @@ def test_the_walk_takes_its_tail_only_while_no_lam_beats_the_mean(mean_error, wa
     monkeypatch.setattr(lam_path, "AUTO_TAIL", (100.0,))  # 100 prunes every link
     monkeypatch.setattr(
         lam_path,
-        "held_out_mean_error",
-        lambda model, train, valid: np.full(3, mean_error),  # a perfect or a hopeless mean
+        "held_out_mean_errors",
+        lambda model, train, valid, seed: np.full(3, mean_error),  # a perfect or hopeless mean
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -70,7 +70,9 @@ def test_the_walk_takes_its_tail_only_while_no_lam_beats_the_mean(mean_error, wa
 def test_a_lam_that_pruned_every_link_ends_the_walk_even_before_the_mean_is_beaten(monkeypatch):
     monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 100.0, 200.0))  # 100 prunes every link
     monkeypatch.setattr(lam_path, "AUTO_TAIL", ())
-    monkeypatch.setattr(lam_path, "held_out_mean_error", lambda model, train, valid: np.zeros(3))
+    monkeypatch.setattr(
+        lam_path, "held_out_mean_errors", lambda model, train, valid, seed: np.zeros(3)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the mean was never beaten: said, not tested here
         vae = FactVAE(latent_dim=2).fit(small_groups(), **{**FIT, "epochs": 30})

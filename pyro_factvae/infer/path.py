@@ -33,7 +33,12 @@ import numpy as np
 
 from ..data import GroupedData
 from ..fit_config import REFIT_LR, FewRowsWarning, FitConfig
-from ..module.scoring import held_out_error, held_out_mean_error, held_out_score
+from ..module.scoring import (
+    held_out_errors,
+    held_out_mean_errors,
+    held_out_score,
+    missing_cell_fraction,
+)
 from ..registry import PHI_POSTERIORS
 from ..validation import warn_constant
 from .checkpoint import Checkpoint
@@ -170,11 +175,12 @@ def walk(
                 ):
                     return None
         if len(rec) <= i:  # else scored before the path was interrupted
-            _score(state, valid, criterion, num_samples, seed, rec)
+            _score(state, valid, criterion, num_samples, seed, rec, missing_cell_fraction(train))
             if store is not None:
                 store(rec)
         if criterion == "mse" and mean_score is None and (stop_early or tail):
-            mean_score = -float(np.mean(held_out_mean_error(state.fitted()[0], train, valid)))
+            errors = held_out_mean_errors(state.fitted()[0], train, valid, seed)
+            mean_score = -float(np.mean(errors))
         if stop_early and (
             rec.links[-1] == 0 or (past_support(rec) and beats_mean(rec, mean_score))
         ):
@@ -195,13 +201,15 @@ def _score(
     num_samples: int,
     seed: int,
     rec: PathRecords,
+    fraction: float = 0.0,
 ) -> None:
-    """Score the fit at the current ``lam`` on ``valid`` and append it to ``rec``."""
+    """Score the fit at the current ``lam`` on ``valid`` and append it to ``rec``;
+    ``fraction``: the training data's share of missing cells (``"mse"``: as many are hidden)."""
     model, guide = state.fitted()
     if criterion == "ll":
         per_pair = held_out_score(model, guide, valid, num_samples, seed)
     else:
-        per_pair = -held_out_error(model, guide, valid, 20, seed)
+        per_pair = -held_out_errors(model, guide, valid, fraction, 20, seed)
     rec.pairs.append(per_pair)
     rec.scores.append(float(np.mean(per_pair)))
     norms = state.sparsity()
@@ -258,8 +266,10 @@ def fit_auto(
 ) -> None:
     """``FactVAE(lam="auto").fit``: walk :data:`AUTO_GRID` (and :data:`AUTO_TAIL` while no
     ``lam`` imputes better than the mean) on 80% of the rows with relaxed refits, choose
-    ``lam`` on the other 20% by the held-out imputation error of each group given the others
-    (the largest ``lam`` within 1% of the best), then refit the chosen support on every row (a
+    ``lam`` on the other 20% by the held-out imputation error of each group given the others,
+    and where the data miss cells, of as large a share of the cells given the rest
+    (:func:`~pyro_factvae.module.scoring.held_out_errors`; the largest ``lam`` within 1% of
+    the best), then refit the chosen support on every row (a
     relaxed refit of ``epochs // WARM_DIVISOR``; at ``lam = 0``, a fresh
     dense fit). With nothing to hold out (one group) it falls back to ``lam = 0`` with a
     warning. Leaves the path as plain data in ``state.lam_path``, or, when a signal
@@ -381,7 +391,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     if state.interrupted:
         return None
     # scored by the final model (as a resumed fit has it), on the path's validation pairs
-    mean_mse = float(np.mean(held_out_mean_error(state.fitted()[0], train, valid)))
+    mean_mse = float(np.mean(held_out_mean_errors(state.fitted()[0], train, valid, seed)))
     warn_if_the_mean_wins(path, chosen, mean_mse, stacklevel=4)
     return {
         "lams": path.lams,

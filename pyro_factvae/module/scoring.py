@@ -23,10 +23,15 @@ from .predict import predictive_means
 __all__ = [
     "MAX_ELEMENTS",
     "held_out",
+    "held_out_cell_error",
     "held_out_error",
+    "held_out_errors",
+    "held_out_mean_cell_error",
     "held_out_mean_error",
+    "held_out_mean_errors",
     "held_out_score",
     "importance",
+    "missing_cell_fraction",
 ]
 
 #: default memory bound: floats per (sample x row x feature) chunk
@@ -191,23 +196,137 @@ def held_out_mean_error(
     imputation of a model whose every link is pruned (the end of a ``lam`` path). The
     training rows are read in chunks of ``max_rows``."""
     scores = []
-    dev = model.device
     for g, _, sub in held_out(data):
-        rows = train.observed[:, g].nonzero().squeeze(-1)
-        total = torch.zeros(train.dims[g], dtype=torch.float64, device=dev)
-        count = torch.zeros(train.dims[g], dtype=torch.float64, device=dev)
-        for first in range(0, len(rows), max_rows):  # chunks: the training rows stay put
-            idx = rows[first : first + max_rows]
-            net = _network_units(model, g, train.values[g][idx].to(dev)).double()
-            if train.cells is None:
-                seen = torch.ones_like(net, dtype=torch.bool)
-            else:
-                seen = train.group_cells(g)[idx].to(dev)
-            total += net.where(seen, 0.0).sum(0)
-            count += seen.sum(0)
-        # no training row saw a cell: its standardized mean, 0
-        mean = (total / count.clamp(min=1)).to(torch.get_default_dtype())
+        mean = _train_mean(model, train, g, max_rows)
         scores.append(_squared_errors(model, g, sub, mean.expand(len(sub), -1)))
     if not scores:
         raise ValueError("no row has two observed groups: nothing can be held out")
     return np.concatenate(scores)
+
+
+def _train_mean(model: Model, train: GroupedData, g: int, max_rows: int = 2**16) -> torch.Tensor:
+    """Group ``g``'s mean over the observed cells of ``train``, in network units (0 where no
+    training row saw a cell: the standardized mean)."""
+    dev = model.device
+    rows = train.observed[:, g].nonzero().squeeze(-1)
+    total = torch.zeros(train.dims[g], dtype=torch.float64, device=dev)
+    count = torch.zeros(train.dims[g], dtype=torch.float64, device=dev)
+    for first in range(0, len(rows), max_rows):  # chunks: the training rows stay put
+        idx = rows[first : first + max_rows]
+        net = _network_units(model, g, train.values[g][idx].to(dev)).double()
+        seen = train.group_cells(g)[idx].to(dev)
+        total += net.where(seen, 0.0).sum(0)
+        count += seen.sum(0)
+    return (total / count.clamp(min=1)).to(torch.get_default_dtype())
+
+
+def missing_cell_fraction(data: GroupedData) -> float:
+    """The share of the cells of observed groups that are missing (0 without cell masks)."""
+    if data.cells is None:
+        return 0.0
+    whole = data.observed.repeat_interleave(torch.tensor(data.dims), dim=1)
+    return 1.0 - float(data.cells.sum()) / max(1.0, float(whole.sum()))
+
+
+def _hidden_cells(
+    data: GroupedData, fraction: float, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(given, hidden)`` ``(N, sum d_g)`` cell masks: each observed cell hidden with
+    probability ``fraction`` (drawn under ``seed``), every row keeping at least one."""
+    seen = data.cell_mask()
+    draw = torch.rand(seen.shape, generator=torch.Generator().manual_seed(seed))
+    hidden = seen & (draw < fraction)
+    lost = seen.any(-1) & ~(seen & ~hidden).any(-1)
+    first = seen.float().argmax(-1)
+    hidden[lost.nonzero().squeeze(-1), first[lost]] = False
+    return seen & ~hidden, hidden
+
+
+def _cell_errors(model, data, hidden, predict) -> np.ndarray:
+    """Per (row, group) pair with hidden cells, the mean squared error of ``predict(g)``
+    (``(N, d_g)`` in network units) over them."""
+    dev = model.device
+    per_group = model.layout.split_cells(hidden)
+    scores = []
+    for g, hid in enumerate(per_group):
+        rows = hid.any(-1)
+        if not bool(rows.any()):
+            continue
+        truth = _network_units(model, g, data.values[g][rows].to(dev))
+        sq = (predict(g, rows) - truth).double().square()
+        h = hid[rows].to(dev)
+        scores.append((sq.where(h, 0.0).sum(-1) / h.sum(-1)).cpu().numpy())
+    return np.concatenate(scores) if scores else np.zeros(0)
+
+
+def held_out_cell_error(
+    model: Model,
+    guide: Guide,
+    data: GroupedData,
+    fraction: float,
+    num_samples: int = 20,
+    seed: int = 0,
+) -> np.ndarray:
+    """Cells held out: in every row each observed cell is hidden with probability
+    ``fraction`` (a row keeps at least one; drawn under ``seed``), and predicted from the
+    cells left (posterior-predictive means). Per (row, group) pair with a hidden cell, the
+    mean squared error over its hidden cells, in network units: the task of data that miss
+    single cells, which whole held-out groups do not score (a map that predicts each group
+    from the others with few latents can fill single cells poorly)."""
+    given, hidden = _hidden_cells(data, fraction, seed)
+    groups = model.layout.groups_seen(given)
+    names = range(len(data.names))
+    preds = predictive_means(
+        model, guide, data.values, groups, list(names), num_samples, seed, given
+    )
+
+    def predict(g: int, rows: torch.Tensor) -> torch.Tensor:
+        return _network_units(model, g, preds[g][rows].to(model.device))
+
+    return _cell_errors(model, data, hidden, predict)
+
+
+@torch.no_grad()
+def held_out_mean_cell_error(
+    model: Model, train: GroupedData, data: GroupedData, fraction: float, seed: int = 0
+) -> np.ndarray:
+    """:func:`held_out_cell_error` of the mean imputation, on the same hidden cells (each
+    predicted by its column's mean over the observed cells of ``train``)."""
+    _, hidden = _hidden_cells(data, fraction, seed)
+    means = [_train_mean(model, train, g) for g in range(len(data.names))]
+
+    def predict(g: int, rows: torch.Tensor) -> torch.Tensor:
+        return means[g].expand(int(rows.sum()), -1)
+
+    return _cell_errors(model, data, hidden, predict)
+
+
+def held_out_errors(
+    model: Model,
+    guide: Guide,
+    data: GroupedData,
+    fraction: float,
+    num_samples: int = 20,
+    seed: int = 0,
+) -> np.ndarray:
+    """The criterion ``lam="auto"`` chooses by: :func:`held_out_error` of every (row, group)
+    pair, and where the data miss cells (``fraction``, their share:
+    :func:`missing_cell_fraction` of the training rows) :func:`held_out_cell_error` of that
+    share of the cells too."""
+    errors = held_out_error(model, guide, data, num_samples, seed)
+    if fraction > 0:
+        cells = held_out_cell_error(model, guide, data, fraction, num_samples, seed)
+        errors = np.concatenate([errors, cells])
+    return errors
+
+
+def held_out_mean_errors(
+    model: Model, train: GroupedData, data: GroupedData, seed: int = 0
+) -> np.ndarray:
+    """The mean imputation's errors on the pairs of :func:`held_out_errors`."""
+    errors = held_out_mean_error(model, train, data)
+    fraction = missing_cell_fraction(train)
+    if fraction > 0:
+        cells = held_out_mean_cell_error(model, train, data, fraction, seed)
+        errors = np.concatenate([errors, cells])
+    return errors
