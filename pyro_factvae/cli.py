@@ -159,6 +159,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--raw", action="store_true", help="rmse, mae and crps in the data's units, pooled"
     )
+    p.add_argument(
+        "--refine-steps",
+        type=int,
+        default=REFINE_STEPS,
+        help="steps of per-row refinement of the posterior behind the imputations (0: none)",
+    )
     common(p)
     p.set_defaults(run=cmd_evaluate)
 

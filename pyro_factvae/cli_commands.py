@@ -117,10 +117,14 @@ def _load(path: str, device: str = "cpu"):
     return FactVAE.load(path, device=device)
 
 
+def _check_refine_steps(steps: int) -> None:
+    if steps < 0:
+        raise UserError(f"--refine-steps must be 0 or a positive integer, got {steps}")
+
+
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     """``factvae impute``: fill the empty cells (means, draws or intervals) and write them."""
-    if args.refine_steps < 0:
-        raise UserError(f"--refine-steps must be 0 or a positive integer, got {args.refine_steps}")
+    _check_refine_steps(args.refine_steps)
     output_path(args.out, "--out", (".csv", ".npz"))
     vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
@@ -160,12 +164,18 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """``factvae evaluate``: held-out scores of a saved model on a data file."""
+    _check_refine_steps(args.refine_steps)
     from .metrics import evaluate
 
     vae = _load(args.model, args.device)
     data, _, _ = read_data(args.data, model_groups(vae, parse_groups(args.groups)))
     result = evaluate(
-        vae, data, num_samples=args.samples, seed=args.seed, standardized=not args.raw
+        vae,
+        data,
+        num_samples=args.samples,
+        seed=args.seed,
+        standardized=not args.raw,
+        refine_steps=args.refine_steps,
     )
     text = "  ".join(f"{k} {v:.4g}" for k, v in result.items())
     units = "the data's units" if args.raw else "standardized units (training mean and sd)"

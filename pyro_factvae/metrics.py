@@ -240,6 +240,7 @@ def evaluate(
     max_elements: int = MAX_ELEMENTS,
     num_draws: int = 200,
     standardized: bool = True,
+    refine_steps: int = REFINE_STEPS,
 ) -> dict[str, float]:
     """All metrics on ``data``, averaged over rows (and, for held-out ones, over groups).
 
@@ -259,8 +260,10 @@ def evaluate(
         ``num_draws`` draws of each held-out group (see
         :func:`~pyro_factvae.calibration.draw_scores`): the share of held-out entries inside
         central 50 / 80 / 90 / 95% intervals, and the CRPS per entry (``num_draws=0`` skips
-        them). All log-likelihoods are in nats per row.
+        them). All log-likelihoods are in nats per row. ``refine_steps``: of the imputations
+        and draws, as in :meth:`~pyro_factvae.FactVAE.impute` (0: the encoder's posterior).
     """
+    non_negative_int("refine_steps", refine_steps)
     data = _prepare(vae, data)
     out = {
         "recon_ll": float(np.nanmean(reconstruction_log_likelihood(vae, data, seed=seed))),
@@ -270,7 +273,9 @@ def evaluate(
     for g, name, sub in held_out(data):
         c = conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)
         cond.append(c)
-        e2, e1 = imputation_error(vae, sub, [name], seed=seed, standardized=standardized)
+        e2, e1 = imputation_error(
+            vae, sub, [name], seed=seed, standardized=standardized, refine_steps=refine_steps
+        )
         sse += float(np.nansum(e2))
         sae += float(np.nansum(e1))
         entries += int(sub.group_cells(g).sum())
@@ -283,7 +288,14 @@ def evaluate(
             hide = torch.zeros_like(sub.observed)
             hide[:, g] = True
             scores = draw_scores(
-                vae, sub, hide, num_draws, LEVELS, seed=seed, standardized=standardized
+                vae,
+                sub,
+                hide,
+                num_draws,
+                LEVELS,
+                seed=seed,
+                standardized=standardized,
+                refine_steps=refine_steps,
             )
             k = scores["entries"][name]
             for a in LEVELS:

@@ -50,6 +50,12 @@ def test_round_trip_fit_impute_evaluate_sparsity_on_a_csv(tmp_path, csv_with_hol
         f"coverage_{a}" for a in (50, 80, 90, 95)
     }
     assert all(np.isfinite(v) for v in metrics.values())
+    # --refine-steps 0: the encoder's posterior behind the imputations, other errors
+    cmd = ["evaluate", str(model), str(data), "--samples", "8", "--json", "--refine-steps"]
+    assert main([*cmd, "0"]) == 0
+    assert _json(capsys)["rmse"] != metrics["rmse"]
+    assert main([*cmd, "-2"]) == 1
+    assert "--refine-steps must be 0 or a positive integer" in capsys.readouterr().err
     assert main(["evaluate", str(model), str(data), "--samples", "8", "--raw"]) == 0
     assert "rmse" in (text := capsys.readouterr().out) and "in the data's units" in text
     png = tmp_path / "map.png"

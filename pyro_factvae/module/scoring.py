@@ -259,6 +259,7 @@ def _cell_errors(model, data, hidden, predict) -> np.ndarray:
     return np.concatenate(scores) if scores else np.zeros(0)
 
 
+@torch.no_grad()
 def held_out_cell_error(
     model: Model,
     guide: Guide,
