@@ -51,9 +51,8 @@ def posterior_draws(
     draws (in the refinement's own chunks, which hold many more rows than a chunk of draws).
     """
     device = model.device
-    n, width = mask.shape[0], sum(model.layout.dims)
-    per_row = width + model.latent_dim + model.config.decoder_width * model.layout.num_groups
-    rows = max(1, min(n, max_elements // max(1, per_row * max(num_draws, num_samples))))
+    n = mask.shape[0]
+    rows = max(1, min(n, max_elements // (model.row_floats * max(num_draws, num_samples))))
     phis = list(guide.Phi)
     refined = None
     if refine_steps > 0:  # chunk by chunk on the device, the rows' inputs left where they are

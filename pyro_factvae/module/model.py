@@ -167,6 +167,13 @@ class Model(PyroModule):
             phis.append(torch.stack(stack, dim=-3))
         return phis
 
+    @property
+    def row_floats(self) -> int:
+        """Floats one row's decode holds (its outputs, ``z`` and the decoders' first layers):
+        the unit in which the queries bound the memory of a chunk of rows."""
+        width = sum(self.layout.dims) + self.latent_dim
+        return width + self.config.decoder_width * self.layout.num_groups
+
     def theta_log_prior(self) -> torch.Tensor:
         """``sum log N(theta_f; 0, 1)`` over the generator networks' parameters."""
         flat = torch.cat([p.reshape(-1) for dec in self.decoders for p in dec.prior_parameters()])

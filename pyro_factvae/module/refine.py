@@ -67,9 +67,7 @@ def refined_posterior(
     model's, and only a chunk's activations are held; the result is on the model's device.
     Drawn under ``seed`` in a forked RNG; the model and guide are not changed."""
     device = model.device
-    width = sum(model.layout.dims) + model.latent_dim
-    width += model.config.decoder_width * model.layout.num_groups
-    rows = max(1, max_elements // (width * REFINE_PARTICLES))
+    rows = max(1, max_elements // (model.row_floats * REFINE_PARTICLES))
     phis = [phi.detach() for phi in guide.Phi]
     locs, scales = [], []
     with fork_rng(device), torch.enable_grad():

@@ -55,12 +55,7 @@ def _group_log_likelihoods(
 
 def _chunks(model: Model, num_samples: int, num_rows: int, max_elements: int):
     """Row and sample chunk sizes so that one chunk holds at most ``max_elements`` floats."""
-    width = (
-        sum(model.layout.dims)
-        + model.latent_dim
-        + model.config.decoder_width * len(model.layout.dims)
-    )
-    per_row = max(1, max_elements // width)
+    per_row = max(1, max_elements // model.row_floats)
     rows = max(1, min(num_rows, per_row // max(1, min(num_samples, per_row))))
     samples = max(1, min(num_samples, per_row // rows))
     return rows, samples
