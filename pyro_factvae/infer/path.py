@@ -33,12 +33,7 @@ import numpy as np
 
 from ..data import GroupedData
 from ..fit_config import REFIT_LR, FewRowsWarning, FitConfig
-from ..module.scoring import (
-    held_out_errors,
-    held_out_mean_errors,
-    held_out_score,
-    missing_cell_fraction,
-)
+from ..module.scoring import held_out_mean_errors, missing_cell_fraction
 from ..registry import PHI_POSTERIORS
 from ..validation import warn_constant
 from .checkpoint import Checkpoint
@@ -175,7 +170,7 @@ def walk(
                 ):
                     return None
         if len(rec) <= i:  # else scored before the path was interrupted
-            _score(state, valid, criterion, num_samples, seed, rec, missing_cell_fraction(train))
+            rec.score(state, valid, criterion, num_samples, seed, missing_cell_fraction(train))
             if store is not None:
                 store(rec)
         if criterion == "mse" and mean_score is None and (stop_early or tail):
@@ -192,30 +187,6 @@ def walk(
     state.set_lam(grid[path.best])
     state.reset_optimizers()  # their moments belong to the last lam
     return path
-
-
-def _score(
-    state: FitState,
-    valid: GroupedData,
-    criterion: str,
-    num_samples: int,
-    seed: int,
-    rec: PathRecords,
-    fraction: float = 0.0,
-) -> None:
-    """Score the fit at the current ``lam`` on ``valid`` and append it to ``rec``;
-    ``fraction``: the training data's share of missing cells (``"mse"``: as many are hidden)."""
-    model, guide = state.fitted()
-    if criterion == "ll":
-        per_pair = held_out_score(model, guide, valid, num_samples, seed)
-    else:
-        per_pair = -held_out_errors(model, guide, valid, fraction, 20, seed)
-    rec.pairs.append(per_pair)
-    rec.scores.append(float(np.mean(per_pair)))
-    norms = state.sparsity()
-    rec.maps.append(norms)
-    rec.links.append(int((norms.values > 0).sum()))
-    rec.states.append(state.weights())
 
 
 def _fresh_dense_fit(

@@ -21,7 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data import GroupedData
 from ..io import read_payload, write_payload
+from ..module.scoring import held_out_errors, held_out_score
+from .state import FitState
 
 __all__ = ["PathRecords", "PathStore", "stages"]
 
@@ -49,6 +52,30 @@ class PathRecords:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def score(
+        self,
+        state: FitState,
+        valid: GroupedData,
+        criterion: str,
+        num_samples: int,
+        seed: int,
+        fraction: float = 0.0,
+    ) -> None:
+        """Score the fit at the current ``lam`` on ``valid`` and append it: ``criterion``
+        ``"ll"``, the held-out log-likelihood; ``"mse"``, minus the held-out imputation error
+        (``fraction``: the training data's share of missing cells, as many hidden too)."""
+        model, guide = state.fitted()
+        if criterion == "ll":
+            per_pair = held_out_score(model, guide, valid, num_samples, seed)
+        else:
+            per_pair = -held_out_errors(model, guide, valid, fraction, 20, seed)
+        self.pairs.append(per_pair)
+        self.scores.append(float(np.mean(per_pair)))
+        norms = state.sparsity()
+        self.maps.append(norms)
+        self.links.append(int((norms.values > 0).sum()))
+        self.states.append(state.weights())
 
 
 class PathStore:
