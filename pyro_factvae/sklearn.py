@@ -197,7 +197,8 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> FactVAEImputer:
         """Fit factVAE to ``X`` (``(n, p)``, NaN = missing); rows with nothing observed are
         left out. ``y`` is ignored. Returns ``self``."""
-        self._query()  # the queries' settings are checked before the fit, not after it
+        for name in ("num_samples", "refine_steps"):  # checked before the fit, not after it
+            non_negative_int(name, getattr(self, name))
         columns = getattr(X, "columns", None)
         X = validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
         self.groups_ = _resolve_groups(self.groups, X.shape[1], columns)
@@ -250,12 +251,11 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ helpers
     def _query(self) -> dict[str, int]:
-        """The settings of every query of the fitted model (checked: a ``ValueError``
-        naming a bad one)."""
+        """The settings of every query of the fitted model."""
         return {
-            "num_samples": non_negative_int("num_samples", self.num_samples),
+            "num_samples": self.num_samples,
             "seed": self._seed(),
-            "refine_steps": non_negative_int("refine_steps", self.refine_steps),
+            "refine_steps": self.refine_steps,
         }
 
     def _seed(self) -> int:
