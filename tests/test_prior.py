@@ -70,6 +70,17 @@ def test_proximal_optim_is_a_torch_optimizer_with_state_and_schedules():
         ProximalOptim([phi], method="lbfgs")
 
 
+def test_proximal_optim_penalty_is_the_weighted_group_lasso_term_it_minimises():
+    a = torch.nn.Parameter(torch.tensor([[3.0, 0.0], [4.0, 1.0]]))  # column norms 5, 1
+    b = torch.nn.Parameter(torch.tensor([[0.0, 2.0]]))  # column norms 0, 2
+    opt = ProximalOptim([{"params": [a], "weight": 2.0}, {"params": [b]}], lam=0.5)
+    assert opt.penalty() == pytest.approx(0.5 * 2.0 * (5 + 1) + 0.5 * 2)
+    for group in opt.param_groups:  # the relaxed refit shrinks nothing
+        group["relaxed"] = True
+    assert opt.penalty() == 0.0
+    assert ProximalOptim([a], lam=0.0).penalty() == 0.0
+
+
 def test_optimizers_split_phi_from_theta_by_object():
     from pyro_factvae import Guide, Layout, Model, ModelConfig, Optimizers
 

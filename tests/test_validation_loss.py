@@ -83,3 +83,29 @@ def test_a_checkpointed_best_score_of_another_validation_loss_is_not_resumed():
     meta["stopper"].pop("score")  # a file whose best was the ELBO of every group encoded
     fresh = Run.from_meta(meta, None).stopper
     assert fresh["best"] is None and fresh["wait"] == 0
+
+
+def test_early_stopping_in_a_prox_phase_scores_the_group_lasso_term_too(monkeypatch):
+    """With the held-out data term flat, the best epoch of a penalised phase is the one whose
+    group-lasso term is least: the sparse end of the prox's fit, not the dense map of the
+    first scored epoch (which an unpenalised score would keep, every later score tying)."""
+    import numpy as np
+
+    from pyro_factvae.infer import run
+
+    monkeypatch.setattr(run, "validation_loss", lambda *args, **kwargs: 1.0)
+    rng = np.random.default_rng(0)
+    noise = {g: rng.standard_normal((200, 4)) for g in "abc"}
+    seen = []
+    vae = FactVAE(latent_dim=4, lam=1.0, encoder_width=8, decoder_width=8).fit(
+        noise,
+        epochs=40,
+        relax_epochs=0,
+        warmup_epochs=0.0,
+        patience=100,
+        progress=False,
+        callbacks=[seen.append],
+    )
+    links = [e.active_links for e in seen]
+    assert links[-1] < links[3]  # the prox pruned after the first scored epochs
+    assert int((vae.sparsity().to_numpy() > 0).sum()) < links[3]

@@ -47,9 +47,10 @@ __all__ = [
 
 #: seeds the encoder subsets of :func:`validation_loss` (the same subsets at every score)
 VALIDATION_SEED = 0
-#: what :func:`validation_loss` scores, kept with early stopping's best score in checkpoints
-#: (a checkpoint whose best was scored otherwise starts its stopping afresh on resume)
-VALIDATION_SCORE = "training objective"
+#: what early stopping scores (:func:`validation_loss`, plus the prox's group-lasso term in a
+#: penalised phase), kept with its best score in checkpoints (a checkpoint whose best was
+#: scored otherwise starts its stopping afresh on resume)
+VALIDATION_SCORE = "training objective with the group-lasso term"
 
 
 def fresh_stopper() -> dict:

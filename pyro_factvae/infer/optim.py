@@ -115,6 +115,18 @@ class ProximalOptim(torch.optim.Optimizer):
                     p.copy_(prox_group_lasso(p, threshold, check=False))
         return loss
 
+    @torch.no_grad()
+    def penalty(self) -> float:
+        """The group-lasso term the prox minimises at the current ``Phi``:
+        ``sum lam * weight * sum_j ||Phi_.j||`` over the param groups (in the units of the
+        loss; 0 for a relaxed group, which shrinks nothing)."""
+        total = 0.0
+        for group in self.param_groups:
+            rate = 0.0 if group["relaxed"] else group["lam"] * group["weight"]
+            if rate > 0:
+                total += rate * float(sum(column_norms(p).sum() for p in group["params"]))
+        return total
+
     def _adam(self, p: torch.Tensor, group: dict) -> torch.Tensor:
         """Column-wise Adam step on ``p``; returns the step size ``eta_j`` of each column."""
         state = self.state[p]
