@@ -61,9 +61,9 @@ class FactVAE(Queries):
         0.55, 1`` (on to 1.8, 3.2, 5.6, 10 while no ``lam`` beats the mean imputation) with
         warm starts and relaxed refits on 80% of the rows (ending at a ``lam`` whose error
         is 25% above the best), scores the held-out imputation error of each group given
-        the others on the other 20%, keeps the largest ``lam`` within 1% of the best, and
-        refits that support on every row (``lam_``, ``lam_path_``: the choice; then in
-        ``config.lam``).
+        the others on the other 20%, keeps the sparsest map within 1% of the best (at the
+        smallest ``lam`` that keeps it), and refits that support on every row (``lam_``,
+        ``lam_path_``: the choice; then in ``config.lam``).
     likelihood : str, sequence of str or mapping
         ``"normal"``, ``"bernoulli"`` or ``"categorical"``: one for all groups, a list in
         group order, or a ``{group: name}`` mapping (unlisted groups use ``"normal"``).

@@ -96,3 +96,25 @@ def test_the_default_path_trains_each_later_stage_for_an_eighth_of_the_epochs():
     final = warm if vae.lam_ > 0 else 16  # a relaxed refit on every row, or a fresh dense fit
     assert lam_path.WARM_DIVISOR == 8 and walked > 0
     assert len(vae.history_) == 16 + 2 * warm * walked + final
+
+
+@pytest.mark.parametrize(
+    "scores, links, chosen",
+    [
+        # every lam within 1% keeps the same 10 links: the smallest shrinks least
+        ([-1.0, -0.995, -1.0, -1.5], [10, 10, 10, 3], 0),
+        # within 1%: 10, 8 and 8 links; of the two that keep 8, the smaller lam
+        ([-1.0, -1.005, -0.999, -1.2], [10, 8, 8, 2], 1),
+        # a sparser map outside the tolerance is not taken
+        ([-1.0, -0.999, -1.05, float("nan")], [10, 10, 4, 0], 0),
+    ],
+)
+def test_the_choice_is_the_sparsest_map_within_tolerance_at_its_smallest_lam(scores, links, chosen):
+    from pyro_factvae.infer.path_choice import choose
+    from pyro_factvae.infer.path_state import PathRecords
+
+    records = PathRecords(
+        scores=scores, pairs=[np.full(5, s) for s in scores], links=links, maps=[None] * 4
+    )
+    path = choose([0.0, 0.1, 0.3, 1.0], records, "min", 0.01)
+    assert path.best == chosen and path.lams == [0.0, 0.1, 0.3, 1.0]

@@ -3,24 +3,25 @@
 (:meth:`~pyro_factvae.infer.run.Trainer.train`) on one :class:`~pyro_factvae.infer.state.FitState`.
 
 One model is fitted along an increasing grid of ``lam``: the first value from scratch, every
-later one continuing from the previous fit (a warm start, as in glmnet's regularisation paths,
-but walked from weak to strong penalty so that the networks have learned the data before the
-prox prunes). At each ``lam`` the path records, on validation rows, the held-out conditional
-log-likelihood of each group given the others
-(:func:`~pyro_factvae.module.scoring.held_out_score`) and the active links. The choice is the
-*one-standard-error rule* (as
-glmnet's ``lambda.1se``): the largest ``lam`` whose mean held-out log-likelihood is within
-one standard error of the best one, so a sparser map wins when the data cannot tell the two
-apart. The standard error is that of the per-pair difference from the best ``lam`` (all
-``lam`` are scored on the same pairs): the scores themselves can be heavy-tailed (digits'
-near-constant pixels), and their own spread would let almost any ``lam`` pass.
-The model is left at the chosen ``lam`` with its weights.
+later one continuing from the previous fit (a warm start, as in glmnet's regularisation
+paths, but walked from weak to strong penalty so that the networks have learned the data
+before the prox prunes). At each ``lam`` the path records, on validation rows, the held-out
+conditional log-likelihood of each group given the others
+(:func:`~pyro_factvae.module.scoring.held_out_score`) and the active links. The choice is
+the *one-standard-error rule* (as glmnet's ``lambda.1se``): of the ``lam`` s whose mean
+held-out log-likelihood is within one standard error of the best one, the sparsest map, at
+the smallest ``lam`` that keeps it, so a sparser map wins when the data cannot tell the two
+apart, and a larger ``lam`` that prunes nothing more (it only shrinks more) does not. The
+standard error is that of the per-pair difference from the best ``lam`` (all ``lam`` are
+scored on the same pairs): the scores themselves can be heavy-tailed (digits' near-constant
+pixels), and their own spread would let almost any ``lam`` pass. The model is left at the
+chosen ``lam`` with its weights.
 
 With ``relax_epochs`` (the default of ``lam="auto"``) every ``lam`` > 0 is scored after a
 *relaxed* refit: its support (the links the prox kept) is refit without shrinkage, and that
 refit is scored, as in the relaxed lasso (Meinshausen 2007). Scoring the shrunk fit instead
-charges every sparser ``lam`` for its shrinkage, and the criterion then prefers the dense end
-of the path even where the data have a sparse structure.
+charges every sparser ``lam`` for its shrinkage, and the criterion then prefers the dense
+end of the path even where the data have a sparse structure.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def walk(
     relaxed refit (support kept, no shrinkage), and the refit is what is scored and kept; the
     next ``lam`` continues from it. ``criterion``: ``"ll"`` scores the held-out conditional
     log-likelihood, ``"mse"`` minus the held-out imputation error (standardized units).
-    ``rule``: ``"1se"`` keeps the largest ``lam`` within one paired standard error of the best
-    score; ``"min"`` the largest within ``tolerance`` (relative) of it.
+    ``rule``: ``"1se"`` takes the ``lam`` s within one paired standard error of the best
+    score, ``"min"`` those within ``tolerance`` (relative) of it; of these, the sparsest map
+    at its smallest ``lam`` (:func:`~pyro_factvae.infer.path_choice.choose`).
 
     ``checkpoint``: every stage checkpoints there, naming itself in ``state.lam_path``;
     ``store(records)`` runs after each ``lam`` is scored. A resumed walk gives the stage
@@ -239,8 +241,8 @@ def fit_auto(
     ``lam`` imputes better than the mean) on 80% of the rows with relaxed refits, choose
     ``lam`` on the other 20% by the held-out imputation error of each group given the others,
     and where the data miss cells, of as large a share of the cells given the rest
-    (:func:`~pyro_factvae.module.scoring.held_out_errors`; the largest ``lam`` within 1% of
-    the best), then refit the chosen support on every row (a
+    (:func:`~pyro_factvae.module.scoring.held_out_errors`; of the ``lam`` s within 1% of the
+    best, the sparsest map at its smallest ``lam``), then refit the chosen support on every row (a
     relaxed refit of ``epochs // WARM_DIVISOR``; at ``lam = 0``, a fresh
     dense fit). With nothing to hold out (one group) it falls back to ``lam = 0`` with a
     warning. Leaves the path as plain data in ``state.lam_path``, or, when a signal

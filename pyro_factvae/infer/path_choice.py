@@ -2,12 +2,14 @@
 (:class:`~pyro_factvae.infer.path_state.PathRecords`): the rule of the choice
 (:func:`choose`) and the end of the walk (:func:`past_support`).
 
-``rule="1se"`` keeps the largest ``lam`` within one paired standard error of the best score
-(the standard error of the per-pair differences from the best ``lam``: every ``lam`` is
-scored on the same (row, group) pairs); ``rule="min"`` the largest within a relative
-``tolerance`` of it. The walk of ``lam="auto"`` ends at a ``lam`` whose score is worse than
-the best by more than :data:`STOP_GAP` once some ``lam`` imputes better than the mean
-(:func:`beats_mean`), or at a ``lam`` that pruned every link.
+``rule="1se"`` keeps the ``lam`` s within one paired standard error of the best score (the
+standard error of the per-pair differences from the best ``lam``: every ``lam`` is scored on
+the same (row, group) pairs), ``rule="min"`` those within a relative ``tolerance`` of it; of
+these the choice is the sparsest map (fewest active links), at the smallest ``lam`` that
+keeps it: a larger ``lam`` that prunes nothing more only shrinks more. The walk of
+``lam="auto"`` ends at a ``lam`` whose score is worse than the best by more than
+:data:`STOP_GAP` once some ``lam`` imputes better than the mean (:func:`beats_mean`), or at
+a ``lam`` that pruned every link.
 """
 
 from __future__ import annotations
@@ -82,7 +84,11 @@ def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> 
         slack = errors
     else:  # within a relative tolerance of the best score
         slack = [tolerance * abs(scores[top])] * len(scores)
-    best = max(i for i, v in enumerate(scores) if np.isfinite(v) and scores[top] - v <= slack[i])
+    within = [i for i, v in enumerate(scores) if np.isfinite(v) and scores[top] - v <= slack[i]]
+    # the sparsest map the data cannot tell from the best; of the lams that keep it, the
+    # smallest (a larger lam that prunes nothing more only shrinks more)
+    fewest = min(rec.links[i] for i in within)
+    best = min(i for i in within if rec.links[i] == fewest)
     return PathResult(grid, list(scores), list(rec.links), list(rec.maps), best, errors)
 
 

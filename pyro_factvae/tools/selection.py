@@ -41,8 +41,9 @@ class LambdaPath:
     sparsity : list of pandas.DataFrame
         :meth:`~pyro_factvae.FactVAE.sparsity` at each ``lam``.
     best : int
-        Index of the chosen ``lam``: the largest within one standard error of the highest
-        ``held_out_ll`` (see :mod:`pyro_factvae.infer.path`).
+        Index of the chosen ``lam``: of those within one standard error of the highest
+        ``held_out_ll``, the one with the fewest active links, and of several, the smallest
+        (see :mod:`pyro_factvae.infer.path`).
     model : FactVAE
         The fitted model, with the weights it had at the chosen ``lam``.
     """
