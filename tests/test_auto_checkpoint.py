@@ -1,6 +1,7 @@
 """The default fit (``lam="auto"``: a path of fits, then the final one) checkpoints and
 resumes bit for bit, whether a signal or SIGKILL stops it in the path or in the final fit."""
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -83,6 +84,24 @@ def test_a_stopped_default_fit_resumes_bit_for_bit(whole, step, stage, tmp_path,
     # the same script run again with resume= agrees too
     again = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, resume=path, **FIT)
     assert _same(whole, again)
+
+
+def test_a_final_fit_resumes_with_the_lam_its_walk_chose(whole, tmp_path, monkeypatch):
+    """A rule that would choose otherwise now (an earlier version's) does not move a walk
+    that has ended: the final fit in the checkpoint trains that walk's choice."""
+    from pyro_factvae.infer.path_choice import choose
+
+    path, original = tmp_path / "run.ckpt", train_module.guarded_step
+    _stop_at(monkeypatch, 37)  # in the final fit
+    FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
+    monkeypatch.setattr(train_module, "guarded_step", original)
+
+    def first(*args, **kwargs):  # another rule: always the first lam
+        return dataclasses.replace(choose(*args, **kwargs), best=0)
+
+    monkeypatch.setattr(lam_path, "choose", first)
+    resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
+    assert whole.lam_ == 1.0 and _same(whole, resumed)
 
 
 def test_a_default_fit_that_chose_lam_0_resumes_its_fresh_dense_fit(tmp_path, monkeypatch):

@@ -86,26 +86,32 @@ def test_a_checkpointed_best_score_of_another_validation_loss_is_not_resumed():
 
 
 def test_early_stopping_in_a_prox_phase_scores_the_group_lasso_term_too(monkeypatch):
-    """With the held-out data term flat, the best epoch of a penalised phase is the one whose
-    group-lasso term is least: the sparse end of the prox's fit, not the dense map of the
-    first scored epoch (which an unpenalised score would keep, every later score tying)."""
+    """With the held-out data term flat, the best epoch of a penalised phase is the scored
+    epoch whose group-lasso term is least, and its weights are restored: the sparse end of
+    the prox's fit, not the dense map of the first scored epoch (which an unpenalised score
+    keeps, every later score tying with it)."""
     import numpy as np
 
     from pyro_factvae.infer import run
+    from pyro_factvae.infer.optim import ProximalOptim
+    from pyro_factvae.module.priors import column_norms
 
     monkeypatch.setattr(run, "validation_loss", lambda *args, **kwargs: 1.0)
+    scored, penalty = [], ProximalOptim.penalty
+
+    def recorded(self):  # each score's group-lasso term and the links it was read at
+        links = sum(
+            int((column_norms(p) > 0).sum()) for g in self.param_groups for p in g["params"]
+        )
+        scored.append((penalty(self), links))
+        return scored[-1][0]
+
+    monkeypatch.setattr(ProximalOptim, "penalty", recorded)
     rng = np.random.default_rng(0)
     noise = {g: rng.standard_normal((200, 4)) for g in "abc"}
-    seen = []
     vae = FactVAE(latent_dim=4, lam=1.0, encoder_width=8, decoder_width=8).fit(
-        noise,
-        epochs=40,
-        relax_epochs=0,
-        warmup_epochs=0.0,
-        patience=100,
-        progress=False,
-        callbacks=[seen.append],
+        noise, epochs=40, relax_epochs=0, warmup_epochs=0.0, patience=100, progress=False
     )
-    links = [e.active_links for e in seen]
-    assert links[-1] < links[3]  # the prox pruned after the first scored epochs
-    assert int((vae.sparsity().to_numpy() > 0).sum()) < links[3]
+    least = min(range(len(scored)), key=lambda i: scored[i][0])  # the first of the least
+    assert scored[least][1] < scored[0][1]  # the prox pruned after the first score
+    assert int((vae.sparsity().to_numpy() > 0).sum()) == scored[least][1]

@@ -26,6 +26,7 @@ end of the path even where the data have a sparse structure.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -310,8 +311,12 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         fit_kwargs["map_epochs"] = min(given["map_epochs"], warm - 1)
     if store is not None:
         store.save(records, settings, history)
-    if done in ("final", "fresh"):  # the walk is over: its choice is in the records
+    if done in ("final", "fresh"):  # the walk is over: the checkpoint trains its choice
         path = choose(grid[: len(records)], records, "min", 0.01)
+        # the lam chosen when the walk ended (a file of a version whose rule differed too)
+        chosen_lam = float(resume.config.lam)
+        best = min(range(len(path.lams)), key=lambda i: abs(path.lams[i] - chosen_lam))
+        path = dataclasses.replace(path, best=best)
     else:
         if done is not None:  # finish the stage the checkpoint was written in
             state.set_lam(grid[int(done.split(":")[1])])

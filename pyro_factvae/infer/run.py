@@ -275,9 +275,11 @@ class Trainer:
                     return False  # epochs of a few steps: scored every few epochs
                 # the objective the phase minimises: with the prox, its group-lasso term too,
                 # else the best epoch is one from before the prox pruned (a denser map than
-                # lam selects: on wine, 15 links where the prox's fit kept 3)
+                # lam selects: on wine, 15 links where the prox's fit kept 3); the steps scale
+                # their data term to N rows over the N_train trained on and the prox's term
+                # not, so per row of the score the group-lasso term counts N_train / N
                 loss = validation_loss(self.model, self.guide, valid, self.guide.phi_mode)
-                loss += optimizers.phi.penalty()
+                loss += optimizers.phi.penalty() * len(data) / self.model.config.num_data
                 stop = run.stopper
                 if stop["best"] is None or loss < stop["best"]:
                     stop.update(best=loss, epoch=pos.epoch, wait=0)
