@@ -118,3 +118,13 @@ def test_the_choice_is_the_sparsest_map_within_tolerance_at_its_smallest_lam(sco
     )
     path = choose([0.0, 0.1, 0.3, 1.0], records, "min", 0.01)
     assert path.best == chosen and path.lams == [0.0, 0.1, 0.3, 1.0]
+
+
+def test_a_path_with_no_finite_score_says_what_to_do():
+    from pyro_factvae.infer.path_choice import choose
+    from pyro_factvae.infer.path_state import PathRecords
+
+    nan = float("nan")
+    records = PathRecords(scores=[nan, -np.inf], pairs=[np.full(2, nan)] * 2, links=[4, 2])
+    with pytest.raises(ValueError, match="give lam a number"):
+        choose([0.0, 0.1], records, "min", 0.01)

@@ -72,7 +72,12 @@ def beats_mean(rec: PathRecords, mean_score: float | None) -> bool:
 def choose(grid: list[float], rec: PathRecords, rule: str, tolerance: float) -> PathResult:
     """The path's choice from its records (see :func:`~pyro_factvae.infer.path.walk`)."""
     scores, pairs = rec.scores, rec.pairs
-    top = int(np.nanargmax(scores))
+    if not any(np.isfinite(s) for s in scores):
+        raise ValueError(
+            "no lam of the path scored a finite held-out error on its validation rows (an "
+            "extreme value in the data?): check the data, or give lam a number (e.g. lam=0.1)"
+        )
+    top = int(np.nanargmax(np.where(np.isfinite(scores), scores, np.nan)))
     # paired standard errors: every lam is scored on the same (row, group) pairs, so the
     # spread of the per-pair differences, not of the scores (heavy-tailed on data with
     # near-constant features), says whether the data can tell two lams apart
