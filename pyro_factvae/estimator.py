@@ -277,12 +277,11 @@ class FactVAE(Queries):
             Steps between checkpoints (default: once per epoch).
         patience : int, "auto" or None
             Early stopping: hold out ``validation`` of the rows (split with ``seed``), score
-            their negative ELBO (in a phase the prox penalises, plus its group-lasso term: the
-            objective being minimised) after every epoch past the ``lam`` warm-up, end the
-            phase after ``patience`` epochs without a better score and restore the weights of
-            the best epoch; ``epochs`` is then a cap. ``"auto"`` (default): about 300 steps'
-            worth of epochs (at least 10), and no early stopping below 20 rows. ``None``
-            trains every epoch on every row.
+            the objective (negative ELBO, plus the prox's group-lasso term) after every epoch
+            past the ``lam`` warm-up, end the phase after ``patience`` epochs without a better
+            score and restore the weights of the best epoch; ``epochs`` is then a cap.
+            ``"auto"`` (default): about 300 steps' worth of epochs (at least 10), and no early
+            stopping below 20 rows. ``None`` trains every epoch on every row.
         validation : float
             Fraction of rows held out for early stopping.
         groups : mapping, optional
