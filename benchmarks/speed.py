@@ -12,8 +12,8 @@ step is :func:`pyro_factvae.infer.loop.train_step`, the step ``FactVAE.fit`` run
 fetch, encoder dropout, loss, finiteness guard, update). The two are timed interleaved, step
 by step, in one process; we report medians and their ratio.
 
-Sizes: total width ``D = 256`` split into ``G`` groups (G = 5 gives unequal widths, two
-blocks, like mocap6's uneven groups), 10% of groups missing, 8 latents, widths 16. With
+Sizes: total width ``D = 256`` split into ``G`` groups (G = 5 gives unequal widths, one
+zero-padded block, like mocap6's uneven groups), 10% of groups missing, 8 latents, widths 16. With
 ``--cells F`` each size is also timed with a fraction ``F`` of the cells of the observed groups
 missing (the library step only: the reference has no cell masks), beside the same step on
 whole-group data.
@@ -44,6 +44,7 @@ import pyro
 import torch
 from epoch_speed import epoch_table, grouped
 from report import write_json
+from torch.nn.functional import pad
 
 from pyro_factvae import FactVAE, FitConfig, GroupedData
 from pyro_factvae.infer.loop import Position, train_step
@@ -58,12 +59,23 @@ class Reference:
         self.model, self.guide = vae.model_, vae.guide_
         layout = self.model.layout
         self.groups = [list(b.groups) for b in layout.blocks]
-        self.values = [data.block(g) for g in self.groups]
+        # a padded block (groups of unequal widths): its groups zero-padded to its width
+        self.values = [
+            torch.stack(
+                [pad(data.values[g], (0, b.dim - w)) for g, w in zip(b.groups, b.widths)], 1
+            )
+            if b.padded
+            else data.block(b.groups)
+            for b in layout.blocks
+        ]
         self.observed = data.observed
         self.p = self.model.config.decoder_width
         self.keep_prob = self.model.config.keep_prob
         self.lam = lam
-        self.weights = [float(v) for v in layout.penalty_weights]
+        self.weights = [
+            torch.tensor(v).view(-1, 1, 1) if isinstance(v, tuple) else float(v)
+            for v in layout.penalty_weights
+        ]
         self.phis = list(self.guide.Phi)
         ids = {id(p) for p in self.phis}
         theta = [
@@ -101,6 +113,8 @@ class Reference:
             out = dec(z, phi[:, : self.p, :])
             sd = lik.scale * lik.unit
             lp = -((x - lik.mean(out)) ** 2) / (2 * sd**2) - sd.log() - 0.5 * math.log(2 * math.pi)
+            if lik.columns is not None:  # a padded block: its groups' own columns
+                lp = lp.where(lik.columns, 0.0)
             nll = nll - lp.sum(-1).where(mask[:, groups], 0.0).sum()
         theta_prior = -self.model.theta_log_prior() * self.model.config.theta_prior_weight
         loss = (nll + kl) / len(rows) + theta_prior

@@ -106,6 +106,7 @@ def test_a_final_fit_resumes_with_the_lam_its_walk_chose(whole, tmp_path, monkey
 
 def test_a_default_fit_that_chose_lam_0_resumes_its_fresh_dense_fit(tmp_path, monkeypatch):
     monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0,))  # lam = 0 chosen: a fresh dense fit
+    monkeypatch.setattr(lam_path, "AUTO_TAIL", ())  # (not walked on where 0 loses to the mean)
     uncut = FactVAE(latent_dim=2).fit(small_groups(), **FIT)
     assert uncut.lam_ == 0.0
     path, original = tmp_path / "run.ckpt", train_module.guarded_step
@@ -212,6 +213,7 @@ def test_the_fresh_dense_fit_checkpoint_keeps_the_column_mapping(tmp_path, monke
     import pandas as pd
 
     monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0,))
+    monkeypatch.setattr(lam_path, "AUTO_TAIL", ())  # lam = 0 chosen: a fresh dense fit
     groups = small_groups()
     frame = pd.DataFrame(np.hstack(list(groups.values())), columns=[f"c{j}" for j in range(8)])
     spec = {"a": ["c0", "c1", "c2"], "b": ["c3", "c4", "c5"], "c": ["c6", "c7"]}

@@ -138,7 +138,8 @@ def test_non_finite_loss_names_step_term_and_checkpoint(tmp_path):
         data, epochs=1, progress=False, checkpoint=tmp_path / "c"
     )
     with torch.no_grad():
-        vae.model_.likelihoods[0].raw_scale[1] = float("nan")  # break group b's likelihood
+        b, i = vae.layout_.locate(1)
+        vae.model_.likelihoods[b].raw_scale[i] = float("nan")  # break group b's likelihood
     before = _state(vae)
     with pytest.raises(NonFiniteError) as info:
         vae.fit(data, epochs=1, progress=False, checkpoint=tmp_path / "c", checkpoint_every=1)

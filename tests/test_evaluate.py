@@ -30,16 +30,21 @@ def linear_gaussian(inference, n=40, seed=0):
     loadings, means, scales = [], [], []
     with torch.no_grad():
         guide.baseline.fill_(1.0)  # moderate precisions: a proposal that is not the posterior
-        for dec, lik, phi in zip(model.decoders, model.likelihoods, guide.Phi):
+        for dec in model.decoders:
             lin = dec.net[1][0]
             dec.shift.fill_(50.0)  # W z + 50 > 0 for any plausible z: ReLU is the identity
             lin.bias -= torch.einsum("gp,gpd->gd", dec.shift, lin.weight)
+        for g, d in enumerate(data.dims):  # each group's place in its (maybe padded) block
+            b, i = model.layout.locate(g)
+            dec, lik, phi = model.decoders[b], model.likelihoods[b], guide.Phi[b]
+            lin = dec.net[1][0]
             w = phi[:, :P, :]
             # the likelihood maps network units to the user's: shift + unit * out
-            loadings.append(torch.einsum("gpk,gpd->gkd", w, lin.weight)[0] * lik.unit[0])
-            out = (torch.einsum("gp,gpd->gd", dec.shift, lin.weight) + lin.bias)[0]
-            means.append(lik.shift[0] + lik.unit[0] * out)
-            scales.append(lik.scale[0] * lik.unit[0])
+            unit = lik.unit[i, :d]
+            loadings.append(torch.einsum("gpk,gpd->gkd", w, lin.weight)[i, :, :d] * unit)
+            out = (torch.einsum("gp,gpd->gd", dec.shift, lin.weight) + lin.bias)[i, :d]
+            means.append(lik.shift[i, :d] + unit * out)
+            scales.append(lik.scale[i, :d] * unit)
     exact = {
         "L": torch.cat(loadings, 1).double(),
         "mu": torch.cat(means).double(),
@@ -68,15 +73,16 @@ def test_iwae_matches_closed_form_linear_gaussian(inference):
     # Monte Carlo error: per-row spread over seeds is < 0.1 nats; the bias of k = 1000 is tiny
     assert abs(err.mean()) < 0.03
     assert np.abs(err).max() < 0.4
-    # a single sample is a much looser bound (the estimator really averages over k)
-    one = iwae_log_likelihood(vae, data, 1, seed=0)
+    # a single sample is a much looser bound (the estimator really averages over k); its
+    # gap, KL(q || p), averaged over five draws (one draw's mean gap ranged -0.03 to -0.32)
+    one = np.mean([iwae_log_likelihood(vae, data, 1, seed=s) for s in range(5)], 0)
     assert (one - truth).mean() < -0.05
 
 
 def test_iwae_chunking_does_not_change_the_estimate():
     vae, data, _, _ = linear_gaussian("poe")
-    big = iwae_log_likelihood(vae, data, 64, seed=3)
-    small = iwae_log_likelihood(vae, data, 64, seed=3, max_elements=200)
+    big = iwae_log_likelihood(vae, data, 256, seed=3)
+    small = iwae_log_likelihood(vae, data, 256, seed=3, max_elements=200)
     assert np.isfinite(big).all() and big.shape == (len(data),)
     # different chunking draws different z, so compare as Monte Carlo estimates
     assert abs(big.mean() - small.mean()) < 0.05

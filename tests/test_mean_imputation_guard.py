@@ -68,7 +68,7 @@ def test_the_walk_takes_its_tail_only_while_no_lam_beats_the_mean(mean_error, wa
 
 
 def test_a_lam_that_pruned_every_link_ends_the_walk_even_before_the_mean_is_beaten(monkeypatch):
-    monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 100.0, 200.0))  # 100 prunes every link
+    monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 1000.0, 2000.0))  # 1000 prunes every link
     monkeypatch.setattr(lam_path, "AUTO_TAIL", ())
     monkeypatch.setattr(
         lam_path, "held_out_mean_errors", lambda model, train, valid, seed: np.zeros(3)
@@ -77,4 +77,4 @@ def test_a_lam_that_pruned_every_link_ends_the_walk_even_before_the_mean_is_beat
         warnings.simplefilter("ignore")  # the mean was never beaten: said, not tested here
         vae = FactVAE(latent_dim=2).fit(small_groups(), **{**FIT, "epochs": 30})
     path = vae.lam_path_
-    assert path["lams"] == [0.0, 100.0] and path["active_links"][-1] == 0  # 200 not fitted
+    assert path["lams"] == [0.0, 1000.0] and path["active_links"][-1] == 0  # 2000 not fitted

@@ -33,8 +33,15 @@ def batch(groups):
 
 
 def test_layout_groups_blocks_by_width_and_likelihood():
-    lay = Layout(("a", "b", "c", "d"), (3, 2, 3, 3), ("normal", "normal", "normal", "bernoulli"))
+    liks = ("normal", "normal", "normal", "bernoulli")
+    lay = Layout(("a", "b", "c", "d"), (3, 2, 3, 3), liks, pad=False)
     assert [b.groups for b in lay.blocks] == [(0, 2), (1,), (3,)]
+    # padded (the default): the normal groups share one block, 3 wide
+    lay = Layout(("a", "b", "c", "d"), (3, 2, 3, 3), liks)
+    assert [(b.groups, b.dim, b.widths) for b in lay.blocks] == [
+        ((1, 0, 2), 3, (2, 3, 3)),
+        ((3,), 3, (3,)),
+    ]
     with pytest.raises(ValueError, match="unknown likelihood 'zero_inflated_gamma'"):
         Layout(("a",), (3,), ("zero_inflated_gamma",))
 

@@ -39,6 +39,7 @@ def write(
             "names": list(model.layout.names),
             "dims": list(model.layout.dims),
             "likelihoods": list(model.layout.likelihoods),
+            "pad": model.layout.pad,
         },
         "phi_mode": guide.phi_mode,
         "history": state.history,
@@ -59,7 +60,8 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     try:
         state.config = ModelConfig(**meta["config"])
         lay = meta["layout"]
-        layout = Layout(lay["names"], lay["dims"], lay["likelihoods"])
+        # a file without "pad" was written before blocks were padded
+        layout = Layout(lay["names"], lay["dims"], lay["likelihoods"], lay.get("pad", False))
         with torch.random.fork_rng(devices=[]):  # weights come from the file
             state.build(layout, meta["config"]["num_data"])
     except (KeyError, TypeError, ValueError) as exc:

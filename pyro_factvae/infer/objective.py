@@ -16,13 +16,14 @@ one it trains with (its ``objective`` attribute):
     (:func:`~pyro_factvae.infer.elbo.elbo_terms`).
 
 An objective also fetches minibatches in the form it reads (:meth:`CollapsedELBO.batch`):
-per-block ``(B, G_b, d_b)`` tensors cut from :meth:`~pyro_factvae.GroupedData.block` views, or
-per-group
+per-block ``(B, G_b, d_b)`` tensors cut from :meth:`~pyro_factvae.GroupedData.block` views
+(zero-padded columns of the matrix for a padded block), or per-group
 tensors for the Pyro programs, moved to the parameters' device.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +90,23 @@ class CollapsedELBO:
             raise ValueError("CollapsedELBO computes the collapsed objective only")
         self.model, self.guide, self.scale = model, guide, scale
         layout = model.layout
-        self._blocks = [data.block(b.groups) for b in layout.blocks]
+        # per block: an (N, G_b, d_b) view, or for a padded block the columns to take from
+        # the matrix (zero-padded by one column) for each minibatch (no padded copy of the data)
+        starts = [0, *itertools.accumulate(data.dims)]
+        zero = starts[-1]
+        self._blocks: list[torch.Tensor] = []
+        for b in layout.blocks:
+            if b.padded:
+                cols = [
+                    starts[g] + j if j < w else zero
+                    for g, w in zip(b.groups, b.widths)
+                    for j in range(b.dim)
+                ]
+                self._blocks.append(torch.tensor(cols))
+            else:
+                self._blocks.append(data.block(b.groups))
+        self._padded = [b.padded for b in layout.blocks]
+        self._matrix = data.matrix
         self._groups = [list(b.groups) for b in layout.blocks]
         self._observed = data.observed
         self._cells = data.cells  # None: no observed group misses a cell (the fast path)
@@ -102,9 +119,17 @@ class CollapsedELBO:
         zeros under missing cells), the ``(B, G)`` observed mask of ``rows``, and their
         ``(B, sum d_g)`` cell mask (``None`` when no observed group misses a cell)."""
         mask = self._observed[rows].to(self._device)
-        out = []
-        for values, groups, lik in zip(self._blocks, self._groups, self.model.likelihoods):
-            x = values[rows].to(self._device)
+        out, rows_padded = [], None
+        for values, groups, lik, padded in zip(
+            self._blocks, self._groups, self.model.likelihoods, self._padded
+        ):
+            if padded:  # values: the block's columns of the matrix with a zero column
+                if rows_padded is None:
+                    rows_padded = torch.nn.functional.pad(self._matrix[rows], (0, 1))
+                x = rows_padded.index_select(1, values).view(len(rows), len(groups), -1)
+            else:
+                x = values[rows]
+            x = x.to(self._device)
             out.append(lik.in_support(x, mask[:, groups].unsqueeze(-1)))
         cells = None if self._cells is None else self._cells[rows].to(self._device)
         return out, mask, cells

@@ -17,7 +17,7 @@ the negative ELBO per row, so there ``lam`` is the paper's per-example lambda).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -57,7 +57,8 @@ class ProximalOptim(torch.optim.Optimizer):
         Moment decay rates and denominator floor of ``"adam"``.
 
     Two more param-group settings: ``weight`` multiplies ``lam`` for that group's tensors (the
-    per-variable weight of a block of groups; default 1), and ``relaxed`` (default ``False``)
+    per-variable weight of a block of groups; default 1; a sequence gives one weight per
+    ``p[g]``, the groups of a padded block), and ``relaxed`` (default ``False``)
     replaces the soft-threshold by the *relaxed* group lasso's refit: columns that are exactly
     zero stay zero, the others take plain gradient steps without shrinkage (the support the
     prox selected, refit unpenalised; Meinshausen 2007).
@@ -97,12 +98,13 @@ class ProximalOptim(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            lr, lam = group["lr"], group["lam"] * group["weight"]
-            if lam < 0:
-                raise ValueError(f"lam must be >= 0, got {group['lam']} (weight {group['weight']})")
+            lr, weight = group["lr"], group["weight"]
+            if group["lam"] < 0 or min(_as_tuple(weight)) < 0:
+                raise ValueError(f"lam must be >= 0, got {group['lam']} (weight {weight})")
             for p in group["params"]:
                 if p.grad is None:
                     continue
+                lam = _rate(group["lam"], weight, p)
                 support = column_norms(p).gt(0).unsqueeze(-2) if group["relaxed"] else None
                 if group["method"] == "sgd":
                     p.add_(p.grad, alpha=-lr)
@@ -111,7 +113,7 @@ class ProximalOptim(torch.optim.Optimizer):
                     threshold = self._adam(p, group) * lam
                 if support is not None:
                     p.mul_(support)  # exact zeros stay; no shrinkage
-                elif lam > 0:
+                elif group["lam"] > 0:
                     p.copy_(prox_group_lasso(p, threshold, check=False))
         return loss
 
@@ -122,9 +124,11 @@ class ProximalOptim(torch.optim.Optimizer):
         loss; 0 for a relaxed group, which shrinks nothing)."""
         total = 0.0
         for group in self.param_groups:
-            rate = 0.0 if group["relaxed"] else group["lam"] * group["weight"]
-            if rate > 0:
-                total += rate * float(sum(column_norms(p).sum() for p in group["params"]))
+            if group["relaxed"] or not group["lam"] > 0:
+                continue
+            for p in group["params"]:
+                rate = _rate(group["lam"], group["weight"], p)
+                total += float((column_norms(p).unsqueeze(-2) * rate).sum())
         return total
 
     def _adam(self, p: torch.Tensor, group: dict) -> torch.Tensor:
@@ -144,6 +148,19 @@ class ProximalOptim(torch.optim.Optimizer):
         step = group["lr"] / (v_hat.sqrt() + group["eps"])  # eta_j, one per column
         p.sub_(step * m_hat)
         return step
+
+
+def _as_tuple(weight: float | Sequence[float]) -> tuple[float, ...]:
+    return (weight,) if isinstance(weight, (int, float)) else tuple(weight)
+
+
+def _rate(lam: float, weight: float | Sequence[float], p: torch.Tensor) -> float | torch.Tensor:
+    """``lam`` times a param group's ``weight``: one number, or one per group of a padded
+    block (``weight`` a sequence, one per ``p[g]``), shaped ``(G_b, 1, 1)`` to broadcast
+    against ``p``'s columns."""
+    if isinstance(weight, (int, float)):
+        return lam * weight
+    return lam * torch.tensor(weight, dtype=p.dtype, device=p.device).view(-1, 1, 1)
 
 
 class Optimizers:
@@ -178,9 +195,11 @@ class Optimizers:
         self.theta = torch.optim.Adam(
             theta, lr=lr, **({"fused": True} if fused else {"foreach": True})
         )
-        # one param group per block: its lam is weighted by the variables of its groups
+        # one param group per block: its lam is weighted by the variables of its groups (one
+        # weight per group in a padded block)
         blocks = [
-            {"params": [p], "weight": float(v)} for p, v in zip(phi, model.layout.penalty_weights)
+            {"params": [p], "weight": v if isinstance(v, tuple) else float(v)}
+            for p, v in zip(phi, model.layout.penalty_weights)
         ]
         self.phi = ProximalOptim(blocks, lr=phi_lr, method=phi_optim)
         self.set_base_lr(lr, phi_lr)

@@ -73,7 +73,14 @@ class Guide(PyroModule):
         k, p, h = config.latent_dim, config.decoder_width, config.encoder_width
         conv = config.conv_spec()
         self.encoders = nn.ModuleList(
-            BlockEncoder(len(b.groups), b.dim, [*config.encoder_hidden, h], k, conv)
+            BlockEncoder(
+                len(b.groups),
+                b.dim,
+                [*config.encoder_hidden, h],
+                k,
+                conv,
+                b.widths if b.padded else None,
+            )
             for b in self.layout.blocks
         )
         phis = []

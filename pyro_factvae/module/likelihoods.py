@@ -67,28 +67,54 @@ def with_cells(method, *args, cells: torch.Tensor | None = None):
     return method(*args) if cells is None else method(*args, cells)
 
 
-def masked_event(fn: dist.TorchDistribution, cells: torch.Tensor | None, i: int):
+def masked_event(
+    fn: dist.TorchDistribution, cells: torch.Tensor | None, i: int, width: int | None = None
+):
     """``fn`` over the features of group ``i`` of a block, scoring only its observed cells
-    (``cells[..., i, :]``) when a cell mask is given, as one event."""
-    return (fn if cells is None else fn.mask(cells[..., i, :])).to_event(1)
+    (``cells[..., i, :width]``) when a cell mask is given, as one event."""
+    return (fn if cells is None else fn.mask(cells[..., i, :width])).to_event(1)
 
 
 class Likelihood(nn.Module):
-    """Base class: parameters of one block of groups sharing a family and width.
+    """Base class: parameters of one block of groups sharing a family and width (a padded
+    block's groups are narrower than ``dim``: see ``widths``).
 
     Parameters
     ----------
     num_groups, dim : int
         The block holds ``num_groups`` groups of ``dim`` features each.
+    widths : sequence of int, optional
+        A *padded* block's own width of each group (the rest of its ``dim`` columns is
+        padding, left out of every sum and distribution); only for a family that declares
+        itself :attr:`paddable`.
     """
 
     name = "base"
     #: whether the family takes a per-row library-size offset (the count families)
     counts = False
+    #: whether groups of different widths may share a zero-padded block: the family scores
+    #: each column on its own (no sum over a group's columns, such as a softmax) and honours
+    #: ``widths`` (:class:`~pyro_factvae.layout.Layout`)
+    paddable = False
 
-    def __init__(self, num_groups: int, dim: int) -> None:
+    def __init__(self, num_groups: int, dim: int, widths=None) -> None:
         super().__init__()
         self.num_groups, self.dim = num_groups, dim
+        if widths is not None and not self.paddable:
+            raise ValueError(f"the {type(self).__name__} family does not take padded blocks")
+        self.widths = tuple(widths) if widths is not None else (dim,) * num_groups
+        columns = None
+        if any(w != dim for w in self.widths):
+            columns = torch.arange(dim) < torch.tensor(self.widths).unsqueeze(-1)
+        #: ``(G_b, dim)`` bool, each group's own columns (``None``: no padding)
+        self.register_buffer("columns", columns, persistent=False)
+
+    def scored(self, cells: torch.Tensor | None) -> torch.Tensor | None:
+        """The cells a block's sums run over: ``cells`` (observed cells), less the padding;
+        ``None``: every column."""
+        if self.columns is None:
+            return cells
+        return self.columns if cells is None else cells & self.columns
 
     def dists(
         self, out: torch.Tensor, cells: torch.Tensor | None = None
@@ -170,8 +196,10 @@ class NormalLikelihood(Likelihood):
     user's units.
     """
 
-    def __init__(self, num_groups: int, dim: int, init_scale: float = 1.0) -> None:
-        super().__init__(num_groups, dim)
+    paddable = True
+
+    def __init__(self, num_groups: int, dim: int, widths=None, init_scale: float = 1.0) -> None:
+        super().__init__(num_groups, dim, widths)
         raw = inverse_softplus(torch.tensor(init_scale - MIN_SCALE))
         self.raw_scale = nn.Parameter(torch.full((num_groups, dim), float(raw)))
         self.register_buffer("shift", torch.zeros(num_groups, dim))
@@ -189,8 +217,8 @@ class NormalLikelihood(Likelihood):
     ) -> list[dist.TorchDistribution]:
         loc, scale = self.mean(out), self.noise()  # once per block
         return [
-            masked_event(dist.Normal(loc[..., i, :], scale[i]), cells, i)
-            for i in range(out.shape[-2])
+            masked_event(dist.Normal(loc[..., i, :w], scale[i, :w]), cells, i, w)
+            for i, w in enumerate(self.widths)
         ]
 
     @torch.no_grad()
@@ -199,24 +227,25 @@ class NormalLikelihood(Likelihood):
         cells (a constant feature, or one seen once, keeps unit 1; a constant one is
         predicted as its value)."""
         for i, (x, obs) in enumerate(zip(xs, observed)):
+            w = x.shape[-1]  # a padded block's padding keeps shift 0, unit 1
             if obs.dim() == 1:  # whole rows
                 rows = x[obs].double()
                 if len(rows) > 0:
-                    self.shift[i] = rows.mean(0).float()
+                    self.shift[i, :w] = rows.mean(0).float()
                 if len(rows) > 1:
                     std = rows.std(0)
-                    self.unit[i] = torch.where(std > 0, std, torch.ones_like(std)).float()
-                    self.varies[i] = (std > 0).float()
+                    self.unit[i, :w] = torch.where(std > 0, std, torch.ones_like(std)).float()
+                    self.varies[i, :w] = (std > 0).float()
                 continue
             count = obs.sum(0).double()
             vals = x.double().where(obs, 0.0)
             mean = vals.sum(0) / count.clamp(min=1)
             var = ((x.double() - mean).where(obs, 0.0).square().sum(0)) / (count - 1).clamp(min=1)
             std = var.sqrt()
-            self.shift[i] = torch.where(count > 0, mean, 0.0).float()
+            self.shift[i, :w] = torch.where(count > 0, mean, 0.0).float()
             ok = (count > 1) & (std > 0)
-            self.unit[i] = torch.where(ok, std, torch.ones_like(std)).float()
-            self.varies[i] = ((count < 2) | (std > 0)).float()
+            self.unit[i, :w] = torch.where(ok, std, torch.ones_like(std)).float()
+            self.varies[i, :w] = ((count < 2) | (std > 0)).float()
 
     @torch.no_grad()
     def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
@@ -224,7 +253,8 @@ class NormalLikelihood(Likelihood):
             seen = (obs.unsqueeze(-1) if obs.dim() == 1 else obs).expand_as(x)
             low = x.double().where(seen, float("inf")).amin(0)
             high = x.double().where(seen, float("-inf")).amax(0)
-            self.varies[i] = torch.where(high > low, 1.0, self.varies[i])
+            w = x.shape[-1]
+            self.varies[i, :w] = torch.where(high > low, 1.0, self.varies[i, :w])
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit
@@ -249,6 +279,7 @@ class NormalLikelihood(Likelihood):
         scale = self.noise()
         # torch.distributions.Normal.log_prob's expression, summed over the observed features
         z = -((x - self.mean(out)) ** 2) / (2 * scale**2) - scale.log() - HALF_LOG_2PI
+        cells = self.scored(cells)
         return (z if cells is None else z.where(cells, 0.0)).sum(-1)
 
 
@@ -256,12 +287,14 @@ class NormalLikelihood(Likelihood):
 class BernoulliLikelihood(Likelihood):
     """``x ~ Bernoulli(logits=out)``; observed values must be 0 or 1."""
 
+    paddable = True
+
     def dists(
         self, out: torch.Tensor, cells: torch.Tensor | None = None
     ) -> list[dist.TorchDistribution]:
         return [
-            masked_event(dist.Bernoulli(logits=out[..., i, :]), cells, i)
-            for i in range(out.shape[-2])
+            masked_event(dist.Bernoulli(logits=out[..., i, :w]), cells, i, w)
+            for i, w in enumerate(self.widths)
         ]
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
@@ -271,6 +304,7 @@ class BernoulliLikelihood(Likelihood):
         self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
     ) -> torch.Tensor:
         bce = binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none")
+        cells = self.scored(cells)
         return -(bce if cells is None else bce.where(cells, 0.0)).sum(-1)
 
     @classmethod

@@ -44,7 +44,9 @@ def module_local(method: Callable) -> Callable:
     return wrapper
 
 
-def lam_totals(layout: Layout, config: ModelConfig, batch_size: int | None = None) -> list[float]:
+def lam_totals(
+    layout: Layout, config: ModelConfig, batch_size: int | None = None
+) -> list[float | torch.Tensor]:
     """Per block, the group-lasso rate of the full data set: ``N lam v_b`` with ``v_b`` the
     variables of each of its groups (:meth:`~pyro_factvae.layout.Layout.penalty_weights`), so
     ``lam`` is a per-example, per-variable weight (the model's and the guide's)."""
@@ -100,11 +102,21 @@ class Model(PyroModule):
                         f"of shape {conv.image_shape} ({conv.dim} features)"
                     )
         self.decoders = nn.ModuleList(
-            BlockDecoder(len(b.groups), b.dim, config.decoder_width, config.decoder_hidden, conv)
+            BlockDecoder(
+                len(b.groups),
+                b.dim,
+                config.decoder_width,
+                config.decoder_hidden,
+                conv,
+                b.widths if b.padded else None,
+            )
             for b in layout.blocks
         )
         self.likelihoods = nn.ModuleList(
-            LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim) for b in layout.blocks
+            LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim, b.widths)
+            if b.padded
+            else LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim)
+            for b in layout.blocks
         )
         counts = [getattr(LIKELIHOODS.get(lik), "counts", False) for lik in layout.likelihoods]
         #: where each group's library-size offset comes from (None, "data", a group index)
@@ -148,7 +160,7 @@ class Model(PyroModule):
             obs = [mask[:, g] if per_group is None else per_group[g] for g in block.groups]
             lik.keep_varying([xs[g] for g in block.groups], obs)
 
-    def lam_totals(self, batch_size: int | None = None) -> list[float]:
+    def lam_totals(self, batch_size: int | None = None) -> list[float | torch.Tensor]:
         """See :func:`lam_totals`."""
         return lam_totals(self.layout, self.config, batch_size)
 
@@ -158,11 +170,11 @@ class Model(PyroModule):
         device = self.device
         phis = []
         for block, lam_total in zip(self.layout.blocks, self.lam_totals(batch_size)):
-            gamma_prior = gamma_sq_prior(m, k, lam_total, device)
             stack = []
-            for g in block.groups:
+            for i, g in enumerate(block.groups):
                 name = self.layout.names[g]
-                gamma_sq = pyro.sample(sites.gamma_sq(name), gamma_prior)
+                rate = float(lam_total[i]) if torch.is_tensor(lam_total) else lam_total
+                gamma_sq = pyro.sample(sites.gamma_sq(name), gamma_sq_prior(m, k, rate, device))
                 stack.append(pyro.sample(sites.phi(name), phi_prior(gamma_sq, m)))
             phis.append(torch.stack(stack, dim=-3))
         return phis
@@ -177,8 +189,10 @@ class Model(PyroModule):
     def theta_log_prior(self) -> torch.Tensor:
         """``sum log N(theta_f; 0, 1)`` over the generator networks' parameters."""
         flat = torch.cat([p.reshape(-1) for dec in self.decoders for p in dec.prior_parameters()])
-        # one flat vector: two autograd nodes a step, not three per parameter tensor
-        return -0.5 * flat.dot(flat) - flat.numel() * HALF_LOG_2PI
+        # one flat vector: two autograd nodes a step, not three per parameter tensor (a padded
+        # block's held-at-zero outputs add nothing to the sum and are not counted)
+        count = flat.numel() - sum(dec.held_zero for dec in self.decoders)
+        return -0.5 * flat.dot(flat) - count * HALF_LOG_2PI
 
     def decode(
         self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
@@ -221,19 +235,19 @@ class Model(PyroModule):
         """``E(x_g | z)`` for every group, ``(..., d_g)`` each, in the user's group order
         (``offsets``: see :meth:`decode`)."""
         outs = self.decode(z, phis, offsets)
-        return self.layout.scatter(
-            [lik.mean(out).unbind(-2) for out, lik in zip(outs, self.likelihoods)]
+        return self.layout.scatter_unbind(
+            [lik.mean(out) for out, lik in zip(outs, self.likelihoods)]
         )
 
     def units(self) -> list[torch.Tensor]:
         """Each group's ``(d_g,)`` units of standardization (see ``Likelihood.units``), in
         the user's group order."""
-        return self.layout.scatter([lik.units().unbind(0) for lik in self.likelihoods])
+        return self.layout.scatter_unbind([lik.units() for lik in self.likelihoods])
 
     def constant(self) -> list[torch.Tensor]:
         """Each group's ``(d_g,)`` bool: features constant in the training data (see
         ``Likelihood.constant``), in the user's group order."""
-        return self.layout.scatter([lik.constant().unbind(0) for lik in self.likelihoods])
+        return self.layout.scatter_unbind([lik.constant() for lik in self.likelihoods])
 
     def dists(
         self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
@@ -389,6 +403,6 @@ class Model(PyroModule):
                 for i, (g, fn) in enumerate(zip(block.groups, fns)):
                     weight_g = 1.0 if self.group_weight is None else self.group_weight[g]
                     with poutine.mask(mask=mask[:, g]), poutine.scale(scale=weight_g):
-                        obs = None if x is None else x[:, i]
+                        obs = None if x is None else x[:, i, : block.widths[i]]
                         pyro.sample(sites.x(layout.names[g]), fn, obs=obs)
         return z

@@ -1,6 +1,7 @@
 """Group encoders and decoders, batched along a group axis.
 
-Groups of equal width form a *block*; every layer of a block holds one weight matrix per group,
+Groups of one width (or zero-padded to the widest of them: :mod:`pyro_factvae.layout`) form a
+*block*; every layer of a block holds one weight matrix per group,
 stacked as ``(G_b, in, out)``, and runs as one batched matrix product over the group axis
 (:func:`grouped_matmul`). The step time thus grows with the total width of the data, not with
 the number of Python-level groups.
@@ -105,6 +106,10 @@ class BlockEncoder(nn.Module):
     pre-activation. So the expert's mean and precision can both change with what it did not
     see; with every cell observed the term vanishes and the encoder is the paper's.
     For image groups the term enters the last layer of the convolutional body.
+
+    In a padded block (``widths``: each group's own width) a group's first layer starts as
+    ``nn.Linear``'s for its own width, and its rows for the padding (inputs that are always
+    zero) are zero.
     """
 
     def __init__(
@@ -114,11 +119,21 @@ class BlockEncoder(nn.Module):
         hidden: Sequence[int],
         latent_dim: int,
         conv: ConvSpec | None = None,
+        widths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         sizes = [dim, *hidden]
         if conv is None:
             self.features = GroupedMLP(num_groups, sizes, final_relu=True)
+            if widths is not None:  # a padded block: each group's first layer as if unpadded
+                first = self.features[0]
+                with torch.no_grad():
+                    for g, w in enumerate(widths):
+                        # nn.Linear's init for the group's own fan-in; the padding's rows
+                        # read zeros, and zero they stay
+                        first.weight[g, :w] *= math.sqrt(dim / w)
+                        first.weight[g, w:] = 0.0
+                        first.bias[g] *= math.sqrt(dim / w)
         else:  # images: convolutions, then one grouped layer to H = hidden[-1]
             self.features = ConvFeatures(num_groups, conv, sizes[-1])
         self.mean = GroupedLinear(num_groups, sizes[-1], latent_dim)
@@ -157,7 +172,10 @@ class BlockDecoder(nn.Module):
     """Generators ``f_g(W_g z)`` of one block of groups (eq 5).
 
     ``a_g = W_g z + c_g`` (``W_g``, ``p x K``, is the upper part of ``Phi_g`` and is passed in),
-    then ``ReLU`` and an MLP to the group's ``d_g`` outputs.
+    then ``ReLU`` and an MLP to the group's ``d_g`` outputs. In a padded block (``widths``:
+    each group's own width) the outputs past a group's width are held at exactly zero: their
+    weights start at zero and nothing moves them (the likelihoods do not score them, and the
+    ``N(0, 1)`` prior's gradient at zero is zero); :attr:`held_zero` counts them.
     """
 
     def __init__(
@@ -167,12 +185,22 @@ class BlockDecoder(nn.Module):
         width: int,
         hidden: Sequence[int],
         conv: ConvSpec | None = None,
+        widths: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         bound = 1.0 / math.sqrt(width)
         self.shift = nn.Parameter(torch.empty(num_groups, width).uniform_(-bound, bound))
+        #: parameters of the padding's outputs, held at zero (not the model's: see above)
+        self.held_zero = 0
         if conv is None:
             body: nn.Module = GroupedMLP(num_groups, [width, *hidden, dim])
+            if widths is not None:
+                last = body[-1]
+                with torch.no_grad():
+                    for g, w in enumerate(widths):
+                        last.weight[g, :, w:] = 0.0
+                        last.bias[g, w:] = 0.0
+                        self.held_zero += (last.weight.shape[1] + 1) * (dim - w)
         else:  # images: transposed convolutions (hidden widths are not used)
             body = ConvGenerator(num_groups, width, conv)
         self.net = nn.Sequential(nn.ReLU(), body)

@@ -65,8 +65,8 @@ def predictive_means(
         for _ in range(num_samples):
             z = q.sample()
             outs = model.decode(z, phis, offsets)
-            means = layout.scatter(
-                [lik.mean(out).unbind(-2) for out, lik in zip(outs, model.likelihoods)]
+            means = layout.scatter_unbind(
+                [lik.mean(out) for out, lik in zip(outs, model.likelihoods)]
             )
             if not importance:
                 for total, g in zip(sums, targets):

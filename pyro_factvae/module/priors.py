@@ -107,10 +107,12 @@ def log_marginal(phi: torch.Tensor, lam_total: float) -> torch.Tensor:
     return k * log_c - lam_total * column_norms(phi).sum(-1)
 
 
-def conditional_mode(phi: torch.Tensor, lam_total: float) -> torch.Tensor:
-    """Mode of ``p(gamma_sq | Phi)``, a ``GIG(1/2, lam_total^2, ||Phi_.j||^2)``, per column."""
+def conditional_mode(phi: torch.Tensor, lam_total: float | torch.Tensor) -> torch.Tensor:
+    """Mode of ``p(gamma_sq | Phi)``, a ``GIG(1/2, lam_total^2, ||Phi_.j||^2)``, per column
+    (``lam_total``: a number, or a tensor that broadcasts against the ``(..., K)`` columns,
+    e.g. one rate per group of a padded block)."""
     b = column_norms(phi).square()
-    a = lam_total**2
+    a = torch.as_tensor(lam_total, dtype=b.dtype).to(b.device) ** 2
     return b / (0.5 + torch.sqrt(0.25 + a * b))
 
 
@@ -146,8 +148,9 @@ def conditional_sample(
     ----------
     phi : torch.Tensor
         ``(..., m, K)``.
-    lam_total : float
-        The full-data rate ``N * lam`` (> 0).
+    lam_total : float or torch.Tensor
+        The full-data rate ``N * lam`` (> 0); a tensor broadcasts against ``(..., K)`` (one
+        rate per group of a padded block).
     num_samples : int
         Draws per column.
     generator : torch.Generator, optional
@@ -158,11 +161,12 @@ def conditional_sample(
     torch.Tensor
         ``(num_samples, ..., K)`` draws of ``gamma_sq`` (float64).
     """
-    if not lam_total > 0:
+    lam = torch.as_tensor(lam_total, dtype=torch.float64).cpu()
+    if not bool((lam > 0).all()):
         raise ValueError("the conditional of gamma_sq is improper for lam = 0; use lam > 0")
     norms = column_norms(phi.detach()).double()
     norms = norms.expand(num_samples, *norms.shape)
-    lam = torch.tensor(float(lam_total), dtype=torch.float64)
+    lam = lam.expand_as(norms)
     zero = norms == 0
     mean = lam / torch.where(zero, 1.0, norms)
     inv = _inverse_gaussian(mean, lam.square().expand_as(mean), generator)

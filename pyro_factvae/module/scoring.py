@@ -141,9 +141,10 @@ def _network_units(model: Model, g: int, x: torch.Tensor) -> torch.Tensor:
     """Group ``g``'s values ``(n, d_g)`` in the units its networks see (standardized for
     normal groups, as they are for bernoulli and categorical ones)."""
     b, i = model.layout.locate(g)
-    full = x.new_zeros(x.shape[0], len(model.layout.blocks[b].groups), x.shape[-1])
-    full[:, i] = x
-    return model.likelihoods[b].to_network(full)[:, i]
+    block = model.layout.blocks[b]
+    full = x.new_zeros(x.shape[0], len(block.groups), block.dim)
+    full[:, i, : x.shape[-1]] = x
+    return model.likelihoods[b].to_network(full)[:, i, : x.shape[-1]]
 
 
 def _squared_errors(model: Model, g: int, data: GroupedData, pred: torch.Tensor) -> np.ndarray:
