@@ -5,10 +5,9 @@ Groups of one likelihood and width form a block. Groups of a *paddable* likeliho
 columns are scored independently: ``normal``, ``bernoulli``) and different widths share a
 block too, zero-padded to its widest group, as long as the padding at most doubles the
 block's cells (:data:`PAD_LIMIT`): a table of groups of 2 to 5 columns then runs its networks
-as one batched call per step instead of one per width (on a 142-row table of four groups of
-widths 4, 5, 2 and 2, a training step took 5.4 ms in three blocks, 2.9 ms in one). Padded
-columns are zeros that the encoders read as nothing, and the likelihoods leave them out of
-every sum (:attr:`Block.columns`)."""
+as one batched call per step instead of one per width (``benchmarks/padding.py`` times both).
+Padded columns are zeros that the encoders read as nothing, and the likelihoods leave them out
+of every sum (``Likelihood.columns``)."""
 
 from __future__ import annotations
 
@@ -45,13 +44,6 @@ class Block:
     def padded(self) -> bool:
         """Whether some group of the block is narrower than ``dim``."""
         return any(w != self.dim for w in self.widths)
-
-    def columns(self) -> torch.Tensor | None:
-        """``(G_b, dim)`` bool, ``True`` at each group's own columns; ``None`` when the
-        block is not padded."""
-        if not self.padded:
-            return None
-        return torch.arange(self.dim) < torch.tensor(self.widths).unsqueeze(-1)
 
 
 def _partition(dims: Sequence[int], liks: Sequence[str], pad: bool) -> list[Block]:

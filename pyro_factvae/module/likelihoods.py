@@ -20,6 +20,7 @@ name             distribution                                       decoder outp
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pyro.distributions as dist
 import torch
@@ -97,7 +98,7 @@ class Likelihood(nn.Module):
     #: ``widths`` (:class:`~pyro_factvae.layout.Layout`)
     paddable = False
 
-    def __init__(self, num_groups: int, dim: int, widths=None) -> None:
+    def __init__(self, num_groups: int, dim: int, widths: Sequence[int] | None = None) -> None:
         super().__init__()
         self.num_groups, self.dim = num_groups, dim
         if widths is not None and not self.paddable:
@@ -198,7 +199,13 @@ class NormalLikelihood(Likelihood):
 
     paddable = True
 
-    def __init__(self, num_groups: int, dim: int, widths=None, init_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        num_groups: int,
+        dim: int,
+        widths: Sequence[int] | None = None,
+        init_scale: float = 1.0,
+    ) -> None:
         super().__init__(num_groups, dim, widths)
         raw = inverse_softplus(torch.tensor(init_scale - MIN_SCALE))
         self.raw_scale = nn.Parameter(torch.full((num_groups, dim), float(raw)))
