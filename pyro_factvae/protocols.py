@@ -37,6 +37,10 @@ class LikelihoodFamily(Protocol):
     #: whether it is a count family, which takes library sizes (``library_size=``) and
     #: gives ``log_total`` and ``depth`` (see :class:`~pyro_factvae.module.counts.CountLikelihood`)
     counts: bool
+    #: whether groups of different widths may share a zero-padded block (its ``dists`` then
+    #: cut group ``i`` to ``widths[i]`` columns and its sums leave out the padding; see
+    #: :class:`~pyro_factvae.module.likelihoods.Likelihood`)
+    paddable: bool
 
     def dists(self, out: torch.Tensor, cells: torch.Tensor | None = None) -> list[Any]:
         """Per-group distributions given decoder outputs ``(..., G_b, d)``."""
