@@ -52,7 +52,8 @@ def test_a_part_missing_a_method_fails_its_protocol():
     # the protocol's methods are the ones the base class provides or asks for
     from pyro_factvae.module.likelihoods import Likelihood
 
-    assert Likelihood.counts is False  # a flag, the one attribute besides the name
-    for member in _members(LikelihoodFamily) - {"name", "counts"}:
+    # flags, the attributes besides the name
+    assert Likelihood.counts is False and Likelihood.paddable is False
+    for member in _members(LikelihoodFamily) - {"name", "counts", "paddable"}:
         assert callable(getattr(Likelihood, member)), member
         assert inspect.signature(getattr(Likelihood, member))
