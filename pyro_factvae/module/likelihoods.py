@@ -93,9 +93,9 @@ class Likelihood(nn.Module):
     name = "base"
     #: whether the family takes a per-row library-size offset (the count families)
     counts = False
-    #: whether groups of different widths may share a zero-padded block: the family scores
-    #: each column on its own (no sum over a group's columns, such as a softmax) and honours
-    #: ``widths`` (:class:`~pyro_factvae.layout.Layout`)
+    #: whether groups of different widths may share a zero-padded block (the family scores
+    #: each column on its own, with no sum over a group's columns such as a softmax, and
+    #: honours ``widths``; see :class:`~pyro_factvae.layout.Layout`)
     paddable = False
 
     def __init__(self, num_groups: int, dim: int, widths: Sequence[int] | None = None) -> None:
@@ -107,7 +107,7 @@ class Likelihood(nn.Module):
         columns = None
         if any(w != dim for w in self.widths):
             columns = torch.arange(dim) < torch.tensor(self.widths).unsqueeze(-1)
-        #: ``(G_b, dim)`` bool, each group's own columns (``None``: no padding)
+        #: ``(G_b, dim)`` bool, each group's own columns (``None`` without padding)
         self.register_buffer("columns", columns, persistent=False)
 
     def scored(self, cells: torch.Tensor | None) -> torch.Tensor | None:

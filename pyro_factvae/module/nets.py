@@ -190,7 +190,7 @@ class BlockDecoder(nn.Module):
         super().__init__()
         bound = 1.0 / math.sqrt(width)
         self.shift = nn.Parameter(torch.empty(num_groups, width).uniform_(-bound, bound))
-        #: parameters of the padding's outputs, held at zero (not the model's: see above)
+        #: how many parameters of the padding's outputs are held at zero (not the model's)
         self.held_zero = 0
         if conv is None:
             body: nn.Module = GroupedMLP(num_groups, [width, *hidden, dim])
