@@ -106,17 +106,19 @@ class PhiPosterior(Protocol):
     objective: str
 
     def sample(
-        self, layout: Any, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]
+        self, layout: Any, phis: Sequence[torch.Tensor], lam_totals: Sequence[float | torch.Tensor]
     ) -> list:
         """Emit the ``gamma_sq`` and ``Phi`` sites; ``Phi`` stacked per block."""
 
-    def start(self, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]) -> None:
+    def start(
+        self, phis: Sequence[torch.Tensor], lam_totals: Sequence[float | torch.Tensor]
+    ) -> None:
         """Start the posterior at the point ``phis``."""
 
     def draws(
         self,
         phis: Sequence[torch.Tensor],
-        lam_totals: Sequence[float],
+        lam_totals: Sequence[float | torch.Tensor],
         num_draws: int,
         generator: torch.Generator,
         active_factor: float,

@@ -50,7 +50,10 @@ class PointMass(nn.Module):
         super().__init__()
 
     def sample(
-        self, layout: Layout, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]
+        self,
+        layout: Layout,
+        phis: Sequence[torch.Tensor],
+        lam_totals: Sequence[float | torch.Tensor],
     ) -> list[torch.Tensor]:
         """Emit ``gamma_sq_<g>`` and ``Phi_<g>``; return ``Phi`` stacked per block."""
         out = []
@@ -64,14 +67,16 @@ class PointMass(nn.Module):
             out.append(torch.stack(stack, dim=-3))
         return out
 
-    def start(self, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]) -> None:
+    def start(
+        self, phis: Sequence[torch.Tensor], lam_totals: Sequence[float | torch.Tensor]
+    ) -> None:
         """Nothing to start: the point is ``Phi`` itself."""
 
     @torch.no_grad()
     def draws(
         self,
         phis: Sequence[torch.Tensor],
-        lam_totals: Sequence[float],
+        lam_totals: Sequence[float | torch.Tensor],
         num_draws: int,
         generator: torch.Generator,
         active_factor: float,
@@ -112,7 +117,10 @@ class MeanField(nn.Module):
         )
 
     def sample(
-        self, layout: Layout, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]
+        self,
+        layout: Layout,
+        phis: Sequence[torch.Tensor],
+        lam_totals: Sequence[float | torch.Tensor],
     ) -> list[torch.Tensor]:
         out = []
         for block, phi, raw, g_loc, g_raw in zip(
@@ -130,7 +138,9 @@ class MeanField(nn.Module):
         return out
 
     @torch.no_grad()
-    def start(self, phis: Sequence[torch.Tensor], lam_totals: Sequence[float]) -> None:
+    def start(
+        self, phis: Sequence[torch.Tensor], lam_totals: Sequence[float | torch.Tensor]
+    ) -> None:
         """Centre ``q(gamma_sq)`` at the conditional mode given the current ``Phi`` and reset
         the scales (a start from the prox-MAP point)."""
         raw = float(inverse_softplus(torch.tensor(_INIT_SCALE)))
@@ -145,7 +155,7 @@ class MeanField(nn.Module):
     def draws(
         self,
         phis: Sequence[torch.Tensor],
-        lam_totals: Sequence[float],
+        lam_totals: Sequence[float | torch.Tensor],
         num_draws: int,
         generator: torch.Generator,
         active_factor: float,
