@@ -46,15 +46,15 @@ class Block:
         return any(w != self.dim for w in self.widths)
 
 
-def _partition(dims: Sequence[int], liks: Sequence[str], pad: bool) -> list[Block]:
-    """The blocks: groups of one likelihood and width, or (``pad``, paddable likelihoods)
-    runs of the likelihood's groups sorted by width, each as wide as its widest group and
-    with at most :data:`PAD_LIMIT` times its real cells; blocks in the order of their first
+def _partition(dims: Sequence[int], liks: Sequence[str], limit: float) -> list[Block]:
+    """The blocks: groups of one likelihood and width, or (``limit > 0``, paddable
+    likelihoods) runs of the likelihood's groups sorted by width, each as wide as its widest
+    group and with at most ``limit`` times its real cells; blocks in the order of their first
     group (without padding, the order of the (width, likelihood) pairs)."""
     keys: dict[tuple[int, str], list[int]] = {}
     for g, key in enumerate(zip(dims, liks)):
         keys.setdefault(key, []).append(g)
-    if not pad:
+    if not limit:
         return [Block(tuple(g), d, lk) for (d, lk), g in keys.items()]
     blocks, merged = [], {}
     for (d, lik), groups in keys.items():
@@ -65,7 +65,7 @@ def _partition(dims: Sequence[int], liks: Sequence[str], pad: bool) -> list[Bloc
     for lik, groups in merged.items():
         run: list[int] = []
         for g in sorted(groups, key=lambda g: (dims[g], g)):
-            if run and (len(run) + 1) * dims[g] > PAD_LIMIT * (sum(dims[h] for h in run) + dims[g]):
+            if run and (len(run) + 1) * dims[g] > limit * (sum(dims[h] for h in run) + dims[g]):
                 blocks.append(_padded(run, dims, lik))
                 run = []
             run.append(g)
@@ -95,15 +95,17 @@ class Layout:
         Features per group.
     likelihoods : sequence of str
         Likelihood name per group (see :mod:`pyro_factvae.module.likelihoods`).
-    pad : bool
-        Let groups of different widths share a padded block (the default; a model file
-        written without padded blocks is read back with ``pad=False``).
+    pad : bool or float
+        Let groups of different widths share a padded block while its padded cells are at
+        most this many times its real ones (``True``, the default: :data:`PAD_LIMIT`;
+        ``False``: one block per width, as a model file written without padded blocks is
+        read back). Kept as that number (``0.0`` for ``False``), which model files record.
     """
 
     names: tuple[str, ...]
     dims: tuple[int, ...]
     likelihoods: tuple[str, ...]
-    pad: bool = True
+    pad: bool | float = True
     blocks: tuple[Block, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -115,8 +117,11 @@ class Layout:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "dims", dims)
         object.__setattr__(self, "likelihoods", liks)
-        object.__setattr__(self, "pad", bool(self.pad))
-        object.__setattr__(self, "blocks", tuple(_partition(dims, liks, self.pad)))
+        limit = PAD_LIMIT if self.pad is True else float(self.pad)
+        if limit and limit < 1:
+            raise ValueError(f"pad must be True, False or a number >= 1, got {self.pad!r}")
+        object.__setattr__(self, "pad", limit)
+        object.__setattr__(self, "blocks", tuple(_partition(dims, liks, limit)))
         # block order -> group order, per device (made once: scatter_axis runs every step)
         order = torch.tensor([g for b in self.blocks for g in b.groups])
         in_order = len(self.blocks) == 1 and bool((order == torch.arange(len(order))).all())

@@ -1,6 +1,5 @@
 """Groups of different widths share a zero-padded block: the same model as unpadded blocks."""
 
-import functools
 import json
 
 import numpy as np
@@ -8,7 +7,6 @@ import pytest
 import torch
 
 from pyro_factvae import FactVAE, GroupedData, Guide, Layout, Model, ModelConfig
-from pyro_factvae.infer import state as state_module
 from pyro_factvae.infer.objective import CollapsedELBO
 from pyro_factvae.infer.optim import Optimizers
 from pyro_factvae.layout import PAD_LIMIT
@@ -168,12 +166,12 @@ def test_the_prox_weights_each_group_of_a_padded_block_by_its_own_width():
     assert opt.phi.penalty() == pytest.approx(total, rel=1e-5)
 
 
-def test_a_model_file_without_padded_blocks_loads_and_predicts_as_written(tmp_path, monkeypatch):
+def test_a_model_file_without_padded_blocks_loads_and_predicts_as_written(tmp_path):
     grouped = data(False, n=60)
     # a fit as before padding: one block per width
-    monkeypatch.setattr(state_module, "Layout", functools.partial(Layout, pad=False))
-    vae = FactVAE(lam=0.1, latent_dim=3).fit(grouped, epochs=3, progress=False)
-    monkeypatch.undo()
+    vae = FactVAE(lam=0.1, latent_dim=3)
+    vae.fit_state.pad = False
+    vae.fit(grouped, epochs=3, progress=False)
     assert not vae.layout_.pad
     path = tmp_path / "old.pt"
     vae.save(path)
@@ -187,6 +185,49 @@ def test_a_model_file_without_padded_blocks_loads_and_predicts_as_written(tmp_pa
     a, b = vae.impute(grouped), loaded.impute(grouped)
     for x, y in zip(a.values(), b.values()):
         np.testing.assert_allclose(x, y, rtol=1e-6)
+    # a state started afresh from it (as lam="auto" does for a fresh dense fit) keeps its
+    # blocks, so the fresh weights fit the loaded model
+    fresh = loaded.fit_state.fresh(lam=0.0)
+    assert fresh.layout_of(grouped).blocks == loaded.layout_.blocks
+
+
+def test_pad_below_one_is_refused():
+    with pytest.raises(ValueError, match="pad must be True, False or a number >= 1"):
+        Layout(("a", "b"), (2, 3), ("normal", "normal"), pad=0.5)
+
+
+def test_a_custom_paddable_family_without_its_own_log_prob_trains_in_a_padded_block():
+    import pyro.distributions as dist
+
+    from pyro_factvae.module.likelihoods import Likelihood, masked_event
+    from pyro_factvae.registry import LIKELIHOODS
+
+    @LIKELIHOODS.register("laplace-padded")
+    class Laplace(Likelihood):
+        paddable = True
+
+        def __init__(self, num_groups, dim, *, widths=None):
+            super().__init__(num_groups, dim, widths=widths)
+            self.log_b = torch.nn.Parameter(torch.zeros(num_groups, dim))
+
+        def dists(self, out, cells=None):
+            b = self.log_b.exp()
+            return [
+                masked_event(dist.Laplace(out[..., i, :w], b[i, :w]), cells, i, w)
+                for i, w in enumerate(self.widths)
+            ]
+
+        def mean(self, out):
+            return out
+
+    rng = np.random.default_rng(0)
+    groups = {"a": rng.laplace(size=(40, 2)), "b": rng.laplace(size=(40, 3))}
+    groups["a"][rng.random((40, 2)) < 0.2] = np.nan  # cells missing too
+    vae = FactVAE(lam=0.1, latent_dim=2, likelihood="laplace-padded")
+    vae.fit(groups, epochs=3, progress=False)
+    assert [b.widths for b in vae.layout_.blocks] == [(2, 3)]
+    filled = vae.impute(groups)
+    assert filled["a"].shape == (40, 2) and np.isfinite(filled["a"]).all()
 
 
 def test_a_fit_on_groups_of_different_widths_runs_in_padded_blocks_and_round_trips(tmp_path):

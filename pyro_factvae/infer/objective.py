@@ -90,19 +90,20 @@ class CollapsedELBO:
             raise ValueError("CollapsedELBO computes the collapsed objective only")
         self.model, self.guide, self.scale = model, guide, scale
         layout = model.layout
-        # per block: an (N, G_b, d_b) view, or for a padded block the columns to take from
-        # the matrix (zero-padded by one column) for each minibatch (no padded copy of the data)
+        # per block: an (N, G_b, d_b) view, or for a padded block the matrix columns of its
+        # groups and their places in the padded (G_b * d_b) row, read for each minibatch (no
+        # padded copy of the data)
         starts = [0, *itertools.accumulate(data.dims)]
-        zero = starts[-1]
-        self._blocks: list[torch.Tensor] = []
+        self._blocks: list[Any] = []
         for b in layout.blocks:
             if b.padded:
-                cols = [
-                    starts[g] + j if j < w else zero
-                    for g, w in zip(b.groups, b.widths)
-                    for j in range(b.dim)
+                pairs = [
+                    (starts[g] + j, i * b.dim + j)
+                    for i, (g, w) in enumerate(zip(b.groups, b.widths))
+                    for j in range(w)
                 ]
-                self._blocks.append(torch.tensor(cols))
+                source, place = (torch.tensor(c) for c in zip(*pairs))
+                self._blocks.append((source, place, len(b.groups) * b.dim))
             else:
                 self._blocks.append(data.block(b.groups))
         self._padded = [b.padded for b in layout.blocks]
@@ -119,14 +120,15 @@ class CollapsedELBO:
         zeros under missing cells), the ``(B, G)`` observed mask of ``rows``, and their
         ``(B, sum d_g)`` cell mask (``None`` when no observed group misses a cell)."""
         mask = self._observed[rows].to(self._device)
-        out, rows_padded = [], None
+        out = []
         for values, groups, lik, padded in zip(
             self._blocks, self._groups, self.model.likelihoods, self._padded
         ):
-            if padded:  # values: the block's columns of the matrix with a zero column
-                if rows_padded is None:
-                    rows_padded = torch.nn.functional.pad(self._matrix[rows], (0, 1))
-                x = rows_padded.index_select(1, values).view(len(rows), len(groups), -1)
+            if padded:  # values: the block's columns of the matrix and their places
+                source, place, size = values
+                x = self._matrix.new_zeros(len(rows), size)
+                x[:, place] = self._matrix[rows[:, None], source]
+                x = x.view(len(rows), len(groups), -1)
             else:
                 x = values[rows]
             x = x.to(self._device)

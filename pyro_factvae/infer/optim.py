@@ -17,6 +17,7 @@ the negative ELBO per row, so there ``lam`` is the paper's per-example lambda).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -157,10 +158,15 @@ def _as_tuple(weight: float | Sequence[float]) -> tuple[float, ...]:
 def _rate(lam: float, weight: float | Sequence[float], p: torch.Tensor) -> float | torch.Tensor:
     """``lam`` times a param group's ``weight``: one number, or one per group of a padded
     block (``weight`` a sequence, one per ``p[g]``), shaped ``(G_b, 1, 1)`` to broadcast
-    against ``p``'s columns."""
+    against ``p``'s columns (made on ``p``'s device once, not every step)."""
     if isinstance(weight, (int, float)):
         return lam * weight
-    return lam * torch.tensor(weight, dtype=p.dtype, device=p.device).view(-1, 1, 1)
+    return lam * _weights_on(tuple(weight), p.dtype, p.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _weights_on(weight: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    return torch.tensor(weight, dtype=dtype, device=device).view(-1, 1, 1)
 
 
 class Optimizers:

@@ -85,6 +85,8 @@ class FitState:
         The ``lam="auto"`` path (or, during it, the stage a checkpoint was written in).
     interrupted : str or None
         The signal (or ``"callback"``) that stopped the last run.
+    pad : bool or float
+        How the layouts it builds pad blocks (see :class:`~pyro_factvae.layout.Layout`).
     """
 
     config: ModelConfig
@@ -99,11 +101,14 @@ class FitState:
     columns: dict[str, list[str]] | None = None
     lam_path: dict[str, Any] | None = None
     interrupted: str | None = None
+    #: how the layouts it builds pad blocks (the ``pad`` of a Layout, the model file's own
+    #: where the state was read from one)
+    pad: bool | float = True
 
     def build(self, layout: Layout, num_data: int) -> None:
         """Build the model and guide for ``layout`` (on the CPU; see :meth:`to_device`)."""
         self.config = self.config.replace(num_data=num_data).resolved(layout.dims)
-        self.layout = layout
+        self.layout, self.pad = layout, layout.pad
         self.model = Model(layout, self.config)
         self.guide = Guide(self.model)
         self.optimizers = None
@@ -119,7 +124,9 @@ class FitState:
         column mapping)."""
         config = ModelConfig(**{**self.config.user_dict(), **settings})
         columns = None if self.columns is None else dict(self.columns)
-        return FitState(config, self.device, metadata=dict(self.metadata), columns=columns)
+        return FitState(
+            config, self.device, metadata=dict(self.metadata), columns=columns, pad=self.pad
+        )
 
     def fitted(self) -> tuple[Model, Guide]:
         """``(model, guide)``; a ``ValueError`` if they are not fitted yet."""
@@ -173,7 +180,7 @@ class FitState:
     def layout_of(self, data: GroupedData) -> Layout:
         """The layout of ``data`` under the configured likelihoods, its observed values
         checked against their support."""
-        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names))
+        layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names), self.pad)
         check_support(data, layout)
         return layout
 

@@ -98,7 +98,7 @@ class Likelihood(nn.Module):
     #: honours ``widths``; see :class:`~pyro_factvae.layout.Layout`)
     paddable = False
 
-    def __init__(self, num_groups: int, dim: int, widths: Sequence[int] | None = None) -> None:
+    def __init__(self, num_groups: int, dim: int, *, widths: Sequence[int] | None = None) -> None:
         super().__init__()
         self.num_groups, self.dim = num_groups, dim
         if widths is not None and not self.paddable:
@@ -136,7 +136,7 @@ class Likelihood(nn.Module):
         cells, all of them when ``cells`` is ``None``; the same numbers as :meth:`dists`, in
         one batched call where a subclass can). Values under missing cells must be finite."""
         fns = with_cells(self.dists, out, cells=cells)
-        parts = [fn.log_prob(x[..., i, :]) for i, fn in enumerate(fns)]
+        parts = [fn.log_prob(x[..., i, :w]) for i, (fn, w) in enumerate(zip(fns, self.widths))]
         return torch.stack(parts, dim=-1)
 
     @classmethod
@@ -203,10 +203,11 @@ class NormalLikelihood(Likelihood):
         self,
         num_groups: int,
         dim: int,
-        widths: Sequence[int] | None = None,
         init_scale: float = 1.0,
+        *,
+        widths: Sequence[int] | None = None,
     ) -> None:
-        super().__init__(num_groups, dim, widths)
+        super().__init__(num_groups, dim, widths=widths)
         raw = inverse_softplus(torch.tensor(init_scale - MIN_SCALE))
         self.raw_scale = nn.Parameter(torch.full((num_groups, dim), float(raw)))
         self.register_buffer("shift", torch.zeros(num_groups, dim))

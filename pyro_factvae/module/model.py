@@ -113,7 +113,7 @@ class Model(PyroModule):
             for b in layout.blocks
         )
         self.likelihoods = nn.ModuleList(
-            LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim, b.widths)
+            LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim, widths=b.widths)
             if b.padded
             else LIKELIHOODS.get(b.likelihood)(len(b.groups), b.dim)
             for b in layout.blocks
@@ -171,10 +171,16 @@ class Model(PyroModule):
         phis = []
         for block, lam_total in zip(self.layout.blocks, self.lam_totals(batch_size)):
             stack = []
+            # one prior per block, or per group where a padded block's groups differ
+            shared = None if torch.is_tensor(lam_total) else gamma_sq_prior(m, k, lam_total, device)
             for i, g in enumerate(block.groups):
                 name = self.layout.names[g]
-                rate = float(lam_total[i]) if torch.is_tensor(lam_total) else lam_total
-                gamma_sq = pyro.sample(sites.gamma_sq(name), gamma_sq_prior(m, k, rate, device))
+                prior = (
+                    shared
+                    if shared is not None
+                    else gamma_sq_prior(m, k, float(lam_total[i]), device)
+                )
+                gamma_sq = pyro.sample(sites.gamma_sq(name), prior)
                 stack.append(pyro.sample(sites.phi(name), phi_prior(gamma_sq, m)))
             phis.append(torch.stack(stack, dim=-3))
         return phis
@@ -183,7 +189,8 @@ class Model(PyroModule):
     def row_floats(self) -> int:
         """Floats one row's decode holds (its outputs, ``z`` and the decoders' first layers):
         the unit in which the queries bound the memory of a chunk of rows."""
-        width = sum(self.layout.dims) + self.latent_dim
+        # a padded block decodes its padding too
+        width = sum(len(b.groups) * b.dim for b in self.layout.blocks) + self.latent_dim
         return width + self.config.decoder_width * self.layout.num_groups
 
     def theta_log_prior(self) -> torch.Tensor:
