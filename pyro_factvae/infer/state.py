@@ -101,8 +101,7 @@ class FitState:
     columns: dict[str, list[str]] | None = None
     lam_path: dict[str, Any] | None = None
     interrupted: str | None = None
-    #: how the layouts it builds pad blocks (the ``pad`` of a Layout, the model file's own
-    #: where the state was read from one)
+    # the model file's own where the state was read from one
     pad: bool | float = True
 
     def build(self, layout: Layout, num_data: int) -> None:
