@@ -65,6 +65,38 @@ def _device(guide: Guide) -> torch.device:
     return next(guide.parameters()).device
 
 
+def _padded_reader(block: Any, dims: list[int]) -> Callable[[torch.Tensor, torch.Tensor], Any]:
+    """``read(matrix, rows)``: a padded block's ``(B, G_b * d_b)`` values of ``rows``. Its
+    groups' columns are read as one span of the matrix (then zero-padded and put in place)
+    where the span is at most twice their width, else gathered one by one (a wide group
+    between them is not read)."""
+    starts = [0, *itertools.accumulate(dims)]
+    own = [(starts[g], w) for g, w in zip(block.groups, block.widths)]
+    lo = min(s for s, _ in own)
+    hi = max(s + w for s, w in own)
+    if hi - lo <= 2 * sum(w for _, w in own):
+        zero = hi - lo  # the zero column padded on after the span
+        take = torch.tensor(
+            [s - lo + j if j < w else zero for s, w in own for j in range(block.dim)]
+        )
+
+        def read(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+            span = matrix.index_select(0, rows)[:, lo:hi]
+            return torch.nn.functional.pad(span, (0, 1)).index_select(1, take)
+
+        return read
+    source = torch.tensor([s + j for s, w in own for j in range(w)])
+    place = torch.tensor([i * block.dim + j for i, (_, w) in enumerate(own) for j in range(w)])
+    size = len(own) * block.dim
+
+    def gather(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        out = matrix.new_zeros(len(rows), size)
+        out[:, place] = matrix[rows[:, None], source]
+        return out
+
+    return gather
+
+
 @OBJECTIVES.register("collapsed")
 class CollapsedELBO:
     """``-L~`` of Algorithm 1 for the point-mass posterior over ``Phi``, in one pass.
@@ -90,22 +122,12 @@ class CollapsedELBO:
             raise ValueError("CollapsedELBO computes the collapsed objective only")
         self.model, self.guide, self.scale = model, guide, scale
         layout = model.layout
-        # per block: an (N, G_b, d_b) view, or for a padded block the matrix columns of its
-        # groups and their places in the padded (G_b * d_b) row, read for each minibatch (no
-        # padded copy of the data)
-        starts = [0, *itertools.accumulate(data.dims)]
-        self._blocks: list[Any] = []
-        for b in layout.blocks:
-            if b.padded:
-                pairs = [
-                    (starts[g] + j, i * b.dim + j)
-                    for i, (g, w) in enumerate(zip(b.groups, b.widths))
-                    for j in range(w)
-                ]
-                source, place = (torch.tensor(c) for c in zip(*pairs))
-                self._blocks.append((source, place, len(b.groups) * b.dim))
-            else:
-                self._blocks.append(data.block(b.groups))
+        # per block: an (N, G_b, d_b) view, or for a padded block how to read it from each
+        # minibatch's rows of the matrix (no padded copy of the data)
+        self._blocks: list[Any] = [
+            _padded_reader(b, data.dims) if b.padded else data.block(b.groups)
+            for b in layout.blocks
+        ]
         self._padded = [b.padded for b in layout.blocks]
         self._matrix = data.matrix
         self._groups = [list(b.groups) for b in layout.blocks]
@@ -124,11 +146,8 @@ class CollapsedELBO:
         for values, groups, lik, padded in zip(
             self._blocks, self._groups, self.model.likelihoods, self._padded
         ):
-            if padded:  # values: the block's columns of the matrix and their places
-                source, place, size = values
-                x = self._matrix.new_zeros(len(rows), size)
-                x[:, place] = self._matrix[rows[:, None], source]
-                x = x.view(len(rows), len(groups), -1)
+            if padded:
+                x = values(self._matrix, rows).view(len(rows), len(groups), -1)
             else:
                 x = values[rows]
             x = x.to(self._device)
