@@ -101,15 +101,9 @@ class Model(PyroModule):
                         f"group {g!r} has {d} features but the conv networks expect images "
                         f"of shape {conv.image_shape} ({conv.dim} features)"
                     )
+        width, hidden = config.decoder_width, config.decoder_hidden
         self.decoders = nn.ModuleList(
-            BlockDecoder(
-                len(b.groups),
-                b.dim,
-                config.decoder_width,
-                config.decoder_hidden,
-                conv,
-                b.widths if b.padded else None,
-            )
+            BlockDecoder(len(b.groups), b.dim, width, hidden, conv, b.widths if b.padded else None)
             for b in layout.blocks
         )
         self.likelihoods = nn.ModuleList(
@@ -172,15 +166,11 @@ class Model(PyroModule):
         for block, lam_total in zip(self.layout.blocks, self.lam_totals(batch_size)):
             stack = []
             # one prior per block, or per group where a padded block's groups differ
-            shared = None if torch.is_tensor(lam_total) else gamma_sq_prior(m, k, lam_total, device)
+            rates = lam_total.flatten().tolist() if torch.is_tensor(lam_total) else [lam_total]
+            priors = [gamma_sq_prior(m, k, rate, device) for rate in rates]
             for i, g in enumerate(block.groups):
                 name = self.layout.names[g]
-                prior = (
-                    shared
-                    if shared is not None
-                    else gamma_sq_prior(m, k, float(lam_total[i]), device)
-                )
-                gamma_sq = pyro.sample(sites.gamma_sq(name), prior)
+                gamma_sq = pyro.sample(sites.gamma_sq(name), priors[min(i, len(priors) - 1)])
                 stack.append(pyro.sample(sites.phi(name), phi_prior(gamma_sq, m)))
             phis.append(torch.stack(stack, dim=-3))
         return phis
