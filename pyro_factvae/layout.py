@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from torch.nn.functional import pad
 
 from .registry import LIKELIHOODS
 
@@ -259,10 +260,7 @@ class Layout:
 
 def _pad(x: torch.Tensor, width: int, value: float | bool) -> torch.Tensor:
     """``x`` ``(..., d)`` padded with ``value`` to ``(..., width)`` columns."""
-    if x.shape[-1] == width:
-        return x
-    fill = x.new_full((*x.shape[:-1], width - x.shape[-1]), value)
-    return torch.cat([x, fill], dim=-1)
+    return x if x.shape[-1] == width else pad(x, (0, width - x.shape[-1]), value=value)
 
 
 def rate_of(lam_total: float, weight: int | Sequence[int]) -> float | torch.Tensor:

@@ -65,12 +65,16 @@ def _device(guide: Guide) -> torch.device:
     return next(guide.parameters()).device
 
 
-def _padded_reader(block: Any, dims: list[int]) -> Callable[[torch.Tensor, torch.Tensor], Any]:
-    """``read(matrix, rows)``: a padded block's ``(B, G_b * d_b)`` values of ``rows``. Its
-    groups' columns are read as one span of the matrix (then zero-padded and put in place)
-    where the span is at most twice their width, else gathered one by one (a wide group
-    between them is not read)."""
-    starts = [0, *itertools.accumulate(dims)]
+def _block_reader(data: GroupedData, block: Any) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``read(rows)``: a block's ``(B, G_b, d_b)`` values of ``rows``, cut from a
+    :meth:`~pyro_factvae.GroupedData.block` view; for a padded block, from the matrix (no
+    padded copy of the data): its groups' columns read as one span (then zero-padded and put
+    in place) where the span is at most twice their width, else gathered one by one (a wide
+    group between them is not read)."""
+    if not block.padded:
+        return data.block(block.groups).__getitem__
+    matrix, shape = data.matrix, (len(block.groups), block.dim)
+    starts = [0, *itertools.accumulate(data.dims)]
     own = [(starts[g], w) for g, w in zip(block.groups, block.widths)]
     lo = min(s for s, _ in own)
     hi = max(s + w for s, w in own)
@@ -80,19 +84,19 @@ def _padded_reader(block: Any, dims: list[int]) -> Callable[[torch.Tensor, torch
             [s - lo + j if j < w else zero for s, w in own for j in range(block.dim)]
         )
 
-        def read(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        def read(rows: torch.Tensor) -> torch.Tensor:
             span = matrix.index_select(0, rows)[:, lo:hi]
-            return torch.nn.functional.pad(span, (0, 1)).index_select(1, take)
+            return torch.nn.functional.pad(span, (0, 1)).index_select(1, take).unflatten(1, shape)
 
         return read
     source = torch.tensor([s + j for s, w in own for j in range(w)])
     place = torch.tensor([i * block.dim + j for i, (_, w) in enumerate(own) for j in range(w)])
     size = len(own) * block.dim
 
-    def gather(matrix: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    def gather(rows: torch.Tensor) -> torch.Tensor:
         out = matrix.new_zeros(len(rows), size)
         out[:, place] = matrix[rows[:, None], source]
-        return out
+        return out.unflatten(1, shape)
 
     return gather
 
@@ -122,14 +126,7 @@ class CollapsedELBO:
             raise ValueError("CollapsedELBO computes the collapsed objective only")
         self.model, self.guide, self.scale = model, guide, scale
         layout = model.layout
-        # per block: an (N, G_b, d_b) view, or for a padded block how to read it from each
-        # minibatch's rows of the matrix (no padded copy of the data)
-        self._blocks: list[Any] = [
-            _padded_reader(b, data.dims) if b.padded else data.block(b.groups)
-            for b in layout.blocks
-        ]
-        self._padded = [b.padded for b in layout.blocks]
-        self._matrix = data.matrix
+        self._blocks = [_block_reader(data, b) for b in layout.blocks]
         self._groups = [list(b.groups) for b in layout.blocks]
         self._observed = data.observed
         self._cells = data.cells  # None: no observed group misses a cell (the fast path)
@@ -143,14 +140,8 @@ class CollapsedELBO:
         ``(B, sum d_g)`` cell mask (``None`` when no observed group misses a cell)."""
         mask = self._observed[rows].to(self._device)
         out = []
-        for values, groups, lik, padded in zip(
-            self._blocks, self._groups, self.model.likelihoods, self._padded
-        ):
-            if padded:
-                x = values(self._matrix, rows).view(len(rows), len(groups), -1)
-            else:
-                x = values[rows]
-            x = x.to(self._device)
+        for read, groups, lik in zip(self._blocks, self._groups, self.model.likelihoods):
+            x = read(rows).to(self._device)
             out.append(lik.in_support(x, mask[:, groups].unsqueeze(-1)))
         cells = None if self._cells is None else self._cells[rows].to(self._device)
         return out, mask, cells

@@ -165,30 +165,28 @@ class Model(PyroModule):
         phis = []
         for block, lam_total in zip(self.layout.blocks, self.lam_totals(batch_size)):
             stack = []
-            # one prior per block, or per group where a padded block's groups differ
             rates = lam_total.flatten().tolist() if torch.is_tensor(lam_total) else [lam_total]
-            priors = [gamma_sq_prior(m, k, rate, device) for rate in rates]
-            for i, g in enumerate(block.groups):
+            priors = [gamma_sq_prior(m, k, rate, device) for rate in rates]  # per group, or
+            priors *= len(block.groups) // len(priors)  # one for the block, shared
+            for g, prior in zip(block.groups, priors):
                 name = self.layout.names[g]
-                gamma_sq = pyro.sample(sites.gamma_sq(name), priors[min(i, len(priors) - 1)])
+                gamma_sq = pyro.sample(sites.gamma_sq(name), prior)
                 stack.append(pyro.sample(sites.phi(name), phi_prior(gamma_sq, m)))
             phis.append(torch.stack(stack, dim=-3))
         return phis
 
     @property
     def row_floats(self) -> int:
-        """Floats one row's decode holds (its outputs, ``z`` and the decoders' first layers):
-        the unit in which the queries bound the memory of a chunk of rows."""
-        # a padded block decodes its padding too
+        """Floats one row's decode holds (its outputs with any padding, ``z`` and the decoders'
+        first layers): the unit in which the queries bound the memory of a chunk of rows."""
         width = sum(len(b.groups) * b.dim for b in self.layout.blocks) + self.latent_dim
         return width + self.config.decoder_width * self.layout.num_groups
 
     def theta_log_prior(self) -> torch.Tensor:
         """``sum log N(theta_f; 0, 1)`` over the generator networks' parameters."""
         flat = torch.cat([p.reshape(-1) for dec in self.decoders for p in dec.prior_parameters()])
-        # one flat vector: two autograd nodes a step, not three per parameter tensor (a padded
-        # block's held-at-zero outputs add nothing to the sum and are not counted)
-        count = flat.numel() - sum(dec.held_zero for dec in self.decoders)
+        # one flat vector: two autograd nodes a step, not three per parameter tensor
+        count = flat.numel() - sum(dec.held_zero for dec in self.decoders)  # padding's zeros
         return -0.5 * flat.dot(flat) - count * HALF_LOG_2PI
 
     def decode(
