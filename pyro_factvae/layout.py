@@ -74,6 +74,31 @@ def _partition(dims: Sequence[int], liks: Sequence[str], limit: float) -> list[B
     return sorted(blocks, key=lambda b: min(b.groups))  # in the order the groups come
 
 
+def _given(
+    blocks: Sequence[Sequence[int]], dims: Sequence[int], liks: Sequence[str]
+) -> list[Block]:
+    """The blocks of an explicit partition (a model file's), checked: every group once, one
+    likelihood per block, and groups of different widths only of a paddable likelihood."""
+    groups = [int(g) for b in blocks for g in b]
+    if sorted(groups) != list(range(len(dims))) or not all(blocks):
+        raise ValueError(
+            f"pad: the blocks {[list(b) for b in blocks]} must hold each of the "
+            f"{len(dims)} groups once"
+        )
+    out = []
+    for b in blocks:
+        b = [int(g) for g in b]
+        kinds = {liks[g] for g in b}
+        if len(kinds) > 1:
+            raise ValueError(f"pad: block {b} mixes the likelihoods {sorted(kinds)}")
+        lik = kinds.pop()
+        widths = {dims[g] for g in b}
+        if len(widths) > 1 and not getattr(LIKELIHOODS.get(lik), "paddable", False):
+            raise ValueError(f"pad: block {b} pads groups of {lik!r}, which is not paddable")
+        out.append(_padded(b, dims, lik) if len(widths) > 1 else Block(tuple(b), dims[b[0]], lik))
+    return out
+
+
 def _padded(groups: list[int], dims: Sequence[int], lik: str) -> Block:
     widths = tuple(dims[g] for g in groups)
     return Block(tuple(groups), max(widths), lik, widths)
@@ -96,17 +121,19 @@ class Layout:
         Features per group.
     likelihoods : sequence of str
         Likelihood name per group (see :mod:`pyro_factvae.module.likelihoods`).
-    pad : bool or float
+    pad : bool, float or sequence of sequences of int
         Let groups of different widths share a padded block while its padded cells are at
         most this many times its real ones (``True``, the default: :data:`PAD_LIMIT`;
         ``False``: one block per width, as a model file written without padded blocks is
-        read back). Kept as that number (``0.0`` for ``False``), which model files record.
+        read back), kept as that number (``0.0`` for ``False``); or the blocks themselves,
+        each a sequence of group indices (what model files record, so that a file reads
+        back into the blocks it was written with), kept as a tuple of tuples.
     """
 
     names: tuple[str, ...]
     dims: tuple[int, ...]
     likelihoods: tuple[str, ...]
-    pad: bool | float = True
+    pad: bool | float | Sequence[Sequence[int]] = True
     blocks: tuple[Block, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -118,16 +145,27 @@ class Layout:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "dims", dims)
         object.__setattr__(self, "likelihoods", liks)
-        limit = PAD_LIMIT if self.pad is True else float(self.pad)
-        if limit and limit < 1:
-            raise ValueError(f"pad must be True, False or a number >= 1, got {self.pad!r}")
-        object.__setattr__(self, "pad", limit)
-        object.__setattr__(self, "blocks", tuple(_partition(dims, liks, limit)))
+        if isinstance(self.pad, (bool, int, float)):
+            limit = PAD_LIMIT if self.pad is True else float(self.pad)
+            if limit and limit < 1:
+                raise ValueError(f"pad must be True, False or a number >= 1, got {self.pad!r}")
+            object.__setattr__(self, "pad", limit)
+            blocks = _partition(dims, liks, limit)
+        else:
+            blocks = _given(self.pad, dims, liks)
+            object.__setattr__(self, "pad", tuple(b.groups for b in blocks))
+        object.__setattr__(self, "blocks", tuple(blocks))
         # block order -> group order, per device (made once: scatter_axis runs every step)
         order = torch.tensor([g for b in self.blocks for g in b.groups])
         in_order = len(self.blocks) == 1 and bool((order == torch.arange(len(order))).all())
         object.__setattr__(self, "_in_order", in_order)
         object.__setattr__(self, "_inverse", {torch.device("cpu"): torch.argsort(order)})
+
+    @property
+    def partition(self) -> tuple[tuple[int, ...], ...]:
+        """The groups of each block (``Layout(..., pad=layout.partition)`` builds the same
+        blocks whatever the padding rule)."""
+        return tuple(b.groups for b in self.blocks)
 
     @property
     def num_groups(self) -> int:

@@ -191,6 +191,50 @@ def test_a_model_file_without_padded_blocks_loads_and_predicts_as_written(tmp_pa
     assert fresh.layout_of(grouped).blocks == loaded.layout_.blocks
 
 
+def test_a_model_file_reads_back_into_its_own_blocks_whatever_the_padding_rule(
+    tmp_path, monkeypatch
+):
+    grouped = data(True, n=60)
+    vae = FactVAE(lam=0.1, latent_dim=3).fit(grouped, epochs=3, progress=False)
+    assert any(b.padded for b in vae.layout_.blocks)
+    vae.save(tmp_path / "m.pt")
+    monkeypatch.setattr("pyro_factvae.layout.PAD_LIMIT", 1.0)  # a rule that pads nothing
+    assert not any(b.padded for b in Layout(grouped.names, DIMS, LIKS).blocks)
+    loaded = FactVAE.load(tmp_path / "m.pt")
+    assert loaded.layout_.blocks == vae.layout_.blocks
+    a, b = vae.impute(grouped), loaded.impute(grouped)
+    for name in grouped.names:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6)
+    fresh = loaded.fit_state.fresh(lam=0.0)  # lam="auto"'s fresh dense fit after a resume
+    assert fresh.layout_of(grouped).blocks == vae.layout_.blocks
+
+
+@pytest.mark.parametrize(
+    "blocks, message",
+    [
+        ([[0, 1, 3], [2, 5]], "must hold each of the 6 groups once"),
+        ([[0, 1, 3], [2, 5, 4], [4]], "must hold each of the 6 groups once"),
+        ([[0, 1, 3, 2], [5], [4]], "mixes the likelihoods"),
+        ([[0, 1, 3], [2, 5], [4, 4]], "must hold each"),
+    ],
+)
+def test_blocks_given_explicitly_are_checked(blocks, message):
+    with pytest.raises(ValueError, match=message):
+        Layout(tuple("abcdef"), DIMS, LIKS, pad=blocks)
+
+
+def test_blocks_given_explicitly_pad_only_a_paddable_likelihood():
+    liks = ("normal", "categorical", "categorical")
+    with pytest.raises(ValueError, match="'categorical', which is not paddable"):
+        Layout(tuple("abc"), (2, 3, 4), liks, pad=[[0], [1, 2]])
+    lay = Layout(tuple("abc"), (2, 3, 4), ("normal",) * 3, pad=[[2, 0], [1]])
+    assert [(b.groups, b.dim, b.widths) for b in lay.blocks] == [
+        ((2, 0), 4, (4, 2)),
+        ((1,), 3, (3,)),
+    ]
+    assert lay.partition == ((2, 0), (1,)) == lay.pad
+
+
 def test_pad_below_one_is_refused():
     with pytest.raises(ValueError, match="pad must be True, False or a number >= 1"):
         Layout(("a", "b"), (2, 3), ("normal", "normal"), pad=0.5)

@@ -39,7 +39,7 @@ def write(
             "names": list(model.layout.names),
             "dims": list(model.layout.dims),
             "likelihoods": list(model.layout.likelihoods),
-            "pad": model.layout.pad,
+            "pad": [list(groups) for groups in model.layout.partition],  # its own blocks
         },
         "phi_mode": guide.phi_mode,
         "history": state.history,
@@ -60,7 +60,7 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     try:
         state.config = ModelConfig(**meta["config"])
         lay = meta["layout"]
-        # a file without "pad" was written before blocks were padded
+        # "pad": the file's blocks, or a padding limit; without it, written before padding
         layout = Layout(lay["names"], lay["dims"], lay["likelihoods"], lay.get("pad", False))
         with torch.random.fork_rng(devices=[]):  # weights come from the file
             state.build(layout, meta["config"]["num_data"])

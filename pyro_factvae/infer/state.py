@@ -85,8 +85,9 @@ class FitState:
         The ``lam="auto"`` path (or, during it, the stage a checkpoint was written in).
     interrupted : str or None
         The signal (or ``"callback"``) that stopped the last run.
-    pad : bool or float
-        How the layouts it builds pad blocks (see :class:`~pyro_factvae.layout.Layout`).
+    pad : bool, float or tuple of tuples of int
+        How the layouts it builds pad blocks: a limit, or (read from a model file) the file's
+        blocks (see :class:`~pyro_factvae.layout.Layout`).
     """
 
     config: ModelConfig
@@ -102,7 +103,7 @@ class FitState:
     lam_path: dict[str, Any] | None = None
     interrupted: str | None = None
     # the model file's own where the state was read from one
-    pad: bool | float = True
+    pad: bool | float | tuple[tuple[int, ...], ...] = True
 
     def build(self, layout: Layout, num_data: int) -> None:
         """Build the model and guide for ``layout`` (on the CPU; see :meth:`to_device`)."""
