@@ -30,6 +30,7 @@ import torch
 from .config import non_negative_int
 from .estimator import FactVAE
 from .module.draws import posterior_draws
+from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
 
 __all__ = ["LEVELS", "coverage", "crps", "draw_scores"]
@@ -77,7 +78,7 @@ def draw_scores(
     hidden: Any,
     num_draws: int = 200,
     levels: Sequence[float] = LEVELS,
-    num_samples: int = 100,
+    num_samples: int = NUM_SAMPLES,
     seed: int = 0,
     standardized: bool = False,
     refine_steps: int = REFINE_STEPS,

@@ -24,6 +24,7 @@ from .cli_io import (
 )
 from .config import ModelConfig
 from .fit_config import FitConfig
+from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
 
 __all__ = ["PLOT_FORMATS", "main", "parse_groups", "run"]
@@ -119,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("data")
     p.add_argument("--out", "-o", required=True, help="output .csv or .npz")
-    p.add_argument("--samples", type=int, default=100, help="Monte Carlo draws of z")
+    p.add_argument("--samples", type=int, default=NUM_SAMPLES, help="Monte Carlo draws of z")
     p.add_argument(
         "--refine-steps",
         type=int,

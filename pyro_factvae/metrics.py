@@ -32,7 +32,7 @@ from .calibration import LEVELS, draw_scores
 from .config import non_negative_int, positive_int
 from .data import GroupedData, as_grouped
 from .estimator import FactVAE
-from .module.predict import predictive_means
+from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
 from .module.scoring import MAX_ELEMENTS, held_out, held_out_score, importance
 from .rng import fork_rng
@@ -158,7 +158,7 @@ def imputation_error(
     data: Any,
     targets: Sequence[str],
     given: Sequence[str] | None = None,
-    num_samples: int = 100,
+    num_samples: int = NUM_SAMPLES,
     seed: int = 0,
     importance: bool = True,
     standardized: bool = False,
@@ -260,8 +260,10 @@ def evaluate(
         ``num_draws`` draws of each held-out group (see
         :func:`~pyro_factvae.calibration.draw_scores`): the share of held-out entries inside
         central 50 / 80 / 90 / 95% intervals, and the CRPS per entry (``num_draws=0`` skips
-        them). All log-likelihoods are in nats per row. ``refine_steps``: of the imputations
-        and draws, as in :meth:`~pyro_factvae.FactVAE.impute` (0: the encoder's posterior).
+        them). All log-likelihoods are in nats per row. ``num_samples``: the draws of ``z``
+        behind every estimate (the log-likelihoods' importance samples, each imputed mean's
+        draws, the proposals of the draws). ``refine_steps``: of the imputations and draws,
+        as in :meth:`~pyro_factvae.FactVAE.impute` (0: the encoder's posterior).
     """
     non_negative_int("refine_steps", refine_steps)
     data = _prepare(vae, data)
@@ -274,7 +276,13 @@ def evaluate(
         c = conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)
         cond.append(c)
         e2, e1 = imputation_error(
-            vae, sub, [name], seed=seed, standardized=standardized, refine_steps=refine_steps
+            vae,
+            sub,
+            [name],
+            num_samples=num_samples,
+            seed=seed,
+            standardized=standardized,
+            refine_steps=refine_steps,
         )
         sse += float(np.nansum(e2))
         sae += float(np.nansum(e1))
@@ -293,6 +301,7 @@ def evaluate(
                 hide,
                 num_draws,
                 LEVELS,
+                num_samples=num_samples,
                 seed=seed,
                 standardized=standardized,
                 refine_steps=refine_steps,

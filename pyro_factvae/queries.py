@@ -19,7 +19,7 @@ from .infer.state import phi_norms
 from .module.draws import posterior_draws
 from .module.guide import Guide
 from .module.model import Model
-from .module.predict import predictive_means
+from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
 from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .rng import fork_rng
@@ -63,7 +63,7 @@ class Queries:
         data: Any,
         given: Sequence[str] | None = None,
         targets: Sequence[str] | None = None,
-        num_samples: int = 100,
+        num_samples: int = NUM_SAMPLES,
         seed: int = 0,
         importance: bool = True,
         refine_steps: int = REFINE_STEPS,
@@ -113,7 +113,7 @@ class Queries:
     def impute(
         self,
         data: Any,
-        num_samples: int = 100,
+        num_samples: int = NUM_SAMPLES,
         seed: int = 0,
         importance: bool = True,
         num_draws: int | None = None,
@@ -185,7 +185,7 @@ class Queries:
         data: Any,
         level: float = 0.9,
         num_draws: int = 1000,
-        num_samples: int = 100,
+        num_samples: int = NUM_SAMPLES,
         seed: int = 0,
         refine_steps: int = REFINE_STEPS,
     ) -> tuple[Any, Any]:

@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .config import non_negative_int
 from .data import GroupedData
 from .estimator import FactVAE
+from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
 
 __all__ = ["FactVAEImputer"]
@@ -147,7 +148,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         patience: int | str | None = "auto",
         validation: float = 0.1,
         relax_epochs: int | None = None,
-        num_samples: int = 100,
+        num_samples: int = NUM_SAMPLES,
         refine_steps: int = REFINE_STEPS,
         sample_posterior: bool = False,
     ) -> None:

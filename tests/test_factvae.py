@@ -203,7 +203,7 @@ def test_rows_without_any_group_get_prior_predictive_means(groups):
     query = {k: v[:6].copy() for k, v in groups.items()}
     for v in query.values():
         v[5] = np.nan  # row 5 observes nothing
-    filled = vae.impute(query, num_samples=20)
+    filled = vae.impute(query)  # the mean of NUM_SAMPLES prior draws there
     prior = vae.sample(4000, mean=True, seed=1)
     for name in groups:
         assert np.isfinite(filled[name]).all()

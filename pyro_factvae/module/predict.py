@@ -12,7 +12,17 @@ from .model import Model
 from .refine import proposal
 from .weights import ImportanceWeights
 
-__all__ = ["ImportanceWeights", "predictive_means"]
+__all__ = ["NUM_SAMPLES", "ImportanceWeights", "predictive_means"]
+
+#: draws of ``z`` behind each imputed mean (and the proposals draws are resampled from), the
+#: default of :meth:`~pyro_factvae.FactVAE.impute`, ``reconstruct``, ``predict_interval`` and
+#: what reports them: a self-normalised importance-weighted mean of 100 draws carries Monte
+#: Carlo error into the imputation. With 1,000, over seeds 0-9 of the peers' protocol (hide
+#: one group; seeds 0-4 for the last two) the mean RMSE of the same fits fell on all six sets
+#: tried: wine 0.939 → 0.923, nutrimouse 1.050 → 1.045, diabetes 0.852 → 0.850, breast
+#: cancer 0.504 → 0.496, the simulation 0.518 → 0.517, digits 0.824 → 0.815, for 0.3-0.9 s
+#: more per call there (most of an imputation's time is the rows' refinement)
+NUM_SAMPLES = 1000
 
 
 @torch.no_grad()
@@ -27,6 +37,7 @@ def predictive_means(
     cells: torch.Tensor | None = None,
     importance: bool = False,
     refine_steps: int = 0,
+    max_elements: int = 2**22,
 ) -> list[torch.Tensor]:
     """``E[x_g | x_I]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 
@@ -42,7 +53,8 @@ def predictive_means(
     posterior mean of ``z`` instead. Rows with no
     group in ``enc_mask`` get prior-predictive means. ``cells``: the ``(B, sum d_g)`` cell
     mask of ``xs``. Inputs may be on any device: they are computed on the model's, returned
-    on the CPU.
+    on the CPU. The draws are decoded in batches of at most ``max_elements`` floats
+    (:attr:`~pyro_factvae.module.model.Model.row_floats` per row and draw).
     """
     device = model.device
     layout = model.layout
@@ -54,30 +66,33 @@ def predictive_means(
     if num_samples == 0:
         means = model.means(q.mean, phis, offsets)
         return [means[g].cpu() for g in targets]
+    n = enc_mask.shape[0]
+    # draws in chunks of ``chunk``: one batched decode each, bounded in memory like the draws'
+    chunk = max(1, min(num_samples, max_elements // (model.row_floats * max(n, 1))))
     if importance:
         log_weight = ImportanceWeights(model, xs, enc_mask, cells)
         # a finite floor, so a draw of weight exactly 0 never makes (-inf) - (-inf)
-        top = torch.full((enc_mask.shape[0],), torch.finfo(torch.float32).min, device=device)
-        norm = torch.zeros(enc_mask.shape[0], device=device)
-    sums = [torch.zeros(enc_mask.shape[0], layout.dims[g], device=device) for g in targets]
+        top = torch.full((n,), torch.finfo(torch.float32).min, device=device)
+        norm = torch.zeros(n, device=device)
+    sums = [torch.zeros(n, layout.dims[g], device=device) for g in targets]
     with fork_rng(device):
         torch.manual_seed(seed)
-        for _ in range(num_samples):
-            z = q.sample()
+        for start in range(0, num_samples, chunk):
+            z = q.sample((min(chunk, num_samples - start),))  # (S, B, K)
             outs = model.decode(z, phis, offsets)
             means = layout.scatter_unbind(
                 [lik.mean(out) for out, lik in zip(outs, model.likelihoods)]
             )
             if not importance:
                 for total, g in zip(sums, targets):
-                    total += means[g]
+                    total += means[g].sum(0)
                 continue
-            log_w = log_weight(q, z, outs)
-            new_top = torch.maximum(top, log_w)  # a running log-sum-exp over the draws
+            log_w = log_weight(q, z, outs)  # (S, B)
+            new_top = torch.maximum(top, log_w.max(0).values)  # a running log-sum-exp
             old, this = (top - new_top).exp(), (log_w - new_top).exp()
-            norm = norm * old + this
+            norm = norm * old + this.sum(0)
             for total, g in zip(sums, targets):
-                total.mul_(old.unsqueeze(-1)).add_(this.unsqueeze(-1) * means[g])
+                total.mul_(old.unsqueeze(-1)).add_((this.unsqueeze(-1) * means[g]).sum(0))
             top = new_top
     if importance:
         return [(total / norm.unsqueeze(-1)).cpu() for total in sums]
