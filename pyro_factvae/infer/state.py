@@ -85,7 +85,7 @@ class FitState:
         The ``lam="auto"`` path (or, during it, the stage a checkpoint was written in).
     interrupted : str or None
         The signal (or ``"callback"``) that stopped the last run.
-    pad : bool, float or tuple of tuples of int
+    pad : bool, float or tuple
         How the layouts it builds pad blocks: a limit, or (read from a model file) the file's
         blocks (see :class:`~pyro_factvae.layout.Layout`).
     """
