@@ -156,7 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("model")
     p.add_argument("data")
-    p.add_argument("--samples", type=int, default=200, help="importance samples")
+    p.add_argument(
+        "--samples",
+        type=int,
+        default=NUM_SAMPLES,
+        help="draws of z behind the log-likelihoods, each imputed mean and the draws' proposals",
+    )
     p.add_argument(
         "--raw", action="store_true", help="rmse, mae and crps in the data's units, pooled"
     )

@@ -22,8 +22,11 @@ from ._version import __version__
 __all__ = ["FORMAT", "FORMAT_VERSION", "atomic_save", "check_writable", "read_payload"]
 
 FORMAT = "pyro_factvae.FactVAE"
-#: bumped when the layout of the weights changes; files of another format version are refused
-FORMAT_VERSION = 2
+#: bumped when the layout of the weights changes (3: files record their blocks); files of a
+#: format version outside :data:`READS` are refused
+FORMAT_VERSION = 3
+#: the format versions this version reads (2: blocks recomputed from the file's pad limit)
+READS = (2, 3)
 
 
 def check_writable(path: str | os.PathLike, what: str = "output") -> str:
@@ -111,11 +114,11 @@ def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{name!r} is not a FactVAE file")
     major = str(meta.get("version", "?")).split(".")[0]
-    if major != __version__.split(".")[0] or meta.get("format_version") != FORMAT_VERSION:
+    if major != __version__.split(".")[0] or meta.get("format_version") not in READS:
         raise ValueError(
             f"{name!r} was written by pyro_factvae {meta.get('version')} (file format "
-            f"{meta.get('format_version', 1)}); this is {__version__}, which reads format "
-            f"{FORMAT_VERSION}: refit the model with this version"
+            f"{meta.get('format_version', 1)}); this is {__version__}, which reads formats "
+            f"{', '.join(map(str, READS))}: refit the model with this version"
         )
     return meta, payload
 

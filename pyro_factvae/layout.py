@@ -11,6 +11,8 @@ of every sum (``Likelihood.columns``)."""
 
 from __future__ import annotations
 
+import numbers
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,15 +81,21 @@ def _given(
 ) -> list[Block]:
     """The blocks of an explicit partition (a model file's), checked: every group once, one
     likelihood per block, and groups of different widths only of a paddable likelihood."""
-    groups = [int(g) for b in blocks for g in b]
-    if sorted(groups) != list(range(len(dims))) or not all(blocks):
+    try:
+        parts = [[_index(g) for g in b] for b in blocks if not isinstance(b, (str, bytes))]
+    except TypeError:
+        parts = []
+    if (
+        len(parts) != len(blocks)
+        or not all(parts)
+        or sorted(g for b in parts for g in b) != list(range(len(dims)))
+    ):
         raise ValueError(
-            f"pad: the blocks {[list(b) for b in blocks]} must hold each of the "
+            f"pad: the blocks {blocks!r} must be lists of group indices holding each of the "
             f"{len(dims)} groups once"
         )
     out = []
-    for b in blocks:
-        b = [int(g) for g in b]
+    for b in parts:
         kinds = {liks[g] for g in b}
         if len(kinds) > 1:
             raise ValueError(f"pad: block {b} mixes the likelihoods {sorted(kinds)}")
@@ -97,6 +105,13 @@ def _given(
             raise ValueError(f"pad: block {b} pads groups of {lik!r}, which is not paddable")
         out.append(_padded(b, dims, lik) if len(widths) > 1 else Block(tuple(b), dims[b[0]], lik))
     return out
+
+
+def _index(g: Any) -> int:
+    """A group index (an integer, not a bool or a float), else a ``TypeError``."""
+    if isinstance(g, bool):
+        raise TypeError("a bool is not a group index")
+    return operator.index(g)
 
 
 def _padded(groups: list[int], dims: Sequence[int], lik: str) -> Block:
@@ -133,7 +148,8 @@ class Layout:
     names: tuple[str, ...]
     dims: tuple[int, ...]
     likelihoods: tuple[str, ...]
-    pad: bool | float | Sequence[Sequence[int]] = True
+    # how the blocks were made; two layouts with the same blocks are the same
+    pad: bool | float | Sequence[Sequence[int]] = field(default=True, compare=False)
     blocks: tuple[Block, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -145,7 +161,7 @@ class Layout:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "dims", dims)
         object.__setattr__(self, "likelihoods", liks)
-        if isinstance(self.pad, (bool, int, float)):
+        if isinstance(self.pad, (bool, numbers.Real)):
             limit = PAD_LIMIT if self.pad is True else float(self.pad)
             if limit and limit < 1:
                 raise ValueError(f"pad must be True, False or a number >= 1, got {self.pad!r}")

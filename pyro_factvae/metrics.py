@@ -261,9 +261,9 @@ def evaluate(
         :func:`~pyro_factvae.calibration.draw_scores`): the share of held-out entries inside
         central 50 / 80 / 90 / 95% intervals, and the CRPS per entry (``num_draws=0`` skips
         them). All log-likelihoods are in nats per row. ``num_samples``: the draws of ``z``
-        behind every estimate (the log-likelihoods' importance samples, each imputed mean's
-        draws, the proposals of the draws). ``refine_steps``: of the imputations and draws,
-        as in :meth:`~pyro_factvae.FactVAE.impute` (0: the encoder's posterior).
+        behind the IWAE and conditional log-likelihoods (their importance samples), each
+        imputed mean and the draws (their proposals). ``refine_steps``: of the imputations
+        and draws, as in :meth:`~pyro_factvae.FactVAE.impute` (0: the encoder's posterior).
     """
     non_negative_int("refine_steps", refine_steps)
     data = _prepare(vae, data)

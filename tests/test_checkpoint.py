@@ -230,6 +230,9 @@ def test_other_version_or_config_fails_with_a_message(tmp_path):
     newer = _tampered(tmp_path, lambda m: m.update(version="9.0.0"))
     with pytest.raises(ValueError, match="written by pyro_factvae 9.0.0"):
         FactVAE.load(newer)
+    later = _tampered(tmp_path, lambda m: m.update(format_version=4))
+    with pytest.raises(ValueError, match="file format 4.*reads formats 2, 3"):
+        FactVAE.load(later)
     wider = _tampered(tmp_path, lambda m: m["config"].update(latent_dim=5))
     with pytest.raises(ValueError, match="do not match its config"):
         FactVAE.load(wider)

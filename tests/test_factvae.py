@@ -414,3 +414,26 @@ def test_few_rows_warn_once_and_cap_the_default_schedule():
     with warnings.catch_warnings():
         warnings.simplefilter("error", FewRowsWarning)
         FactVAE(latent_dim=2, lam=0.1).fit(small_groups(n=60), epochs=2, progress=False)
+
+
+@pytest.mark.parametrize("importance", [True, False])
+def test_predictive_means_are_the_same_whatever_the_chunk_of_draws(groups, importance):
+    from pyro_factvae.module.predict import predictive_means
+
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(groups, epochs=5, progress=False)
+    data = GroupedData(groups)
+    given = data.observed.clone()
+    given[:, 0] = False  # the first group from the others
+
+    def means(max_elements: int) -> list[torch.Tensor]:
+        return predictive_means(
+            vae.model_, vae.guide_, data.values, given, [0, 1], 60, 0,
+            importance=importance, max_elements=max_elements,
+        )  # fmt: skip
+
+    one_by_one, seven, all_at_once = means(1), means(7 * 60 * vae.model_.row_floats), means(2**30)
+    for a, b, c in zip(one_by_one, seven, all_at_once):
+        torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)
+    spread = float(torch.stack([m[:, 0] for m in all_at_once]).std())
+    assert spread > 0.01  # rows differ: the means are not all the prior's

@@ -178,6 +178,7 @@ def test_a_model_file_without_padded_blocks_loads_and_predicts_as_written(tmp_pa
     payload = torch.load(path, weights_only=False)
     meta = json.loads(payload["meta"])
     del meta["layout"]["pad"]  # files written before padding do not say
+    meta["format_version"] = 2
     payload["meta"] = json.dumps(meta)
     torch.save(payload, path)
     loaded = FactVAE.load(path)
@@ -198,6 +199,8 @@ def test_a_model_file_reads_back_into_its_own_blocks_whatever_the_padding_rule(
     vae = FactVAE(lam=0.1, latent_dim=3).fit(grouped, epochs=3, progress=False)
     assert any(b.padded for b in vae.layout_.blocks)
     vae.save(tmp_path / "m.pt")
+    meta = json.loads(torch.load(tmp_path / "m.pt", weights_only=False)["meta"])
+    assert meta["layout"]["pad"] == [list(groups) for groups in vae.layout_.partition]
     monkeypatch.setattr("pyro_factvae.layout.PAD_LIMIT", 1.0)  # a rule that pads nothing
     assert not any(b.padded for b in Layout(grouped.names, DIMS, LIKS).blocks)
     loaded = FactVAE.load(tmp_path / "m.pt")
@@ -212,10 +215,14 @@ def test_a_model_file_reads_back_into_its_own_blocks_whatever_the_padding_rule(
 @pytest.mark.parametrize(
     "blocks, message",
     [
-        ([[0, 1, 3], [2, 5]], "must hold each of the 6 groups once"),
-        ([[0, 1, 3], [2, 5, 4], [4]], "must hold each of the 6 groups once"),
+        ([[0, 1, 3], [2, 5]], "holding each of the 6 groups once"),
+        ([[0, 1, 3], [2, 5, 4], [4]], "holding each of the 6 groups once"),
         ([[0, 1, 3, 2], [5], [4]], "mixes the likelihoods"),
-        ([[0, 1, 3], [2, 5], [4, 4]], "must hold each"),
+        ([[0, 1, 3], [2, 5], [4, 4]], "holding each"),
+        ([[0, 1, 3], [2, 5], [4.0]], "must be lists of group indices"),
+        ([[0, 1, 3], [2, 5], [True]], "must be lists of group indices"),
+        ([[0, 1, 3], [2, 5], 4], "must be lists of group indices"),
+        ([[0, 1, 3], [2, 5], "4"], "must be lists of group indices"),
     ],
 )
 def test_blocks_given_explicitly_are_checked(blocks, message):
@@ -233,6 +240,9 @@ def test_blocks_given_explicitly_pad_only_a_paddable_likelihood():
         ((1,), 3, (3,)),
     ]
     assert lay.partition == ((2, 0), (1,)) == lay.pad
+    # numbers of any numeric type are limits; the same blocks make the same layout
+    limit = Layout(tuple("abc"), (2, 3, 4), ("normal",) * 3, pad=np.float32(2.0))
+    assert limit == Layout(tuple("abc"), (2, 3, 4), ("normal",) * 3, pad=limit.partition)
 
 
 def test_pad_below_one_is_refused():

@@ -54,8 +54,9 @@ def predictive_means(
     posterior mean of ``z`` instead. Rows with no
     group in ``enc_mask`` get prior-predictive means. ``cells``: the ``(B, sum d_g)`` cell
     mask of ``xs``. Inputs may be on any device: they are computed on the model's, returned
-    on the CPU. The draws are decoded in batches of at most ``max_elements`` floats
-    (:attr:`~pyro_factvae.module.model.Model.row_floats` per row and draw).
+    on the CPU. The draws are decoded in batches of about ``max_elements`` floats
+    (:attr:`~pyro_factvae.module.model.Model.row_floats` per row and draw; at least one draw
+    of every row).
     """
     device = model.device
     layout = model.layout
