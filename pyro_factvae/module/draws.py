@@ -20,6 +20,7 @@ from pyro import distributions as dist
 from ..rng import fork_rng
 from .guide import Guide
 from .model import Model
+from .predict import MAX_ELEMENTS
 from .refine import refined_posterior
 from .weights import ImportanceWeights
 
@@ -36,7 +37,7 @@ def posterior_draws(
     num_draws: int,
     num_samples: int,
     seed: int,
-    max_elements: int = 2**22,
+    max_elements: int = MAX_ELEMENTS,
     refine_steps: int = 0,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield ``(rows, draws, ess)`` chunk by chunk over the rows.

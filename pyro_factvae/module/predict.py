@@ -12,7 +12,10 @@ from .model import Model
 from .refine import proposal
 from .weights import ImportanceWeights
 
-__all__ = ["NUM_SAMPLES", "ImportanceWeights", "predictive_means"]
+__all__ = ["MAX_ELEMENTS", "NUM_SAMPLES", "ImportanceWeights", "predictive_means"]
+
+#: default memory bound of the queries, in floats per (sample x row x feature) chunk
+MAX_ELEMENTS = 2**22
 
 #: draws of ``z`` behind each imputed mean (and the proposals draws are resampled from), the
 #: default of :meth:`~pyro_factvae.FactVAE.impute`, ``reconstruct``, ``predict_interval`` and
@@ -40,7 +43,7 @@ def predictive_means(
     cells: torch.Tensor | None = None,
     importance: bool = False,
     refine_steps: int = 0,
-    max_elements: int = 2**22,
+    max_elements: int = MAX_ELEMENTS,
 ) -> list[torch.Tensor]:
     """``E[x_g | x_I]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 

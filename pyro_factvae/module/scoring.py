@@ -18,7 +18,7 @@ from ..data import GroupedData
 from ..rng import fork_rng
 from .guide import Guide
 from .model import Model
-from .predict import predictive_means
+from .predict import MAX_ELEMENTS, predictive_means
 
 __all__ = [
     "MAX_ELEMENTS",
@@ -33,9 +33,6 @@ __all__ = [
     "importance",
     "missing_cell_fraction",
 ]
-
-#: default memory bound: floats per (sample x row x feature) chunk
-MAX_ELEMENTS = 2**22
 
 
 def _group_log_likelihoods(
