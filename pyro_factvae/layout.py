@@ -103,7 +103,7 @@ def _given(
         widths = {dims[g] for g in b}
         if len(widths) > 1 and not getattr(LIKELIHOODS.get(lik), "paddable", False):
             raise ValueError(f"pad: block {b} pads groups of {lik!r}, which is not paddable")
-        out.append(_padded(b, dims, lik) if len(widths) > 1 else Block(tuple(b), dims[b[0]], lik))
+        out.append(_padded(b, dims, lik))
     return out
 
 
