@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from pyro_factvae import FactVAE, GroupedData
+from pyro_factvae.infer.path_state import PathRecords
 from pyro_factvae.module.scoring import (
     held_out_cell_error,
     held_out_error,
@@ -66,3 +67,14 @@ def test_a_default_fit_on_data_with_missing_cells_compares_with_the_mean_on_cell
     expected = held_out_mean_errors(vae.model_, train, valid, seed=1)
     assert vae.lam_path_["mean_imputation_mse"] == pytest.approx(float(np.mean(expected)))
     assert torch.isfinite(torch.tensor(vae.lam_path_["held_out_mse"])).all()
+
+
+def test_a_path_scores_imputations_with_the_draws_it_is_given(fitted):
+    vae, data = fitted
+    state = vae.fit_state
+    fraction = missing_cell_fraction(data)
+    for draws in (1, 40):
+        records = PathRecords()
+        records.score(state, data, "mse", draws, 3, fraction)
+        expected = -held_out_errors(vae.model_, vae.guide_, data, fraction, draws, 3)
+        assert np.array_equal(records.pairs[0], expected)

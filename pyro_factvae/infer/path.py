@@ -44,7 +44,15 @@ from .path_state import PathRecords, PathStore, stages
 from .run import Trainer
 from .state import FitState
 
-__all__ = ["AUTO_GRID", "AUTO_TAIL", "WARM_DIVISOR", "check_path_data", "fit_auto", "walk"]
+__all__ = [
+    "AUTO_GRID",
+    "AUTO_SAMPLES",
+    "AUTO_TAIL",
+    "WARM_DIVISOR",
+    "check_path_data",
+    "fit_auto",
+    "walk",
+]
 
 #: the grid of ``lam="auto"`` (per-example, per-variable weights; features standardized):
 #: steps of about 3 up to 0.1, then of about 1.8 where the prox starts to prune on the
@@ -63,6 +71,11 @@ UNNAMED_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
 #: as well, mean hide-one RMSE 0.743 against 0.746, worse on 3 of the 14 fits and by at
 #: most 4%, in 24% less time)
 WARM_DIVISOR = 8
+#: ``lam="auto"`` scores each ``lam``'s held-out imputations with this many draws of ``z`` per
+#: row (1,000 instead, hide one over seeds 0-9, changed the choice on one split in ten of each
+#: of wine, nutrimouse and diabetes and on none of nine of breast cancer's; the mean test
+#: RMSE moved by at most 0.003 on each)
+AUTO_SAMPLES = 20
 
 
 def _smaller_steps(fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -331,6 +344,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             epochs,
             warm,
             seed,
+            num_samples=AUTO_SAMPLES,
             progress=progress,
             fit_kwargs=fit_kwargs,
             relax_epochs=relax,

@@ -64,12 +64,13 @@ class PathRecords:
     ) -> None:
         """Score the fit at the current ``lam`` on ``valid`` and append it: ``criterion``
         ``"ll"``, the held-out log-likelihood; ``"mse"``, minus the held-out imputation error
-        (``fraction``: the training data's share of missing cells, as many hidden too)."""
+        (``fraction``: the training data's share of missing cells, as many hidden too), each
+        from ``num_samples`` draws of ``z`` per row."""
         model, guide = state.fitted()
         if criterion == "ll":
             per_pair = held_out_score(model, guide, valid, num_samples, seed)
         else:
-            per_pair = -held_out_errors(model, guide, valid, fraction, 20, seed)
+            per_pair = -held_out_errors(model, guide, valid, fraction, num_samples, seed)
         self.pairs.append(per_pair)
         self.scores.append(float(np.mean(per_pair)))
         norms = state.sparsity()
