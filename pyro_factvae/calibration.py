@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import non_negative_int
+from .config import interval_draws, non_negative_int, positive_int
 from .estimator import FactVAE
 from .module.draws import posterior_draws
 from .module.predict import NUM_SAMPLES
@@ -96,7 +96,8 @@ def draw_scores(
     hidden : array-like of bool
         ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only).
     num_draws, num_samples, seed, refine_steps
-        As in :meth:`~pyro_factvae.FactVAE.impute`.
+        As in :meth:`~pyro_factvae.FactVAE.impute`; ``num_draws`` at least ``2 / (1 - level)``
+        for the largest level (40 for 95%).
     levels : sequence of float
         Central interval levels for the coverage.
     standardized : bool
@@ -112,6 +113,13 @@ def draw_scores(
         effective sample size of the importance weights.
     """
     non_negative_int("refine_steps", refine_steps)
+    positive_int("num_samples", num_samples)
+    if not levels:
+        raise ValueError("levels is empty: give at least one interval level in (0, 1)")
+    for a in levels:
+        if not 0.0 < float(a) < 1.0:
+            raise ValueError(f"levels must be in (0, 1), got {a!r}")
+    interval_draws(num_draws, max(levels))  # the widest interval needs the most draws
     model, guide = vae.fitted_modules()
     truth = vae.prepare(data)
     hidden = torch.as_tensor(np.asarray(hidden), dtype=torch.bool)

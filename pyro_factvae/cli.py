@@ -142,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="LEVEL",
         help="also write central LEVEL intervals (e.g. 0.9) as OUT_lower and OUT_upper, "
-        "shaped like OUT (observed cells as read)",
+        "shaped like OUT (observed cells as read), each bound a quantile of 1,000 draws",
     )
     common(p)
     p.set_defaults(run=cmd_impute)

@@ -124,7 +124,15 @@ def _check_refine_steps(steps: int) -> None:
 
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     """``factvae impute``: fill the empty cells (means, draws or intervals) and write them."""
+    from .config import interval_draws
+    from .queries import INTERVAL_DRAWS
+
     _check_refine_steps(args.refine_steps)
+    if args.interval is not None:  # before anything is written
+        try:
+            interval_draws(INTERVAL_DRAWS, args.interval)
+        except ValueError as exc:
+            raise UserError(f"--interval: {exc}") from None
     output_path(args.out, "--out", (".csv", ".npz"))
     vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
@@ -146,7 +154,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
         out.write_draws(draws, args.out)
     if args.interval is not None:
         lower, upper = vae.predict_interval(
-            source, args.interval, num_draws=args.draws or 1000, **query
+            source, args.interval, num_draws=INTERVAL_DRAWS, num_samples=args.samples, **query
         )
         stem, ext = os.path.splitext(args.out)
         for bound, which in ((lower, "lower"), (upper, "upper")):

@@ -21,7 +21,14 @@ import numpy as np
 
 from .registry import EXPERTS, LIKELIHOODS, PHI_POSTERIORS
 
-__all__ = ["ConvSpec", "ModelConfig", "auto_or", "number", "positive_int"]
+__all__ = [
+    "ConvSpec",
+    "ModelConfig",
+    "auto_or",
+    "interval_draws",
+    "number",
+    "positive_int",
+]
 
 
 def positive_int(name: str, value: Any) -> int:
@@ -29,6 +36,26 @@ def positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def interval_draws(num_draws: Any, level: Any, name: str = "num_draws") -> int:
+    """``num_draws`` as an ``int``, checked to be enough for a central ``level`` interval
+    (``level`` in (0, 1)): at least ``2 / (1 - level)`` draws, so that each bound, the
+    ``(1 - level) / 2`` or ``(1 + level) / 2`` quantile of the draws, leaves one draw beyond it
+    (20 for 90%, 40 for 95%; with fewer, the bounds are the extreme draws or between them,
+    and the interval is too narrow: with one draw, zero width). Else a ``ValueError``."""
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    num_draws = positive_int(name, num_draws)
+    need = math.ceil(round(2.0 / (1.0 - level), 6))
+    if num_draws < need:
+        raise ValueError(
+            f"{name}={num_draws} is too few for a central {level:.0%} interval: its bounds are "
+            f"quantiles of the draws that need at least {need} draws to leave one beyond each "
+            f"bound; give {name} >= {need}"
+        )
+    return num_draws
 
 
 def non_negative_int(name: str, value: Any) -> int:

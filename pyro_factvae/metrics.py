@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .calibration import LEVELS, draw_scores
-from .config import non_negative_int, positive_int
+from .config import interval_draws, non_negative_int, positive_int
 from .data import GroupedData, as_grouped
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES, predictive_means
@@ -104,6 +104,7 @@ def iwae_log_likelihood(
     tightens as ``k = num_samples`` grows; with the ``Phi`` and networks at their fitted
     values (the global sites' prior is not included).
     """
+    positive_int("num_samples", num_samples)
     data = _prepare(vae, data)
     model, guide = vae.fitted_modules()
     (out,) = importance(
@@ -141,6 +142,7 @@ def conditional_log_likelihood(
     not in ``targets``. ``NaN`` for rows where no target is observed. A row with no given
     group gets the marginal ``log p(x_M)`` (prior proposal).
     """
+    positive_int("num_samples", num_samples)
     data = _prepare(vae, data)
     tgt = data.group_mask(targets, data.observed)
     enc = data.group_mask(given, data.observed & ~tgt)
@@ -266,6 +268,9 @@ def evaluate(
         and draws, as in :meth:`~pyro_factvae.FactVAE.impute` (0: the encoder's posterior).
     """
     non_negative_int("refine_steps", refine_steps)
+    positive_int("num_samples", num_samples)
+    if non_negative_int("num_draws", num_draws):  # enough for the widest coverage reported
+        interval_draws(num_draws, max(LEVELS))
     data = _prepare(vae, data)
     out = {
         "recon_ll": float(np.nanmean(reconstruction_log_likelihood(vae, data, seed=seed))),
@@ -326,6 +331,7 @@ def held_out_log_likelihood(
     """``evaluate(...)["cond_ll"]`` alone: each group held out in turn, ``log p(x_g | x_rest)``
     averaged over (row, group) pairs, in nats. The criterion of
     :func:`~pyro_factvae.tools.selection.lambda_path`."""
+    positive_int("num_samples", num_samples)
     data = _prepare(vae, data)
     model, guide = vae.fitted_modules()
     return float(np.mean(held_out_score(model, guide, data, num_samples, seed, max_elements)))

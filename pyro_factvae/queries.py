@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import non_negative_int, positive_int
+from .config import interval_draws, non_negative_int, positive_int
 from .data import GroupedData, is_dataframe
 from .infer.state import phi_norms
 from .module.draws import posterior_draws
@@ -25,7 +25,11 @@ from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .rng import fork_rng
 from .stream import is_dataset
 
-__all__ = ["Queries"]
+__all__ = ["INTERVAL_DRAWS", "Queries"]
+
+#: draws behind each bound of :meth:`Queries.predict_interval` (and ``factvae impute
+#: --interval``) by default
+INTERVAL_DRAWS = 1000
 
 
 class Queries:
@@ -184,7 +188,7 @@ class Queries:
         self,
         data: Any,
         level: float = 0.9,
-        num_draws: int = 1000,
+        num_draws: int = INTERVAL_DRAWS,
         num_samples: int = NUM_SAMPLES,
         seed: int = 0,
         refine_steps: int = REFINE_STEPS,
@@ -194,10 +198,9 @@ class Queries:
         2`` quantiles of ``num_draws`` draws from ``p(x_miss | x_obs)`` (as ``impute(...,
         num_draws=)``; rows are processed in chunks, so memory holds one chunk's draws);
         observed entries get their value in both (zero width). ``refine_steps`` as in
-        :meth:`impute`."""
-        if not 0.0 < float(level) < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level!r}")
-        positive_int("num_draws", num_draws)
+        :meth:`impute`. ``num_draws`` must be at least ``2 / (1 - level)`` (20 for 90%), so
+        that each bound leaves a draw beyond it."""
+        interval_draws(num_draws, level)
         positive_int("num_samples", num_samples)
         grouped = self.prepare(data, allow_empty_rows=True)
         probs = torch.tensor([(1 - level) / 2, (1 + level) / 2])
@@ -341,7 +344,7 @@ def _arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:
         return list(grouped.to_numpy().values())
     if is_dataset(data):
         return [v.numpy() for v in grouped.values]
-    items = data.values() if isinstance(data, Mapping) else data
+    items = [data[name] for name in grouped.names] if isinstance(data, Mapping) else data
     out = []
     for a in items:
         a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)

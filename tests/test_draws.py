@@ -163,7 +163,7 @@ def test_draw_scores_report_coverage_crps_and_energy_that_can_fail():
     narrow = draw_scores(vae, truth, hide, num_draws=400, num_samples=1000)
     assert narrow["coverage"][0.9]["pooled"] < scores["coverage"][0.9]["pooled"] - 0.1
     assert narrow["crps"]["b"] > scores["crps"]["b"] and np.isfinite(narrow["energy"]["b"])
-    out = evaluate(vae, data, num_samples=20, num_draws=20)
+    out = evaluate(vae, data, num_samples=20, num_draws=40)
     assert 0 <= out["coverage_90"] <= 1 and out["crps"] > 0
 
 
@@ -182,3 +182,56 @@ def test_coverage_and_crps_score_any_imputers_draws():
     assert crps(narrow, truth).mean() > crps(calibrated, truth).mean()
     with pytest.raises(ValueError, match="draws have shape"):
         crps(calibrated[:, :10], truth)
+
+
+def test_intervals_and_scores_refuse_too_few_draws_and_zero_samples(tmp_path, capsys):
+    from pyro_factvae.calibration import draw_scores
+    from pyro_factvae.cli import main
+    from pyro_factvae.metrics import evaluate, iwae_log_likelihood
+
+    rng = np.random.default_rng(0)
+    groups = {"a": rng.standard_normal((60, 2)), "b": rng.standard_normal((60, 2))}
+    groups["b"][::4] = np.nan
+    vae = FactVAE(latent_dim=2, lam=0.0).fit(groups, epochs=2, progress=False)
+    # each bound of a 90% interval needs a draw beyond it: 20 draws at least
+    with pytest.raises(ValueError, match="num_draws >= 20"):
+        vae.predict_interval(groups, level=0.9, num_draws=19)
+    lower, upper = vae.predict_interval(groups, level=0.9, num_draws=20)
+    assert (upper["b"][::4] > lower["b"][::4]).all()
+    hide = np.zeros((60, 2), bool)
+    hide[1::4, 1] = True
+    with pytest.raises(ValueError, match="num_draws >= 40"):
+        draw_scores(vae, groups, hide, num_draws=39)
+    with pytest.raises(ValueError, match="num_samples"):
+        draw_scores(vae, groups, hide, num_draws=40, num_samples=0)
+    with pytest.raises(ValueError, match="num_draws >= 40"):
+        evaluate(vae, groups, num_draws=1)
+    for bad in (
+        lambda: evaluate(vae, groups, num_samples=0),
+        lambda: iwae_log_likelihood(vae, groups, num_samples=0),
+    ):
+        with pytest.raises(ValueError, match="num_samples must be a positive integer"):
+            bad()
+    # the command line: one line, and nothing written before the level is checked
+    model, data, out = tmp_path / "m.factvae", tmp_path / "d.npz", tmp_path / "f.npz"
+    vae.save(model)
+    np.savez(data, **groups)
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(data), "--samples", "0"]) == 1
+    assert capsys.readouterr().err.startswith("factvae: error: num_samples must be")
+    assert main(["impute", str(model), str(data), "-o", str(out), "--interval", "1.5"]) == 1
+    assert "level must be in (0, 1)" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_dict_of_the_fitted_groups_in_another_order_is_matched_by_name():
+    rng = np.random.default_rng(1)
+    groups = {"a": rng.standard_normal((50, 2)), "b": rng.standard_normal((50, 3))}
+    groups["b"][::5] = np.nan
+    vae = FactVAE(latent_dim=2, lam=0.0).fit(groups, epochs=2, progress=False)
+    swapped = {"b": groups["b"], "a": groups["a"]}
+    same, other = vae.impute(groups, seed=3), vae.impute(swapped, seed=3)
+    assert set(other) == {"a", "b"}
+    for name in groups:
+        np.testing.assert_array_equal(same[name], other[name])
+    with pytest.raises(ValueError, match="the model was fitted on"):
+        vae.impute({"a": groups["a"], "c": groups["b"]})

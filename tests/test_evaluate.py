@@ -183,8 +183,8 @@ def test_evaluate_reports_errors_in_standardized_units_unless_raw():
     scores = []
     for data in (groups, scaled):
         vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=3, seed=0, progress=False)
-        std = evaluate(vae, data, num_samples=10, num_draws=20)
-        raw = evaluate(vae, data, num_samples=10, num_draws=20, standardized=False)
+        std = evaluate(vae, data, num_samples=10, num_draws=40)
+        raw = evaluate(vae, data, num_samples=10, num_draws=40, standardized=False)
         scores.append((std, raw))
     (std1, raw1), (std100, raw100) = scores
     for key in ("rmse", "mae", "crps"):

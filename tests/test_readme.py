@@ -26,7 +26,7 @@ PAGES = [README] + [
 #: big numbers of the README made small: (pattern, replacement)
 SMALL = [
     (r"epochs=\d+", "epochs=2"),
-    (r"num_draws=\d+", "num_draws=20"),
+    (r"num_draws=\d+", "num_draws=40"),  # enough for a 95% interval
     (r"num_rows=\d+", "num_rows=200"),
     (r"steps=\d+", "steps=20"),
     (r"--epochs \d+", "--epochs 1"),

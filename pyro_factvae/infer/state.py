@@ -201,6 +201,14 @@ class FitState:
             data = GroupedData.from_mudata(data)
         elif is_dataset(data):  # one DataLoader batch at a time
             data = GroupedData.from_dataset(data, allow_empty_rows=empty)
+        elif (
+            isinstance(data, Mapping)
+            and self.layout is not None
+            and set(data) == set(self.layout.names)
+        ):  # the fitted groups by name, in any order
+            data = GroupedData(
+                {name: data[name] for name in self.layout.names}, allow_empty_rows=empty
+            )
         elif not isinstance(data, (GroupedData, Mapping)) and self.layout is not None:
             data = GroupedData(data, names=self.layout.names, allow_empty_rows=empty)
         elif not isinstance(data, GroupedData):
@@ -208,8 +216,9 @@ class FitState:
         if self.layout is not None:
             if tuple(data.names) != self.layout.names:
                 raise ValueError(
-                    f"data has groups {data.names}, "
-                    f"the model was fitted on {list(self.layout.names)}"
+                    f"data has groups {data.names}, the model was fitted on "
+                    f"{list(self.layout.names)}: give those groups (in that order, for "
+                    "anything but a dict of groups)"
                 )
             if tuple(data.dims) != self.layout.dims:
                 raise ValueError(
