@@ -15,7 +15,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .cli_commands import cmd_evaluate, cmd_fit, cmd_impute, cmd_lambda_path, cmd_sparsity
+from .cli_commands import (
+    DEFAULT_MODEL,
+    cmd_evaluate,
+    cmd_fit,
+    cmd_impute,
+    cmd_lambda_path,
+    cmd_sparsity,
+)
 from .cli_io import (
     PLOT_FORMATS,
     Interrupted,
@@ -89,7 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit", help="train a model and save it")
     p.add_argument("data", help=".npz (one array per group) or .csv (with --groups)")
-    p.add_argument("--out", "-o", default="model.factvae", help="model file to write")
+    p.add_argument(
+        "--out",
+        "-o",
+        help=f"model file to write (default: {DEFAULT_MODEL}, which is replaced only when "
+        "named here)",
+    )
     p.add_argument(
         "--lam",
         type=_float_or_auto,

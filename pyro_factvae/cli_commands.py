@@ -22,7 +22,17 @@ from .cli_io import (
     read_data,
 )
 
-__all__ = ["cmd_evaluate", "cmd_fit", "cmd_impute", "cmd_lambda_path", "cmd_sparsity"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "cmd_evaluate",
+    "cmd_fit",
+    "cmd_impute",
+    "cmd_lambda_path",
+    "cmd_sparsity",
+]
+
+#: where ``factvae fit`` writes its model when ``-o`` is not given
+DEFAULT_MODEL = "model.factvae"
 
 
 def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -32,6 +42,13 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     from .infer.distributed import init_from_env, is_writer
 
     init_from_env(args.device)
+    if args.out is None:  # the default name: an earlier model there is not replaced unasked
+        if os.path.exists(DEFAULT_MODEL):
+            raise UserError(
+                f"{DEFAULT_MODEL} exists: give -o PATH to write the new model elsewhere, "
+                f"or -o {DEFAULT_MODEL} to replace it"
+            )
+        args.out = DEFAULT_MODEL
     groups = parse_groups(args.groups)
     if args.resume:
         if not os.path.isfile(args.resume):
@@ -136,15 +153,16 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     output_path(args.out, "--out", (".csv", ".npz"))
     vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
-    data, frame, groups = read_data(args.data, groups, allow_empty_rows=True)
+    order = vae.layout_.names
+    data, source, groups = read_data(args.data, groups, allow_empty_rows=True, order=order)
     missing = {g: int((~data.observed[:, i]).sum()) for i, g in enumerate(data.names)}
     cells = {g: int((~data.group_cells(i)).sum()) for i, g in enumerate(data.names)}
-    source: Any = data
-    if frame is not None:  # observed cells are written back exactly as they were read
+    # what was read is imputed: observed cells are written back exactly as they were read,
+    # each group in its own dtype
+    if groups is not None:  # a CSV
         vae.set_columns(groups)
-        source = frame
 
-    out = Output(data.names, groups if frame is not None else None)
+    out = Output(data.names, groups)
     written = [args.out]
     query = {"seed": args.seed, "refine_steps": args.refine_steps}
     if args.draws is None:
@@ -176,7 +194,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
     from .metrics import evaluate
 
     vae = _load(args.model, args.device)
-    data, _, _ = read_data(args.data, model_groups(vae, parse_groups(args.groups)))
+    groups = model_groups(vae, parse_groups(args.groups))
+    data, _, _ = read_data(args.data, groups, order=vae.layout_.names)
     result = evaluate(
         vae,
         data,

@@ -86,8 +86,12 @@ def read_data(
     groups: dict[str, list[str]] | None,
     drop_empty_rows: bool = False,
     allow_empty_rows: bool = False,
+    order: Sequence[str] | None = None,
 ):
-    """Read ``.npz`` or ``.csv`` into ``(GroupedData, frame or None, groups or None)``."""
+    """Read ``.npz`` or ``.csv`` into ``(GroupedData, what was read, groups or None)``: what
+    was read is the DataFrame of a CSV, the dict of arrays of an ``.npz`` (in their own
+    dtypes). ``order``: a fitted model's group names, in which an ``.npz`` holding exactly
+    those arrays, in any order, is read."""
     import pandas as pd
 
     if not os.path.isfile(path):
@@ -104,9 +108,11 @@ def read_data(
             if unknown:
                 raise UserError(f"groups {unknown} are not in {path}; it has {sorted(arrays)}")
             arrays = {g: arrays[g] for g in groups}
+        elif order is not None and set(order) == set(arrays):
+            arrays = {g: arrays[g] for g in order}
         return (
             GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows),
-            None,
+            arrays,
             None,
         )
     if ext != ".csv":
@@ -188,7 +194,8 @@ class Output:
 
         if self.groups is not None:
             return filled
-        cols = {f"{g}_{j}": filled[g][:, j] for g in self.names for j in range(filled[g].shape[1])}
+        blocks = {g: filled[g].reshape(len(filled[g]), -1) for g in self.names}  # 1-D: 1 column
+        cols = {f"{g}_{j}": m[:, j] for g, m in blocks.items() for j in range(m.shape[1])}
         return pd.DataFrame(cols)
 
     def arrays(self, filled: Any) -> dict[str, Any]:

@@ -31,11 +31,18 @@ def _values(adata: Any, layer: str | None, what: str) -> Any:
     return adata.layers[layer]
 
 
+def matrix_dtype(matrix: Any) -> np.dtype:
+    """The dtype a matrix is read in: float64 for a float64 matrix (its values kept exactly),
+    float32 for anything else."""
+    float64 = np.dtype(getattr(matrix, "dtype", np.float32)) == np.float64
+    return np.dtype(np.float64 if float64 else np.float32)
+
+
 def _rows(matrix: Any, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of a dense or sparse matrix, dense float32."""
+    """Rows ``start:stop`` of a dense or sparse matrix, dense, in :func:`matrix_dtype`."""
     part = matrix[start:stop]
     part = part.toarray() if hasattr(part, "toarray") else np.asarray(part)
-    return part.astype(np.float32, copy=False)
+    return part.astype(matrix_dtype(matrix), copy=False)
 
 
 def mudata_groups(
@@ -44,8 +51,9 @@ def mudata_groups(
     layer: str | None = None,
     chunk: int = 4096,
 ) -> tuple[dict[str, np.ndarray], list[str]]:
-    """``({modality: (n_obs, n_vars) float32 array, NaN where it lacks the observation},
-    obs_names)`` for the modalities of ``mdata`` (default: all, in order)."""
+    """``({modality: (n_obs, n_vars) array, NaN where it lacks the observation},
+    obs_names)`` for the modalities of ``mdata`` (default: all, in order), each in its
+    :func:`matrix_dtype`."""
     names = list(mdata.mod) if modalities is None else list(modalities)
     unknown = [m for m in names if m not in mdata.mod]
     if unknown or not names:
@@ -59,7 +67,7 @@ def mudata_groups(
         ad = mdata.mod[m]
         values = _values(ad, layer, f"modality {m!r}")
         rows = np.array([where[str(o)] for o in ad.obs_names], dtype=np.int64)
-        arr = np.full((len(obs), ad.n_vars), np.nan, dtype=np.float32)
+        arr = np.full((len(obs), ad.n_vars), np.nan, dtype=matrix_dtype(values))
         for start in range(0, ad.n_obs, chunk):
             arr[rows[start : start + chunk]] = _rows(values, start, start + chunk)
         out[m] = arr
@@ -93,9 +101,9 @@ def anndata_groups(
     layer: str | None = None,
     chunk: int = 4096,
 ) -> dict[str, np.ndarray]:
-    """``{group: (n_obs, d_g) float32 array}``: the variables of ``adata`` split by the column
-    ``groups`` of ``adata.var`` (a group per value, in order of appearance) or by a mapping
-    ``{group: [var_names]}``."""
+    """``{group: (n_obs, d_g) array}`` in the matrix's :func:`matrix_dtype`: the variables of
+    ``adata`` split by the column ``groups`` of ``adata.var`` (a group per value, in order of
+    appearance) or by a mapping ``{group: [var_names]}``."""
     spec = var_groups(adata, groups)
     where = {str(v): j for j, v in enumerate(adata.var_names)}
     seen: dict[str, str] = {}
@@ -107,7 +115,8 @@ def anndata_groups(
                 raise ValueError(f"variable {v!r} is in groups {seen[v]!r} and {g!r}")
             seen[v] = g
     values = _values(adata, layer, "the AnnData")
-    out = {g: np.empty((adata.n_obs, len(cols)), dtype=np.float32) for g, cols in spec.items()}
+    dtype = matrix_dtype(values)
+    out = {g: np.empty((adata.n_obs, len(cols)), dtype=dtype) for g, cols in spec.items()}
     for start in range(0, adata.n_obs, chunk):
         rows = _rows(values, start, start + chunk)  # one chunk of rows, dense
         for g, cols in spec.items():

@@ -88,10 +88,11 @@ class Queries:
         Returns
         -------
         dict
-            ``{group: (N, d_g) array}`` for each target (default: all groups).
+            ``{group: (N, d_g) array}`` for each target (default: all groups), in the
+            group's input dtype as :meth:`impute` returns it (a group given 1-D, 1-D).
         """
         model, guide = self.fitted_modules()
-        data = self.prepare(data, allow_empty_rows=True)
+        data_in, data = data, self.prepare(data, allow_empty_rows=True)
         if isinstance(targets, str):
             raise ValueError(f"targets must be a list of group names, not the string {targets!r}")
         targets = list(model.layout.names) if targets is None else list(targets)
@@ -112,7 +113,8 @@ class Queries:
             importance,
             refine_steps,
         )
-        return {t: m.numpy() for t, m in zip(targets, means)}
+        given_arrays = _arrays(data_in, data)
+        return {t: _like(m.numpy(), given_arrays[i]) for t, i, m in zip(targets, idx, means)}
 
     def impute(
         self,
@@ -150,8 +152,9 @@ class Queries:
         Returns
         -------
         dict, DataFrame, or a list of them
-            ``{group: (N, d_g) array}`` in each group's input dtype (float64 for integer
-            input) with the observed values returned unchanged, bit for bit; for a DataFrame,
+            ``{group: (N, d_g) array}`` (``(N,)`` for a group given 1-D) in each group's
+            input dtype (float64 for integer input, a GroupedData and a MuData) with the
+            observed values returned unchanged, bit for bit; for a DataFrame,
             a filled copy with the same index and columns (a nullable integer or boolean
             column becomes float64 where it had holes). With ``num_draws``, a list of ``M``
             such objects. Rows with no observed group get prior-predictive values.
@@ -248,9 +251,9 @@ class Queries:
             return out
         result = {}
         for g, (name, orig) in enumerate(zip(grouped.names, _arrays(data, grouped))):
-            dtype = orig.dtype if np.issubdtype(orig.dtype, np.floating) else np.float64
-            values = np.array(orig, dtype=dtype, copy=True)
-            values[missing[g]] = fills[g][missing[g]]
+            values = np.array(orig, dtype=_float_dtype(orig), copy=True)
+            flat = values.reshape(len(values), -1)  # a 1-D group is given back 1-D
+            flat[missing[g]] = fills[g][missing[g]]
             result[name] = values
         return result
 
@@ -278,7 +281,7 @@ class Queries:
             if mean:
                 values = model.means(z, phis)
             else:
-                values = [d.sample() for d in model.dists(z, phis)]
+                values = model.draw(z, phis)
         return {name: v.cpu().numpy() for name, v in zip(model.layout.names, values)}
 
     def to_mudata(
@@ -300,7 +303,8 @@ class Queries:
         where = {o: i for i, o in enumerate(obs)}
         for m in names:
             rows = [where[str(o)] for o in mdata.mod[m].obs_names]
-            mdata.mod[m].layers[f"{key}_imputed"] = filled[m][rows]
+            dtype = groups[m].dtype  # the modality's own precision
+            mdata.mod[m].layers[f"{key}_imputed"] = filled[m][rows].astype(dtype, copy=False)
         write_results(mdata, key, self.latent(data)[0], None, self.sparsity())
         return mdata
 
@@ -311,11 +315,14 @@ class Queries:
         groups)``: latent means in ``obsm["X_<key>"]``, the filled matrix (variables in
         ``adata``'s order) in the layer ``<key>_imputed``, the sparsity map in
         ``uns["<key>_sparsity"]``. Returns ``adata``."""
-        data = GroupedData(anndata_groups(adata, groups, layer))
+        arrays = anndata_groups(adata, groups, layer)
+        data = GroupedData(arrays)
         filled = self.impute(data)
         spec = var_groups(adata, groups)
         where = {str(v): j for j, v in enumerate(adata.var_names)}
-        imputed = np.full((adata.n_obs, adata.n_vars), np.nan, dtype=np.float32)
+        # in the matrix's own precision: a float64 matrix's observed values kept exactly
+        dtype = next(iter(arrays.values())).dtype
+        imputed = np.full((adata.n_obs, adata.n_vars), np.nan, dtype=dtype)
         for g, cols in spec.items():
             imputed[:, [where[v] for v in cols]] = filled[g]
         write_results(adata, key, self.latent(data)[0], imputed, self.sparsity())
@@ -337,16 +344,26 @@ def _split(matrix: Any, dims: Sequence[int]) -> list[np.ndarray]:
 
 
 def _arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:
-    """The caller's own per-group arrays (2-D), or the GroupedData's: its float64 values (for
-    a GroupedData, whose float64 input they give back exactly, and a MuData) or the float32
-    stream."""
-    if isinstance(data, GroupedData) or type(data).__name__ == "MuData":
+    """The caller's own per-group arrays (a 1-D group as given), or the GroupedData's: its
+    float64 values (for a GroupedData, whose float64 input they give back exactly, a
+    DataFrame and a MuData) or the float32 stream."""
+    if isinstance(data, GroupedData) or is_dataframe(data) or type(data).__name__ == "MuData":
         return list(grouped.to_numpy().values())
     if is_dataset(data):
         return [v.numpy() for v in grouped.values]
     items = [data[name] for name in grouped.names] if isinstance(data, Mapping) else data
-    out = []
-    for a in items:
-        a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        out.append(a[:, None] if a.ndim == 1 else a)
-    return out
+    return [
+        a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in items
+    ]
+
+
+def _float_dtype(given: np.ndarray) -> np.dtype:
+    """The dtype of what is returned for a group given as ``given``: its own floating dtype,
+    float64 for anything else (integers, booleans)."""
+    return given.dtype if np.issubdtype(given.dtype, np.floating) else np.dtype(np.float64)
+
+
+def _like(values: np.ndarray, given: np.ndarray) -> np.ndarray:
+    """Model outputs ``(N, d_g)`` in the dtype and shape (1-D for a 1-D group) that ``given``
+    is returned in."""
+    return values.astype(_float_dtype(given), copy=False).reshape(given.shape)

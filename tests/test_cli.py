@@ -293,3 +293,38 @@ def test_cli_messages_name_the_columns_and_npz_output_keeps_ids_and_names(
     cut.write_bytes(model.read_bytes()[:300])
     assert main(["impute", str(cut), str(data), "-o", str(tmp_path / "y.csv")]) != 0
     assert "truncated or corrupt" in capsys.readouterr().err
+
+
+def test_fit_without_out_keeps_an_earlier_model(tmp_path, csv_with_holes, capsys, monkeypatch):
+    data, spec = csv_with_holes
+    monkeypatch.chdir(tmp_path)
+    fit = ["fit", str(data), "--groups", spec, "--epochs", "2", "--no-progress"]
+    assert main(fit) == 0 and (tmp_path / "model.factvae").exists()
+    before = (tmp_path / "model.factvae").read_bytes()
+    capsys.readouterr()
+    assert main([*fit, "--lam", "0.5"]) == 1  # not replaced unasked
+    err = capsys.readouterr().err
+    assert "model.factvae exists" in err and "-o model.factvae to replace it" in err
+    assert (tmp_path / "model.factvae").read_bytes() == before
+    assert main([*fit, "--lam", "0.5", "-o", "model.factvae"]) == 0  # named: replaced
+    assert (tmp_path / "model.factvae").read_bytes() != before
+
+
+def test_npz_groups_in_any_order_come_back_in_their_dtypes(tmp_path, groups, capsys):
+    path, model = tmp_path / "data.npz", tmp_path / "m.factvae"
+    np.savez(path, **groups)
+    fit = ["fit", str(path), "-o", str(model), "--epochs", "2", "--latent-dim", "2"]
+    assert main([*fit, "--lam", "0.1", "--no-progress"]) == 0
+    capsys.readouterr()
+    shuffled = tmp_path / "shuffled.npz"  # other key order, one float32 group
+    given = {"c": groups["c"].astype(np.float32), "b": groups["b"], "a": groups["a"]}
+    np.savez(shuffled, **given)
+    out = tmp_path / "filled.npz"
+    assert main(["impute", str(model), str(shuffled), "-o", str(out), "--json"]) == 0
+    assert _json(capsys)["filled_groups"] == {"a": 1, "b": 3, "c": 1}
+    with np.load(out) as f:
+        assert f["c"].dtype == np.float32 and f["a"].dtype == np.float64
+        seen = ~np.isnan(given["c"])
+        assert np.array_equal(f["c"][seen], given["c"][seen]) and np.isfinite(f["c"]).all()
+    assert main(["evaluate", str(model), str(shuffled), "--samples", "8", "--json"]) == 0
+    assert np.isfinite(_json(capsys)["rmse"])

@@ -84,3 +84,21 @@ def test_a_fitted_model_answers_queries_on_a_mudata():
     filled = vae.impute(mdata)
     assert mean.shape == (60, 2) and filled["prot"].shape == (60, 3)
     assert not np.isnan(filled["prot"]).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_an_anndata_gets_its_observed_values_back_in_its_own_precision(dtype):
+    rng = np.random.default_rng(1)
+    x = (rng.standard_normal((40, 4)) / 3).astype(dtype)  # float32 would round these
+    x[[2, 5], 0] = np.nan
+    adata = anndata.AnnData(x)
+    adata.var_names = list("abcd")
+    spec = {"left": ["a", "b"], "right": ["c", "d"]}
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(
+        GroupedData.from_anndata(adata, spec), epochs=2, progress=False
+    )
+    vae.to_anndata(adata, groups=spec)
+    filled = adata.layers["factvae_imputed"]
+    seen = ~np.isnan(x)
+    assert filled.dtype == dtype and np.array_equal(filled[seen], x[seen])
+    assert np.isfinite(filled).all()

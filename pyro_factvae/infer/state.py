@@ -221,8 +221,14 @@ class FitState:
                     "anything but a dict of groups)"
                 )
             if tuple(data.dims) != self.layout.dims:
+                wrong = [
+                    f"{name!r} has {got} columns, the model was fitted on {want}"
+                    for name, got, want in zip(data.names, data.dims, self.layout.dims)
+                    if got != want
+                ]
                 raise ValueError(
-                    f"data has group widths {data.dims}, the model expects {list(self.layout.dims)}"
+                    f"group {'; group '.join(wrong)}: give each group the columns it was "
+                    "fitted on, in the same order"
                 )
             check_support(data, self.layout)
         return data

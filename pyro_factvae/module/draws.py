@@ -76,5 +76,5 @@ def posterior_draws(
             ess = 1.0 / weights.square().sum(0)
             pick = torch.multinomial(weights.T, num_draws, replacement=True)  # (b, M)
             chosen = z.gather(0, pick.T.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # (M, b, K)
-            values = [fn.sample() for fn in model.dists(chosen, phis, weigh.offsets)]  # (M, b, d)
+            values = model.draw(chosen, phis, weigh.offsets)  # (M, b, d_g) each
             yield sl, torch.cat([v.to(torch.float32) for v in values], -1).cpu(), ess.cpu()

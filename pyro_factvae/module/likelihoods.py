@@ -128,6 +128,19 @@ class Likelihood(nn.Module):
         """Mean of the observations given decoder outputs ``(..., num_groups, dim)``."""
         raise NotImplementedError
 
+    def draw(self, out: torch.Tensor) -> list[torch.Tensor]:
+        """A draw of every group of the block from :meth:`dists`, ``(..., d_g)`` each, with
+        the features held :meth:`constant` at their value (not their noise floor's spread)."""
+        values = [fn.sample() for fn in self.dists(out)]
+        constant = self.constant()
+        if not bool(constant.any()):
+            return values
+        means = self.mean(out)
+        return [
+            torch.where(constant[i, :w], means[..., i, :w], v)
+            for i, (v, w) in enumerate(zip(values, self.widths))
+        ]
+
     def log_prob(
         self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -269,7 +282,7 @@ class NormalLikelihood(Likelihood):
 
     def noise(self) -> torch.Tensor:
         """The noise scale in the user's units, ``unit * sigma`` (the floor for a constant
-        feature: its draws are its value to within ``1e-3 * unit``)."""
+        feature, which bounds its log-likelihood; its draws are its value)."""
         return torch.where(self.varies > 0, self.scale, CONSTANT_SCALE) * self.unit
 
     def units(self) -> torch.Tensor:

@@ -252,6 +252,15 @@ class Model(PyroModule):
         outs = self.decode(z, phis, offsets)
         return self.layout.scatter([lik.dists(out) for out, lik in zip(outs, self.likelihoods)])
 
+    def draw(
+        self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
+    ) -> list[torch.Tensor]:
+        """A draw of every group from ``p(x_g | z)``, in the user's group order, the features
+        constant in the training data at their value
+        (:meth:`~pyro_factvae.module.likelihoods.Likelihood.draw`)."""
+        outs = self.decode(z, phis, offsets)
+        return self.layout.scatter([lik.draw(out) for out, lik in zip(outs, self.likelihoods)])
+
     def log_likelihoods(
         self,
         xs: Sequence[torch.Tensor],

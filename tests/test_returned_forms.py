@@ -1,0 +1,66 @@
+"""What the queries give back: each group in the shape and floating dtype it was given in,
+and a column constant in the training data at its value in every draw."""
+
+import numpy as np
+import pytest
+
+from pyro_factvae import FactVAE
+
+from .conftest import small_groups
+
+
+def _with_a_vector_group():
+    """``a`` (40, 3) and ``c`` (40, 2) as usual; ``v`` a 1-D group with holes."""
+    groups = small_groups()
+    vector = groups.pop("b")[:, 0].copy()
+    vector[[6, 9]] = np.nan
+    return {"a": groups["a"], "v": vector, "c": groups["c"]}
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    data = _with_a_vector_group()
+    return FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=3, seed=0, progress=False), data
+
+
+def test_a_group_given_one_dimensional_comes_back_one_dimensional(fitted):
+    vae, data = fitted
+    filled = vae.impute(data)
+    (draw,) = vae.impute(data, num_draws=1, num_samples=8, refine_steps=0)
+    lower, upper = vae.predict_interval(data, num_draws=20, num_samples=8, refine_steps=0)
+    means = vae.reconstruct(data, num_samples=8, refine_steps=0)
+    for out in (filled, draw, lower, upper, means):
+        assert {k: v.shape for k, v in out.items()} == {"a": (40, 3), "v": (40,), "c": (40, 2)}
+    seen = ~np.isnan(data["v"])
+    assert np.array_equal(filled["v"][seen], data["v"][seen])
+    assert np.isfinite(filled["v"]).all() and np.all(lower["v"] <= upper["v"])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_each_group_comes_back_in_its_floating_dtype(fitted, dtype):
+    vae, data = fitted
+    given = {k: v.copy() for k, v in data.items()}
+    if dtype is np.int64:  # no holes in an integer array: only the other groups miss cells
+        given["c"] = np.round(np.nan_to_num(given["c"]) * 10).astype(np.int64)
+    else:
+        given["c"] = given["c"].astype(dtype)
+    want = np.float64 if dtype is np.int64 else dtype
+    query = {"num_samples": 8, "refine_steps": 0}
+    assert vae.impute(given, **query)["c"].dtype == want
+    assert vae.impute(given, num_draws=1, **query)[0]["c"].dtype == want
+    assert vae.reconstruct(given, **query)["c"].dtype == want
+    assert vae.predict_interval(given, num_draws=20, **query)[0]["c"].dtype == want
+    assert vae.impute(given, **query)["a"].dtype == np.float64  # the others as they were
+
+
+def test_a_constant_column_is_drawn_at_its_value():
+    data = small_groups(n=60)
+    data["c"][:, 1] = 2.5  # constant wherever observed
+    data["c"][10:14] = np.nan
+    with pytest.warns(UserWarning, match=r"columns \[1\] are constant"):
+        vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=3, seed=0, progress=False)
+    draws = vae.impute(data, num_draws=3, num_samples=8, refine_steps=0)
+    lower, upper = vae.predict_interval(data, num_draws=20, num_samples=8, refine_steps=0)
+    for out in (*draws, lower, upper, vae.sample(5, seed=0)):
+        assert np.all(out["c"][:, 1] == 2.5)
+    assert np.ptp(draws[0]["c"][10:14, 0]) > 0  # the varying column keeps its noise
