@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["anndata_groups", "mudata_groups", "var_groups", "write_results"]
+__all__ = ["anndata_groups", "matrix_dtype", "mudata_groups", "var_groups", "write_results"]
 
 
 def _values(adata: Any, layer: str | None, what: str) -> Any:
