@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .config import positive_int
 from .estimator import FactVAE
 
 __all__ = [
@@ -48,6 +49,8 @@ def to_inference_data(
     """
     import arviz as az
 
+    positive_int("num_draws", num_draws)
+    positive_int("num_chains", num_chains)
     model, guide = vae.fitted_modules()
     if model.config.lam <= 0:
         raise ValueError("to_inference_data needs a model fitted with lam > 0")

@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     from ._version import __version__
 
     parser = argparse.ArgumentParser(
-        prog="factvae", description="factVAE on grouped data with missing groups."
+        prog="factvae",
+        description="factVAE on grouped data with missing groups.",
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -200,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     training(p, 20)
     common(p)
     p.set_defaults(run=cmd_lambda_path)
+    for command in sub.choices.values():  # --lam is not --lams: no abbreviations
+        command.allow_abbrev = False
     return parser
 
 

@@ -195,7 +195,8 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
     vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
-    data, _, _ = read_data(args.data, groups, order=vae.layout_.names)
+    # rows with no observed group are left out of the scores (metrics.evaluate)
+    data, _, _ = read_data(args.data, groups, allow_empty_rows=True, order=vae.layout_.names)
     result = evaluate(
         vae,
         data,

@@ -120,7 +120,7 @@ class GroupedData:
             empty = np.flatnonzero(~keep)
             raise ValueError(
                 f"{len(empty)} rows have no observed group: {fmt_rows(empty)}; "
-                "drop them, or pass drop_empty_rows=True to GroupedData and fit that "
+                "drop them, or build the data with GroupedData(..., drop_empty_rows=True) "
                 "(factvae fit: --drop-empty-rows)"
             )
         if not keep.all() and drop_empty_rows:

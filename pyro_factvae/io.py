@@ -2,7 +2,8 @@
 
 A model file is ``torch.save`` of ``{"meta": <JSON string>, <name>: <state dict or tensor>,
 ...}``. Reading uses ``torch.load(weights_only=True)``: only tensors and plain containers,
-strings and numbers are accepted, so a crafted file cannot run code. Writing goes to a
+strings and numbers are accepted, so a crafted file cannot run code; the archive's checksums
+are verified, so a file damaged after it was written is refused. Writing goes to a
 temporary file in the same folder, is flushed and fsynced, then renamed over the target: a
 crash leaves the old file intact. Checkpoints are model files with the training state added
 (:mod:`pyro_factvae.infer.run`).
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from typing import Any
 
 import torch
@@ -75,6 +77,18 @@ def _starts_with(path: str, magic: bytes) -> bool:
         return False
 
 
+def _failed_checksum(path: str) -> str | None:
+    """The first part of the zip archive ``torch.save`` wrote whose CRC-32 does not match its
+    bytes (``torch.load`` does not check them), or ``None``."""
+    if not zipfile.is_zipfile(path):
+        return None
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip()
+    except (zipfile.BadZipFile, OSError) as exc:
+        return f"(the archive: {exc})"
+
+
 def _umask() -> int:
     """The process's umask (read by setting it, then setting it back)."""
     mask = os.umask(0o022)
@@ -107,6 +121,12 @@ def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
         raise ValueError(f"{name!r} is not a loadable FactVAE file: {reason}") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("meta"), str):
         raise ValueError(f"{name!r} is not a FactVAE file")
+    damaged = _failed_checksum(name)
+    if damaged is not None:
+        raise ValueError(
+            f"{name!r} is damaged: its part {damaged!r} fails its checksum (the file changed "
+            "after it was written, e.g. a bad copy or disk); load an intact copy, or refit"
+        )
     try:
         meta = json.loads(payload["meta"])
     except json.JSONDecodeError:

@@ -48,9 +48,13 @@ __all__ = [
 ]
 
 
-def _prepare(vae: FactVAE, data: Any) -> GroupedData:
+def _prepare(vae: FactVAE, data: Any, scored_rows: bool = False) -> GroupedData:
+    """``data`` for the fitted model, rows with no observed group kept (their per-row scores
+    are ``NaN``), or with ``scored_rows`` left out (there is nothing of them to score)."""
     vae.fitted_modules()
-    return vae.prepare(data)
+    data = vae.prepare(data, allow_empty_rows=True)
+    seen = data.observed.any(-1)
+    return data.subset(seen) if scored_rows and not bool(seen.all()) else data
 
 
 def _as_numpy(values: torch.Tensor, valid: torch.Tensor) -> np.ndarray:
@@ -102,7 +106,7 @@ def iwae_log_likelihood(
     ``log (1/k) sum_{s=1}^k p(x_O | z_s) p(z_s) / q(z_s | x_O)`` with ``z_s ~ q(z | x_O)``,
     ``O`` the row's observed groups (Burda et al. 2016). A lower bound in expectation that
     tightens as ``k = num_samples`` grows; with the ``Phi`` and networks at their fitted
-    values (the global sites' prior is not included).
+    values (the global sites' prior is not included). ``NaN`` for rows with no observed group.
     """
     positive_int("num_samples", num_samples)
     data = _prepare(vae, data)
@@ -117,7 +121,7 @@ def iwae_log_likelihood(
         seed,
         max_elements,
     )
-    return out.double().numpy()
+    return _as_numpy(out, data.observed.any(-1))
 
 
 def conditional_log_likelihood(
@@ -244,7 +248,8 @@ def evaluate(
     standardized: bool = True,
     refine_steps: int = REFINE_STEPS,
 ) -> dict[str, float]:
-    """All metrics on ``data``, averaged over rows (and, for held-out ones, over groups).
+    """All metrics on ``data``, averaged over rows (and, for held-out ones, over groups);
+    rows with no observed group are left out, as nothing of them can be scored.
 
     ``rmse``, ``mae`` and ``crps`` are in standardized units by default: each error divided
     by its feature's training standard deviation (kept in the model), so that features in
@@ -271,7 +276,7 @@ def evaluate(
     positive_int("num_samples", num_samples)
     if non_negative_int("num_draws", num_draws):  # enough for the widest coverage reported
         interval_draws(num_draws, max(LEVELS))
-    data = _prepare(vae, data)
+    data = _prepare(vae, data, scored_rows=True)
     out = {
         "recon_ll": float(np.nanmean(reconstruction_log_likelihood(vae, data, seed=seed))),
         "iwae_ll": float(np.mean(iwae_log_likelihood(vae, data, num_samples, seed, max_elements))),
@@ -332,6 +337,6 @@ def held_out_log_likelihood(
     averaged over (row, group) pairs, in nats. The criterion of
     :func:`~pyro_factvae.tools.selection.lambda_path`."""
     positive_int("num_samples", num_samples)
-    data = _prepare(vae, data)
+    data = _prepare(vae, data, scored_rows=True)
     model, guide = vae.fitted_modules()
     return float(np.mean(held_out_score(model, guide, data, num_samples, seed, max_elements)))

@@ -100,6 +100,7 @@ class Queries:
         if num_samples != 0:
             positive_int("num_samples", num_samples)
         non_negative_int("refine_steps", refine_steps)
+        _check_seed(seed)
         mask = data.group_mask(given)
         means = predictive_means(
             model,
@@ -156,7 +157,8 @@ class Queries:
             input dtype (float64 for integer input, a GroupedData and a MuData) with the
             observed values returned unchanged, bit for bit; for a DataFrame,
             a filled copy with the same index and columns (a nullable integer or boolean
-            column becomes float64 where it had holes). With ``num_draws``, a list of ``M``
+            column becomes float64 where it had holes; a column in no group, an id say, is
+            returned as it is, holes included). With ``num_draws``, a list of ``M``
             such objects. Rows with no observed group get prior-predictive values.
 
         Notes
@@ -222,6 +224,7 @@ class Queries:
         self, grouped: GroupedData, num_draws: int, num_samples: int, seed: int, refine: int
     ):
         non_negative_int("refine_steps", refine)
+        _check_seed(seed)
         model, guide = self.fitted_modules()
         return posterior_draws(
             model,
@@ -335,6 +338,16 @@ class Queries:
         prox is exactly ``0.0``.
         """
         return phi_norms(*self.fitted_modules())
+
+
+def _check_seed(seed: Any) -> None:
+    """A ``ValueError`` unless ``seed`` is an integer: the queries are always seeded, so that
+    a call repeats (``sample(seed=None)`` alone draws from the global RNG)."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ValueError(
+            f"seed must be an integer, got {seed!r}: predictions are seeded so that a call "
+            "repeats; give another integer for other draws"
+        )
 
 
 def _split(matrix: Any, dims: Sequence[int]) -> list[np.ndarray]:

@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .config import non_negative_int
+from .config import non_negative_int, positive_int
 from .data import GroupedData
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES
@@ -73,10 +73,11 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     ----------
     groups : mapping, optional
         ``{group name: [columns]}``: the columns of each group, as positions (or, for a
-        DataFrame, names). Default: every column its own group (named after it), so the
-        product of experts combines one expert per observed cell of a row and the group
-        lasso learns which latent dimensions drive which column. Columns left out of every
-        group are refused.
+        DataFrame, its column labels: a DataFrame whose labels are integers is matched by
+        label, as ``DataFrame.loc`` does, not by position). Default: every column its own
+        group (named after it), so the product of experts combines one expert per observed
+        cell of a row and the group lasso learns which latent dimensions drive which column.
+        Columns left out of every group are refused.
     latent_dim, lam, likelihood, encoder_width, decoder_width
         As :class:`~pyro_factvae.FactVAE` (``likelihood`` keyed by group name when per group).
     encoder_hidden, decoder_hidden, keep_prob, cell_keep_prob, theta_prior_weight, baseline
@@ -200,6 +201,8 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         left out. ``y`` is ignored. Returns ``self``."""
         for name in ("num_samples", "refine_steps"):  # checked before the fit, not after it
             non_negative_int(name, getattr(self, name))
+        if self.sample_posterior:  # draws need proposals: num_samples=0 plugs in a mean
+            positive_int("num_samples (with sample_posterior=True)", self.num_samples)
         columns = getattr(X, "columns", None)
         X = validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
         self.groups_ = _resolve_groups(self.groups, X.shape[1], columns)
@@ -298,6 +301,12 @@ def _resolve_groups(
                 j = int(c)
             elif names is not None and str(c) in names:
                 j = names.index(str(c))
+            elif by_label:
+                raise ValueError(
+                    f"group {group!r}: column {c!r} is not a label of the DataFrame's columns "
+                    f"{_shown(labels_in)}; its integer labels are matched as labels, not positions "
+                    "(give labels, or the data as an array to give positions)"
+                )
             else:
                 raise ValueError(
                     f"group {group!r}: column {c!r} is not in the data (give positions, or "
@@ -309,9 +318,20 @@ def _resolve_groups(
                 raise ValueError(f"column {c!r} is in groups {owner[j]!r} and {group!r}")
             owner[j] = group
             positions.append(j)
+        if str(group) in out:
+            raise ValueError(
+                f"group {group!r} and an earlier group are both named {str(group)!r} as text "
+                "(group names are strings): rename one"
+            )
         out[str(group)] = positions
     left = [j for j in range(num_features) if j not in owner]
     if left:
         labels = [names[j] if names else j for j in left]
         raise ValueError(f"columns {labels} are in no group: add them to one (or drop them)")
     return out
+
+
+def _shown(labels: list[Any], most: int = 8) -> str:
+    """``labels`` for a message: the first ``most`` of them."""
+    more = f", ... ({len(labels)} in all)" if len(labels) > most else ""
+    return "[" + ", ".join(map(repr, labels[:most])) + more + "]"

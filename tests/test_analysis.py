@@ -57,6 +57,12 @@ def test_inference_data_needs_a_sparse_model():
         to_inference_data(v, num_draws=5)
 
 
+@pytest.mark.parametrize("bad", [{"num_draws": -5}, {"num_draws": 0}, {"num_chains": 0}])
+def test_inference_data_refuses_no_draws(fitted_bars, bad):
+    with pytest.raises(ValueError, match=f"{next(iter(bad))} must be a positive integer"):
+        to_inference_data(fitted_bars, **bad)
+
+
 def test_variational_mode_gives_every_link_a_posterior():
     import pyro
     from pyro import poutine

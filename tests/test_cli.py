@@ -79,6 +79,13 @@ def test_npz_data_and_lambda_path(tmp_path, groups, capsys):
         assert sorted(f.files) == ["a", "b", "c"] and np.isfinite(f["b"]).all()
 
 
+def test_options_are_not_abbreviated(csv_with_holes, capsys):
+    data, spec = csv_with_holes
+    # a usage error (status 2): --lam is not taken for --lams
+    assert main(["lambda-path", str(data), "--groups", spec, "--lam", "0.1"]) == 2
+    assert "unrecognized arguments: --lam 0.1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -192,3 +192,19 @@ def test_evaluate_reports_errors_in_standardized_units_unless_raw():
         assert raw100[key] > 10 * raw1[key]
     # standardizing divides by the training sd: raw / standardized is about the data's sd
     assert raw100["rmse"] > 5 * std100["rmse"]
+
+
+def test_rows_with_nothing_observed_are_left_out_of_the_scores(tmp_path, groups, capsys):
+    from pyro_factvae.cli import main
+
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(groups, epochs=3, seed=0, progress=False)
+    with_empty = {k: np.vstack([np.full((1, v.shape[1]), np.nan), v]) for k, v in groups.items()}
+    kw = {"num_samples": 8, "num_draws": 40, "refine_steps": 0}
+    assert evaluate(vae, with_empty, **kw) == evaluate(vae, groups, **kw)
+    iwae = iwae_log_likelihood(vae, with_empty, num_samples=8)
+    assert np.isnan(iwae[0]) and np.isfinite(iwae[1:]).all()
+    model, data = tmp_path / "m.factvae", tmp_path / "d.npz"
+    vae.save(model)
+    np.savez(data, **with_empty)
+    assert main(["evaluate", str(model), str(data), "--samples", "8", "--json"]) == 0
+    assert "rmse" in capsys.readouterr().out

@@ -1,4 +1,6 @@
+import struct
 import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -98,6 +100,27 @@ def test_load_refuses_non_factvae_files(tmp_path):
     torch.save({"meta": Evil()}, evil)
     with pytest.raises(ValueError, match="not a loadable FactVAE file"):
         FactVAE.load(evil)
+
+
+def test_load_refuses_a_file_damaged_after_it_was_written(tmp_path, groups):
+    path = tmp_path / "m.factvae"
+    tiny(lam=0.5).fit(groups, **FAST).save(path)
+    with zipfile.ZipFile(path) as archive:  # the bytes of the largest tensor
+        part = max((i for i in archive.infolist() if "/data/" in i.filename), key=_size)
+    raw = bytearray(path.read_bytes())
+    name_len, extra_len = struct.unpack(
+        "<HH", raw[part.header_offset + 26 : part.header_offset + 30]
+    )
+    start = part.header_offset + 30 + name_len + extra_len
+    raw[start : start + 16] = bytes(b ^ 0xFF for b in raw[start : start + 16])
+    path.write_bytes(raw)  # torch.load reads it: the values are merely wrong
+    assert torch.load(path, weights_only=True)["meta"]
+    with pytest.raises(ValueError, match=f"damaged: its part '{part.filename}' fails its checksum"):
+        FactVAE.load(path)
+
+
+def _size(info: zipfile.ZipInfo) -> int:
+    return info.file_size
 
 
 def test_bad_arguments_raise_clear_errors(groups):

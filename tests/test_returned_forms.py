@@ -64,3 +64,15 @@ def test_a_constant_column_is_drawn_at_its_value():
     for out in (*draws, lower, upper, vae.sample(5, seed=0)):
         assert np.all(out["c"][:, 1] == 2.5)
     assert np.ptp(draws[0]["c"][10:14, 0]) > 0  # the varying column keeps its noise
+
+
+def test_queries_refuse_a_seed_that_is_not_an_integer(fitted):
+    vae, data = fitted
+    for call in (
+        lambda: vae.impute(data, seed=None),
+        lambda: vae.impute(data, seed=None, num_draws=2),
+        lambda: vae.predict_interval(data, seed=None),
+        lambda: vae.reconstruct(data, seed=1.5),
+    ):
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            call()

@@ -97,5 +97,14 @@ def test_integer_column_labels_are_labels_not_positions():
     frame = pd.DataFrame(holed, columns=[20, 10, 30, 40, 50, 60])
     imp = FactVAEImputer(groups={"a": [10, 20, 30], "b": [40, 50, 60]}, **FAST).fit(frame)
     assert imp.groups_ == {"a": [1, 0, 2], "b": [3, 4, 5]}
-    with pytest.raises(ValueError, match="column 2 is not in the data"):
+    with pytest.raises(ValueError, match="column 2 is not a label of the DataFrame's columns"):
         FactVAEImputer(groups={"a": [2, 10, 20, 30], "b": [40, 50, 60]}, **FAST).fit(frame)
+
+
+def test_group_specs_that_would_be_misread_are_refused_before_the_fit():
+    x = np.random.default_rng(0).normal(size=(30, 6))
+    x[1, 1] = np.nan
+    with pytest.raises(ValueError, match="both named '1' as text"):
+        FactVAEImputer(groups={1: [0, 1, 2], "1": [3, 4, 5]}, epochs=1).fit(x)
+    with pytest.raises(ValueError, match=r"num_samples \(with sample_posterior=True\)"):
+        FactVAEImputer(sample_posterior=True, num_samples=0, epochs=1).fit(x)
