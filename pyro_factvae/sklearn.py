@@ -26,6 +26,7 @@ from .data import GroupedData
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
+from .validation import check_numeric, is_dataframe
 
 __all__ = ["FactVAEImputer"]
 
@@ -204,8 +205,17 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         if self.sample_posterior:  # draws need proposals: num_samples=0 plugs in a mean
             positive_int("num_samples (with sample_posterior=True)", self.num_samples)
         columns = getattr(X, "columns", None)
+        if is_dataframe(X):  # its cells named before scikit-learn converts them
+            _check_frame(X, _resolve_groups(self.groups, X.shape[1], columns))
         X = validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
         self.groups_ = _resolve_groups(self.groups, X.shape[1], columns)
+        never = np.flatnonzero(np.isnan(X).all(axis=0))
+        if len(never):
+            labels = [columns[j] for j in never] if columns is not None else never.tolist()
+            raise ValueError(
+                f"columns {_shown(labels)} are never observed (every cell is missing): nothing "
+                "can be learned of them; drop them"
+            )
         model = {k: getattr(self, k) for k in _MODEL}
         model["encoder_hidden"], model["decoder_hidden"] = (
             tuple(self.encoder_hidden),
@@ -220,6 +230,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         """``X`` with every missing cell filled (observed cells as given); rows with nothing
         observed get prior-predictive means."""
         check_is_fitted(self, "vae_")
+        _check_frame(X, self.groups_)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         data = GroupedData(self._split(X), allow_empty_rows=True)
         if self.sample_posterior:
@@ -232,6 +243,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         """``(num_draws, n, p)``: ``num_draws`` completed copies of ``X``, each missing cell
         drawn from ``p(x_miss | x_obs)`` (for Rubin's rules)."""
         check_is_fitted(self, "vae_")
+        _check_frame(X, self.groups_)
         X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
         data = GroupedData(self._split(X), allow_empty_rows=True)
         draws = self.vae_.impute(data, num_draws=num_draws, **self._query())
@@ -329,6 +341,17 @@ def _resolve_groups(
         labels = [names[j] if names else j for j in left]
         raise ValueError(f"columns {labels} are in no group: add them to one (or drop them)")
     return out
+
+
+def _check_frame(X: Any, groups: Mapping[str, list[int]]) -> None:
+    """For a DataFrame, a ``ValueError`` naming the group, column and row of the first cell
+    that is not a number (before scikit-learn's conversion, which names none of them)."""
+    if not is_dataframe(X):
+        return
+    for name, cols in groups.items():
+        for j in cols:
+            if j < X.shape[1]:  # a frame of the wrong width is scikit-learn's to refuse
+                check_numeric(name, X.columns[j], X.iloc[:, j])
 
 
 def _shown(labels: list[Any], most: int = 8) -> str:

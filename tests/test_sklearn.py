@@ -108,3 +108,21 @@ def test_group_specs_that_would_be_misread_are_refused_before_the_fit():
         FactVAEImputer(groups={1: [0, 1, 2], "1": [3, 4, 5]}, epochs=1).fit(x)
     with pytest.raises(ValueError, match=r"num_samples \(with sample_posterior=True\)"):
         FactVAEImputer(sample_posterior=True, num_samples=0, epochs=1).fit(x)
+
+
+def test_frames_with_text_or_never_observed_columns_are_refused_by_name():
+    x = np.random.default_rng(0).normal(size=(30, 6))
+    x[1, 1] = np.nan
+    groups = {"a": ["p", "q", "r"], "b": ["s", "t", "u"]}
+    text = pd.DataFrame(x, columns=list("pqrstu")).astype(object)
+    text.iloc[3, 2] = "abc"
+    with pytest.raises(ValueError, match="group 'a': column 'r' is not numeric: row 3"):
+        FactVAEImputer(groups=groups, epochs=1).fit(text)
+    empty = pd.DataFrame(x, columns=list("pqrstu")).assign(r=np.nan)
+    with pytest.raises(ValueError, match=r"columns \['r'\] are never observed"):
+        FactVAEImputer(groups=groups, epochs=1).fit(empty)
+    imp = FactVAEImputer(groups=groups, epochs=1, latent_dim=2).fit(
+        pd.DataFrame(x, columns=list("pqrstu"))
+    )
+    with pytest.raises(ValueError, match="column 'r' is not numeric: row 3"):
+        imp.transform(text)
