@@ -61,28 +61,25 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     checkpoint = args.checkpoint or args.resume
     progress = not args.no_progress and is_writer()
     callbacks = loggers(args.log_dir) if args.log_dir and is_writer() else []
-    if args.resume:
-        vae = FactVAE(device=args.device)
-        vae.fit(
-            data, progress=progress, checkpoint=checkpoint, resume=args.resume, callbacks=callbacks
-        )
-    else:
-        likelihood = _likelihoods(args.likelihood)
-        vae = FactVAE(
-            latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood, device=args.device
-        )
-        if groups:
-            vae.set_columns(groups)
-        vae.fit(
-            data,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=args.checkpoint_every,
-            callbacks=callbacks,
-        )
+    likelihood = _likelihoods(args.likelihood)
+    vae = FactVAE(
+        latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood, device=args.device
+    )
+    if groups and not args.resume:  # a resumed run takes them from its checkpoint
+        vae.set_columns(groups)
+    # resumed, the settings given here must agree with the checkpoint's (the library names
+    # any that differ; those left at their defaults take the checkpoint's)
+    vae.fit(
+        data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        progress=progress,
+        checkpoint=checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        callbacks=callbacks,
+        resume=args.resume,
+    )
     if vae.interrupted_:
         how = (
             f"resume with: factvae fit {args.data} --resume {checkpoint} -o {args.out}"

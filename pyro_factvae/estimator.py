@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from .config import ModelConfig
-from .data import GroupedData
+from .data import GroupedData, is_dataframe
 from .fit_config import FitConfig
 from .infer.callbacks import Epoch
 from .infer.checkpoint import Checkpoint, restore, write
@@ -326,6 +326,11 @@ class FactVAE(Queries):
                 "chosen vae.lam_) to continue training"
             )
         if groups is not None:
+            if not is_dataframe(data):
+                raise ValueError(
+                    "groups= maps a DataFrame's columns to groups; these data are a "
+                    f"{type(data).__name__}, whose groups are their own: leave groups out"
+                )
             self.set_columns(groups)
         target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
         data = self.prepare(data)

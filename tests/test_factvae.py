@@ -460,3 +460,18 @@ def test_predictive_means_are_the_same_whatever_the_chunk_of_draws(groups, impor
         torch.testing.assert_close(b, c, rtol=1e-4, atol=1e-5)
     spread = float(torch.stack([m[:, 0] for m in all_at_once]).std())
     assert spread > 0.01  # rows differ: the means are not all the prior's
+
+
+def test_a_frame_with_integer_column_labels_is_fitted_by_label(tmp_path):
+    pd = pytest.importorskip("pandas")
+    x = small_groups(n=40)
+    frame = pd.DataFrame(np.hstack([x["a"], x["b"], x["c"]]))  # columns 0..7
+    groups = {"a": [0, 1, 2], "b": [3, 4, 5], "c": [6, 7]}
+    vae = tiny(lam=0.1).fit(frame, groups=groups, **FAST)
+    assert vae.columns_ == groups
+    filled = vae.impute(frame)
+    assert list(filled.columns) == list(range(8)) and not filled.isna().any().any()
+    vae.save(tmp_path / "m.factvae")
+    assert FactVAE.load(tmp_path / "m.factvae").columns_ == groups  # as the frame has them
+    with pytest.raises(ValueError, match="groups= maps a DataFrame's columns"):
+        tiny(lam=0.1).fit(x, groups={"a": [0]}, **FAST)

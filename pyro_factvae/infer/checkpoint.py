@@ -97,7 +97,8 @@ def check_checkpoint(meta: dict[str, Any], path: str | os.PathLike) -> None:
     if "run" not in meta:
         raise ValueError(
             f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
-            "fit(..., checkpoint=PATH)"
+            "fit(..., checkpoint=PATH) (factvae fit --checkpoint PATH); a saved model goes on "
+            "training with FactVAE.load(path).fit(data)"
         )
 
 

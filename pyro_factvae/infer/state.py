@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..config import ModelConfig
@@ -143,7 +144,8 @@ class FitState:
                 raise ValueError(
                     f"group {name!r}: give a list of column names, not the string {cols!r}"
                 )
-        columns = {str(g): [str(c) for c in cols] for g, cols in groups.items()}
+        # a label as the DataFrame has it: an integer (a frame built from an array) or text
+        columns = {str(g): [_label(c) for c in cols] for g, cols in groups.items()}
         if self.layout is not None and tuple(columns) != self.layout.names:
             raise ValueError(
                 f"groups {list(columns)} differ from the fitted groups {list(self.layout.names)}"
@@ -236,6 +238,14 @@ class FitState:
     def sparsity(self):
         """:func:`phi_norms` of the fitted model."""
         return phi_norms(*self.fitted())
+
+
+def _label(column: Any) -> int | str:
+    """A DataFrame column label as the model keeps it (and writes in its file): an integer
+    stays one, anything else is its text."""
+    if isinstance(column, (int, np.integer)) and not isinstance(column, (bool, np.bool_)):
+        return int(column)
+    return str(column)
 
 
 def phi_norms(model: Model, guide: Guide):
