@@ -53,7 +53,7 @@ def test_each_group_comes_back_in_its_floating_dtype(fitted, dtype):
     assert vae.impute(given, **query)["a"].dtype == np.float64  # the others as they were
 
 
-def test_a_constant_column_is_drawn_at_its_value():
+def test_a_constant_column_is_filled_and_drawn_at_its_value():
     data = small_groups(n=60)
     data["c"][:, 1] = 2.5  # constant wherever observed
     data["c"][10:14] = np.nan
@@ -61,7 +61,8 @@ def test_a_constant_column_is_drawn_at_its_value():
         vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=3, seed=0, progress=False)
     draws = vae.impute(data, num_draws=3, num_samples=8, refine_steps=0)
     lower, upper = vae.predict_interval(data, num_draws=20, num_samples=8, refine_steps=0)
-    for out in (*draws, lower, upper, vae.sample(5, seed=0)):
+    means = vae.impute(data, num_samples=8, refine_steps=0)  # importance-weighted
+    for out in (means, *draws, lower, upper, vae.sample(5, seed=0)):
         assert np.all(out["c"][:, 1] == 2.5)
     assert np.ptp(draws[0]["c"][10:14, 0]) > 0  # the varying column keeps its noise
 

@@ -128,3 +128,20 @@ def test_a_path_with_no_finite_score_says_what_to_do():
     records = PathRecords(scores=[nan, -np.inf], pairs=[np.full(2, nan)] * 2, links=[4, 2])
     with pytest.raises(ValueError, match="give lam a number"):
         choose([0.0, 0.1], records, "min", 0.01)
+
+
+def test_lambda_path_arguments_are_checked_and_a_validation_dict_is_matched_by_name():
+    data, other = small_groups(n=60), small_groups(n=30, seed=1)
+    shuffled = {name: other[name] for name in ("c", "b", "a")}
+    path = lambda_path(data, [0.0, 0.1], epochs=2, validation=shuffled)
+    assert path.lams == [0.0, 0.1] and len(path.held_out_ll) == 2
+    assert lambda_path(data, [0.0], epochs=2, validation=np.float32(0.2)).best_lam == 0.0
+    for kwargs, message in [
+        ({"validation": 0}, r"validation fraction must be in \(0, 1\)"),
+        ({"validation": {"a": other["a"]}}, "give the same groups"),
+        ({"fit_kwargs": {"epochs": 3}}, "lambda_path's own arguments"),
+        ({"num_samples": 0}, "num_samples must be a positive integer"),
+        ({"warm_epochs": 0}, "warm_epochs must be a positive integer"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            lambda_path(data, [0.0, 0.1], epochs=2, **kwargs)

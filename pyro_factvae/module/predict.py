@@ -101,6 +101,10 @@ def predictive_means(
             for total, g in zip(sums, targets):
                 total.mul_(old.unsqueeze(-1)).add_((this.unsqueeze(-1) * means[g]).sum(0))
             top = new_top
-    if importance:
-        return [(total / norm.unsqueeze(-1)).cpu() for total in sums]
-    return [(total / num_samples).cpu() for total in sums]
+    averages = [total / (norm.unsqueeze(-1) if importance else num_samples) for total in sums]
+    # a feature held constant is its value (every draw's mean), not an average's rounding of it
+    constant = model.constant()
+    return [
+        torch.where(constant[g].to(device), means[g][0], mean).cpu()
+        for mean, g in zip(averages, targets)
+    ]

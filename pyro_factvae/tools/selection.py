@@ -6,8 +6,10 @@ glmnet's regularisation paths, but walked from weak to strong penalty so that th
 have learned the data before the prox starts pruning). At each ``lam`` it records, on a
 validation split, the held-out conditional log-likelihood ``log p(x_g | x_rest)`` of each
 group given the others (:func:`~pyro_factvae.metrics.held_out_log_likelihood`) and the
-number of active links (nonzero columns of ``Phi``). The chosen ``lam`` maximises the held-out
-likelihood; the model is restored to its weights at that ``lam``.
+number of active links (nonzero columns of ``Phi``). The chosen ``lam`` follows the
+one-standard-error rule (:attr:`LambdaPath.best`): of the ``lam`` s whose held-out
+likelihood is within one paired standard error of the best, the sparsest map at the smallest
+``lam`` that keeps it; the model is restored to its weights at that ``lam``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
+from ..config import positive_int
 from ..data import as_grouped
 from ..estimator import FactVAE
 from ..fit_config import FitConfig
@@ -123,17 +128,31 @@ def lambda_path(
         raise ValueError(f"lams must be a non-empty list of numbers >= 0, got {list(lams)}")
     if "lam" in model_kwargs:
         raise ValueError("give lam through lams, not as a model argument")
-    unknown = sorted(set(fit_kwargs or {}) - set(FitConfig().to_dict()))
+    own = ("epochs", "seed")  # lambda_path's own arguments, not the walk's settings
+    given = set(fit_kwargs or {})
+    unknown = sorted((given - set(FitConfig().to_dict())) | (given & set(own)))
     if unknown:
         raise ValueError(
-            f"fit_kwargs {unknown} are not training settings; give some of "
-            f"{sorted(FitConfig().to_dict())}"
+            f"fit_kwargs {unknown} are not training settings lambda_path passes on; give "
+            f"some of {sorted(set(FitConfig().to_dict()) - set(own))} (epochs, warm_epochs "
+            "and seed are lambda_path's own arguments)"
         )
+    positive_int("epochs", epochs)
+    positive_int("num_samples", num_samples)
+    if warm_epochs is not None:
+        positive_int("warm_epochs", warm_epochs)
     data = as_grouped(data)
-    if isinstance(validation, float):
+    if isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
         if not 0 < validation < 1:
             raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
-        train, valid = data.split(1 - validation, seed=seed)
+        train, valid = data.split(1 - float(validation), seed=seed)
+    elif isinstance(validation, Mapping):  # its groups by name
+        if set(validation) != set(data.names):
+            raise ValueError(
+                f"the validation data have groups {sorted(validation)}, the data "
+                f"{data.names}: give the same groups"
+            )
+        train, valid = data, as_grouped({name: validation[name] for name in data.names})
     else:
         train, valid = data, as_grouped(validation, names=data.names)
     check_path_data(train, valid)
