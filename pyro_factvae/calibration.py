@@ -29,6 +29,7 @@ import torch
 
 from .config import interval_draws, non_negative_int, positive_int
 from .estimator import FactVAE
+from .infer.state import check_support
 from .module.draws import posterior_draws
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
@@ -57,14 +58,37 @@ def crps(draws: Any, truth: Any) -> np.ndarray:
     return _crps(x, y).numpy()
 
 
+def _levels(levels: Any) -> tuple[float, ...]:
+    """Interval levels as a tuple of floats in (0, 1) (one number is one level), else a
+    ``ValueError``."""
+    if isinstance(levels, (int, float, np.number)) and not isinstance(levels, bool):
+        levels = (levels,)
+    try:
+        out = tuple(float(a) for a in levels)
+    except (TypeError, ValueError):
+        raise ValueError(f"levels must be numbers in (0, 1), got {levels!r}") from None
+    if not out:
+        raise ValueError("levels is empty: give at least one interval level in (0, 1)")
+    for a in out:
+        if not 0.0 < a < 1.0:
+            raise ValueError(f"levels must be in (0, 1), got {a!r}")
+    return out
+
+
 def coverage(
     draws: Any, truth: Any, where: Any, levels: Sequence[float] = LEVELS
 ) -> dict[float, float]:
     """Share of the entries ``where`` (bool, ``truth``'s shape) of ``truth`` inside the
     central ``level`` intervals of their ``(M, *truth.shape)`` draws, for each level."""
+    levels = _levels(levels)
     x = torch.as_tensor(np.asarray(draws), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(truth), dtype=torch.float64)
     mask = torch.as_tensor(np.asarray(where), dtype=torch.bool)
+    if x.shape[1:] != y.shape or mask.shape != y.shape:
+        raise ValueError(
+            f"draws have shape {tuple(x.shape)} and where {tuple(mask.shape)}; expected "
+            f"(M, *{tuple(y.shape)}) and {tuple(y.shape)}, truth's shape"
+        )
     out = {}
     for a in levels:
         lo, hi = torch.quantile(x, torch.tensor([(1 - a) / 2, (1 + a) / 2], dtype=x.dtype), dim=0)
@@ -114,11 +138,7 @@ def draw_scores(
     """
     non_negative_int("refine_steps", refine_steps)
     positive_int("num_samples", num_samples)
-    if not levels:
-        raise ValueError("levels is empty: give at least one interval level in (0, 1)")
-    for a in levels:
-        if not 0.0 < float(a) < 1.0:
-            raise ValueError(f"levels must be in (0, 1), got {a!r}")
+    levels = _levels(levels)
     interval_draws(num_draws, max(levels))  # the widest interval needs the most draws
     model, guide = vae.fitted_modules()
     truth = vae.prepare(data)
@@ -133,6 +153,7 @@ def draw_scores(
         )
     hidden = hidden & full
     held = truth.with_mask(full & ~hidden)  # a row left with nothing observed is refused here
+    check_support(held, model.layout)  # e.g. a one-hot label hidden in part
     draws_of = posterior_draws(
         model,
         guide,

@@ -28,6 +28,7 @@ __all__ = [
     "interval_draws",
     "number",
     "positive_int",
+    "seed_int",
 ]
 
 
@@ -44,6 +45,8 @@ def interval_draws(num_draws: Any, level: Any, name: str = "num_draws") -> int:
     ``(1 - level) / 2`` or ``(1 + level) / 2`` quantile of the draws, leaves one draw beyond it
     (20 for 90%, 40 for 95%; with fewer, the bounds are the extreme draws or between them,
     and the interval is too narrow: with one draw, zero width). Else a ``ValueError``."""
+    if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.number)):
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     level = float(level)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
@@ -56,6 +59,14 @@ def interval_draws(num_draws: Any, level: Any, name: str = "num_draws") -> int:
             f"bound; give {name} >= {need}"
         )
     return num_draws
+
+
+def seed_int(value: Any, name: str = "seed") -> int:
+    """A seed: an integer (numpy's included), else a ``ValueError`` (``1.5`` is not taken as
+    1, nor ``None`` as unseeded where the call must repeat)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return int(value)
 
 
 def non_negative_int(name: str, value: Any) -> int:
@@ -80,8 +91,8 @@ def number(name: str, value: Any, low: float = 0.0, strict: bool = False) -> flo
 
 def _widths(name: str) -> Callable[[Any], list[int]]:
     def check(value: Any) -> list[int]:
-        if isinstance(value, (str, int)):
-            raise ValueError(f"{name} must be a list of widths, got {value!r}")
+        if value is None or isinstance(value, (str, int)):
+            raise ValueError(f"{name} must be a list of widths (or [] for none), got {value!r}")
         return [positive_int(f"{name} entry", h) for h in value]
 
     return check

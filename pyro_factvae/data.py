@@ -373,8 +373,15 @@ class GroupedData:
     # ------------------------------------------------------------------ slicing
     def subset(self, rows: Any) -> GroupedData:
         """The rows ``rows`` (indices or bool mask) as a new :class:`GroupedData`."""
-        rows = torch.as_tensor(rows)
+        rows = torch.as_tensor(np.asarray(rows))
+        if rows.dim() != 1 or not (rows.dtype == torch.bool or not rows.is_floating_point()):
+            raise ValueError(
+                f"rows must be a 1-D array of row indices or a bool mask, got {rows.dim()}-D "
+                f"{rows.dtype}"
+            )
         if rows.dtype == torch.bool:
+            if len(rows) != len(self):
+                raise ValueError(f"a bool mask of rows needs {len(self)} entries, got {len(rows)}")
             rows = rows.nonzero().squeeze(-1)
         index = self.row_index[rows.numpy()]
         cells = None if self.cells is None else self.cells[rows]
@@ -411,6 +418,11 @@ class GroupedData:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
         perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
         cut = int(round(fraction * len(self)))
+        if not 0 < cut < len(self):
+            raise ValueError(
+                f"fraction {fraction} of {len(self)} rows leaves a part with no rows; give a "
+                "fraction that puts at least one row in each"
+            )
         return self.subset(perm[:cut]), self.subset(perm[cut:])
 
     def to_numpy(self) -> dict[str, np.ndarray]:

@@ -65,8 +65,10 @@ class FactVAE(Queries):
         smallest ``lam`` that keeps it), and refits that support on every row (``lam_``,
         ``lam_path_``: the choice; then in ``config.lam``).
     likelihood : str, sequence of str or mapping
-        ``"normal"``, ``"bernoulli"`` or ``"categorical"``: one for all groups, a list in
-        group order, or a ``{group: name}`` mapping (unlisted groups use ``"normal"``).
+        ``"normal"``, ``"bernoulli"``, ``"categorical"`` (a one-hot group), ``"poisson"`` or
+        ``"negative_binomial"`` (counts; see ``library_size``), or a name registered in
+        ``pyro_factvae.registry.LIKELIHOODS``: one for all groups, a list in group order, or a
+        ``{group: name}`` mapping (unlisted groups use ``"normal"``).
     encoder_hidden : sequence of int
         Hidden widths of each group's encoder network before its output layer.
     encoder_width : int or "auto"
@@ -316,6 +318,11 @@ class FactVAE(Queries):
         """
         # the training settings among the arguments (FitConfig's fields)
         given = {k: v for k, v in locals().items() if k in FitConfig.__dataclass_fields__}
+        if callable(callbacks) or not all(callable(c) for c in callbacks):
+            raise ValueError(
+                f"callbacks must be a list of callables, got {callbacks!r} (one callback: "
+                "callbacks=[fn])"
+            )
         if resume is not None:
             self._resume(data, resume, given, checkpoint, progress, callbacks)
             return self

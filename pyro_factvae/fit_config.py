@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import auto_or, number, positive_int
+from .config import auto_or, number, positive_int, seed_int
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -33,7 +33,7 @@ _FIT_CHECKS: dict[str, Callable[[Any], Any]] = {
     "phi_lr": lambda v: number("phi_lr", v, strict=True),
     "warmup_epochs": _nonneg_or_none("warmup_epochs"),
     "map_epochs": lambda v: None if v is None else int(number("map_epochs", v)),
-    "seed": lambda v: None if v is None else int(number("seed", v)),
+    "seed": lambda v: None if v is None else seed_int(v),
     "checkpoint_every": lambda v: None if v is None else positive_int("checkpoint_every", v),
     "patience": lambda v: None if v is None else auto_or(lambda u: positive_int("patience", u))(v),
     "relax_epochs": lambda v: None if v is None else int(number("relax_epochs", v)),

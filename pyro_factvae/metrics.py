@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from .calibration import LEVELS, draw_scores
-from .config import interval_draws, non_negative_int, positive_int
+from .config import interval_draws, non_negative_int, positive_int, seed_int
 from .data import GroupedData, as_grouped
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES, predictive_means
@@ -274,6 +274,7 @@ def evaluate(
     """
     non_negative_int("refine_steps", refine_steps)
     positive_int("num_samples", num_samples)
+    seed_int(seed)
     if non_negative_int("num_draws", num_draws):  # enough for the widest coverage reported
         interval_draws(num_draws, max(LEVELS))
     data = _prepare(vae, data, scored_rows=True)

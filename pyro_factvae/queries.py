@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import interval_draws, non_negative_int, positive_int
+from .config import interval_draws, non_negative_int, positive_int, seed_int
 from .data import GroupedData, is_dataframe
 from .infer.state import phi_norms
 from .module.draws import posterior_draws
@@ -22,6 +22,7 @@ from .module.model import Model
 from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
 from .omics import anndata_groups, mudata_groups, var_groups, write_results
+from .registry import LIKELIHOODS
 from .rng import fork_rng
 from .stream import is_dataset
 
@@ -100,7 +101,7 @@ class Queries:
         if num_samples != 0:
             positive_int("num_samples", num_samples)
         non_negative_int("refine_steps", refine_steps)
-        _check_seed(seed)
+        seed_int(seed)
         mask = data.group_mask(given)
         means = predictive_means(
             model,
@@ -208,13 +209,27 @@ class Queries:
         interval_draws(num_draws, level)
         positive_int("num_samples", num_samples)
         grouped = self.prepare(data, allow_empty_rows=True)
-        probs = torch.tensor([(1 - level) / 2, (1 + level) / 2])
+        probs = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
         bounds = torch.empty(2, len(grouped), sum(grouped.dims))
         ess = torch.empty(len(grouped))
+        # a discrete group's bounds are draws (a count, a bit), not between two of them
+        model, _ = self.fitted_modules()
+        discrete = torch.cat(
+            [
+                torch.full((d,), LIKELIHOODS.get(lik).discrete)
+                for d, lik in zip(grouped.dims, model.layout.likelihoods)
+            ]
+        )
         for rows, part, part_ess in self._draws(
             grouped, num_draws, num_samples, seed, refine_steps
         ):
-            bounds[:, rows] = torch.quantile(part.double(), probs.double(), dim=0).float()
+            x = part.double()
+            q = torch.quantile(x, probs, dim=0)
+            if bool(discrete.any()):
+                low = torch.quantile(x, probs[0], dim=0, interpolation="lower")
+                high = torch.quantile(x, probs[1], dim=0, interpolation="higher")
+                q = torch.stack([low.where(discrete, q[0]), high.where(discrete, q[1])])
+            bounds[:, rows] = q.float()
             ess[rows] = part_ess
         self.ess_ = ess.numpy()
         lower, upper = (self._filled(data, grouped, _split(b, grouped.dims)) for b in bounds)
@@ -224,7 +239,7 @@ class Queries:
         self, grouped: GroupedData, num_draws: int, num_samples: int, seed: int, refine: int
     ):
         non_negative_int("refine_steps", refine)
-        _check_seed(seed)
+        seed_int(seed)
         model, guide = self.fitted_modules()
         return posterior_draws(
             model,
@@ -338,16 +353,6 @@ class Queries:
         prox is exactly ``0.0``.
         """
         return phi_norms(*self.fitted_modules())
-
-
-def _check_seed(seed: Any) -> None:
-    """A ``ValueError`` unless ``seed`` is an integer: the queries are always seeded, so that
-    a call repeats (``sample(seed=None)`` alone draws from the global RNG)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ValueError(
-            f"seed must be an integer, got {seed!r}: predictions are seeded so that a call "
-            "repeats; give another integer for other draws"
-        )
 
 
 def _split(matrix: Any, dims: Sequence[int]) -> list[np.ndarray]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
 from .masks import observed_from_nan
 from .validation import fmt_rows, reject_inf, to_numpy
@@ -50,6 +50,18 @@ def _split(batch: Any, start: int) -> tuple[list[str], list[np.ndarray]]:
     return names, [to_numpy(n, p) for n, p in zip(names, parts)]
 
 
+def _collate_same_widths(items: list[Any]) -> Any:
+    """torch's ``default_collate``, with a ``ValueError`` that says what is wrong where it
+    cannot stack the items of a batch (a group of another width in one of them)."""
+    try:
+        return default_collate(items)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"the dataset's items do not stack into one batch ({exc}): every item needs the "
+            "same groups and widths (a missing group is a row of NaN of its width)"
+        ) from None
+
+
 def dataset_to_memmap(
     dataset: Any,
     path: Any = None,
@@ -77,7 +89,13 @@ def dataset_to_memmap(
     num_rows = len(dataset)
     if num_rows == 0:
         raise ValueError("the dataset has no items")
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_collate_same_widths,
+    )
     matrix: np.memmap | None = None
     cells: np.memmap | None = None
     observed = np.zeros((num_rows, 0), dtype=bool)

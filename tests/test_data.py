@@ -220,3 +220,14 @@ def test_foreign_containers_and_a_column_in_two_groups_get_one_clear_line():
     frame = pd.DataFrame(np.zeros((4, 3)), columns=["x", "y", "z"])
     with pytest.raises(ValueError, match=r"column 'y' is in groups 'a' and 'b'"):
         GroupedData.from_dataframe(frame, {"a": ["x", "y"], "b": ["y", "z"]})
+
+
+def test_subset_and_split_refuse_what_they_would_misread():
+    data = GroupedData({"a": np.ones((10, 2)), "b": np.zeros((10, 1))})
+    assert len(data.subset([0, 3])) == 2 and len(data.subset(np.arange(10) < 4)) == 4
+    with pytest.raises(ValueError, match="a bool mask of rows needs 10 entries, got 5"):
+        data.subset(np.ones(5, bool))
+    with pytest.raises(ValueError, match="1-D array of row indices"):
+        data.subset(3)
+    with pytest.raises(ValueError, match="leaves a part with no rows"):
+        data.split(0.001)

@@ -235,3 +235,36 @@ def test_a_dict_of_the_fitted_groups_in_another_order_is_matched_by_name():
         np.testing.assert_array_equal(same[name], other[name])
     with pytest.raises(ValueError, match="the model was fitted on"):
         vae.impute({"a": groups["a"], "c": groups["b"]})
+
+
+def test_intervals_of_discrete_groups_are_values_of_their_support():
+    from pyro_factvae.calibration import coverage, draw_scores
+
+    rng = np.random.default_rng(0)
+    n = 80
+    groups = {
+        "x": rng.standard_normal((n, 3)),
+        "cnt": rng.poisson(4.0, (n, 2)).astype(float),
+        "lab": np.eye(3)[rng.integers(0, 3, n)],
+    }
+    groups["cnt"][:10] = np.nan
+    groups["x"][20:30] = np.nan
+    liks = {"cnt": "poisson", "lab": "categorical"}
+    vae = FactVAE(latent_dim=2, lam=0.1, likelihood=liks).fit(groups, epochs=3, progress=False)
+    lower, upper = vae.predict_interval(groups, num_draws=40, num_samples=8, refine_steps=0)
+    for bound in (lower, upper):  # counts are whole, a normal group's bounds interpolated
+        assert np.array_equal(bound["cnt"], np.round(bound["cnt"]))
+        assert not np.array_equal(bound["x"][20:30], np.round(bound["x"][20:30]))
+    assert np.all(lower["cnt"][:10] <= upper["cnt"][:10])
+    with pytest.raises(ValueError, match="level must be a number in"):
+        vae.predict_interval(groups, level="0.9")
+    hidden = np.zeros((n, 8), bool)
+    hidden[:10, 5] = True  # one column of the one-hot label
+    with pytest.raises(ValueError, match="only some of its columns"):
+        draw_scores(vae, groups, hidden, num_draws=40, num_samples=8, refine_steps=0)
+    draws, truth = np.zeros((20, 4, 3)), np.zeros((4, 3))
+    with pytest.raises(ValueError, match="expected"):
+        coverage(draws, np.zeros((4, 2)), np.ones((4, 2), bool))
+    with pytest.raises(ValueError, match="levels must be in"):
+        coverage(draws, truth, np.ones((4, 3), bool), levels=(1.2,))
+    assert coverage(draws, truth, np.ones((4, 3), bool), levels=0.9) == {0.9: 1.0}

@@ -475,3 +475,14 @@ def test_a_frame_with_integer_column_labels_is_fitted_by_label(tmp_path):
     assert FactVAE.load(tmp_path / "m.factvae").columns_ == groups  # as the frame has them
     with pytest.raises(ValueError, match="groups= maps a DataFrame's columns"):
         tiny(lam=0.1).fit(x, groups={"a": [0]}, **FAST)
+
+
+def test_fit_arguments_of_the_wrong_kind_are_refused(groups):
+    with pytest.raises(ValueError, match="seed must be an integer, got 1.5"):
+        tiny().fit(groups, epochs=1, seed=1.5, progress=False)
+    with pytest.raises(
+        ValueError, match=r"callbacks must be a list of callables.*callbacks=\[fn\]"
+    ):
+        tiny().fit(groups, epochs=1, callbacks=print, progress=False)
+    with pytest.raises(ValueError, match="encoder_hidden must be a list of widths"):
+        FactVAE(encoder_hidden=None)

@@ -125,3 +125,15 @@ def test_items_that_change_shape_or_type_and_iterable_datasets_are_refused():
         GroupedData.from_dataset(Stream())
     with pytest.raises(ValueError, match=r"GroupedData.from_dataset\(dataset\)"):
         GroupedData(Rows(groups()))
+
+
+def test_items_of_other_widths_within_one_batch_are_refused_clearly():
+    class Ragged(Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return {"a": np.ones(2 if i == 4 else 3, np.float32), "b": np.zeros(2, np.float32)}
+
+    with pytest.raises(ValueError, match="every item needs the same groups and widths"):
+        GroupedData.from_dataset(Ragged(), batch_size=8)

@@ -293,12 +293,12 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     settings = {**given, "grid": grid, "tail": tail}  # what the path store keeps
     store = None if checkpoint is None else PathStore(checkpoint)
     seed = 0 if given["seed"] is None else given["seed"]
-    train, valid = data.split(0.8, seed=seed)
 
     def finish(part: GroupedData) -> None:  # the stage the checkpoint was written in
         Trainer(state).resume(part, resume, checkpoint, progress, callbacks)
 
-    try:
+    try:  # too few rows to split is as nothing to hold out
+        train, valid = data.split(0.8, seed=seed)
         check_path_data(train, valid)
     except ValueError as exc:  # e.g. one group: nothing to hold out, so nothing to choose by
         warnings.warn(f"lam='auto' fell back to lam=0: {exc}", stacklevel=4)
