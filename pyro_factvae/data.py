@@ -285,9 +285,10 @@ class GroupedData:
         memmap (zero under missing cells), so memory holds one batch, never the data. The result is
         :meth:`from_matrix` on that file: training reads its minibatches page by page.
 
-        ``path``: where the memmap file goes (kept; read it back with :meth:`from_matrix`,
-        with the cell mask of ``path + ".cells"``, a bool memmap of the same shape, when the
-        data miss cells); default a temporary file that disappears with the data.
+        ``path``: where the memmap file goes (kept, with the rows kept: read it back with
+        :meth:`from_matrix`, with ``observed``'s group mask or the cell mask of
+        ``path + ".cells"``, a bool memmap of the same shape, when the data miss cells);
+        default a temporary file that disappears with the data.
         ``drop_empty_rows`` and ``allow_empty_rows`` as for :class:`GroupedData`.
         """
         matrix, observed, names, dims, row_index, cells = dataset_to_memmap(

@@ -151,5 +151,18 @@ def dataset_to_memmap(
     if written == 0:
         raise ValueError("no item of the dataset has an observed group")
     matrix.flush()
+    if path is not None and written < num_rows:  # the kept file holds the kept rows alone
+        matrix = _shrink(matrix, os.fspath(path), written)
+        if cells is not None:
+            cells = _shrink(cells, os.fspath(path) + ".cells", written)
     cell_mask = None if cells is None else cells[:written]
     return matrix[:written], observed[:written], names, dims, np.concatenate(kept), cell_mask
+
+
+def _shrink(memmap: np.memmap, file: str, rows: int) -> np.memmap:
+    """The first ``rows`` rows of ``memmap`` (of ``file``), the file cut to them."""
+    dtype, width = memmap.dtype, memmap.shape[1]
+    memmap.flush()
+    del memmap
+    os.truncate(file, rows * width * dtype.itemsize)
+    return np.memmap(file, dtype=dtype, mode="r+", shape=(rows, width))

@@ -137,3 +137,17 @@ def test_items_of_other_widths_within_one_batch_are_refused_clearly():
 
     with pytest.raises(ValueError, match="every item needs the same groups and widths"):
         GroupedData.from_dataset(Ragged(), batch_size=8)
+
+
+def test_a_kept_memmap_file_holds_only_the_rows_kept(tmp_path):
+    g = groups()
+    for v in g.values():
+        v[[7, 250]] = np.nan  # two rows with nothing observed, dropped
+    g["a"][3, 1] = np.nan  # and a missing cell: a cell mask file too
+    path = tmp_path / "rows.f32"
+    data = GroupedData.from_dataset(Rows(g), path=path, batch_size=50, drop_empty_rows=True)
+    assert len(data) == 298 and path.stat().st_size == 298 * 6 * 4
+    back = np.memmap(path, dtype=np.float32, mode="r", shape=(298, 6))
+    cells = np.memmap(f"{path}.cells", dtype=bool, mode="r", shape=(298, 6))
+    again = GroupedData.from_matrix(back, data.dims, cells, names=data.names)
+    assert torch.equal(again.matrix, data.matrix) and torch.equal(again.cells, data.cells)
