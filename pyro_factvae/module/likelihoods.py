@@ -97,8 +97,8 @@ class Likelihood(nn.Module):
     #: each column on its own, with no sum over a group's columns such as a softmax, and
     #: honours ``widths``; see :class:`~pyro_factvae.layout.Layout`)
     paddable = False
-    #: whether the values are discrete (counts, bits, classes): an interval's bounds are
-    #: then draws themselves, not interpolated between two
+    #: whether the values are discrete (counts, bits, classes), so that an interval's bounds
+    #: are draws themselves, not interpolated between two
     discrete = False
 
     def __init__(self, num_groups: int, dim: int, *, widths: Sequence[int] | None = None) -> None:
