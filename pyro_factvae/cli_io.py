@@ -12,6 +12,7 @@ import numpy as np
 
 from .data import GroupedData
 from .io import check_writable
+from .validation import frame_columns
 
 __all__ = [
     "PLOT_FORMATS",
@@ -123,6 +124,7 @@ def read_data(
         raise UserError(f"cannot read {path} as CSV: {exc}") from None
     if groups is None:
         raise UserError(f"{path} is a CSV: give --groups 'group=col1,col2;other=col3'")
+    groups = frame_columns(frame, groups)  # a model's integer labels are the header's text
     data = GroupedData.from_dataframe(
         frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows
     )

@@ -318,11 +318,7 @@ class FactVAE(Queries):
         """
         # the training settings among the arguments (FitConfig's fields)
         given = {k: v for k, v in locals().items() if k in FitConfig.__dataclass_fields__}
-        if callable(callbacks) or not all(callable(c) for c in callbacks):
-            raise ValueError(
-                f"callbacks must be a list of callables, got {callbacks!r} (one callback: "
-                "callbacks=[fn])"
-            )
+        callbacks = _callback_list(callbacks)
         if resume is not None:
             self._resume(data, resume, given, checkpoint, progress, callbacks)
             return self
@@ -412,3 +408,22 @@ class FactVAE(Queries):
         vae = cls(device=device)
         restore(vae.fit_state, meta, tensors, path)
         return vae
+
+
+def _callback_list(callbacks: Any) -> list[Callable[[Epoch], Any]]:
+    """``fit``'s ``callbacks`` as a list (``None``: none; a generator read once), else a
+    ``ValueError``."""
+    if callbacks is None:
+        return []
+    items = None
+    if not callable(callbacks) and not isinstance(callbacks, (str, bytes)):
+        try:
+            items = list(callbacks)
+        except TypeError:
+            pass
+    if items is None or not all(callable(c) for c in items):
+        raise ValueError(
+            f"callbacks must be a list of callables, got {callbacks!r} (one callback: "
+            "callbacks=[fn])"
+        )
+    return items

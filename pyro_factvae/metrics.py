@@ -54,6 +54,8 @@ def _prepare(vae: FactVAE, data: Any, scored_rows: bool = False) -> GroupedData:
     vae.fitted_modules()
     data = vae.prepare(data, allow_empty_rows=True)
     seen = data.observed.any(-1)
+    if scored_rows and not bool(seen.any()):
+        raise ValueError("no row of the data has an observed group: there is nothing to score")
     return data.subset(seen) if scored_rows and not bool(seen.all()) else data
 
 

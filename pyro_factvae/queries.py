@@ -25,6 +25,7 @@ from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .registry import LIKELIHOODS
 from .rng import fork_rng
 from .stream import is_dataset
+from .validation import frame_columns
 
 __all__ = ["INTERVAL_DRAWS", "Queries"]
 
@@ -115,8 +116,8 @@ class Queries:
             importance,
             refine_steps,
         )
-        given_arrays = _arrays(data_in, data)
-        return {t: _like(m.numpy(), given_arrays[i]) for t, i, m in zip(targets, idx, means)}
+        forms = _returned_as(data_in, data)
+        return {t: _like(m.numpy(), *forms[i]) for t, i, m in zip(targets, idx, means)}
 
     def impute(
         self,
@@ -259,7 +260,7 @@ class Queries:
         missing = [(~grouped.group_cells(g)).numpy() for g in range(grouped.num_groups)]
         if is_dataframe(data):
             out = data.copy()
-            for g, cols in enumerate(self.columns_.values()):
+            for g, cols in enumerate(frame_columns(data, self.columns_).values()):
                 for j, col in enumerate(cols):
                     rows = missing[g][:, j]
                     if rows.any():
@@ -381,7 +382,27 @@ def _float_dtype(given: np.ndarray) -> np.dtype:
     return given.dtype if np.issubdtype(given.dtype, np.floating) else np.dtype(np.float64)
 
 
-def _like(values: np.ndarray, given: np.ndarray) -> np.ndarray:
-    """Model outputs ``(N, d_g)`` in the dtype and shape (1-D for a 1-D group) that ``given``
-    is returned in."""
-    return values.astype(_float_dtype(given), copy=False).reshape(given.shape)
+def _returned_as(data: Any, grouped: GroupedData) -> list[tuple[np.dtype, tuple[int, ...]]]:
+    """Per group, the dtype and shape it is returned in (as :func:`_arrays` gives it), read
+    without copying any data: float64 for a GroupedData, a DataFrame or a MuData, float32 for
+    a stream, else each array's own."""
+    if isinstance(data, GroupedData) or is_dataframe(data) or type(data).__name__ == "MuData":
+        return [(np.dtype(np.float64), (len(grouped), d)) for d in grouped.dims]
+    if is_dataset(data):
+        return [(np.dtype(np.float32), (len(grouped), d)) for d in grouped.dims]
+    items = [data[name] for name in grouped.names] if isinstance(data, Mapping) else data
+    forms = []
+    for a in items:
+        if isinstance(a, torch.Tensor):  # its dtype as numpy's, the tensor left where it is
+            dtype = torch.empty(0, dtype=a.dtype).numpy().dtype
+        else:
+            dtype = np.asarray(a).dtype
+        floating = np.issubdtype(dtype, np.floating)
+        forms.append((dtype if floating else np.dtype(np.float64), tuple(np.shape(a))))
+    return forms
+
+
+def _like(values: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Model outputs ``(N, d_g)`` in the ``dtype`` and ``shape`` (1-D for a 1-D group) a
+    group is returned in."""
+    return values.astype(dtype, copy=False).reshape(shape)

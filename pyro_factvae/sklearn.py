@@ -343,6 +343,10 @@ def _resolve_groups(
     return out
 
 
+#: how an imputer's group gets the categorical likelihood (for a text column's message)
+IMPUTER_CATEGORICAL = "FactVAEImputer(groups=..., likelihood={group: 'categorical'})"
+
+
 def _check_frame(X: Any, groups: Mapping[str, list[int]]) -> None:
     """For a DataFrame, a ``ValueError`` naming the group, column and row of the first cell
     that is not a number (before scikit-learn's conversion, which names none of them)."""
@@ -351,7 +355,7 @@ def _check_frame(X: Any, groups: Mapping[str, list[int]]) -> None:
     for name, cols in groups.items():
         for j in cols:
             if j < X.shape[1]:  # a frame of the wrong width is scikit-learn's to refuse
-                check_numeric(name, X.columns[j], X.iloc[:, j])
+                check_numeric(name, X.columns[j], X.iloc[:, j], IMPUTER_CATEGORICAL)
 
 
 def _shown(labels: list[Any], most: int = 8) -> str:

@@ -152,17 +152,19 @@ def dataset_to_memmap(
         raise ValueError("no item of the dataset has an observed group")
     matrix.flush()
     if path is not None and written < num_rows:  # the kept file holds the kept rows alone
-        matrix = _shrink(matrix, os.fspath(path), written)
+        dtype, width = matrix.dtype, matrix.shape[1]
+        matrix.flush()
+        matrix = None  # unmapped before its file is cut (Windows refuses a mapped one)
+        matrix = _cut(os.fspath(path), dtype, width, written)
         if cells is not None:
-            cells = _shrink(cells, os.fspath(path) + ".cells", written)
+            cells.flush()
+            cells = None
+            cells = _cut(os.fspath(path) + ".cells", np.dtype(bool), width, written)
     cell_mask = None if cells is None else cells[:written]
     return matrix[:written], observed[:written], names, dims, np.concatenate(kept), cell_mask
 
 
-def _shrink(memmap: np.memmap, file: str, rows: int) -> np.memmap:
-    """The first ``rows`` rows of ``memmap`` (of ``file``), the file cut to them."""
-    dtype, width = memmap.dtype, memmap.shape[1]
-    memmap.flush()
-    del memmap
+def _cut(file: str, dtype: np.dtype, width: int, rows: int) -> np.memmap:
+    """``file`` (no longer mapped) cut to its first ``rows`` rows of ``width``, mapped again."""
     os.truncate(file, rows * width * dtype.itemsize)
     return np.memmap(file, dtype=dtype, mode="r+", shape=(rows, width))

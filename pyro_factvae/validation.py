@@ -14,6 +14,7 @@ __all__ = [
     "check_numeric",
     "fmt_rows",
     "frame_arrays",
+    "frame_columns",
     "group_arrays",
     "is_dataframe",
     "reject_inf",
@@ -111,8 +112,15 @@ def is_dataframe(obj: Any) -> bool:
     return type(obj).__name__ == "DataFrame" and hasattr(obj, "columns") and hasattr(obj, "iloc")
 
 
-def check_numeric(group: str, name: Any, column: Any) -> None:
-    """A ``ValueError`` naming the first cell of ``column`` that is not a number."""
+#: how a group is given the categorical likelihood, in FactVAE and on the command line
+CATEGORICAL_HOW = (
+    "FactVAE(likelihood={group: 'categorical'}); factvae fit --likelihood GROUP=categorical"
+)
+
+
+def check_numeric(group: str, name: Any, column: Any, how: str = CATEGORICAL_HOW) -> None:
+    """A ``ValueError`` naming the first cell of ``column`` that is not a number (``how``:
+    how the user gives a group the categorical likelihood, said for a text column)."""
     import pandas as pd
     from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
@@ -127,9 +135,7 @@ def check_numeric(group: str, name: Any, column: Any) -> None:
             f"{', '.join(repr(k) for k in kinds)}), not numbers; if it is a categorical "
             f"variable, one-hot encode it (pandas.get_dummies(frame, columns=[{name!r}], "
             "dtype=float), with NaN in the new columns where it was empty) and give them a "
-            "group of their own with the "
-            "categorical likelihood (FactVAE(likelihood={group: 'categorical'}); factvae fit "
-            "--likelihood GROUP=categorical)"
+            f"group of their own with the categorical likelihood ({how})"
         )
     if bool(bad.any()):
         row = bad.to_numpy().nonzero()[0][0]
@@ -215,6 +221,17 @@ def check_matrix(
                 )
 
 
+def frame_columns(frame: Any, groups: Mapping[str, Any]) -> dict[str, list[Any]]:
+    """``groups`` with each column as ``frame`` labels it: the label itself, or the frame's
+    label of the same text (a model fitted on integer labels reads a CSV's text headers
+    ``"0", "1", ...``, and the other way round); a label in neither form is left as it is."""
+    by_text = {str(c): c for c in frame.columns}
+    return {
+        name: [c if c in frame.columns else by_text.get(str(c), c) for c in cols]
+        for name, cols in groups.items()
+    }
+
+
 def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
     """Per-group float arrays of a DataFrame's columns ``{group: [columns]}`` (NaN where a
     cell is empty); ``ValueError`` naming the group, column or cell that is wrong."""
@@ -226,6 +243,7 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
                 f"group {name!r}: give a list of column names, not the string {cols!r} "
                 f"(e.g. {{{name!r}: [{cols!r}]}})"
             )
+    groups = frame_columns(frame, groups)
     missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
     if missing:
         need = "; ".join(f"{g} = [{', '.join(map(str, c))}]" for g, c in groups.items())

@@ -256,6 +256,9 @@ def test_intervals_of_discrete_groups_are_values_of_their_support():
         assert np.array_equal(bound["cnt"], np.round(bound["cnt"]))
         assert not np.array_equal(bound["x"][20:30], np.round(bound["x"][20:30]))
     assert np.all(lower["cnt"][:10] <= upper["cnt"][:10])
+    groups["lab"][:5] = np.nan  # a missing label: each cell's bounds are 0 or 1
+    lower, upper = vae.predict_interval(groups, num_draws=40, num_samples=8, refine_steps=0)
+    assert set(np.unique(lower["lab"][:5])) | set(np.unique(upper["lab"][:5])) <= {0.0, 1.0}
     with pytest.raises(ValueError, match="level must be a number in"):
         vae.predict_interval(groups, level="0.9")
     hidden = np.zeros((n, 8), bool)

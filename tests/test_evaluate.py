@@ -208,3 +208,6 @@ def test_rows_with_nothing_observed_are_left_out_of_the_scores(tmp_path, groups,
     np.savez(data, **with_empty)
     assert main(["evaluate", str(model), str(data), "--samples", "8", "--json"]) == 0
     assert "rmse" in capsys.readouterr().out
+    nothing = {k: np.full_like(v, np.nan) for k, v in groups.items()}
+    with pytest.raises(ValueError, match="there is nothing to score"):
+        evaluate(vae, nothing, **kw)

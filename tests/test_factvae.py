@@ -473,6 +473,9 @@ def test_a_frame_with_integer_column_labels_is_fitted_by_label(tmp_path):
     assert list(filled.columns) == list(range(8)) and not filled.isna().any().any()
     vae.save(tmp_path / "m.factvae")
     assert FactVAE.load(tmp_path / "m.factvae").columns_ == groups  # as the frame has them
+    text = frame.rename(columns=str)  # a CSV's header: the same labels as text
+    assert list(vae.impute(text).columns) == list("01234567")
+    assert tiny(lam=0.1).fit(text, groups=groups, **FAST).impute(text).notna().all().all()
     with pytest.raises(ValueError, match="groups= maps a DataFrame's columns"):
         tiny(lam=0.1).fit(x, groups={"a": [0]}, **FAST)
 
@@ -486,3 +489,10 @@ def test_fit_arguments_of_the_wrong_kind_are_refused(groups):
         tiny().fit(groups, epochs=1, callbacks=print, progress=False)
     with pytest.raises(ValueError, match="encoder_hidden must be a list of widths"):
         FactVAE(encoder_hidden=None)
+
+
+def test_callbacks_may_be_none_or_a_generator(groups):
+    seen = []
+    tiny().fit(groups, epochs=2, callbacks=None, progress=False)
+    tiny().fit(groups, epochs=2, callbacks=(fn for fn in [seen.append]), progress=False)
+    assert [event.epoch for event in seen] == [1, 2]

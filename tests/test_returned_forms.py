@@ -4,7 +4,7 @@ and a column constant in the training data at its value in every draw."""
 import numpy as np
 import pytest
 
-from pyro_factvae import FactVAE
+from pyro_factvae import FactVAE, GroupedData
 
 from .conftest import small_groups
 
@@ -31,6 +31,12 @@ def test_a_group_given_one_dimensional_comes_back_one_dimensional(fitted):
     means = vae.reconstruct(data, num_samples=8, refine_steps=0)
     for out in (filled, draw, lower, upper, means):
         assert {k: v.shape for k, v in out.items()} == {"a": (40, 3), "v": (40,), "c": (40, 2)}
+    grouped = vae.reconstruct(GroupedData(data), num_samples=8, refine_steps=0)  # as impute's
+    assert {k: (v.dtype, v.shape) for k, v in grouped.items()} == {
+        "a": (np.float64, (40, 3)),
+        "v": (np.float64, (40, 1)),
+        "c": (np.float64, (40, 2)),
+    }
     seen = ~np.isnan(data["v"])
     assert np.array_equal(filled["v"][seen], data["v"][seen])
     assert np.isfinite(filled["v"]).all() and np.all(lower["v"] <= upper["v"])

@@ -297,8 +297,11 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     def finish(part: GroupedData) -> None:  # the stage the checkpoint was written in
         Trainer(state).resume(part, resume, checkpoint, progress, callbacks)
 
-    try:  # too few rows to split is as nothing to hold out
-        train, valid = data.split(0.8, seed=seed)
+    try:
+        try:
+            train, valid = data.split(0.8, seed=seed)
+        except ValueError:  # too few rows to split is as nothing to hold out
+            raise ValueError(f"{len(data)} rows are too few to hold out validation rows") from None
         check_path_data(train, valid)
     except ValueError as exc:  # e.g. one group: nothing to hold out, so nothing to choose by
         warnings.warn(f"lam='auto' fell back to lam=0: {exc}", stacklevel=4)

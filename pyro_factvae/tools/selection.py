@@ -101,8 +101,9 @@ def lambda_path(
         Training rows (NaN rows = missing groups).
     lams : sequence of float
         The grid (``>= 0``); it is walked in increasing order.
-    validation : float or GroupedData
-        A fraction of ``data`` to hold out (split with ``seed``), or a validation set.
+    validation : float or data
+        A fraction of ``data`` to hold out (split with ``seed``; any number in (0, 1)), or a
+        validation set with the same groups (a dict is matched by group name).
     epochs : int
         Epochs at the first (smallest) ``lam``.
     warm_epochs : int, optional
@@ -128,14 +129,14 @@ def lambda_path(
         raise ValueError(f"lams must be a non-empty list of numbers >= 0, got {list(lams)}")
     if "lam" in model_kwargs:
         raise ValueError("give lam through lams, not as a model argument")
-    own = ("epochs", "seed")  # lambda_path's own arguments, not the walk's settings
+    own = ("epochs", "seed", "relax_epochs")  # lambda_path's own, or the walk's, not settings
     given = set(fit_kwargs or {})
     unknown = sorted((given - set(FitConfig().to_dict())) | (given & set(own)))
     if unknown:
         raise ValueError(
             f"fit_kwargs {unknown} are not training settings lambda_path passes on; give "
             f"some of {sorted(set(FitConfig().to_dict()) - set(own))} (epochs, warm_epochs "
-            "and seed are lambda_path's own arguments)"
+            "and seed are lambda_path's own arguments; it fits no relaxed refits)"
         )
     positive_int("epochs", epochs)
     positive_int("num_samples", num_samples)
