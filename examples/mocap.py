@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="examples/out")
     args = parser.parse_args(argv)
+    for option in ("steps", "samples", *(["sizes"] if args.sizes else [])):  # before any work
+        values = getattr(args, option)
+        if min(values if isinstance(values, list) else [values]) < 1:
+            parser.error(f"--{option} must be positive, got {values}")
     os.makedirs(args.out, exist_ok=True)
 
     motion, order, sizes, test_seq = protocol(args)

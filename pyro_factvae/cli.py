@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         OSError,
     ) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"factvae: error: {message}", file=sys.stderr)
+        print(f"factvae: error: {_as_options(message)}", file=sys.stderr)
         return 1
     return 0
 
@@ -240,3 +240,28 @@ def run() -> None:
 
 if __name__ == "__main__":
     run()
+
+
+#: the library's argument names that a ``factvae`` option sets, as the option is spelled
+OPTIONS = {
+    "checkpoint_every": "--checkpoint-every",
+    "batch_size": "--batch-size",
+    "latent_dim": "--latent-dim",
+    "num_samples": "--samples",
+    "num_draws": "--draws",
+    "epochs": "--epochs",
+    "lams": "--lams",
+    "lam": "--lam",
+    "device='cpu'": "--device cpu",
+}
+
+
+def _as_options(message: str) -> str:
+    """A library message that starts with an argument's name, or says ``device='cpu'``, in
+    the words of the command line."""
+    for name, option in OPTIONS.items():
+        if message.startswith(f"{name} ") or message.startswith(f"{name}="):
+            return option + message[len(name) :]
+        if name.startswith("device") and name in message:
+            return message.replace(name, option)
+    return message

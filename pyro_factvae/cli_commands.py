@@ -57,6 +57,8 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
             groups = FactVAE.load(args.resume).columns_
     output_path(args.out, "--out")
     output_path(args.checkpoint, "--checkpoint")
+    if args.checkpoint_every is not None and not (args.checkpoint or args.resume):
+        raise UserError("--checkpoint-every needs --checkpoint PATH (where to write them)")
     data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
     checkpoint = args.checkpoint or args.resume
     progress = not args.no_progress and is_writer()
@@ -250,6 +252,7 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
         fit_kwargs={"batch_size": args.batch_size},
         latent_dim=args.latent_dim,
         likelihood=_likelihoods(args.likelihood),
+        device=args.device,
     )
     if args.plot:
         path.plot(args.plot)

@@ -53,7 +53,8 @@ class FactVAE(Queries):
     ----------
     latent_dim : int or "auto"
         ``K``, the number of latent dimensions; ``"auto"``: ``min(64, max(16, 2 G))`` for
-        ``G`` groups (the group lasso prunes the surplus).
+        ``G`` groups (the group lasso prunes the surplus), and no more than the total number
+        of columns.
     lam : float or "auto"
         Per-example, per-variable group-lasso weight (``>= 0``; 0 turns sparsity off): the
         links of a group of ``v`` variables are penalised by ``lam * v``. ``"auto"`` (default)

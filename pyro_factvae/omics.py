@@ -62,11 +62,30 @@ def mudata_groups(
         )
     obs = [str(o) for o in mdata.obs_names]
     where = {o: i for i, o in enumerate(obs)}
+    if len(where) < len(obs):  # rows are matched by name: a repeated one would merge rows
+        repeated = sorted({o for o in obs if obs.count(o) > 1})[:5]
+        raise ValueError(
+            f"the MuData's obs_names repeat ({repeated}): observations are matched across "
+            "modalities by name; make them unique (mdata.obs_names_make_unique())"
+        )
     out = {}
     for m in names:
         ad = mdata.mod[m]
         values = _values(ad, layer, f"modality {m!r}")
-        rows = np.array([where[str(o)] for o in ad.obs_names], dtype=np.int64)
+        own = [str(o) for o in ad.obs_names]
+        if len(set(own)) < len(own):
+            repeated = sorted({o for o in own if own.count(o) > 1})[:5]
+            raise ValueError(
+                f"modality {m!r}'s obs_names repeat ({repeated}): observations are matched "
+                "across modalities by name; make them unique"
+            )
+        unknown = [o for o in own if o not in where][:5]
+        if unknown:
+            raise ValueError(
+                f"modality {m!r} has observations {unknown} that are not in the MuData's "
+                "obs_names; call mdata.update() after changing a modality"
+            )
+        rows = np.array([where[o] for o in own], dtype=np.int64)
         arr = np.full((len(obs), ad.n_vars), np.nan, dtype=matrix_dtype(values))
         for start in range(0, ad.n_obs, chunk):
             arr[rows[start : start + chunk]] = _rows(values, start, start + chunk)
@@ -78,13 +97,26 @@ def var_groups(adata: Any, groups: str | Mapping[str, Sequence[str]]) -> dict[st
     """``{group: [var_names]}`` from a column of ``adata.var`` (a group per value, in order
     of appearance) or a mapping."""
     var_names = [str(v) for v in adata.var_names]
+    if len(set(var_names)) < len(var_names):
+        repeated = sorted({v for v in var_names if var_names.count(v) > 1})[:5]
+        raise ValueError(
+            f"the AnnData's var_names repeat ({repeated}): variables are put in groups by name; "
+            "make them unique (adata.var_names_make_unique())"
+        )
     if isinstance(groups, str):
         if groups not in adata.var.columns:
             raise ValueError(
                 f"adata.var has no column {groups!r}; it has {list(adata.var.columns)} (or give "
                 "groups as a mapping {group: [var_names]})"
             )
-        labels = [str(v) for v in adata.var[groups]]
+        column = adata.var[groups]
+        if bool(column.isna().any()):
+            left = [n for n, lost in zip(var_names, column.isna()) if lost][:5]
+            raise ValueError(
+                f"adata.var[{groups!r}] is empty for variables {left}: give every variable a "
+                "group (or give groups as a mapping {group: [var_names]} that leaves them out)"
+            )
+        labels = [str(v) for v in column]
         spec = {
             g: [n for n, lab in zip(var_names, labels) if lab == g] for g in dict.fromkeys(labels)
         }

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .data import is_dataframe
+
 __all__ = ["plot_lambda_path", "plot_link_intervals", "plot_sparsity"]
 
 
@@ -28,7 +30,8 @@ def plot_sparsity(
     title : str, optional
         Axes title.
     path : path-like, optional
-        Write the figure there as PNG.
+        Write the figure there, in the format its extension names (``.png``, ``.pdf``,
+        ``.svg``).
     ax : matplotlib Axes, optional
         Draw into it instead of a new figure.
 
@@ -39,8 +42,11 @@ def plot_sparsity(
     from matplotlib.figure import Figure  # no pyplot: works headless, leaves the backend alone
 
     values = np.asarray(norms, dtype=float)
-    groups = list(getattr(norms, "index", range(values.shape[0])))
-    latents = list(getattr(norms, "columns", [f"z{j}" for j in range(values.shape[1])]))
+    if values.ndim != 2:
+        raise ValueError(f"norms must be a G x K table, got shape {values.shape}")
+    framed = is_dataframe(norms)  # a list has an .index too: a method, not labels
+    groups = list(norms.index) if framed else list(range(values.shape[0]))
+    latents = list(norms.columns) if framed else [f"z{j}" for j in range(values.shape[1])]
     if ax is None:
         fig = Figure(figsize=(0.45 * len(latents) + 2.5, 0.45 * len(groups) + 1.2))
         ax = fig.subplots()
@@ -76,7 +82,7 @@ def plot_link_intervals(
     Returns
     -------
     matplotlib.figure.Figure
-        Also written to ``path`` as PNG when given.
+        Also written to ``path`` when given, in the format its extension names.
     """
     from matplotlib.figure import Figure
 
@@ -86,7 +92,7 @@ def plot_link_intervals(
     if var not in post:
         raise ValueError(f"no variable {var!r} in the posterior; have {list(post.data_vars)}")
     draws = post[var].stack(sample=("chain", "draw")).transpose("sample", "group", "latent")
-    values = draws.values
+    values = draws.values.astype(float)  # "active" is bool: its interval is of 0 and 1
     lo, mid, hi = np.quantile(values, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
     p_active = post["active"].mean(("chain", "draw")).values
     groups, latents = list(post["group"].values), list(post["latent"].values)
@@ -111,7 +117,8 @@ def plot_lambda_path(path_result: Any, path: str | os.PathLike | None = None):
     """Held-out log-likelihood and active links against ``lam`` for a
     :class:`~pyro_factvae.tools.selection.LambdaPath`; the choice is marked.
 
-    Returns the matplotlib Figure (also written to ``path`` as PNG when given). ``lam = 0``
+    Returns the matplotlib Figure (also written to ``path`` when given, in the format its
+    extension names). ``lam = 0``
     is drawn at the left edge of the log axis.
     """
     from matplotlib.figure import Figure

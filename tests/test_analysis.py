@@ -100,3 +100,14 @@ def test_plot_link_intervals_draws_every_link_and_saves(fitted_bars, tmp_path):
     assert (tmp_path / "links.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="no variable 'phi'"):
         plot_link_intervals(idata, var="phi")
+    assert len(plot_link_intervals(idata, var="active").axes) == 4  # a bool variable too
+
+
+def test_plot_sparsity_takes_a_plain_table():
+    from pyro_factvae.plotting import plot_sparsity
+
+    fig = plot_sparsity([[1.0, 0.0], [0.0, 0.5]])
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["z0", "z1"]
+    with pytest.raises(ValueError, match="G x K table"):
+        plot_sparsity([1.0, 0.0])

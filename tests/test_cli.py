@@ -97,6 +97,11 @@ def test_options_are_not_abbreviated(csv_with_holes, capsys):
         (["fit", "{data}", "--groups", "{spec}", "--lam", "-1"], "lam must be"),
         (["sparsity", "missing.factvae"], "no such model file"),
         (["lambda-path", "{data}", "--groups", "{spec}", "--lams", "0,x"], "give numbers"),
+        (["lambda-path", "{data}", "--groups", "{spec}", "--lams=-1,0"], "--lams must be"),
+        (["lambda-path", "{data}", "--groups", "{spec}", "--device", "gpu"], "device must be"),
+        (["fit", "{data}", "--groups", "{spec}", "--batch-size", "0"], "--batch-size must be"),
+        (["fit", "{data}", "--groups", "{spec}", "--latent-dim", "0"], "--latent-dim must be"),
+        (["fit", "{data}", "--groups", "{spec}", "--checkpoint-every", "5"], "needs --checkpoint"),
     ],
 )
 def test_user_errors_are_one_line(argv, message, csv_with_holes, capsys):

@@ -218,7 +218,7 @@ def test_intervals_and_scores_refuse_too_few_draws_and_zero_samples(tmp_path, ca
     np.savez(data, **groups)
     capsys.readouterr()
     assert main(["evaluate", str(model), str(data), "--samples", "0"]) == 1
-    assert capsys.readouterr().err.startswith("factvae: error: num_samples must be")
+    assert capsys.readouterr().err.startswith("factvae: error: --samples must be")
     assert main(["impute", str(model), str(data), "-o", str(out), "--interval", "1.5"]) == 1
     assert "level must be in (0, 1)" in capsys.readouterr().err and not out.exists()
 

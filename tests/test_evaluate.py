@@ -211,3 +211,12 @@ def test_rows_with_nothing_observed_are_left_out_of_the_scores(tmp_path, groups,
     nothing = {k: np.full_like(v, np.nan) for k, v in groups.items()}
     with pytest.raises(ValueError, match="there is nothing to score"):
         evaluate(vae, nothing, **kw)
+
+
+def test_compare_reports_errors_in_the_units_of_its_mean_baseline(groups):
+    from pyro_factvae.tools.baselines import compare
+
+    scaled = {k: 100.0 * v for k, v in groups.items()}  # far from standardized units
+    (row,) = compare(scaled, scaled, {"latent_dim": 2}, steps=4, methods=["lam0"], num_samples=8)
+    raw = evaluate(row["model"], scaled, num_samples=8, standardized=False)
+    assert row["rmse"] == raw["rmse"] and row["mean_rmse"] > 10  # both in the data's units

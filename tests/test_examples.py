@@ -112,3 +112,15 @@ def test_mocap_example_runs_the_paper_protocol_on_cmu_files(tmp_path):
     assert [r["train_sequences"] for r in rows] == [1] * 3 + [10] * 3
     assert [r["frames"] for r in rows] == [6] * 3 + [60] * 3
     assert (tmp_path / "out" / "mocap_from_core.png").exists()
+
+
+def test_example_options_that_would_train_nothing_are_refused(capsys):
+    import pytest
+
+    from pyro_factvae.tools.experiments import bars_run
+
+    with pytest.raises(SystemExit):
+        _example("mocap.py")["main"](["--steps", "0"])
+    assert "--steps must be positive, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        bars_run(0.1, 0, n=50, progress=False, epochs=0)

@@ -121,3 +121,27 @@ def test_a_mapped_idx_file_streams_the_same_quadrants_as_the_loaded_images(tmp_p
         open_idx(tmp_path / "cut.idx")
     with pytest.raises(ValueError, match="even s"):
         QuadrantDataset(np.zeros((2, 3, 3)))
+
+
+def test_open_idx_refuses_a_missing_or_damaged_file_and_keeps_no_broken_cache(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        open_idx(tmp_path / "none.gz", cache=tmp_path / "c.idx")
+    (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
+    for _ in range(2):  # the second call is refused for the same reason
+        with pytest.raises(ValueError, match="bad.gz: not a readable gzip file"):
+            open_idx(tmp_path / "bad.gz", cache=tmp_path / "c.idx")
+    assert not (tmp_path / "c.idx").exists() and not (tmp_path / "c.idx.part").exists()
+
+
+def test_bars_arguments_are_checked():
+    from pyro_factvae.datasets import bars_data, make_bars
+
+    for kwargs, message in [
+        ({"n": 0}, "n must be a positive integer"),
+        ({"n": 10, "missing": 1.5}, r"missing is a probability: it must be in \[0, 1\]"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            bars_data(**kwargs)
+    for kwargs, message in [({"p": 1.5}, "p is a probability"), ({"noise": -1}, "noise must")]:
+        with pytest.raises(ValueError, match=message):
+            make_bars(10, **kwargs)

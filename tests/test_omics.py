@@ -102,3 +102,22 @@ def test_an_anndata_gets_its_observed_values_back_in_its_own_precision(dtype):
     seen = ~np.isnan(x)
     assert filled.dtype == dtype and np.array_equal(filled[seen], x[seen])
     assert np.isfinite(filled).all()
+
+
+def test_names_that_repeat_or_are_missing_are_refused():
+    mdata, *_ = _mudata()
+    mdata.mod["prot"].obs_names = ["c0"] * mdata.mod["prot"].n_obs  # rows matched by name
+    with pytest.raises(ValueError, match=r"modality 'prot''s obs_names repeat \(\['c0'\]\)"):
+        GroupedData.from_mudata(mdata)
+    a = anndata.AnnData(np.ones((10, 3), np.float32))
+    b = anndata.AnnData(np.ones((10, 2), np.float32))
+    a.obs_names = b.obs_names = ["c"] * 10
+    with pytest.raises(ValueError, match=r"obs_names repeat \(\['c'\]\)"):
+        GroupedData.from_mudata(mudata.MuData({"rna": a, "prot": b}))
+    x = anndata.AnnData(np.ones((10, 3), np.float32))
+    x.var["kind"] = ["left", None, "right"]
+    with pytest.raises(ValueError, match=r"is empty for variables \['1'\]"):
+        GroupedData.from_anndata(x, "kind")
+    x.var_names = ["v", "v", "w"]
+    with pytest.raises(ValueError, match=r"var_names repeat \(\['v'\]\)"):
+        GroupedData.from_anndata(x, {"g": ["v", "w"]})

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import number, positive_int
 from .images import QUADRANTS, quadrant_data
 
 __all__ = ["QUADRANTS", "bars_data", "bars_structure", "make_bars", "quadrant_groups"]
@@ -29,6 +30,10 @@ def make_bars(
     """``n`` images of horizontal bars, shape ``(n, size, size)``."""
     if size < 2 or size % 2:
         raise ValueError(f"size must be an even number >= 2, got {size}")
+    positive_int("n", n)
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p is a probability: it must be in [0, 1], got {p}")
+    number("noise", noise)
     rng = np.random.default_rng(seed)
     rows = (rng.random((n, size, 1)) < p) * value
     return (rows + noise * rng.standard_normal((n, size, size))).astype(np.float32)
@@ -36,6 +41,8 @@ def make_bars(
 
 def quadrant_groups(images: np.ndarray) -> dict[str, np.ndarray]:
     """Split ``(n, s, s)`` images into the four quadrant groups, each ``(n, s*s/4)``."""
+    if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] % 2:
+        raise ValueError(f"expected (n, s, s) images with even s, got shape {images.shape}")
     n, s, _ = images.shape
     h = s // 2
     parts = [images[:, :h, :h], images[:, :h, h:], images[:, h:, :h], images[:, h:, h:]]

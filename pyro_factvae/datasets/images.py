@@ -69,6 +69,8 @@ def quadrant_data(images: np.ndarray, missing: float = 0.0, seed: int = 0, pad_t
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] % 2:
         raise ValueError(f"expected (n, s, s) images with even s, got shape {images.shape}")
+    if not 0.0 <= missing <= 1.0:
+        raise ValueError(f"missing is a probability: it must be in [0, 1], got {missing}")
     n, s, _ = images.shape
     h = s // 2
     parts = [images[:, :h, :h], images[:, :h, h:], images[:, h:, :h], images[:, h:, h:]]
@@ -132,13 +134,21 @@ def open_idx(path: str | os.PathLike, cache: str | os.PathLike | None = None) ->
     memory until indexed. A ``.gz`` file is first decompressed, a chunk at a time, into
     ``cache`` (required for ``.gz``; reused when it exists)."""
     path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
     if path.suffix == ".gz":
         if cache is None:
             raise ValueError(f"{path} is compressed: give cache=PATH to decompress it into")
         cache = Path(cache)
-        if not cache.exists():
-            with gzip.open(path, "rb") as src, open(cache, "wb") as dst:
-                shutil.copyfileobj(src, dst, length=1 << 20)
+        if not cache.exists():  # decompressed beside it, then renamed: no half-written cache
+            part = cache.with_name(cache.name + ".part")
+            try:
+                with gzip.open(path, "rb") as src, open(part, "wb") as dst:
+                    shutil.copyfileobj(src, dst, length=1 << 20)
+            except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+                part.unlink(missing_ok=True)
+                raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
+            os.replace(part, cache)
         path = cache
     with open(path, "rb") as f:
         magic = f.read(4)

@@ -43,7 +43,7 @@ def bars_run(
     """Fit one model on bars; return it with its structure and right-from-left RMSE."""
     train = bars_data(n, missing=0.25, seed=seed)
     test = bars_data(1000, missing=0.0, seed=seed + 1000)
-    fit = {**BARS_FIT, **({"epochs": epochs} if epochs else {})}
+    fit = {**BARS_FIT, **({} if epochs is None else {"epochs": epochs})}  # 0 is refused
     t0 = time.perf_counter()
     model = FactVAE(lam=lam, **BARS_MODEL).fit(train, seed=seed, progress=progress, **fit)
     seconds = time.perf_counter() - t0
