@@ -145,3 +145,9 @@ def test_bars_arguments_are_checked():
     for kwargs, message in [({"p": 1.5}, "p is a probability"), ({"noise": -1}, "noise must")]:
         with pytest.raises(ValueError, match=message):
             make_bars(10, **kwargs)
+
+
+def test_load_views_refuses_sizes_that_leave_no_image(tmp_path):
+    for kwargs in ({"crop": 0}, {"size": 0}, {"size": 1.5}):
+        with pytest.raises(ValueError, match=f"{next(iter(kwargs))} must be an integer >= 2"):
+            load_views(tmp_path, **kwargs)

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -139,6 +141,8 @@ def test_minmax_floors_tiny_ranges():
         (lambda t: t.replace("rhumerus", "rhumerrus", 1), r"line 7: unknown joint 'rhumerrus'"),
         (lambda t: t.replace("\nlfemur ", "\nlfemur 1.0 ", 1), r"line 8: joint 'lfemur' has 2"),
         (lambda t: t.replace("\nlfemur ", "\nlfemur x", 1), r"line 8: .*not numbers"),
+        (lambda t: re.sub(r"\nlfemur \S+", "\nlfemur nan", t, count=1), r"line 8: .*not finite"),
+        (lambda t: re.sub(r"(\nlfemur \S+)", r"\1\1", t, count=1), r"line 9: .*appears twice"),
     ],
 )
 def test_amc_rejects_malformed_files_naming_file_and_line(cmu_dir, edit, message):
@@ -180,3 +184,10 @@ def test_mocap6_reader_groups_the_twelve_channels(tmp_path):
     np.savez(tmp_path / "other.npz", Y=x)
     with pytest.raises(ValueError, match="not a mocap6 dataset"):
         load_mocap6(tmp_path / "other.npz")
+
+
+def test_load_cmu_refuses_no_trials(tmp_path):
+    from pyro_factvae.datasets.mocap import load_cmu
+
+    with pytest.raises(ValueError, match="trials is empty"):
+        load_cmu(tmp_path, trials=[])

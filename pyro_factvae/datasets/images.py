@@ -253,6 +253,9 @@ def load_views(
     """
     from ..data import GroupedData
 
+    for name, value in (("size", size), ("crop", crop)):  # before any image is read
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+            raise ValueError(f"{name} must be an integer >= 2 (pixels), got {value!r}")
     directory = Path(directory)
     if not directory.is_dir():
         raise ValueError(f"no folder {directory}")

@@ -139,8 +139,9 @@ def read_amc(path: str | os.PathLike, skeleton: Mapping[str, Sequence[str]]) -> 
     """Frames of an AMC motion file, one column per skeleton channel (``joint.channel``).
 
     Every frame must list every joint of ``skeleton`` that has channels, each with one value
-    per channel. A truncated frame, an unknown joint, a wrong number of values or a value that
-    is not a number raises a ``ValueError`` naming the file and line.
+    per channel. A truncated frame, an unknown joint, a joint twice in a frame, a wrong number
+    of values or a value that is not a finite number raises a ``ValueError`` naming the file
+    and line.
     """
     channels = [f"{j}.{c}" for j, chans in skeleton.items() for c in chans]
     offset, start = {}, 0
@@ -185,10 +186,14 @@ def read_amc(path: str | os.PathLike, skeleton: Mapping[str, Sequence[str]]) -> 
                 f"joint {joint!r} has {len(words) - 1} values, the skeleton says "
                 f"{len(skeleton[joint])} ({' '.join(skeleton[joint])})",
             )
+        if joint in seen:
+            raise _error(path, number, f"joint {joint!r} appears twice in the frame")
         try:
             values = [float(w) for w in words[1:]]
         except ValueError:
             raise _error(path, number, f"joint {joint!r}: values are not numbers") from None
+        if not all(np.isfinite(values)):
+            raise _error(path, number, f"joint {joint!r}: a value is not finite ({raw.strip()})")
         current[offset[joint] : offset[joint] + len(values)] = values
         seen.add(joint)
     if current is None:
@@ -206,6 +211,9 @@ def load_cmu(
     ``Motion.sequences`` holds the trial number of each frame. The paper uses subject 7,
     trials 1-10 to train and 11 to test.
     """
+    trials = list(trials)
+    if not trials:
+        raise ValueError("trials is empty: give the CMU trial numbers to read, e.g. range(1, 12)")
     directory = Path(directory)
     asf = directory / f"{subject:02d}.asf"
     if not asf.exists():
