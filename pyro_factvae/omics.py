@@ -45,6 +45,15 @@ def _rows(matrix: Any, start: int, stop: int) -> np.ndarray:
     return part.astype(matrix_dtype(matrix), copy=False)
 
 
+def _unique(names: list[str], what: str, how: str) -> None:
+    """A ``ValueError`` when ``names`` repeat: they match rows or variables by name."""
+    if len(set(names)) < len(names):
+        repeated = sorted({n for n in names if names.count(n) > 1})[:5]
+        raise ValueError(
+            f"{what} repeat ({repeated}): they are matched by name; make them unique ({how})"
+        )
+
+
 def mudata_groups(
     mdata: Any,
     modalities: Sequence[str] | None = None,
@@ -61,24 +70,15 @@ def mudata_groups(
             f"modalities {unknown or names} are not in the MuData; it has {list(mdata.mod)}"
         )
     obs = [str(o) for o in mdata.obs_names]
+    # rows are matched across modalities by name: a repeated one would merge rows
+    _unique(obs, "the MuData's obs_names", "mdata.obs_names_make_unique()")
     where = {o: i for i, o in enumerate(obs)}
-    if len(where) < len(obs):  # rows are matched by name: a repeated one would merge rows
-        repeated = sorted({o for o in obs if obs.count(o) > 1})[:5]
-        raise ValueError(
-            f"the MuData's obs_names repeat ({repeated}): observations are matched across "
-            "modalities by name; make them unique (mdata.obs_names_make_unique())"
-        )
     out = {}
     for m in names:
         ad = mdata.mod[m]
         values = _values(ad, layer, f"modality {m!r}")
         own = [str(o) for o in ad.obs_names]
-        if len(set(own)) < len(own):
-            repeated = sorted({o for o in own if own.count(o) > 1})[:5]
-            raise ValueError(
-                f"modality {m!r}'s obs_names repeat ({repeated}): observations are matched "
-                "across modalities by name; make them unique"
-            )
+        _unique(own, f"modality {m!r}'s obs_names", f"mdata.mod[{m!r}].obs_names_make_unique()")
         unknown = [o for o in own if o not in where][:5]
         if unknown:
             raise ValueError(
@@ -97,12 +97,7 @@ def var_groups(adata: Any, groups: str | Mapping[str, Sequence[str]]) -> dict[st
     """``{group: [var_names]}`` from a column of ``adata.var`` (a group per value, in order
     of appearance) or a mapping."""
     var_names = [str(v) for v in adata.var_names]
-    if len(set(var_names)) < len(var_names):
-        repeated = sorted({v for v in var_names if var_names.count(v) > 1})[:5]
-        raise ValueError(
-            f"the AnnData's var_names repeat ({repeated}): variables are put in groups by name; "
-            "make them unique (adata.var_names_make_unique())"
-        )
+    _unique(var_names, "the AnnData's var_names", "adata.var_names_make_unique()")  # by name
     if isinstance(groups, str):
         if groups not in adata.var.columns:
             raise ValueError(
