@@ -46,6 +46,11 @@ def fashion(args):
 def cvl(args):
     data, subjects = load_views(args.cvl, size=64)
     cut = len(subjects) - args.test_subjects
+    if not 0 < cut < len(subjects):
+        raise SystemExit(
+            f"views.py: error: --test-subjects {args.test_subjects} leaves no "
+            f"{'training' if cut <= 0 else 'test'} subject of the {len(subjects)} found"
+        )
     return data.subset(np.arange(cut)), data.subset(np.arange(cut, len(subjects))), (1, 64, 64)
 
 

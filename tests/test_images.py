@@ -1,4 +1,5 @@
 import gzip
+import os
 
 import numpy as np
 import pytest
@@ -151,3 +152,12 @@ def test_load_views_refuses_sizes_that_leave_no_image(tmp_path):
     for kwargs in ({"crop": 0}, {"size": 0}, {"size": 1.5}):
         with pytest.raises(ValueError, match=f"{next(iter(kwargs))} must be an integer >= 2"):
             load_views(tmp_path, **kwargs)
+
+
+def test_the_views_example_refuses_a_split_that_leaves_no_subject(cvl, capsys):
+    import runpy
+
+    script = os.path.join(os.path.dirname(__file__), "..", "examples", "views.py")
+    main = runpy.run_path(script)["main"]
+    with pytest.raises(SystemExit, match="--test-subjects 5 leaves no training subject of the 2"):
+        main(["--cvl", str(cvl), "--test-subjects", "5", "--epochs", "1"])

@@ -184,6 +184,12 @@ def test_mocap6_reader_groups_the_twelve_channels(tmp_path):
     np.savez(tmp_path / "other.npz", Y=x)
     with pytest.raises(ValueError, match="not a mocap6 dataset"):
         load_mocap6(tmp_path / "other.npz")
+    np.savez(tmp_path / "down.npz", X=x, column_names=names, doc_range=np.array([0, 5, 3, 7]))
+    with pytest.raises(ValueError, match="down.npz: doc_range must be increasing"):
+        load_mocap6(tmp_path / "down.npz")
+    np.savez(tmp_path / "few.npz", X=x, column_names=names[:3], doc_range=np.array([0, 7]))
+    with pytest.raises(ValueError, match="few.npz: 3 column_names for frames of shape"):
+        load_mocap6(tmp_path / "few.npz")
 
 
 def test_load_cmu_refuses_no_trials(tmp_path):

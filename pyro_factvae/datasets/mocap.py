@@ -305,6 +305,14 @@ def load_mocap6(path: str | os.PathLike) -> Motion:
             bounds = np.asarray(f["doc_range"], dtype=int)
     except (OSError, KeyError, ValueError) as exc:
         raise ValueError(f"{os.fspath(path)}: not a mocap6 dataset.npz ({exc})") from None
+    name = os.fspath(path)
+    if frames.ndim != 2 or len(names) != frames.shape[1]:
+        raise ValueError(
+            f"{name}: {len(names)} column_names for frames of shape {frames.shape}: one name "
+            "per column"
+        )
+    if bounds.ndim != 1 or len(bounds) < 2 or np.any(np.diff(bounds) < 0):
+        raise ValueError(f"{name}: doc_range must be increasing frame bounds, got {bounds}")
     sequences = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
     if len(sequences) != len(frames):
         raise ValueError(f"{os.fspath(path)}: doc_range does not cover the {len(frames)} frames")
