@@ -252,16 +252,14 @@ OPTIONS = {
     "epochs": "--epochs",
     "lams": "--lams",
     "lam": "--lam",
-    "device='cpu'": "--device cpu",
 }
 
 
 def _as_options(message: str) -> str:
-    """A library message that starts with an argument's name, or says ``device='cpu'``, in
-    the words of the command line."""
+    """A library message that starts with an argument's name (or advises ``device='cpu'``)
+    in the words of the command line."""
+    message = message.replace("device='cpu'", "--device cpu")
     for name, option in OPTIONS.items():
-        if message.startswith(f"{name} ") or message.startswith(f"{name}="):
+        if message.startswith((f"{name} ", f"{name}=")):
             return option + message[len(name) :]
-        if name.startswith("device") and name in message:
-            return message.replace(name, option)
     return message

@@ -53,10 +53,12 @@ def _prepare(vae: FactVAE, data: Any, scored_rows: bool = False) -> GroupedData:
     are ``NaN``), or with ``scored_rows`` left out (there is nothing of them to score)."""
     vae.fitted_modules()
     data = vae.prepare(data, allow_empty_rows=True)
+    if not scored_rows:
+        return data
     seen = data.observed.any(-1)
-    if scored_rows and not bool(seen.any()):
+    if not bool(seen.any()):
         raise ValueError("no row of the data has an observed group: there is nothing to score")
-    return data.subset(seen) if scored_rows and not bool(seen.all()) else data
+    return data if bool(seen.all()) else data.subset(seen)
 
 
 def _as_numpy(values: torch.Tensor, valid: torch.Tensor) -> np.ndarray:

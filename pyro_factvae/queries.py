@@ -7,7 +7,7 @@ needs only ``fitted_modules()`` and ``prepare(data)`` from the class it is mixed
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -22,9 +22,9 @@ from .module.model import Model
 from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
 from .omics import anndata_groups, mudata_groups, var_groups, write_results
+from .outputs import caller_arrays, float_dtype, returned_as, shaped_like, split_columns
 from .registry import LIKELIHOODS
 from .rng import fork_rng
-from .stream import is_dataset
 from .validation import frame_columns
 
 __all__ = ["INTERVAL_DRAWS", "Queries"]
@@ -116,8 +116,8 @@ class Queries:
             importance,
             refine_steps,
         )
-        forms = _returned_as(data_in, data)
-        return {t: _like(m.numpy(), *forms[i]) for t, i, m in zip(targets, idx, means)}
+        forms = returned_as(data_in, data)
+        return {t: shaped_like(m.numpy(), *forms[i]) for t, i, m in zip(targets, idx, means)}
 
     def impute(
         self,
@@ -189,7 +189,7 @@ class Queries:
         ):
             draws[:, rows], ess[rows] = part, part_ess
         self.ess_ = ess.numpy()
-        return [self._filled(data, grouped, _split(d, grouped.dims)) for d in draws.numpy()]
+        return [self._filled(data, grouped, split_columns(d, grouped.dims)) for d in draws.numpy()]
 
     def predict_interval(
         self,
@@ -233,7 +233,7 @@ class Queries:
             bounds[:, rows] = q.float()
             ess[rows] = part_ess
         self.ess_ = ess.numpy()
-        lower, upper = (self._filled(data, grouped, _split(b, grouped.dims)) for b in bounds)
+        lower, upper = (self._filled(data, grouped, split_columns(b, grouped.dims)) for b in bounds)
         return lower, upper
 
     def _draws(
@@ -269,8 +269,8 @@ class Queries:
                         out.loc[out.index[rows], col] = fills[g][rows, j]
             return out
         result = {}
-        for g, (name, orig) in enumerate(zip(grouped.names, _arrays(data, grouped))):
-            values = np.array(orig, dtype=_float_dtype(orig), copy=True)
+        for g, (name, orig) in enumerate(zip(grouped.names, caller_arrays(data, grouped))):
+            values = np.array(orig, dtype=float_dtype(orig.dtype), copy=True)
             flat = values.reshape(len(values), -1)  # a 1-D group is given back 1-D
             flat[missing[g]] = fills[g][missing[g]]
             result[name] = values
@@ -354,55 +354,3 @@ class Queries:
         prox is exactly ``0.0``.
         """
         return phi_norms(*self.fitted_modules())
-
-
-def _split(matrix: Any, dims: Sequence[int]) -> list[np.ndarray]:
-    """An ``(N, sum d_g)`` array as per-group column blocks."""
-    matrix = np.asarray(matrix)
-    return np.split(matrix, np.cumsum(list(dims))[:-1], axis=-1)
-
-
-def _arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:
-    """The caller's own per-group arrays (a 1-D group as given), or the GroupedData's: its
-    float64 values (for a GroupedData, whose float64 input they give back exactly, a
-    DataFrame and a MuData) or the float32 stream."""
-    if isinstance(data, GroupedData) or is_dataframe(data) or type(data).__name__ == "MuData":
-        return list(grouped.to_numpy().values())
-    if is_dataset(data):
-        return [v.numpy() for v in grouped.values]
-    items = [data[name] for name in grouped.names] if isinstance(data, Mapping) else data
-    return [
-        a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a) for a in items
-    ]
-
-
-def _float_dtype(given: np.ndarray) -> np.dtype:
-    """The dtype of what is returned for a group given as ``given``: its own floating dtype,
-    float64 for anything else (integers, booleans)."""
-    return given.dtype if np.issubdtype(given.dtype, np.floating) else np.dtype(np.float64)
-
-
-def _returned_as(data: Any, grouped: GroupedData) -> list[tuple[np.dtype, tuple[int, ...]]]:
-    """Per group, the dtype and shape it is returned in (as :func:`_arrays` gives it), read
-    without copying any data: float64 for a GroupedData, a DataFrame or a MuData, float32 for
-    a stream, else each array's own."""
-    if isinstance(data, GroupedData) or is_dataframe(data) or type(data).__name__ == "MuData":
-        return [(np.dtype(np.float64), (len(grouped), d)) for d in grouped.dims]
-    if is_dataset(data):
-        return [(np.dtype(np.float32), (len(grouped), d)) for d in grouped.dims]
-    items = [data[name] for name in grouped.names] if isinstance(data, Mapping) else data
-    forms = []
-    for a in items:
-        if isinstance(a, torch.Tensor):  # its dtype as numpy's, the tensor left where it is
-            dtype = torch.empty(0, dtype=a.dtype).numpy().dtype
-        else:
-            dtype = np.asarray(a).dtype
-        floating = np.issubdtype(dtype, np.floating)
-        forms.append((dtype if floating else np.dtype(np.float64), tuple(np.shape(a))))
-    return forms
-
-
-def _like(values: np.ndarray, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
-    """Model outputs ``(N, d_g)`` in the ``dtype`` and ``shape`` (1-D for a 1-D group) a
-    group is returned in."""
-    return values.astype(dtype, copy=False).reshape(shape)

@@ -12,7 +12,7 @@ LAYERS = [
     {"layout", "data", "masks", "validation", "config", "fit_config", "stream", "omics"},
     {"module"},
     {"infer"},
-    {"queries", "estimator"},
+    {"queries", "outputs", "estimator"},
     {"metrics", "calibration", "analysis", "plotting", "tools", "datasets", "sklearn"},
     {"cli_io", "cli_commands", "cli"},
 ]
