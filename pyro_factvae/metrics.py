@@ -35,7 +35,7 @@ from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
 from .module.scoring import MAX_ELEMENTS, held_out, held_out_score, importance
-from .rng import fork_rng
+from .rng import seeded
 
 __all__ = [
     "conditional_log_likelihood",
@@ -90,8 +90,7 @@ def reconstruction_log_likelihood(
     device = model.device
     values = [v.to(device) for v in data.values]
     cells = None if data.cells is None else data.cells.to(device)
-    with torch.no_grad(), fork_rng(device):
-        torch.manual_seed(seed)
+    with torch.no_grad(), seeded(device, seed):
         z = guide.posterior_dist(values, enc.to(device), cells).sample((1,))
         obs = data.observed.to(device)
         ll = model.log_likelihoods(values, obs, z, list(guide.Phi), cells, enc.to(device))[0]

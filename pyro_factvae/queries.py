@@ -24,7 +24,7 @@ from .module.refine import REFINE_STEPS
 from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .outputs import caller_arrays, float_dtype, returned_as, shaped_like, split_columns
 from .registry import LIKELIHOODS
-from .rng import fork_rng
+from .rng import seeded
 from .validation import frame_columns
 
 __all__ = ["INTERVAL_DRAWS", "Queries"]
@@ -292,9 +292,7 @@ class Queries:
         """
         positive_int("n", n)
         model, guide = self.fitted_modules()
-        with fork_rng(model.device, enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
+        with seeded(model.device, seed):
             z = torch.randn(n, model.latent_dim).to(model.device)
             phis = list(guide.Phi)
             if mean:

@@ -3,7 +3,11 @@
 ``torch.random.fork_rng(devices=[])`` forks the CPU generator only: a seeded block that draws
 on a CUDA device would still advance that device's global generator. :func:`fork_rng` forks
 the CPU and, for a CUDA ``device``, that device too, so "the global RNG is left as it was"
-holds wherever the model lives.
+holds wherever the model lives. :func:`seeded` forks them and seeds exactly those: a
+seeded query or validation score leaves every global generator as it was, and costs one
+generator's seeding, where ``torch.manual_seed`` also seeds every CUDA, XPU and MTIA device
+(about 1.4 ms a call on a CPU-only machine, 5% of a small table's fit, which scores its
+validation rows hundreds of times).
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["cuda_index", "fork_rng"]
+__all__ = ["cuda_index", "fork_rng", "seeded"]
 
 
 def cuda_index(device: torch.device | str | None) -> int | None:
@@ -31,4 +35,23 @@ def fork_rng(device: torch.device | str | None = None, enabled: bool = True) -> 
     """Fork the CPU RNG and ``device``'s (when it is a CUDA device) for the block."""
     index = cuda_index(device)
     with torch.random.fork_rng(devices=[] if index is None else [index], enabled=enabled):
+        yield
+
+
+@contextlib.contextmanager
+def seeded(
+    device: torch.device | str | None, seed: int | None, enabled: bool = True
+) -> Iterator[None]:
+    """:func:`fork_rng` for ``device`` with the forked generators seeded with ``seed`` (the
+    CPU's and, for a CUDA ``device``, that device's). ``seed=None`` or ``enabled=False``:
+    no fork, the block draws from and advances the global RNG."""
+    if seed is None or not enabled:
+        yield
+        return
+    index = cuda_index(device)
+    with torch.random.fork_rng(devices=[] if index is None else [index]):
+        torch.default_generator.manual_seed(seed)
+        if index is not None:
+            with torch.cuda.device(index):
+                torch.cuda.manual_seed(seed)
         yield

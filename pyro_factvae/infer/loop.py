@@ -27,7 +27,7 @@ from ..data import GroupedData
 from ..fit_config import FitConfig
 from ..module.guide import Guide
 from ..module.model import Model
-from ..rng import fork_rng
+from ..rng import seeded
 from .distributed import ONE_PROCESS, World
 from .objective import objective_for
 from .optim import Optimizers
@@ -228,8 +228,7 @@ def validation_loss(
     objective = objective_for(model, guide, posterior, data, 1.0 / model.config.num_data)
     subsets = torch.Generator().manual_seed(VALIDATION_SEED)
     total = 0.0
-    with fork_rng(model.device), pyro.validation_enabled(False):
-        torch.manual_seed(0)
+    with seeded(model.device, 0), pyro.validation_enabled(False):
         for start in range(0, len(data), chunk):
             xs, mask, cells = objective.batch(torch.arange(start, min(start + chunk, len(data))))
             keep, enc_cells = encoder_subset(guide, mask, cells, subsets)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from pyro import distributions as dist
 
-from ..rng import fork_rng
+from ..rng import seeded
 from .guide import Guide
 from .model import Model
 from .predict import MAX_ELEMENTS
@@ -58,8 +58,7 @@ def posterior_draws(
     refined = None
     if refine_steps > 0:  # chunk by chunk on the device, the rows' inputs left where they are
         refined = refined_posterior(model, guide, xs, mask, cells, refine_steps, seed)
-    with fork_rng(device):
-        torch.manual_seed(seed)
+    with seeded(device, seed):
         for start in range(0, n, rows):
             sl = slice(start, min(start + rows, n))
             x = [v[sl].to(device) for v in xs]

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..rng import fork_rng
+from ..rng import seeded
 from .guide import Guide
 from .model import Model
 from .refine import proposal
@@ -82,8 +82,7 @@ def predictive_means(
         top = torch.full((n,), torch.finfo(torch.float32).min, device=device)
         norm = torch.zeros(n, device=device)
     sums = [torch.zeros(n, layout.dims[g], device=device) for g in targets]
-    with fork_rng(device):
-        torch.manual_seed(seed)
+    with seeded(device, seed):
         for start in range(0, num_samples, chunk):
             z = q.sample((min(chunk, num_samples - start),))  # (S, B, K)
             outs = model.decode(z, phis, offsets)

@@ -21,7 +21,7 @@ import torch
 import torch.distributions as tdist
 from pyro import distributions as dist
 
-from ..rng import fork_rng
+from ..rng import seeded
 from .guide import Guide
 from .model import Model
 from .weights import ImportanceWeights
@@ -70,8 +70,7 @@ def refined_posterior(
     rows = max(1, max_elements // (model.row_floats * REFINE_PARTICLES))
     phis = [phi.detach() for phi in guide.Phi]
     locs, scales = [], []
-    with fork_rng(device), torch.enable_grad():
-        torch.manual_seed(seed)
+    with seeded(device, seed), torch.enable_grad():
         for first in range(0, mask.shape[0], rows):  # a chunk at a time on the device
             sl = slice(first, first + rows)
             part = (

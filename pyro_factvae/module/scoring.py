@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data import GroupedData
-from ..rng import fork_rng
+from ..rng import seeded
 from .guide import Guide
 from .model import Model
 from .predict import MAX_ELEMENTS, predictive_means
@@ -78,8 +78,7 @@ def importance(
     rows, samples = _chunks(model, num_samples, n, max_elements)
     results = [torch.empty(n) for _ in masks]
     normal = torch.distributions.Normal(0.0, 1.0)
-    with fork_rng(model.device):
-        torch.manual_seed(seed)
+    with seeded(model.device, seed):
         for start in range(0, n, rows):
             sl = slice(start, start + rows)
             dev = model.device  # computed where the model is, kept on the CPU
