@@ -346,3 +346,34 @@ def test_npz_groups_in_any_order_come_back_in_their_dtypes(tmp_path, groups, cap
         assert np.array_equal(f["c"][seen], given["c"][seen]) and np.isfinite(f["c"]).all()
     assert main(["evaluate", str(model), str(shuffled), "--samples", "8", "--json"]) == 0
     assert np.isfinite(_json(capsys)["rmse"])
+
+
+def test_npz_impute_builds_the_data_once_and_gives_every_output_back_as_read(
+    tmp_path, groups, capsys, monkeypatch
+):
+    from pyro_factvae import GroupedData
+
+    path, model = tmp_path / "data.npz", tmp_path / "m.factvae"
+    given = {"a": groups["a"], "b": groups["b"], "c": groups["c"][:, 0]}  # a 1-D group
+    np.savez(path, **given)
+    fit = ["fit", str(path), "-o", str(model), "--epochs", "2", "--latent-dim", "2"]
+    assert main([*fit, "--lam", "0.1", "--no-progress"]) == 0
+    capsys.readouterr()
+    given["b"] = given["b"].astype(np.float32)
+    np.savez(path, **given)
+    built = []
+    real = GroupedData.__init__
+    monkeypatch.setattr(
+        GroupedData, "__init__", lambda self, *a, **k: built.append(1) or real(self, *a, **k)
+    )
+    out = tmp_path / "filled.npz"
+    cmd = ["impute", str(model), str(path), "-o", str(out), "--draws", "2", "--interval", "0.9"]
+    assert main(cmd) == 0
+    assert len(built) == 1  # read and checked once, not again for each query
+    for name in (out, tmp_path / "filled_lower.npz", tmp_path / "filled_upper.npz"):
+        with np.load(name) as f:
+            lead = (2,) if name == out else ()  # the draws' leading axis
+            for g, a in given.items():
+                assert f[g].dtype == a.dtype and f[g].shape == lead + a.shape, (name, g)
+                seen = ~np.isnan(a)
+                assert all(np.array_equal(v[seen], a[seen]) for v in f[g].reshape(-1, *a.shape))
