@@ -33,6 +33,7 @@ from .masks import (
 from .omics import anndata_groups, mudata_groups
 from .stream import dataset_to_memmap, is_dataset
 from .validation import (
+    check_magnitudes,
     check_matrix,
     fmt_rows,
     frame_arrays,
@@ -113,6 +114,7 @@ class GroupedData:
         else:
             obs, cells = masks_from_explicit(names, mats, mask)
         reject_inf(names, mats, obs, cells)
+        check_magnitudes(names, mats, obs, cells)
 
         row_index = np.arange(num_rows)
         keep = obs.any(axis=1)

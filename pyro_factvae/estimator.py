@@ -214,6 +214,8 @@ class FactVAE(Queries):
         """``(model_, guide_)``; a ``ValueError`` if the model is not fitted yet."""
         return self._state.fitted()
 
+    @torch.inference_mode(False)  # a fit under a caller's no_grad or inference_mode trains
+    @torch.enable_grad()
     def fit(
         self,
         data: Any,

@@ -12,6 +12,7 @@ import torch
 
 from .data import GroupedData, is_dataframe
 from .stream import is_dataset
+from .validation import as_array
 
 __all__ = ["caller_arrays", "float_dtype", "returned_as", "shaped_like", "split_columns"]
 
@@ -51,10 +52,7 @@ def caller_arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:
         return list(grouped.to_numpy().values())
     if held == np.float32:
         return [v.numpy() for v in grouped.values]
-    return [
-        a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
-        for a in _items(data, grouped)
-    ]
+    return [as_array(name, a) for name, a in zip(grouped.names, _items(data, grouped))]
 
 
 def returned_as(data: Any, grouped: GroupedData) -> list[tuple[np.dtype, tuple[int, ...]]]:

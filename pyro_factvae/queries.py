@@ -259,14 +259,20 @@ class Queries:
         group order), observed cells as they were."""
         missing = [(~grouped.group_cells(g)).numpy() for g in range(grouped.num_groups)]
         if is_dataframe(data):
+            import pandas as pd
+
             out = data.copy()
             for g, cols in enumerate(frame_columns(data, self.columns_).values()):
                 for j, col in enumerate(cols):
                     rows = missing[g][:, j]
-                    if rows.any():
-                        if out[col].dtype.kind != "f":  # e.g. a nullable Int64 with holes
-                            out[col] = out[col].to_numpy(dtype=np.float64, na_value=np.nan)
-                        out.loc[out.index[rows], col] = fills[g][rows, j]
+                    if rows.any():  # by position: the index may repeat labels
+                        at = out.columns.get_loc(col)
+                        kind = out.dtypes.iloc[at]
+                        values = out.iloc[:, at].to_numpy(dtype=np.float64, na_value=np.nan)
+                        values[rows] = fills[g][rows, j]
+                        if kind.kind == "f":  # a float column keeps its dtype
+                            values = pd.array(values, dtype=kind)
+                        out.isetitem(at, values)  # else float64 (e.g. an Int64 with holes)
             return out
         result = {}
         for g, (name, orig) in enumerate(zip(grouped.names, caller_arrays(data, grouped))):

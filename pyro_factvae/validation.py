@@ -3,6 +3,7 @@ becomes a ``ValueError`` that names the group, column or rows and says what to d
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -10,6 +11,9 @@ import numpy as np
 import torch
 
 __all__ = [
+    "MAGNITUDES",
+    "as_array",
+    "check_magnitudes",
     "check_matrix",
     "check_numeric",
     "fmt_rows",
@@ -29,15 +33,48 @@ def fmt_rows(rows: np.ndarray, limit: int = 5) -> str:
     return f"[{shown}{more}]"
 
 
-def to_numpy(name: str, array: Any) -> np.ndarray:
+def as_array(name: str, array: Any) -> np.ndarray:
+    """A group's data as a numpy array, missing cells NaN: a tensor's values, a masked
+    array's masked cells, a pandas object's ``NA`` and an object array's ``None`` (its other
+    cells numbers) are read as such; ``ValueError`` for a sparse matrix or ragged lists."""
     if isinstance(array, torch.Tensor):
         array = array.detach().cpu().numpy()
+    if type(array).__module__.startswith("scipy.sparse"):
+        raise ValueError(
+            f"group {name!r}: a scipy.sparse matrix; densify it (.toarray()) first, or give "
+            "the data as an AnnData (GroupedData.from_anndata), whose sparse X is read in "
+            "chunks"
+        )
+    if np.ma.isMaskedArray(array):  # masked cells are missing ones
+        array = np.ma.filled(np.ma.asarray(array).astype(np.float64), np.nan)
+    if type(array).__module__.startswith("pandas") and np.asarray(array).dtype == object:
+        try:  # nullable dtypes: pd.NA is missing
+            array = array.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError):
+            pass  # text or dates: said below
     try:
         out = np.asarray(array)
     except Exception as exc:  # ragged lists and the like
         raise ValueError(f"group {name!r}: could not be read as an array ({exc})") from None
+    if out.dtype == object:  # numbers with None for missing cells
+        try:
+            out = out.astype(np.float64)
+        except (TypeError, ValueError):
+            pass  # text: said by to_numpy
+    return out
+
+
+def to_numpy(name: str, array: Any) -> np.ndarray:
+    """A group's data as a 2-D float64 array (:func:`as_array`; a 1-D group as one column);
+    ``ValueError`` naming the group for data that are not numbers or not 1-D or 2-D."""
+    out = as_array(name, array)
     if out.dtype == bool:
         out = out.astype(np.float32)
+    if out.dtype.kind in "mM":
+        raise ValueError(
+            f"group {name!r}: dates or durations (dtype {out.dtype}); convert them to numbers "
+            "first, e.g. seconds from a reference time, with NaN where a value is missing"
+        )
     if not (np.issubdtype(out.dtype, np.number)):
         raise ValueError(
             f"group {name!r}: data must be numeric, got dtype {out.dtype}; "
@@ -65,10 +102,21 @@ def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
             "group, with GroupedData.from_anndata(adata, groups=<a column of adata.var, or "
             "{group: [var_names]}>) (a MuData is read as it is: its modalities are the groups)"
         )
+    if kind == "Series" and hasattr(groups, "index"):
+        raise ValueError(
+            "got a pandas Series, one column: give the groups as {group: array} or a "
+            "DataFrame with groups={group: [columns]}"
+        )
     if isinstance(groups, Mapping):
         if names is not None:
             raise ValueError("give names either as mapping keys or as `names`, not both")
-        names = [str(k) for k in groups.keys()]
+        for key in groups:
+            if not isinstance(key, str):
+                raise ValueError(
+                    f"group name {key!r} ({type(key).__name__}) must be a string (it names the "
+                    f"Pyro sites and the output): use e.g. {{{str(key)!r}: ...}}"
+                )
+        names = list(groups.keys())
         arrays = list(groups.values())
     elif isinstance(groups, (np.ndarray, torch.Tensor)):
         raise ValueError(
@@ -122,8 +170,19 @@ def check_numeric(group: str, name: Any, column: Any, how: str = CATEGORICAL_HOW
     """A ``ValueError`` naming the first cell of ``column`` that is not a number (``how``:
     how the user gives a group the categorical likelihood, said for a text column)."""
     import pandas as pd
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+    from pandas.api.types import (
+        is_bool_dtype,
+        is_datetime64_any_dtype,
+        is_numeric_dtype,
+        is_timedelta64_dtype,
+    )
 
+    if is_datetime64_any_dtype(column) or is_timedelta64_dtype(column):
+        raise ValueError(
+            f"group {group!r}: column {name!r} holds dates or durations; convert it to "
+            "numbers first, e.g. seconds from a reference time ((frame[col] - t0) / "
+            "pandas.Timedelta(seconds=1)), which leaves NaN where a date is missing"
+        )
     if is_numeric_dtype(column) or is_bool_dtype(column):
         return
     numbers = pd.to_numeric(column, errors="coerce")
@@ -169,6 +228,51 @@ def reject_inf(names, mats, obs, cells, offset: int = 0) -> None:
         bad = np.flatnonzero((np.isinf(m) & c).any(axis=1))
         if len(bad):
             raise ValueError(f"group {name!r}: rows {fmt_rows(bad + offset)} {INF_PROBLEM}")
+
+
+#: observed magnitudes the model can train on: it scores values in their own units in
+#: float32, whose squares overflow past about 1e19 and underflow below about 1e-19
+MAGNITUDES = (1e-18, 1e18)
+
+
+def check_magnitudes(names, mats, obs, cells) -> None:
+    """``ValueError`` for a column whose observed values are too large or too small to train
+    on in float32 (:data:`MAGNITUDES`); a ``UserWarning`` naming the columns whose spread
+    float32 rounds away (values around 1e8 that vary by a few units), with what to do.
+    ``obs``, ``cells``: the group and cell masks, as for :func:`reject_inf`."""
+    low, high = MAGNITUDES
+    if cells is not None:
+        seen = np.split(cells, np.cumsum([m.shape[1] for m in mats])[:-1], axis=1)
+    else:
+        seen = [obs[:, [j]] for j in range(len(mats))]
+    for name, m, s in zip(names, mats, seen):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
+            x = np.where(s, m, np.nan)
+            if not np.isfinite(x).any():
+                continue
+            top, bottom = np.nanmax(x, axis=0), np.nanmin(x, axis=0)
+            peak, spread = np.maximum(np.abs(top), np.abs(bottom)), top - bottom
+        for j in np.flatnonzero((peak > high) | ((peak > 0) & (peak < low))):
+            raise ValueError(
+                f"group {name!r}, column {j}: observed values reach {peak[j]:.3g} in magnitude; "
+                f"the model trains in float32 on values between {low:g} and {high:g} in "
+                f"magnitude: rescale the column (e.g. divide it by {peak[j]:.0e}) and scale "
+                "what the model returns back"
+            )
+        step = np.spacing(peak.astype(np.float32)).astype(np.float64)
+        coarse = np.flatnonzero((spread > 0) & (step > spread / 1000))
+        if len(coarse):
+            j = coarse[0]
+            warnings.warn(
+                f"group {name!r}: columns {coarse.tolist()} vary little for their size (column "
+                f"{j}: values near {peak[j]:.6g} within a range of {spread[j]:.3g}); the model "
+                f"holds values in float32, which rounds them to steps of {step[j]:.3g}, so "
+                "their variation is lost: subtract an offset (e.g. each column's mean) "
+                "before fitting, and add it back to what the model returns",
+                UserWarning,
+                stacklevel=4,
+            )
 
 
 def check_matrix(
@@ -251,9 +355,15 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
             f"the data have no columns {missing} (a CSV's header, a DataFrame's columns); "
             f"the groups need: {need}"
         )
+    repeated = {c for c in frame.columns[frame.columns.duplicated()]}
     owner: dict[Any, str] = {}
     for name, cols in groups.items():
         for c in cols:
+            if c in repeated:
+                raise ValueError(
+                    f"group {name!r}: the data have more than one column labelled {c!r}; "
+                    "rename them so that each label names one column"
+                )
             if c in owner:
                 raise ValueError(
                     f"column {c!r} is in groups {owner[c]!r} and {name!r}; give each column "

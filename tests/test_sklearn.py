@@ -126,3 +126,6 @@ def test_frames_with_text_or_never_observed_columns_are_refused_by_name():
     )
     with pytest.raises(ValueError, match="column 'r' is not numeric: row 3"):
         imp.transform(text)
+    dated = pd.DataFrame(x, columns=list("pqrstu")).assign(r=pd.date_range("2020", periods=30))
+    with pytest.raises(ValueError, match="group 'a': column 'r' holds dates"):
+        FactVAEImputer(groups=groups, epochs=1).fit(dated)

@@ -70,13 +70,15 @@ def refined_posterior(
     rows = max(1, max_elements // (model.row_floats * REFINE_PARTICLES))
     phis = [phi.detach() for phi in guide.Phi]
     locs, scales = [], []
-    with seeded(device, seed), torch.enable_grad():
+    # autograd under a caller's no_grad or inference_mode too, on copies of the inputs (the
+    # tensors made in inference mode cannot be saved for backward)
+    with seeded(device, seed), torch.inference_mode(False), torch.enable_grad():
         for first in range(0, mask.shape[0], rows):  # a chunk at a time on the device
             sl = slice(first, first + rows)
             part = (
-                [x[sl].to(device) for x in xs],
-                mask[sl].to(device),
-                None if cells is None else cells[sl].to(device),
+                [_usable(x[sl].to(device)) for x in xs],
+                _usable(mask[sl].to(device)),
+                None if cells is None else _usable(cells[sl].to(device)),
             )
             with torch.no_grad():
                 start = guide.posterior_dist(*part)
@@ -87,6 +89,11 @@ def refined_posterior(
             scales.append(torch.where(keep.unsqueeze(-1), sd, scale))
     loc, scale = torch.cat(locs), torch.cat(scales)
     return dist.Normal(loc, scale).to_event(1)
+
+
+def _usable(t: torch.Tensor) -> torch.Tensor:
+    """``t``, or a copy of it where it was made in inference mode."""
+    return t.clone() if t.is_inference() else t
 
 
 def _refine(model, phis, part, loc, scale, steps):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..config import positive_int
 from ..data import as_grouped
@@ -81,6 +82,8 @@ class LambdaPath:
         return plot_lambda_path(self, path)
 
 
+@torch.inference_mode(False)  # trains under a caller's no_grad or inference_mode too
+@torch.enable_grad()
 def lambda_path(
     data: Any,
     lams: Sequence[float],

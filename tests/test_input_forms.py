@@ -1,0 +1,130 @@
+"""The forms real data come in: pandas frames with repeated index labels, tuple or repeated
+column labels, nullable, sparse and date columns; masked, object and sparse arrays; values
+too large, too small or too close together for float32; and queries and fits run under a
+caller's ``no_grad`` or ``inference_mode``."""
+
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pyro_factvae import FactVAE, GroupedData
+
+
+@pytest.fixture(scope="module")
+def ab():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((60, 1))
+    a = z @ rng.standard_normal((1, 2)) + 0.3 * rng.standard_normal((60, 2))
+    b = z @ rng.standard_normal((1, 2)) + 0.3 * rng.standard_normal((60, 2))
+    return a, b
+
+
+def _fit(data, **kwargs):
+    return FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=3, progress=False, **kwargs)
+
+
+def test_a_frame_with_repeated_index_labels_keeps_its_observed_cells(ab):
+    frame = pd.DataFrame(np.hstack(ab), columns=list("wxyz"), index=["r"] * 60)
+    frame.iloc[0, 0] = np.nan
+    groups = {"A": ["w", "x"], "B": ["y", "z"]}
+    vae = _fit(frame, groups=groups)
+    filled = vae.impute(frame)
+    assert np.array_equal(filled["w"].to_numpy()[1:], frame["w"].to_numpy()[1:])
+    assert np.isfinite(filled["w"].iloc[0])
+    lower, upper = vae.predict_interval(frame, num_draws=20)
+    assert np.array_equal(lower["w"].to_numpy()[1:], frame["w"].to_numpy()[1:])
+    assert lower["w"].iloc[0] < upper["w"].iloc[0]
+
+
+def test_tuple_labels_and_float_column_dtypes_are_kept_in_the_filled_frame(ab):
+    labels = pd.Index([("a", 0), ("a", 1), ("b", 0), ("b", 1)], tupleize_cols=False)
+    frame = pd.DataFrame(np.hstack(ab), columns=labels)
+    frame.iloc[0, 0] = np.nan
+    groups = {"A": [("a", 0), ("a", 1)], "B": [("b", 0), ("b", 1)]}
+    filled = _fit(frame, groups=groups).impute(frame)
+    assert np.isfinite(filled.iloc[0, 0])
+    assert np.array_equal(filled.iloc[1:].to_numpy(), frame.iloc[1:].to_numpy())
+    plain = pd.DataFrame(np.hstack(ab), columns=list("wxyz"))
+    plain.iloc[0, :3] = np.nan
+    plain = plain.astype({"w": np.float32, "x": "Float64"})
+    plain["y"] = pd.arrays.SparseArray(plain["y"])
+    filled = _fit(plain, groups={"A": ["w", "x"], "B": ["y", "z"]}).impute(plain)
+    assert filled.dtypes["w"] == np.float32 and str(filled.dtypes["x"]) == "Float64"
+    assert not filled.isna().any().any()
+    assert filled["w"].iloc[1:].equals(plain["w"].iloc[1:])
+
+
+def test_repeated_column_labels_and_date_columns_are_refused_by_name(ab):
+    frame = pd.DataFrame(np.hstack(ab), columns=["x", "x", "y", "z"])
+    with pytest.raises(ValueError, match="more than one column labelled 'x'"):
+        _fit(frame, groups={"A": ["x"], "B": ["y", "z"]})
+    dated = pd.DataFrame({"t": pd.date_range("2020", periods=60), "y": ab[1][:, 0]})
+    dated.loc[2, "t"] = pd.NaT
+    with pytest.raises(ValueError, match="column 't' holds dates"):
+        GroupedData.from_dataframe(dated, {"A": ["t"], "B": ["y"]})
+    with pytest.raises(ValueError, match="group 'a': dates or durations"):
+        GroupedData({"a": np.arange(60).astype("datetime64[s]"), "b": ab[1]})
+
+
+def test_masked_object_and_nullable_groups_read_their_holes_as_missing(ab):
+    a, b = ab
+    masked = np.ma.masked_array(a.copy(), mask=False)
+    masked[0, 0] = np.ma.masked
+    masked.data[0, 0] = 1e6  # hidden under the mask: never seen, never returned
+    objects = a.astype(object)
+    objects[0, 0] = None
+    nullable = pd.DataFrame(a, dtype="Float64")
+    nullable.iloc[0, 0] = pd.NA
+    vae = _fit({"a": masked, "b": b})
+    for given in (masked, objects, nullable):
+        data = GroupedData({"a": given, "b": b})
+        assert data.cells is not None and not bool(data.cells[0, 0])
+        assert int(data.cells.sum()) == 239  # that one cell only
+        filled = vae.impute({"a": given, "b": b})["a"]
+        assert abs(filled[0, 0]) < 100 and np.array_equal(filled[1:], a[1:])
+
+
+def test_one_series_sparse_matrices_and_non_text_group_names_are_refused(ab):
+    import scipy.sparse
+
+    with pytest.raises(ValueError, match="pandas Series, one column"):
+        _fit(pd.Series(ab[0][:, 0]))
+    with pytest.raises(ValueError, match=r"group 'a': a scipy.sparse matrix; densify it"):
+        GroupedData({"a": scipy.sparse.csr_matrix(ab[0]), "b": ab[1]})
+    with pytest.raises(ValueError, match=r"group name 0 \(int\) must be a string"):
+        _fit({0: ab[0], 1: ab[1]})
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-20])
+def test_values_beyond_float32s_reach_are_refused_with_the_group_and_column(ab, scale):
+    with pytest.raises(ValueError, match=r"group 'b', column 0: observed values reach"):
+        GroupedData({"a": ab[0], "b": ab[1] * scale})
+
+
+def test_columns_float32_cannot_tell_apart_are_named_in_a_warning(ab):
+    a, b = ab
+    with pytest.warns(UserWarning, match=r"group 'b': columns \[0, 1\] vary little"):
+        GroupedData({"a": a, "b": 1e8 + b})
+    with warnings.catch_warnings():  # a plain offset float32 holds is no problem
+        warnings.simplefilter("error")
+        GroupedData({"a": a, "b": 1e3 + b})
+
+
+def test_queries_and_fits_work_under_no_grad_and_inference_mode(ab):
+    a, b = ab
+    b = b.copy()
+    b[::4] = np.nan
+    data = {"a": a, "b": b}
+    vae = _fit(data)
+    expected = vae.impute(data)["b"]
+    with torch.inference_mode():
+        assert np.array_equal(vae.impute(data)["b"], expected)  # refined by autograd
+        lower, upper = vae.predict_interval(data, num_draws=20)
+        assert (lower["b"] <= upper["b"]).all()
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            again = _fit(data)
+        assert np.array_equal(again.impute(data)["b"], expected)
