@@ -68,7 +68,7 @@ def to_inference_data(
     posterior = {
         "column_norm": norms.reshape(shape),
         "gamma_sq": gamma.reshape(shape),
-        "active": active.reshape(shape),
+        "active": active.reshape(shape).astype(np.int8),  # numbers: ArviZ takes quantiles
     }
     dims = {v: ["group", "latent"] for v in posterior}
     coords = {"group": names, "latent": [f"z{j}" for j in range(k)]}

@@ -114,9 +114,8 @@ def draw_scores(
     vae : FactVAE
         A fitted model.
     data
-        The complete truth (anything :meth:`~pyro_factvae.FactVAE.impute` takes); entries already
-        missing
-        are not scored.
+        The complete truth (anything :meth:`~pyro_factvae.FactVAE.impute` takes); entries
+        already missing are not scored, nor rows that observe nothing.
     hidden : array-like of bool
         ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only).
     num_draws, num_samples, seed, refine_steps
@@ -141,7 +140,7 @@ def draw_scores(
     levels = _levels(levels)
     interval_draws(num_draws, max(levels))  # the widest interval needs the most draws
     model, guide = vae.fitted_modules()
-    truth = vae.prepare(data)
+    truth = vae.prepare(data, allow_empty_rows=True)
     hidden = torch.as_tensor(np.asarray(hidden), dtype=torch.bool)
     full = truth.cell_mask()
     if hidden.shape == truth.observed.shape:
@@ -152,6 +151,9 @@ def draw_scores(
             f"{tuple(truth.observed.shape)} or (rows, cells) = {tuple(full.shape)}"
         )
     hidden = hidden & full
+    seen = truth.observed.any(-1)  # a row that observes nothing has nothing to score
+    if not bool(seen.all()):
+        truth, hidden, full = truth.subset(seen), hidden[seen], full[seen]
     held = truth.with_mask(full & ~hidden)  # a row left with nothing observed is refused here
     check_support(held, model.layout)  # e.g. a one-hot label hidden in part
     draws_of = posterior_draws(

@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
         if data:
             p.add_argument("--groups", help="CSV group spec: 'a=x1,x2;b=x3' or a JSON file")
         p.add_argument("--json", action="store_true", help="machine-readable output")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
         p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
 
     def training(p: argparse.ArgumentParser, epochs: int | None) -> None:
@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
             if epochs is None
             else "default: %(default)s",
         )
-        p.add_argument("--batch-size", type=int, default=FitConfig().batch_size)
+        p.add_argument(
+            "--batch-size", type=int, default=FitConfig().batch_size, help="default: %(default)s"
+        )
         p.add_argument(
             "--likelihood",
             action="append",
@@ -134,12 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("data")
     p.add_argument("--out", "-o", required=True, help="output .csv or .npz")
-    p.add_argument("--samples", type=int, default=NUM_SAMPLES, help="Monte Carlo draws of z")
+    p.add_argument(
+        "--samples", type=int, default=NUM_SAMPLES, help="Monte Carlo draws of z (%(default)s)"
+    )
     p.add_argument(
         "--refine-steps",
         type=int,
         default=REFINE_STEPS,
-        help="steps of per-row refinement of the encoder's posterior (0: the encoder's)",
+        help="steps of per-row refinement of the encoder's posterior (0: the encoder's; "
+        "default: %(default)s)",
     )
     p.add_argument(
         "--draws",
@@ -183,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--refine-steps",
         type=int,
         default=REFINE_STEPS,
-        help="steps of per-row refinement of the posterior behind the imputations (0: none)",
+        help="steps of per-row refinement of the posterior behind the imputations (0: none; "
+        "default: %(default)s)",
     )
     common(p)
     p.set_defaults(run=cmd_evaluate)
@@ -196,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lambda-path", help="fit over a lambda grid and choose lambda")
     p.add_argument("data")
-    p.add_argument("--lams", default="0,0.1,0.3,1,3", help="comma-separated grid")
+    p.add_argument("--lams", default="0,0.1,0.3,1,3", help="comma-separated grid (%(default)s)")
     p.add_argument("--plot", help="write the path plot to this PNG")
     p.add_argument("--out", "-o", help="save the model at the chosen lambda")
     training(p, 20)
@@ -238,10 +244,6 @@ def run() -> None:
     sys.exit(main())
 
 
-if __name__ == "__main__":
-    run()
-
-
 #: the library's argument names that a ``factvae`` option sets, as the option is spelled
 OPTIONS = {
     "checkpoint_every": "--checkpoint-every",
@@ -263,3 +265,7 @@ def _as_options(message: str) -> str:
         if message.startswith((f"{name} ", f"{name}=")):
             return option + message[len(name) :]
     return message
+
+
+if __name__ == "__main__":  # last: python -m pyro_factvae.cli (torchrun) needs all of the above
+    run()

@@ -245,8 +245,12 @@ class FactVAE(Queries):
         data : GroupedData or anything :class:`GroupedData` accepts
             Training rows; NaN rows mark missing groups. Every group must be observed in some
             row, and every row must observe some group.
-        epochs, batch_size : int
-            Passes over the data and rows per step.
+        epochs : int or None
+            Passes over the data. ``None`` (default): about 3,000 steps, at least 20 and at
+            most 1,000 epochs (``min(1000, max(20, ceil(3000 / minibatches per epoch)))``);
+            with early stopping, a cap.
+        batch_size : int
+            Rows per step.
         lr : float
             Adam step size for all parameters but ``Phi``.
         phi_lr : float
@@ -256,8 +260,9 @@ class FactVAE(Queries):
         warmup_epochs : float, optional
             Ramp the prox's ``lam`` linearly from 0 over this many epochs (a continuation
             start: networks first learn what the data say, then the penalty prunes; the
-            objective at the end is unchanged). Default: 40% of ``epochs`` on the first
-            call, none when continuing.
+            objective at the end is unchanged). Default: 40% of the epochs before the
+            relaxed refit (30% of ``epochs`` when ``relax_epochs`` takes its default quarter)
+            on the first call, none when continuing.
         lr_decay : float
             Final step sizes as a fraction of ``lr`` and ``phi_lr`` (cosine schedule over
             each phase of this call; 1 keeps them constant). Small final steps let noisy
@@ -283,12 +288,18 @@ class FactVAE(Queries):
         patience : int, "auto" or None
             Early stopping: hold out ``validation`` of the rows (split with ``seed``), score
             the objective (negative ELBO, plus the prox's group-lasso term) after every epoch
-            past the ``lam`` warm-up, end the phase after ``patience`` epochs without a better
-            score and restore the weights of the best epoch; ``epochs`` is then a cap.
+            past the ``lam`` warm-up (every ``ceil(8 / minibatches per epoch)`` epochs where an
+            epoch has fewer than 8 minibatches), end the phase after ``patience`` epochs
+            without a better score and restore the weights of the best epoch; ``epochs`` is
+            then a cap.
             ``"auto"`` (default): about 300 steps' worth of epochs (at least 10), and no early
             stopping below 20 rows. ``None`` trains every epoch on every row.
         validation : float
             Fraction of rows held out for early stopping.
+        relax_epochs : int or None
+            ``phi_inference="prox"`` only: the last this many of ``epochs`` refit the support
+            the prox selected without shrinkage (the relaxed group lasso), at a tenth of the
+            step sizes. ``None`` (default): a quarter of ``epochs`` with ``lam > 0``, else 0.
         groups : mapping, optional
             With a pandas DataFrame ``data``: ``{group: [columns]}``. The model keeps it
             (``columns_``, also in its file), so later calls take DataFrames as they are and

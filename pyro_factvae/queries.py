@@ -85,7 +85,8 @@ class Queries:
         ``q`` takes this many steps from the encoder's towards the model's posterior (Adam on
         its mean and scale, the ELBO of the row's given cells: semi-amortized inference,
         :mod:`~pyro_factvae.module.refine`); 0 keeps the encoder's. Rows where none of
-        ``given`` is observed get prior-predictive means. The global RNG is left as it was.
+        ``given`` is observed get prior-predictive means. ``seed`` seeds the draws of ``z``
+        (in a fork of the global RNG, which is left as it was): results repeat.
 
         Returns
         -------
@@ -204,9 +205,25 @@ class Queries:
         :meth:`impute`'s output. Missing cells get the ``(1 - level) / 2`` and ``(1 + level) /
         2`` quantiles of ``num_draws`` draws from ``p(x_miss | x_obs)`` (as ``impute(...,
         num_draws=)``; rows are processed in chunks, so memory holds one chunk's draws);
-        observed entries get their value in both (zero width). ``refine_steps`` as in
-        :meth:`impute`. ``num_draws`` must be at least ``2 / (1 - level)`` (20 for 90%), so
-        that each bound leaves a draw beyond it."""
+        observed entries get their value in both (zero width).
+
+        Parameters
+        ----------
+        data
+            Anything :meth:`impute` takes.
+        level : float
+            The central probability of each interval, in (0, 1).
+        num_draws : int
+            Draws per row; at least ``2 / (1 - level)`` (20 for 90%), so that each bound
+            leaves a draw beyond it.
+        num_samples, seed, refine_steps
+            As in :meth:`impute`: importance samples per row behind the draws, the seed of
+            the draws (the global RNG is left as it was) and the refinement steps.
+
+        Returns
+        -------
+        tuple
+            ``(lower, upper)``, each shaped like :meth:`impute`'s output."""
         interval_draws(num_draws, level)
         positive_int("num_samples", num_samples)
         grouped = self.prepare(data, allow_empty_rows=True)

@@ -9,7 +9,10 @@
 ========================  ==========================================================
 
 A group name is any non-empty string (``"S1 Trimer"``, ``"IgG.1"``, ``"left arm"``): Pyro site
-names are arbitrary strings, and parsing only looks at the prefix.
+names are arbitrary strings, and parsing only looks at the prefix. The group-lasso sites also
+carry their kind in ``infer`` (:func:`tagged`), which handlers read instead of the name: a
+user's own site named ``Phi_...``, or the library's sites renamed by
+``pyro.contrib.autoname.scope``, are told apart.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ __all__ = [
     "THETA_PRIOR",
     "Z",
     "gamma_sq",
+    "ROLE",
     "parse",
     "phi",
+    "role",
+    "tagged",
     "term",
     "x",
 ]
@@ -30,6 +36,20 @@ THETA_PRIOR = "theta_prior"
 DATA_PLATE = "data"
 #: per-group site kinds, longest prefix first so parsing is unambiguous
 _KINDS = ("gamma_sq", "Phi", "x")
+
+
+#: the ``infer`` key that names a group-lasso site's kind (``"gamma_sq"`` or ``"Phi"``)
+ROLE = "factvae_role"
+
+
+def tagged(kind: str) -> dict[str, str]:
+    """The ``infer`` dict of a group-lasso site of ``kind`` (``"gamma_sq"`` or ``"Phi"``)."""
+    return {ROLE: kind}
+
+
+def role(msg: dict) -> str | None:
+    """The kind a Pyro message's site was tagged with (:func:`tagged`), else ``None``."""
+    return (msg.get("infer") or {}).get(ROLE)
 
 
 def x(group: str) -> str:

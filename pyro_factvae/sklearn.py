@@ -5,7 +5,8 @@
 :class:`~pyro_factvae.FactVAE` and fills every missing cell with its posterior-predictive
 mean, or, with ``sample_posterior=True``, with one draw from ``p(x_miss | x_obs)`` (as
 scikit-learn's ``IterativeImputer(sample_posterior=True)``). Every setting of the model and
-of its fit is a constructor parameter, so ``get_params``, ``set_params``, ``clone``,
+of its fit for a table (all but the image networks' ``image_shape`` and ``conv_width``, and
+the fit's ``callbacks``) is a constructor parameter, so ``get_params``, ``set_params``, ``clone``,
 ``Pipeline``, ``ColumnTransformer`` and ``GridSearchCV`` work as with any imputer.
 
 scikit-learn is an optional dependency (``pip install pyro_factvae[sklearn]``, or scikit-learn

@@ -33,6 +33,22 @@ def test_inference_data_dims_and_values(fitted_bars):
     assert (gamma > 0).all() and gamma.std(axis=(0, 1)).min() > 0  # real draws, not a point
 
 
+def test_arviz_summarises_and_plots_every_variable(fitted_bars):
+    import arviz as az
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    idata = to_inference_data(fitted_bars, num_draws=20, num_chains=2)
+    assert np.issubdtype(idata.posterior["active"].dtype, np.integer)
+    summary = az.summary(idata, kind="stats")
+    assert len(summary) == 3 * 4 * 6  # three variables, G x K each
+    axes = az.plot_forest(idata)  # every variable, the 0/1 `active` included
+    assert len(axes) >= 1
+    plt.close("all")
+
+
 def test_arviz_summary_forest_and_posterior_run(fitted_bars):
     import arviz as az
     import matplotlib

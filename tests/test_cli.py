@@ -151,6 +151,14 @@ def test_console_script_runs_as_a_subprocess(tmp_path, csv_with_holes):
     )
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip() == f"factvae: error: no such data file: {tmp_path / 'none.csv'}"
+    module = subprocess.run(  # as torchrun starts it
+        [sys.executable, "-m", "pyro_factvae.cli", "evaluate", str(model), "none.csv"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert module.returncode == 1 and module.stderr.startswith("factvae: error: no such data")
 
 
 def test_fit_interrupted_exits_non_zero_with_how_to_resume(

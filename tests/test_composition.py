@@ -141,3 +141,29 @@ def test_composition_example_runs(tmp_path, capsys):
     assert all(0 <= a <= 1 for a in acc.values())
     assert (tmp_path / "composition_sparsity.png").stat().st_size > 1000
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_collapse_acts_on_the_librarys_sites_whatever_their_names(fitted, groups):
+    from pyro.contrib.autoname import scope
+
+    from pyro_factvae import collapse
+
+    xs, mask = _batch(fitted, groups)
+
+    def outer(xs, mask):
+        z = fitted.model_(xs, mask)
+        w = pyro.sample("Phi_head", dist.Normal(torch.zeros(3), 1.0).to_event(1))  # the user's
+        return z @ w
+
+    tr = poutine.trace(collapse(outer)).get_trace(xs, mask)
+    tr.compute_log_prob()
+    assert float(tr.nodes["Phi_head"]["log_prob_sum"]) != 0.0  # the user's prior is kept
+    assert "gamma_sq_a" not in tr.nodes and float(tr.nodes["Phi_a"]["log_prob_sum"]) == 0.0
+
+    def scoped(xs, mask):
+        return scope(fitted.model_, prefix="v1")(xs, mask)
+
+    tr = poutine.trace(collapse(scoped)).get_trace(xs, mask)
+    tr.compute_log_prob()
+    assert "v1/gamma_sq_a" not in tr.nodes  # renamed, and still integrated out
+    assert float(tr.nodes["v1/Phi_a"]["log_prob_sum"]) == 0.0

@@ -271,3 +271,16 @@ def test_intervals_of_discrete_groups_are_values_of_their_support():
     with pytest.raises(ValueError, match="levels must be in"):
         coverage(draws, truth, np.ones((4, 3), bool), levels=(1.2,))
     assert coverage(draws, truth, np.ones((4, 3), bool), levels=0.9) == {0.9: 1.0}
+
+
+def test_draw_scores_leave_out_rows_that_observe_nothing():
+    from pyro_factvae.calibration import draw_scores
+
+    vae, data, groups, _ = linear_gaussian("poe", n=40)
+    hide = np.zeros((40, 2), bool)
+    hide[:20, 1] = True
+    base = draw_scores(vae, groups, hide, num_draws=40, num_samples=50)
+    holed = {g: np.vstack([v, np.full((1, v.shape[1]), np.nan)]) for g, v in groups.items()}
+    scores = draw_scores(vae, holed, np.vstack([hide, [[False, True]]]), 40, num_samples=50)
+    assert scores["entries"] == base["entries"] and base["entries"]["b"] > 0
+    assert scores["crps"]["b"] == base["crps"]["b"]  # the same rows scored, the same draws

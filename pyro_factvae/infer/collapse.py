@@ -32,7 +32,7 @@ class _CollapseMessenger(Messenger):
     def _process_message(self, msg: dict) -> None:
         if msg["type"] != "sample":
             return
-        kind, _ = sites.parse(str(msg["name"]))
+        kind = sites.role(msg)  # tagged by the library, whatever the site's name
         if kind == "gamma_sq":
             # integrated out (sec. 2.1): hidden from outer handlers; its value, the prior
             # mean, only feeds the masked Phi site below

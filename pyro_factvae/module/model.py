@@ -170,8 +170,10 @@ class Model(PyroModule):
             priors *= len(block.groups) // len(priors)  # one for the block, shared
             for g, prior in zip(block.groups, priors):
                 name = self.layout.names[g]
-                gamma_sq = pyro.sample(sites.gamma_sq(name), prior)
-                stack.append(pyro.sample(sites.phi(name), phi_prior(gamma_sq, m)))
+                tag = sites.tagged
+                gamma_sq = pyro.sample(sites.gamma_sq(name), prior, infer=tag("gamma_sq"))
+                phi = pyro.sample(sites.phi(name), phi_prior(gamma_sq, m), infer=tag("Phi"))
+                stack.append(phi)
             phis.append(torch.stack(stack, dim=-3))
         return phis
 

@@ -62,8 +62,10 @@ class PointMass(nn.Module):
             stack = []
             for i, g in enumerate(block.groups):
                 name = layout.names[g]
-                pyro.sample(sites.gamma_sq(name), dist.Delta(gamma_sq[i], event_dim=1))
-                stack.append(pyro.sample(sites.phi(name), dist.Delta(phi[i], event_dim=2)))
+                delta = dist.Delta(gamma_sq[i], event_dim=1)
+                pyro.sample(sites.gamma_sq(name), delta, infer=sites.tagged("gamma_sq"))
+                delta = dist.Delta(phi[i], event_dim=2)
+                stack.append(pyro.sample(sites.phi(name), delta, infer=sites.tagged("Phi")))
             out.append(torch.stack(stack, dim=-3))
         return out
 
@@ -130,10 +132,10 @@ class MeanField(nn.Module):
             stack = []
             for i, g in enumerate(block.groups):
                 name = layout.names[g]
-                pyro.sample(sites.gamma_sq(name), dist.LogNormal(g_loc[i], g_scale[i]).to_event(1))
-                stack.append(
-                    pyro.sample(sites.phi(name), dist.Normal(phi[i], scale[i]).to_event(2))
-                )
+                q_gamma_sq = dist.LogNormal(g_loc[i], g_scale[i]).to_event(1)
+                pyro.sample(sites.gamma_sq(name), q_gamma_sq, infer=sites.tagged("gamma_sq"))
+                q_phi = dist.Normal(phi[i], scale[i]).to_event(2)
+                stack.append(pyro.sample(sites.phi(name), q_phi, infer=sites.tagged("Phi")))
             out.append(torch.stack(stack, dim=-3))
         return out
 
