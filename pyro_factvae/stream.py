@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
 from .masks import observed_from_nan
-from .validation import fmt_rows, reject_inf, to_numpy
+from .validation import check_magnitudes, fmt_rows, reject_inf, to_numpy
 
 __all__ = ["dataset_to_memmap", "is_dataset"]
 
@@ -32,7 +32,8 @@ def is_dataset(obj: Any) -> bool:
 
 
 def _split(batch: Any, start: int) -> tuple[list[str], list[np.ndarray]]:
-    """A collated batch as group names and ``(B, d_g)`` float arrays."""
+    """A collated batch of items ``start, start + 1, ...`` as group names and ``(B, d_g)``
+    float arrays."""
     if isinstance(batch, Mapping):
         names = [str(k) for k in batch.keys()]
         parts = list(batch.values())
@@ -50,15 +51,67 @@ def _split(batch: Any, start: int) -> tuple[list[str], list[np.ndarray]]:
     return names, [to_numpy(n, p) for n, p in zip(names, parts)]
 
 
-def _collate_same_widths(items: list[Any]) -> Any:
-    """torch's ``default_collate``, with a ``ValueError`` that says what is wrong where it
-    cannot stack the items of a batch (a group of another width in one of them)."""
+class _Indexed(Dataset):
+    """``dataset``'s items with their indices, so that a batch's problems name its items."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[int, Any]:
+        return index, self.dataset[index]
+
+
+def _row(value: Any) -> Any:
+    """A group's value in an item as a row: a list or tuple of numbers (``None``: missing)
+    as a float64 array, which ``default_collate`` stacks as rows (it would make one tensor
+    per position of a list, the values of a batch transposed)."""
+    if isinstance(value, (list, tuple)):
+        return np.array(value, dtype=np.float64)
+    return value
+
+
+def _groups_of(item: Any) -> tuple[list[str], list[int]]:
+    """An item's group names and widths, as its batch is checked."""
+    if isinstance(item, Mapping):
+        names, values = [str(k) for k in item], list(item.values())
+    else:
+        names, values = [f"g{i}" for i in range(len(item))], list(item)
+    return names, [int(np.prod(np.shape(v))) for v in values]
+
+
+def _collate_same_widths(indexed: list[tuple[int, Any]]) -> Any:
+    """torch's ``default_collate`` of a batch of ``(index, item)``, lists read as rows
+    (:func:`_row`), with a ``ValueError`` that names the first item whose groups or widths
+    differ from the batch's first."""
+    items = []
+    for _, item in indexed:
+        if isinstance(item, Mapping):
+            item = {k: _row(v) for k, v in item.items()}
+        elif isinstance(item, (list, tuple)):
+            item = [_row(v) for v in item]
+        items.append(item)
+    try:
+        first = _groups_of(items[0])
+        for (index, _), item in zip(indexed, items):
+            if _groups_of(item) != first:
+                names, widths = _groups_of(item)
+                raise ValueError(
+                    f"dataset item {index} has groups {dict(zip(names, widths))}; item "
+                    f"{indexed[0][0]} has {dict(zip(*first))}: every item needs the same groups "
+                    "and widths (a missing group is a row of NaN of its width)"
+                )
+    except TypeError:  # not a mapping or a sequence: said by _split
+        pass
     try:
         return default_collate(items)
-    except RuntimeError as exc:
+    except (RuntimeError, KeyError, TypeError) as exc:
         raise ValueError(
-            f"the dataset's items do not stack into one batch ({exc}): every item needs the "
-            "same groups and widths (a missing group is a row of NaN of its width)"
+            f"dataset items {indexed[0][0]}..{indexed[-1][0]} do not stack into one batch "
+            f"({exc}): every item needs the same groups and widths (a missing group is a row "
+            "of NaN of its width)"
         ) from None
 
 
@@ -77,8 +130,58 @@ def dataset_to_memmap(
     each row's item index (``N' < N`` only when ``drop_empty_rows`` dropped rows), and the
     ``(N', sum d_g)`` bool cell mask, or ``None`` when no observed group misses a cell (a
     memmap of a temporary file, or of ``path + ".cells"`` when ``path`` is given). ``path``:
-    the file to write (default: an anonymous temporary file, freed with the matrix).
+    the file to write (default: an anonymous temporary file, freed with the matrix); its
+    folder is created. It is written beside ``path`` and moved there when complete, so an
+    earlier matrix mapped from ``path`` keeps its data, and a failed stream leaves nothing
+    (a ``path + ".cells"`` left by other data is removed when these miss no cell).
     """
+    if path is None:
+        return _write(
+            dataset, None, None, batch_size, num_workers, drop_empty_rows, allow_empty_rows
+        )
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ValueError(f"path {path!r} is a folder; name the file to write the data to")
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    parts = [
+        tempfile.NamedTemporaryFile(dir=folder, prefix=os.path.basename(path) + ".", delete=False)
+        for _ in range(2)
+    ]
+    for part in parts:
+        part.close()
+    temps = [part.name for part in parts]
+    try:
+        out = _write(dataset, *temps, batch_size, num_workers, drop_empty_rows, allow_empty_rows)
+        matrix, observed, names, dims, row_index, cells = out
+        shape = matrix.shape
+        del out, matrix  # unmapped before the files are moved (Windows refuses mapped ones)
+        os.replace(temps[0], path)
+        matrix = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)
+        if cells is not None:
+            del cells
+            os.replace(temps[1], path + ".cells")
+            cells = np.memmap(path + ".cells", dtype=bool, mode="r+", shape=shape)
+        elif os.path.exists(path + ".cells"):  # another stream's mask: not these data's
+            os.remove(path + ".cells")
+        return matrix, observed, names, dims, row_index, cells
+    finally:
+        for temp in temps:
+            if os.path.exists(temp):
+                os.remove(temp)
+
+
+def _write(
+    dataset: Any,
+    path: str | None,
+    cells_path: str | None,
+    batch_size: int,
+    num_workers: int,
+    drop_empty_rows: bool,
+    allow_empty_rows: bool,
+) -> tuple[np.memmap, np.ndarray, list[str], list[int], np.ndarray, np.memmap | None]:
+    """:func:`dataset_to_memmap` into ``path`` and ``cells_path`` (``None``: temporary
+    files)."""
     if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
         raise ValueError(
             "from_dataset needs a map-style Dataset with __len__ and __getitem__ (the number "
@@ -90,7 +193,7 @@ def dataset_to_memmap(
     if num_rows == 0:
         raise ValueError("the dataset has no items")
     loader = DataLoader(
-        dataset,
+        _Indexed(dataset),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -103,14 +206,23 @@ def dataset_to_memmap(
     dims: list[int] = []
     kept: list[np.ndarray] = []
     written = start = 0
+    warned = False  # float32's rounding of a column is told once, not per batch
     for batch in loader:
         batch_names, mats = _split(batch, start)
+        rows_of = {n: m.shape[0] for n, m in zip(batch_names, mats)}
+        expected = min(batch_size, num_rows - start)
+        if set(rows_of.values()) != {expected}:
+            raise ValueError(
+                f"dataset items {start}..{start + expected - 1} stack into groups of "
+                f"{rows_of} rows, not one row per item ({expected}): give each group of an "
+                "item as one row of values (a 1-D array, tensor or list)"
+            )
         widths = [m.shape[1] for m in mats]
         if matrix is None:
             names, dims = batch_names, widths
             if len(set(names)) != len(names):
                 raise ValueError(f"group names must be unique, got {names}")
-            target = tempfile.TemporaryFile() if path is None else os.fspath(path)
+            target = tempfile.TemporaryFile() if path is None else path
             matrix = np.memmap(target, dtype=np.float32, mode="w+", shape=(num_rows, sum(dims)))
             observed = np.zeros((num_rows, len(dims)), dtype=bool)
         elif batch_names != names or widths != dims:
@@ -121,8 +233,9 @@ def dataset_to_memmap(
             )
         obs, seen = observed_from_nan(names, mats)
         reject_inf(names, mats, obs, seen, offset=start)
+        warned = check_magnitudes(names, mats, obs, seen, warn=not warned) or warned
         if seen is not None and cells is None:  # the first missing cell: start the cell mask
-            where = tempfile.TemporaryFile() if path is None else os.fspath(path) + ".cells"
+            where = tempfile.TemporaryFile() if cells_path is None else cells_path
             shape = (num_rows, sum(dims))
             cells = np.memmap(where, dtype=bool, mode="w+", shape=shape)
             for first in range(0, written, batch_size):
@@ -134,7 +247,8 @@ def dataset_to_memmap(
         if not keep.all() and not (drop_empty_rows or allow_empty_rows):
             raise ValueError(
                 f"dataset items {fmt_rows(np.flatnonzero(~keep) + start)} have no observed "
-                "group; pass drop_empty_rows=True (or allow_empty_rows=True for prediction)"
+                "group; build the data with GroupedData.from_dataset(dataset, "
+                "drop_empty_rows=True) (or allow_empty_rows=True for prediction)"
             )
         if allow_empty_rows and not drop_empty_rows:
             keep = np.ones_like(keep)
@@ -155,11 +269,11 @@ def dataset_to_memmap(
         dtype, width = matrix.dtype, matrix.shape[1]
         matrix.flush()
         matrix = None  # unmapped before its file is cut (Windows refuses a mapped one)
-        matrix = _cut(os.fspath(path), dtype, width, written)
-        if cells is not None:
+        matrix = _cut(path, dtype, width, written)
+        if cells is not None and cells_path is not None:
             cells.flush()
             cells = None
-            cells = _cut(os.fspath(path) + ".cells", np.dtype(bool), width, written)
+            cells = _cut(cells_path, np.dtype(bool), width, written)
     cell_mask = None if cells is None else cells[:written]
     return matrix[:written], observed[:written], names, dims, np.concatenate(kept), cell_mask
 

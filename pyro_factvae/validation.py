@@ -235,11 +235,12 @@ def reject_inf(names, mats, obs, cells, offset: int = 0) -> None:
 MAGNITUDES = (1e-18, 1e18)
 
 
-def check_magnitudes(names, mats, obs, cells) -> None:
+def check_magnitudes(names, mats, obs, cells, warn: bool = True) -> bool:
     """``ValueError`` for a column whose observed values are too large or too small to train
     on in float32 (:data:`MAGNITUDES`); a ``UserWarning`` naming the columns whose spread
     float32 rounds away (values around 1e8 that vary by a few units), with what to do.
-    ``obs``, ``cells``: the group and cell masks, as for :func:`reject_inf`."""
+    ``obs``, ``cells``: the group and cell masks, as for :func:`reject_inf`. Returns
+    whether it warned (``warn=False``: it does not)."""
     low, high = MAGNITUDES
     if cells is not None:
         seen = np.split(cells, np.cumsum([m.shape[1] for m in mats])[:-1], axis=1)
@@ -262,7 +263,7 @@ def check_magnitudes(names, mats, obs, cells) -> None:
             )
         step = np.spacing(peak.astype(np.float32)).astype(np.float64)
         coarse = np.flatnonzero((spread > 0) & (step > spread / 1000))
-        if len(coarse):
+        if len(coarse) and warn:
             j = coarse[0]
             warnings.warn(
                 f"group {name!r}: columns {coarse.tolist()} vary little for their size (column "
@@ -273,6 +274,8 @@ def check_magnitudes(names, mats, obs, cells) -> None:
                 UserWarning,
                 stacklevel=4,
             )
+            return True
+    return False
 
 
 def check_matrix(

@@ -151,3 +151,59 @@ def test_a_kept_memmap_file_holds_only_the_rows_kept(tmp_path):
     cells = np.memmap(f"{path}.cells", dtype=bool, mode="r", shape=(298, 6))
     again = GroupedData.from_matrix(back, data.dims, cells, names=data.names)
     assert torch.equal(again.matrix, data.matrix) and torch.equal(again.cells, data.cells)
+
+
+class Lists(Rows):
+    """Items whose groups are Python lists (``None`` for a missing value)."""
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        return {
+            k: [None if np.isnan(x) else float(x) for x in np.atleast_1d(v)]
+            for k, v in item.items()
+        }
+
+
+def test_items_of_lists_are_rows_and_items_that_differ_are_named():
+    g = groups()
+    data = GroupedData.from_dataset(Lists(g), batch_size=64)
+    assert data.dims == [3, 2, 1] and len(data) == 300
+    assert torch.equal(data.matrix, GroupedData.from_dataset(Rows(g), batch_size=64).matrix)
+
+    class Missing(Rows):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            if i == 77:
+                del item["b"]
+            return item
+
+    with pytest.raises(ValueError, match=r"dataset item 77 has groups \{'a': 3, 'c': 1\}"):
+        GroupedData.from_dataset(Missing(g), batch_size=64)
+
+
+def test_streamed_values_beyond_float32s_reach_are_refused():
+    g = groups()
+    g["a"][5, 0] = 1e39
+    with pytest.raises(ValueError, match=r"group 'a', column 0: observed values reach 1e\+39"):
+        GroupedData.from_dataset(Rows(g), batch_size=64)
+
+
+def test_a_kept_file_written_again_leaves_earlier_data_intact_and_no_stale_mask(tmp_path):
+    g = groups()
+    g["a"][3, 1] = np.nan  # a cell mask beside the first file
+    path = tmp_path / "new" / "rows.f32"  # its folder is made
+    first = GroupedData.from_dataset(Rows(g), path=path, batch_size=50)
+    before = first.matrix.clone()
+    assert (tmp_path / "new" / "rows.f32.cells").exists()
+    small = {k: np.nan_to_num(v[:10]) for k, v in groups().items()}  # no missing cell
+    second = GroupedData.from_dataset(Rows(small), path=path)
+    assert torch.equal(first.matrix, before)  # still its own rows, not the second's
+    assert len(second) == 10 and path.stat().st_size == 10 * 6 * 4
+    assert not (tmp_path / "new" / "rows.f32.cells").exists()
+    bad = {k: v.copy() for k, v in small.items()}
+    bad["a"][8, 0] = np.inf
+    with pytest.raises(ValueError, match="hold inf"):
+        GroupedData.from_dataset(Rows(bad), path=tmp_path / "bad.f32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]  # nothing left of it
+    with pytest.raises(ValueError, match="is a folder"):
+        GroupedData.from_dataset(Rows(small), path=tmp_path)
