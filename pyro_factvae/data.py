@@ -215,10 +215,19 @@ class GroupedData:
         return cls(groups, allow_empty_rows=True)
 
     @classmethod
-    def from_anndata(cls, adata: Any, groups: Any, layer: str | None = None) -> GroupedData:
+    def from_anndata(
+        cls,
+        adata: Any,
+        groups: Any,
+        layer: str | None = None,
+        drop_empty_rows: bool = False,
+        allow_empty_rows: bool = False,
+    ) -> GroupedData:
         """An AnnData's variables in groups: ``groups`` names a column of ``adata.var`` or
-        maps group names to ``var_names`` (see :mod:`pyro_factvae.omics`)."""
-        return cls(anndata_groups(adata, groups, layer))
+        maps group names to ``var_names`` (see :mod:`pyro_factvae.omics`); rows with no
+        observed group as in the constructor."""
+        arrays = anndata_groups(adata, groups, layer)
+        return cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
 
     @classmethod
     def from_masked(

@@ -349,6 +349,11 @@ class FactVAE(Queries):
                     f"{type(data).__name__}, whose groups are their own: leave groups out"
                 )
             self.set_columns(groups)
+        if checkpoint_every is not None and checkpoint is None:
+            raise ValueError(
+                "checkpoint_every sets how often the checkpoint is written: give checkpoint "
+                "a path too"
+            )
         target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
         data = self.prepare(data)
         data.require_trainable()

@@ -353,16 +353,21 @@ class Queries:
     ) -> Any:
         """Write the results for an AnnData read with ``GroupedData.from_anndata(adata,
         groups)``: latent means in ``obsm["X_<key>"]``, the filled matrix (variables in
-        ``adata``'s order) in the layer ``<key>_imputed``, the sparsity map in
-        ``uns["<key>_sparsity"]``. Returns ``adata``."""
+        ``adata``'s order; a variable in no group as it is) in the layer ``<key>_imputed``,
+        the sparsity map in ``uns["<key>_sparsity"]``. A row with no observed group gets
+        prior-predictive means. Returns ``adata``."""
         arrays = anndata_groups(adata, groups, layer)
-        data = GroupedData(arrays)
+        data = GroupedData(arrays, allow_empty_rows=True)
         filled = self.impute(data)
         spec = var_groups(adata, groups)
         where = {str(v): j for j, v in enumerate(adata.var_names)}
         # in the matrix's own precision: a float64 matrix's observed values kept exactly
         dtype = next(iter(arrays.values())).dtype
-        imputed = np.full((adata.n_obs, adata.n_vars), np.nan, dtype=dtype)
+        imputed = np.empty((adata.n_obs, adata.n_vars), dtype=dtype)
+        grouped = {v for cols in spec.values() for v in cols}
+        rest = [str(v) for v in adata.var_names if str(v) not in grouped]
+        if rest:  # read as the groups are, chunk by chunk
+            imputed[:, [where[v] for v in rest]] = anndata_groups(adata, {"": rest}, layer)[""]
         for g, cols in spec.items():
             imputed[:, [where[v] for v in cols]] = filled[g]
         write_results(adata, key, self.latent(data)[0], imputed, self.sparsity())

@@ -323,3 +323,9 @@ def test_model_files_and_checkpoints_follow_the_umask(tmp_path, groups):
         assert stat.S_IMODE(os.stat(tmp_path / "private.factvae").st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_checkpoint_every_without_a_checkpoint_is_refused():
+    data = {"a": np.random.default_rng(0).normal(size=(30, 2)), "b": np.ones((30, 1))}
+    with pytest.raises(ValueError, match="checkpoint_every sets how often .* give checkpoint"):
+        FactVAE(lam=0.1).fit(data, epochs=1, checkpoint_every=5, progress=False)

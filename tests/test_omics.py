@@ -121,3 +121,23 @@ def test_names_that_repeat_or_are_missing_are_refused():
     x.var_names = ["v", "v", "w"]
     with pytest.raises(ValueError, match=r"var_names repeat \(\['v'\]\)"):
         GroupedData.from_anndata(x, {"g": ["v", "w"]})
+
+
+def test_variables_in_no_group_and_rows_that_observe_nothing_in_an_anndata():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((40, 5)).astype(np.float32)
+    x[7, :4] = np.nan  # observes none of the grouped variables
+    adata = anndata.AnnData(x)
+    adata.var_names = ["a", "b", "c", "d", "extra"]
+    spec = {"left": ["a", "b"], "right": ["c", "d"]}
+    with pytest.raises(ValueError, match="rows have no observed group"):
+        GroupedData.from_anndata(adata, spec)
+    data = GroupedData.from_anndata(adata, spec, drop_empty_rows=True)
+    assert len(data) == 39 and 7 not in data.row_index
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=2, progress=False)
+    vae.to_anndata(adata, groups=spec)
+    filled = adata.layers["factvae_imputed"]
+    assert np.array_equal(filled[:, 4], x[:, 4])  # kept as it is, not NaN
+    assert np.isfinite(filled[7, :4]).all()  # prior-predictive means
+    seen = ~np.isnan(x)
+    assert np.array_equal(filled[seen], x[seen])
