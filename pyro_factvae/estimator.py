@@ -402,8 +402,9 @@ class FactVAE(Queries):
         return self
 
     def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
-        """Write config (as JSON text) and weights to ``path``, atomically (its folder is
-        created).
+        """Write config (as JSON text), weights and the optimizers' moments to ``path``,
+        atomically (its folder is created): ``FactVAE.load(path).fit(data)`` goes on training
+        as this object's ``fit`` would.
 
         The file holds only tensors, strings and numbers: :meth:`load` reads it with
         ``torch.load(weights_only=True)``, which never runs code from the file. ``extra``:

@@ -329,3 +329,21 @@ def test_checkpoint_every_without_a_checkpoint_is_refused():
     data = {"a": np.random.default_rng(0).normal(size=(30, 2)), "b": np.ones((30, 1))}
     with pytest.raises(ValueError, match="checkpoint_every sets how often .* give checkpoint"):
         FactVAE(lam=0.1).fit(data, epochs=1, checkpoint_every=5, progress=False)
+
+
+def test_a_loaded_model_goes_on_training_as_the_process_that_saved_it(tmp_path):
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(80, 2))
+    data = {"a": z @ rng.normal(size=(2, 3)), "b": z @ rng.normal(size=(2, 2))}
+    more = dict(epochs=4, progress=False, relax_epochs=0, patience=None)
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=4, progress=False)
+    vae.save(tmp_path / "m.factvae")
+    loaded = FactVAE.load(tmp_path / "m.factvae")
+    loaded.save(tmp_path / "again.factvae")  # not trained since: the moments kept
+    again = FactVAE.load(tmp_path / "again.factvae")
+    vae.fit(data, **more)
+    for other in (loaded, again):
+        other.fit(data, **more)
+        assert other.history_ == vae.history_  # the same moments, the same steps
+    fresh = FactVAE.load(tmp_path / "m.factvae").reset_optimizers().fit(data, **more)
+    assert fresh.history_[-4:] != vae.history_[-4:]

@@ -3,9 +3,10 @@
 A file (``pyro_factvae.io.write_payload``: JSON metadata plus tensors, read back with
 ``torch.load(weights_only=True)``) holds a :class:`~pyro_factvae.infer.state.FitState`: the
 config, the layout, the posterior over ``Phi`` in use, the histories, the user's metadata,
-the column mapping, the ``lam`` path, and the model and guide weights. A checkpoint adds the
-run (``Run.meta()``: settings, phases, position, early-stopping
-state) and the trainer's tensors (optimizers, schedules, data order, RNG states):
+the column mapping, the ``lam`` path, the model and guide weights, and the optimizers' state
+(so that a loaded model goes on training as it would have in the process that saved it). A
+checkpoint adds the run (``Run.meta()``: settings, phases, position, early-stopping state)
+and the trainer's tensors (optimizers, schedules, data order, RNG states):
 :class:`Checkpoint` reads all of it in one call.
 """
 
@@ -50,6 +51,13 @@ def write(
     }
     cpu = lambda sd: {k: v.cpu() for k, v in sd.items()}  # noqa: E731
     weights = {"model": cpu(model.state_dict()), "guide": cpu(guide.state_dict())}
+    if tensors is None:  # a model file: the optimizers' moments too, to go on training
+        saved = state.saved_optimizers
+        if state.optimizers is not None:
+            saved = (state.optimizers.phi_optim, state.optimizers.state_dict())
+        if saved is not None:
+            head["optimizers"] = saved[0]
+            tensors = {"optim": saved[1]}
     write_payload({**head, **(meta or {})}, {**weights, **(tensors or {})}, path)
 
 
@@ -90,6 +98,8 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     state.metadata = dict(meta.get("extra") or {})
     state.columns = meta.get("columns")
     state.lam_path = meta.get("lam_path")
+    if "run" not in meta and "optim" in tensors:  # a model file's (a checkpoint's: its run's)
+        state.saved_optimizers = (meta["optimizers"], tensors["optim"])
 
 
 def check_checkpoint(meta: dict[str, Any], path: str | os.PathLike) -> None:

@@ -176,6 +176,9 @@ class Trainer:
             state.optimizers = Optimizers(
                 state.model, state.guide, fit.lr, fit.phi_lr, fit.phi_optim
             )
+            saved, state.saved_optimizers = state.saved_optimizers, None
+            if saved is not None and saved[0] == fit.phi_optim:  # a model file's moments
+                state.optimizers.load_state_dict(saved[1])
         return state.optimizers
 
     def continue_from(self, tensors: dict[str, Any], fit: FitConfig) -> None:

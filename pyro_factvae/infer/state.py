@@ -76,6 +76,10 @@ class FitState:
     optimizers : Optimizers or None
         Algorithm 1's optimizers, kept across fits (a later fit continues with their
         moments); ``None`` before a fit and after :meth:`reset_optimizers`.
+    saved_optimizers : tuple or None
+        Read from a model file: ``(phi_optim, state dict)`` of the optimizers that wrote it,
+        taken by the optimizers the next fit builds (a loaded model goes on training as it
+        would have in the process that saved it).
     history, prior_history : list of float
         Per epoch, the negative ELBO per row and the prior terms per row.
     metadata : dict
@@ -96,6 +100,7 @@ class FitState:
     model: Model | None = None
     guide: Guide | None = None
     optimizers: Optimizers | None = None
+    saved_optimizers: tuple[str, dict[str, Any]] | None = None
     layout: Layout | None = None
     history: list[float] = field(default_factory=list)
     prior_history: list[float] = field(default_factory=list)
@@ -112,7 +117,7 @@ class FitState:
         self.layout, self.pad = layout, layout.pad
         self.model = Model(layout, self.config)
         self.guide = Guide(self.model)
-        self.optimizers = None
+        self.optimizers = self.saved_optimizers = None
 
     def to_device(self) -> None:
         """Move the built model and guide to :attr:`device` (built and initialised on the CPU,
@@ -177,7 +182,7 @@ class FitState:
 
     def reset_optimizers(self) -> None:
         """Forget the optimizers' moments (the next run starts them afresh)."""
-        self.optimizers = None
+        self.optimizers = self.saved_optimizers = None
 
     def layout_of(self, data: GroupedData) -> Layout:
         """The layout of ``data`` under the configured likelihoods, its observed values
