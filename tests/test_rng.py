@@ -28,8 +28,8 @@ def test_an_unseeded_block_draws_from_and_advances_the_global_rng():
 
 
 def test_validation_scores_and_seeded_queries_do_not_reseed_every_device(monkeypatch):
-    # torch.manual_seed seeds every accelerator backend too (about 1.4 ms a call on a
-    # CPU-only machine); a fit scores its validation rows hundreds of times
+    # torch.manual_seed seeds every accelerator backend too, devices the fork does not
+    # restore among them; a fit scores its validation rows hundreds of times
     calls = []
     real = torch.manual_seed
     monkeypatch.setattr(torch, "manual_seed", lambda s: calls.append(s) or real(s))
