@@ -31,9 +31,9 @@ from .masks import (
     require_trainable,
 )
 from .omics import anndata_groups, mudata_groups
+from .ranges import check_ranges, column_ranges
 from .stream import dataset_to_memmap, is_dataset
 from .validation import (
-    check_magnitudes,
     check_matrix,
     fmt_rows,
     frame_arrays,
@@ -114,7 +114,7 @@ class GroupedData:
         else:
             obs, cells = masks_from_explicit(names, mats, mask)
         reject_inf(names, mats, obs, cells)
-        check_magnitudes(names, mats, obs, cells)
+        check_ranges(names, column_ranges(mats, obs, cells))
 
         row_index = np.arange(num_rows)
         keep = obs.any(axis=1)

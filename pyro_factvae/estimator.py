@@ -333,6 +333,11 @@ class FactVAE(Queries):
         # the training settings among the arguments (FitConfig's fields)
         given = {k: v for k, v in locals().items() if k in FitConfig.__dataclass_fields__}
         callbacks = _callback_list(callbacks)
+        if checkpoint_every is not None and checkpoint is None and resume is None:
+            raise ValueError(
+                "checkpoint_every sets how often the checkpoint is written: give checkpoint "
+                "a path too"
+            )
         if resume is not None:
             self._resume(data, resume, given, checkpoint, progress, callbacks)
             return self
@@ -349,11 +354,6 @@ class FactVAE(Queries):
                     f"{type(data).__name__}, whose groups are their own: leave groups out"
                 )
             self.set_columns(groups)
-        if checkpoint_every is not None and checkpoint is None:
-            raise ValueError(
-                "checkpoint_every sets how often the checkpoint is written: give checkpoint "
-                "a path too"
-            )
         target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
         data = self.prepare(data)
         data.require_trainable()
@@ -401,10 +401,17 @@ class FactVAE(Queries):
         self._state.reset_optimizers()
         return self
 
-    def save(self, path: str | os.PathLike, extra: Mapping[str, Any] | None = None) -> None:
+    def save(
+        self,
+        path: str | os.PathLike,
+        extra: Mapping[str, Any] | None = None,
+        optimizers: bool = True,
+    ) -> None:
         """Write config (as JSON text), weights and the optimizers' moments to ``path``,
         atomically (its folder is created): ``FactVAE.load(path).fit(data)`` goes on training
-        as this object's ``fit`` would.
+        as this object's ``fit`` would. ``optimizers=False`` leaves the moments out (a file
+        about a third the size, for a model that only answers queries; a later ``fit``
+        starts them afresh).
 
         The file holds only tensors, strings and numbers: :meth:`load` reads it with
         ``torch.load(weights_only=True)``, which never runs code from the file. ``extra``:
@@ -413,7 +420,7 @@ class FactVAE(Queries):
         """
         if extra is not None:
             self._state.metadata = dict(extra)
-        write(self._state, os.fspath(path))
+        write(self._state, os.fspath(path), optimizers=optimizers)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | torch.device = "cpu") -> FactVAE:

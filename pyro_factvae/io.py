@@ -21,7 +21,14 @@ import torch
 
 from ._version import __version__
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "atomic_save", "check_writable", "read_payload"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "atomic_save",
+    "check_writable",
+    "new_file_mode",
+    "read_payload",
+]
 
 FORMAT = "pyro_factvae.FactVAE"
 #: bumped when the layout of the weights changes (3: files record their blocks); files of a
@@ -61,7 +68,7 @@ def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())  # as open() would make it, not mkstemp's 0600
+        os.chmod(tmp, new_file_mode())  # as open() would make it, not mkstemp's 0600
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -87,6 +94,12 @@ def _failed_checksum(path: str) -> str | None:
             return archive.testzip()
     except (zipfile.BadZipFile, OSError) as exc:
         return f"(the archive: {exc})"
+
+
+def new_file_mode() -> int:
+    """The mode ``open()`` gives a new file under the process's umask (``mkstemp``'s files
+    are ``0600`` instead)."""
+    return 0o666 & ~_umask()
 
 
 def _umask() -> int:

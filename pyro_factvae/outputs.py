@@ -41,7 +41,10 @@ def _held_dtype(data: Any) -> np.dtype | None:
 
 def _items(data: Any, grouped: GroupedData) -> list[Any]:
     """The caller's per-group objects, in the fitted group order."""
-    return [data[name] for name in grouped.names] if isinstance(data, Mapping) else list(data)
+    if not isinstance(data, Mapping):
+        return list(data)
+    by_name = {str(k): v for k, v in data.items()}  # names are the keys' text (0 -> "0")
+    return [by_name[name] for name in grouped.names]
 
 
 def caller_arrays(data: Any, grouped: GroupedData) -> list[np.ndarray]:

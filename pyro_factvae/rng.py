@@ -13,6 +13,7 @@ generator's seeding (about 2 microseconds here, against 90 for ``torch.manual_se
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator
 
 import torch
@@ -48,6 +49,7 @@ def seeded(
     if seed is None or not enabled:
         yield
         return
+    seed = operator.index(seed)  # a numpy integer too, as torch.manual_seed takes it
     index = cuda_index(device)
     with torch.random.fork_rng(devices=[] if index is None else [index]):
         torch.default_generator.manual_seed(seed)

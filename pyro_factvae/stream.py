@@ -20,8 +20,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
+from .io import new_file_mode
 from .masks import observed_from_nan
-from .validation import check_magnitudes, fmt_rows, reject_inf, to_numpy
+from .ranges import check_ranges, column_ranges, merge_ranges
+from .validation import fmt_rows, reject_inf, to_numpy
 
 __all__ = ["dataset_to_memmap", "is_dataset"]
 
@@ -56,6 +58,8 @@ class _Indexed(Dataset):
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
+        if callable(getattr(dataset, "__getitems__", None)):  # a batched fetch, kept
+            self.__getitems__ = lambda indices: list(zip(indices, dataset.__getitems__(indices)))
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -87,11 +91,17 @@ def _collate_same_widths(indexed: list[tuple[int, Any]]) -> Any:
     (:func:`_row`), with a ``ValueError`` that names the first item whose groups or widths
     differ from the batch's first."""
     items = []
-    for _, item in indexed:
-        if isinstance(item, Mapping):
-            item = {k: _row(v) for k, v in item.items()}
-        elif isinstance(item, (list, tuple)):
-            item = [_row(v) for v in item]
+    for index, item in indexed:
+        try:
+            if isinstance(item, Mapping):
+                item = {k: _row(v) for k, v in item.items()}
+            elif isinstance(item, (list, tuple)):
+                item = [_row(v) for v in item]
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"dataset item {index}: a group's list is not a row of numbers ({exc}); give "
+                "each group as a flat list, array or tensor of numbers (None or NaN: missing)"
+            ) from None
         items.append(item)
     try:
         first = _groups_of(items[0])
@@ -144,10 +154,8 @@ def dataset_to_memmap(
         raise ValueError(f"path {path!r} is a folder; name the file to write the data to")
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    parts = [
-        tempfile.NamedTemporaryFile(dir=folder, prefix=os.path.basename(path) + ".", delete=False)
-        for _ in range(2)
-    ]
+    hidden = "." + os.path.basename(path) + "."  # until complete, out of sight
+    parts = [tempfile.NamedTemporaryFile(dir=folder, prefix=hidden, delete=False) for _ in "12"]
     for part in parts:
         part.close()
     temps = [part.name for part in parts]
@@ -156,6 +164,8 @@ def dataset_to_memmap(
         matrix, observed, names, dims, row_index, cells = out
         shape = matrix.shape
         del out, matrix  # unmapped before the files are moved (Windows refuses mapped ones)
+        for temp in temps:
+            os.chmod(temp, new_file_mode())  # as open() would make them, not 0600
         os.replace(temps[0], path)
         matrix = np.memmap(path, dtype=np.float32, mode="r+", shape=shape)
         if cells is not None:
@@ -206,7 +216,7 @@ def _write(
     dims: list[int] = []
     kept: list[np.ndarray] = []
     written = start = 0
-    warned = False  # float32's rounding of a column is told once, not per batch
+    ranges = None  # each column's observed extremes, judged once over every batch
     for batch in loader:
         batch_names, mats = _split(batch, start)
         rows_of = {n: m.shape[0] for n, m in zip(batch_names, mats)}
@@ -222,8 +232,8 @@ def _write(
             names, dims = batch_names, widths
             if len(set(names)) != len(names):
                 raise ValueError(f"group names must be unique, got {names}")
-            target = tempfile.TemporaryFile() if path is None else path
-            matrix = np.memmap(target, dtype=np.float32, mode="w+", shape=(num_rows, sum(dims)))
+            shape = (num_rows, sum(dims))
+            matrix = _mapped(path, np.dtype(np.float32), shape)
             observed = np.zeros((num_rows, len(dims)), dtype=bool)
         elif batch_names != names or widths != dims:
             raise ValueError(
@@ -233,11 +243,9 @@ def _write(
             )
         obs, seen = observed_from_nan(names, mats)
         reject_inf(names, mats, obs, seen, offset=start)
-        warned = check_magnitudes(names, mats, obs, seen, warn=not warned) or warned
+        ranges = merge_ranges(ranges, column_ranges(mats, obs, seen))
         if seen is not None and cells is None:  # the first missing cell: start the cell mask
-            where = tempfile.TemporaryFile() if cells_path is None else cells_path
-            shape = (num_rows, sum(dims))
-            cells = np.memmap(where, dtype=bool, mode="w+", shape=shape)
+            cells = _mapped(cells_path, np.dtype(bool), (num_rows, sum(dims)))
             for first in range(0, written, batch_size):
                 last = min(first + batch_size, written)
                 cells[first:last] = np.repeat(observed[first:last], dims, axis=1)
@@ -254,16 +262,18 @@ def _write(
             keep = np.ones_like(keep)
         rows = np.flatnonzero(keep)
         values = np.where(seen, np.concatenate(mats, 1), 0.0)
-        matrix[written : written + len(rows)] = values[rows]
+        with np.errstate(over="ignore"):  # values beyond float32: refused after the pass
+            matrix[written : written + len(rows)] = values[rows]
         observed[written : written + len(rows)] = obs[rows]
         if cells is not None:
             cells[written : written + len(rows)] = seen[rows]
         kept.append(rows + start)
         written += len(rows)
         start += len(mats[0])
-    assert matrix is not None
+    assert matrix is not None and ranges is not None
     if written == 0:
         raise ValueError("no item of the dataset has an observed group")
+    check_ranges(names, ranges)
     matrix.flush()
     if path is not None and written < num_rows:  # the kept file holds the kept rows alone
         dtype, width = matrix.dtype, matrix.shape[1]
@@ -276,6 +286,15 @@ def _write(
             cells = _cut(cells_path, np.dtype(bool), width, written)
     cell_mask = None if cells is None else cells[:written]
     return matrix[:written], observed[:written], names, dims, np.concatenate(kept), cell_mask
+
+
+def _mapped(path: str | None, dtype: np.dtype, shape: tuple[int, int]) -> np.memmap:
+    """A new memmap of ``shape`` at ``path``, or (``None``) of an anonymous temporary file,
+    whose storage is freed with the map (the file object is closed once mapped)."""
+    if path is not None:
+        return np.memmap(path, dtype=dtype, mode="w+", shape=shape)
+    with tempfile.TemporaryFile() as file:
+        return np.memmap(file, dtype=dtype, mode="w+", shape=shape)
 
 
 def _cut(file: str, dtype: np.dtype, width: int, rows: int) -> np.memmap:

@@ -3,7 +3,6 @@ becomes a ``ValueError`` that names the group, column or rows and says what to d
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,9 +10,7 @@ import numpy as np
 import torch
 
 __all__ = [
-    "MAGNITUDES",
     "as_array",
-    "check_magnitudes",
     "check_matrix",
     "check_numeric",
     "fmt_rows",
@@ -45,8 +42,10 @@ def as_array(name: str, array: Any) -> np.ndarray:
             "the data as an AnnData (GroupedData.from_anndata), whose sparse X is read in "
             "chunks"
         )
-    if np.ma.isMaskedArray(array):  # masked cells are missing ones
+    if np.ma.isMaskedArray(array) and array.dtype.kind in "biuf":  # masked cells: missing
         array = np.ma.filled(np.ma.asarray(array).astype(np.float64), np.nan)
+    elif np.ma.isMaskedArray(array):  # dates, text, complex: refused below, as unmasked
+        array = np.ma.getdata(array)
     if type(array).__module__.startswith("pandas") and np.asarray(array).dtype == object:
         try:  # nullable dtypes: pd.NA is missing
             array = array.to_numpy(dtype=np.float64, na_value=np.nan)
@@ -56,12 +55,18 @@ def as_array(name: str, array: Any) -> np.ndarray:
         out = np.asarray(array)
     except Exception as exc:  # ragged lists and the like
         raise ValueError(f"group {name!r}: could not be read as an array ({exc})") from None
-    if out.dtype == object:  # numbers with None for missing cells
+    if out.dtype == object:  # numbers with None (or pandas' NA) for missing cells
         try:
-            out = out.astype(np.float64)
+            cells = [np.nan if _is_na(v) else v for v in out.ravel()]
+            out = np.array(cells, dtype=np.float64).reshape(out.shape)
         except (TypeError, ValueError):
             pass  # text: said by to_numpy
     return out
+
+
+def _is_na(value: Any) -> bool:
+    """Whether an object array's cell is a missing value (``None``, pandas' ``NA``)."""
+    return value is None or type(value).__name__ in ("NAType", "NaTType")
 
 
 def to_numpy(name: str, array: Any) -> np.ndarray:
@@ -110,13 +115,7 @@ def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
     if isinstance(groups, Mapping):
         if names is not None:
             raise ValueError("give names either as mapping keys or as `names`, not both")
-        for key in groups:
-            if not isinstance(key, str):
-                raise ValueError(
-                    f"group name {key!r} ({type(key).__name__}) must be a string (it names the "
-                    f"Pyro sites and the output): use e.g. {{{str(key)!r}: ...}}"
-                )
-        names = list(groups.keys())
+        names = [str(k) for k in groups.keys()]  # the queries look the data up by this text
         arrays = list(groups.values())
     elif isinstance(groups, (np.ndarray, torch.Tensor)):
         raise ValueError(
@@ -228,54 +227,6 @@ def reject_inf(names, mats, obs, cells, offset: int = 0) -> None:
         bad = np.flatnonzero((np.isinf(m) & c).any(axis=1))
         if len(bad):
             raise ValueError(f"group {name!r}: rows {fmt_rows(bad + offset)} {INF_PROBLEM}")
-
-
-#: observed magnitudes the model can train on: it scores values in their own units in
-#: float32, whose squares overflow past about 1e19 and underflow below about 1e-19
-MAGNITUDES = (1e-18, 1e18)
-
-
-def check_magnitudes(names, mats, obs, cells, warn: bool = True) -> bool:
-    """``ValueError`` for a column whose observed values are too large or too small to train
-    on in float32 (:data:`MAGNITUDES`); a ``UserWarning`` naming the columns whose spread
-    float32 rounds away (values around 1e8 that vary by a few units), with what to do.
-    ``obs``, ``cells``: the group and cell masks, as for :func:`reject_inf`. Returns
-    whether it warned (``warn=False``: it does not)."""
-    low, high = MAGNITUDES
-    if cells is not None:
-        seen = np.split(cells, np.cumsum([m.shape[1] for m in mats])[:-1], axis=1)
-    else:
-        seen = [obs[:, [j]] for j in range(len(mats))]
-    for name, m, s in zip(names, mats, seen):
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column
-            x = np.where(s, m, np.nan)
-            if not np.isfinite(x).any():
-                continue
-            top, bottom = np.nanmax(x, axis=0), np.nanmin(x, axis=0)
-            peak, spread = np.maximum(np.abs(top), np.abs(bottom)), top - bottom
-        for j in np.flatnonzero((peak > high) | ((peak > 0) & (peak < low))):
-            raise ValueError(
-                f"group {name!r}, column {j}: observed values reach {peak[j]:.3g} in magnitude; "
-                f"the model trains in float32 on values between {low:g} and {high:g} in "
-                f"magnitude: rescale the column (e.g. divide it by {peak[j]:.0e}) and scale "
-                "what the model returns back"
-            )
-        step = np.spacing(peak.astype(np.float32)).astype(np.float64)
-        coarse = np.flatnonzero((spread > 0) & (step > spread / 1000))
-        if len(coarse) and warn:
-            j = coarse[0]
-            warnings.warn(
-                f"group {name!r}: columns {coarse.tolist()} vary little for their size (column "
-                f"{j}: values near {peak[j]:.6g} within a range of {spread[j]:.3g}); the model "
-                f"holds values in float32, which rounds them to steps of {step[j]:.3g}, so "
-                "their variation is lost: subtract an offset (e.g. each column's mean) "
-                "before fitting, and add it back to what the model returns",
-                UserWarning,
-                stacklevel=4,
-            )
-            return True
-    return False
 
 
 def check_matrix(

@@ -347,3 +347,19 @@ def test_a_loaded_model_goes_on_training_as_the_process_that_saved_it(tmp_path):
         assert other.history_ == vae.history_  # the same moments, the same steps
     fresh = FactVAE.load(tmp_path / "m.factvae").reset_optimizers().fit(data, **more)
     assert fresh.history_[-4:] != vae.history_[-4:]
+
+
+def test_a_model_saved_without_its_optimizers_is_smaller_and_starts_them_afresh(tmp_path):
+    rng = np.random.default_rng(0)
+    data = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 2))}
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=3, progress=False)
+    vae.save(tmp_path / "full.factvae")
+    vae.save(tmp_path / "lean.factvae", optimizers=False)
+    full, lean = (
+        (tmp_path / "full.factvae").stat().st_size,
+        (tmp_path / "lean.factvae").stat().st_size,
+    )
+    assert lean < 0.6 * full
+    more = dict(epochs=2, progress=False, relax_epochs=0, patience=None)
+    fresh = FactVAE.load(tmp_path / "full.factvae").reset_optimizers().fit(data, **more)
+    assert FactVAE.load(tmp_path / "lean.factvae").fit(data, **more).history_ == fresh.history_

@@ -65,8 +65,10 @@ def test_repeated_column_labels_and_date_columns_are_refused_by_name(ab):
     dated.loc[2, "t"] = pd.NaT
     with pytest.raises(ValueError, match="column 't' holds dates"):
         GroupedData.from_dataframe(dated, {"A": ["t"], "B": ["y"]})
-    with pytest.raises(ValueError, match="group 'a': dates or durations"):
-        GroupedData({"a": np.arange(60).astype("datetime64[s]"), "b": ab[1]})
+    dates = np.arange(60).astype("datetime64[s]")
+    for given in (dates, np.ma.masked_array(dates, mask=dates == dates[3])):
+        with pytest.raises(ValueError, match="group 'a': dates or durations"):
+            GroupedData({"a": given, "b": ab[1]})
 
 
 def test_masked_object_and_nullable_groups_read_their_holes_as_missing(ab):
@@ -78,8 +80,9 @@ def test_masked_object_and_nullable_groups_read_their_holes_as_missing(ab):
     objects[0, 0] = None
     nullable = pd.DataFrame(a, dtype="Float64")
     nullable.iloc[0, 0] = pd.NA
+    nas = nullable.to_numpy()  # an object array holding pandas' NA
     vae = _fit({"a": masked, "b": b})
-    for given in (masked, objects, nullable):
+    for given in (masked, objects, nullable, nas):
         data = GroupedData({"a": given, "b": b})
         assert data.cells is not None and not bool(data.cells[0, 0])
         assert int(data.cells.sum()) == 239  # that one cell only
@@ -87,30 +90,40 @@ def test_masked_object_and_nullable_groups_read_their_holes_as_missing(ab):
         assert abs(filled[0, 0]) < 100 and np.array_equal(filled[1:], a[1:])
 
 
-def test_one_series_sparse_matrices_and_non_text_group_names_are_refused(ab):
+def test_one_series_and_sparse_matrices_are_refused_and_keys_are_named_by_their_text(ab):
     import scipy.sparse
 
     with pytest.raises(ValueError, match="pandas Series, one column"):
         _fit(pd.Series(ab[0][:, 0]))
     with pytest.raises(ValueError, match=r"group 'a': a scipy.sparse matrix; densify it"):
         GroupedData({"a": scipy.sparse.csr_matrix(ab[0]), "b": ab[1]})
-    with pytest.raises(ValueError, match=r"group name 0 \(int\) must be a string"):
-        _fit({0: ab[0], 1: ab[1]})
+    b = ab[1].copy()
+    b[0] = np.nan
+    vae = _fit({0: ab[0], 1: b})
+    assert vae.layout_.names == ("0", "1")
+    filled = vae.impute({0: ab[0], 1: b})  # the caller's keys, looked up by their text
+    assert np.isfinite(filled["1"]).all() and np.array_equal(filled["1"][1:], b[1:])
+    with pytest.raises(ValueError, match="group names must be unique"):
+        GroupedData({1: ab[0], "1": ab[1]})
 
 
-@pytest.mark.parametrize("scale", [1e20, 1e-20])
-def test_values_beyond_float32s_reach_are_refused_with_the_group_and_column(ab, scale):
-    with pytest.raises(ValueError, match=r"group 'b', column 0: observed values reach"):
-        GroupedData({"a": ab[0], "b": ab[1] * scale})
+@pytest.mark.parametrize("scale, what", [(1e20, "span"), (1e-20, "are at most"), (1e39, "reach")])
+def test_values_beyond_float32s_reach_are_refused_with_the_group_and_column(ab, scale, what):
+    coarse = 1e8 + ab[0]  # warned of, and no reason to pass over the later group
+    with pytest.raises(ValueError, match=rf"group 'b', column 0: observed values {what}"):
+        GroupedData({"a": coarse, "b": ab[1] * scale})
 
 
 def test_columns_float32_cannot_tell_apart_are_named_in_a_warning(ab):
     a, b = ab
-    with pytest.warns(UserWarning, match=r"group 'b': columns \[0, 1\] vary little"):
+    with pytest.warns(UserWarning, match=r"'b' column 0 \(near 1e\+08.*'b' column 1") as caught:
         GroupedData({"a": a, "b": 1e8 + b})
-    with warnings.catch_warnings():  # a plain offset float32 holds is no problem
+    assert len(caught) == 1 and caught[0].filename == __file__  # once, at the caller's line
+    nanoseconds = 1.7e18 + np.linspace(0, 3e16, 60)[:, None]  # datetimes as int64 ns
+    hours = 1.7e9 + 3600.0 * np.arange(60)[:, None]  # Unix seconds, hourly
+    with warnings.catch_warnings():  # large values that float32 resolves are no problem
         warnings.simplefilter("error")
-        GroupedData({"a": a, "b": 1e3 + b})
+        GroupedData({"a": a, "b": 1e3 + b, "t": nanoseconds, "h": hours})
 
 
 def test_queries_and_fits_work_under_no_grad_and_inference_mode(ab):

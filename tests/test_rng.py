@@ -39,3 +39,15 @@ def test_validation_scores_and_seeded_queries_do_not_reseed_every_device(monkeyp
     vae.impute(data, num_draws=2, seed=1)
     vae.predict_interval(data, num_draws=20, seed=1)
     assert calls == []
+
+
+def test_numpy_integer_seeds_seed_queries_as_python_ints_do():
+    rng = np.random.default_rng(0)
+    data = {"a": rng.standard_normal((40, 2)), "b": rng.standard_normal((40, 2))}
+    data["b"][::3] = np.nan
+    vae = FactVAE(lam=0.1, latent_dim=2).fit(data, epochs=2, progress=False)
+    for query in (
+        lambda s: vae.impute(data, num_draws=2, seed=s)[1]["b"],
+        lambda s: vae.sample(3, seed=s)["a"],
+    ):
+        assert np.array_equal(query(np.int64(7)), query(7))

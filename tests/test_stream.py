@@ -207,3 +207,48 @@ def test_a_kept_file_written_again_leaves_earlier_data_intact_and_no_stale_mask(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]  # nothing left of it
     with pytest.raises(ValueError, match="is a folder"):
         GroupedData.from_dataset(Rows(small), path=tmp_path)
+
+
+def test_a_stream_judges_each_columns_range_over_all_its_batches_as_in_memory():
+    import warnings
+
+    hours = {"t": 1.7e9 + 3600.0 * np.arange(200), "x": np.arange(200.0)}
+    with warnings.catch_warnings():  # no batch of 16 hours is judged alone
+        warnings.simplefilter("error")
+        GroupedData.from_dataset(Rows(hours), batch_size=16)
+    seconds = {"t": 1.7e9 + np.arange(200.0), "x": np.arange(200.0)}
+    with pytest.warns(UserWarning, match=r"'t' column 0") as caught:
+        GroupedData.from_dataset(Rows(seconds), batch_size=16)
+    assert len(caught) == 1  # once, not per batch
+
+
+def test_a_kept_file_follows_the_umask_and_batched_fetches_and_bad_lists_are_named(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        GroupedData.from_dataset(Rows(groups(20)), path=tmp_path / "rows.f32")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "rows.f32").stat().st_mode & 0o777 == 0o644
+
+    class Batched(Rows):
+        def __getitems__(self, indices):
+            self.batches = getattr(self, "batches", 0) + 1
+            return [self[i] for i in indices]
+
+    rows = Batched(groups(100))
+    data = GroupedData.from_dataset(rows, batch_size=32)
+    assert rows.batches == 4 and torch.equal(
+        data.matrix, GroupedData.from_dataset(Rows(groups(100))).matrix
+    )
+
+    class Text(Lists):
+        def __getitem__(self, i):
+            item = super().__getitem__(i)
+            if i == 41:
+                item["a"][1] = "x"
+            return item
+
+    with pytest.raises(ValueError, match=r"dataset item 41: a group's list is not a row"):
+        GroupedData.from_dataset(Text(groups()), batch_size=32)

@@ -29,10 +29,15 @@ __all__ = ["Checkpoint", "check_checkpoint", "differs_from", "restore", "write"]
 
 
 def write(
-    state: FitState, path: str, meta: dict[str, Any] | None = None, tensors: dict | None = None
+    state: FitState,
+    path: str,
+    meta: dict[str, Any] | None = None,
+    tensors: dict | None = None,
+    optimizers: bool = True,
 ) -> None:
     """Write ``state`` to ``path`` atomically, with a run's ``meta`` and ``tensors`` (a
-    checkpoint) or without (a model file)."""
+    checkpoint) or without (a model file; with the optimizers' moments unless
+    ``optimizers=False``)."""
     model, guide = state.fitted()
     head = {
         "config": state.config.to_dict(),
@@ -51,7 +56,7 @@ def write(
     }
     cpu = lambda sd: {k: v.cpu() for k, v in sd.items()}  # noqa: E731
     weights = {"model": cpu(model.state_dict()), "guide": cpu(guide.state_dict())}
-    if tensors is None:  # a model file: the optimizers' moments too, to go on training
+    if tensors is None and optimizers:  # a model file: the moments too, to go on training
         saved = state.saved_optimizers
         if state.optimizers is not None:
             saved = (state.optimizers.phi_optim, state.optimizers.state_dict())
