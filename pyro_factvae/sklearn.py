@@ -98,6 +98,9 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     sample_posterior : bool
         Fill with one draw from ``p(x_miss | x_obs)`` instead of the mean (seeded by
         ``seed``): several imputers with different seeds give multiple imputations.
+    missing_values : float
+        The value that marks a missing cell, as in scikit-learn's imputers (e.g. ``-999``);
+        NaN is always missing too.
 
     Attributes
     ----------
@@ -154,6 +157,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         num_samples: int = NUM_SAMPLES,
         refine_steps: int = REFINE_STEPS,
         sample_posterior: bool = False,
+        missing_values: float = np.nan,
     ) -> None:
         self.groups = groups
         self.latent_dim = latent_dim
@@ -190,6 +194,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         self.num_samples = num_samples
         self.refine_steps = refine_steps
         self.sample_posterior = sample_posterior
+        self.missing_values = missing_values
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -208,7 +213,9 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         columns = getattr(X, "columns", None)
         if is_dataframe(X):  # its cells named before scikit-learn converts them
             _check_frame(X, _resolve_groups(self.groups, X.shape[1], columns))
-        X = validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
+        X = self._marked(
+            validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
+        )
         self.groups_ = _resolve_groups(self.groups, X.shape[1], columns)
         never = np.flatnonzero(np.isnan(X).all(axis=0))
         if len(never):
@@ -232,7 +239,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         observed get prior-predictive means."""
         check_is_fitted(self, "vae_")
         _check_frame(X, self.groups_)
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        X = self._marked(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
         data = GroupedData(self._split(X), allow_empty_rows=True)
         if self.sample_posterior:
             (filled,) = self.vae_.impute(data, num_draws=1, **self._query())
@@ -245,7 +252,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         drawn from ``p(x_miss | x_obs)`` (for Rubin's rules)."""
         check_is_fitted(self, "vae_")
         _check_frame(X, self.groups_)
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        X = self._marked(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
         data = GroupedData(self._split(X), allow_empty_rows=True)
         draws = self.vae_.impute(data, num_draws=num_draws, **self._query())
         return np.stack([self._join(d, X) for d in draws])
@@ -255,6 +262,12 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "n_features_in_")
         if input_features is not None:
             input_features = np.asarray(input_features, dtype=object)
+            fitted = getattr(self, "feature_names_in_", None)
+            if fitted is not None and not np.array_equal(input_features, fitted):
+                raise ValueError(
+                    f"input_features {list(input_features)} differ from the names fitted on, "
+                    f"feature_names_in_ = {list(fitted)}"
+                )
             if len(input_features) != self.n_features_in_:
                 raise ValueError(
                     f"input_features has {len(input_features)} names; expected "
@@ -267,6 +280,15 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         return np.asarray([f"x{j}" for j in range(self.n_features_in_)], dtype=object)
 
     # ------------------------------------------------------------------ helpers
+    def _marked(self, X: np.ndarray) -> np.ndarray:
+        """``X`` (validated) with the cells holding ``missing_values`` set to NaN."""
+        marker = self.missing_values
+        if not isinstance(marker, (int, float, np.number)) or isinstance(marker, bool):
+            raise ValueError(f"missing_values must be a number or NaN, got {marker!r}")
+        if np.isnan(marker):
+            return X
+        return np.where(X == marker, np.nan, X)
+
     def _query(self) -> dict[str, int]:
         """The settings of every query of the fitted model."""
         return {

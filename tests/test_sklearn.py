@@ -129,3 +129,21 @@ def test_frames_with_text_or_never_observed_columns_are_refused_by_name():
     dated = pd.DataFrame(x, columns=list("pqrstu")).assign(r=pd.date_range("2020", periods=30))
     with pytest.raises(ValueError, match="group 'a': column 'r' holds dates"):
         FactVAEImputer(groups=groups, epochs=1).fit(dated)
+
+
+def test_a_sentinel_marks_missing_cells_and_feature_names_are_checked():
+    x, holed, _ = _table()
+    sentinel = np.where(np.isnan(holed), -999.0, holed)
+    imp = FactVAEImputer(missing_values=-999.0, **FAST).fit(sentinel)
+    filled = imp.transform(sentinel)
+    assert not (filled == -999.0).any()
+    seen = ~np.isnan(holed)
+    assert np.array_equal(filled[seen], holed[seen])
+    np.testing.assert_allclose(filled, FactVAEImputer(**FAST).fit(holed).transform(holed))
+    with pytest.raises(ValueError, match="missing_values must be a number"):
+        FactVAEImputer(missing_values="?", **FAST).fit(sentinel)
+    frame = pd.DataFrame(holed, columns=[f"f{j}" for j in range(6)])
+    fitted = FactVAEImputer(**FAST).fit(frame)
+    assert list(fitted.get_feature_names_out(list(frame.columns))) == list(frame.columns)
+    with pytest.raises(ValueError, match="differ from the names fitted on"):
+        fitted.get_feature_names_out(list("abcdef"))
