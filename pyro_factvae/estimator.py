@@ -214,8 +214,6 @@ class FactVAE(Queries):
         """``(model_, guide_)``; a ``ValueError`` if the model is not fitted yet."""
         return self._state.fitted()
 
-    @torch.inference_mode(False)  # a fit under a caller's no_grad or inference_mode trains
-    @torch.enable_grad()
     def fit(
         self,
         data: Any,
@@ -332,39 +330,41 @@ class FactVAE(Queries):
         """
         # the training settings among the arguments (FitConfig's fields)
         given = {k: v for k, v in locals().items() if k in FitConfig.__dataclass_fields__}
-        callbacks = _callback_list(callbacks)
-        if checkpoint_every is not None and checkpoint is None and resume is None:
-            raise ValueError(
-                "checkpoint_every sets how often the checkpoint is written: give checkpoint "
-                "a path too"
-            )
-        if resume is not None:
-            self._resume(data, resume, given, checkpoint, progress, callbacks)
-            return self
-        auto = self.config.lam == "auto"
-        if auto and self.model_ is not None:
-            raise ValueError(
-                "lam='auto' chooses lam on a first fit; give lam a number (e.g. the "
-                "chosen vae.lam_) to continue training"
-            )
-        if groups is not None:
-            if not is_dataframe(data):
+        # a fit under a caller's no_grad or inference_mode trains all the same
+        with torch.inference_mode(False), torch.enable_grad():
+            callbacks = _callback_list(callbacks)
+            if checkpoint_every is not None and checkpoint is None and resume is None:
                 raise ValueError(
-                    "groups= maps a DataFrame's columns to groups; these data are a "
-                    f"{type(data).__name__}, whose groups are their own: leave groups out"
+                    "checkpoint_every sets how often the checkpoint is written: give checkpoint "
+                    "a path too"
                 )
-            self.set_columns(groups)
-        target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
-        data = self.prepare(data)
-        data.require_trainable()
-        if self.model_ is None:
-            warn_if_few_rows(len(data), self.config.lam)
-        if auto:
-            self._state.layout_of(data)  # checks every row, before the path splits them
-            fit_auto(self._state, data, given, progress, target, callbacks=callbacks)
-        else:
-            Trainer(self._state).train(data, given, progress, target, callbacks)
-        return self
+            if resume is not None:
+                self._resume(data, resume, given, checkpoint, progress, callbacks)
+                return self
+            auto = self.config.lam == "auto"
+            if auto and self.model_ is not None:
+                raise ValueError(
+                    "lam='auto' chooses lam on a first fit; give lam a number (e.g. the "
+                    "chosen vae.lam_) to continue training"
+                )
+            if groups is not None:
+                if not is_dataframe(data):
+                    raise ValueError(
+                        "groups= maps a DataFrame's columns to groups; these data are a "
+                        f"{type(data).__name__}, whose groups are their own: leave groups out"
+                    )
+                self.set_columns(groups)
+            target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
+            data = self.prepare(data)
+            data.require_trainable()
+            if self.model_ is None:
+                warn_if_few_rows(len(data), self.config.lam)
+            if auto:
+                self._state.layout_of(data)  # checks every row, before the path splits them
+                fit_auto(self._state, data, given, progress, target, callbacks=callbacks)
+            else:
+                Trainer(self._state).train(data, given, progress, target, callbacks)
+            return self
 
     def _resume(self, data, path, given, checkpoint, progress, callbacks) -> None:
         ckpt = Checkpoint.read(path)

@@ -141,3 +141,11 @@ def test_queries_and_fits_work_under_no_grad_and_inference_mode(ab):
         with context():
             again = _fit(data)
         assert np.array_equal(again.impute(data)["b"], expected)
+
+
+def test_the_warnings_of_a_fit_point_at_the_callers_line(ab):
+    data = {"a": ab[0], "b": np.ones((60, 2))}  # a constant group
+    for lam in (0.1, "auto"):
+        with pytest.warns(UserWarning, match="are constant in the training data") as caught:
+            FactVAE(latent_dim=2, lam=lam).fit(data, epochs=4, progress=False)
+        assert {w.filename for w in caught} == {__file__}

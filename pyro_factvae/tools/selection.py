@@ -82,8 +82,6 @@ class LambdaPath:
         return plot_lambda_path(self, path)
 
 
-@torch.inference_mode(False)  # trains under a caller's no_grad or inference_mode too
-@torch.enable_grad()
 def lambda_path(
     data: Any,
     lams: Sequence[float],
@@ -145,6 +143,35 @@ def lambda_path(
     positive_int("num_samples", num_samples)
     if warm_epochs is not None:
         positive_int("warm_epochs", warm_epochs)
+    # a path under a caller's no_grad or inference_mode trains all the same
+    with torch.inference_mode(False), torch.enable_grad():
+        return _lambda_path(
+            data,
+            grid,
+            validation,
+            epochs,
+            warm_epochs,
+            num_samples,
+            seed,
+            progress,
+            fit_kwargs,
+            model_kwargs,
+        )
+
+
+def _lambda_path(
+    data,
+    grid,
+    validation,
+    epochs,
+    warm_epochs,
+    num_samples,
+    seed,
+    progress,
+    fit_kwargs,
+    model_kwargs,
+) -> LambdaPath:
+    """:func:`lambda_path` after its arguments are checked."""
     data = as_grouped(data)
     if isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
         if not 0 < validation < 1:
