@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--data", nargs="*", default=["sim", "nutrimouse", "digits", "mfeat", "fashion"]
     )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--settings", nargs="+", default=["one", "half"])
+    parser.add_argument("--settings", nargs="+", default=["one", "half"], choices=["one", "half"])
     parser.add_argument("--methods", nargs="+", default=list(PEERS), choices=list(PEERS))
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/pyro_factvae"))
     parser.add_argument("--json", default="benchmarks/out/peers.json")
@@ -132,6 +132,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--no-draws", dest="draws", action="store_false", help="skip coverage and CRPS"
     )
     args = parser.parse_args(argv)
+    known = sorted(loaders(args.cache, args.fashion_dir))
+    if set(args.data) - set(known):
+        parser.error(f"--data: unknown {sorted(set(args.data) - set(known))}; choose from {known}")
     if args.threads:
         import torch
 

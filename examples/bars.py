@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="examples/out", help="folder for the PNGs")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
+    if not args.lam > 0:  # before the lam = 0 half runs
+        parser.error(f"--lam must be > 0 (the sparse model's), got {args.lam}")
     os.makedirs(args.out, exist_ok=True)
 
     results = {}

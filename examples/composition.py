@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="examples/out")
     args = parser.parse_args(argv)
+    if not 0 < args.labelled <= 1:
+        parser.error(f"--labelled is a fraction in (0, 1], got {args.labelled}")
+    if args.lam < 0 or args.epochs < 1:
+        parser.error(f"--lam must be >= 0 and --epochs positive, got {args.lam}, {args.epochs}")
     os.makedirs(args.out, exist_ok=True)
 
     views, labels = load_digits_quadrants()

@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     os.makedirs(args.out, exist_ok=True)
 
     motion, order, sizes, test_seq = protocol(args)
+    if args.sizes and max(args.sizes) > len(order):
+        parser.error(f"--sizes: the data have {len(order)} training sequences, got {args.sizes}")
     sizes = args.sizes or sizes
     results, last = [], None
     print(

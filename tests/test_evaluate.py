@@ -220,3 +220,22 @@ def test_compare_reports_errors_in_the_units_of_its_mean_baseline(groups):
     (row,) = compare(scaled, scaled, {"latent_dim": 2}, steps=4, methods=["lam0"], num_samples=8)
     raw = evaluate(row["model"], scaled, num_samples=8, standardized=False)
     assert row["rmse"] == raw["rmse"] and row["mean_rmse"] > 10  # both in the data's units
+
+
+def test_compare_checks_every_argument_before_it_fits(groups, monkeypatch):
+    from pyro_factvae.tools import baselines
+
+    fitted = []
+    monkeypatch.setattr(baselines, "make", lambda *a, **k: fitted.append(a) or None)
+    bad = [
+        (dict(steps=0), "steps must be a positive integer"),
+        (dict(batch_size=0), "batch_size must be a positive integer"),
+        (dict(num_samples=0), "num_samples must be a positive integer"),
+        (dict(methods="lam0"), "methods is a list of names"),
+        (dict(methods=["lam0", "bogus"]), r"methods \['lam0', 'bogus'\]: choose"),
+        (dict(methods=[]), r"methods \[\]: choose"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            baselines.compare(groups, groups, {"latent_dim": 2}, **kwargs)
+    assert fitted == []  # refused before any model was made

@@ -124,3 +124,26 @@ def test_example_options_that_would_train_nothing_are_refused(capsys):
     assert "--steps must be positive, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
         bars_run(0.1, 0, n=50, progress=False, epochs=0)
+
+
+def test_example_options_out_of_range_are_refused_before_any_work(tmp_path, capsys):
+    import pytest
+
+    refused = [
+        ("bars.py", ["--lam", "-1"], "--lam must be > 0"),
+        ("composition.py", ["--labelled", "1.5"], "--labelled is a fraction in (0, 1]"),
+        ("views.py", ["--train", "-5"], "--train must be positive, got -5"),
+        ("views.py", ["--test", "0"], "--test must be positive, got 0"),
+    ]
+    for script, argv, message in refused:
+        with pytest.raises(SystemExit):
+            _example(script)["main"]([*argv, "--out", str(tmp_path / "out")])
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing written
+    names = np.array([c.encode() for c in MOCAP6_CHANNELS])
+    x = np.sin(np.outer(np.arange(240) / 7.0, np.arange(1, 13)))
+    path = tmp_path / "dataset.npz"
+    np.savez(path, X=x, column_names=names, doc_range=np.arange(0, 241, 40))
+    with pytest.raises(SystemExit):
+        _example("mocap.py")["main"](["--data", str(path), "--sizes", "9"])
+    assert "--sizes: the data have 5 training sequences" in capsys.readouterr().err

@@ -47,6 +47,13 @@ def test_simulate_bernoulli_groups_and_bad_input():
         simulate(SUPPORT, [3, 3], 10)
     with pytest.raises(ValueError, match="unknown likelihood"):
         simulate(SUPPORT, 3, 10, likelihood="gamma")
+    listed = simulate([[1, 0], [0, 1]], np.int64(3), 10)  # a plain list, a numpy integer
+    assert listed.data.names == ["g0", "g1"] and listed.data.dims == [3, 3]
+    with pytest.raises(ValueError, match="dims must be a positive integer"):
+        simulate(SUPPORT, -1, 10)
+    twice = pd.DataFrame([[1, 0], [0, 1]], index=["a", "a"])
+    with pytest.raises(ValueError, match="names each group once"):
+        simulate(twice, 3, 10)
 
 
 def test_support_recovery_matches_latents_up_to_permutation():

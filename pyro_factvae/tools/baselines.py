@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import positive_int
 from ..data import GroupedData, as_grouped
 from ..estimator import FactVAE
 from ..metrics import evaluate, mean_imputation_error
@@ -79,6 +80,14 @@ def compare(
     ``active_links`` (non-zero ``(group, latent)`` pairs), ``fit_seconds``, and, in every row,
     ``mean_rmse``: the per-feature-mean imputation baseline. Fitted models are under ``model``.
     """
+    positive_int("steps", steps)  # every argument checked before a model is fitted
+    positive_int("batch_size", batch_size)
+    positive_int("num_samples", num_samples)
+    if isinstance(methods, str):
+        raise ValueError(f"methods is a list of names, e.g. [{methods!r}]; got the string")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise ValueError(f"methods {list(methods)}: choose one or more of {sorted(METHODS)}")
     epochs = epochs_for(steps, len(train), batch_size)
     baseline = mean_imputation_rmse(train, test)
     rows = []

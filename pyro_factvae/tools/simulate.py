@@ -105,11 +105,19 @@ def simulate(
         raise ValueError("support must hold booleans (or 0 / 1)")
     values = values.astype(bool)
     num_groups, k = values.shape
-    names = [str(n) for n in getattr(support, "index", [f"g{g}" for g in range(num_groups)])]
-    dims = [dims] * num_groups if isinstance(dims, int) else list(dims)
+    if isinstance(support, pd.DataFrame):  # a list has an .index too: a frame's names only
+        names = [str(n) for n in support.index]
+        if len(set(names)) != len(names):
+            raise ValueError(f"the support's index names each group once, got {names}")
+    else:
+        names = [f"g{g}" for g in range(num_groups)]
+    dims = [dims] * num_groups if isinstance(dims, (int, np.integer)) else list(dims)
     liks = [likelihood] * num_groups if isinstance(likelihood, str) else list(likelihood)
     if len(dims) != num_groups or len(liks) != num_groups:
         raise ValueError(f"give one dim and one likelihood per group ({num_groups} groups)")
+    for d in dims:
+        positive_int("dims", d)
+    dims = [int(d) for d in dims]
     positive_int("num_rows", num_rows)
     if not (noise > MIN_SCALE and link_scale > 0):
         raise ValueError(f"noise must be > {MIN_SCALE} and link_scale > 0")
