@@ -114,7 +114,7 @@ class GroupedData:
         else:
             obs, cells = masks_from_explicit(names, mats, mask)
         reject_inf(names, mats, obs, cells)
-        check_ranges(names, column_ranges(mats, obs, cells))
+        check_ranges(names, column_ranges(mats, obs, cells, nan_missing=mask is None))
 
         row_index = np.arange(num_rows)
         keep = obs.any(axis=1)

