@@ -145,52 +145,25 @@ def lambda_path(
         positive_int("warm_epochs", warm_epochs)
     # a path under a caller's no_grad or inference_mode trains all the same
     with torch.inference_mode(False), torch.enable_grad():
-        return _lambda_path(
-            data,
-            grid,
-            validation,
-            epochs,
-            warm_epochs,
-            num_samples,
-            seed,
-            progress,
-            fit_kwargs,
-            model_kwargs,
+        data = as_grouped(data)
+        if isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
+            if not 0 < validation < 1:
+                raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
+            train, valid = data.split(1 - float(validation), seed=seed)
+        elif isinstance(validation, Mapping):  # its groups by name
+            if set(validation) != set(data.names):
+                raise ValueError(
+                    f"the validation data have groups {sorted(validation)}, the data "
+                    f"{data.names}: give the same groups"
+                )
+            train, valid = data, as_grouped({name: validation[name] for name in data.names})
+        else:
+            train, valid = data, as_grouped(validation, names=data.names)
+        check_path_data(train, valid)
+        warm_epochs = max(1, epochs // 2) if warm_epochs is None else warm_epochs
+        vae = FactVAE(lam=grid[0], **model_kwargs)
+        state = vae.fit_state
+        path = walk(
+            state, train, valid, grid, epochs, warm_epochs, seed, num_samples, progress, fit_kwargs
         )
-
-
-def _lambda_path(
-    data,
-    grid,
-    validation,
-    epochs,
-    warm_epochs,
-    num_samples,
-    seed,
-    progress,
-    fit_kwargs,
-    model_kwargs,
-) -> LambdaPath:
-    """:func:`lambda_path` after its arguments are checked."""
-    data = as_grouped(data)
-    if isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
-        if not 0 < validation < 1:
-            raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
-        train, valid = data.split(1 - float(validation), seed=seed)
-    elif isinstance(validation, Mapping):  # its groups by name
-        if set(validation) != set(data.names):
-            raise ValueError(
-                f"the validation data have groups {sorted(validation)}, the data "
-                f"{data.names}: give the same groups"
-            )
-        train, valid = data, as_grouped({name: validation[name] for name in data.names})
-    else:
-        train, valid = data, as_grouped(validation, names=data.names)
-    check_path_data(train, valid)
-    warm_epochs = max(1, epochs // 2) if warm_epochs is None else warm_epochs
-    vae = FactVAE(lam=grid[0], **model_kwargs)
-    state = vae.fit_state
-    path = walk(
-        state, train, valid, grid, epochs, warm_epochs, seed, num_samples, progress, fit_kwargs
-    )
-    return LambdaPath(grid, path.held_out_ll, path.active_links, path.sparsity, path.best, vae)
+        return LambdaPath(grid, path.held_out_ll, path.active_links, path.sparsity, path.best, vae)
