@@ -310,9 +310,11 @@ class FactVAE(Queries):
             the uninterrupted one; resuming a finished run returns the fitted model.
         callbacks : sequence of callables
             Each called after every epoch (of every fit of the ``lam="auto"`` path too) with
-            an :class:`~pyro_factvae.infer.callbacks.Epoch`; one that returns ``True`` stops
-            the fit there, as a signal does (``interrupted_ == "callback"``; resumable from
-            the checkpoint). Built-ins: :class:`~pyro_factvae.infer.callbacks.CSVLogger`,
+            an :class:`~pyro_factvae.infer.callbacks.Epoch`; one that returns ``True`` (a
+            bool; other values, such as a count ``file.write`` returns, are ignored) stops the
+            fit there, as a signal does, on every rank of a distributed run (``interrupted_ ==
+            "callback"``; resumable from the checkpoint). Built-ins:
+            :class:`~pyro_factvae.infer.callbacks.CSVLogger`,
             :class:`~pyro_factvae.infer.callbacks.TensorBoardLogger`.
 
         Returns

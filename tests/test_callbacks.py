@@ -74,3 +74,32 @@ def test_the_cli_logs_every_epoch_to_a_folder(tmp_path, capsys):
     assert main([*args, "--no-progress", "--log-dir", str(logs)]) == 0
     rows = list(csv.DictReader(open(logs / "history.csv")))
     assert len(rows) == 4 and rows[-1]["epoch"] == "4"
+
+
+def test_only_a_true_answer_stops_and_a_stop_on_any_rank_stops_every_rank():
+    import numpy as np
+
+    from pyro_factvae.infer.distributed import World
+    from pyro_factvae.infer.run import Trainer
+
+    counted = FactVAE(latent_dim=2, lam=0.5).fit(
+        small_groups(),
+        callbacks=[lambda e: 17],
+        **FIT,  # a count, as file.write returns
+    )
+    assert counted.interrupted_ is None and len(counted.history_) == 6
+    numpy_true = FactVAE(latent_dim=2, lam=0.5).fit(
+        small_groups(), callbacks=[lambda e: np.float64(e.epoch) >= 2], **FIT
+    )
+    assert numpy_true.interrupted_ == "callback" and len(numpy_true.history_) == 2
+
+    class OtherRankStops(World):  # this rank's callbacks say nothing; another rank's stop
+        def max_over_ranks(self, value):
+            self.calls = getattr(self, "calls", 0) + 1
+            return max(value, 1) if self.calls == 5 else value
+
+    vae = FactVAE(latent_dim=2, lam=0.5)
+    data = vae.prepare(small_groups())
+    given = dict(epochs=6, batch_size=16, seed=2, patience=None)
+    Trainer(vae.fit_state, OtherRankStops()).train(data, given)
+    assert vae.interrupted_ == "callback" and len(vae.history_) < 6

@@ -26,6 +26,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 
@@ -267,8 +268,11 @@ class Trainer:
                         lam=0.0 if phase.relaxed else phase.lam_at(pos.step - 1, batches),
                         active_links=self.active_links(),
                     )
-                    answers = [bool(callback(event)) for callback in callbacks]
-                    requested = requested or any(answers)
+                    # True stops (a bool, numpy's too); another value (what file.write
+                    # returns, say) does not
+                    answers = [callback(event) for callback in callbacks]
+                    stops = [isinstance(a, (bool, np.bool_)) and bool(a) for a in answers]
+                    requested = requested or any(stops)
                 if not stopping:
                     return False
                 phase = run.phases[run.phase]
@@ -295,9 +299,12 @@ class Trainer:
             def after_step(pos: Position) -> bool:
                 nonlocal interrupted
                 run.global_step += 1
-                # a signal on any rank stops every rank at this step
-                received = world.max_over_ranks(signals.received or 0)
-                stop = received > 0 or requested
+                # a signal (its number, 2 or more) or a callback's stop (1) on any rank stops
+                # every rank at this step: a stop on one rank alone would leave the others
+                # waiting in the next collective
+                code = world.max_over_ranks(signals.received or int(requested))
+                received = code if code > 1 else 0
+                stop = code > 0
                 if checkpoint is not None and (stop or run.global_step % every == 0):
                     write()
                 if stop:
