@@ -40,7 +40,9 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     rank 0 alone writes the checkpoint, the model file and the output."""
     from .estimator import FactVAE
     from .infer.distributed import init_from_env, is_writer
+    from .infer.state import as_device
 
+    as_device(args.device)  # before torchrun's process group is set up for it
     init_from_env(args.device)
     if args.out is None:  # the default name: an earlier model there is not replaced unasked
         if os.path.exists(DEFAULT_MODEL):

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from pyro_factvae.cli import main, parse_groups
 
@@ -385,3 +386,15 @@ def test_npz_impute_builds_the_data_once_and_gives_every_output_back_as_read(
                 assert f[g].dtype == a.dtype and f[g].shape == lead + a.shape, (name, g)
                 seen = ~np.isnan(a)
                 assert all(np.array_equal(v[seen], a[seen]) for v in f[g].reshape(-1, *a.shape))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")
+def test_fit_refuses_a_device_it_lacks_before_setting_up_torchrun(tmp_path, capsys, monkeypatch):
+    import pyro_factvae.infer.distributed as distributed
+
+    started = []
+    monkeypatch.setattr(distributed, "init_from_env", lambda *a, **k: started.append(a))
+    path = tmp_path / "d.npz"
+    np.savez(path, a=np.ones((10, 2)), b=np.zeros((10, 2)))
+    assert main(["fit", str(path), "--lam", "0.1", "--device", "cuda", "-o", "m.factvae"]) == 1
+    assert "needs CUDA" in capsys.readouterr().err and started == []
