@@ -103,3 +103,24 @@ def test_only_a_true_answer_stops_and_a_stop_on_any_rank_stops_every_rank():
     given = dict(epochs=6, batch_size=16, seed=2, patience=None)
     Trainer(vae.fit_state, OtherRankStops()).train(data, given)
     assert vae.interrupted_ == "callback" and len(vae.history_) < 6
+
+
+def test_logs_are_written_by_rank_0_alone(tmp_path, monkeypatch):
+    import pyro_factvae.infer.callbacks as callbacks
+
+    monkeypatch.setattr(callbacks, "is_writer", lambda: False)  # as on rank 1 of torchrun
+    loggers = [CSVLogger(tmp_path / "history.csv")]
+    if _has_tensorboard():
+        loggers.append(TensorBoardLogger(tmp_path / "tb"))
+    FactVAE(latent_dim=2, lam=0.5).fit(small_groups(), callbacks=loggers, **FIT)
+    for logger in loggers[1:]:
+        logger.close()
+    assert list(tmp_path.rglob("*")) == []  # no file, no events folder
+
+
+def _has_tensorboard():
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -5,7 +5,8 @@ an :class:`Epoch` (the epoch's loss terms, ``lam`` and the active links). A call
 returns ``True`` stops the fit there, as a signal would: a checkpoint (when one is written)
 holds the run, and ``fit(..., resume=PATH)`` continues it; ``vae.interrupted_`` is
 ``"callback"``. :class:`CSVLogger` writes one row per epoch; :class:`TensorBoardLogger`
-writes TensorBoard scalars (``torch.utils.tensorboard``: ``pip install tensorboard``).
+writes TensorBoard scalars (``torch.utils.tensorboard``: ``pip install tensorboard``). Under
+``torchrun`` both write on rank 0 alone, as the checkpoints are.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import csv
 import os
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from .distributed import is_writer
 
 __all__ = ["CSVLogger", "Epoch", "TensorBoardLogger"]
 
@@ -25,7 +28,7 @@ class Epoch:
     #: epochs completed in this model's history (1 after the first; the fresh dense fit of a
     #: ``lam="auto"`` path that chose 0 counts its own, from 1)
     epoch: int
-    #: the phase trained (``map``, ``prox``, ``variational``, ``relaxed``, ...)
+    #: the phase trained (``map``, ``prox``, ``variational`` or ``relaxed refit``)
     phase: str
     #: the negative ELBO of the data per row over the epoch (likelihood and KL of ``z``)
     loss: float
@@ -45,6 +48,8 @@ class CSVLogger:
         self.path = os.fspath(path)
 
     def __call__(self, event: Epoch) -> None:
+        if not is_writer():  # another rank of a distributed run: rank 0 writes the log
+            return
         row = asdict(event)
         new = not os.path.exists(self.path) or os.path.getsize(self.path) == 0
         with open(self.path, "a", newline="") as f:
@@ -66,12 +71,16 @@ class TensorBoardLogger:
                 f"TensorBoardLogger needs the tensorboard package ({exc}); pip install "
                 "tensorboard, or log to CSV with CSVLogger"
             ) from None
-        self.writer: Any = SummaryWriter(os.fspath(log_dir))
+        # on rank 0 alone: a writer makes its events file as it starts
+        self.writer: Any = SummaryWriter(os.fspath(log_dir)) if is_writer() else None
 
     def __call__(self, event: Epoch) -> None:
+        if self.writer is None:
+            return
         for key in ("loss", "prior", "lam", "active_links"):
             self.writer.add_scalar(key, getattr(event, key), event.epoch)
         self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
