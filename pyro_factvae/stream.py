@@ -155,7 +155,7 @@ def dataset_to_memmap(
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     hidden = "." + os.path.basename(path) + "."  # until complete, out of sight
-    parts = [tempfile.NamedTemporaryFile(dir=folder, prefix=hidden, delete=False) for _ in "12"]
+    parts = [tempfile.NamedTemporaryFile(dir=folder, prefix=hidden, delete=False) for _ in range(2)]
     for part in parts:
         part.close()
     temps = [part.name for part in parts]

@@ -46,11 +46,6 @@ def as_array(name: str, array: Any) -> np.ndarray:
         array = np.ma.filled(np.ma.asarray(array).astype(np.float64), np.nan)
     elif np.ma.isMaskedArray(array):  # dates, text, complex: refused below, as unmasked
         array = np.ma.getdata(array)
-    if type(array).__module__.startswith("pandas") and np.asarray(array).dtype == object:
-        try:  # nullable dtypes: pd.NA is missing
-            array = array.to_numpy(dtype=np.float64, na_value=np.nan)
-        except (TypeError, ValueError):
-            pass  # text or dates: said below
     try:
         out = np.asarray(array)
     except Exception as exc:  # ragged lists and the like

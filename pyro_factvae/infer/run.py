@@ -268,8 +268,7 @@ class Trainer:
                         lam=0.0 if phase.relaxed else phase.lam_at(pos.step - 1, batches),
                         active_links=self.active_links(),
                     )
-                    # True stops (a bool, numpy's too); another value (what file.write
-                    # returns, say) does not
+                    # True stops (numpy's too); not any value (what file.write returns, say)
                     answers = [callback(event) for callback in callbacks]
                     stops = [isinstance(a, (bool, np.bool_)) and bool(a) for a in answers]
                     requested = requested or any(stops)
@@ -299,9 +298,8 @@ class Trainer:
             def after_step(pos: Position) -> bool:
                 nonlocal interrupted
                 run.global_step += 1
-                # a signal (its number, 2 or more) or a callback's stop (1) on any rank stops
-                # every rank at this step: a stop on one rank alone would leave the others
-                # waiting in the next collective
+                # a signal (its number, >= 2) or a callback's stop (1) on any rank stops every
+                # rank here: one rank stopping alone would leave the others in a collective
                 code = world.max_over_ranks(signals.received or int(requested))
                 received = code if code > 1 else 0
                 stop = code > 0
