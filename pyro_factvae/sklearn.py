@@ -15,11 +15,13 @@ itself); this module imports it.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.impute import MissingIndicator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .config import non_negative_int, positive_int
@@ -27,7 +29,8 @@ from .data import GroupedData
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
-from .validation import check_numeric, is_dataframe
+from .sklearn_columns import check_frame, resolve_groups, shown
+from .validation import is_dataframe
 
 __all__ = ["FactVAEImputer"]
 
@@ -101,13 +104,24 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     missing_values : float
         The value that marks a missing cell, as in scikit-learn's imputers (e.g. ``-999``);
         NaN is always missing too.
+    keep_empty_features : bool
+        As scikit-learn's imputers: a column with no observed cell in the data fitted on is
+        left out of the model (and a group left with no column too); by default it is left
+        out of :meth:`transform`'s output as well, with ``True`` it is kept there, filled
+        with 0.
+    add_indicator : bool
+        As scikit-learn's imputers: append a
+        :class:`~sklearn.impute.MissingIndicator`'s columns (one 0/1 column for each column
+        with a missing cell in the data fitted on) to :meth:`transform`'s output.
 
     Attributes
     ----------
     vae_ : FactVAE
         The fitted model.
     groups_ : dict
-        ``{group name: [column positions]}`` as fitted.
+        ``{group name: [column positions]}`` as fitted (without the columns never observed).
+    indicator_ : MissingIndicator or None
+        The indicator of ``add_indicator=True``.
     n_features_in_, feature_names_in_
         As every scikit-learn estimator (the latter for a DataFrame with string columns).
 
@@ -158,6 +172,8 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         refine_steps: int = REFINE_STEPS,
         sample_posterior: bool = False,
         missing_values: float = np.nan,
+        keep_empty_features: bool = False,
+        add_indicator: bool = False,
     ) -> None:
         self.groups = groups
         self.latent_dim = latent_dim
@@ -195,6 +211,8 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         self.refine_steps = refine_steps
         self.sample_posterior = sample_posterior
         self.missing_values = missing_values
+        self.keep_empty_features = keep_empty_features
+        self.add_indicator = add_indicator
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -212,18 +230,32 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
             positive_int("num_samples (with sample_posterior=True)", self.num_samples)
         columns = getattr(X, "columns", None)
         if is_dataframe(X):  # its cells named before scikit-learn converts them
-            _check_frame(X, _resolve_groups(self.groups, X.shape[1], columns))
+            check_frame(X, resolve_groups(self.groups, X.shape[1], columns))
         X = self._marked(
             validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
         )
-        self.groups_ = _resolve_groups(self.groups, X.shape[1], columns)
-        never = np.flatnonzero(np.isnan(X).all(axis=0))
-        if len(never):
-            labels = [columns[j] for j in never] if columns is not None else never.tolist()
+        never = set(np.flatnonzero(np.isnan(X).all(axis=0)).tolist())
+        if len(never) == X.shape[1]:
             raise ValueError(
-                f"columns {_shown(labels)} are never observed (every cell is missing): nothing "
-                "can be learned of them; drop them"
+                "every column is missing in every row: there is nothing to learn from; give "
+                "data with observed cells"
             )
+        groups = resolve_groups(self.groups, X.shape[1], columns)
+        # as scikit-learn's imputers: a column never observed is left out (a group with it)
+        kept = {name: [j for j in cols if j not in never] for name, cols in groups.items()}
+        self.groups_ = {name: cols for name, cols in kept.items() if cols}
+        if never and not self.keep_empty_features:
+            labels = [columns[j] if columns is not None else j for j in sorted(never)]
+            warnings.warn(
+                f"columns {shown(labels)} are never observed (every cell is missing): they are "
+                "left out of the model and of transform's output (keep_empty_features=True "
+                "keeps them, filled with 0)",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.indicator_ = None
+        if self.add_indicator:
+            self.indicator_ = MissingIndicator(error_on_new=False).fit(X)
         model = {k: getattr(self, k) for k in _MODEL}
         model["encoder_hidden"], model["decoder_hidden"] = (
             tuple(self.encoder_hidden),
@@ -238,27 +270,29 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         """``X`` with every missing cell filled (observed cells as given); rows with nothing
         observed get prior-predictive means."""
         check_is_fitted(self, "vae_")
-        _check_frame(X, self.groups_)
+        check_frame(X, self.groups_)
         X = self._marked(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
         data = GroupedData(self._split(X), allow_empty_rows=True)
         if self.sample_posterior:
             (filled,) = self.vae_.impute(data, num_draws=1, **self._query())
         else:
             filled = self.vae_.impute(data, **self._query())
-        return self._join(filled, X)
+        return self._output(filled, X)
 
     def multiple_imputations(self, X: Any, num_draws: int = 20) -> np.ndarray:
         """``(num_draws, n, p)``: ``num_draws`` completed copies of ``X``, each missing cell
         drawn from ``p(x_miss | x_obs)`` (for Rubin's rules)."""
         check_is_fitted(self, "vae_")
-        _check_frame(X, self.groups_)
+        check_frame(X, self.groups_)
         X = self._marked(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
         data = GroupedData(self._split(X), allow_empty_rows=True)
         draws = self.vae_.impute(data, num_draws=num_draws, **self._query())
-        return np.stack([self._join(d, X) for d in draws])
+        return np.stack([self._output(d, X) for d in draws])
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """The input's column names (an imputer keeps every column, in order)."""
+        """The names of :meth:`transform`'s columns: the input's (without the columns never
+        observed, unless ``keep_empty_features``), then the indicator's
+        (``missingindicator_<name>``) with ``add_indicator``."""
         check_is_fitted(self, "n_features_in_")
         if input_features is not None:
             input_features = np.asarray(input_features, dtype=object)
@@ -273,11 +307,16 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
                     f"input_features has {len(input_features)} names; expected "
                     f"{self.n_features_in_}"
                 )
-            return input_features
-        names = getattr(self, "feature_names_in_", None)
-        if names is not None:
-            return np.asarray(names, dtype=object)
-        return np.asarray([f"x{j}" for j in range(self.n_features_in_)], dtype=object)
+            names = input_features
+        else:
+            names = getattr(self, "feature_names_in_", None)
+            if names is None:
+                names = [f"x{j}" for j in range(self.n_features_in_)]
+            names = np.asarray(names, dtype=object)
+        out = np.delete(names, self._dropped())
+        if self.indicator_ is not None:
+            out = np.concatenate([out, self.indicator_.get_feature_names_out(names)])
+        return out.astype(object)
 
     # ------------------------------------------------------------------ helpers
     def _marked(self, X: np.ndarray) -> np.ndarray:
@@ -304,84 +343,23 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     def _split(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return {name: X[:, cols] for name, cols in self.groups_.items()}
 
-    def _join(self, filled: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+    def _empty(self) -> list[int]:
+        """The positions of the columns never observed in the data fitted on."""
+        fitted = {j for cols in self.groups_.values() for j in cols}
+        return [j for j in range(self.n_features_in_) if j not in fitted]
+
+    def _dropped(self) -> list[int]:
+        """The positions of the input's columns that :meth:`transform` leaves out."""
+        return [] if self.keep_empty_features else self._empty()
+
+    def _output(self, filled: Mapping[str, np.ndarray], X: np.ndarray) -> np.ndarray:
+        """``X`` with the fills of every group, its never-observed columns filled with 0 or
+        left out, and the indicator's columns appended."""
         out = np.array(X, dtype=np.float64, copy=True)
         for name, cols in self.groups_.items():
             out[:, cols] = filled[name]
+        out[:, self._empty()] = 0.0
+        out = np.delete(out, self._dropped(), axis=1)
+        if self.indicator_ is not None:
+            out = np.hstack([out, self.indicator_.transform(X).astype(np.float64)])
         return out
-
-
-def _resolve_groups(
-    groups: Mapping[str, Sequence[Any]] | None, num_features: int, columns: Any
-) -> dict[str, list[int]]:
-    """``{group: [column positions]}``: every column in exactly one group."""
-    labels_in = None if columns is None else list(columns)
-    names = None if columns is None else [str(c) for c in columns]
-    # an integer is a column's label when the frame has integer labels, else its position
-    by_label = labels_in is not None and any(isinstance(c, (int, np.integer)) for c in labels_in)
-    if groups is None:
-        labels = names or [f"x{j}" for j in range(num_features)]
-        return {label: [j] for j, label in enumerate(labels)}
-    if not isinstance(groups, Mapping) or not groups:
-        raise ValueError("groups must be a non-empty mapping {group: [columns]}")
-    out, owner = {}, {}
-    for group, cols in groups.items():
-        if isinstance(cols, (str, int, np.integer)):
-            raise ValueError(f"group {group!r}: give a list of columns, not {cols!r}")
-        positions = []
-        for c in cols:
-            if by_label and c in labels_in:
-                j = labels_in.index(c)
-            elif isinstance(c, (int, np.integer)) and not isinstance(c, bool) and not by_label:
-                j = int(c)
-            elif names is not None and str(c) in names:
-                j = names.index(str(c))
-            elif by_label:
-                raise ValueError(
-                    f"group {group!r}: column {c!r} is not a label of the DataFrame's columns "
-                    f"{_shown(labels_in)}; its integer labels are matched as labels, not positions "
-                    "(give labels, or the data as an array to give positions)"
-                )
-            else:
-                raise ValueError(
-                    f"group {group!r}: column {c!r} is not in the data (give positions, or "
-                    "names of a DataFrame's columns)"
-                )
-            if not 0 <= j < num_features:
-                raise ValueError(f"group {group!r}: column {c!r} is out of range")
-            if j in owner:
-                raise ValueError(f"column {c!r} is in groups {owner[j]!r} and {group!r}")
-            owner[j] = group
-            positions.append(j)
-        if str(group) in out:
-            raise ValueError(
-                f"group {group!r} and an earlier group are both named {str(group)!r} as text "
-                "(group names are strings): rename one"
-            )
-        out[str(group)] = positions
-    left = [j for j in range(num_features) if j not in owner]
-    if left:
-        labels = [names[j] if names else j for j in left]
-        raise ValueError(f"columns {labels} are in no group: add them to one (or drop them)")
-    return out
-
-
-#: how an imputer's group gets the categorical likelihood (for a text column's message)
-IMPUTER_CATEGORICAL = "FactVAEImputer(groups=..., likelihood={group: 'categorical'})"
-
-
-def _check_frame(X: Any, groups: Mapping[str, list[int]]) -> None:
-    """For a DataFrame, a ``ValueError`` naming the group, column and row of the first cell
-    that is not a number (before scikit-learn's conversion, which names none of them)."""
-    if not is_dataframe(X):
-        return
-    for name, cols in groups.items():
-        for j in cols:
-            if j < X.shape[1]:  # a frame of the wrong width is scikit-learn's to refuse
-                check_numeric(name, X.columns[j], X.iloc[:, j], IMPUTER_CATEGORICAL)
-
-
-def _shown(labels: list[Any], most: int = 8) -> str:
-    """``labels`` for a message: the first ``most`` of them."""
-    more = f", ... ({len(labels)} in all)" if len(labels) > most else ""
-    return "[" + ", ".join(map(repr, labels[:most])) + more + "]"

@@ -13,7 +13,16 @@ LAYERS = [
     {"module"},
     {"infer"},
     {"queries", "outputs", "estimator"},
-    {"metrics", "calibration", "analysis", "plotting", "tools", "datasets", "sklearn"},
+    {
+        "metrics",
+        "calibration",
+        "analysis",
+        "plotting",
+        "tools",
+        "datasets",
+        "sklearn",
+        "sklearn_columns",
+    },
     {"cli_io", "cli_commands", "cli"},
 ]
 #: longer modules and why

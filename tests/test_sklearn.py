@@ -110,7 +110,7 @@ def test_group_specs_that_would_be_misread_are_refused_before_the_fit():
         FactVAEImputer(sample_posterior=True, num_samples=0, epochs=1).fit(x)
 
 
-def test_frames_with_text_or_never_observed_columns_are_refused_by_name():
+def test_frames_with_text_columns_are_refused_by_name():
     x = np.random.default_rng(0).normal(size=(30, 6))
     x[1, 1] = np.nan
     groups = {"a": ["p", "q", "r"], "b": ["s", "t", "u"]}
@@ -118,9 +118,6 @@ def test_frames_with_text_or_never_observed_columns_are_refused_by_name():
     text.iloc[3, 2] = "abc"
     with pytest.raises(ValueError, match="group 'a': column 'r' is not numeric: row 3"):
         FactVAEImputer(groups=groups, epochs=1).fit(text)
-    empty = pd.DataFrame(x, columns=list("pqrstu")).assign(r=np.nan)
-    with pytest.raises(ValueError, match=r"columns \['r'\] are never observed"):
-        FactVAEImputer(groups=groups, epochs=1).fit(empty)
     imp = FactVAEImputer(groups=groups, epochs=1, latent_dim=2).fit(
         pd.DataFrame(x, columns=list("pqrstu"))
     )
@@ -147,3 +144,45 @@ def test_a_sentinel_marks_missing_cells_and_feature_names_are_checked():
     assert list(fitted.get_feature_names_out(list(frame.columns))) == list(frame.columns)
     with pytest.raises(ValueError, match="differ from the names fitted on"):
         fitted.get_feature_names_out(list("abcdef"))
+
+
+def test_never_observed_columns_are_left_out_or_kept_as_scikit_learns_imputers_do():
+    from sklearn.impute import SimpleImputer
+
+    _, holed, _ = _table()
+    holed[:, 4] = np.nan  # column 4 never observed; group "c" has no other column
+    holed = np.hstack([holed, np.full((len(holed), 1), np.nan)])
+    frame = pd.DataFrame(holed, columns=[f"f{j}" for j in range(7)])
+    groups = {"a": ["f0", "f1", "f2"], "b": ["f3", "f4", "f5"], "c": ["f6"]}
+    with pytest.warns(UserWarning, match=r"columns \['f4', 'f6'\] are never observed"):
+        imp = FactVAEImputer(groups=groups, **FAST).fit(frame)
+    assert imp.groups_ == {"a": [0, 1, 2], "b": [3, 5]}
+    assert imp.vae_.layout_.names == ("a", "b")
+    out = imp.transform(frame)
+    seen = ~np.isnan(np.delete(holed, [4, 6], axis=1))
+    assert out.shape == (len(holed), 5) and not np.isnan(out).any()
+    assert np.array_equal(out[seen], np.delete(holed, [4, 6], axis=1)[seen])
+    for keep in (False, True):  # the same columns and names as scikit-learn's imputer
+        ours = clone(imp).set_params(keep_empty_features=keep, add_indicator=True).fit(frame)
+        theirs = SimpleImputer(keep_empty_features=keep, add_indicator=True).fit(frame)
+        names = ours.get_feature_names_out()
+        assert list(names) == list(theirs.get_feature_names_out())
+        filled, reference = ours.transform(frame), theirs.transform(frame)
+        assert filled.shape == reference.shape
+        # the empty columns (0 when kept) and the indicator's columns agree exactly
+        same = [j for j, n in enumerate(names) if n.startswith("missingindicator_")]
+        same += [j for j, n in enumerate(names) if n in ("f4", "f6")]
+        assert len(same) == 7 + 2 * keep
+        np.testing.assert_array_equal(filled[:, same], reference[:, same])
+        draws = ours.multiple_imputations(frame, num_draws=2)
+        assert draws.shape == (2, *reference.shape)
+    with pytest.raises(ValueError, match="every column is missing in every row"):
+        FactVAEImputer(**FAST).fit(np.full((10, 3), np.nan))
+
+
+def test_cross_validation_runs_when_a_fold_never_observes_a_column():
+    x, holed, y = _table()
+    holed[40:, 2] = np.nan  # column 2 observed in the first 40 rows only
+    pipe = Pipeline([("impute", FactVAEImputer(add_indicator=True, **FAST)), ("fit", Ridge())])
+    scores = cross_val_score(pipe, holed, y, cv=3)  # the first split trains on rows 40-119
+    assert np.isfinite(scores).all()
