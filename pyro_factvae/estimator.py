@@ -313,7 +313,8 @@ class FactVAE(Queries):
             an :class:`~pyro_factvae.infer.callbacks.Epoch`; one that returns ``True`` (a
             bool; other values, such as a count ``file.write`` returns, are ignored) stops the
             fit there, as a signal does, on every rank of a distributed run (``interrupted_ ==
-            "callback"``; resumable from the checkpoint). Built-ins:
+            "callback"``; resumable from the checkpoint). One that raises stops it the same
+            way, the checkpoint written, and its exception then propagates. Built-ins:
             :class:`~pyro_factvae.infer.callbacks.CSVLogger`,
             :class:`~pyro_factvae.infer.callbacks.TensorBoardLogger`.
 

@@ -39,6 +39,33 @@ def test_callbacks_see_every_epoch_and_can_stop_a_fit_that_then_resumes(tmp_path
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_callback_that_raises_stops_the_fit_with_its_epoch_saved_and_resumable(tmp_path):
+    whole = FactVAE(latent_dim=2, lam=0.5).fit(small_groups(), **FIT)
+
+    def failing(event):
+        if event.epoch == 3:
+            raise OSError("disk full")
+
+    path = tmp_path / "run.ckpt"
+    cut = FactVAE(latent_dim=2, lam=0.5)
+    with pytest.raises(OSError, match="disk full") as info:
+        cut.fit(small_groups(), callbacks=[failing], checkpoint=path, **FIT)
+    assert info.value.__notes__ == [
+        f"a callback raised at epoch 3: the fit stopped there, saved in {str(path)!r}: "
+        f"fit(data, resume={str(path)!r}) continues it"
+    ]
+    assert cut.interrupted_ == "callback" and len(cut.history_) == 3
+    resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
+    assert resumed.history_ == whole.history_
+    a, b = _state(whole), _state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    bare = FactVAE(latent_dim=2, lam=0.5)
+    with pytest.raises(OSError) as info:
+        bare.fit(small_groups(), callbacks=[failing], **FIT)
+    assert "the model holds its weights then" in info.value.__notes__[0]
+    assert bare.interrupted_ == "callback" and len(bare.history_) == 3
+
+
 def test_callbacks_follow_the_default_fit_through_its_lam_path():
     seen = []
     vae = FactVAE(latent_dim=2).fit(

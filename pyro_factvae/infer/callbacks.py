@@ -4,7 +4,8 @@
 an :class:`Epoch` (the epoch's loss terms, ``lam`` and the active links). A callback that
 returns ``True`` stops the fit there, as a signal would: a checkpoint (when one is written)
 holds the run, and ``fit(..., resume=PATH)`` continues it; ``vae.interrupted_`` is
-``"callback"``. :class:`CSVLogger` writes one row per epoch; :class:`TensorBoardLogger`
+``"callback"``. A callback that raises stops the fit in the same way (the checkpoint written)
+before its exception propagates, with a note saying where the run stands. :class:`CSVLogger` writes one row per epoch; :class:`TensorBoardLogger`
 writes TensorBoard scalars (``torch.utils.tensorboard``: ``pip install tensorboard``). Under
 ``torchrun`` both write on rank 0 alone, as the checkpoints are.
 """

@@ -254,9 +254,10 @@ class Trainer:
                 run.saved_step = run.global_step
 
             requested = False  # a callback asked to stop
+            raised: Exception | None = None  # what a callback raised, re-raised once saved
 
             def after_epoch(pos: Position) -> bool:
-                nonlocal requested
+                nonlocal requested, raised
                 if callbacks:
                     phase = run.phases[run.phase]
                     event = Epoch(
@@ -269,7 +270,11 @@ class Trainer:
                         active_links=self.active_links(),
                     )
                     # True stops (numpy's too); not any value (what file.write returns, say)
-                    answers = [callback(event) for callback in callbacks]
+                    try:
+                        answers = [callback(event) for callback in callbacks]
+                    except Exception as exc:  # stops the run as a stop would, then re-raised
+                        raised = exc
+                        return False
                     stops = [isinstance(a, (bool, np.bool_)) and bool(a) for a in answers]
                     requested = requested or any(stops)
                 if not stopping:
@@ -300,7 +305,7 @@ class Trainer:
                 run.global_step += 1
                 # a signal (its number, >= 2) or a callback's stop (1) on any rank stops every
                 # rank here: one rank stopping alone would leave the others in a collective
-                code = world.max_over_ranks(signals.received or int(requested))
+                code = world.max_over_ranks(signals.received or int(requested or bool(raised)))
                 received = code if code > 1 else 0
                 stop = code > 0
                 if checkpoint is not None and (stop or run.global_step % every == 0):
@@ -350,6 +355,10 @@ class Trainer:
                     raise NonFiniteError(f"{exc}; {self._last_good(run, checkpoint)}") from None
                 if interrupted:
                     world.barrier()  # rank 0's checkpoint is on disk before any rank goes on
+                    if raised is not None:
+                        self.state.interrupted = interrupted
+                        raised.add_note(self._after_raise(len(history), checkpoint))
+                        raise raised
                     return interrupted
                 if stopping and self._best is not None:  # the best epoch's weights
                     self.model.load_state_dict(self._best["model"])
@@ -392,6 +401,14 @@ class Trainer:
             "best": self._best,
             "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state(), **cuda},
         }
+
+    @staticmethod
+    def _after_raise(epoch: int, checkpoint: str | None) -> str:
+        """Where a run that a callback's exception stopped stands (a note on the exception)."""
+        where = f"a callback raised at epoch {epoch}: the fit stopped there"
+        if checkpoint is None:
+            return f"{where} (interrupted_ == 'callback'); the model holds its weights then"
+        return f"{where}, saved in {checkpoint!r}: fit(data, resume={checkpoint!r}) continues it"
 
     @staticmethod
     def _last_good(run: Run, checkpoint: str | None) -> str:
