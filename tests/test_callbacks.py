@@ -72,6 +72,15 @@ def test_callbacks_follow_the_default_fit_through_its_lam_path():
         small_groups(), epochs=8, seed=1, progress=False, callbacks=[seen.append]
     )
     assert len(seen) == len(vae.history_) and {e.lam for e in seen} >= {0.0, 1.0}
+    stages = [e.stage for e in seen]  # the walk, then the chosen lam's fit on every row
+    assert stages == sorted(stages, key=["path", "final"].index) and stages[-1] == "final"
+    walked = [e.target_lam for e in seen if e.stage == "path"]
+    assert walked == sorted(walked) and walked[-1] == vae.lam_path_["lams"][-1]
+    assert {e.target_lam for e in seen if e.stage == "final"} == {vae.lam_}
+    assert {e.stage for e in seen if e.phase == "relaxed refit"} == {"path", "final"}
+    fixed = []
+    FactVAE(latent_dim=2, lam=0.5).fit(small_groups(), callbacks=[fixed.append], **FIT)
+    assert {(e.stage, e.target_lam) for e in fixed} == {("fit", 0.5)}
 
 
 def test_csv_and_tensorboard_logs_are_written(tmp_path):
@@ -84,7 +93,9 @@ def test_csv_and_tensorboard_logs_are_written(tmp_path):
     board.close()
     rows = list(csv.DictReader(open(log)))
     assert [float(r["loss"]) for r in rows] == vae.history_
-    assert set(rows[0]) == {"epoch", "phase", "loss", "prior", "lam", "active_links"}
+    assert set(rows[0]) == {
+        *("epoch", "phase", "loss", "prior", "lam", "active_links", "target_lam", "stage")
+    }
     events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
     assert len(events) == 1 and events[0].stat().st_size > 100
 

@@ -1,20 +1,23 @@
 """Watching a fit: callbacks called after every epoch, and two that write logs.
 
 ``FactVAE.fit(data, callbacks=[...])`` calls each callback after every training epoch with
-an :class:`Epoch` (the epoch's loss terms, ``lam`` and the active links). A callback that
-returns ``True`` stops the fit there, as a signal would: a checkpoint (when one is written)
-holds the run, and ``fit(..., resume=PATH)`` continues it; ``vae.interrupted_`` is
-``"callback"``. A callback that raises stops the fit in the same way (the checkpoint written)
-before its exception propagates, with a note saying where the run stands. :class:`CSVLogger` writes one row per epoch; :class:`TensorBoardLogger`
-writes TensorBoard scalars (``torch.utils.tensorboard``: ``pip install tensorboard``). Under
-``torchrun`` both write on rank 0 alone, as the checkpoints are.
+an :class:`Epoch` (the epoch's loss terms, ``lam``, the active links, and which fit of a
+``lam="auto"`` path it belongs to). A callback that returns ``True`` stops the fit there, as
+a signal would: a checkpoint (when one is written) holds the run, and
+``fit(..., resume=PATH)`` continues it; ``vae.interrupted_`` is ``"callback"``. A callback
+that raises stops the fit in the same way (the checkpoint written) before its exception
+propagates, with a note saying where the run stands. :class:`CSVLogger` writes one row per
+epoch; :class:`TensorBoardLogger` writes TensorBoard scalars (``torch.utils.tensorboard``:
+``pip install tensorboard``). Under ``torchrun`` both write on rank 0 alone, as the
+checkpoints are.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .distributed import is_writer
@@ -40,6 +43,17 @@ class Epoch:
     lam: float
     #: the (group, latent) links the prox keeps
     active_links: int
+    #: the ``lam`` of the fit this epoch belongs to (whatever its warm-up or relaxed refit
+    #: applies at the epoch): the model's, or on a ``lam="auto"`` path the one being fitted
+    target_lam: float
+    #: which fit: ``"fit"`` (a fit at a number ``lam``), or of ``lam="auto"``, ``"path"`` (the
+    #: walk over the grid, on 80% of the rows) and ``"final"`` (the chosen ``lam`` on every row)
+    stage: str = "fit"
+
+
+def staged(callbacks: Sequence[Callable[[Epoch], Any]], stage: str) -> list[Callable]:
+    """``callbacks`` that see every :class:`Epoch` with ``stage=stage``."""
+    return [lambda event, c=c: c(replace(event, stage=stage)) for c in callbacks]
 
 
 class CSVLogger:
@@ -61,7 +75,8 @@ class CSVLogger:
 
 
 class TensorBoardLogger:
-    """TensorBoard scalars ``loss``, ``prior``, ``lam`` and ``active_links`` per epoch, in
+    """TensorBoard scalars ``loss``, ``prior``, ``lam``, ``target_lam`` and ``active_links``
+    per epoch, in
     ``log_dir`` (``tensorboard --logdir LOG_DIR`` shows them)."""
 
     def __init__(self, log_dir: str | os.PathLike) -> None:
@@ -78,7 +93,7 @@ class TensorBoardLogger:
     def __call__(self, event: Epoch) -> None:
         if self.writer is None:
             return
-        for key in ("loss", "prior", "lam", "active_links"):
+        for key in ("loss", "prior", "lam", "target_lam", "active_links"):
             self.writer.add_scalar(key, getattr(event, key), event.epoch)
         self.writer.flush()
 

@@ -38,6 +38,7 @@ from ..fit_config import REFIT_LR, FewRowsWarning, FitConfig
 from ..module.scoring import held_out_mean_errors, missing_cell_fraction
 from ..registry import PHI_POSTERIORS
 from ..validation import warn_constant
+from .callbacks import staged
 from .checkpoint import Checkpoint
 from .path_choice import PathResult, beats_mean, choose, past_support, warn_if_the_mean_wins
 from .path_state import PathRecords, PathStore, stages
@@ -159,7 +160,7 @@ def walk(
             return True
         if checkpoint is not None:
             state.lam_path = {"stage": stage}
-        Trainer(state).train(train, kwargs, progress, checkpoint, callbacks)
+        Trainer(state).train(train, kwargs, progress, checkpoint, staged(callbacks, "path"))
         return not state.interrupted
 
     # the mean imputation's score on the validation pairs (criterion "mse"; after a fit,
@@ -295,7 +296,8 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     seed = 0 if given["seed"] is None else given["seed"]
 
     def finish(part: GroupedData) -> None:  # the stage the checkpoint was written in
-        Trainer(state).resume(part, resume, checkpoint, progress, callbacks)
+        stage = {"fallback": "fit", "final": "final", "fresh": "final"}.get(done, "path")
+        Trainer(state).resume(part, resume, checkpoint, progress, staged(callbacks, stage))
 
     try:
         try:
@@ -379,10 +381,11 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             if checkpoint is not None:
                 state.lam_path = {"stage": "final"}
             final = {**rest, "epochs": warm, "seed": seed + len(grid), "relax_epochs": relax}
-            Trainer(state).train(data, final, progress, checkpoint, callbacks)
+            Trainer(state).train(data, final, progress, checkpoint, staged(callbacks, "final"))
     else:
         fresh = resume if done == "fresh" else None
-        _fresh_dense_fit(state, data, given, progress, checkpoint, fresh, history, callbacks)
+        last = staged(callbacks, "final")
+        _fresh_dense_fit(state, data, given, progress, checkpoint, fresh, history, last)
     if state.interrupted:
         return None
     # scored by the final model (as a resumed fit has it), on the path's validation pairs

@@ -268,6 +268,7 @@ class Trainer:
                         # the relaxed refit shrinks nothing: lam 0 is what it applies
                         lam=0.0 if phase.relaxed else phase.lam_at(pos.step - 1, batches),
                         active_links=self.active_links(),
+                        target_lam=phase.lam,
                     )
                     # True stops (numpy's too); not any value (what file.write returns, say)
                     try:
