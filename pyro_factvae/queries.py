@@ -312,6 +312,12 @@ class Queries:
         seed : int, optional
             Seeds the draws, in a fork of the global RNG (left as it was); ``None`` draws
             from, and advances, the global RNG.
+
+        Returns
+        -------
+        dict
+            ``{group: (n, d_g) array}`` in the data's units, a group of one column too (there
+            is no query data whose shapes to follow, as :meth:`impute` follows them).
         """
         positive_int("n", n)
         model, guide = self.fitted_modules()
