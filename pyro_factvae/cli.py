@@ -222,8 +222,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         args.run(args)
-    except Interrupted as exc:
-        print(f"factvae: {exc}", file=sys.stderr)
+    except Interrupted as exc:  # every rank of a torchrun run stops: rank 0 says so
+        from .infer.distributed import is_writer
+
+        if is_writer():
+            print(f"factvae: {exc}", file=sys.stderr)
         import signal
 
         return 128 + int(getattr(signal, exc.signal_name))

@@ -73,23 +73,34 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
         vae.set_columns(groups)
     # resumed, the settings given here must agree with the checkpoint's (the library names
     # any that differ; those left at their defaults take the checkpoint's)
-    vae.fit(
-        data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        progress=progress,
-        checkpoint=checkpoint,
-        checkpoint_every=args.checkpoint_every,
-        callbacks=callbacks,
-        resume=args.resume,
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    launch = (  # how this fit was started, for the resume hint
+        f"torchrun --standalone --nproc_per_node {processes} -m pyro_factvae.cli"
+        if processes > 1
+        else "factvae"
     )
-    if vae.interrupted_:
-        how = (
-            f"resume with: factvae fit {args.data} --resume {checkpoint} -o {args.out}"
-            if checkpoint
-            else "nothing was saved; give --checkpoint PATH to be able to resume"
+    how = (
+        f"resume with: {launch} fit {args.data} --resume {checkpoint} -o {args.out}"
+        if checkpoint
+        else "nothing was saved; give --checkpoint PATH to be able to resume"
+    )
+    try:
+        vae.fit(
+            data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            progress=progress,
+            checkpoint=checkpoint,
+            checkpoint_every=args.checkpoint_every,
+            callbacks=callbacks,
+            resume=args.resume,
         )
+    except Exception as exc:  # a log that could not be written stops the fit, resumable
+        if vae.interrupted_ != "callback":
+            raise
+        raise UserError(f"writing the logs failed ({exc}); the fit stopped: {how}") from None
+    if vae.interrupted_:
         raise Interrupted(f"interrupted by {vae.interrupted_}; {how}", vae.interrupted_)
     if not is_writer():
         return None

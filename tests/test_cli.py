@@ -213,6 +213,39 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
     assert "no such checkpoint" in capsys.readouterr().err
 
 
+def test_a_fit_whose_log_cannot_be_written_stops_resumable(tmp_path, csv_with_holes, capsys):
+    data, spec = csv_with_holes
+    logs, ckpt, model = tmp_path / "logs", tmp_path / "run.ckpt", tmp_path / "m.factvae"
+    (logs / "history.csv").mkdir(parents=True)  # the CSV log cannot be opened as a file
+    argv = ["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "3", "--lam", "1"]
+    argv += ["--checkpoint", str(ckpt), "--no-progress", "--log-dir", str(logs)]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("factvae: error: writing the logs failed") and len(err.splitlines()) == 1
+    assert f"the fit stopped: resume with: factvae fit {data} --resume {ckpt}" in err
+    assert ckpt.exists() and not model.exists()
+    (logs / "history.csv").rmdir()
+    resume = ["fit", str(data), "-o", str(model), "--resume", str(ckpt), "--no-progress"]
+    assert main([*resume, "--log-dir", str(logs)]) == 0 and model.exists()
+
+
+def test_under_torchrun_the_resume_hint_names_torchrun(
+    tmp_path, csv_with_holes, capsys, monkeypatch
+):
+    import pyro_factvae.infer.distributed as distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")  # the process group itself is not started here
+    monkeypatch.setattr(distributed, "init_from_env", lambda *a, **k: True)
+    data, spec = csv_with_holes
+    logs = tmp_path / "logs"
+    (logs / "history.csv").mkdir(parents=True)
+    argv = ["fit", str(data), "--groups", spec, "-o", str(tmp_path / "m"), "--epochs", "2"]
+    argv += ["--lam", "1", "--checkpoint", str(tmp_path / "c"), "--log-dir", str(logs)]
+    assert main([*argv, "--no-progress"]) == 1
+    hint = "resume with: torchrun --standalone --nproc_per_node 2 -m pyro_factvae.cli fit"
+    assert hint in capsys.readouterr().err
+
+
 def test_group_names_with_spaces_in_the_csv_spec_and_empty_rows(tmp_path, groups, capsys):
     frame = pd.DataFrame(
         {
@@ -398,3 +431,27 @@ def test_fit_refuses_a_device_it_lacks_before_setting_up_torchrun(tmp_path, caps
     np.savez(path, a=np.ones((10, 2)), b=np.zeros((10, 2)))
     assert main(["fit", str(path), "--lam", "0.1", "--device", "cuda", "-o", "m.factvae"]) == 1
     assert "needs CUDA" in capsys.readouterr().err and started == []
+
+
+def test_an_interrupted_torchrun_fit_is_reported_by_rank_0_alone(
+    tmp_path, csv_with_holes, capsys, monkeypatch
+):
+    import signal
+
+    import pyro_factvae.infer.distributed as distributed
+    import pyro_factvae.infer.loop as train_module
+
+    original = train_module.guarded_step
+
+    def stop_at_second(*args, **kwargs):
+        out = original(*args, **kwargs)
+        if args[-1].step == 1:
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(train_module, "guarded_step", stop_at_second)
+    monkeypatch.setattr(distributed, "is_writer", lambda: False)  # as rank 1 of a run
+    data, spec = csv_with_holes
+    argv = ["fit", str(data), "--groups", spec, "-o", str(tmp_path / "m"), "--epochs", "2"]
+    assert main([*argv, "--lam", "1", "--checkpoint", str(tmp_path / "c")]) == 130
+    assert capsys.readouterr().err == ""

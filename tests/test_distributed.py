@@ -108,3 +108,24 @@ def test_the_world_a_run_is_given_shares_rows_and_is_a_no_op_in_one_process():
         from pyro_factvae.infer.plan import seeding
 
         seeding(None, ranks=2)
+
+
+@pytest.mark.parametrize(
+    "device, expected",
+    [
+        ("cuda", [("set_device", 3), ("init", "nccl")]),
+        ("cuda:1", [("init", "nccl")]),
+        ("cpu", [("init", "gloo")]),
+    ],
+)
+def test_each_process_of_a_cuda_run_takes_the_gpu_of_its_local_rank(device, expected, monkeypatch):
+    import pyro_factvae.infer.distributed as distributed
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda b: calls.append(("init", b)))
+    monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
+    assert distributed.init_from_env(device) is True
+    assert calls == expected  # the GPU is chosen before nccl starts on it

@@ -104,11 +104,15 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
     """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE``,
     ``RANK``, ``MASTER_ADDR``...), with ``gloo`` on CPU and ``nccl`` on CUDA. Returns whether
     this is a multi-process run. Does nothing when already initialised or when ``WORLD_SIZE``
-    is unset or 1."""
+    is unset or 1. On CUDA, a ``device`` without an index (``"cuda"``) becomes each process's
+    own GPU: ``torch.cuda.set_device(LOCAL_RANK)``, so that ``"cuda"`` names it from then on
+    (nccl needs one GPU per process)."""
     if dist.is_initialized():
         return world()[1] > 1
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     cuda = device is not None and torch.device(device).type == "cuda"
+    if cuda and torch.device(device).index is None and "LOCAL_RANK" in os.environ:
+        torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group("nccl" if cuda else "gloo")
     return True
