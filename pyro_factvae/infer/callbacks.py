@@ -76,8 +76,7 @@ class CSVLogger:
 
 class TensorBoardLogger:
     """TensorBoard scalars ``loss``, ``prior``, ``lam``, ``target_lam`` and ``active_links``
-    per epoch, in
-    ``log_dir`` (``tensorboard --logdir LOG_DIR`` shows them)."""
+    per epoch, in ``log_dir`` (``tensorboard --logdir LOG_DIR`` shows them)."""
 
     def __init__(self, log_dir: str | os.PathLike) -> None:
         try:
