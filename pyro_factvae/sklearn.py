@@ -107,8 +107,8 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     keep_empty_features : bool
         As scikit-learn's imputers: a column with no observed cell in the data fitted on is
         left out of the model (and a group left with no column too); by default it is left
-        out of :meth:`transform`'s output as well, with ``True`` it is kept there, filled
-        with 0.
+        out of :meth:`transform`'s output as well (with a warning where it holds values
+        there); with ``True`` it is kept, its missing cells filled with 0.
     add_indicator : bool
         As scikit-learn's imputers: append a
         :class:`~sklearn.impute.MissingIndicator`'s columns (one 0/1 column for each column
@@ -243,35 +243,44 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         groups = resolve_groups(self.groups, X.shape[1], columns)
         # as scikit-learn's imputers: a column never observed is left out (a group with it)
         kept = {name: [j for j in cols if j not in never] for name, cols in groups.items()}
-        self.groups_ = {name: cols for name, cols in kept.items() if cols}
-        if never and not self.keep_empty_features:
+        fitted = {name: cols for name, cols in kept.items() if cols}
+        gone = [name for name in groups if name not in fitted]
+        named = gone if self.groups else []  # by default each column is a group of its own
+        if never and (named or not self.keep_empty_features):
             labels = [columns[j] if columns is not None else j for j in sorted(never)]
+            also = f" (groups {shown(named)} with them)" if named else ""
+            output = (
+                "; transform fills their missing cells with 0"
+                if self.keep_empty_features
+                else " and of transform's output (keep_empty_features=True keeps them, with 0)"
+            )
             warnings.warn(
                 f"columns {shown(labels)} are never observed (every cell is missing): they are "
-                "left out of the model and of transform's output (keep_empty_features=True "
-                "keeps them, filled with 0)",
+                f"left out of the model{also}{output}",
                 UserWarning,
                 stacklevel=2,
             )
-        self.indicator_ = None
-        if self.add_indicator:
-            self.indicator_ = MissingIndicator(error_on_new=False).fit(X)
         model = {k: getattr(self, k) for k in _MODEL}
         model["encoder_hidden"], model["decoder_hidden"] = (
             tuple(self.encoder_hidden),
             tuple(self.decoder_hidden),
         )
+        for key in ("likelihood", "group_weight", "library_size"):  # keyed by group
+            if isinstance(model[key], Mapping):  # a group left out has no setting to take
+                model[key] = {g: v for g, v in model[key].items() if str(g) not in gone}
         fit = {k: getattr(self, k) for k in _FIT}
-        data = GroupedData(self._split(X), drop_empty_rows=True)
-        self.vae_ = FactVAE(**model).fit(data, **fit)
+        data = GroupedData({g: X[:, cols] for g, cols in fitted.items()}, drop_empty_rows=True)
+        vae = FactVAE(**model).fit(data, **fit)
+        # set together, once the fit succeeded
+        self.vae_, self.groups_, self.indicator_ = vae, fitted, None
+        if self.add_indicator:
+            self.indicator_ = MissingIndicator(error_on_new=False).fit(X)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
         """``X`` with every missing cell filled (observed cells as given); rows with nothing
         observed get prior-predictive means."""
-        check_is_fitted(self, "vae_")
-        check_frame(X, self.groups_)
-        X = self._marked(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
+        X = self._checked(X)
         data = GroupedData(self._split(X), allow_empty_rows=True)
         if self.sample_posterior:
             (filled,) = self.vae_.impute(data, num_draws=1, **self._query())
@@ -282,9 +291,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     def multiple_imputations(self, X: Any, num_draws: int = 20) -> np.ndarray:
         """``(num_draws, n, p)``: ``num_draws`` completed copies of ``X``, each missing cell
         drawn from ``p(x_miss | x_obs)`` (for Rubin's rules)."""
-        check_is_fitted(self, "vae_")
-        check_frame(X, self.groups_)
-        X = self._marked(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
+        X = self._checked(X)
         data = GroupedData(self._split(X), allow_empty_rows=True)
         draws = self.vae_.impute(data, num_draws=num_draws, **self._query())
         return np.stack([self._output(d, X) for d in draws])
@@ -319,6 +326,28 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         return out.astype(object)
 
     # ------------------------------------------------------------------ helpers
+    def _checked(self, X: Any) -> np.ndarray:
+        """``X`` to transform, validated as fitted (its width and column names first, then a
+        DataFrame's cells by group and column), its missing cells NaN."""
+        check_is_fitted(self, "vae_")
+        names = getattr(self, "feature_names_in_", None)
+        if is_dataframe(X) and (  # else scikit-learn's own check names the mismatch
+            X.shape[1] == self.n_features_in_
+            and (names is None or list(map(str, X.columns)) == list(map(str, names)))
+        ):
+            check_frame(X, self.groups_)
+        X = self._marked(validate_data(self, X, reset=False, ensure_all_finite="allow-nan"))
+        seen = [j for j in self._dropped() if not np.isnan(X[:, j]).all()]
+        if seen:
+            labels = [names[j] if names is not None else j for j in seen]
+            warnings.warn(
+                f"columns {shown(labels)} were never observed in the data fitted on: their "
+                "values here are left out of the output (keep_empty_features=True keeps them)",
+                UserWarning,
+                stacklevel=3,
+            )
+        return X
+
     def _marked(self, X: np.ndarray) -> np.ndarray:
         """``X`` (validated) with the cells holding ``missing_values`` set to NaN."""
         marker = self.missing_values
@@ -358,7 +387,8 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         out = np.array(X, dtype=np.float64, copy=True)
         for name, cols in self.groups_.items():
             out[:, cols] = filled[name]
-        out[:, self._empty()] = 0.0
+        empty = out[:, self._empty()]  # as scikit-learn's: their missing cells are 0
+        out[:, self._empty()] = np.where(np.isnan(empty), 0.0, empty)
         out = np.delete(out, self._dropped(), axis=1)
         if self.indicator_ is not None:
             out = np.hstack([out, self.indicator_.transform(X).astype(np.float64)])

@@ -31,6 +31,8 @@ def resolve_groups(
     for group, cols in groups.items():
         if isinstance(cols, (str, int, np.integer)):
             raise ValueError(f"group {group!r}: give a list of columns, not {cols!r}")
+        if len(cols) == 0:
+            raise ValueError(f"group {group!r} has no column: give it some, or leave it out")
         positions = []
         for c in cols:
             if by_label and c in labels_in:
@@ -46,9 +48,10 @@ def resolve_groups(
                     "(give labels, or the data as an array to give positions)"
                 )
             else:
+                known = "" if names is None else f" {shown(names)}"
                 raise ValueError(
                     f"group {group!r}: column {c!r} is not in the data (give positions, or "
-                    "names of a DataFrame's columns)"
+                    f"names of a DataFrame's columns{known})"
                 )
             if not 0 <= j < num_features:
                 raise ValueError(f"group {group!r}: column {c!r} is out of range")
@@ -87,4 +90,7 @@ def check_frame(X: Any, groups: Mapping[str, list[int]]) -> None:
 def shown(labels: list[Any], most: int = 8) -> str:
     """``labels`` for a message: the first ``most`` of them."""
     more = f", ... ({len(labels)} in all)" if len(labels) > most else ""
-    return "[" + ", ".join(map(repr, labels[:most])) + more + "]"
+    plain = [
+        v.item() if isinstance(v, np.generic) else v for v in labels[:most]
+    ]  # 11, not np.int64(11)
+    return "[" + ", ".join(map(repr, plain)) + more + "]"

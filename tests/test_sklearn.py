@@ -1,5 +1,7 @@
 """The scikit-learn imputer: estimator checks, pipelines, grid search, DataFrames, draws."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -186,3 +188,58 @@ def test_cross_validation_runs_when_a_fold_never_observes_a_column():
     pipe = Pipeline([("impute", FactVAEImputer(add_indicator=True, **FAST)), ("fit", Ridge())])
     scores = cross_val_score(pipe, holed, y, cv=3)  # the first split trains on rows 40-119
     assert np.isfinite(scores).all()
+
+
+def test_a_column_empty_at_fit_keeps_its_observed_cells_or_warns_that_they_are_left_out():
+    _, holed, _ = _table()
+    fit_on = holed.copy()
+    fit_on[:, 1] = np.nan
+    later = holed[:10].copy()
+    later[3, 1] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # kept as asked: nothing to warn of
+        kept = FactVAEImputer(keep_empty_features=True, **FAST).fit(fit_on)
+    out = kept.transform(later)  # its observed cells as given, its missing ones 0
+    np.testing.assert_array_equal(out[:, 1], np.where(np.isnan(later[:, 1]), 0.0, later[:, 1]))
+    assert np.array_equal(kept.multiple_imputations(later, num_draws=2)[:, :, 1], [out[:, 1]] * 2)
+    with pytest.warns(UserWarning, match=r"columns \[1\] were never observed in the data fitted"):
+        dropped = FactVAEImputer(**FAST).fit(fit_on).transform(later)
+    assert dropped.shape == (10, 5)
+
+
+def test_settings_of_a_group_left_out_are_dropped_with_it_and_the_warning_names_it():
+    _, holed, _ = _table()
+    frame = pd.DataFrame(holed, columns=[10, 11, 12, 13, 14, 15]).assign(**{"16": np.nan})
+    frame.columns = [10, 11, 12, 13, 14, 15, 16]
+    groups = {"a": [10, 11, 12], "b": [13, 14, 15], "c": [16]}
+    likelihood = {"a": "normal", "b": "normal", "c": "normal"}
+    message = r"columns \[16\] are never observed .* left out of the model \(groups \['c'\] with"
+    with pytest.warns(UserWarning, match=message):
+        imp = FactVAEImputer(groups=groups, likelihood=likelihood, group_weight={"c": 2}, **FAST)
+        imp.fit(frame)
+    assert imp.vae_.layout_.names == ("a", "b") and imp.transform(frame).shape == (120, 6)
+    imp.set_params(groups={"a": [10, 11, 12]}, likelihood={"a": "normal", "zz": "normal"})
+    with pytest.raises(ValueError, match="unknown groups"):
+        imp.fit(frame.iloc[:, :3])
+    assert imp.groups_ == {"a": [0, 1, 2], "b": [3, 4, 5]}  # as the last fit that succeeded
+    assert imp.vae_.layout_.names == ("a", "b")
+
+
+def test_transform_names_a_frames_wrong_columns_before_its_cells():
+    x, holed, _ = _table()
+    frame = pd.DataFrame(holed, columns=list("pqrstu"))
+    imp = FactVAEImputer(groups={"g": ["p", "q", "r"], "h": ["s", "t", "u"]}, **FAST).fit(frame)
+    text = frame.astype(object)
+    text.iloc[5, 4] = "x"
+    with pytest.raises(ValueError, match="group 'h': column 't' is not numeric: row 5"):
+        imp.transform(text)
+    with pytest.raises(ValueError, match="feature names should match"):
+        imp.transform(text[list("upqrst")])  # the columns' order first, not a cell's text
+
+
+def test_groups_without_columns_or_with_unknown_labels_are_refused_with_the_columns():
+    frame = pd.DataFrame(_table()[1], columns=list("pqrstu"))
+    with pytest.raises(ValueError, match="group 'h' has no column: give it some"):
+        FactVAEImputer(groups={"g": list("pqrstu"), "h": []}, **FAST).fit(frame)
+    with pytest.raises(ValueError, match=r"column 'z' is not in the data .*\['p', 'q', 'r'"):
+        FactVAEImputer(groups={"g": list("pqrst"), "h": ["z"]}, **FAST).fit(frame)
