@@ -31,7 +31,7 @@ from .masks import (
     require_trainable,
 )
 from .omics import anndata_groups, mudata_groups
-from .ranges import check_ranges, column_ranges
+from .ranges import Range, check_ranges, column_ranges, refuse_overflow
 from .stream import dataset_to_memmap, is_dataset
 from .validation import (
     check_matrix,
@@ -114,7 +114,8 @@ class GroupedData:
         else:
             obs, cells = masks_from_explicit(names, mats, mask)
         reject_inf(names, mats, obs, cells)
-        check_ranges(names, column_ranges(mats, obs, cells, nan_missing=mask is None))
+        ranges = column_ranges(mats, obs, cells, nan_missing=mask is None)
+        refuse_overflow(names, ranges)
 
         row_index = np.arange(num_rows)
         keep = obs.any(axis=1)
@@ -132,7 +133,7 @@ class GroupedData:
             cells = None if cells is None else cells[keep]
 
         # one (N, sum d_g) float32 matrix, each group a column view of it
-        matrix = torch.empty(len(row_index), sum(m.shape[1] for m in mats))
+        matrix = torch.empty(len(row_index), sum(m.shape[1] for m in mats), dtype=torch.float32)
         start = 0
         for j, m in enumerate(mats):
             cols = matrix[:, start : start + m.shape[1]]
@@ -143,6 +144,7 @@ class GroupedData:
         cell_mask = None if cells is None else torch.as_tensor(cells, dtype=torch.bool)
         observed = torch.as_tensor(obs, dtype=torch.bool)
         self._assemble(list(names), matrix, dims, observed, row_index, cell_mask)
+        self.ranges = ranges
         # a float64 group that float32 would round is kept, to give its values back exactly
         self.exact = [
             m if np.any(np.isfinite(m) & (m != m.astype(np.float32))) else None for m in mats
@@ -171,6 +173,10 @@ class GroupedData:
         #: per group, its float64 input where float32 rounds it (else ``None``): read by
         #: :meth:`to_numpy`, so observed values come back bit for bit
         self.exact: list[np.ndarray | None] = [None] * len(dims)
+        #: per group, the largest and smallest observed value of each column as given (before
+        #: float32), judged by :meth:`require_trainable` (``None``: not known)
+        self.ranges: list[Range] | None = None
+        self._ranges_judged = False
 
     def _derive(
         self,
@@ -184,6 +190,8 @@ class GroupedData:
         out._assemble(
             list(self.names), matrix, self._dims, observed, row_index, cells, self.columns
         )
+        out.ranges = self.ranges  # its rows' lie within them
+        out._ranges_judged = self._ranges_judged
         return out
 
     # ------------------------------------------------------------------ constructors
@@ -302,13 +310,14 @@ class GroupedData:
         default a temporary file that disappears with the data.
         ``drop_empty_rows`` and ``allow_empty_rows`` as for :class:`GroupedData`.
         """
-        matrix, observed, names, dims, row_index, cells = dataset_to_memmap(
+        matrix, observed, names, dims, row_index, cells, ranges = dataset_to_memmap(
             dataset, path, batch_size, num_workers, drop_empty_rows, allow_empty_rows
         )
         out = object.__new__(cls)
         cell_mask = None if cells is None else torch.from_numpy(cells)
         matrix, observed = torch.from_numpy(matrix), torch.from_numpy(observed)
         out._assemble(names, matrix, tuple(dims), observed, row_index, cell_mask)
+        out.ranges = ranges
         return out
 
     # ------------------------------------------------------------------ properties
@@ -421,8 +430,13 @@ class GroupedData:
 
     def require_trainable(self) -> None:
         """Raise a ``ValueError`` naming any group or column that no row observes, or rows
-        with no observed group (nothing can be learned from either)."""
+        with no observed group (nothing can be learned from either), or a column whose values
+        float32 training cannot hold; warn (once) of columns whose spread float32 rounds
+        away (:func:`~pyro_factvae.ranges.check_ranges`)."""
         require_trainable(self.names, self.observed, self.cells, self._dims, self.columns)
+        if self.ranges is not None and not self._ranges_judged:
+            check_ranges(self.names, self.ranges)
+            self._ranges_judged = True
 
     def split(self, fraction: float = 0.8, seed: int = 0) -> tuple[GroupedData, GroupedData]:
         """Random split into ``(first, second)`` with ``fraction`` of rows in the first."""

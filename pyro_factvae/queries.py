@@ -322,7 +322,7 @@ class Queries:
         positive_int("n", n)
         model, guide = self.fitted_modules()
         with seeded(model.device, seed):
-            z = torch.randn(n, model.latent_dim).to(model.device)
+            z = torch.randn(n, model.latent_dim, dtype=torch.float32).to(model.device)
             phis = list(guide.Phi)
             if mean:
                 values = model.means(z, phis)

@@ -5,8 +5,10 @@ The model holds data in float32 and scores values in their own units, so a colum
 :data:`MAGNITUDES`; and float32 keeps about seven significant digits, so a column whose range
 is small for its size (Unix times in seconds over a day, values near 1e8 that vary by a few
 units) loses its variation to rounding. :func:`column_ranges` reads each column's observed
-extremes (of in-memory arrays, or batch by batch of a stream, :func:`merge_ranges`), and
-:func:`check_ranges` judges them once, over every group.
+extremes (of in-memory arrays, or batch by batch of a stream, :func:`merge_ranges`);
+:func:`refuse_overflow` refuses values beyond float32 as the data are built (for any use),
+and :func:`check_ranges` judges the rest once, over every group, when the data are trained
+on (a few query rows have small ranges that say nothing of the training data).
 """
 
 from __future__ import annotations
@@ -18,7 +20,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["COARSE", "MAGNITUDES", "check_ranges", "column_ranges", "merge_ranges"]
+__all__ = [
+    "COARSE",
+    "MAGNITUDES",
+    "check_ranges",
+    "column_ranges",
+    "merge_ranges",
+    "refuse_overflow",
+]
 
 #: the observed values a column may hold: at least the first in magnitude where it is not
 #: zero, and a range of at most the second (the squares of deviations overflow float32 past
@@ -63,6 +72,19 @@ def merge_ranges(ranges: list[Range] | None, more: list[Range]) -> list[Range]:
     if ranges is None:
         return more
     return [(np.maximum(t, t2), np.minimum(b, b2)) for (t, b), (t2, b2) in zip(ranges, more)]
+
+
+def refuse_overflow(names: Sequence[str], ranges: list[Range]) -> None:
+    """A ``ValueError`` naming the first column (over every group) with an observed value
+    beyond float32's largest (it would be held as inf)."""
+    for name, (top, bottom) in zip(names, ranges):
+        peak = np.where(np.isfinite(top), np.maximum(np.abs(top), np.abs(bottom)), 0.0)
+        for j in np.flatnonzero(peak >= np.finfo(np.float32).max):
+            raise ValueError(
+                f"group {name!r}, column {j}: observed values reach {peak[j]:.3g}, beyond "
+                "float32's largest, which the model holds values in: rescale the column (e.g. "
+                f"divide it by {peak[j]:.0e}) and scale what the model returns back"
+            )
 
 
 def check_ranges(names: Sequence[str], ranges: list[Range]) -> None:

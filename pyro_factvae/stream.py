@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, default_colla
 
 from .io import new_file_mode
 from .masks import observed_from_nan
-from .ranges import check_ranges, column_ranges, merge_ranges
+from .ranges import Range, column_ranges, merge_ranges, refuse_overflow
 from .validation import fmt_rows, reject_inf, to_numpy
 
 __all__ = ["dataset_to_memmap", "is_dataset"]
@@ -132,14 +132,15 @@ def dataset_to_memmap(
     num_workers: int = 0,
     drop_empty_rows: bool = False,
     allow_empty_rows: bool = False,
-) -> tuple[np.memmap, np.ndarray, list[str], list[int], np.ndarray, np.memmap | None]:
+) -> tuple[np.memmap, np.ndarray, list[str], list[int], np.ndarray, np.memmap | None, list[Range]]:
     """Write the rows of a map-style ``dataset`` into a float32 memmap.
 
-    Returns ``(matrix, observed, names, dims, row_index, cells)``: the ``(N', sum d_g)`` memmap
-    (zero under missing cells), the ``(N', G)`` bool group mask, the group names and widths,
-    each row's item index (``N' < N`` only when ``drop_empty_rows`` dropped rows), and the
-    ``(N', sum d_g)`` bool cell mask, or ``None`` when no observed group misses a cell (a
-    memmap of a temporary file, or of ``path + ".cells"`` when ``path`` is given). ``path``:
+    Returns ``(matrix, observed, names, dims, row_index, cells, ranges)``: the ``(N', sum
+    d_g)`` memmap (zero under missing cells), the ``(N', G)`` bool group mask, the group names
+    and widths, each row's item index (``N' < N`` only when ``drop_empty_rows`` dropped rows),
+    and the ``(N', sum d_g)`` bool cell mask, or ``None`` when no observed group misses a cell
+    (a memmap of a temporary file, or of ``path + ".cells"`` when ``path`` is given), and each
+    group's column ranges (:func:`~pyro_factvae.ranges.column_ranges`). ``path``:
     the file to write (default: an anonymous temporary file, freed with the matrix); its
     folder is created. It is written beside ``path`` and moved there when complete, so an
     earlier matrix mapped from ``path`` keeps its data, and a failed stream leaves nothing
@@ -161,7 +162,7 @@ def dataset_to_memmap(
     temps = [part.name for part in parts]
     try:
         out = _write(dataset, *temps, batch_size, num_workers, drop_empty_rows, allow_empty_rows)
-        matrix, observed, names, dims, row_index, cells = out
+        matrix, observed, names, dims, row_index, cells, ranges = out
         shape = matrix.shape
         del out, matrix  # unmapped before the files are moved (Windows refuses mapped ones)
         for temp in temps:
@@ -174,7 +175,7 @@ def dataset_to_memmap(
             cells = np.memmap(path + ".cells", dtype=bool, mode="r+", shape=shape)
         elif os.path.exists(path + ".cells"):  # another stream's mask: not these data's
             os.remove(path + ".cells")
-        return matrix, observed, names, dims, row_index, cells
+        return matrix, observed, names, dims, row_index, cells, ranges
     finally:
         for temp in temps:
             if os.path.exists(temp):
@@ -189,7 +190,7 @@ def _write(
     num_workers: int,
     drop_empty_rows: bool,
     allow_empty_rows: bool,
-) -> tuple[np.memmap, np.ndarray, list[str], list[int], np.ndarray, np.memmap | None]:
+) -> tuple[np.memmap, np.ndarray, list[str], list[int], np.ndarray, np.memmap | None, list[Range]]:
     """:func:`dataset_to_memmap` into ``path`` and ``cells_path`` (``None``: temporary
     files)."""
     if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
@@ -273,7 +274,7 @@ def _write(
     assert matrix is not None and ranges is not None
     if written == 0:
         raise ValueError("no item of the dataset has an observed group")
-    check_ranges(names, ranges)
+    refuse_overflow(names, ranges)
     matrix.flush()
     if path is not None and written < num_rows:  # the kept file holds the kept rows alone
         dtype, width = matrix.dtype, matrix.shape[1]
@@ -285,7 +286,8 @@ def _write(
             cells = None
             cells = _cut(cells_path, np.dtype(bool), width, written)
     cell_mask = None if cells is None else cells[:written]
-    return matrix[:written], observed[:written], names, dims, np.concatenate(kept), cell_mask
+    rows = np.concatenate(kept)
+    return matrix[:written], observed[:written], names, dims, rows, cell_mask, ranges
 
 
 def _mapped(path: str | None, dtype: np.dtype, shape: tuple[int, int]) -> np.memmap:

@@ -111,19 +111,32 @@ def test_one_series_and_sparse_matrices_are_refused_and_keys_are_named_by_their_
 def test_values_beyond_float32s_reach_are_refused_with_the_group_and_column(ab, scale, what):
     coarse = 1e8 + ab[0]  # warned of, and no reason to pass over the later group
     with pytest.raises(ValueError, match=rf"group 'b', column 0: observed values {what}"):
-        GroupedData({"a": coarse, "b": ab[1] * scale})
+        data = GroupedData({"a": coarse, "b": ab[1] * scale})  # inf in float32: refused here
+        FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=1, progress=False)  # else at the fit
 
 
-def test_columns_float32_cannot_tell_apart_are_named_in_a_warning(ab):
+def test_columns_float32_cannot_tell_apart_are_named_in_a_warning_of_the_fit(ab):
     a, b = ab
+    data = GroupedData({"a": a, "b": 1e8 + b})
     with pytest.warns(UserWarning, match=r"'b' column 0 \(near 1e\+08.*'b' column 1") as caught:
-        GroupedData({"a": a, "b": 1e8 + b})
-    assert len(caught) == 1 and caught[0].filename == __file__  # once, at the caller's line
+        FactVAE(latent_dim=2).fit(data, epochs=2, progress=False)  # the lam path's fits too
+    coarse = [w for w in caught if "vary little" in str(w.message)]
+    assert len(coarse) == 1 and coarse[0].filename == __file__  # once, at the caller's line
     nanoseconds = 1.7e18 + np.linspace(0, 3e16, 60)[:, None]  # datetimes as int64 ns
     hours = 1.7e9 + 3600.0 * np.arange(60)[:, None]  # Unix seconds, hourly
     with warnings.catch_warnings():  # large values that float32 resolves are no problem
         warnings.simplefilter("error")
-        GroupedData({"a": a, "b": 1e3 + b, "t": nanoseconds, "h": hours})
+        GroupedData({"a": a, "b": 1e3 + b, "t": nanoseconds, "h": hours}).require_trainable()
+
+
+def test_the_ranges_of_a_few_query_rows_are_not_judged_as_training_data(ab):
+    vae = _fit({"a": ab[0], "b": ab[1]})
+    rows = {"a": ab[0][:2].copy(), "b": np.array([[0.5, np.nan], [0.50001, np.nan]])}
+    rows["a"][0, 0] = 1e-20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn of: the model was trained already
+        filled = vae.impute(rows, num_samples=20, refine_steps=2)
+    assert np.isfinite(filled["b"]).all() and filled["a"][0, 0] == 1e-20
 
 
 def test_queries_and_fits_work_under_no_grad_and_inference_mode(ab):
@@ -149,3 +162,18 @@ def test_the_warnings_of_a_fit_point_at_the_callers_line(ab):
         with pytest.warns(UserWarning, match="are constant in the training data") as caught:
             FactVAE(latent_dim=2, lam=lam).fit(data, epochs=4, progress=False)
         assert {w.filename for w in caught} == {__file__}
+
+
+def test_queries_answer_in_float32_whatever_torchs_default_dtype(ab):
+    vae = _fit({"a": ab[0], "b": ab[1]})
+    expected = vae.impute({"a": ab[0], "b": ab[1]}, num_samples=20, refine_steps=2)
+    drawn = vae.sample(3, seed=0)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        again = vae.impute({"a": ab[0], "b": ab[1]}, num_samples=20, refine_steps=2)
+        assert np.array_equal(again["b"], expected["b"])
+        assert np.array_equal(vae.sample(3, seed=0)["a"], drawn["a"])
+        assert GroupedData({"a": ab[0]}).matrix.dtype == torch.float32
+    finally:
+        torch.set_default_dtype(before)
