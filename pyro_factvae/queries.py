@@ -7,7 +7,7 @@ needs only ``fitted_modules()`` and ``prepare(data)`` from the class it is mixed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -118,7 +118,11 @@ class Queries:
             refine_steps,
         )
         forms = returned_as(data_in, data)
-        return {t: shaped_like(m.numpy(), *forms[i]) for t, i, m in zip(targets, idx, means)}
+        keys = {str(k): k for k in data_in} if isinstance(data_in, Mapping) else {}
+        return {
+            keys.get(t, t): shaped_like(m.numpy(), *forms[i])
+            for t, i, m in zip(targets, idx, means)
+        }
 
     def impute(
         self,
@@ -292,11 +296,13 @@ class Queries:
                         out.isetitem(at, values)  # else float64 (e.g. an Int64 with holes)
             return out
         result = {}
+        # a dict's own keys (0, not "0"); else the group names
+        keys = {str(k): k for k in data} if isinstance(data, Mapping) else {}
         for g, (name, orig) in enumerate(zip(grouped.names, caller_arrays(data, grouped))):
             values = np.array(orig, dtype=float_dtype(orig.dtype), copy=True)
             flat = values.reshape(len(values), -1)  # a 1-D group is given back 1-D
             flat[missing[g]] = fills[g][missing[g]]
-            result[name] = values
+            result[keys.get(name, name)] = values
         return result
 
     @torch.no_grad()
@@ -363,7 +369,7 @@ class Queries:
         the sparsity map in ``uns["<key>_sparsity"]``. A row with no observed group gets
         prior-predictive means. Returns ``adata``."""
         arrays = anndata_groups(adata, groups, layer)
-        data = GroupedData(arrays, allow_empty_rows=True)
+        data = self.prepare(arrays, allow_empty_rows=True)  # the fitted groups, in any order
         filled = self.impute(data)
         spec = var_groups(adata, groups)
         where = {str(v): j for j, v in enumerate(adata.var_names)}

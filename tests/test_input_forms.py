@@ -101,8 +101,10 @@ def test_one_series_and_sparse_matrices_are_refused_and_keys_are_named_by_their_
     b[0] = np.nan
     vae = _fit({0: ab[0], 1: b})
     assert vae.layout_.names == ("0", "1")
-    filled = vae.impute({0: ab[0], 1: b})  # the caller's keys, looked up by their text
-    assert np.isfinite(filled["1"]).all() and np.array_equal(filled["1"][1:], b[1:])
+    filled = vae.impute({1: b, 0: ab[0]})  # the caller's keys, in any order, by their text
+    assert list(filled) == [0, 1]  # given back as the caller's keys, in the fitted order
+    assert np.isfinite(filled[1]).all() and np.array_equal(filled[1][1:], b[1:])
+    assert list(vae.reconstruct({1: b, 0: ab[0]}, num_samples=10, refine_steps=1)) == [0, 1]
     with pytest.raises(ValueError, match="group names must be unique"):
         GroupedData({1: ab[0], "1": ab[1]})
 

@@ -69,6 +69,9 @@ def test_an_anndata_split_into_groups_by_a_var_column_or_a_mapping():
     filled = adata.layers["factvae_imputed"]
     assert filled.shape == (50, 5) and not np.isnan(filled).any() and filled[0, 0] == x[0, 0]
     assert adata.obsm["X_factvae"].shape == (50, 2)
+    before = filled.copy()
+    vae.to_anndata(adata, groups={"right": ["c", "d", "e"], "left": ["a", "b"]})  # any order
+    np.testing.assert_array_equal(adata.layers["factvae_imputed"], before)
     with pytest.raises(ValueError, match="no column 'nope'"):
         GroupedData.from_anndata(adata, groups="nope")
     with pytest.raises(ValueError, match="no layer 'counts'"):

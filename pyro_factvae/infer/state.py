@@ -211,10 +211,12 @@ class FitState:
         elif (
             isinstance(data, Mapping)
             and self.layout is not None
-            and set(data) == set(self.layout.names)
-        ):  # the fitted groups by name, in any order
+            and {str(k) for k in data} == set(self.layout.names)
+            and len(data) == len(self.layout.names)
+        ):  # the fitted groups by name (a key's text: 0 is "0"), in any order
+            by_name = {str(k): v for k, v in data.items()}
             data = GroupedData(
-                {name: data[name] for name in self.layout.names}, allow_empty_rows=empty
+                {name: by_name[name] for name in self.layout.names}, allow_empty_rows=empty
             )
         elif not isinstance(data, (GroupedData, Mapping)) and self.layout is not None:
             data = GroupedData(data, names=self.layout.names, allow_empty_rows=empty)
