@@ -153,13 +153,14 @@ def _check_refine_steps(steps: int) -> None:
 
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     """``factvae impute``: fill the empty cells (means, draws or intervals) and write them."""
-    from .config import interval_draws
+    from .config import draws_for
     from .queries import INTERVAL_DRAWS
 
     _check_refine_steps(args.refine_steps)
+    interval_draws = INTERVAL_DRAWS
     if args.interval is not None:  # before anything is written
-        try:
-            interval_draws(INTERVAL_DRAWS, args.interval)
+        try:  # as many draws as a level near 1 needs to have a draw beyond each bound
+            interval_draws = max(INTERVAL_DRAWS, draws_for(args.interval))
         except ValueError as exc:
             raise UserError(f"--interval: {exc}") from None
     output_path(args.out, "--out", (".csv", ".npz"))
@@ -185,7 +186,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
         out.write_draws([as_read(d) for d in draws], args.out)
     if args.interval is not None:
         lower, upper = vae.predict_interval(
-            given, args.interval, num_draws=INTERVAL_DRAWS, num_samples=args.samples, **query
+            given, args.interval, num_draws=interval_draws, num_samples=args.samples, **query
         )
         stem, ext = os.path.splitext(args.out)
         for bound, which in ((lower, "lower"), (upper, "upper")):

@@ -25,6 +25,7 @@ __all__ = [
     "ConvSpec",
     "ModelConfig",
     "auto_or",
+    "draws_for",
     "interval_draws",
     "number",
     "positive_int",
@@ -45,27 +46,37 @@ def interval_draws(num_draws: Any, level: Any, name: str = "num_draws") -> int:
     ``(1 - level) / 2`` or ``(1 + level) / 2`` quantile of the draws, leaves one draw beyond it
     (20 for 90%, 40 for 95%; with fewer, the bounds are the extreme draws or between them,
     and the interval is too narrow: with one draw, zero width). Else a ``ValueError``."""
-    if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.number)):
-        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
-    level = float(level)
-    if not 0.0 < level < 1.0:
-        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    need = draws_for(level)
     num_draws = positive_int(name, num_draws)
-    need = math.ceil(round(2.0 / (1.0 - level), 6))
     if num_draws < need:
         raise ValueError(
-            f"{name}={num_draws} is too few for a central {level:.0%} interval: its bounds are "
+            f"{name}={num_draws} is too few for a central {float(level) * 100:g}% interval: its "
+            "bounds are "
             f"quantiles of the draws that need at least {need} draws to leave one beyond each "
             f"bound; give {name} >= {need}"
         )
     return num_draws
 
 
+def draws_for(level: Any) -> int:
+    """The fewest draws whose quantiles bound a central ``level`` interval (``level`` in
+    (0, 1), else a ``ValueError``): ``2 / (1 - level)``, see :func:`interval_draws`."""
+    if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.number)):
+        raise ValueError(f"level must be a number in (0, 1), got {level!r}")
+    level = float(level)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    return math.ceil(round(2.0 / (1.0 - level), 6))
+
+
 def seed_int(value: Any, name: str = "seed") -> int:
-    """A seed: an integer (numpy's included), else a ``ValueError`` (``1.5`` is not taken as
-    1, nor ``None`` as unseeded where the call must repeat)."""
+    """A seed: an integer (numpy's included) that torch's generators take, in
+    ``[-2**63, 2**64)``, else a ``ValueError`` (``1.5`` is not taken as 1, nor ``None`` as
+    unseeded where the call must repeat)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not -(2**63) <= int(value) < 2**64:
+        raise ValueError(f"{name} must be an integer in [-2**63, 2**64), got {value!r}")
     return int(value)
 
 

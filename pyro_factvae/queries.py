@@ -326,6 +326,8 @@ class Queries:
             is no query data whose shapes to follow, as :meth:`impute` follows them).
         """
         positive_int("n", n)
+        if seed is not None:
+            seed_int(seed)
         model, guide = self.fitted_modules()
         with seeded(model.device, seed):
             z = torch.randn(n, model.latent_dim, dtype=torch.float32).to(model.device)

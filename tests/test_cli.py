@@ -419,6 +419,10 @@ def test_npz_impute_builds_the_data_once_and_gives_every_output_back_as_read(
                 assert f[g].dtype == a.dtype and f[g].shape == lead + a.shape, (name, g)
                 seen = ~np.isnan(a)
                 assert all(np.array_equal(v[seen], a[seen]) for v in f[g].reshape(-1, *a.shape))
+    wide = ["impute", str(model), str(path), "-o", str(out), "--interval", "0.999"]
+    assert main([*wide, "--samples", "20", "--refine-steps", "1"]) == 0  # 2,000 draws, not 1,000
+    assert main([*wide[:-1], "1.5"]) == 1
+    assert "--interval: level must be in (0, 1), got 1.5" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks a machine without CUDA")

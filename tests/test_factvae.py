@@ -483,6 +483,14 @@ def test_a_frame_with_integer_column_labels_is_fitted_by_label(tmp_path):
 def test_fit_arguments_of_the_wrong_kind_are_refused(groups):
     with pytest.raises(ValueError, match="seed must be an integer, got 1.5"):
         tiny().fit(groups, epochs=1, seed=1.5, progress=False)
+    vae = tiny(lam=0.1).fit(groups, epochs=1, progress=False)
+    for bad in (1.5, True, 2**64):  # as every query says it
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            vae.sample(2, seed=bad)
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            vae.impute(groups, seed=bad, num_samples=5, refine_steps=0)
+    with pytest.raises(ValueError, match=r"too few for a central 99.9% interval"):
+        vae.predict_interval(groups, level=0.999, num_draws=40)
     with pytest.raises(
         ValueError, match=r"callbacks must be a list of callables.*callbacks=\[fn\]"
     ):
