@@ -124,7 +124,8 @@ class GroupedData:
             raise ValueError(
                 f"{len(empty)} rows have no observed group: {fmt_rows(empty)}; "
                 "drop them, or build the data with GroupedData(..., drop_empty_rows=True) "
-                "(factvae fit: --drop-empty-rows)"
+                "(factvae fit: --drop-empty-rows); to query such rows (prior-predictive "
+                "means), GroupedData(..., allow_empty_rows=True)"
             )
         if not keep.all() and drop_empty_rows:
             if not keep.any():

@@ -146,7 +146,8 @@ class Queries:
         seed : int
             Seeds the draws, in a fork of the global RNG (left as it was).
         importance : bool
-            Means as self-normalised importance-weighted averages (see :meth:`reconstruct`).
+            Means as self-normalised importance-weighted averages (see :meth:`reconstruct`);
+            ``False`` (the plain average under ``q``) for means only.
         num_draws : int, optional
             ``M``: return ``M`` completed data sets (multiple imputation), each missing cell
             drawn from ``p(x_miss | x_obs)``: ``z`` importance-resampled from the proposals
@@ -187,6 +188,11 @@ class Queries:
             return self._filled(data, grouped, [recon[n] for n in grouped.names])
         positive_int("num_draws", num_draws)
         positive_int("num_samples", num_samples)
+        if not importance:
+            raise ValueError(
+                "importance=False applies to means; draws are always importance-resampled "
+                "from the proposals (leave importance out with num_draws)"
+            )
         draws = torch.empty(num_draws, len(grouped), sum(grouped.dims))
         ess = torch.empty(len(grouped))
         for rows, part, part_ess in self._draws(

@@ -97,7 +97,8 @@ def test_rows_with_no_observed_group(groups):
     for v in groups.values():
         v[[3, 11]] = np.nan
     with pytest.raises(
-        ValueError, match=r"2 rows have no observed group: \[3, 11\].*drop_empty_rows"
+        ValueError,
+        match=r"2 rows have no observed group: \[3, 11\].*drop_empty_rows.*allow_empty_rows=True",
     ):
         GroupedData(groups)
     data = GroupedData(groups, drop_empty_rows=True)

@@ -3,6 +3,7 @@ import warnings
 import zipfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -491,6 +492,14 @@ def test_fit_arguments_of_the_wrong_kind_are_refused(groups):
             vae.impute(groups, seed=bad, num_samples=5, refine_steps=0)
     with pytest.raises(ValueError, match=r"too few for a central 99.9% interval"):
         vae.predict_interval(groups, level=0.999, num_draws=40)
+    with pytest.raises(ValueError, match="importance=False applies to means; draws are always"):
+        vae.impute(groups, num_draws=2, importance=False)
+    arrays = list(groups.values()) if isinstance(groups, dict) else list(groups)
+    with pytest.raises(ValueError, match=r"got 1 array; the model was fitted on \d groups"):
+        vae.impute(arrays[:1])
+    frame = pd.DataFrame(np.hstack(arrays))
+    with pytest.raises(ValueError, match=r"or to a fitted model, set_columns\(\{group"):
+        vae.impute(frame)
     with pytest.raises(
         ValueError, match=r"callbacks must be a list of callables.*callbacks=\[fn\]"
     ):

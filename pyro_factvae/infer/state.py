@@ -201,7 +201,8 @@ class FitState:
             if self.columns is None:
                 raise ValueError(
                     "got a DataFrame but no column-to-group mapping: give fit(frame, "
-                    "groups={group: [columns]}) (the model keeps it for later calls)"
+                    "groups={group: [columns]}) (the model keeps it for later calls), or to a "
+                    "fitted model, set_columns({group: [columns]})"
                 )
             data = GroupedData.from_dataframe(data, self.columns, allow_empty_rows=empty)
         elif type(data).__name__ == "MuData":
@@ -219,7 +220,14 @@ class FitState:
                 {name: by_name[name] for name in self.layout.names}, allow_empty_rows=empty
             )
         elif not isinstance(data, (GroupedData, Mapping)) and self.layout is not None:
-            data = GroupedData(data, names=self.layout.names, allow_empty_rows=empty)
+            names = list(self.layout.names)
+            if isinstance(data, (list, tuple)) and len(data) != len(names):
+                raise ValueError(
+                    f"got {len(data)} array{'s' * (len(data) != 1)}; the model was fitted on "
+                    f"{len(names)} groups "
+                    f"{names}: give one array per group, in that order (or a dict by name)"
+                )
+            data = GroupedData(data, names=names, allow_empty_rows=empty)
         elif not isinstance(data, GroupedData):
             data = GroupedData(data, allow_empty_rows=empty)
         if self.layout is not None:
