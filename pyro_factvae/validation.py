@@ -42,10 +42,16 @@ def as_array(name: str, array: Any) -> np.ndarray:
             "the data as an AnnData (GroupedData.from_anndata), whose sparse X is read in "
             "chunks"
         )
+    # a float group keeps its precision (float32 comes back float32); others become float64
     if np.ma.isMaskedArray(array) and array.dtype.kind in "biuf":  # masked cells: missing
-        array = np.ma.filled(np.ma.asarray(array).astype(np.float64), np.nan)
+        kind = array.dtype if array.dtype.kind == "f" else np.float64
+        array = np.ma.filled(np.ma.asarray(array).astype(kind), np.nan)
     elif np.ma.isMaskedArray(array):  # dates, text, complex: refused below, as unmasked
         array = np.ma.getdata(array)
+    held = getattr(getattr(array, "dtype", None), "numpy_dtype", None)
+    if held is not None and hasattr(array, "to_numpy") and np.dtype(held).kind in "biuf":
+        kind = held if np.dtype(held).kind == "f" else np.float64  # pandas' nullable dtypes
+        array = array.to_numpy(dtype=kind, na_value=np.nan)
     try:
         out = np.asarray(array)
     except Exception as exc:  # ragged lists and the like

@@ -83,3 +83,21 @@ def test_queries_refuse_a_seed_that_is_not_an_integer(fitted):
     ):
         with pytest.raises(ValueError, match="seed must be an integer"):
             call()
+
+
+def test_masked_arrays_and_pandas_nullable_groups_keep_their_float_precision(fitted):
+    import pandas as pd
+
+    vae, data = fitted
+    a = np.ma.masked_invalid(data["a"].astype(np.float32))
+    v = pd.Series(data["v"]).astype("Float32")  # NaN read as pandas' NA
+    c = pd.Series(np.round(data["c"][:, 0] * 10)).astype("Int64")
+    assert v.isna().sum() == np.isnan(data["v"]).sum() > 0
+    filled = vae.impute({"a": a, "v": v, "c": np.column_stack([c, data["c"][:, 1]])})
+    assert {k: x.dtype for k, x in filled.items()} == {
+        "a": np.float32,
+        "v": np.float32,
+        "c": np.float64,
+    }
+    assert not np.isnan(filled["v"]).any() and not np.isnan(filled["a"]).any()
+    assert np.array_equal(filled["a"][~a.mask], a.compressed())  # observed cells as given
