@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import positive_int
+from .config import positive_int, seed_int
 from .estimator import FactVAE
+from .validation import is_dataframe
 
 __all__ = [
     "active_probability",
@@ -51,6 +52,7 @@ def to_inference_data(
 
     positive_int("num_draws", num_draws)
     positive_int("num_chains", num_chains)
+    seed_int(seed)
     model, guide = vae.fitted_modules()
     if model.config.lam <= 0:
         raise ValueError("to_inference_data needs a model fitted with lam > 0")
@@ -128,11 +130,19 @@ def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
         where ``scores > 0`` equals the truth; for prox fits, whose absent links are exact
         zeros), ``f1`` (of the links with ``scores > 0`` against the true links: twice the
         links both found and true over the found plus the true), ``assignment`` (fitted
-        latent matched to each true latent), and the matched ``truth`` as a ``G x K_fit``
-        bool array.
+        latent matched to each true latent; -1 where the model has fewer latents than the
+        truth and none is left for it), and the matched ``truth`` as a ``G x K_fit`` bool
+        array. Two DataFrames are matched by their group labels (the index).
     """
     from scipy.optimize import linear_sum_assignment
 
+    if is_dataframe(scores) and is_dataframe(truth):  # rows matched by their group labels
+        if set(scores.index) != set(truth.index):
+            raise ValueError(
+                f"scores' groups {list(scores.index)} differ from truth's {list(truth.index)}: "
+                "give both for the same groups"
+            )
+        truth = truth.loc[scores.index]
     s = np.asarray(scores, dtype=float)
     t = np.asarray(truth).astype(bool)
     if s.ndim != 2 or t.ndim != 2 or s.shape[0] != t.shape[0]:
@@ -157,6 +167,6 @@ def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
         "auc": _auc(s_pad.ravel(), matched.ravel()),
         "zeros_match": float((found == matched).mean()),
         "f1": 2 * hits / max(int(found.sum()) + int(matched.sum()), 1),
-        "assignment": fitted[order][: t.shape[1]].tolist(),
+        "assignment": [int(j) if j < s.shape[1] else -1 for j in fitted[order][: t.shape[1]]],
         "truth": matched[:, : s.shape[1]],
     }

@@ -33,6 +33,7 @@ from .infer.state import check_support
 from .module.draws import posterior_draws
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
+from .validation import fmt_rows, frame_columns, is_dataframe
 
 __all__ = ["LEVELS", "coverage", "crps", "draw_scores"]
 
@@ -117,7 +118,9 @@ def draw_scores(
         The complete truth (anything :meth:`~pyro_factvae.FactVAE.impute` takes); entries
         already missing are not scored, nor rows that observe nothing.
     hidden : array-like of bool
-        ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only).
+        ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only;
+        each row must keep an observed cell). For a DataFrame ``data``, a mask of the
+        frame's shape is read by its columns (a DataFrame mask by its labels).
     num_draws, num_samples, seed, refine_steps
         As in :meth:`~pyro_factvae.FactVAE.impute`; ``num_draws`` at least ``2 / (1 - level)``
         for the largest level (40 for 95%).
@@ -141,7 +144,7 @@ def draw_scores(
     interval_draws(num_draws, max(levels))  # the widest interval needs the most draws
     model, guide = vae.fitted_modules()
     truth = vae.prepare(data, allow_empty_rows=True)
-    hidden = torch.as_tensor(np.asarray(hidden), dtype=torch.bool)
+    hidden = torch.as_tensor(_in_group_order(vae, data, hidden), dtype=torch.bool)
     full = truth.cell_mask()
     if hidden.shape == truth.observed.shape:
         hidden = hidden.repeat_interleave(torch.tensor(truth.dims), dim=1)
@@ -152,6 +155,12 @@ def draw_scores(
         )
     hidden = hidden & full
     seen = truth.observed.any(-1)  # a row that observes nothing has nothing to score
+    bare = seen & ~(full & ~hidden).any(-1)
+    if bool(bare.any()):
+        raise ValueError(
+            f"hidden leaves rows {fmt_rows(np.flatnonzero(bare.numpy()))} with no observed "
+            "cell, so nothing is left to predict them from: hide fewer of their cells"
+        )
     if not bool(seen.all()):
         truth, hidden, full = truth.subset(seen), hidden[seen], full[seen]
     held = truth.with_mask(full & ~hidden)  # a row left with nothing observed is refused here
@@ -210,3 +219,17 @@ def draw_scores(
         "entries": {name: int(c) for name, c in zip(names, entries)},
         "ess": float(torch.cat(ess).mean()) if ess else float("nan"),
     }
+
+
+def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
+    """``hidden`` as a numpy mask; for a DataFrame ``data``, a mask over the frame's columns
+    (or a DataFrame mask, by its labels) as the cells of the groups, in the fitted order."""
+    if not is_dataframe(data) or vae.columns_ is None:
+        return np.asarray(hidden)
+    labels = [c for cols in frame_columns(data, vae.columns_).values() for c in cols]
+    if is_dataframe(hidden):
+        return hidden[labels].to_numpy(dtype=bool)
+    hidden = np.asarray(hidden)
+    if hidden.shape == data.shape:
+        return hidden[:, [data.columns.get_loc(c) for c in labels]]
+    return hidden

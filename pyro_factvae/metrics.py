@@ -22,6 +22,7 @@ Draws use ``seed`` under a forked RNG: the global RNG is left alone and results 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -187,6 +188,9 @@ def imputation_error(
     data = _prepare(vae, data)
     tgt = data.group_mask(targets, data.observed)
     enc = data.group_mask(given, data.observed & ~tgt)
+    if bool((enc & tgt).any()):  # the target's own cells would be read to predict them
+        raise ValueError("a group cannot be both given and a target; remove it from one list")
+    seed_int(seed)
     model, guide = vae.fitted_modules()
     if num_samples != 0:
         positive_int("num_samples", num_samples)
@@ -236,6 +240,12 @@ def mean_imputation_error(
         obs = train.group_cells(g)
         if not bool(obs.any()):
             raise ValueError(f"group {name!r} is never observed in the training data")
+        never = np.flatnonzero(~obs.any(0).numpy()).tolist()
+        if never:
+            raise ValueError(
+                f"group {name!r}: columns {never} are never observed in the training data, so "
+                "they have no mean to impute with; leave them out of both data sets"
+            )
         mean = train.values[g].double().where(obs, 0.0).sum(0) / obs.sum(0).clamp(min=1)
         pred[name] = mean.expand(len(data), -1)
     return _errors(data, tgt, pred)
@@ -301,6 +311,14 @@ def evaluate(
         sse += float(np.nansum(e2))
         sae += float(np.nansum(e1))
         entries += int(sub.group_cells(g).sum())
+    if not cond:
+        warnings.warn(
+            "no row observes two groups, so none can be held out and predicted from the "
+            "others: cond_ll, rmse, mae, the coverages and crps are NaN (recon_ll and iwae_ll "
+            "are scored)",
+            UserWarning,
+            stacklevel=2,
+        )
     out["cond_ll"] = float(np.mean(np.concatenate(cond))) if cond else float("nan")
     out["rmse"] = math.sqrt(sse / entries) if entries else float("nan")
     out["mae"] = sae / entries if entries else float("nan")

@@ -79,6 +79,12 @@ def test_inference_data_refuses_no_draws(fitted_bars, bad):
         to_inference_data(fitted_bars, **bad)
 
 
+@pytest.mark.parametrize("seed", [1.5, 2**70])
+def test_inference_data_refuses_a_seed_torch_cannot_take(fitted_bars, seed):
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        to_inference_data(fitted_bars, num_draws=5, seed=seed)
+
+
 def test_variational_mode_gives_every_link_a_posterior():
     import pyro
     from pyro import poutine

@@ -284,3 +284,27 @@ def test_draw_scores_leave_out_rows_that_observe_nothing():
     scores = draw_scores(vae, holed, np.vstack([hide, [[False, True]]]), 40, num_samples=50)
     assert scores["entries"] == base["entries"] and base["entries"]["b"] > 0
     assert scores["crps"]["b"] == base["crps"]["b"]  # the same rows scored, the same draws
+
+
+def test_draw_scores_read_a_frames_mask_by_its_columns_and_name_rows_left_bare():
+    import pandas as pd
+
+    from pyro_factvae.calibration import draw_scores
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(rng.standard_normal((40, 5)), columns=[f"c{j}" for j in range(5)])
+    groups = {"a": ["c3", "c4"], "b": ["c0", "c1", "c2"]}  # not the frame's column order
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(frame, groups=groups, epochs=2, progress=False)
+    hide = np.zeros((40, 5), bool)
+    hide[:, 0] = True  # column c0, of group b
+    kw = dict(num_draws=40, num_samples=10, refine_steps=0)
+    assert draw_scores(vae, frame, hide, **kw)["entries"] == {"a": 0, "b": 40}
+    labelled = pd.DataFrame(hide, columns=frame.columns)[["c4", "c0", "c1", "c2", "c3"]]
+    assert draw_scores(vae, frame, labelled, **kw)["entries"] == {"a": 0, "b": 40}
+    holed = frame.copy()
+    holed.iloc[2] = np.nan  # a row that observes nothing: left out, not counted
+    holed.iloc[5, :3] = np.nan  # row 5 observes group a alone
+    bare = np.zeros((40, 5), bool)
+    bare[5, 3:] = True
+    with pytest.raises(ValueError, match=r"leaves rows \[5\] with no observed cell"):
+        draw_scores(vae, holed, bare, **kw)

@@ -239,3 +239,22 @@ def test_compare_checks_every_argument_before_it_fits(groups, monkeypatch):
         with pytest.raises(ValueError, match=message):
             baselines.compare(groups, groups, {"latent_dim": 2}, **kwargs)
     assert fitted == []  # refused before any model was made
+
+
+def test_a_target_cannot_be_given_and_a_column_never_observed_has_no_mean():
+    vae, data, _, _ = linear_gaussian("poe", n=12)
+    with pytest.raises(ValueError, match="cannot be both given and a target"):
+        imputation_error(vae, data, targets=["b"], given=["a", "b"], num_samples=5)
+    train = GroupedData({"a": np.array([[0.0], [2.0]]), "b": np.array([[1.0, np.nan]] * 2)})
+    test = GroupedData({"a": np.array([[3.0]]), "b": np.array([[5.0, 4.0]])})
+    with pytest.raises(ValueError, match=r"group 'b': columns \[1\] are never observed"):
+        mean_imputation_error(train, test, ["b"])
+
+
+def test_evaluate_warns_when_no_group_can_be_held_out():
+    vae, data, groups, _ = linear_gaussian("poe", n=12)
+    alone = GroupedData({"a": groups["a"], "b": np.full_like(groups["b"], np.nan)})
+    with pytest.warns(UserWarning, match="no row observes two groups") as caught:
+        out = evaluate(vae, alone, num_samples=10, num_draws=0, refine_steps=0)
+    assert caught[0].filename == __file__ and math.isfinite(out["recon_ll"])
+    assert math.isnan(out["rmse"])

@@ -138,6 +138,7 @@ def test_lambda_path_arguments_are_checked_and_a_validation_dict_is_matched_by_n
     assert lambda_path(data, [0.0], epochs=2, validation=np.float32(0.2)).best_lam == 0.0
     for kwargs, message in [
         ({"validation": 0}, r"validation fraction must be in \(0, 1\)"),
+        ({"validation": True}, "validation must be a fraction of the rows or data"),
         ({"validation": {"a": other["a"]}}, "give the same groups"),
         ({"fit_kwargs": {"epochs": 3}}, "lambda_path's own arguments"),
         ({"fit_kwargs": {"relax_epochs": 3}}, "it fits no relaxed refits"),

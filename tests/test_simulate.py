@@ -178,3 +178,16 @@ def test_the_walk_ends_only_at_a_lam_far_worse_than_the_best():
     assert past_support(records([-1.0, -1.06, -1.01 - STOP_GAP]))
     assert not past_support(records([-1.1, -1.0, -1.0 - 0.9 * STOP_GAP]))  # from the best
     assert past_support(records([-1.1, -1.0, -1.3]))
+
+
+def test_support_recovery_matches_frames_by_group_and_marks_latents_it_lacks():
+    import pandas as pd
+
+    truth = pd.DataFrame([[1, 0], [1, 0], [0, 1]], index=list("abc")).astype(bool)
+    scores = pd.DataFrame([[0.9, 0], [0.8, 0], [0, 0.7]], index=list("abc"))
+    assert support_recovery(scores, truth)["f1"] == 1.0
+    assert support_recovery(scores, truth.loc[["c", "b", "a"]])["f1"] == 1.0  # by label
+    with pytest.raises(ValueError, match="differ from truth's"):
+        support_recovery(scores, truth.rename(index={"c": "d"}))
+    narrow = support_recovery(scores[[0]], truth)  # one fitted latent for two true ones
+    assert narrow["assignment"] == [0, -1]

@@ -78,7 +78,7 @@ class LambdaPath:
     def plot(self, path: str | os.PathLike | None = None):
         """Held-out log-likelihood and active links against ``lam``
         (:func:`~pyro_factvae.plotting.plot_lambda_path`); returns the Figure, also written to
-        ``path`` as PNG when given."""
+        ``path`` when given, in the format its extension names."""
         return plot_lambda_path(self, path)
 
 
@@ -146,7 +146,11 @@ def lambda_path(
     # a path under a caller's no_grad or inference_mode trains all the same
     with torch.inference_mode(False), torch.enable_grad():
         data = as_grouped(data)
-        if isinstance(validation, (int, float, np.number)) and not isinstance(validation, bool):
+        if isinstance(validation, (bool, np.bool_)):
+            raise ValueError(
+                f"validation must be a fraction of the rows or data, got {validation!r}"
+            )
+        if isinstance(validation, (int, float, np.number)):
             if not 0 < validation < 1:
                 raise ValueError(f"validation fraction must be in (0, 1), got {validation}")
             train, valid = data.split(1 - float(validation), seed=seed)
