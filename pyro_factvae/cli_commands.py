@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +34,20 @@ __all__ = [
 
 #: where ``factvae fit`` writes its model when ``-o`` is not given
 DEFAULT_MODEL = "model.factvae"
+
+
+def _resume_command(launch: str, args: argparse.Namespace, checkpoint: str) -> str:
+    """The command line that resumes this fit from ``checkpoint``, quoted for a shell: the
+    data and output, and the options the checkpoint does not keep (how the data are read,
+    where logs go, the device)."""
+    words = ["fit", args.data, "--resume", checkpoint, "-o", args.out]
+    if args.drop_empty_rows:
+        words.append("--drop-empty-rows")
+    if args.log_dir:
+        words += ["--log-dir", args.log_dir]
+    if args.device != "cpu":
+        words += ["--device", args.device]
+    return f"{launch} {shlex.join(words)}"
 
 
 def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -80,7 +95,7 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
         else "factvae"
     )
     how = (
-        f"resume with: {launch} fit {args.data} --resume {checkpoint} -o {args.out}"
+        f"resume with: {_resume_command(launch, args, checkpoint)}"
         if checkpoint
         else "nothing was saved; give --checkpoint PATH to be able to resume"
     )

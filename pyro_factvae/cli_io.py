@@ -91,8 +91,8 @@ def read_data(
 ):
     """Read ``.npz`` or ``.csv`` into ``(GroupedData, what was read, groups or None)``: what
     was read is the DataFrame of a CSV, the dict of arrays of an ``.npz`` (in their own
-    dtypes). ``order``: a fitted model's group names, in which an ``.npz`` holding exactly
-    those arrays, in any order, is read."""
+    dtypes). ``order``: a fitted model's group names: those arrays of an ``.npz`` are read
+    (in that order, whatever the file's; any other array is left out)."""
     import pandas as pd
 
     if not os.path.isfile(path):
@@ -109,7 +109,13 @@ def read_data(
             if unknown:
                 raise UserError(f"groups {unknown} are not in {path}; it has {sorted(arrays)}")
             arrays = {g: arrays[g] for g in groups}
-        elif order is not None and set(order) == set(arrays):
+        elif order is not None:  # a fitted model's groups, by name (other arrays are left)
+            lacking = [g for g in order if g not in arrays]
+            if lacking:
+                raise UserError(
+                    f"{path} lacks the arrays {lacking} of the groups the model was fitted on "
+                    f"({list(order)}); it has {sorted(arrays)}"
+                )
             arrays = {g: arrays[g] for g in order}
         return (
             GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows),

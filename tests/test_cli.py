@@ -214,19 +214,21 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
 
 
 def test_a_fit_whose_log_cannot_be_written_stops_resumable(tmp_path, csv_with_holes, capsys):
+    import shlex
+
     data, spec = csv_with_holes
-    logs, ckpt, model = tmp_path / "logs", tmp_path / "run.ckpt", tmp_path / "m.factvae"
+    logs, ckpt, model = tmp_path / "my logs", tmp_path / "my run.ckpt", tmp_path / "m.factvae"
     (logs / "history.csv").mkdir(parents=True)  # the CSV log cannot be opened as a file
     argv = ["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "3", "--lam", "1"]
     argv += ["--checkpoint", str(ckpt), "--no-progress", "--log-dir", str(logs)]
-    assert main(argv) == 1
+    assert main([*argv, "--drop-empty-rows"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("factvae: error: writing the logs failed") and len(err.splitlines()) == 1
-    assert f"the fit stopped: resume with: factvae fit {data} --resume {ckpt}" in err
     assert ckpt.exists() and not model.exists()
     (logs / "history.csv").rmdir()
-    resume = ["fit", str(data), "-o", str(model), "--resume", str(ckpt), "--no-progress"]
-    assert main([*resume, "--log-dir", str(logs)]) == 0 and model.exists()
+    hint = shlex.split(err.split("resume with: ")[1])  # run as printed, paths with spaces
+    assert hint[0] == "factvae" and "--drop-empty-rows" in hint and str(logs) in hint
+    assert main(hint[1:]) == 0 and model.exists() and (logs / "history.csv").is_file()
 
 
 def test_under_torchrun_the_resume_hint_names_torchrun(
@@ -388,6 +390,16 @@ def test_npz_groups_in_any_order_come_back_in_their_dtypes(tmp_path, groups, cap
         assert np.array_equal(f["c"][seen], given["c"][seen]) and np.isfinite(f["c"]).all()
     assert main(["evaluate", str(model), str(shuffled), "--samples", "8", "--json"]) == 0
     assert np.isfinite(_json(capsys)["rmse"])
+    # a model fitted on some of a file's arrays reads those again, and says what it lacks
+    picked = tmp_path / "ba.factvae"
+    fit = ["fit", str(path), "--groups", "b=x;a=y", "-o", str(picked), "--epochs", "2"]
+    assert main([*fit, "--lam", "0.1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["impute", str(picked), str(shuffled), "-o", str(out), "--json"]) == 0
+    assert _json(capsys)["filled_groups"] == {"b": 3, "a": 1}
+    np.savez(shuffled, a=groups["a"])
+    assert main(["impute", str(picked), str(shuffled), "-o", str(out)]) == 1
+    assert "lacks the arrays ['b'] of the groups the model was fitted on" in capsys.readouterr().err
 
 
 def test_npz_impute_builds_the_data_once_and_gives_every_output_back_as_read(
