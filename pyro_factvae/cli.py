@@ -152,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="M",
         help="write M completed data sets drawn from p(missing | observed) instead of the "
-        "means: a CSV stacks them with a leading 'draw' column (1..M), an .npz gives each "
+        "means: a CSV stacks them with a leading 'draw' column (1..M; 'draw_' if the data "
+        "have a 'draw' column), an .npz gives each "
         "group a leading draw axis",
     )
     p.add_argument(

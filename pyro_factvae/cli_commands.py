@@ -179,6 +179,11 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError as exc:
             raise UserError(f"--interval: {exc}") from None
     output_path(args.out, "--out", (".csv", ".npz"))
+    stem, ext = os.path.splitext(args.out)
+    bounds = {which: f"{stem}_{which}{ext}" for which in ("lower", "upper")}
+    if args.interval is not None:  # the bounds' files too, before any work
+        for bound in bounds.values():
+            output_path(bound, "--interval's output")
     vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
     order = vae.layout_.names
@@ -203,10 +208,9 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
         lower, upper = vae.predict_interval(
             given, args.interval, num_draws=interval_draws, num_samples=args.samples, **query
         )
-        stem, ext = os.path.splitext(args.out)
         for bound, which in ((lower, "lower"), (upper, "upper")):
-            out.write(as_read(bound), f"{stem}_{which}{ext}")
-            written.append(f"{stem}_{which}{ext}")
+            out.write(as_read(bound), bounds[which])
+            written.append(bounds[which])
     result = {"out": args.out, "written": written, "rows": len(data), "draws": args.draws}
     result.update(filled_groups=missing, filled_cells=cells, interval=args.interval)
     text = (

@@ -229,8 +229,9 @@ class Output:
             self.table(filled).to_csv(path, index=False)
 
     def write_draws(self, draws: Sequence[Any], path: str) -> None:
-        """``M`` completed data sets: one CSV stacked with a leading ``draw`` column (1..M),
-        or an ``.npz`` whose arrays have a leading draw axis."""
+        """``M`` completed data sets: one CSV stacked with a leading ``draw`` column (1..M;
+        ``draw_`` where the data have a ``draw`` column), or an ``.npz`` whose arrays have a
+        leading draw axis."""
         import pandas as pd
 
         if path.lower().endswith(".npz"):
@@ -239,8 +240,11 @@ class Output:
             np.savez(path, **{**per[0], **stack})
             return
         parts = [self.table(d) for d in draws]
+        name = "draw"
+        while name in parts[0].columns:  # the data's own column of that name is kept
+            name += "_"
         for m, part in enumerate(parts, start=1):
-            part.insert(0, "draw", m)
+            part.insert(0, name, m)
         pd.concat(parts, ignore_index=True).to_csv(path, index=False)
 
 

@@ -471,3 +471,26 @@ def test_an_interrupted_torchrun_fit_is_reported_by_rank_0_alone(
     argv = ["fit", str(data), "--groups", spec, "-o", str(tmp_path / "m"), "--epochs", "2"]
     assert main([*argv, "--lam", "1", "--checkpoint", str(tmp_path / "c")]) == 130
     assert capsys.readouterr().err == ""
+
+
+def test_draws_of_a_csv_with_a_draw_column_and_interval_paths_checked_first(
+    tmp_path, csv_with_holes, capsys
+):
+    data, spec = csv_with_holes
+    model = tmp_path / "m.factvae"
+    fit = ["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "2", "--lam", "1"]
+    assert main([*fit, "--no-progress"]) == 0
+    frame = pd.read_csv(data).assign(draw=7)  # the data's own column named draw
+    frame.to_csv(data, index=False)
+    out = tmp_path / "f.csv"
+    query = ["--samples", "10", "--refine-steps", "1"]
+    assert main(["impute", str(model), str(data), "-o", str(out), "--draws", "2", *query]) == 0
+    written = pd.read_csv(out)
+    assert list(written.columns[:1]) == ["draw_"] and (written["draw"] == 7).all()
+    assert sorted(written["draw_"].unique()) == [1, 2]
+    capsys.readouterr()
+    (tmp_path / "g_lower.csv").mkdir()  # where the lower bounds would go
+    cmd = ["impute", str(model), str(data), "-o", str(tmp_path / "g.csv"), "--interval", "0.9"]
+    assert main([*cmd, *query]) == 1
+    assert "g_lower.csv' is a folder" in capsys.readouterr().err
+    assert not (tmp_path / "g.csv").exists()  # refused before anything was written
