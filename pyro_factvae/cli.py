@@ -6,7 +6,9 @@ whose columns of a group are all empty (NaN) has that group missing. ``fit`` sto
 in the model file, so later commands on CSV files need no ``--groups``.
 
 Every user error (missing file, unknown group or column, malformed spec, bad values) ends
-with exit status 1 and one line on stderr, ``factvae: error: ...``; never a traceback.
+with exit status 1 and one line on stderr, ``factvae: error: ...``; never a traceback. An
+option the parser cannot read (a word for a number, a required option left out) prints the
+usage and exits with status 2, as usage errors do.
 """
 
 from __future__ import annotations
@@ -207,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lams", default="0,0.1,0.3,1,3", help="comma-separated grid (%(default)s)")
     p.add_argument("--plot", help="write the path plot to this PNG")
     p.add_argument("--out", "-o", help="save the model at the chosen lambda")
+    p.add_argument(
+        "--drop-empty-rows", action="store_true", help="drop rows where every group is missing"
+    )
     training(p, 20)
     common(p)
     p.set_defaults(run=cmd_lambda_path)
@@ -224,6 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         args.run(args)
+    except KeyboardInterrupt:  # outside training, which takes SIGINT over (reading data...)
+        print("factvae: interrupted", file=sys.stderr)
+        return 130
     except Interrupted as exc:  # every rank of a torchrun run stops: rank 0 says so
         from .infer.distributed import is_writer
 
@@ -259,6 +267,8 @@ OPTIONS = {
     "epochs": "--epochs",
     "lams": "--lams",
     "lam": "--lam",
+    "seed": "--seed",
+    "device": "--device",
 }
 
 

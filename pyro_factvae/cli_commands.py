@@ -289,7 +289,9 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError(f"--lams {args.lams!r}: give numbers separated by commas") from None
     output_path(args.plot, "--plot", PLOT_FORMATS)
     output_path(args.out, "--out")
-    data, _, groups = read_data(args.data, parse_groups(args.groups))
+    data, _, groups = read_data(
+        args.data, parse_groups(args.groups), drop_empty_rows=args.drop_empty_rows
+    )
     path = lambda_path(
         data,
         lams,

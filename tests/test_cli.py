@@ -494,3 +494,28 @@ def test_draws_of_a_csv_with_a_draw_column_and_interval_paths_checked_first(
     assert main([*cmd, *query]) == 1
     assert "g_lower.csv' is a folder" in capsys.readouterr().err
     assert not (tmp_path / "g.csv").exists()  # refused before anything was written
+
+
+def test_cli_messages_speak_in_options_and_ctrl_c_outside_training_is_one_line(
+    tmp_path, csv_with_holes, capsys, monkeypatch
+):
+    import pyro_factvae.cli_commands as commands
+
+    data, spec = csv_with_holes
+    base = ["fit", str(data), "--groups", spec, "-o", str(tmp_path / "m"), "--epochs", "1"]
+    assert main([*base, "--seed", str(2**70)]) == 1
+    assert capsys.readouterr().err.startswith("factvae: error: --seed must be an integer")
+    empty = pd.read_csv(data)
+    empty.iloc[3] = np.nan
+    empty.to_csv(data, index=False)
+    path = ["lambda-path", str(data), "--groups", spec, "--lams", "0,1", "--epochs", "2"]
+    assert main(path) == 1 and "--drop-empty-rows" in capsys.readouterr().err
+    assert main([*path, "--drop-empty-rows", "--json"]) == 0
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(commands, "read_data", interrupted)
+    assert main(base) == 130
+    assert capsys.readouterr().err == "factvae: interrupted\n"

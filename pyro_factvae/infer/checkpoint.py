@@ -113,7 +113,7 @@ def check_checkpoint(meta: dict[str, Any], path: str | os.PathLike) -> None:
         raise ValueError(
             f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "
             "fit(..., checkpoint=PATH) (factvae fit --checkpoint PATH); a saved model goes on "
-            "training with FactVAE.load(path).fit(data)"
+            "training in Python with FactVAE.load(path).fit(data)"
         )
 
 
@@ -172,8 +172,8 @@ class Checkpoint:
         if state.model is not None or diff:
             what = "continues the lam='auto' fit" if path_stage else "restores the model"
             raise ValueError(
-                f"resume {what} saved in {self.path!r}; call it on a new FactVAE() with the "
-                f"file's settings or none (these differ from the file: "
+                f"resume {what} saved in {self.path!r} with the file's settings: give none "
+                "that differ (in Python, on a new FactVAE(); these differ from the file: "
                 f"{', '.join(diff) or 'fitted'})"
             )
 
