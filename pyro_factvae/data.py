@@ -433,7 +433,7 @@ class GroupedData:
         """Raise a ``ValueError`` naming any group or column that no row observes, or rows
         with no observed group (nothing can be learned from either), or a column whose values
         float32 training cannot hold; warn (once) of columns whose spread float32 rounds
-        away (:func:`~pyro_factvae.ranges.check_ranges`)."""
+        away (``pyro_factvae.ranges.check_ranges``)."""
         require_trainable(self.names, self.observed, self.cells, self._dims, self.columns)
         if self.ranges is not None and not self._ranges_judged:
             check_ranges(self.names, self.ranges)

@@ -120,7 +120,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         The fitted model.
     groups_ : dict
         ``{group name: [column positions]}`` as fitted (without the columns never observed).
-    indicator_ : MissingIndicator or None
+    indicator_ : sklearn.impute.MissingIndicator or None
         The indicator of ``add_indicator=True``.
     n_features_in_, feature_names_in_
         As every scikit-learn estimator (the latter for a DataFrame with string columns).

@@ -46,8 +46,9 @@ class Epoch:
     #: the ``lam`` of the fit this epoch belongs to (whatever its warm-up or relaxed refit
     #: applies at the epoch): the model's, or on a ``lam="auto"`` path the one being fitted
     target_lam: float
-    #: which fit: ``"fit"`` (a fit at a number ``lam``), or of ``lam="auto"``, ``"path"`` (the
-    #: walk over the grid, on 80% of the rows) and ``"final"`` (the chosen ``lam`` on every row)
+    #: the fit this epoch belongs to, ``"fit"`` (a fit at a number ``lam``), or of
+    #: ``lam="auto"``, ``"path"`` (the walk over the grid, on 80% of the rows) and ``"final"``
+    #: (the chosen ``lam`` on every row)
     stage: str = "fit"
 
 
