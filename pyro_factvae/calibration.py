@@ -30,7 +30,7 @@ import torch
 from .config import interval_draws, non_negative_int, positive_int
 from .estimator import FactVAE
 from .infer.state import check_support
-from .module.draws import posterior_draws
+from .module.draws import central_bounds, discrete_columns, posterior_draws
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
 from .validation import fmt_rows, frame_columns, is_dataframe
@@ -133,7 +133,9 @@ def draw_scores(
     Returns
     -------
     dict
-        ``coverage``: ``{level: {"pooled": share, group: share}}``; ``crps``: ``{"pooled":
+        ``coverage``: ``{level: {"pooled": share, group: share}}``, of the intervals
+        :meth:`~pyro_factvae.FactVAE.predict_interval` gives (in a count, 0/1 or one-hot
+        group, bounds that are draws); ``crps``: ``{"pooled":
         mean, group: mean}`` per entry; ``energy``: ``{"pooled": mean, group: mean}`` per
         (row, group) with hidden cells; ``entries``: ``{group: count}``; ``ess``: the mean
         effective sample size of the importance weights.
@@ -176,7 +178,7 @@ def draw_scores(
         seed,
         refine_steps=refine_steps,
     )
-    bounds = torch.tensor([[(1 - a) / 2, (1 + a) / 2] for a in levels], dtype=torch.float64)
+    discrete = discrete_columns(model, truth.dims)  # bounded by draws, as predict_interval's
     groups = np.repeat(np.arange(truth.num_groups), truth.dims)
     inside = np.zeros((len(levels), truth.num_groups))
     crps = np.zeros(truth.num_groups)
@@ -186,7 +188,7 @@ def draw_scores(
     for rows, draws, part_ess in draws_of:
         y, hid = truth.matrix[rows].double() / unit, hidden[rows]
         x = draws.double() / unit
-        q = torch.quantile(x, bounds.reshape(-1), dim=0).reshape(len(levels), 2, *y.shape)
+        q = central_bounds(x, levels, discrete)  # (L, 2, b, D)
         ok = (y >= q[:, 0]) & (y <= q[:, 1]) & hid  # (L, b, D)
         score = _crps(x, y).where(hid, 0.0)
         for g in range(truth.num_groups):

@@ -16,14 +16,13 @@ import torch
 from .config import interval_draws, non_negative_int, positive_int, seed_int
 from .data import GroupedData, is_dataframe
 from .infer.state import phi_norms
-from .module.draws import posterior_draws
+from .module.draws import central_bounds, discrete_columns, posterior_draws
 from .module.guide import Guide
 from .module.model import Model
 from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
 from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .outputs import caller_arrays, float_dtype, returned_as, shaped_like, split_columns
-from .registry import LIKELIHOODS
 from .rng import seeded
 from .validation import frame_columns
 
@@ -237,27 +236,15 @@ class Queries:
         interval_draws(num_draws, level)
         positive_int("num_samples", num_samples)
         grouped = self.prepare(data, allow_empty_rows=True)
-        probs = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
         bounds = torch.empty(2, len(grouped), sum(grouped.dims))
         ess = torch.empty(len(grouped))
         # a discrete group's bounds are draws (a count, a bit), not between two of them
         model, _ = self.fitted_modules()
-        discrete = torch.cat(
-            [
-                torch.full((d,), LIKELIHOODS.get(lik).discrete)
-                for d, lik in zip(grouped.dims, model.layout.likelihoods)
-            ]
-        )
+        discrete = discrete_columns(model, grouped.dims)
         for rows, part, part_ess in self._draws(
             grouped, num_draws, num_samples, seed, refine_steps
         ):
-            x = part.double()
-            q = torch.quantile(x, probs, dim=0)
-            if bool(discrete.any()):
-                low = torch.quantile(x, probs[0], dim=0, interpolation="lower")
-                high = torch.quantile(x, probs[1], dim=0, interpolation="higher")
-                q = torch.stack([low.where(discrete, q[0]), high.where(discrete, q[1])])
-            bounds[:, rows] = q.float()
+            bounds[:, rows] = central_bounds(part.double(), [level], discrete)[0].float()
             ess[rows] = part_ess
         self.ess_ = ess.numpy()
         lower, upper = (self._filled(data, grouped, split_columns(b, grouped.dims)) for b in bounds)

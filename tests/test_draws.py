@@ -308,3 +308,24 @@ def test_draw_scores_read_a_frames_mask_by_its_columns_and_name_rows_left_bare()
     bare[5, 3:] = True
     with pytest.raises(ValueError, match=r"leaves rows \[5\] with no observed cell"):
         draw_scores(vae, holed, bare, **kw)
+
+
+def test_draw_scores_cover_with_the_bounds_predict_interval_gives_a_count_group():
+    from pyro_factvae.calibration import draw_scores
+
+    rng = np.random.default_rng(1)
+    z = rng.standard_normal((80, 1))
+    groups = {"x": z + 0.3 * rng.standard_normal((80, 2)), "n": rng.poisson(np.exp(1 + z))}
+    vae = FactVAE(latent_dim=2, lam=0.1, likelihood={"n": "poisson"})
+    vae.fit(groups, epochs=5, progress=False)
+    hide = np.zeros((80, 2), bool)
+    hide[::2, 1] = True  # the counts of every other row
+    kw = dict(num_draws=40, num_samples=30, refine_steps=2, seed=3)
+    scores = draw_scores(vae, groups, hide, levels=[0.5, 0.9], **kw)
+    held = {"x": groups["x"], "n": np.where(hide[:, [1]], np.nan, groups["n"])}
+    for level in (0.5, 0.9):
+        lower, upper = vae.predict_interval(held, level=level, **kw)
+        truth, rows = groups["n"][::2], slice(None, None, 2)
+        inside = (lower["n"][rows] <= truth) & (truth <= upper["n"][rows])
+        assert scores["coverage"][level]["n"] == pytest.approx(inside.mean())
+        assert np.array_equal(lower["n"][rows], np.round(lower["n"][rows]))  # draws: counts

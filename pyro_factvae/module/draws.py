@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 import torch
 from pyro import distributions as dist
 
+from ..registry import LIKELIHOODS
 from ..rng import seeded
 from .guide import Guide
 from .model import Model
@@ -24,7 +25,7 @@ from .predict import MAX_ELEMENTS
 from .refine import refined_posterior
 from .weights import ImportanceWeights
 
-__all__ = ["posterior_draws"]
+__all__ = ["central_bounds", "discrete_columns", "posterior_draws"]
 
 
 @torch.no_grad()
@@ -77,3 +78,32 @@ def posterior_draws(
             chosen = z.gather(0, pick.T.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # (M, b, K)
             values = model.draw(chosen, phis, weigh.offsets)  # (M, b, d_g) each
             yield sl, torch.cat([v.to(torch.float32) for v in values], -1).cpu(), ess.cpu()
+
+
+def discrete_columns(model: Model, dims: Sequence[int]) -> torch.Tensor:
+    """``(sum d_g,)`` bool: the columns of groups whose likelihood is discrete (a count, a
+    bit, a class), whose draws are values of their own, not points of a continuum."""
+    return torch.cat(
+        [
+            torch.full((d,), LIKELIHOODS.get(lik).discrete)
+            for d, lik in zip(dims, model.layout.likelihoods)
+        ]
+    )
+
+
+def central_bounds(
+    draws: torch.Tensor, levels: Sequence[float], discrete: torch.Tensor
+) -> torch.Tensor:
+    """``(L, 2, ...)``: the central ``levels`` intervals of ``draws`` (``(M, ..., D)``), the
+    ``(1 - a) / 2`` and ``(1 + a) / 2`` quantiles over the draws; in a ``discrete`` column
+    (``(D,)`` bool) the lower bound is the draw at or below its quantile and the upper one
+    the draw at or above it (a count or a bit, never between two)."""
+    probs = torch.tensor(
+        [p for a in levels for p in ((1 - a) / 2, (1 + a) / 2)], dtype=torch.float64
+    )
+    q = torch.quantile(draws, probs, dim=0).reshape(len(levels), 2, *draws.shape[1:])
+    if bool(discrete.any()):
+        low = torch.quantile(draws, probs[0::2], dim=0, interpolation="lower")
+        high = torch.quantile(draws, probs[1::2], dim=0, interpolation="higher")
+        q = torch.stack([low.where(discrete, q[:, 0]), high.where(discrete, q[:, 1])], 1)
+    return q
