@@ -35,6 +35,7 @@ from .ranges import Range, check_ranges, column_ranges, refuse_overflow
 from .stream import dataset_to_memmap, is_dataset
 from .validation import (
     check_matrix,
+    check_names,
     fmt_rows,
     frame_arrays,
     group_arrays,
@@ -273,6 +274,9 @@ class GroupedData:
                 warnings.simplefilter("ignore", UserWarning)
                 tensor = torch.from_numpy(np.asarray(matrix))
         names = [f"g{i}" for i in range(len(dims))] if names is None else list(names)
+        if len(names) != len(dims):
+            raise ValueError(f"got {len(names)} names for {len(dims)} groups (dims)")
+        check_names(names)
         dims = [int(d) for d in dims]
         obs = torch.as_tensor(np.asarray(observed), dtype=torch.bool)
         cells = None

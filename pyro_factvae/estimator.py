@@ -11,6 +11,7 @@ training logic of its own.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -371,9 +372,14 @@ class FactVAE(Queries):
 
     def _resume(self, data, path, given, checkpoint, progress, callbacks) -> None:
         ckpt = Checkpoint.read(path)
+        if ckpt.stage is not None and self.config.lam != "auto":
+            raise ValueError(
+                f"{os.fspath(path)!r} was written by a lam='auto' fit: resume it with lam left "
+                "at 'auto' (a new FactVAE(); factvae fit: leave --lam out)"
+            )
         # a checkpoint of the lam="auto" path goes on with the path (which resumes the stage
         # with that stage's lam, as a plain resume)
-        auto = ckpt.stage is not None and self.config.lam == "auto"
+        auto = ckpt.stage is not None
         ckpt.check_resumable(self._state, given, auto)
         target = checkpoint if checkpoint is not None else path
         if auto:
@@ -422,6 +428,12 @@ class FactVAE(Queries):
         command keeps the CSV column spec there).
         """
         if extra is not None:
+            try:  # checked before it is kept: a later save would fail on it too
+                json.dumps(dict(extra))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(
+                    f"extra must be JSON-ready (numbers, strings, lists, dicts): {exc}"
+                ) from None
             self._state.metadata = dict(extra)
         write(self._state, os.fspath(path), optimizers=optimizers)
 

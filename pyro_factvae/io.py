@@ -46,7 +46,7 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> str:
     """
     name = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(name))
-    if os.path.isdir(name):
+    if os.path.isdir(name) or name.endswith((os.sep, "/")):
         raise ValueError(f"{what} path {name!r} is a folder; give a file name")
     try:
         os.makedirs(folder, exist_ok=True)
@@ -116,6 +116,8 @@ def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
     files whose pickle would need to run code, and files of another major or format version.
     """
     name = os.fspath(path)
+    if os.path.isdir(name):
+        raise ValueError(f"{name!r} is a folder, not a FactVAE file: give the file's path")
     try:
         payload = torch.load(name, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -3,7 +3,7 @@ becomes a ``ValueError`` that names the group, column or rows and says what to d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -98,6 +98,18 @@ def to_numpy(name: str, array: Any) -> np.ndarray:
     return out.astype(np.float64, copy=False)
 
 
+def check_names(names: Sequence[Any]) -> None:
+    """A ``ValueError`` unless the group ``names`` are unique, non-empty strings."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"group names must be unique, got {list(names)}")
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise ValueError(
+                f"group name {name!r} must be a non-empty string (it names the Pyro sites "
+                "x_<name>, Phi_<name> and the output columns)"
+            )
+
+
 def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
     """Group names and ``(N, d_g)`` float64 arrays of a sequence or mapping of arrays;
     ``ValueError`` for a single array, bad names, no groups, or groups that differ in rows."""
@@ -130,14 +142,7 @@ def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
         raise ValueError("no groups given: factVAE needs at least one group")
     if len(names) != len(arrays):
         raise ValueError(f"got {len(names)} names for {len(arrays)} groups")
-    if len(set(names)) != len(names):
-        raise ValueError(f"group names must be unique, got {names}")
-    for name in names:
-        if not isinstance(name, str) or not name:
-            raise ValueError(
-                f"group name {name!r} must be a non-empty string (it names the Pyro sites "
-                "x_<name>, Phi_<name> and the output columns)"
-            )
+    check_names(names)
 
     mats = [to_numpy(n, a) for n, a in zip(names, arrays)]
     counts = {n: m.shape[0] for n, m in zip(names, mats)}

@@ -363,3 +363,52 @@ def test_a_model_saved_without_its_optimizers_is_smaller_and_starts_them_afresh(
     more = dict(epochs=2, progress=False, relax_epochs=0, patience=None)
     fresh = FactVAE.load(tmp_path / "full.factvae").reset_optimizers().fit(data, **more)
     assert FactVAE.load(tmp_path / "lean.factvae").fit(data, **more).history_ == fresh.history_
+
+
+def test_a_loaded_checkpoint_trains_on_with_the_runs_moments(tmp_path):
+    data, path = small_groups(), tmp_path / "k.ckpt"
+    fitted = FactVAE(latent_dim=2, lam=0.1)
+    fitted.fit(data, epochs=4, patience=None, checkpoint=path, progress=False)
+    loaded = FactVAE.load(path)
+    fitted.fit(data, epochs=2, progress=False)
+    loaded.fit(data, epochs=2, progress=False)
+    assert loaded.history_ == fitted.history_
+
+
+def test_model_files_refuse_bad_metadata_folders_and_a_paths_side_file(tmp_path):
+    data = small_groups()
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="extra must be JSON-ready"):
+        vae.save(tmp_path / "m.pt", extra={"arr": np.arange(3)})
+    vae.save(tmp_path / "m.pt")  # the bad extra was not kept
+    assert FactVAE.load(tmp_path / "m.pt").metadata_ == {}
+    with pytest.raises(ValueError, match="is a folder; give a file name"):
+        vae.save(str(tmp_path / "new") + "/")
+    with pytest.raises(ValueError, match="is a folder, not a FactVAE file"):
+        FactVAE.load(tmp_path)
+    auto = tmp_path / "auto.ckpt"
+    FactVAE(latent_dim=2).fit(data, epochs=4, checkpoint=auto, progress=False)
+    for bad in (
+        lambda: FactVAE().fit(data, resume=str(auto) + ".path"),
+        lambda: FactVAE.load(str(auto) + ".path"),
+    ):
+        with pytest.raises(ValueError, match="scored lams of a lam='auto' fit"):
+            bad()
+    with pytest.raises(ValueError, match="written by a lam='auto' fit: resume it with lam left"):
+        FactVAE(lam=0.3).fit(data, resume=auto)
+
+
+def test_set_columns_checks_the_fitted_widths_and_columns_used_once():
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(small_groups(), epochs=1, progress=False)
+    widths = dict(zip(vae.layout_.names, vae.layout_.dims))
+    assert widths == {"a": 3, "b": 3, "c": 2}
+    good = {"a": ["p", "q", "r"], "b": ["s", "t", "u"], "c": ["v", "w"]}
+    assert vae.set_columns(good).columns_ == good
+    for bad, message in [
+        ({**good, "a": ["p", "q"]}, r"group 'a' has 2 columns, the model was fitted on 3"),
+        ({**good, "c": ["v", "p"]}, r"column 'p' is in groups 'a' and 'c'"),
+        ({**good, "a": []}, "group 'a' has no columns"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            vae.set_columns(bad)
+    assert vae.columns_ == good

@@ -232,3 +232,14 @@ def test_subset_and_split_refuse_what_they_would_misread():
         data.subset(3)
     with pytest.raises(ValueError, match="leaves a part with no rows"):
         data.split(0.001)
+
+
+def test_from_matrix_checks_its_group_names_as_the_constructor_does():
+    matrix = torch.zeros(4, 3)
+    for names, message in [
+        (["x", "x"], "group names must be unique"),
+        (["x", ""], "must be a non-empty string"),
+        (["x"], "got 1 names for 2 groups"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            GroupedData.from_matrix(matrix, [2, 1], torch.ones(4, 2, dtype=bool), names=names)

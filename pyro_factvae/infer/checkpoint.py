@@ -70,6 +70,7 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     """Rebuild ``state`` from a file's ``meta`` and ``tensors`` (read from ``path``); a
     ``ValueError`` that names the file when they do not fit together."""
     name = os.fspath(path)
+    refuse_path_file(meta, path)
     try:
         state.config = ModelConfig(**meta["config"])
         lay = meta["layout"]
@@ -103,12 +104,24 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     state.metadata = dict(meta.get("extra") or {})
     state.columns = meta.get("columns")
     state.lam_path = meta.get("lam_path")
-    if "run" not in meta and "optim" in tensors:  # a model file's (a checkpoint's: its run's)
-        state.saved_optimizers = (meta["optimizers"], tensors["optim"])
+    if "optim" in tensors:  # a model file's moments, or a checkpoint's run's
+        kind = meta["run"]["fit"].get("phi_optim", "adam") if "run" in meta else meta["optimizers"]
+        state.saved_optimizers = (kind, tensors["optim"])
+
+
+def refuse_path_file(meta: dict[str, Any], path: str | os.PathLike) -> None:
+    """A ``ValueError`` for the side file of a ``lam="auto"`` checkpoint (its scored lams),
+    given where a checkpoint or a model file goes."""
+    if "config" not in meta and "scores" in meta:
+        raise ValueError(
+            f"{os.fspath(path)!r} holds the scored lams of a lam='auto' fit, kept beside its "
+            "checkpoint: give the checkpoint (the same name without '.path')"
+        )
 
 
 def check_checkpoint(meta: dict[str, Any], path: str | os.PathLike) -> None:
     """A ``ValueError`` unless ``meta`` (of the file at ``path``) holds a training run."""
+    refuse_path_file(meta, path)
     if "run" not in meta:
         raise ValueError(
             f"{os.fspath(path)!r} is a saved model, not a checkpoint; checkpoints come from "

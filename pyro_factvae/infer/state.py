@@ -155,6 +155,22 @@ class FitState:
             raise ValueError(
                 f"groups {list(columns)} differ from the fitted groups {list(self.layout.names)}"
             )
+        owner: dict[Any, str] = {}
+        for g, cols in columns.items():
+            if not cols:
+                raise ValueError(f"group {g!r} has no columns: give it its columns")
+            for c in cols:
+                if c in owner:
+                    raise ValueError(f"column {c!r} is in groups {owner[c]!r} and {g!r}")
+                owner[c] = g
+        if self.layout is not None:
+            wrong = [
+                f"group {g!r} has {len(cols)} columns, the model was fitted on {d}"
+                for (g, cols), d in zip(columns.items(), self.layout.dims)
+                if len(cols) != d
+            ]
+            if wrong:
+                raise ValueError(f"{'; '.join(wrong)}: give each group its fitted columns")
         self.columns = columns
 
     def weights(self) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
