@@ -22,9 +22,10 @@ from .config import ModelConfig
 from .data import GroupedData, is_dataframe
 from .fit_config import FitConfig
 from .infer.callbacks import Epoch
-from .infer.checkpoint import Checkpoint, restore, write
+from .infer.checkpoint import restore, write
 from .infer.path import fit_auto
 from .infer.plan import warn_if_few_rows
+from .infer.resume import resume_fit
 from .infer.run import Trainer
 from .infer.state import FitState, as_device
 from .io import check_writable, read_payload
@@ -343,7 +344,9 @@ class FactVAE(Queries):
                     "a path too"
                 )
             if resume is not None:
-                self._resume(data, resume, given, checkpoint, progress, callbacks)
+                resume_fit(
+                    self._state, data, resume, given, checkpoint, progress, callbacks, groups
+                )
                 return self
             auto = self.config.lam == "auto"
             if auto and self.model_ is not None:
@@ -360,6 +363,8 @@ class FactVAE(Queries):
                 self.set_columns(groups)
             target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
             data = self.prepare(data)
+            if self.columns_ is None and data.columns is not None:  # from_dataframe's mapping
+                self.set_columns(data.columns)
             data.require_trainable()
             if self.model_ is None:
                 warn_if_few_rows(len(data), self.config.lam)
@@ -369,29 +374,6 @@ class FactVAE(Queries):
             else:
                 Trainer(self._state).train(data, given, progress, target, callbacks)
             return self
-
-    def _resume(self, data, path, given, checkpoint, progress, callbacks) -> None:
-        ckpt = Checkpoint.read(path)
-        if ckpt.stage is not None and self.config.lam != "auto":
-            raise ValueError(
-                f"{os.fspath(path)!r} was written by a lam='auto' fit: resume it with lam left "
-                "at 'auto' (a new FactVAE(); factvae fit: leave --lam out)"
-            )
-        # a checkpoint of the lam="auto" path goes on with the path (which resumes the stage
-        # with that stage's lam, as a plain resume)
-        auto = ckpt.stage is not None
-        ckpt.check_resumable(self._state, given, auto)
-        target = checkpoint if checkpoint is not None else path
-        if auto:
-            target = check_writable(target, "checkpoint")
-            self._state.config = ckpt.config
-            if ckpt.meta.get("columns"):
-                self.set_columns(ckpt.meta["columns"])
-            fit_auto(self._state, self.prepare(data), given, progress, target, ckpt, callbacks)
-        else:
-            ckpt.restore_into(self._state)
-            trainer = Trainer(self._state)
-            trainer.resume(self.prepare(data), ckpt, target, progress, callbacks, restored=True)
 
     def set_columns(self, groups: Mapping[str, Sequence[str]]) -> FactVAE:
         """Set the DataFrame column-to-group mapping ``columns_``; returns ``self``."""

@@ -412,3 +412,22 @@ def test_set_columns_checks_the_fitted_widths_and_columns_used_once():
         with pytest.raises(ValueError, match=message):
             vae.set_columns(bad)
     assert vae.columns_ == good
+
+
+def test_a_resumed_frame_fit_checks_groups_and_a_frames_mapping_is_kept(tmp_path):
+    import pandas as pd
+
+    from pyro_factvae import GroupedData
+
+    groups = small_groups()
+    frame = pd.DataFrame(np.hstack(list(groups.values())), columns=[f"c{j}" for j in range(8)])
+    spec = {"a": ["c0", "c1", "c2"], "b": ["c3", "c4", "c5"], "c": ["c6", "c7"]}
+    path = tmp_path / "f.ckpt"
+    FactVAE(latent_dim=2, lam=0.1).fit(frame, groups=spec, epochs=2, checkpoint=path)
+    other = {"a": ["c1", "c0", "c2"], "b": spec["b"], "c": spec["c"]}
+    with pytest.raises(ValueError, match="groups= differ from the column mapping saved"):
+        FactVAE().fit(frame, groups=other, resume=path)
+    assert FactVAE().fit(frame, groups=spec, resume=path, progress=False).columns_ == spec
+    built = GroupedData.from_dataframe(frame, spec)  # its mapping travels with the model
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(built, epochs=1, progress=False)
+    assert vae.columns_ == spec and vae.impute(frame).shape == frame.shape
