@@ -162,14 +162,12 @@ def test_console_script_runs_as_a_subprocess(tmp_path, csv_with_holes):
     assert module.returncode == 1 and module.stderr.startswith("factvae: error: no such data")
 
 
-def test_fit_interrupted_exits_non_zero_with_how_to_resume(
-    tmp_path, csv_with_holes, capsys, monkeypatch
-):
+def _sigint_after_the_second_step(monkeypatch):
+    """A SIGINT, as Ctrl-C sends, once the second training step is done."""
     import signal
 
     import pyro_factvae.infer.loop as train_module
 
-    data, spec = csv_with_holes
     original = train_module.guarded_step
 
     def stop_at_second(*args, **kwargs):
@@ -179,6 +177,13 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
         return out
 
     monkeypatch.setattr(train_module, "guarded_step", stop_at_second)
+
+
+def test_fit_interrupted_exits_non_zero_with_how_to_resume(
+    tmp_path, csv_with_holes, capsys, monkeypatch
+):
+    data, spec = csv_with_holes
+    _sigint_after_the_second_step(monkeypatch)
     ckpt, model = tmp_path / "run.ckpt", tmp_path / "m.factvae"
     argv = [
         "fit",
@@ -452,20 +457,9 @@ def test_fit_refuses_a_device_it_lacks_before_setting_up_torchrun(tmp_path, caps
 def test_an_interrupted_torchrun_fit_is_reported_by_rank_0_alone(
     tmp_path, csv_with_holes, capsys, monkeypatch
 ):
-    import signal
-
     import pyro_factvae.infer.distributed as distributed
-    import pyro_factvae.infer.loop as train_module
 
-    original = train_module.guarded_step
-
-    def stop_at_second(*args, **kwargs):
-        out = original(*args, **kwargs)
-        if args[-1].step == 1:
-            signal.raise_signal(signal.SIGINT)
-        return out
-
-    monkeypatch.setattr(train_module, "guarded_step", stop_at_second)
+    _sigint_after_the_second_step(monkeypatch)
     monkeypatch.setattr(distributed, "is_writer", lambda: False)  # as rank 1 of a run
     data, spec = csv_with_holes
     argv = ["fit", str(data), "--groups", spec, "-o", str(tmp_path / "m"), "--epochs", "2"]
