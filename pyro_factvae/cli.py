@@ -230,16 +230,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.run(args)
     except KeyboardInterrupt:  # outside training, which takes SIGINT over (reading data...)
-        print("factvae: interrupted", file=sys.stderr)
+        if _writer():
+            print("factvae: interrupted", file=sys.stderr)
         return 130
     except Interrupted as exc:  # every rank of a torchrun run stops: rank 0 says so
-        from .infer.distributed import is_writer
-
-        if is_writer():
+        if _writer():
             print(f"factvae: {exc}", file=sys.stderr)
         import signal
 
-        return 128 + int(getattr(signal, exc.signal_name))
+        number = getattr(signal, exc.signal_name, None)  # else a stop on another rank
+        return 128 + int(number) if number is not None else 1
     except (
         UserError,
         ValueError,
@@ -250,6 +250,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"factvae: error: {_as_options(message)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _writer() -> bool:
+    """Whether this process speaks for the run (rank 0 of a torchrun run, or the only one)."""
+    from .infer.distributed import is_writer
+
+    return is_writer()
 
 
 def run() -> None:

@@ -89,11 +89,15 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     # resumed, the settings given here must agree with the checkpoint's (the library names
     # any that differ; those left at their defaults take the checkpoint's)
     processes = int(os.environ.get("WORLD_SIZE", "1"))
-    launch = (  # how this fit was started, for the resume hint
-        f"torchrun --standalone --nproc_per_node {processes} -m pyro_factvae.cli"
-        if processes > 1
-        else "factvae"
-    )
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(processes)))
+    launch = "factvae"  # how this fit was started, for the resume hint
+    if processes > local:  # several nodes: their rendezvous is the user's to repeat
+        launch = (
+            f"torchrun --nnodes {processes // local} --nproc_per_node {local} (and the run's "
+            "rendezvous options) -m pyro_factvae.cli"
+        )
+    elif processes > 1:
+        launch = f"torchrun --standalone --nproc_per_node {processes} -m pyro_factvae.cli"
     how = (
         f"resume with: {_resume_command(launch, args, checkpoint)}"
         if checkpoint

@@ -97,7 +97,9 @@ class Queries:
         data_in, data = data, self.prepare(data, allow_empty_rows=True)
         if isinstance(targets, str):
             raise ValueError(f"targets must be a list of group names, not the string {targets!r}")
-        targets = list(model.layout.names) if targets is None else list(targets)
+        # group names are text: a dict keyed by 0 names its group "0"
+        targets = list(model.layout.names) if targets is None else [str(t) for t in targets]
+        given = None if given is None else [str(g) for g in given]
         idx = [data.index(t) for t in targets]
         if num_samples != 0:
             positive_int("num_samples", num_samples)

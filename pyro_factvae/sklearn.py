@@ -231,9 +231,22 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         columns = getattr(X, "columns", None)
         if is_dataframe(X):  # its cells named before scikit-learn converts them
             check_frame(X, resolve_groups(self.groups, X.shape[1], columns))
-        X = self._marked(
-            validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2)
-        )
+        fitted = {
+            k: v for k, v in vars(self).items() if k in ("n_features_in_", "feature_names_in_")
+        }
+        try:
+            return self._fit(
+                validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2), columns
+            )
+        except BaseException:  # a failed refit leaves the fit before it whole
+            for key in ("n_features_in_", "feature_names_in_"):
+                vars(self).pop(key, None)
+            vars(self).update(fitted)
+            raise
+
+    def _fit(self, X: np.ndarray, columns: Any) -> FactVAEImputer:
+        """:meth:`fit` on the validated ``X`` (``columns``: a DataFrame's labels)."""
+        X = self._marked(X)
         never = set(np.flatnonzero(np.isnan(X).all(axis=0)).tolist())
         if len(never) == X.shape[1]:
             raise ValueError(
@@ -279,7 +292,9 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         """``X`` with every missing cell filled (observed cells as given); rows with nothing
-        observed get prior-predictive means."""
+        observed get prior-predictive means. The columns are :meth:`get_feature_names_out`'s:
+        without those never observed in the data fitted on (unless
+        ``keep_empty_features``), then the indicator's (``add_indicator``)."""
         X = self._checked(X)
         data = GroupedData(self._split(X), allow_empty_rows=True)
         if self.sample_posterior:
@@ -289,8 +304,9 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         return self._output(filled, X)
 
     def multiple_imputations(self, X: Any, num_draws: int = 20) -> np.ndarray:
-        """``(num_draws, n, p)``: ``num_draws`` completed copies of ``X``, each missing cell
-        drawn from ``p(x_miss | x_obs)`` (for Rubin's rules)."""
+        """``(num_draws, n, p_out)``: ``num_draws`` completed copies of ``X``, each missing
+        cell drawn from ``p(x_miss | x_obs)`` (for Rubin's rules); ``p_out`` columns as
+        :meth:`transform` gives them."""
         X = self._checked(X)
         data = GroupedData(self._split(X), allow_empty_rows=True)
         draws = self.vae_.impute(data, num_draws=num_draws, **self._query())

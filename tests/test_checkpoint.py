@@ -428,6 +428,9 @@ def test_a_resumed_frame_fit_checks_groups_and_a_frames_mapping_is_kept(tmp_path
     with pytest.raises(ValueError, match="groups= differ from the column mapping saved"):
         FactVAE().fit(frame, groups=other, resume=path)
     assert FactVAE().fit(frame, groups=spec, resume=path, progress=False).columns_ == spec
+    auto = tmp_path / "auto.ckpt"  # a lam="auto" run on arrays, resumed with a frame
+    FactVAE(latent_dim=2).fit(groups, epochs=4, checkpoint=auto, progress=False)
+    assert FactVAE().fit(frame, groups=spec, resume=auto, progress=False).columns_ == spec
     built = GroupedData.from_dataframe(frame, spec)  # its mapping travels with the model
     vae = FactVAE(latent_dim=2, lam=0.1).fit(built, epochs=1, progress=False)
     assert vae.columns_ == spec and vae.impute(frame).shape == frame.shape

@@ -251,6 +251,11 @@ def test_under_torchrun_the_resume_hint_names_torchrun(
     assert main([*argv, "--no-progress"]) == 1
     hint = "resume with: torchrun --standalone --nproc_per_node 2 -m pyro_factvae.cli fit"
     assert hint in capsys.readouterr().err
+    monkeypatch.setenv("WORLD_SIZE", "4")  # two nodes of two processes
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert main([*argv, "--no-progress"]) == 1
+    hint = "torchrun --nnodes 2 --nproc_per_node 2 (and the run's rendezvous options) -m"
+    assert hint in capsys.readouterr().err
 
 
 def test_group_names_with_spaces_in_the_csv_spec_and_empty_rows(tmp_path, groups, capsys):
@@ -465,6 +470,14 @@ def test_an_interrupted_torchrun_fit_is_reported_by_rank_0_alone(
     argv = ["fit", str(data), "--groups", spec, "-o", str(tmp_path / "m"), "--epochs", "2"]
     assert main([*argv, "--lam", "1", "--checkpoint", str(tmp_path / "c")]) == 130
     assert capsys.readouterr().err == ""
+    import pyro_factvae.cli_commands as commands
+    from pyro_factvae.cli_io import Interrupted
+
+    def stopped_elsewhere(*args, **kwargs):  # rank 0's log failed: this rank stops too
+        raise Interrupted("interrupted by callback", "callback")
+
+    monkeypatch.setattr(commands, "read_data", stopped_elsewhere)
+    assert main(argv) == 1 and capsys.readouterr().err == ""
 
 
 def test_draws_of_a_csv_with_a_draw_column_and_interval_paths_checked_first(

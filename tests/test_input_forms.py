@@ -105,6 +105,8 @@ def test_one_series_and_sparse_matrices_are_refused_and_keys_are_named_by_their_
     assert list(filled) == [0, 1]  # given back as the caller's keys, in the fitted order
     assert np.isfinite(filled[1]).all() and np.array_equal(filled[1][1:], b[1:])
     assert list(vae.reconstruct({1: b, 0: ab[0]}, num_samples=10, refine_steps=1)) == [0, 1]
+    one = vae.reconstruct({1: b, 0: ab[0]}, targets=[1], given=[0], num_samples=10)
+    assert list(one) == [1] and one[1].shape == b.shape
     with pytest.raises(ValueError, match="group names must be unique"):
         GroupedData({1: ab[0], "1": ab[1]})
 

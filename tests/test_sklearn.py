@@ -222,7 +222,8 @@ def test_settings_of_a_group_left_out_are_dropped_with_it_and_the_warning_names_
     with pytest.raises(ValueError, match="unknown groups"):
         imp.fit(frame.iloc[:, :3])
     assert imp.groups_ == {"a": [0, 1, 2], "b": [3, 4, 5]}  # as the last fit that succeeded
-    assert imp.vae_.layout_.names == ("a", "b")
+    assert imp.vae_.layout_.names == ("a", "b") and imp.n_features_in_ == 7
+    assert imp.transform(frame).shape == (120, 6)
 
 
 def test_transform_names_a_frames_wrong_columns_before_its_cells():

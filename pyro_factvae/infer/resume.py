@@ -53,7 +53,11 @@ def resume_fit(
         state.config = ckpt.config
         if saved:
             state.set_columns(saved)
+        elif groups is not None:  # a frame for a run fitted on arrays
+            state.set_columns(groups)
         fit_auto(state, state.prepare(data), given, progress, target, ckpt, callbacks)
+        if groups is not None and state.columns is None:  # the stage restored had none
+            state.set_columns(groups)
     else:
         ckpt.restore_into(state)
         if groups is not None and saved is None:  # a frame for a run fitted on arrays

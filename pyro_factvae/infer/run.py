@@ -358,7 +358,8 @@ class Trainer:
                     world.barrier()  # rank 0's checkpoint is on disk before any rank goes on
                     if raised is not None:
                         self.state.interrupted = interrupted
-                        raised.add_note(self._after_raise(len(history), checkpoint))
+                        if hasattr(raised, "add_note"):  # Python 3.11 on
+                            raised.add_note(self._after_raise(len(history), checkpoint))
                         raise raised
                     return interrupted
                 if stopping and self._best is not None:  # the best epoch's weights
