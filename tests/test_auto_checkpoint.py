@@ -78,7 +78,7 @@ def test_a_stopped_default_fit_resumes_bit_for_bit(whole, step, stage, tmp_path,
     _stop_at(monkeypatch, step)
     cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
     monkeypatch.setattr(train_module, "guarded_step", original)
-    assert cut.interrupted_ == "SIGINT" and cut.lam_path_ == {"stage": stage}
+    assert cut.interrupted_ == "SIGINT" and cut.lam_path_["stage"] == stage
     resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
     assert resumed.interrupted_ is None and _same(whole, resumed)
     # the same script run again with resume= agrees too
@@ -112,7 +112,7 @@ def test_a_default_fit_that_chose_lam_0_resumes_its_fresh_dense_fit(tmp_path, mo
     path, original = tmp_path / "run.ckpt", train_module.guarded_step
     _stop_at(monkeypatch, 12)  # the path is steps 1-8, the fresh fit 9-16
     cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
-    assert cut.interrupted_ == "SIGINT" and cut.lam_path_ == {"stage": "fresh"}
+    assert cut.interrupted_ == "SIGINT" and cut.lam_path_["stage"] == "fresh"
     monkeypatch.setattr(train_module, "guarded_step", original)
     resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
     assert _same(uncut, resumed)
@@ -128,7 +128,7 @@ def test_a_default_fit_whose_walk_ended_early_resumes_bit_for_bit(step, tmp_path
     _stop_at(monkeypatch, step)  # fit:0 is steps 1-30, lam 100 7 + 7, then the fresh fit
     cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **fit)
     assert cut.interrupted_ == "SIGINT"
-    assert cut.lam_path_ == {"stage": "refit:1" if step == 40 else "fresh"}
+    assert cut.lam_path_["stage"] == ("refit:1" if step == 40 else "fresh")
     monkeypatch.setattr(train_module, "guarded_step", original)
     monkeypatch.setattr(lam_path, "AUTO_GRID", (0.0, 0.5, 1.0))  # the file keeps its own grid
     resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
@@ -220,4 +220,18 @@ def test_the_fresh_dense_fit_checkpoint_keeps_the_column_mapping(tmp_path, monke
     path = tmp_path / "run.ckpt"
     _stop_at(monkeypatch, 12)  # in the fresh dense fit
     cut = FactVAE(latent_dim=2).fit(frame, groups=spec, checkpoint=path, **FIT)
-    assert cut.lam_path_ == {"stage": "fresh"} and FactVAE.load(path).columns_ == spec
+    assert cut.lam_path_["stage"] == "fresh" and FactVAE.load(path).columns_ == spec
+
+
+def test_a_checkpoint_refuses_the_path_file_of_another_run(tmp_path):
+    import shutil
+
+    data = small_groups()
+    first, second = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    FactVAE(latent_dim=2).fit(data, epochs=4, checkpoint=first, progress=False)
+    FactVAE(latent_dim=2).fit(data, epochs=6, checkpoint=second, progress=False)
+    again = FactVAE().fit(data, resume=first, progress=False)  # its own: accepted
+    assert again.lam_path_["lams"]
+    shutil.copy(str(second) + ".path", str(first) + ".path")
+    with pytest.raises(ValueError, match=r"is not the \.path file of .*a\.ckpt"):
+        FactVAE().fit(data, resume=first, progress=False)

@@ -27,6 +27,7 @@ end of the path even where the data have a sparse structure.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -159,7 +160,7 @@ def walk(
         if order.index(stage) <= last:
             return True
         if checkpoint is not None:
-            state.lam_path = {"stage": stage}
+            at_stage(state, stage)
         Trainer(state).train(train, kwargs, progress, checkpoint, staged(callbacks, "path"))
         return not state.interrupted
 
@@ -206,6 +207,14 @@ def walk(
     return path
 
 
+def at_stage(state: FitState, stage: str) -> dict[str, Any]:
+    """Name ``stage`` in ``state.lam_path`` (what a checkpoint written now records), keeping
+    the id of the path's run, which ties its checkpoints to its ``.path`` file."""
+    run = state.lam_path.get("run") if isinstance(state.lam_path, dict) else None
+    state.lam_path = {"stage": stage, **({"run": run} if run else {})}
+    return state.lam_path
+
+
 def _fresh_dense_fit(
     state: FitState,
     data: GroupedData,
@@ -230,7 +239,7 @@ def _fresh_dense_fit(
     else:
         fresh = state.fresh(lam=0.0)  # its checkpoints carry what the model's do
         if checkpoint is not None:
-            fresh.lam_path = state.lam_path = {"stage": "fresh"}
+            fresh.lam_path = at_stage(state, "fresh")
         Trainer(fresh).train(data, given, progress, checkpoint, callbacks)
         if fresh.interrupted:
             state.interrupted = fresh.interrupted
@@ -287,11 +296,21 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     grid, tail = [*AUTO_GRID, *beyond], len(beyond)
     if resume is not None:
         records, settings, history = PathStore(resume.path).load()
+        run = settings.pop("run", None)  # ties the checkpoint to its .path file
+        written = (resume.meta.get("lam_path") or {}).get("run")
+        if run is not None and written is not None and run != written:
+            raise ValueError(
+                f"{PathStore(resume.path).path!r} is not the .path file of {resume.path!r} "
+                "(another lam='auto' run wrote it): keep each checkpoint with its own"
+            )
         grid = [float(v) for v in settings.pop("grid", UNNAMED_GRID)]  # the path's own
         tail = int(settings.pop("tail", 0))
         FitConfig.check_resumed(dict(given), settings)
         given = settings
-    settings = {**given, "grid": grid, "tail": tail}  # what the path store keeps
+    run = uuid.uuid4().hex if resume is None else run
+    settings = {**given, "grid": grid, "tail": tail, "run": run}  # what the path store keeps
+    if checkpoint is not None and resume is None:
+        state.lam_path = {"run": run}
     store = None if checkpoint is None else PathStore(checkpoint)
     seed = 0 if given["seed"] is None else given["seed"]
 
@@ -310,7 +329,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         state.set_lam(0.0)
         if store is not None:
             store.save(records, settings)
-            state.lam_path = {"stage": "fallback"}
+            at_stage(state, "fallback")
         if done == "fallback":
             finish(data)
         else:
@@ -379,7 +398,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             # the relaxed phase takes smaller steps itself; plain training (lam = 0) is told to
             rest = {**(fit_kwargs if relax else _smaller_steps(fit_kwargs)), "warmup_epochs": 0.0}
             if checkpoint is not None:
-                state.lam_path = {"stage": "final"}
+                at_stage(state, "final")
             final = {**rest, "epochs": warm, "seed": seed + len(grid), "relax_epochs": relax}
             Trainer(state).train(data, final, progress, checkpoint, staged(callbacks, "final"))
     else:
