@@ -57,6 +57,14 @@ def staged(callbacks: Sequence[Callable[[Epoch], Any]], stage: str) -> list[Call
     return [lambda event, c=c: c(replace(event, stage=stage)) for c in callbacks]
 
 
+def after_raise(epoch: int, checkpoint: str | None) -> str:
+    """Where a run that a callback's exception stopped stands (a note on the exception)."""
+    where = f"a callback raised at epoch {epoch}: the fit stopped there"
+    if checkpoint is None:
+        return f"{where} (interrupted_ == 'callback'); the model holds its weights then"
+    return f"{where}, saved in {checkpoint!r}: fit(data, resume={checkpoint!r}) continues it"
+
+
 class CSVLogger:
     """Append one row per epoch to the CSV file ``path`` (a header first, when it is new)."""
 

@@ -37,7 +37,7 @@ from ..module.priors import column_norms
 from ..registry import PHI_POSTERIORS
 from ..rng import cuda_index, fork_rng
 from ..validation import warn_constant
-from .callbacks import Epoch
+from .callbacks import Epoch, after_raise
 from .checkpoint import Checkpoint
 from .checkpoint import write as write_checkpoint
 from .distributed import World
@@ -359,7 +359,7 @@ class Trainer:
                     if raised is not None:
                         self.state.interrupted = interrupted
                         if hasattr(raised, "add_note"):  # Python 3.11 on
-                            raised.add_note(self._after_raise(len(history), checkpoint))
+                            raised.add_note(after_raise(len(history), checkpoint))
                         raise raised
                     return interrupted
                 if stopping and self._best is not None:  # the best epoch's weights
@@ -403,14 +403,6 @@ class Trainer:
             "best": self._best,
             "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state(), **cuda},
         }
-
-    @staticmethod
-    def _after_raise(epoch: int, checkpoint: str | None) -> str:
-        """Where a run that a callback's exception stopped stands (a note on the exception)."""
-        where = f"a callback raised at epoch {epoch}: the fit stopped there"
-        if checkpoint is None:
-            return f"{where} (interrupted_ == 'callback'); the model holds its weights then"
-        return f"{where}, saved in {checkpoint!r}: fit(data, resume={checkpoint!r}) continues it"
 
     @staticmethod
     def _last_good(run: Run, checkpoint: str | None) -> str:
