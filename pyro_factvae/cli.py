@@ -173,9 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "evaluate",
         help="log-likelihoods and held-out imputation error",
-        description="Log-likelihoods (nats per row) and each group held out in turn: RMSE, "
-        "MAE, interval coverage and CRPS, in standardized units (each feature's error over "
-        "its training standard deviation) unless --raw.",
+        description="Log-likelihoods (nats per row) and, with each group held out in turn and "
+        "pooled over the groups, RMSE, MAE, interval coverage and CRPS, in standardized units "
+        "(each feature's error over its training standard deviation) unless --raw.",
     )
     p.add_argument("model")
     p.add_argument("data")
@@ -183,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples",
         type=int,
         default=NUM_SAMPLES,
-        help="draws of z behind the log-likelihoods, each imputed mean and the draws' proposals",
+        help="draws of z behind the log-likelihoods, each imputed mean and the draws' proposals "
+        "(%(default)s)",
     )
     p.add_argument(
         "--raw", action="store_true", help="rmse, mae and crps in the data's units, pooled"
