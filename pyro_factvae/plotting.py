@@ -5,6 +5,7 @@ lambda path."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -114,8 +115,9 @@ def plot_link_intervals(
 
 
 def plot_lambda_path(path_result: Any, path: str | os.PathLike | None = None):
-    """Held-out log-likelihood and active links against ``lam`` for a
-    :class:`~pyro_factvae.tools.selection.LambdaPath`; the choice is marked.
+    """Held-out score and active links against ``lam`` for a
+    :class:`~pyro_factvae.tools.selection.LambdaPath` (its log-likelihood) or a
+    ``FactVAE(lam="auto")`` fit's ``lam_path_`` (its imputation MSE); the choice is marked.
 
     Returns the matplotlib Figure (also written to ``path`` when given, in the format its
     extension names). ``lam = 0``
@@ -123,22 +125,42 @@ def plot_lambda_path(path_result: Any, path: str | os.PathLike | None = None):
     """
     from matplotlib.figure import Figure
 
-    lams = np.asarray(path_result.lams, dtype=float)
+    lams, score, label, best, links = _path_series(path_result)
     positive = lams[lams > 0]
     floor = positive.min() / 3 if positive.size else 1.0
     x = np.where(lams > 0, lams, floor)
     fig = Figure(figsize=(6, 3.6))
     ax = fig.subplots()
-    ax.plot(x, path_result.held_out_ll, "o-", color="tab:blue")
+    ax.plot(x, score, "o-", color="tab:blue")
     ax.set_xscale("log")
     ax.set_xlabel("lam" + (f" (lam = 0 drawn at {floor:.2g})" if (lams == 0).any() else ""))
-    ax.set_ylabel("held-out log p(x_g | x_rest)", color="tab:blue")
-    ax.axvline(x[path_result.best], color="0.4", ls="--", lw=1)
-    ax.set_title(f"lambda path: chosen lam = {path_result.best_lam:g}")
+    ax.set_ylabel(label, color="tab:blue")
+    ax.axvline(x[best], color="0.4", ls="--", lw=1)
+    ax.set_title(f"lambda path: chosen lam = {lams[best]:g}")
     ax2 = ax.twinx()
-    ax2.step(x, path_result.active_links, where="mid", color="tab:orange")
+    ax2.step(x, links, where="mid", color="tab:orange")
     ax2.set_ylabel("active links", color="tab:orange")
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def _path_series(path_result: Any) -> tuple[np.ndarray, list[float], str, int, list[int]]:
+    """``(lams, score, its label, index of the choice, active links)`` of a
+    :class:`~pyro_factvae.tools.selection.LambdaPath` or of a ``lam_path_`` dict."""
+    if not isinstance(path_result, Mapping):
+        lams = np.asarray(path_result.lams, dtype=float)
+        label = "held-out log p(x_g | x_rest)"
+        return lams, path_result.held_out_ll, label, path_result.best, path_result.active_links
+    if "held_out_mse" not in path_result:
+        raise ValueError(
+            f"this lam path scored no lam ({path_result.get('criterion', 'interrupted')}): "
+            "there is nothing to plot"
+        )
+    if "chosen_lam" not in path_result:
+        raise ValueError("this lam path names no chosen lam (a file of an earlier version)")
+    lams = np.asarray(path_result["lams"], dtype=float)
+    best = int(np.argmin(np.abs(lams - float(path_result["chosen_lam"]))))
+    mse = path_result["held_out_mse"]
+    return lams, mse, "held-out imputation MSE", best, path_result["active_links"]

@@ -386,6 +386,20 @@ def test_the_lambda_path_survives_save_and_load(tmp_path, groups):
     vae.save(tmp_path / "m.factvae")
     again = FactVAE.load(tmp_path / "m.factvae")
     assert again.lam_path_ == vae.lam_path_ and again.lam_ == vae.lam_
+    assert vae.lam_path_["chosen_lam"] == vae.lam_  # and it plots, the choice marked
+
+
+def test_a_default_fits_lam_path_plots_with_its_choice_marked(groups):
+    from pyro_factvae.plotting import plot_lambda_path
+
+    vae = FactVAE(latent_dim=2).fit(groups, epochs=2, progress=False)
+    fig = plot_lambda_path(vae.lam_path_)
+    ax = fig.axes[0]
+    assert ax.get_title() == f"lambda path: chosen lam = {vae.lam_:g}"
+    assert ax.get_ylabel() == "held-out imputation MSE"
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), vae.lam_path_["held_out_mse"])
+    with pytest.raises(ValueError, match="scored no lam"):
+        plot_lambda_path({"lams": [0.0], "criterion": "none: nothing can be held out"})
 
 
 def test_a_constant_column_warns_and_is_imputed_as_its_value(tmp_path):

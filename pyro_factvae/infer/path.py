@@ -410,11 +410,4 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     # scored by the final model (as a resumed fit has it), on the path's validation pairs
     mean_mse = float(np.mean(held_out_mean_errors(state.fitted()[0], train, valid, seed)))
     warn_if_the_mean_wins(path, chosen, mean_mse, stacklevel=4)
-    return {
-        "lams": path.lams,
-        "criterion": "held-out imputation MSE (standardized units)",
-        "held_out_mse": [-v for v in path.held_out_ll],
-        "mean_imputation_mse": mean_mse,
-        "standard_error": path.standard_error,
-        "active_links": path.active_links,
-    }
+    return path.as_mse_record(mean_mse)

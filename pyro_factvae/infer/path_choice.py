@@ -48,6 +48,20 @@ class PathResult:
     best: int
     standard_error: list[float]
 
+    def as_mse_record(self, mean_mse: float) -> dict[str, Any]:
+        """The path of ``lam="auto"`` (scored by minus the held-out imputation MSE) as plain
+        data, as ``FactVAE.lam_path_`` keeps it; ``mean_mse``: the mean imputation's MSE on
+        the same validation pairs."""
+        return {
+            "lams": self.lams,
+            "criterion": "held-out imputation MSE (standardized units)",
+            "held_out_mse": [-v for v in self.held_out_ll],
+            "mean_imputation_mse": mean_mse,
+            "standard_error": self.standard_error,
+            "active_links": self.active_links,
+            "chosen_lam": self.lams[self.best],
+        }
+
 
 def past_support(rec: PathRecords) -> bool:
     """Whether the last scored ``lam`` is worse than the best by more than
