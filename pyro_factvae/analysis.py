@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import positive_int, seed_int
+from .config import number, positive_int, seed_int
 from .estimator import FactVAE
 from .validation import is_dataframe
 
@@ -105,7 +105,7 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
-def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
+def support_recovery(scores: Any, truth: Any, threshold: float = 0.0) -> dict[str, Any]:
     """Compare a fitted link map with a known support, up to a relabelling of the latents.
 
     The latents of a fitted model are exchangeable, so each true latent is first matched to one
@@ -122,13 +122,16 @@ def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
     truth : DataFrame or array-like of bool
         ``G x K_true`` true support (e.g. ``support`` of
         :class:`~pyro_factvae.tools.simulate.Simulation`).
+    threshold : float
+        A link is found where its score is above it: 0 for a prox fit's column norms (whose
+        absent links are exact zeros), e.g. 0.5 for :func:`active_probability`.
 
     Returns
     -------
     dict
         ``auc`` (of ``scores`` against the matched truth), ``zeros_match`` (fraction of links
-        where ``scores > 0`` equals the truth; for prox fits, whose absent links are exact
-        zeros), ``f1`` (of the links with ``scores > 0`` against the true links: twice the
+        where ``scores > threshold`` equals the truth), ``f1`` (of the links with
+        ``scores > threshold`` against the true links: twice the
         links both found and true over the found plus the true), ``assignment`` (fitted
         latent matched to each true latent; -1 where the model has fewer latents than the
         truth and none is left for it), and the matched ``truth`` as a ``G x K_fit`` bool
@@ -161,7 +164,7 @@ def support_recovery(scores: Any, truth: Any) -> dict[str, Any]:
     matched = np.zeros_like(t_pad)
     matched[:, fitted] = t_pad[:, true]
     order = np.argsort(true)
-    found = s_pad > 0
+    found = s_pad > number("threshold", threshold, low=-np.inf)
     hits = int((found & matched).sum())
     return {
         "auc": _auc(s_pad.ravel(), matched.ravel()),

@@ -191,3 +191,8 @@ def test_support_recovery_matches_frames_by_group_and_marks_latents_it_lacks():
         support_recovery(scores, truth.rename(index={"c": "d"}))
     narrow = support_recovery(scores[[0]], truth)  # one fitted latent for two true ones
     assert narrow["assignment"] == [0, -1]
+    probs = pd.DataFrame([[0.9, 0.02], [0.8, 0.01], [0.03, 0.7]], index=list("abc"))
+    assert support_recovery(probs, truth)["f1"] == pytest.approx(2 * 3 / (6 + 3))
+    assert support_recovery(probs, truth, threshold=0.5)["f1"] == 1.0  # probabilities
+    with pytest.raises(ValueError, match="threshold must be a number"):
+        support_recovery(probs, truth, threshold="high")
