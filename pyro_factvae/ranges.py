@@ -91,17 +91,15 @@ def check_ranges(names: Sequence[str], ranges: list[Range]) -> None:
     """A ``ValueError`` naming the first column (over every group) whose values float32
     training cannot hold; then one ``UserWarning`` naming every column whose spread float32
     rounds away, with what to do."""
+    refuse_overflow(names, ranges)
     low, high = MAGNITUDES
     coarse = []
     for name, (top, bottom) in zip(names, ranges):
         seen = np.isfinite(top)
         peak = np.where(seen, np.maximum(np.abs(top), np.abs(bottom)), 0.0)
         spread = np.where(seen, top - bottom, 0.0)
-        beyond = (peak >= np.finfo(np.float32).max) | (spread > high)
-        for j in np.flatnonzero(beyond | ((peak > 0) & (peak < low))):
-            if peak[j] >= np.finfo(np.float32).max:
-                what, scale = f"reach {peak[j]:.3g}, beyond float32's largest", peak[j]
-            elif spread[j] > high:
+        for j in np.flatnonzero((spread > high) | ((peak > 0) & (peak < low))):
+            if spread[j] > high:
                 what, scale = f"span {spread[j]:.3g}", spread[j]
             else:
                 what, scale = f"are at most {peak[j]:.3g} in magnitude", peak[j]

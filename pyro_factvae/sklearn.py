@@ -231,17 +231,16 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         columns = getattr(X, "columns", None)
         if is_dataframe(X):  # its cells named before scikit-learn converts them
             check_frame(X, resolve_groups(self.groups, X.shape[1], columns))
-        fitted = {
-            k: v for k, v in vars(self).items() if k in ("n_features_in_", "feature_names_in_")
-        }
+        validated = ("n_features_in_", "feature_names_in_")  # what validate_data sets
+        before = {k: v for k, v in vars(self).items() if k in validated}
         try:
             return self._fit(
                 validate_data(self, X, ensure_all_finite="allow-nan", ensure_min_samples=2), columns
             )
         except BaseException:  # a failed refit leaves the fit before it whole
-            for key in ("n_features_in_", "feature_names_in_"):
+            for key in validated:
                 vars(self).pop(key, None)
-            vars(self).update(fitted)
+            vars(self).update(before)
             raise
 
     def _fit(self, X: np.ndarray, columns: Any) -> FactVAEImputer:
@@ -403,8 +402,8 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         out = np.array(X, dtype=np.float64, copy=True)
         for name, cols in self.groups_.items():
             out[:, cols] = filled[name]
-        empty = out[:, self._empty()]  # as scikit-learn's: their missing cells are 0
-        out[:, self._empty()] = np.where(np.isnan(empty), 0.0, empty)
+        empty = self._empty()  # as scikit-learn's: their missing cells are 0
+        out[:, empty] = np.nan_to_num(out[:, empty], nan=0.0)
         out = np.delete(out, self._dropped(), axis=1)
         if self.indicator_ is not None:
             out = np.hstack([out, self.indicator_.transform(X).astype(np.float64)])
