@@ -36,10 +36,20 @@ __all__ = [
 DEFAULT_MODEL = "model.factvae"
 
 
-def _resume_command(launch: str, args: argparse.Namespace, checkpoint: str) -> str:
-    """The command line that resumes this fit from ``checkpoint``, quoted for a shell: the
-    data and output, and the options the checkpoint does not keep (how the data are read,
-    where logs go, the device)."""
+def _resume_command(args: argparse.Namespace, checkpoint: str) -> str:
+    """The command line that resumes this fit from ``checkpoint``, quoted for a shell: as it
+    was launched (torchrun's processes too), the data and output, and the options the
+    checkpoint does not keep (how the data are read, where logs go, the device)."""
+    processes = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(processes)))
+    launch = "factvae"
+    if processes > local:  # several nodes: their rendezvous is the user's to repeat
+        launch = (
+            f"torchrun --nnodes {processes // local} --nproc_per_node {local} (and the run's "
+            "rendezvous options) -m pyro_factvae.cli"
+        )
+    elif processes > 1:
+        launch = f"torchrun --standalone --nproc_per_node {processes} -m pyro_factvae.cli"
     words = ["fit", args.data, "--resume", checkpoint, "-o", args.out]
     if args.drop_empty_rows:
         words.append("--drop-empty-rows")
@@ -88,18 +98,8 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
         vae.set_columns(groups)
     # resumed, the settings given here must agree with the checkpoint's (the library names
     # any that differ; those left at their defaults take the checkpoint's)
-    processes = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(processes)))
-    launch = "factvae"  # how this fit was started, for the resume hint
-    if processes > local:  # several nodes: their rendezvous is the user's to repeat
-        launch = (
-            f"torchrun --nnodes {processes // local} --nproc_per_node {local} (and the run's "
-            "rendezvous options) -m pyro_factvae.cli"
-        )
-    elif processes > 1:
-        launch = f"torchrun --standalone --nproc_per_node {processes} -m pyro_factvae.cli"
     how = (
-        f"resume with: {_resume_command(launch, args, checkpoint)}"
+        f"resume with: {_resume_command(args, checkpoint)}"
         if checkpoint
         else "nothing was saved; give --checkpoint PATH to be able to resume"
     )
