@@ -296,6 +296,22 @@ def frame_columns(frame: Any, groups: Mapping[str, Any]) -> dict[str, list[Any]]
     }
 
 
+def check_column_spec(groups: Mapping[str, Sequence[Any]]) -> None:
+    """A ``ValueError`` for a column-to-group mapping with a group of no columns or a column
+    in two groups."""
+    owner: dict[Any, str] = {}
+    for name, cols in groups.items():
+        if len(cols) == 0:
+            raise ValueError(f"group {name!r} has no columns")
+        for c in cols:
+            if c in owner:
+                raise ValueError(
+                    f"column {c!r} is in groups {owner[c]!r} and {name!r}; give each column "
+                    "to one group"
+                )
+            owner[c] = name
+
+
 def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
     """Per-group float arrays of a DataFrame's columns ``{group: [columns]}`` (NaN where a
     cell is empty); ``ValueError`` naming the group, column or cell that is wrong."""
@@ -316,7 +332,6 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
             f"the groups need: {need}"
         )
     repeated = {c for c in frame.columns[frame.columns.duplicated()]}
-    owner: dict[Any, str] = {}
     for name, cols in groups.items():
         for c in cols:
             if c in repeated:
@@ -324,16 +339,9 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
                     f"group {name!r}: the data have more than one column labelled {c!r}; "
                     "rename them so that each label names one column"
                 )
-            if c in owner:
-                raise ValueError(
-                    f"column {c!r} is in groups {owner[c]!r} and {name!r}; give each column "
-                    "to one group"
-                )
-            owner[c] = name
+    check_column_spec(groups)
     arrays = {}
     for name, cols in groups.items():
-        if len(cols) == 0:
-            raise ValueError(f"group {name!r} has no columns")
         block = frame[list(cols)]
         for c in cols:
             check_numeric(name, c, block[c])

@@ -28,6 +28,7 @@ from ..module.model import Model
 from ..module.priors import column_norms
 from ..registry import LIKELIHOODS
 from ..stream import is_dataset
+from ..validation import check_column_spec
 from .optim import Optimizers
 
 __all__ = ["FitState", "as_device", "check_support", "phi_norms"]
@@ -155,14 +156,7 @@ class FitState:
             raise ValueError(
                 f"groups {list(columns)} differ from the fitted groups {list(self.layout.names)}"
             )
-        owner: dict[Any, str] = {}
-        for g, cols in columns.items():
-            if not cols:
-                raise ValueError(f"group {g!r} has no columns: give it its columns")
-            for c in cols:
-                if c in owner:
-                    raise ValueError(f"column {c!r} is in groups {owner[c]!r} and {g!r}")
-                owner[c] = g
+        check_column_spec(columns)
         if self.layout is not None:
             wrong = [
                 f"group {g!r} has {len(cols)} columns, the model was fitted on {d}"
