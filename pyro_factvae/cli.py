@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from .cli_commands import (
@@ -229,7 +230,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, usage errors
         return int(exc.code or 0)
     try:
-        args.run(args)
+        with warnings.catch_warnings():  # one line each, in the words of the command line
+            warnings.showwarning = _show_warning
+            args.run(args)
     except KeyboardInterrupt:  # outside training, which takes SIGINT over (reading data...)
         if _writer():
             print("factvae: interrupted", file=sys.stderr)
@@ -251,6 +254,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"factvae: error: {_as_options(message)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as ``factvae: warning: <message>`` on stderr (rank 0 only), without the
+    file and line of the library's code that raised it."""
+    if _writer():
+        text = str(message).strip() or category.__name__
+        print(f"factvae: warning: {_as_options(text)}", file=file or sys.stderr)
 
 
 def _writer() -> bool:

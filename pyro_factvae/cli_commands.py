@@ -15,6 +15,7 @@ from .cli_io import (
     Interrupted,
     Output,
     UserError,
+    blank_headers,
     emit,
     loggers,
     model_groups,
@@ -199,7 +200,10 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     if groups is not None:  # a CSV
         vae.set_columns(groups)
 
-    out = Output(data.names, groups)
+    csv = groups is not None  # its blank header cells and empty cells, for what is written
+    out = Output(
+        data.names, groups, blank_headers(args.data) if csv else None, source if csv else None
+    )
     written = [args.out]
     query = {"seed": args.seed, "refine_steps": args.refine_steps}
     given, as_read = _queried(source, data, groups)

@@ -18,6 +18,7 @@ __all__ = [
     "PLOT_FORMATS",
     "Interrupted",
     "UserError",
+    "blank_headers",
     "loggers",
     "emit",
     "finite_json",
@@ -137,6 +138,47 @@ def read_data(
     return data, frame, groups
 
 
+def blank_headers(path: str) -> dict[str, str]:
+    """The columns of a CSV whose header cell is empty, as pandas labels them
+    (``"Unnamed: 0"``, say: the index column that ``DataFrame.to_csv`` writes), each mapped
+    to ``""``, so that what is written back keeps the header as it was read."""
+    import csv
+
+    if not path.lower().endswith(".csv"):
+        return {}
+    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    return {f"Unnamed: {i}": "" for i, cell in enumerate(header) if not cell.strip()}
+
+
+def csv_ready(
+    frame: Any, header: dict[str, str] | None = None, filled: np.ndarray | None = None
+) -> Any:
+    """``frame`` as it is written to a CSV: a float cell that holds a whole number as an
+    integer (``4``, not ``4.0``: an integer column with holes is read as floats), a cell that
+    ``filled`` marks (an imputation, computed in float32) with the shortest digits of its
+    float32 value (``5.869993``, not ``5.869993209838867``), and the columns in ``header``
+    renamed (:func:`blank_headers`). Other cells keep every digit of their float64 value."""
+    out = frame.copy()
+    for j in range(out.shape[1]):
+        values = out.iloc[:, j].to_numpy()
+        if values.dtype.kind != "f":
+            continue
+        whole = np.isfinite(values) & (np.abs(values) < 2.0**53)
+        whole[whole] = values[whole] == np.round(values[whole])
+        short = np.zeros_like(whole) if filled is None else filled[:, j] & ~whole
+        short &= np.isfinite(values) & (values.astype(np.float32) == values)
+        if not (whole.any() or short.any()):
+            continue
+        cells = values.astype(object)
+        cells[whole] = values[whole].astype(np.int64).astype(object)
+        cells[short] = values[short].astype(np.float32).astype(str).astype(object)
+        out.isetitem(j, cells)
+    if header:
+        out = out.rename(columns=header)
+    return out
+
+
 def model_groups(vae, given: dict[str, list[str]] | None) -> dict[str, list[str]] | None:
     """The CSV spec for data to feed a fitted model: ``--groups`` or the one saved by fit."""
     if given is not None and list(given) != list(vae.layout_.names):
@@ -194,8 +236,16 @@ class Output:
     """Writes what ``impute`` returns to ``.csv`` or ``.npz``: a filled DataFrame (CSV input:
     ``groups`` maps each group to its columns) or per-group arrays (columns ``<group>_<j>``)."""
 
-    def __init__(self, names: Sequence[str], groups: dict[str, list[str]] | None) -> None:
-        self.names, self.groups = list(names), groups
+    def __init__(
+        self,
+        names: Sequence[str],
+        groups: dict[str, list[str]] | None,
+        header: dict[str, str] | None = None,
+        read: Any = None,
+    ) -> None:
+        self.names, self.groups, self.header = list(names), groups, header or {}
+        # the cells a CSV left empty: those written are imputations (or their bounds)
+        self.filled = None if read is None else read.isna().to_numpy()
 
     def table(self, filled: Any) -> Any:
         import pandas as pd
@@ -226,7 +276,7 @@ class Output:
         if path.lower().endswith(".npz"):
             np.savez(path, **self.arrays(filled))
         else:
-            self.table(filled).to_csv(path, index=False)
+            csv_ready(self.table(filled), self.header, self.filled).to_csv(path, index=False)
 
     def write_draws(self, draws: Sequence[Any], path: str) -> None:
         """``M`` completed data sets: one CSV stacked with a leading ``draw`` column (1..M;
@@ -239,7 +289,7 @@ class Output:
             stack = {k: np.stack([d[k] for d in per]) for k in self.names}
             np.savez(path, **{**per[0], **stack})
             return
-        parts = [self.table(d) for d in draws]
+        parts = [csv_ready(self.table(d), self.header, self.filled) for d in draws]
         name = "draw"
         while name in parts[0].columns:  # the data's own column of that name is kept
             name += "_"

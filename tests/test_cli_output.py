@@ -1,0 +1,61 @@
+"""What ``factvae`` writes: CSV cells as a person reads them, warnings as one line."""
+
+import numpy as np
+import pandas as pd
+
+from pyro_factvae import FactVAE
+from pyro_factvae.cli import main
+
+
+def _table(tmp_path):
+    """Integer columns with holes, beside a float column, under a blank index header (what
+    ``DataFrame.to_csv`` writes with its index)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 9, (40, 4)).astype(float)
+    x[:, 3] = rng.normal(size=40) / 7 + 5
+    x[rng.random((40, 4)) < 0.2] = np.nan
+    x[0] = np.nan  # a row with nothing observed: prior-predictive means
+    x[0, 0] = 3.0
+    path = tmp_path / "d.csv"
+    pd.DataFrame(x, columns=list("abcd")).to_csv(path)
+    text = path.read_text().replace(".0,", ",").replace(".0\n", "\n")  # integers as "8"
+    path.write_text(text)
+    return path, "g=a,b;h=c,d"
+
+
+def test_impute_csv_keeps_the_header_and_integers_and_writes_float32_digits(tmp_path, capsys):
+    data, spec = _table(tmp_path)
+    model, out = tmp_path / "m.factvae", tmp_path / "out.csv"
+    argv = ["fit", str(data), "--groups", spec, "-o", str(model), "--lam", "0.1"]
+    assert main([*argv, "--epochs", "2"]) == 0
+    assert main(["impute", str(model), str(data), "-o", str(out), "--seed", "3"]) == 0
+    before, after = data.read_text().splitlines(), out.read_text().splitlines()
+    assert before[0] == after[0] == ",a,b,c,d"  # not "Unnamed: 0"
+    frame = pd.read_csv(data)
+    expected = FactVAE.load(model).impute(frame, seed=3)
+    for i, (a, b) in enumerate(zip(before[1:], after[1:])):
+        for j, (x, y) in enumerate(zip(a.split(","), b.split(","))):
+            if x:
+                assert y == x  # an observed cell: its text, "8" included
+                continue
+            column = frame.columns[j]
+            assert y and len(y.replace("-", "").replace(".", "")) <= 9  # float32's digits
+            assert np.float32(float(y)) == np.float32(expected[column].iloc[i])
+    capsys.readouterr()
+
+
+def test_warnings_are_one_line_in_the_words_of_the_command(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(30, 4))
+    x[::2, :2] = np.nan  # each row observes one group: none can be held out
+    x[1::2, 2:] = np.nan
+    path = tmp_path / "one.csv"
+    pd.DataFrame(x, columns=list("abcd")).to_csv(path, index=False)
+    model = tmp_path / "m.factvae"
+    argv = ["fit", str(path), "--groups", "g=a,b;h=c,d", "-o", str(model), "--epochs", "1"]
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(model), str(path), "--groups", "g=a,b;h=c,d"]) == 0
+    err = capsys.readouterr().err
+    assert "factvae: warning: no row observes two groups" in err
+    assert ".py:" not in err and "UserWarning" not in err
