@@ -175,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="log-likelihoods and held-out imputation error",
         description="Log-likelihoods (nats per row) and, with each group held out in turn and "
-        "pooled over the groups, RMSE, MAE, interval coverage and CRPS, in standardized units "
-        "(each feature's error over its training standard deviation) unless --raw.",
+        "pooled over the groups (each group's with --by-group), RMSE, MAE, interval coverage "
+        "and CRPS, in standardized units (each feature's error over its training standard "
+        "deviation) unless --raw.",
     )
     p.add_argument("model")
     p.add_argument("data")
@@ -187,8 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="draws of z behind the log-likelihoods, each imputed mean and the draws' proposals "
         "(%(default)s)",
     )
+    p.add_argument("--raw", action="store_true", help="rmse, mae and crps in the data's units")
     p.add_argument(
-        "--raw", action="store_true", help="rmse, mae and crps in the data's units, pooled"
+        "--by-group",
+        action="store_true",
+        help="also the held-out scores of each group (JSON: under 'groups')",
     )
     p.add_argument(
         "--refine-steps",

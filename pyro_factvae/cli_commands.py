@@ -258,8 +258,11 @@ def cmd_evaluate(args: argparse.Namespace) -> dict[str, Any]:
         seed=args.seed,
         standardized=not args.raw,
         refine_steps=args.refine_steps,
+        by_group=args.by_group,
     )
-    text = "  ".join(f"{k} {v:.4g}" for k, v in result.items())
+    text = "  ".join(f"{k} {v:.4g}" for k, v in result.items() if k != "groups")
+    for name, scores in result.get("groups", {}).items():
+        text += f"\n{name} held out: " + "  ".join(f"{k} {v:.4g}" for k, v in scores.items())
     units = "the data's units" if args.raw else "standardized units (training mean and sd)"
     result["units"] = "raw" if args.raw else "standardized"
     text += f"\n(log-likelihoods in nats per row; rmse, mae and crps in {units})"

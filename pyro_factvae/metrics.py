@@ -260,7 +260,8 @@ def evaluate(
     num_draws: int = 200,
     standardized: bool = True,
     refine_steps: int = REFINE_STEPS,
-) -> dict[str, float]:
+    by_group: bool = False,
+) -> dict[str, Any]:
     """All metrics on ``data``, averaged over rows (and, for held-out ones, over groups);
     rows with no observed group are left out, as nothing of them can be scored.
 
@@ -284,6 +285,10 @@ def evaluate(
         behind the IWAE and conditional log-likelihoods (their importance samples), each
         imputed mean and the draws (their proposals). ``refine_steps``: of the imputations
         and draws, as in :meth:`~pyro_factvae.FactVAE.impute` (0: the encoder's posterior).
+        ``groups`` (with ``by_group=True``): ``{group: {"cond_ll", "rmse", "mae", coverages,
+        "crps"}}``, the held-out scores of each group held out (those no row could hold out
+        are absent); the pooled ones above are their averages weighted by pairs (``cond_ll``)
+        and entries (the others).
     """
     non_negative_int("refine_steps", refine_steps)
     positive_int("num_samples", num_samples)
@@ -295,10 +300,9 @@ def evaluate(
         "recon_ll": float(np.nanmean(reconstruction_log_likelihood(vae, data, seed=seed))),
         "iwae_ll": float(np.mean(iwae_log_likelihood(vae, data, num_samples, seed, max_elements))),
     }
-    cond, sse, sae, entries = [], 0.0, 0.0, 0
+    per: dict[str, dict[str, Any]] = {}  # each held-out group's sums
     for g, name, sub in held_out(data):
         c = conditional_log_likelihood(vae, sub, [name], None, num_samples, seed, max_elements)
-        cond.append(c)
         e2, e1 = imputation_error(
             vae,
             sub,
@@ -308,23 +312,13 @@ def evaluate(
             standardized=standardized,
             refine_steps=refine_steps,
         )
-        sse += float(np.nansum(e2))
-        sae += float(np.nansum(e1))
-        entries += int(sub.group_cells(g).sum())
-    if not cond:
-        warnings.warn(
-            "no row observes two groups, so none can be held out and predicted from the "
-            "others: cond_ll, rmse, mae, the coverages and crps are NaN (recon_ll and iwae_ll "
-            "are scored)",
-            UserWarning,
-            stacklevel=2,
-        )
-    out["cond_ll"] = float(np.mean(np.concatenate(cond))) if cond else float("nan")
-    out["rmse"] = math.sqrt(sse / entries) if entries else float("nan")
-    out["mae"] = sae / entries if entries else float("nan")
-    if num_draws:  # the same held-out groups, drawn: interval coverage and CRPS
-        cover, crps, count = dict.fromkeys(LEVELS, 0.0), 0.0, 0
-        for g, name, sub in held_out(data):
+        per[name] = {
+            "cond": c,
+            "sse": float(np.nansum(e2)),
+            "sae": float(np.nansum(e1)),
+            "entries": int(sub.group_cells(g).sum()),
+        }
+        if num_draws:  # the same held-out group, drawn: interval coverage and CRPS
             hide = torch.zeros_like(sub.observed)
             hide[:, g] = True
             scores = draw_scores(
@@ -338,13 +332,43 @@ def evaluate(
                 standardized=standardized,
                 refine_steps=refine_steps,
             )
-            k = scores["entries"][name]
-            for a in LEVELS:
-                cover[a] += scores["coverage"][a][name] * k
-            crps, count = crps + scores["crps"][name] * k, count + k
+            per[name]["coverage"] = {a: scores["coverage"][a][name] for a in LEVELS}
+            per[name]["crps"] = scores["crps"][name]
+            per[name]["drawn"] = scores["entries"][name]  # the entries the draws scored
+    if not per:
+        warnings.warn(
+            "no row observes two groups, so none can be held out and predicted from the "
+            "others: cond_ll, rmse, mae, the coverages and crps are NaN (recon_ll and iwae_ll "
+            "are scored)",
+            UserWarning,
+            stacklevel=2,
+        )
+    out.update(_held_out_scores(list(per.values()), num_draws > 0))
+    if by_group:
+        out["groups"] = {
+            name: _held_out_scores([sums], num_draws > 0) for name, sums in per.items()
+        }
+    return out
+
+
+def _held_out_scores(per: Sequence[dict[str, Any]], drawn: bool) -> dict[str, float]:
+    """``cond_ll`` (per (row, group) pair), ``rmse`` and ``mae`` (per entry) and, when
+    ``drawn``, the coverages and ``crps`` (per entry) of the held-out groups' sums ``per``
+    (NaN where there is none)."""
+    nan = float("nan")
+    entries = sum(p["entries"] for p in per)
+    cond = [p["cond"] for p in per]
+    out = {
+        "cond_ll": float(np.mean(np.concatenate(cond))) if cond else nan,
+        "rmse": math.sqrt(sum(p["sse"] for p in per) / entries) if entries else nan,
+        "mae": sum(p["sae"] for p in per) / entries if entries else nan,
+    }
+    if drawn:
+        count = sum(p["drawn"] for p in per)
         for a in LEVELS:
-            out[f"coverage_{round(100 * a)}"] = cover[a] / count if count else float("nan")
-        out["crps"] = crps / count if count else float("nan")
+            total = sum(p["coverage"][a] * p["drawn"] for p in per)
+            out[f"coverage_{round(100 * a)}"] = total / count if count else nan
+        out["crps"] = sum(p["crps"] * p["drawn"] for p in per) / count if count else nan
     return out
 
 

@@ -59,3 +59,25 @@ def test_warnings_are_one_line_in_the_words_of_the_command(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "factvae: warning: no row observes two groups" in err
     assert ".py:" not in err and "UserWarning" not in err
+
+
+def test_evaluate_by_group_prints_and_reports_each_held_out_group(tmp_path, capsys):
+    import json
+
+    rng = np.random.default_rng(2)
+    z = rng.normal(size=(40, 1))
+    x = z @ rng.normal(size=(1, 4)) + rng.normal(size=(40, 4)) / 3
+    path = tmp_path / "d.csv"
+    pd.DataFrame(x, columns=list("abcd")).to_csv(path, index=False)
+    model, spec = tmp_path / "m.factvae", "g=a,b;h=c,d"
+    assert main(["fit", str(path), "--groups", spec, "-o", str(model), "--epochs", "2"]) == 0
+    capsys.readouterr()
+    argv = ["evaluate", str(model), str(path), "--samples", "10", "--refine-steps", "0"]
+    assert main([*argv, "--by-group", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result["groups"]) == {"g", "h"}
+    assert result["groups"]["g"]["rmse"] != result["groups"]["h"]["rmse"]
+    assert main([*argv, "--by-group"]) == 0
+    text = capsys.readouterr().out
+    assert "g held out: cond_ll" in text and "h held out: cond_ll" in text
+    assert main(argv) == 0 and "held out:" not in capsys.readouterr().out

@@ -258,3 +258,26 @@ def test_evaluate_warns_when_no_group_can_be_held_out():
         out = evaluate(vae, alone, num_samples=10, num_draws=0, refine_steps=0)
     assert caught[0].filename == __file__ and math.isfinite(out["recon_ll"])
     assert math.isnan(out["rmse"])
+
+
+def test_evaluate_by_group_scores_each_held_out_group_and_pools_them():
+    """Each group's RMSE is the imputation error of that group held out from the rows that
+    observe it and another group; the pooled scores are their entry-weighted averages."""
+    vae, data, _, _ = linear_gaussian("poe", n=24)
+    kw = {"num_samples": 20, "seed": 0, "num_draws": 40}
+    pooled = evaluate(vae, data, **kw)
+    out = evaluate(vae, data, by_group=True, **kw)
+    per = out.pop("groups")
+    assert out == pooled  # by_group adds, and changes nothing
+    assert set(per) == {"a", "b"} and per["a"]["rmse"] != per["b"]["rmse"]
+    both = data.observed.all(1).numpy()  # the rows where each group can be held out
+    entries = {"a": 3 * both.sum(), "b": 2 * both.sum()}
+    for name in ("a", "b"):
+        sub = data.subset(np.flatnonzero(both))
+        e2, _ = imputation_error(vae, sub, [name], num_samples=20, standardized=True)
+        assert per[name]["rmse"] == pytest.approx(math.sqrt(np.nansum(e2) / entries[name]))
+    for key in ("rmse", "crps", "coverage_90"):
+        weighted = sum(
+            (per[g][key] ** 2 if key == "rmse" else per[g][key]) * entries[g] for g in per
+        ) / sum(entries.values())
+        assert pooled[key] == pytest.approx(math.sqrt(weighted) if key == "rmse" else weighted)
