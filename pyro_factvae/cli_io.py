@@ -151,15 +151,16 @@ def blank_headers(path: str) -> dict[str, str]:
     return {f"Unnamed: {i}": "" for i, cell in enumerate(header) if not cell.strip()}
 
 
-def csv_ready(
-    frame: Any, header: dict[str, str] | None = None, filled: np.ndarray | None = None
-) -> Any:
+def csv_ready(frame: Any, header: dict[str, str] | None = None, filled: Any = None) -> Any:
     """``frame`` as it is written to a CSV: a float cell that holds a whole number as an
     integer (``4``, not ``4.0``: an integer column with holes is read as floats), a cell that
     ``filled`` marks (an imputation, computed in float32) with the shortest digits of its
     float32 value (``5.869993``, not ``5.869993209838867``), and the columns in ``header``
     renamed (:func:`blank_headers`). Other cells keep every digit of their float64 value."""
     out = frame.copy()
+    if filled is not None:  # a DataFrame of the cells filled, by label
+        filled = filled.reindex(index=out.index, columns=out.columns, fill_value=False)
+        filled = filled.to_numpy(dtype=bool)
     for j in range(out.shape[1]):
         values = out.iloc[:, j].to_numpy()
         if values.dtype.kind != "f":
@@ -245,7 +246,7 @@ class Output:
     ) -> None:
         self.names, self.groups, self.header = list(names), groups, header or {}
         # the cells a CSV left empty: those written are imputations (or their bounds)
-        self.filled = None if read is None else read.isna().to_numpy()
+        self.filled = None if read is None else read.isna()
 
     def table(self, filled: Any) -> Any:
         import pandas as pd
