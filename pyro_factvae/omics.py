@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import positive_int
+
 __all__ = ["anndata_groups", "matrix_dtype", "mudata_groups", "var_groups", "write_results"]
 
 
@@ -62,7 +64,8 @@ def mudata_groups(
 ) -> tuple[dict[str, np.ndarray], list[str]]:
     """``({modality: (n_obs, n_vars) array, NaN where it lacks the observation},
     obs_names)`` for the modalities of ``mdata`` (default: all, in order), each in its
-    :func:`matrix_dtype`."""
+    :func:`matrix_dtype`; ``chunk``: rows read at a time (a positive integer)."""
+    positive_int("chunk", chunk)
     names = list(mdata.mod) if modalities is None else list(modalities)
     unknown = [m for m in names if m not in mdata.mod]
     if unknown or not names:
@@ -116,6 +119,12 @@ def var_groups(adata: Any, groups: str | Mapping[str, Sequence[str]]) -> dict[st
             g: [n for n, lab in zip(var_names, labels) if lab == g] for g in dict.fromkeys(labels)
         }
     elif isinstance(groups, Mapping) and groups:
+        single = [g for g, cols in groups.items() if isinstance(cols, (str, bytes))]
+        if single:  # a string is one name, not a list of its characters
+            raise ValueError(
+                f"groups {single} map to a single string; give each group a list of "
+                f"var_names, e.g. {{{str(single[0])!r}: [{str(groups[single[0]])!r}]}}"
+            )
         spec = {str(g): [str(v) for v in cols] for g, cols in groups.items()}
     else:
         raise ValueError("groups must name a column of adata.var or map groups to var_names")
@@ -130,7 +139,9 @@ def anndata_groups(
 ) -> dict[str, np.ndarray]:
     """``{group: (n_obs, d_g) array}`` in the matrix's :func:`matrix_dtype`: the variables of
     ``adata`` split by the column ``groups`` of ``adata.var`` (a group per value, in order of
-    appearance) or by a mapping ``{group: [var_names]}``."""
+    appearance) or by a mapping ``{group: [var_names]}``; ``chunk``: rows read at a time (a
+    positive integer)."""
+    positive_int("chunk", chunk)
     spec = var_groups(adata, groups)
     where = {str(v): j for j, v in enumerate(adata.var_names)}
     seen: dict[str, str] = {}

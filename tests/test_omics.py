@@ -144,3 +144,20 @@ def test_variables_in_no_group_and_rows_that_observe_nothing_in_an_anndata():
     assert np.isfinite(filled[7, :4]).all()  # prior-predictive means
     seen = ~np.isnan(x)
     assert np.array_equal(filled[seen], x[seen])
+
+
+def test_a_chunk_that_is_not_a_positive_integer_and_a_bare_string_are_refused():
+    from pyro_factvae.omics import anndata_groups, mudata_groups
+
+    mdata, *_ = _mudata()
+    x = anndata.AnnData(np.arange(30, dtype=np.float32).reshape(10, 3))
+    x.var_names = ["v0", "v1", "v2"]
+    for chunk in (-1, 0, 1.5):
+        with pytest.raises(ValueError, match=f"chunk must be a positive integer, got {chunk}"):
+            anndata_groups(x, {"g": ["v0"]}, chunk=chunk)
+        with pytest.raises(ValueError, match="chunk must be a positive integer"):
+            mudata_groups(mdata, chunk=chunk)
+    with pytest.raises(ValueError, match=r"groups \['g'\] map to a single string.*\['v0'\]"):
+        anndata_groups(x, {"g": "v0"})
+    out = anndata_groups(x, {"g": ["v0", "v2"]}, chunk=3)  # chunks that do not divide the rows
+    assert np.array_equal(out["g"], np.arange(30, dtype=np.float32).reshape(10, 3)[:, [0, 2]])
