@@ -105,6 +105,23 @@ def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
+def _support(truth: Any) -> np.ndarray:
+    """``truth`` as a bool array: booleans, or the numbers 0 and 1."""
+    t = np.asarray(truth)
+    if t.dtype == bool:
+        return t
+    try:
+        values = t.astype(float)
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
+    if not np.isin(values, (0.0, 1.0)).all():
+        raise ValueError(
+            "truth must be the true support: booleans, or 0 and 1 (True or 1 = a link); give "
+            "e.g. truth != 0 for a matrix of loadings"
+        )
+    return values.astype(bool)
+
+
 def support_recovery(scores: Any, truth: Any, threshold: float = 0.0) -> dict[str, Any]:
     """Compare a fitted link map with a known support, up to a relabelling of the latents.
 
@@ -140,18 +157,28 @@ def support_recovery(scores: Any, truth: Any, threshold: float = 0.0) -> dict[st
     from scipy.optimize import linear_sum_assignment
 
     if is_dataframe(scores) and is_dataframe(truth):  # rows matched by their group labels
+        for name, frame in (("scores", scores), ("truth", truth)):
+            if frame.index.has_duplicates:
+                repeated = list(dict.fromkeys(frame.index[frame.index.duplicated()]))
+                raise ValueError(f"{name}' groups {repeated} repeat: give each group once")
         if set(scores.index) != set(truth.index):
             raise ValueError(
                 f"scores' groups {list(scores.index)} differ from truth's {list(truth.index)}: "
                 "give both for the same groups"
             )
         truth = truth.loc[scores.index]
-    s = np.asarray(scores, dtype=float)
-    t = np.asarray(truth).astype(bool)
-    if s.ndim != 2 or t.ndim != 2 or s.shape[0] != t.shape[0]:
+    try:
+        s = np.asarray(scores, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError("scores must be numbers (a G x K array or DataFrame)") from None
+    t = _support(truth)
+    if s.ndim != 2 or t.ndim != 2 or s.shape[0] != t.shape[0] or 0 in s.shape + t.shape:
         raise ValueError(
-            f"scores {s.shape} and truth {t.shape} must be (groups, latents) with equal groups"
+            f"scores {s.shape} and truth {t.shape} must be (groups, latents) with equal groups, "
+            "neither empty"
         )
+    if not np.isfinite(s).all():
+        raise ValueError("scores must be finite: a NaN or inf score cannot be ranked")
     k = max(s.shape[1], t.shape[1])
     s_pad = np.zeros((s.shape[0], k))
     s_pad[:, : s.shape[1]] = s
@@ -165,6 +192,7 @@ def support_recovery(scores: Any, truth: Any, threshold: float = 0.0) -> dict[st
     matched[:, fitted] = t_pad[:, true]
     order = np.argsort(true)
     found = s_pad > number("threshold", threshold, low=-np.inf)
+    found[:, s.shape[1] :] = False  # the padding is no latent of the model: never found
     hits = int((found & matched).sum())
     return {
         "auc": _auc(s_pad.ravel(), matched.ravel()),

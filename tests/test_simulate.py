@@ -81,6 +81,27 @@ def test_support_recovery_matches_latents_up_to_permutation():
         support_recovery(np.ones((3, 4)), SUPPORT)
 
 
+def test_support_recovery_refuses_what_is_no_support_or_no_score():
+    import pandas as pd
+
+    scores = SUPPORT.astype(float)
+    for truth in (SUPPORT * 0.2, np.where(SUPPORT, np.nan, 0.0), np.full(SUPPORT.shape, "no")):
+        with pytest.raises(ValueError, match="truth must be the true support"):
+            support_recovery(scores, truth)
+    assert support_recovery(scores, SUPPORT.astype(int))["f1"] == 1.0  # 0 and 1 are a support
+    for bad in (np.nan, np.inf):
+        with pytest.raises(ValueError, match="scores must be finite"):
+            support_recovery(np.where(SUPPORT, bad, 0.0), SUPPORT)
+    with pytest.raises(ValueError, match="neither empty"):
+        support_recovery(np.zeros((5, 0)), SUPPORT)
+    twice = pd.DataFrame(scores, index=["a", "a", "b", "c", "d"])
+    with pytest.raises(ValueError, match=r"scores' groups \['a'\] repeat"):
+        support_recovery(twice, pd.DataFrame(SUPPORT, index=list("abcde")))
+    # a threshold below 0 does not count the zero columns that pad a narrower model as found
+    rec = support_recovery([[0.5], [-0.5]], [[True, False], [False, True]], threshold=-1)
+    assert rec["f1"] == 0.5 and rec["zeros_match"] == 0.5  # 2 found, 1 of 2 true links
+
+
 #: the prox alone, as before the relaxed refit and early stopping were defaults
 PLAIN = dict(batch_size=64, patience=None, relax_epochs=0)
 
