@@ -37,13 +37,15 @@ def to_inference_data(
         norm of a draw from ``q(Phi)``.
     ``gamma_sq``
         Prox mode: draws from the exact conditional posterior ``p(gamma_sq | Phi)``
-        (:func:`~pyro_factvae.module.priors.conditional_sample`; full-data scale ``N lam``).
+        (:func:`~pyro_factvae.module.priors.conditional_sample`; the full data's rate
+        ``N lam v_g``, ``v_g`` the group's number of variables).
         Variational mode: draws from ``q(gamma_sq)``.
     ``active``
         ``1`` where the link is on in that draw, else ``0``. Prox mode: ``column_norm > 0``
         (an exact zero). Variational mode: ``column_norm`` exceeds ``active_factor`` times
         ``sqrt(sum_i s_ij^2)``, the norm a column of pure posterior noise (``q``'s scales
         ``s``) would have; its mean over draws is the posterior probability of the link.
+        ``active_factor`` must be a finite number above 0 (prox mode does not use it).
 
     ``arviz.summary``, ``arviz.plot_forest`` and ``arviz.plot_posterior`` work on it directly.
     Needs ``lam > 0`` (with ``lam = 0`` the prior on ``Phi`` is flat).
@@ -53,6 +55,7 @@ def to_inference_data(
     positive_int("num_draws", num_draws)
     positive_int("num_chains", num_chains)
     seed_int(seed)
+    active_factor = number("active_factor", active_factor, strict=True)
     model, guide = vae.fitted_modules()
     if model.config.lam <= 0:
         raise ValueError("to_inference_data needs a model fitted with lam > 0")
@@ -77,6 +80,24 @@ def to_inference_data(
     return az.from_dict(posterior=posterior, coords=coords, dims=dims)
 
 
+def sparsity_posterior(idata: Any) -> Any:
+    """The ``posterior`` group of ``idata``, checked to be what :func:`to_inference_data`
+    returns (its variables ``column_norm``, ``gamma_sq`` and ``active``, dims ``group`` and
+    ``latent``); else a ``ValueError`` that says what to give."""
+    post = getattr(idata, "posterior", None)
+    wanted = ("column_norm", "gamma_sq", "active")
+    ok = post is not None and all(v in post for v in wanted)
+    if ok:
+        ok = all(set(post[v].dims) == {"chain", "draw", "group", "latent"} for v in wanted)
+    if not ok:
+        raise ValueError(
+            "give what to_inference_data(vae) returns: an InferenceData whose posterior has "
+            f"{list(wanted)} over (chain, draw, group, latent), got {type(idata).__name__} "
+            "(to show some groups, plot it whole; .sel(group=[...]) keeps the group axis)"
+        )
+    return post
+
+
 def active_probability(idata: Any):
     """Posterior probability that each link is active: the mean of ``active`` over draws.
 
@@ -85,7 +106,7 @@ def active_probability(idata: Any):
     """
     import pandas as pd
 
-    post = idata.posterior
+    post = sparsity_posterior(idata)
     p = post["active"].mean(("chain", "draw"))
     return pd.DataFrame(
         p.values,

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .config import number
 from .data import is_dataframe
 
 __all__ = ["plot_lambda_path", "plot_link_intervals", "plot_sparsity"]
@@ -20,6 +21,7 @@ def plot_sparsity(
     title: str | None = None,
     path: str | os.PathLike | None = None,
     ax: Any = None,
+    label: str = "||Phi_g[:, j]||",
 ):
     """Heatmap of a group x latent sparsity map; exact zeros are left blank.
 
@@ -34,7 +36,11 @@ def plot_sparsity(
         Write the figure there, in the format its extension names (``.png``, ``.pdf``,
         ``.svg``).
     ax : matplotlib Axes, optional
-        Draw into it instead of a new figure.
+        Draw into it instead of a new figure (whose layout is then the caller's: the figure's
+        ``tight_layout`` is called only on a figure made here).
+    label : str
+        The colour bar's label: the default names column norms; give e.g. ``"P(active)"``
+        for :func:`~pyro_factvae.analysis.active_probability`.
 
     Returns
     -------
@@ -48,7 +54,8 @@ def plot_sparsity(
     framed = is_dataframe(norms)  # a list has an .index too: a method, not labels
     groups = list(norms.index) if framed else list(range(values.shape[0]))
     latents = list(norms.columns) if framed else [f"z{j}" for j in range(values.shape[1])]
-    if ax is None:
+    own = ax is None
+    if own:
         fig = Figure(figsize=(0.45 * len(latents) + 2.5, 0.45 * len(groups) + 1.2))
         ax = fig.subplots()
     else:
@@ -61,8 +68,9 @@ def plot_sparsity(
     ax.set_xlabel("latent dimension")
     if title:
         ax.set_title(title)
-    fig.colorbar(image, ax=ax, label="||Phi_g[:, j]||")
-    fig.tight_layout()
+    fig.colorbar(image, ax=ax, label=label)
+    if own:
+        fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
@@ -87,9 +95,12 @@ def plot_link_intervals(
     """
     from matplotlib.figure import Figure
 
-    if not 0 < prob < 1:
+    from .analysis import sparsity_posterior
+
+    prob = number("prob", prob, strict=True)
+    if not prob < 1:
         raise ValueError(f"prob must be in (0, 1), got {prob}")
-    post = idata.posterior
+    post = sparsity_posterior(idata)
     if var not in post:
         raise ValueError(f"no variable {var!r} in the posterior; have {list(post.data_vars)}")
     draws = post[var].stack(sample=("chain", "draw")).transpose("sample", "group", "latent")

@@ -85,6 +85,30 @@ def test_inference_data_refuses_a_seed_torch_cannot_take(fitted_bars, seed):
         to_inference_data(fitted_bars, num_draws=5, seed=seed)
 
 
+@pytest.mark.parametrize("factor", [-1.0, 0.0, float("nan"), "x"])
+def test_inference_data_refuses_an_active_factor_that_is_no_positive_number(fitted_bars, factor):
+    with pytest.raises(ValueError, match="active_factor must be a"):
+        to_inference_data(fitted_bars, num_draws=5, active_factor=factor)
+
+
+def test_what_is_not_the_sparsity_posterior_is_refused_with_what_to_give(fitted_bars):
+    from pyro_factvae.analysis import active_probability
+    from pyro_factvae.plotting import plot_link_intervals
+
+    idata = to_inference_data(fitted_bars, num_draws=5)
+    for bad in (fitted_bars, None, idata.posterior, idata.sel(group="top_left")):
+        with pytest.raises(ValueError, match="give what to_inference_data"):
+            active_probability(bad)
+        with pytest.raises(ValueError, match="give what to_inference_data"):
+            plot_link_intervals(bad)
+    some = idata.sel(group=["top_left", "top_right"])  # a list keeps the group axis
+    assert list(active_probability(some).index) == ["top_left", "top_right"]
+    assert len(plot_link_intervals(some).axes) == 2
+    for prob in ("0.9", 0.0, 1.0):
+        with pytest.raises(ValueError, match="prob must be"):
+            plot_link_intervals(idata, prob=prob)
+
+
 def test_variational_mode_gives_every_link_a_posterior():
     import pyro
     from pyro import poutine
@@ -133,3 +157,18 @@ def test_plot_sparsity_takes_a_plain_table():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["z0", "z1"]
     with pytest.raises(ValueError, match="G x K table"):
         plot_sparsity([1.0, 0.0])
+
+
+def test_plot_sparsity_labels_its_colour_bar_and_leaves_a_callers_layout():
+    from matplotlib.figure import Figure
+
+    from pyro_factvae.plotting import plot_sparsity
+
+    fig = plot_sparsity([[0.9, 0.0]], label="P(active)")
+    assert fig.axes[1].get_ylabel() == "P(active)"
+    assert plot_sparsity([[0.9, 0.0]]).axes[1].get_ylabel() == "||Phi_g[:, j]||"
+    mine = Figure()
+    left, right = mine.subplots(1, 2)
+    before = left.get_position().bounds
+    plot_sparsity([[0.9, 0.0]], ax=right)
+    assert left.get_position().bounds == before  # no tight_layout on the caller's figure
