@@ -14,6 +14,7 @@ from .validation import is_dataframe
 
 __all__ = [
     "active_probability",
+    "sparsity_posterior",
     "support_recovery",
     "to_inference_data",
 ]
