@@ -14,6 +14,7 @@ and writes ``sparsity_lam0.png``, ``sparsity_lam<lam>.png`` and ``right_from_lef
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 import numpy as np
@@ -61,8 +62,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="examples/out", help="folder for the PNGs")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if not args.lam > 0:  # before the lam = 0 half runs
-        parser.error(f"--lam must be > 0 (the sparse model's), got {args.lam}")
+    if not (math.isfinite(args.lam) and args.lam > 0):  # before the lam = 0 half runs
+        parser.error(f"--lam must be a finite number > 0 (the sparse model's), got {args.lam}")
+    for option in ("n", "epochs"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be positive, got {getattr(args, option)}")
     os.makedirs(args.out, exist_ok=True)
 
     results = {}

@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     motion, order, sizes, test_seq = protocol(args)
     if args.sizes and max(args.sizes) > len(order):
         parser.error(f"--sizes: the data have {len(order)} training sequences, got {args.sizes}")
-    sizes = args.sizes or sizes
+    sizes = sorted(set(args.sizes or sizes))  # the last fitted is the largest training set
     results, last = [], None
     print(
         f"{'train':>6} {'frames':>6} {'method':>8} {'recon_ll':>9} {'iwae_ll':>8} "

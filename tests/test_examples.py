@@ -39,12 +39,13 @@ def test_mocap_example_runs_table1_protocol_on_a_mocap6_file(tmp_path, capsys):
             "--samples",
             "4",
             "--sizes",
-            "1",
             "2",
+            "1",
             "--out",
             str(tmp_path),
         ]
     )
+    # the sizes in order, so that the maps shown are of the largest training set
     assert [(r["train_sequences"], r["method"]) for r in rows] == [
         (s, m) for s in (1, 2) for m in ("factvae", "lam0", "jmvae+")
     ]
@@ -130,7 +131,9 @@ def test_example_options_out_of_range_are_refused_before_any_work(tmp_path, caps
     import pytest
 
     refused = [
-        ("bars.py", ["--lam", "-1"], "--lam must be > 0"),
+        ("bars.py", ["--lam", "-1"], "--lam must be a finite number > 0"),
+        ("bars.py", ["--lam", "inf"], "--lam must be a finite number > 0"),
+        ("bars.py", ["--n", "0"], "--n must be positive, got 0"),
         ("composition.py", ["--labelled", "1.5"], "--labelled is a fraction in (0, 1]"),
         ("views.py", ["--train", "-5"], "--train must be positive, got -5"),
         ("views.py", ["--test", "0"], "--test must be positive, got 0"),

@@ -181,6 +181,8 @@ def test_mocap6_reader_groups_the_twelve_channels(tmp_path):
         "left_leg": 2,
     }
     assert set(JOINT_GROUPS) == set(cols)
+    assert to_grouped(motion).dims[0] == 3  # the root's height left out, as by default
+    assert to_grouped(motion, drop=()).dims == [4, 2, 2, 2, 2]
     np.savez(tmp_path / "other.npz", Y=x)
     with pytest.raises(ValueError, match="not a mocap6 dataset"):
         load_mocap6(tmp_path / "other.npz")

@@ -282,12 +282,15 @@ def to_grouped(
     motion: Motion,
     scaler: MinMax | None = None,
     groups: Mapping[str, Sequence[str]] = JOINT_GROUPS,
+    drop: Sequence[str] = ROOT_TRANSLATION,
 ):
-    """The frames as a :class:`~pyro_factvae.GroupedData` of joint groups (scaled if given)."""
+    """The frames as a :class:`~pyro_factvae.GroupedData` of joint groups (scaled if given),
+    without the channels ``drop`` names (the root's translation, as the paper's protocol;
+    ``drop=()`` keeps every channel)."""
     from ..data import GroupedData
 
     frames = motion.frames if scaler is None else scaler.transform(motion.frames)
-    cols = group_channels(motion.channels, groups)
+    cols = group_channels(motion.channels, groups, drop)
     return GroupedData({g: frames[:, c] for g, c in cols.items()})
 
 
@@ -295,8 +298,9 @@ def load_mocap6(path: str | os.PathLike) -> Motion:
     """bnpy's ``mocap6/dataset.npz``: 6 sequences, 12 channels, read with numpy only.
 
     ``Motion.sequences`` holds 0..5 (from the file's ``doc_range``). The channels are the
-    file's ``column_names`` (``root.ty`` is kept: it is the only core channel that moves with
-    the body's height, and the file has no other translation).
+    file's ``column_names``, ``root.ty`` (the body's height, the file's one translation)
+    included; :func:`to_grouped` leaves it out by default, as the paper's protocol leaves out
+    the root's translation (``to_grouped(motion, drop=())`` keeps it, in ``core``).
     """
     try:
         with np.load(path, allow_pickle=False) as f:
