@@ -89,6 +89,15 @@ def test_cvl_layout_missing_file_is_missing_view(cvl):
     assert front.min() >= -1.0 and front.max() <= 1.0
 
 
+def test_cvl_subjects_are_read_in_the_order_given_and_unknown_ones_named(cvl):
+    data, subjects = load_views(cvl, size=8, crop=24, subjects=["02", "01"])
+    assert subjects == ["02", "01"] and data.observed[0].tolist() == [True] * 6 + [False]
+    with pytest.raises(ValueError, match=r"has no subject folders \['zz'\]; it has \['01'"):
+        load_views(cvl, size=8, subjects=["01", "zz"])
+    with pytest.raises(ValueError, match=r"subjects must be a list of folder names, e.g. \['01'\]"):
+        load_views(cvl, size=8, subjects="01")
+
+
 def test_cvl_unreadable_image_names_the_file(cvl):
     (cvl / "01" / "MVC-003F.JPG").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"01/MVC-003F\.JPG: unreadable image"):

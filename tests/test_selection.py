@@ -147,3 +147,17 @@ def test_lambda_path_arguments_are_checked_and_a_validation_dict_is_matched_by_n
     ]:
         with pytest.raises(ValueError, match=message):
             lambda_path(data, [0.0, 0.1], epochs=2, **kwargs)
+
+
+def test_bars_structure_reads_a_frame_by_its_quadrant_names_and_checks_the_shape():
+    import pandas as pd
+
+    pure = pd.DataFrame(
+        [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]],
+        index=["top_left", "bottom_left", "top_right", "bottom_right"],
+    )  # z0 the top quadrants, z1 the bottom ones: no top-bottom link
+    assert bars_structure(pure)["cross"] == 0
+    assert bars_structure(pure.to_numpy())["cross"] == 2  # an array is in QUADRANTS order
+    for bad in (np.ones((3, 2)), np.ones(4), pure.rename(index={"top_left": "tl"})):
+        with pytest.raises(ValueError, match="norms must"):
+            bars_structure(bad)

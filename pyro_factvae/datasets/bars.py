@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import number, positive_int
+from ..validation import is_dataframe
 from .images import QUADRANTS, quadrant_data
 
 __all__ = ["QUADRANTS", "bars_data", "bars_structure", "make_bars", "quadrant_groups"]
@@ -65,9 +66,20 @@ def bars_structure(norms: np.ndarray) -> dict[str, int | bool]:
 
     Returns the number of active latents (a latent is active for a group when its column is
     not exactly zero), how many connect a top quadrant with a bottom one (``cross``, 0 for
-    the true structure), and whether every quadrant has an active latent.
+    the true structure), and whether every quadrant has an active latent. A DataFrame (as
+    :meth:`~pyro_factvae.FactVAE.sparsity` gives) is read by its index's quadrant names.
     """
-    active = np.asarray(norms) != 0
+    if is_dataframe(norms):  # rows by name
+        lacking = [q for q in QUADRANTS if q not in norms.index]
+        if lacking or len(norms.index) != len(QUADRANTS):
+            raise ValueError(f"norms must have the rows {list(QUADRANTS)}, got {list(norms.index)}")
+        norms = norms.loc[list(QUADRANTS)]
+    active = np.asarray(norms, dtype=float)
+    if active.ndim != 2 or active.shape[0] != len(QUADRANTS):
+        raise ValueError(
+            f"norms must be a 4 x K map (rows {list(QUADRANTS)}), got shape {active.shape}"
+        )
+    active = active != 0
     top, bottom = active[:2].any(0), active[2:].any(0)
     return {
         "active_latents": int(active.any(0).sum()),

@@ -243,7 +243,7 @@ def load_views(
         Centre crop ``crop x crop`` (or the short side if smaller), then resize to
         ``size x size``; pixels scaled to ``[-1, 1]``.
     subjects : sequence of str, optional
-        Sub-folders to read (default: all).
+        Sub-folders to read, in this order (default: all, sorted by name); each must exist.
 
     Returns
     -------
@@ -261,8 +261,15 @@ def load_views(
         raise ValueError(f"no folder {directory}")
     folders = sorted(p for p in directory.iterdir() if p.is_dir())
     if subjects is not None:
-        wanted = set(subjects)
-        folders = [p for p in folders if p.name in wanted]
+        if isinstance(subjects, (str, bytes)):
+            raise ValueError(f"subjects must be a list of folder names, e.g. [{subjects!r}]")
+        subjects = [str(s) for s in subjects]
+        by_name = {p.name: p for p in folders}
+        unknown = [s for s in subjects if s not in by_name]
+        if unknown:
+            shown = sorted(by_name)[:10]
+            raise ValueError(f"{directory} has no subject folders {unknown}; it has {shown}")
+        folders = [by_name[s] for s in dict.fromkeys(subjects)]
     rows, names = [], []
     for folder in folders:
         files = {p.stem.upper(): p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
