@@ -227,6 +227,7 @@ def test_compare_checks_every_argument_before_it_fits(groups, monkeypatch):
 
     fitted = []
     monkeypatch.setattr(baselines, "make", lambda *a, **k: fitted.append(a) or None)
+    one = {"a": np.nan_to_num(groups["a"])}  # a test set of one group
     bad = [
         (dict(steps=0), "steps must be a positive integer"),
         (dict(batch_size=0), "batch_size must be a positive integer"),
@@ -234,11 +235,18 @@ def test_compare_checks_every_argument_before_it_fits(groups, monkeypatch):
         (dict(methods="lam0"), "methods is a list of names"),
         (dict(methods=["lam0", "bogus"]), r"methods \['lam0', 'bogus'\]: choose"),
         (dict(methods=[]), r"methods \[\]: choose"),
+        (dict(config=None), "config must be a dict of settings"),
+        (dict(fit_args={"epochs": 3}), r"fit_args sets \['epochs'\], which compare sets"),
+        (dict(test=one), r"test's groups \{'a': 3\} \(name: width\) differ"),
     ]
     for kwargs, message in bad:
+        args = {"test": groups, "config": {"latent_dim": 2}}
+        args.update(kwargs)
         with pytest.raises(ValueError, match=message):
-            baselines.compare(groups, groups, {"latent_dim": 2}, **kwargs)
+            baselines.compare(groups, **args)
     assert fitted == []  # refused before any model was made
+    with pytest.raises(ValueError, match="differ from train's"):
+        baselines.mean_imputation_rmse(groups, one)
 
 
 def test_a_target_cannot_be_given_and_a_column_never_observed_has_no_mean():

@@ -51,9 +51,19 @@ def epochs_for(steps: int, num_rows: int, batch_size: int) -> int:
     return max(1, math.ceil(steps / math.ceil(num_rows / batch_size)))
 
 
+def _same_groups(train: GroupedData, test: GroupedData) -> None:
+    """A ``ValueError`` unless ``test`` has ``train``'s groups, in order, of the same widths."""
+    if train.names != test.names or train.dims != test.dims:
+        raise ValueError(
+            f"test's groups {dict(zip(test.names, test.dims))} (name: width) differ from "
+            f"train's {dict(zip(train.names, train.dims))}: give both the same groups"
+        )
+
+
 def mean_imputation_rmse(train: Any, test: Any) -> float:
     """RMSE of imputing each group, held out in turn, by its training feature means."""
     train, test = as_grouped(train), as_grouped(test)
+    _same_groups(train, test)
     sse, entries = 0.0, 0
     for g, name, sub in held_out(test):  # the held-out rows of every other metric
         e2, _ = mean_imputation_error(train, sub, [name])
@@ -79,6 +89,9 @@ def compare(
     (errors in the data's units, as the baseline's),
     ``active_links`` (non-zero ``(group, latent)`` pairs), ``fit_seconds``, and, in every row,
     ``mean_rmse``: the per-feature-mean imputation baseline. Fitted models are under ``model``.
+    ``config``: the settings of :class:`~pyro_factvae.FactVAE` every method shares;
+    ``fit_args``: further arguments of :meth:`~pyro_factvae.FactVAE.fit` (not ``epochs``,
+    ``batch_size``, ``seed`` or ``progress``, which ``compare`` sets).
     """
     positive_int("steps", steps)  # every argument checked before a model is fitted
     positive_int("batch_size", batch_size)
@@ -88,12 +101,24 @@ def compare(
     unknown = [m for m in methods if m not in METHODS]
     if unknown or not methods:
         raise ValueError(f"methods {list(methods)}: choose one or more of {sorted(METHODS)}")
+    for name, value in (("config", config), ("fit_args", fit_args or {})):
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{name} must be a dict of settings, got {type(value).__name__}")
+    owned = sorted({"epochs", "batch_size", "seed", "progress"} & set(fit_args or {}))
+    if owned:
+        raise ValueError(
+            f"fit_args sets {owned}, which compare sets itself: give steps=, batch_size= or "
+            "seed= to compare (progress is off)"
+        )
+    train, test = as_grouped(train), as_grouped(test)
+    _same_groups(train, test)
+    models = {method: make(method, **config) for method in methods}  # settings checked
     epochs = epochs_for(steps, len(train), batch_size)
     baseline = mean_imputation_rmse(train, test)
     rows = []
-    for method in methods:
+    for method, vae in models.items():
         start = time.perf_counter()
-        vae = make(method, **config).fit(
+        vae.fit(
             train,
             epochs=epochs,
             batch_size=batch_size,
