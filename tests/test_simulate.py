@@ -54,6 +54,18 @@ def test_simulate_bernoulli_groups_and_bad_input():
     twice = pd.DataFrame([[1, 0], [0, 1]], index=["a", "a"])
     with pytest.raises(ValueError, match="names each group once"):
         simulate(twice, 3, 10)
+    bad = [
+        ({"seed": None}, "seed must be an integer"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"link_scale": float("inf")}, "link_scale must be a finite number > 0"),
+        ({"noise": "a"}, "noise must be a number"),
+        ({"dims": 2.0}, "dims must be an integer or one per group, got 2.0"),
+        ({"dims": "3"}, "dims must be an integer or one per group"),
+    ]
+    for kwargs, message in bad:
+        args = {"dims": 3, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            simulate(SUPPORT[:2], num_rows=10, **args)
 
 
 def test_support_recovery_matches_latents_up_to_permutation():

@@ -21,7 +21,7 @@ from pyro import poutine
 from pyro.infer import Predictive
 
 from .. import sites
-from ..config import ModelConfig, positive_int
+from ..config import ModelConfig, number, positive_int, seed_int
 from ..data import GroupedData
 from ..layout import Layout
 from ..module.likelihoods import MIN_SCALE, NormalLikelihood, inverse_softplus
@@ -111,7 +111,12 @@ def simulate(
             raise ValueError(f"the support's index names each group once, got {names}")
     else:
         names = [f"g{g}" for g in range(num_groups)]
-    dims = [dims] * num_groups if isinstance(dims, (int, np.integer)) else list(dims)
+    seed = seed_int(seed)
+    if isinstance(dims, (int, np.integer)) and not isinstance(dims, bool):
+        dims = [dims] * num_groups
+    elif isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence | np.ndarray):
+        raise ValueError(f"dims must be an integer or one per group, got {dims!r}")
+    dims = list(dims)
     liks = [likelihood] * num_groups if isinstance(likelihood, str) else list(likelihood)
     if len(dims) != num_groups or len(liks) != num_groups:
         raise ValueError(f"give one dim and one likelihood per group ({num_groups} groups)")
@@ -119,8 +124,8 @@ def simulate(
         positive_int("dims", d)
     dims = [int(d) for d in dims]
     positive_int("num_rows", num_rows)
-    if not (noise > MIN_SCALE and link_scale > 0):
-        raise ValueError(f"noise must be > {MIN_SCALE} and link_scale > 0")
+    noise = number("noise", noise, low=MIN_SCALE, strict=True)
+    link_scale = number("link_scale", link_scale, strict=True)
     layout = Layout(names, dims, liks)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
