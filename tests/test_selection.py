@@ -161,3 +161,18 @@ def test_bars_structure_reads_a_frame_by_its_quadrant_names_and_checks_the_shape
     for bad in (np.ones((3, 2)), np.ones(4), pure.rename(index={"top_left": "tl"})):
         with pytest.raises(ValueError, match="norms must"):
             bars_structure(bad)
+
+
+def test_lambda_path_refuses_a_grid_or_seed_it_cannot_walk():
+    data = small_groups()
+    bad = [
+        ({"lams": 0.1}, r"lams must be a list of numbers >= 0, e.g. \[0, 0.1, 1\]; got 0.1"),
+        ({"lams": "0.1"}, "lams must be a list of numbers"),
+        ({"lams": [0.1, 0.1]}, r"lams \[0.1\] appear more than once"),
+        ({"lams": [0, float("inf")]}, "lams must be a finite number >= 0"),
+        ({"lams": [0.1], "seed": None}, "seed must be an integer"),
+        ({"lams": [0.1], "seed": 1.5}, "seed must be an integer"),
+    ]
+    for kwargs, message in bad:
+        with pytest.raises(ValueError, match=message):
+            lambda_path(data, epochs=1, num_samples=2, progress=False, **kwargs)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import positive_int
+from ..config import number, positive_int, seed_int
 from ..data import as_grouped
 from ..estimator import FactVAE
 from ..fit_config import FitConfig
@@ -125,9 +125,15 @@ def lambda_path(
     -------
     LambdaPath
     """
-    grid = sorted(float(v) for v in lams)
-    if not grid or any(not v >= 0 for v in grid):
-        raise ValueError(f"lams must be a non-empty list of numbers >= 0, got {list(lams)}")
+    if isinstance(lams, (str, bytes)) or not isinstance(lams, Sequence | np.ndarray):
+        raise ValueError(f"lams must be a list of numbers >= 0, e.g. [0, 0.1, 1]; got {lams!r}")
+    grid = sorted(number("lams", v) for v in lams)
+    if not grid:
+        raise ValueError("lams must be a non-empty list of numbers >= 0, got []")
+    if len(set(grid)) != len(grid):
+        twice = sorted({v for v in grid if grid.count(v) > 1})
+        raise ValueError(f"lams {twice} appear more than once: give each lam once")
+    seed_int(seed)
     if "lam" in model_kwargs:
         raise ValueError("give lam through lams, not as a model argument")
     own = ("epochs", "seed", "relax_epochs")  # lambda_path's own, or the walk's, not settings
