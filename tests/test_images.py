@@ -152,9 +152,23 @@ def test_bars_arguments_are_checked():
     ]:
         with pytest.raises(ValueError, match=message):
             bars_data(**kwargs)
-    for kwargs, message in [({"p": 1.5}, "p is a probability"), ({"noise": -1}, "noise must")]:
+    for kwargs, message in [
+        ({"p": 1.5}, "p is a probability"),
+        ({"noise": -1}, "noise must"),
+        ({"size": 4.0}, "size must be a positive integer"),
+        ({"size": 3}, "size must be an even number"),
+        ({"value": float("nan")}, "value must be a finite number"),
+        ({"seed": 1.5}, "seed must be an integer"),
+    ]:
         with pytest.raises(ValueError, match=message):
             make_bars(10, **kwargs)
+    assert make_bars(3, seed=None).shape == (3, 4, 4)  # fresh randomness
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        bars_data(10, seed=None)
+    from pyro_factvae.datasets.images import QuadrantDataset
+
+    with pytest.raises(ValueError, match="divisor must be a finite number > 0"):
+        QuadrantDataset(np.zeros((2, 4, 4)), divisor=0)
 
 
 def test_load_views_refuses_sizes_that_leave_no_image(tmp_path):

@@ -7,6 +7,7 @@ from pyro_factvae.datasets.mocap import (
     JOINT_GROUPS,
     MOCAP6_CHANNELS,
     MinMax,
+    Motion,
     group_channels,
     load_cmu,
     load_mocap6,
@@ -199,3 +200,18 @@ def test_load_cmu_refuses_no_trials(tmp_path):
 
     with pytest.raises(ValueError, match="trials is empty"):
         load_cmu(tmp_path, trials=[])
+    with pytest.raises(ValueError, match="subject must be a positive integer, got '07'"):
+        load_cmu(tmp_path, "07")
+    with pytest.raises(ValueError, match=r"trials must be a list of integers, e.g. \[1\]"):
+        load_cmu(tmp_path, 7, 1)
+
+
+def test_select_takes_a_list_of_the_sequences_the_data_hold():
+    motion = Motion(np.zeros((4, 1)), ["root.rx"], np.array([0, 0, 1, 2]))
+    assert motion.select([2, 0]).sequences.tolist() == [0, 0, 2]
+    with pytest.raises(ValueError, match=r"sequences must be a list of integers, e.g. \[1\]"):
+        motion.select(1)
+    with pytest.raises(
+        ValueError, match=r"sequences \[5\] are not in the data; it has \[0, 1, 2\]"
+    ):
+        motion.select([0, 5])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import number, positive_int
+from ..config import number, positive_int, seed_int
 from ..validation import is_dataframe
 from .images import QUADRANTS, quadrant_data
 
@@ -28,14 +28,16 @@ def make_bars(
     noise: float = 0.05,
     seed: int = 0,
 ) -> np.ndarray:
-    """``n`` images of horizontal bars, shape ``(n, size, size)``."""
-    if size < 2 or size % 2:
+    """``n`` images of horizontal bars, shape ``(n, size, size)``; ``seed``: an integer, or
+    ``None`` for fresh randomness."""
+    if positive_int("size", size) < 2 or size % 2:
         raise ValueError(f"size must be an even number >= 2, got {size}")
     positive_int("n", n)
-    if not 0.0 <= p <= 1.0:
+    if not 0.0 <= number("p", p) <= 1.0:
         raise ValueError(f"p is a probability: it must be in [0, 1], got {p}")
     number("noise", noise)
-    rng = np.random.default_rng(seed)
+    number("value", value, low=-np.inf)
+    rng = np.random.default_rng(None if seed is None else seed_int(seed))
     rows = (rng.random((n, size, 1)) < p) * value
     return (rows + noise * rng.standard_normal((n, size, size))).astype(np.float32)
 
@@ -57,7 +59,10 @@ def bars_data(
     seed: int = 0,
 ):
     """Quadrant bars as :class:`~pyro_factvae.GroupedData`, each quadrant missing with
-    probability ``missing`` independently (rows that would lose all four keep one)."""
+    probability ``missing`` independently (rows that would lose all four keep one);
+    ``seed``: an integer (``None`` is refused: the missing quadrants are drawn from
+    ``seed + 7919``)."""
+    seed = seed_int(seed)
     return quadrant_data(make_bars(n, size=size, seed=seed), missing, seed + 7919)
 
 

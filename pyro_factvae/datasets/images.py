@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from ..config import number
+
 __all__ = [
     "CVL_VIEWS",
     "FASHION_MNIST_DIR",
@@ -171,7 +173,7 @@ class QuadrantDataset(Dataset):
     def __init__(self, images: np.ndarray, divisor: float = 255.0) -> None:
         if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] % 2:
             raise ValueError(f"expected (n, s, s) images with even s, got shape {images.shape}")
-        self.images, self.divisor = images, divisor
+        self.images, self.divisor = images, number("divisor", divisor, strict=True)
 
     def __len__(self) -> int:
         return len(self.images)

@@ -22,11 +22,14 @@ import re
 import tarfile
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from ..config import positive_int
 
 __all__ = [
     "JOINT_GROUPS",
@@ -84,9 +87,27 @@ class Motion:
     sequences: np.ndarray
 
     def select(self, sequences: Sequence[int]) -> Motion:
-        """The frames of the given sequence ids (in frame order)."""
-        keep = np.isin(self.sequences, list(sequences))
+        """The frames of the given sequence ids (in frame order); each must be in the data."""
+        sequences = _ints("sequences", sequences)
+        unknown = sorted(set(sequences) - set(np.unique(self.sequences).tolist()))
+        if unknown:
+            raise ValueError(
+                f"sequences {unknown} are not in the data; it has "
+                f"{np.unique(self.sequences).tolist()}"
+            )
+        keep = np.isin(self.sequences, sequences)
         return Motion(self.frames[keep], list(self.channels), self.sequences[keep])
+
+
+def _ints(name: str, values: Any) -> list[int]:
+    """``values`` as a list of integers (a list of ids, not one id), else a ``ValueError``."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ValueError(f"{name} must be a list of integers, e.g. [{values!r}]; got {values!r}")
+    values = list(values)
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+            raise ValueError(f"{name} must be a list of integers, got {values!r}")
+    return [int(v) for v in values]
 
 
 def _error(path: os.PathLike | str, line: int | None, message: str) -> ValueError:
@@ -211,7 +232,8 @@ def load_cmu(
     ``Motion.sequences`` holds the trial number of each frame. The paper uses subject 7,
     trials 1-10 to train and 11 to test.
     """
-    trials = list(trials)
+    positive_int("subject", subject)
+    trials = _ints("trials", trials)
     if not trials:
         raise ValueError("trials is empty: give the CMU trial numbers to read, e.g. range(1, 12)")
     directory = Path(directory)
