@@ -122,8 +122,9 @@ def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
         )
     if kind == "Series" and hasattr(groups, "index"):
         raise ValueError(
-            "got a pandas Series, one column: give the groups as {group: array} or a "
-            "DataFrame with groups={group: [columns]}"
+            "got a pandas Series (one column, or one row such as frame.iloc[3]): give the "
+            "groups as {group: array} or a DataFrame with groups={group: [columns]}; for one "
+            "row, a one-row DataFrame, frame.iloc[[3]]"
         )
     if isinstance(groups, Mapping):
         if names is not None:
@@ -143,13 +144,27 @@ def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
     if len(names) != len(arrays):
         raise ValueError(f"got {len(names)} names for {len(arrays)} groups")
     check_names(names)
+    absent = [n for n, a in zip(names, arrays) if a is None]
+    if absent:
+        raise ValueError(
+            f"groups {absent} are None: a group missing in every row is an all-NaN array "
+            "of its width, e.g. np.full((n_rows, width), np.nan)"
+        )
+    _check_indexes(names, arrays)
 
     mats = [to_numpy(n, a) for n, a in zip(names, arrays)]
     counts = {n: m.shape[0] for n, m in zip(names, mats)}
     if len(set(counts.values())) != 1:
+        flat = [n for n, a in zip(names, arrays) if np.ndim(a) == 1]
+        note = (
+            f" (the 1-D groups {flat} are read as one column each: one row is a 2-D array, "
+            "e.g. x[None, :] or x.reshape(1, -1))"
+            if flat
+            else ""
+        )
         raise ValueError(
             f"groups have different numbers of rows: {counts}; every group needs one row "
-            "per example (use a NaN row where a group is missing)"
+            f"per example (use a NaN row where a group is missing){note}"
         )
     for n, m in zip(names, mats):
         if m.shape[1] == 0:
@@ -158,6 +173,25 @@ def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
             raise ValueError(f"group {n!r} has no rows")
 
     return list(names), mats
+
+
+def _check_indexes(names: Sequence[str], arrays: Sequence[Any]) -> None:
+    """A ``ValueError`` when pandas groups carry different row indexes: rows are paired by
+    position, so a group in another row order would be paired with the wrong rows."""
+    framed = [
+        (n, a.index)
+        for n, a in zip(names, arrays)
+        if type(a).__name__ in ("DataFrame", "Series") and hasattr(a, "index")
+    ]
+    for name, index in framed[1:]:
+        first, reference = framed[0]
+        if not index.equals(reference):
+            raise ValueError(
+                f"groups {first!r} and {name!r} are pandas objects with different row indexes: "
+                "rows are paired by position, so align them first, e.g. "
+                f"{{g: f.reindex(rows) for g, f in groups.items()}} with rows = "
+                f"groups[{first!r}].index (a row a group lacks becomes NaN: missing)"
+            )
 
 
 def is_dataframe(obj: Any) -> bool:

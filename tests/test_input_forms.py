@@ -93,7 +93,7 @@ def test_masked_object_and_nullable_groups_read_their_holes_as_missing(ab):
 def test_one_series_and_sparse_matrices_are_refused_and_keys_are_named_by_their_text(ab):
     import scipy.sparse
 
-    with pytest.raises(ValueError, match="pandas Series, one column"):
+    with pytest.raises(ValueError, match=r"pandas Series \(one column, or one row.*iloc\[\[3\]\]"):
         _fit(pd.Series(ab[0][:, 0]))
     with pytest.raises(ValueError, match=r"group 'a': a scipy.sparse matrix; densify it"):
         GroupedData({"a": scipy.sparse.csr_matrix(ab[0]), "b": ab[1]})
@@ -109,6 +109,28 @@ def test_one_series_and_sparse_matrices_are_refused_and_keys_are_named_by_their_
     assert list(one) == [1] and one[1].shape == b.shape
     with pytest.raises(ValueError, match="group names must be unique"):
         GroupedData({1: ab[0], "1": ab[1]})
+
+
+def test_pandas_groups_in_other_row_orders_are_refused_not_paired_by_position(ab):
+    rows = [f"s{i}" for i in range(60)]
+    a, b = pd.DataFrame(ab[0], index=rows), pd.DataFrame(ab[1], index=rows)
+    shuffled = b.sample(frac=1, random_state=0)
+    with pytest.raises(ValueError, match="'a' and 'b' are pandas objects with different row"):
+        _fit({"a": a, "b": shuffled})
+    vae = _fit({"a": a, "b": shuffled.reindex(a.index)})  # aligned as the message says
+    with pytest.raises(ValueError, match="different row indexes"):
+        vae.impute({"a": a, "b": b[0].sample(frac=1, random_state=1)})  # a Series too
+    assert vae.impute({"a": a, "b": b}) is not None  # equal indexes: as before
+    with pytest.raises(ValueError, match=r"groups \['b'\] are None: .*np.full"):
+        vae.impute({"a": ab[0], "b": None})
+    with pytest.raises(ValueError, match=r"1-D groups \['a'\] are read as one column"):
+        vae.impute({"a": ab[0][0], "b": ab[1][:1]})
+    with pytest.raises(ValueError, match=r"single array of shape \(60, 4\); give the fitted"):
+        vae.impute(np.hstack(ab))
+    with pytest.raises(ValueError, match=r"'a': X\[:, 0:2\], 'b': X\[:, 2:4\]"):
+        vae.impute(torch.as_tensor(np.hstack(ab)))
+    with pytest.raises(ValueError, match=r"fit on it trains it further\): for other groups"):
+        vae.fit({"x": ab[0], "y": ab[1]}, epochs=1, progress=False)
 
 
 @pytest.mark.parametrize("scale, what", [(1e20, "span"), (1e-20, "are at most"), (1e39, "reach")])

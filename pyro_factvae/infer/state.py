@@ -207,6 +207,16 @@ class FitState:
         DataFrame is split into groups by :attr:`columns`; a MuData's modalities are the
         groups; a torch Dataset is streamed into a memmap)."""
         empty = allow_empty_rows
+        if isinstance(data, (np.ndarray, torch.Tensor)) and self.layout is not None:
+            edges = np.cumsum([0, *self.layout.dims]).tolist()
+            split = ", ".join(
+                f"{name!r}: X[:, {a}:{b}]"
+                for name, a, b in zip(self.layout.names, edges, edges[1:])
+            )
+            raise ValueError(
+                f"got a single array of shape {tuple(data.shape)}; give the fitted groups, "
+                f"e.g. {{{split}}} ({edges[-1]} columns in all)"
+            )
         if is_dataframe(data):
             if self.columns is None:
                 raise ValueError(
@@ -245,7 +255,7 @@ class FitState:
                 raise ValueError(
                     f"data has groups {data.names}, the model was fitted on "
                     f"{list(self.layout.names)}: give those groups (in that order, for "
-                    "anything but a dict of groups)"
+                    f"anything but a dict of groups){OWN_GROUPS}"
                 )
             if tuple(data.dims) != self.layout.dims:
                 wrong = [
@@ -255,7 +265,7 @@ class FitState:
                 ]
                 raise ValueError(
                     f"group {'; group '.join(wrong)}: give each group the columns it was "
-                    "fitted on, in the same order"
+                    f"fitted on, in the same order{OWN_GROUPS}"
                 )
             check_support(data, self.layout)
         return data
@@ -263,6 +273,13 @@ class FitState:
     def sparsity(self):
         """:func:`phi_norms` of the fitted model."""
         return phi_norms(*self.fitted())
+
+
+#: the end of a message that refuses other groups than the fitted ones
+OWN_GROUPS = (
+    "; a fitted model takes its own groups only (fit on it trains it further): for other "
+    "groups, make a new FactVAE(...)"
+)
 
 
 def _label(column: Any) -> int | str:
