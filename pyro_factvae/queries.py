@@ -44,6 +44,7 @@ class Queries:
 
     columns_: dict[str, list[str]] | None = None
     #: per row, the effective sample size of the importance weights behind the last draws
+    #: (``impute(num_draws=...)``, ``predict_interval``); ``None`` after a query of means
     ess_: np.ndarray | None = None
 
     def latent(
@@ -95,6 +96,7 @@ class Queries:
         """
         model, guide = self.fitted_modules()
         data_in, data = data, self.prepare(data, allow_empty_rows=True)
+        self.ess_ = None  # of the last draws: these are means
         if isinstance(targets, str):
             raise ValueError(f"targets must be a list of group names, not the string {targets!r}")
         # group names are text: a dict keyed by 0 names its group "0"

@@ -32,6 +32,9 @@ def test_draws_and_intervals_match_the_linear_gaussian_conditional():
     emp = np.einsum("mni,mnj->ij", centred, centred) / (b.shape[0] * b.shape[1])
     np.testing.assert_allclose(emp, cov.numpy(), rtol=0.15, atol=0.05 * sd.mean() ** 2)
     assert float(vae.ess_.min()) > 5  # the proposals are not the posterior, but they carry it
+    assert vae.ess_.shape == (len(groups["a"]),)
+    vae.impute({k: v[:3] for k, v in given.items()}, num_samples=10)
+    assert vae.ess_ is None  # means: no draws' ESS left from the call before
     # observed cells are the same in every draw
     assert all(np.array_equal(d["a"], groups["a"]) for d in draws)
     # central 90% intervals cover 90% of values drawn from the exact conditional
