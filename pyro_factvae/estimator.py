@@ -112,7 +112,8 @@ class FactVAE(Queries):
         ``"negative_binomial"``; see :mod:`~pyro_factvae.module.counts`): ``"data"``, each
         row's own observed counts of the group over the typical ones; a mapping
         ``{count group: "data" or the name of a one-column group of size factors}``, given
-        (1 = a typical row; where the size factor is missing, the counts say). ``None``
+        (1 = a typical row; where it is missing or 0, the counts say; a negative one is
+        refused). ``None``
         (default): no offset, every row at the features' mean depth.
     device : str or torch.device
         Where the model trains and predicts: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``.

@@ -157,6 +157,18 @@ def test_library_size_is_checked_against_the_groups():
         FactVAE(lam=0.0, likelihood={"c": "poisson"}, library_size={"c": "nope"}).fit(data)
     with pytest.raises(ValueError, match="library_size must be None, 'data' or"):
         FactVAE(library_size=3)
+    size = np.exp(np.random.default_rng(0).normal(size=(60, 1)))
+    size[[4, 9]] *= -1
+    model = FactVAE(lam=0.0, likelihood={"c": "poisson"}, library_size={"c": "s"})
+    with pytest.raises(
+        ValueError, match=r"'s' holds the size factors of 'c'.*rows \[4, 9\] are neg"
+    ):
+        model.fit({**data, "s": size}, epochs=1, progress=False)
+    size[[4, 9]] = [[0.0], [np.nan]]  # 0 or missing: the row's own counts tell its depth
+    vae = model.fit({**data, "s": size}, epochs=1, progress=False)
+    size[7] = -1.0
+    with pytest.raises(ValueError, match=r"rows \[7\] are negative"):
+        vae.impute({**data, "s": size})
 
 
 def test_a_held_out_count_group_does_not_lend_its_own_depth_to_its_score():

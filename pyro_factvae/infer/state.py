@@ -28,7 +28,7 @@ from ..module.model import Model
 from ..module.priors import column_norms
 from ..registry import LIKELIHOODS
 from ..stream import is_dataset
-from ..validation import check_column_spec
+from ..validation import check_column_spec, fmt_rows
 from .optim import Optimizers
 
 __all__ = ["FitState", "as_device", "check_support", "phi_norms"]
@@ -52,14 +52,29 @@ def as_device(device: Any) -> torch.device:
     return dev
 
 
-def check_support(data: GroupedData, layout: Layout) -> None:
+def check_support(data: GroupedData, layout: Layout, config: ModelConfig | None = None) -> None:
     """A ``ValueError`` naming the group and rows where ``data``'s observed values lie
-    outside the support of the group's likelihood in ``layout``."""
+    outside the support of the group's likelihood in ``layout``, or (with ``config``) where
+    a group of size factors (``library_size``) holds a negative one."""
     for g, (name, lik) in enumerate(zip(layout.names, layout.likelihoods)):
         cells = None if data.cells is None else data.group_cells(g)
         with_cells(
             LIKELIHOODS.get(lik).check, name, data.values[g], data.observed[:, g], cells=cells
         )
+    if config is None or not isinstance(config.library_size, Mapping):
+        return
+    counts = [getattr(LIKELIHOODS.get(lik), "counts", False) for lik in layout.likelihoods]
+    for g, source in enumerate(config.libraries_for(layout.names, counts)):
+        if not isinstance(source, int) or data.dims[source] != 1:  # the model names a width
+            continue
+        values = data.values[source][:, 0]
+        bad = (data.observed[:, source] & (values < 0)).nonzero().flatten().numpy()
+        if len(bad):
+            raise ValueError(
+                f"group {layout.names[source]!r} holds the size factors of "
+                f"{layout.names[g]!r} (library_size): rows {fmt_rows(bad)} are negative; a "
+                "size factor is > 0 (0 or NaN: the depth comes from the row's own counts)"
+            )
 
 
 @dataclass(eq=False)
@@ -198,7 +213,7 @@ class FitState:
         """The layout of ``data`` under the configured likelihoods, its observed values
         checked against their support."""
         layout = Layout(data.names, data.dims, self.config.likelihoods_for(data.names), self.pad)
-        check_support(data, layout)
+        check_support(data, layout, self.config)
         return layout
 
     def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:
@@ -267,7 +282,7 @@ class FitState:
                     f"group {'; group '.join(wrong)}: give each group the columns it was "
                     f"fitted on, in the same order{OWN_GROUPS}"
                 )
-            check_support(data, self.layout)
+            check_support(data, self.layout, self.config)
         return data
 
     def sparsity(self):
