@@ -21,7 +21,7 @@ benchmarks score the peers' draws with them).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -117,10 +117,11 @@ def draw_scores(
     data
         The complete truth (anything :meth:`~pyro_factvae.FactVAE.impute` takes); entries
         already missing are not scored, nor rows that observe nothing.
-    hidden : array-like of bool
+    hidden : array-like of bool, or mapping
         ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only;
-        each row must keep an observed cell). For a DataFrame ``data``, a mask of the
-        frame's shape is read by its columns (a DataFrame mask by its labels).
+        each row must keep an observed cell), or ``{group: (N, d_g) cells or (N,) rows}``
+        (groups left out: nothing hidden). For a DataFrame ``data``, a mask of the frame's
+        shape is read by its columns (a DataFrame mask by its labels).
     num_draws, num_samples, seed, refine_steps
         As in :meth:`~pyro_factvae.FactVAE.impute`; ``num_draws`` at least ``2 / (1 - level)``
         for the largest level (40 for 95%).
@@ -225,7 +226,33 @@ def draw_scores(
 
 def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
     """``hidden`` as a numpy mask; for a DataFrame ``data``, a mask over the frame's columns
-    (or a DataFrame mask, by its labels) as the cells of the groups, in the fitted order."""
+    (or a DataFrame mask, by its labels) as the cells of the groups, in the fitted order; a
+    mapping ``{group: (N, d_g) cells or (N,) rows}`` as the cells of its groups (others not
+    hidden)."""
+    if isinstance(hidden, Mapping):
+        names, dims = list(vae.layout_.names), list(vae.layout_.dims)
+        masks = {str(k): np.asarray(v, dtype=bool) for k, v in hidden.items()}
+        unknown = [k for k in masks if k not in names]
+        if unknown or not masks:
+            raise ValueError(
+                f"hidden names groups {unknown or '{}'}; give {{group: mask}} for some of the "
+                f"fitted groups {names}"
+            )
+        rows = {k: m.shape[0] if m.ndim else 0 for k, m in masks.items()}
+        if len(set(rows.values())) != 1:
+            raise ValueError(f"hidden's masks have different numbers of rows: {rows}")
+        n = next(iter(rows.values()))
+        parts = []
+        for name, d in zip(names, dims):
+            m = masks.get(name, np.zeros((n, d), dtype=bool))
+            m = np.repeat(m[:, None], d, axis=1) if m.ndim == 1 else m
+            if m.shape != (n, d):
+                raise ValueError(
+                    f"hidden[{name!r}] has shape {m.shape}; expected ({n},) rows or ({n}, {d}) "
+                    "cells"
+                )
+            parts.append(m)
+        return np.concatenate(parts, axis=1)
     if not is_dataframe(data) or vae.columns_ is None:
         return np.asarray(hidden)
     labels = [c for cols in frame_columns(data, vae.columns_).values() for c in cols]

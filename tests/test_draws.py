@@ -289,6 +289,26 @@ def test_draw_scores_leave_out_rows_that_observe_nothing():
     assert scores["crps"]["b"] == base["crps"]["b"]  # the same rows scored, the same draws
 
 
+def test_draw_scores_take_a_mask_per_group_as_a_dict():
+    from pyro_factvae.calibration import draw_scores
+
+    vae, data, groups, _ = linear_gaussian("poe", n=40)
+    hide = np.zeros((40, 2), bool)
+    hide[:20, 1] = True
+    kw = {"num_draws": 40, "num_samples": 50}
+    base = draw_scores(vae, groups, hide, **kw)
+    rows = draw_scores(vae, groups, {"b": hide[:, 1]}, **kw)  # rows of group b
+    cells = draw_scores(
+        vae, groups, {"b": np.repeat(hide[:, 1:], 2, 1), "a": np.zeros((40, 3), bool)}, **kw
+    )
+    for scores in (rows, cells):
+        assert scores["entries"] == base["entries"] and scores["crps"]["b"] == base["crps"]["b"]
+    with pytest.raises(ValueError, match=r"hidden names groups \['z'\]; give"):
+        draw_scores(vae, groups, {"z": hide[:, 1]}, **kw)
+    with pytest.raises(ValueError, match=r"hidden\['b'\] has shape \(40, 3\); expected"):
+        draw_scores(vae, groups, {"b": np.zeros((40, 3), bool)}, **kw)
+
+
 def test_draw_scores_read_a_frames_mask_by_its_columns_and_name_rows_left_bare():
     import pandas as pd
 
