@@ -211,6 +211,18 @@ class GroupedData:
         cells are. A non-numeric cell raises a ``ValueError`` naming its row and value.
         """
         arrays = frame_arrays(frame, groups)
+        empty = np.isnan(np.hstack([np.asarray(a, dtype=float) for a in arrays.values()]))
+        empty = np.flatnonzero(empty.all(axis=1))
+        if len(empty) and not (drop_empty_rows or allow_empty_rows):  # named by their labels
+            labels = list(frame.index[empty[:5]])
+            more = f", ... ({len(empty)} rows in all)" if len(empty) > 5 else ""
+            raise ValueError(
+                f"{len(empty)} rows have no observed group: index {labels}{more}; drop them "
+                "(frame.dropna(how='all', subset=<the groups' columns>)), or build the data "
+                "with GroupedData.from_dataframe(frame, groups, drop_empty_rows=True) (factvae "
+                "fit: --drop-empty-rows); to query such rows (prior-predictive means), "
+                "allow_empty_rows=True"
+            )
         out = cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
         out.columns = {name: list(cols) for name, cols in groups.items()}
         return out

@@ -133,6 +133,18 @@ def test_pandas_groups_in_other_row_orders_are_refused_not_paired_by_position(ab
         vae.fit({"x": ab[0], "y": ab[1]}, epochs=1, progress=False)
 
 
+def test_a_frames_empty_rows_are_named_by_label_with_a_way_out_for_frames(ab):
+    frame = pd.DataFrame(np.hstack(ab), columns=list("wxyz"), index=[f"r{i}" for i in range(60)])
+    frame.iloc[[4, 9]] = np.nan
+    spec = {"a": ["w", "x"], "b": ["y", "z"]}
+    with pytest.raises(ValueError, match=r"2 rows have no observed group: index \['r4', 'r9'\]"):
+        _fit(frame, groups=spec)
+    with pytest.raises(ValueError, match=r"GroupedData.from_dataframe\(frame, groups, drop_emp"):
+        GroupedData.from_dataframe(frame, spec)
+    data = GroupedData.from_dataframe(frame, spec, drop_empty_rows=True)  # as it says
+    assert len(data) == 58 and len(_fit(data).impute(frame)) == 60
+
+
 @pytest.mark.parametrize("scale, what", [(1e20, "span"), (1e-20, "are at most"), (1e39, "reach")])
 def test_values_beyond_float32s_reach_are_refused_with_the_group_and_column(ab, scale, what):
     coarse = 1e8 + ab[0]  # warned of, and no reason to pass over the later group
