@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--likelihood",
             action="append",
-            help="group=name (normal, bernoulli, categorical, poisson, negative_binomial)",
+            help="group=name (normal, bernoulli, categorical, poisson, negative_binomial); "
+            "several as 'a=poisson;b=bernoulli' or the option once per group",
         )
         p.add_argument("--no-progress", action="store_true")
 

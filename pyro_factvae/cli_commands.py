@@ -150,10 +150,15 @@ def _likelihoods(items: Sequence[str] | None) -> str | dict[str, str]:
     if not items:
         return "normal"
     out = {}
-    for item in items:
+    for item in (part for given in items for part in given.split(";") if part.strip()):
         name, sep, lik = item.partition("=")
         if not sep:
-            raise UserError(f"--likelihood {item!r}: write group=name, e.g. label=categorical")
+            raise UserError(
+                f"--likelihood {item!r}: write group=name, e.g. label=categorical (several: "
+                "'a=poisson;b=bernoulli', or the option once per group)"
+            )
+        if name.strip() in out:
+            raise UserError(f"--likelihood names group {name.strip()!r} twice")
         out[name.strip()] = lik.strip()
     return out
 

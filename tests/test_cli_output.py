@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from pyro_factvae import FactVAE
 from pyro_factvae.cli import main
@@ -81,3 +82,25 @@ def test_evaluate_by_group_prints_and_reports_each_held_out_group(tmp_path, caps
     text = capsys.readouterr().out
     assert "g held out: cond_ll" in text and "h held out: cond_ll" in text
     assert main(argv) == 0 and "held out:" not in capsys.readouterr().out
+
+
+def test_likelihoods_given_in_one_option_or_several(tmp_path, capsys):
+    from pyro_factvae.cli_commands import _likelihoods
+    from pyro_factvae.cli_io import UserError
+
+    both = {"c": "poisson", "b": "bernoulli"}
+    assert _likelihoods(["c=poisson;b=bernoulli"]) == both
+    assert _likelihoods(["c=poisson", "b=bernoulli"]) == both
+    with pytest.raises(UserError, match="several: 'a=poisson;b=bernoulli'"):
+        _likelihoods(["poisson"])
+    with pytest.raises(UserError, match="names group 'c' twice"):
+        _likelihoods(["c=poisson;c=normal"])
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, b=(rng.random((30, 2)) < 0.5).astype(float), c=rng.poisson(3, (30, 3)) * 1.0)
+    model = tmp_path / "m.factvae"
+    argv = ["fit", str(data), "-o", str(model), "--epochs", "1", "--lam", "0.1", "--json"]
+    assert main([*argv, "--likelihood", "c=poisson;b=bernoulli"]) == 0
+    from pyro_factvae import FactVAE
+
+    assert FactVAE.load(model).layout_.likelihoods == ("bernoulli", "poisson")
