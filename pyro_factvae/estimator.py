@@ -167,6 +167,14 @@ class FactVAE(Queries):
         config = ModelConfig(**settings)
         self._state = FitState(config, as_device(device))
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ModelConfig.__dataclass_fields__:  # a setting: its one owner is the config
+            raise AttributeError(
+                f"{name} is a setting of the model: give it to FactVAE({name}=...), or before "
+                f"a fit set vae.config.{name} = ...; after a fit, lam changes with set_lam"
+            )
+        super().__setattr__(name, value)
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.user_dict().items())
         state = f"fitted on {self.num_data_} rows" if self.model_ is not None else "not fitted"

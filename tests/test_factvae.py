@@ -527,3 +527,12 @@ def test_callbacks_may_be_none_or_a_generator(groups):
     tiny().fit(groups, epochs=2, callbacks=None, progress=False)
     tiny().fit(groups, epochs=2, callbacks=(fn for fn in [seen.append]), progress=False)
     assert [event.epoch for event in seen] == [1, 2]
+
+
+def test_a_setting_assigned_on_the_estimator_is_refused_not_ignored():
+    vae = FactVAE(lam=0.1)
+    for name, value in (("latent_dim", 3), ("keep_prob", 0.5), ("lam", 0.3)):
+        with pytest.raises(AttributeError, match=f"{name} is a setting of the model"):
+            setattr(vae, name, value)
+    vae.config.latent_dim = 3  # the config owns the settings, before a fit
+    assert vae.config.latent_dim == 3 and "latent_dim" not in vars(vae)
