@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -229,3 +231,19 @@ def test_support_recovery_matches_frames_by_group_and_marks_latents_it_lacks():
     assert support_recovery(probs, truth, threshold=0.5)["f1"] == 1.0  # probabilities
     with pytest.raises(ValueError, match="threshold must be a number"):
         support_recovery(probs, truth, threshold="high")
+
+
+def test_the_mean_imputation_is_scored_in_the_units_of_the_path_it_is_compared_with():
+    """Noise: lam=0 chosen, so the final model is a fresh fit on every row, standardized by
+    them all; the mean imputation's score stays the one the walk compared its lams with."""
+    rng = np.random.default_rng(3)
+    noise = {"a": rng.standard_normal((200, 3)), "b": rng.standard_normal((200, 3))}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vae = FactVAE().fit(noise, epochs=10, progress=False)
+    path = vae.lam_path_
+    beaten = min(path["held_out_mse"]) < path["mean_imputation_mse"]
+    warned = any("no lam imputed the validation rows better" in str(w.message) for w in caught)
+    assert vae.lam_ == 0.0 and warned == (not beaten)
+    if len(path["lams"]) <= len(lam_path.AUTO_GRID):  # the walk saw a lam beat the mean
+        assert beaten

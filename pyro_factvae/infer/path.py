@@ -164,8 +164,7 @@ def walk(
         Trainer(state).train(train, kwargs, progress, checkpoint, staged(callbacks, "path"))
         return not state.interrupted
 
-    # the mean imputation's score on the validation pairs (criterion "mse"; after a fit,
-    # since the network units are the model's)
+    # the mean imputation's score on the validation pairs ("mse"; after a fit: its units)
     mean_score: float | None = None
     for i, lam in enumerate(grid):
         if i >= len(grid) - tail and beats_mean(rec, mean_score):
@@ -210,8 +209,9 @@ def walk(
 def at_stage(state: FitState, stage: str) -> dict[str, Any]:
     """Name ``stage`` in ``state.lam_path`` (what a checkpoint written now records), keeping
     the id of the path's run, which ties its checkpoints to its ``.path`` file."""
-    run = state.lam_path.get("run") if isinstance(state.lam_path, dict) else None
-    state.lam_path = {"stage": stage, **({"run": run} if run else {})}
+    old = state.lam_path if isinstance(state.lam_path, dict) else {}
+    kept = {k: old[k] for k in ("run", "mean_mse") if old.get(k) is not None}
+    state.lam_path = {"stage": stage, **kept}
     return state.lam_path
 
 
@@ -387,6 +387,13 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         history = (list(state.history), list(state.prior_history))
         if store is not None:
             store.save(records, settings, history)
+    # the mean imputation on the validation pairs in the path's units (a fresh dense refit
+    # standardizes by every row), kept in the final stage's checkpoints for a resume
+    mean_mse = (resume.meta.get("lam_path") or {}).get("mean_mse") if resume else None
+    if done not in ("final", "fresh"):
+        mean_mse = float(np.mean(held_out_mean_errors(state.fitted()[0], train, valid, seed)))
+        if isinstance(state.lam_path, dict):
+            state.lam_path["mean_mse"] = mean_mse
     chosen = grid[path.best]
     if chosen > 0 or not refits:
         if done != "final":  # the path saw 80% of the rows: a feature may vary in the rest
@@ -407,7 +414,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         _fresh_dense_fit(state, data, given, progress, checkpoint, fresh, history, last)
     if state.interrupted:
         return None
-    # scored by the final model (as a resumed fit has it), on the path's validation pairs
-    mean_mse = float(np.mean(held_out_mean_errors(state.fitted()[0], train, valid, seed)))
+    if mean_mse is None:  # a checkpoint that did not keep it: scored by the final model
+        mean_mse = float(np.mean(held_out_mean_errors(state.fitted()[0], train, valid, seed)))
     warn_if_the_mean_wins(path, chosen, mean_mse, stacklevel=4)
     return path.as_mse_record(mean_mse)
