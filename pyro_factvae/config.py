@@ -175,7 +175,16 @@ def _num_data(value: Any) -> int | None:
 
 def auto_or(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``"auto"`` (chosen from the data by ``fit``) or a value that passes ``check``."""
-    return lambda v: "auto" if isinstance(v, str) and v == "auto" else check(v)
+
+    def checked(value: Any) -> Any:
+        if isinstance(value, str) and value == "auto":
+            return "auto"
+        try:
+            return check(value)
+        except ValueError as exc:  # the other choice named too ("Auto" is no "auto")
+            raise ValueError(f"{exc}, or 'auto' (chosen from the data)") from None
+
+    return checked
 
 
 _MODEL_CHECKS: dict[str, Callable[[Any], Any]] = {

@@ -35,10 +35,17 @@ _FIT_CHECKS: dict[str, Callable[[Any], Any]] = {
     "map_epochs": lambda v: None if v is None else int(number("map_epochs", v)),
     "seed": lambda v: None if v is None else seed_int(v),
     "checkpoint_every": lambda v: None if v is None else positive_int("checkpoint_every", v),
-    "patience": lambda v: None if v is None else auto_or(lambda u: positive_int("patience", u))(v),
+    "patience": lambda v: None if v is None else _patience(v),
     "relax_epochs": lambda v: None if v is None else int(number("relax_epochs", v)),
     "validation": lambda v: _fraction("validation", v),
 }
+
+
+def _patience(value: Any) -> int | str:
+    try:
+        return auto_or(lambda u: positive_int("patience", u))(value)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or None (no early stopping)") from None
 
 
 def _fraction(name: str, value: Any) -> float:

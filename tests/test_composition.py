@@ -105,8 +105,20 @@ def test_categorical_label_group_and_group_weight():
     with pyro.validation_enabled(True):  # missing labels hold an in-support placeholder
         assert torch.isfinite(tr.log_prob_sum())
     bad = GroupedData({"x": x, "label": np.eye(3)[labels] * 2})
-    with pytest.raises(ValueError, match="'label'.*not one-hot"):
+    with pytest.raises(ValueError, match="'label'.*not one-hot") as refused:
         FactVAE(likelihood={"label": "categorical"}).fit(bad, epochs=1, progress=False)
+    assert "get_dummies" not in str(refused.value)  # 2s, not a row of 0s
+    dummies = np.eye(3)[labels]
+    dummies[5] = 0.0  # what pandas.get_dummies gives a missing label
+    with pytest.raises(ValueError, match=r"rows \[5\] are not one-hot.*mark a missing label"):
+        FactVAE(likelihood={"label": "categorical"}).fit(
+            GroupedData({"x": x, "label": dummies}), epochs=1, progress=False
+        )
+    for kw in ({"lam": "Auto"}, {"latent_dim": "Auto"}):  # the other choice is named too
+        with pytest.raises(ValueError, match=r"got 'Auto', or 'auto' \(chosen from the data\)"):
+            FactVAE(**kw)
+    with pytest.raises(ValueError, match=r"or 'auto' .*, or None \(no early stopping\)"):
+        FactVAE().fit(data, patience="x")
     with pytest.raises(ValueError, match="group_weight given for unknown groups"):
         FactVAE(group_weight={"lable": 2.0}).fit(data, epochs=1, progress=False)
     with pytest.raises(ValueError, match="must be a finite number > 0"):

@@ -404,7 +404,14 @@ class CategoricalLikelihood(Likelihood):
         bad = (((x != 0) & (x != 1)).any(-1) | (x.sum(-1) != 1)) & observed
         if bool(bad.any()):
             rows = bad.nonzero().squeeze(-1)[:5].tolist()
+            zeros = bool((((x == 0).all(-1)) & observed).any())
             raise ValueError(
                 f"group {name!r} has the 'categorical' likelihood but rows {rows} are not "
                 "one-hot (exactly one 1, the rest 0); encode the labels one-hot"
+                + (
+                    " (a row of all 0, what pandas.get_dummies gives a missing label, is no "
+                    "label: mark a missing label with NaN in all its columns)"
+                    if zeros
+                    else ""
+                )
             )
