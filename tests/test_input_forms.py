@@ -129,6 +129,8 @@ def test_pandas_groups_in_other_row_orders_are_refused_not_paired_by_position(ab
         vae.impute(np.hstack(ab))
     with pytest.raises(ValueError, match=r"'a': X\[:, 0:2\], 'b': X\[:, 2:4\]"):
         vae.impute(torch.as_tensor(np.hstack(ab)))
+    with pytest.raises(ValueError, match=r"a group missing in every row as an all-NaN array"):
+        vae.impute({"a": ab[0]})
     with pytest.raises(ValueError, match=r"fit on it trains it further\): for other groups"):
         vae.fit({"x": ab[0], "y": ab[1]}, epochs=1, progress=False)
 

@@ -270,7 +270,8 @@ class FitState:
                 raise ValueError(
                     f"data has groups {data.names}, the model was fitted on "
                     f"{list(self.layout.names)}: give those groups (in that order, for "
-                    f"anything but a dict of groups){OWN_GROUPS}"
+                    "anything but a dict of groups; a group missing in every row as an all-NaN "
+                    f"array of its width){OWN_GROUPS}"
                 )
             if tuple(data.dims) != self.layout.dims:
                 wrong = [
