@@ -177,7 +177,8 @@ class Queries:
         A normal group's fills are real numbers: an integer-valued column (counts, scores)
         comes back unrounded (``numpy.rint`` it if it must be whole; a 0/1 column fits
         better as ``bernoulli``, a class as a ``categorical`` group). A column constant in
-        the training data is filled with its value (fit warns about it).
+        the training data is filled with its value, to float32 precision (fit warns about
+        it).
         """
         grouped = self.prepare(data, allow_empty_rows=True)
         if num_draws is None:
