@@ -354,6 +354,10 @@ class GroupedData:
             return self.cells
         return self.observed.repeat_interleave(torch.tensor(self._dims), dim=1)
 
+    def cell_counts(self) -> list[np.ndarray]:
+        """Per group, the rows that observe each of its columns."""
+        return [self.group_cells(g).sum(0).numpy() for g in range(len(self._dims))]
+
     def group_cells(self, g: int) -> torch.Tensor:
         """``(N, d_g)`` bool: the observed cells of group ``g``."""
         if self.cells is None:

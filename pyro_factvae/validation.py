@@ -383,18 +383,28 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
     return arrays
 
 
-def warn_constant(names: Any, constant: Any, columns: Any = None) -> None:
+def warn_constant(names: Any, constant: Any, columns: Any = None, counts: Any = None) -> None:
     """A ``UserWarning`` per group with features constant in the training data (``constant``:
-    per group, a bool per feature), naming them (by ``columns``, when built from a frame)."""
+    per group, a bool per feature), or (``counts``: per group, the training rows that
+    observe each feature) observed in one row only, naming them (by ``columns``, when built
+    from a frame)."""
     import warnings
 
-    for name, flags in zip(names, constant):
-        idx = np.flatnonzero(np.asarray(flags))
-        if len(idx):
+    for g, (name, flags) in enumerate(zip(names, constant)):
+        once = [] if counts is None else np.flatnonzero(np.asarray(counts[g]) == 1)
+        for idx, what in ((np.flatnonzero(np.asarray(flags)), "constant"), (once, "once")):
+            if not len(idx):
+                continue
             cols = [columns[name][j] for j in idx] if columns else idx.tolist()
             warnings.warn(
-                f"group {name!r}: columns {cols} are constant in the training data; they are "
-                "imputed as that constant (drop them if they carry no information)",
+                f"group {name!r}: columns {cols} are "
+                + (
+                    "constant in the training data; they are imputed as that constant (drop "
+                    "them if they carry no information)"
+                    if what == "constant"
+                    else "observed in one training row only: their spread is unknown, so "
+                    "their imputations and intervals rest on little (drop them, or check them)"
+                ),
                 UserWarning,
                 stacklevel=4,
             )

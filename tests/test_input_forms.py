@@ -204,6 +204,18 @@ def test_the_warnings_of_a_fit_point_at_the_callers_line(ab):
         assert {w.filename for w in caught} == {__file__}
 
 
+def test_a_column_observed_in_one_training_row_is_named_once_by_the_fit(ab):
+    b = ab[1].copy()
+    b[:, 1] = np.nan
+    b[3, 1] = 0.5  # one observation: no spread to learn
+    b[:, 0] = np.where(np.arange(60) % 2, b[:, 0], np.nan)  # half observed: no warning
+    for lam in (0.1, "auto"):
+        with pytest.warns(UserWarning, match="observed in one training row only") as caught:
+            FactVAE(latent_dim=2, lam=lam).fit({"a": ab[0], "b": b}, epochs=4, progress=False)
+        said = [w for w in caught if "in one training row" in str(w.message)]
+        assert len(said) == 1 and "columns [1]" in str(said[0].message)  # once, after the path
+
+
 def test_queries_answer_in_float32_whatever_torchs_default_dtype(ab):
     vae = _fit({"a": ab[0], "b": ab[1]})
     expected = vae.impute({"a": ab[0], "b": ab[1]}, num_samples=20, refine_steps=2)

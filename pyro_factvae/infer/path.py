@@ -278,12 +278,12 @@ def fit_auto(
     settings it was started with."""
     with warnings.catch_warnings():  # said once, by the caller, not per fit of the path
         warnings.simplefilter("ignore", FewRowsWarning)
-        # the path's fits see 80% of the rows: constants are told of at its end
-        warnings.filterwarnings("ignore", message=".*are constant in the training data")
+        # the path's fits see 80% of the rows: constant or rare columns are told of at its end
+        warnings.filterwarnings("ignore", message=".*(constant in the|in one) training")
         path = _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     if path is not None:  # else a signal stopped it: lam_path names the stage to resume
         state.lam_path = path
-        warn_constant(data.names, state.model.constant(), data.columns)
+        warn_constant(data.names, state.model.constant(), data.columns, data.cell_counts())
 
 
 def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks) -> dict | None:

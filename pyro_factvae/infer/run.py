@@ -112,7 +112,7 @@ class Trainer:
                     torch.set_rng_state(rng_state)
                 state.build(layout, len(data))
                 state.model.init_from_data(data.values, data.observed, data.cells)
-                warn_constant(data.names, state.model.constant(), data.columns)
+                warn_constant(data.names, state.model.constant(), data.columns, data.cell_counts())
                 state.to_device()
                 if seeded:
                     rng_state = torch.get_rng_state()
