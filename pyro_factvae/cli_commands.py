@@ -22,6 +22,7 @@ from .cli_io import (
     output_path,
     parse_groups,
     read_data,
+    read_text,
 )
 
 __all__ = [
@@ -205,10 +206,11 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     if groups is not None:  # a CSV
         vae.set_columns(groups)
 
-    csv = groups is not None  # its blank header cells and empty cells, for what is written
-    out = Output(
-        data.names, groups, blank_headers(args.data) if csv else None, source if csv else None
-    )
+    out = Output(data.names, groups)
+    if groups is not None:  # a CSV: what is written back keeps its text
+        out = Output(
+            data.names, groups, blank_headers(args.data), (read_text(args.data), source.isna())
+        )
     written = [args.out]
     query = {"seed": args.seed, "refine_steps": args.refine_steps}
     given, as_read = _queried(source, data, groups)

@@ -19,6 +19,7 @@ __all__ = [
     "Interrupted",
     "UserError",
     "blank_headers",
+    "csv_ready",
     "loggers",
     "emit",
     "finite_json",
@@ -26,6 +27,7 @@ __all__ = [
     "output_path",
     "parse_groups",
     "read_data",
+    "read_text",
     "restrict_groups",
 ]
 
@@ -146,37 +148,49 @@ def blank_headers(path: str) -> dict[str, str]:
 
     if not path.lower().endswith(".csv"):
         return {}
-    with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # Excel's BOM
         header = next(csv.reader(f), [])
     return {f"Unnamed: {i}": "" for i, cell in enumerate(header) if not cell.strip()}
 
 
-def csv_ready(frame: Any, header: dict[str, str] | None = None, filled: Any = None) -> Any:
-    """``frame`` as it is written to a CSV: a float cell that holds a whole number as an
-    integer (``4``, not ``4.0``: an integer column with holes is read as floats), a cell that
-    ``filled`` marks (an imputation, computed in float32) with the shortest digits of its
-    float32 value (``5.869993``, not ``5.869993209838867``), and the columns in ``header``
-    renamed (:func:`blank_headers`). Other cells keep every digit of their float64 value."""
-    out = frame.copy()
-    if filled is not None:  # a DataFrame of the cells filled, by label
-        filled = filled.reindex(index=out.index, columns=out.columns, fill_value=False)
-        filled = filled.to_numpy(dtype=bool)
-    for j in range(out.shape[1]):
-        values = out.iloc[:, j].to_numpy()
-        if values.dtype.kind != "f":
-            continue
-        whole = np.isfinite(values) & (np.abs(values) < 2.0**53)
-        whole[whole] = values[whole] == np.round(values[whole])
-        short = np.zeros_like(whole) if filled is None else filled[:, j] & ~whole
-        short &= np.isfinite(values) & (values.astype(np.float32) == values)
-        if not (whole.any() or short.any()):
-            continue
-        cells = values.astype(object)
-        cells[whole] = values[whole].astype(np.int64).astype(object)
-        cells[short] = values[short].astype(np.float32).astype(str).astype(object)
-        out.isetitem(j, cells)
-    if header:
-        out = out.rename(columns=header)
+def read_text(path: str) -> Any:
+    """A CSV's cells as the text they hold (empty cells as ``""``), with the labels
+    :func:`read_data` gives its columns."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+
+
+def csv_ready(frame: Any, header: dict[str, str] | None = None, source: Any = None) -> Any:
+    """``frame`` (the filled copy of a CSV, its imputations or bounds) as it is written back:
+    with ``source = (cells' text, which were empty)`` (:func:`read_text`, the read frame's
+    ``isna()``), every other cell as the text it was read as, and each filled cell with the
+    shortest digits of its value (a whole number as an integer; an imputation, computed in
+    float32, with float32's digits: ``5.869993``, not ``5.869993209838867``); the columns in
+    ``header`` renamed (:func:`blank_headers`)."""
+    out = frame
+    if source is not None:
+        text, empty = source
+        out = text.copy()
+        empty = empty.reindex(index=frame.index, columns=frame.columns, fill_value=False)
+        for j in range(frame.shape[1]):
+            rows = empty.iloc[:, j].to_numpy(dtype=bool)
+            if rows.any() and frame.iloc[:, j].dtype.kind in "fiu":  # a group's column
+                out.iloc[rows, j] = _digits(frame.iloc[:, j].to_numpy(dtype=float)[rows])
+    return out.rename(columns=header) if header else out
+
+
+def _digits(values: np.ndarray) -> np.ndarray:
+    """Each value's shortest text: an integer where whole, float32's digits where the value
+    is a float32, else float64's; ``""`` for NaN."""
+    out = np.where(np.isnan(values), "", values.astype(str)).astype(object)
+    with np.errstate(over="ignore", invalid="ignore"):
+        single = values.astype(np.float32)
+    exact = np.isfinite(values) & (single == values)
+    out[exact] = single[exact].astype(str)
+    whole = np.isfinite(values) & (np.abs(values) < 2.0**53)
+    whole[whole] = values[whole] == np.round(values[whole])
+    out[whole] = values[whole].astype(np.int64).astype(str)
     return out
 
 
@@ -242,11 +256,10 @@ class Output:
         names: Sequence[str],
         groups: dict[str, list[str]] | None,
         header: dict[str, str] | None = None,
-        read: Any = None,
+        source: Any = None,
     ) -> None:
-        self.names, self.groups, self.header = list(names), groups, header or {}
-        # the cells a CSV left empty: those written are imputations (or their bounds)
-        self.filled = None if read is None else read.isna()
+        # source: a CSV's (cells' text, which were empty), for what is written back
+        self.names, self.groups, self.header, self.source = list(names), groups, header, source
 
     def table(self, filled: Any) -> Any:
         import pandas as pd
@@ -277,7 +290,7 @@ class Output:
         if path.lower().endswith(".npz"):
             np.savez(path, **self.arrays(filled))
         else:
-            csv_ready(self.table(filled), self.header, self.filled).to_csv(path, index=False)
+            csv_ready(self.table(filled), self.header, self.source).to_csv(path, index=False)
 
     def write_draws(self, draws: Sequence[Any], path: str) -> None:
         """``M`` completed data sets: one CSV stacked with a leading ``draw`` column (1..M;
@@ -290,7 +303,7 @@ class Output:
             stack = {k: np.stack([d[k] for d in per]) for k in self.names}
             np.savez(path, **{**per[0], **stack})
             return
-        parts = [csv_ready(self.table(d), self.header, self.filled) for d in draws]
+        parts = [csv_ready(self.table(d), self.header, self.source) for d in draws]
         name = "draw"
         while name in parts[0].columns:  # the data's own column of that name is kept
             name += "_"

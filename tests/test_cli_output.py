@@ -42,6 +42,23 @@ def test_impute_csv_keeps_the_header_and_integers_and_writes_float32_digits(tmp_
             column = frame.columns[j]
             assert y and len(y.replace("-", "").replace(".", "")) <= 9  # float32's digits
             assert np.float32(float(y)) == np.float32(expected[column].iloc[i])
+    # cells written "8.0", an Excel CSV's byte-order mark: the text as read, the header blank
+    text = data.read_text().replace("\n3,", "\n3.0,").replace(",a,", ",a,", 1)
+    floats = tmp_path / "floats.csv"
+    floats.write_text("\ufeff" + text.replace(",8,", ",8.0,"), encoding="utf-8")
+    assert main(["impute", str(model), str(floats), "-o", str(out), "--seed", "3"]) == 0
+    before = floats.read_text(encoding="utf-8-sig").splitlines()
+    after = out.read_text().splitlines()
+    assert after[0] == ",a,b,c,d" and ",8.0," in "\n".join(after)
+    for a, b in zip(before[1:], after[1:]):
+        assert all(x == y for x, y in zip(a.split(","), b.split(",")) if x)
+    # an .npz's float32 group written to a CSV keeps float32's digits
+    npz = tmp_path / "d.npz"
+    g = np.array([[0.1, 1.0], [np.nan, 2.5], [0.3, 4.0]] * 10, dtype=np.float32)
+    np.savez(npz, g=g, h=np.ones((30, 1), np.float32) * np.arange(30)[:, None])
+    assert main(["fit", str(npz), "-o", str(model), "--epochs", "1", "--lam", "0.1"]) == 0
+    assert main(["impute", str(model), str(npz), "-o", str(out)]) == 0
+    assert out.read_text().splitlines()[1].startswith("0.1,1.0,")
     capsys.readouterr()
 
 
