@@ -182,7 +182,7 @@ def support_recovery(scores: Any, truth: Any, threshold: float = 0.0) -> dict[st
         for name, frame in (("scores", scores), ("truth", truth)):
             if frame.index.has_duplicates:
                 repeated = list(dict.fromkeys(frame.index[frame.index.duplicated()]))
-                raise ValueError(f"{name}' groups {repeated} repeat: give each group once")
+                raise ValueError(f"the groups {repeated} of {name} repeat: give each group once")
         if set(scores.index) != set(truth.index):
             raise ValueError(
                 f"scores' groups {list(scores.index)} differ from truth's {list(truth.index)}: "

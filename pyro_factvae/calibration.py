@@ -231,7 +231,13 @@ def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
     hidden)."""
     if isinstance(hidden, Mapping):
         names, dims = list(vae.layout_.names), list(vae.layout_.dims)
-        masks = {str(k): np.asarray(v, dtype=bool) for k, v in hidden.items()}
+        masks = {str(k): np.asarray(v) for k, v in hidden.items()}
+        if len(masks) != len(hidden):
+            raise ValueError(f"hidden names a group twice: {list(hidden)}")
+        for k, m in masks.items():
+            if m.dtype != bool and not np.isin(m, (0, 1)).all():
+                raise ValueError(f"hidden[{k!r}] must hold booleans (or 0 and 1)")
+        masks = {k: m.astype(bool) for k, m in masks.items()}
         unknown = [k for k in masks if k not in names]
         if unknown or not masks:
             raise ValueError(

@@ -34,6 +34,7 @@ from .cli_io import (
 )
 from .config import ModelConfig
 from .fit_config import FitConfig
+from .infer.state import OWN_GROUPS
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
 
@@ -262,10 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """A warning as ``factvae: warning: <message>`` on stderr (rank 0 only), without the
-    file and line of the library's code that raised it."""
+    """A warning as one line, ``factvae: warning: <message>``, on stderr (rank 0 only),
+    without the file and line of the code that raised it. (It replaces
+    ``warnings.showwarning`` while a command runs: a caller of :func:`main` that records
+    warnings sees them printed instead.)"""
     if _writer():
-        text = str(message).strip() or category.__name__
+        lines = str(message).strip().splitlines()
+        text = lines[0] if lines else category.__name__
         print(f"factvae: warning: {_as_options(text)}", file=file or sys.stderr)
 
 
@@ -280,6 +284,12 @@ def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
 
+
+#: :data:`~pyro_factvae.infer.state.OWN_GROUPS` in the words of the command line
+CLI_OWN_GROUPS = (
+    "; a model takes the groups it was fitted on only: for other groups, fit a new model "
+    "(factvae fit)"
+)
 
 #: the library's argument names that a ``factvae`` option sets, as the option is spelled
 OPTIONS = {
@@ -300,6 +310,7 @@ def _as_options(message: str) -> str:
     """A library message that starts with an argument's name (or advises ``device='cpu'``)
     in the words of the command line."""
     message = message.replace("device='cpu'", "--device cpu")
+    message = message.replace(OWN_GROUPS, CLI_OWN_GROUPS)
     for name, option in OPTIONS.items():
         if message.startswith((f"{name} ", f"{name}=")):
             return option + message[len(name) :]

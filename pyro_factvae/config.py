@@ -24,6 +24,7 @@ from .registry import EXPERTS, LIKELIHOODS, PHI_POSTERIORS
 __all__ = [
     "ConvSpec",
     "ModelConfig",
+    "also",
     "auto_or",
     "draws_for",
     "interval_draws",
@@ -173,6 +174,12 @@ def _num_data(value: Any) -> int | None:
     return None if value is None else positive_int("num_data", value)
 
 
+def also(message: str, choice: str) -> str:
+    """``"<name> must be X, got Y"`` as ``"<name> must be X or <choice>, got Y"``."""
+    head, sep, tail = message.rpartition(", got ")
+    return f"{head} or {choice}{sep}{tail}" if sep else f"{message} (or {choice})"
+
+
 def auto_or(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     """``"auto"`` (chosen from the data by ``fit``) or a value that passes ``check``."""
 
@@ -182,7 +189,7 @@ def auto_or(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
         try:
             return check(value)
         except ValueError as exc:  # the other choice named too ("Auto" is no "auto")
-            raise ValueError(f"{exc}, or 'auto' (chosen from the data)") from None
+            raise ValueError(also(str(exc), "'auto' (chosen from the data)")) from None
 
     return checked
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import auto_or, number, positive_int, seed_int
+from .config import also, auto_or, number, positive_int, seed_int
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -45,7 +45,7 @@ def _patience(value: Any) -> int | str:
     try:
         return auto_or(lambda u: positive_int("patience", u))(value)
     except ValueError as exc:
-        raise ValueError(f"{exc}, or None (no early stopping)") from None
+        raise ValueError(also(str(exc), "None (no early stopping)")) from None
 
 
 def _fraction(name: str, value: Any) -> float:

@@ -187,9 +187,10 @@ def _check_indexes(names: Sequence[str], arrays: Sequence[Any]) -> None:
         first, reference = framed[0]
         if not index.equals(reference):
             raise ValueError(
-                f"groups {first!r} and {name!r} are pandas objects with different row indexes: "
-                "rows are paired by position, so align them first, e.g. "
-                f"{{g: f.reindex(rows) for g, f in groups.items()}} with rows = "
+                f"groups {first!r} and {name!r} are pandas objects with different row indexes, "
+                "and rows are paired by position: if they hold the same rows in the same "
+                "order, drop the indexes (f.reset_index(drop=True) or f.to_numpy()); if the "
+                "labels name the rows, align them, e.g. f.reindex(rows) with rows = "
                 f"groups[{first!r}].index (a row a group lacks becomes NaN: missing)"
             )
 

@@ -121,3 +121,17 @@ def test_likelihoods_given_in_one_option_or_several(tmp_path, capsys):
     from pyro_factvae import FactVAE
 
     assert FactVAE.load(model).layout_.likelihoods == ("bernoulli", "poisson")
+
+
+def test_a_model_given_other_groups_is_told_to_fit_a_new_model_in_cli_words(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    data, wide = tmp_path / "d.npz", tmp_path / "w.npz"
+    np.savez(data, a=rng.normal(size=(30, 2)), b=rng.normal(size=(30, 2)))
+    np.savez(wide, a=rng.normal(size=(30, 3)), b=rng.normal(size=(30, 2)))
+    model = tmp_path / "m.factvae"
+    assert main(["fit", str(data), "-o", str(model), "--epochs", "1", "--lam", "0.1"]) == 0
+    capsys.readouterr()
+    assert main(["impute", str(model), str(wide), "-o", str(tmp_path / "o.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "group 'a' has 3 columns" in err and "fit a new model (factvae fit)" in err
+    assert "FactVAE(" not in err

@@ -115,7 +115,11 @@ def test_pandas_groups_in_other_row_orders_are_refused_not_paired_by_position(ab
     rows = [f"s{i}" for i in range(60)]
     a, b = pd.DataFrame(ab[0], index=rows), pd.DataFrame(ab[1], index=rows)
     shuffled = b.sample(frac=1, random_state=0)
-    with pytest.raises(ValueError, match="'a' and 'b' are pandas objects with different row"):
+    with pytest.raises(
+        ValueError,
+        match="'a' and 'b' are pandas objects with different row.*"
+        r"same rows in the same order.*reset_index\(drop=True\).*reindex",
+    ):
         _fit({"a": a, "b": shuffled})
     vae = _fit({"a": a, "b": shuffled.reindex(a.index)})  # aligned as the message says
     with pytest.raises(ValueError, match="different row indexes"):

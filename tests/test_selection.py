@@ -176,3 +176,7 @@ def test_lambda_path_refuses_a_grid_or_seed_it_cannot_walk():
     for kwargs, message in bad:
         with pytest.raises(ValueError, match=message):
             lambda_path(data, epochs=1, num_samples=2, progress=False, **kwargs)
+    import pandas as pd
+
+    path = lambda_path(data, pd.Series([0.1, 0.0]), epochs=1, num_samples=2, progress=False)
+    assert path.lams == [0.0, 0.1]  # any iterable of numbers, walked in increasing order

@@ -109,7 +109,7 @@ def test_support_recovery_refuses_what_is_no_support_or_no_score():
     with pytest.raises(ValueError, match="neither empty"):
         support_recovery(np.zeros((5, 0)), SUPPORT)
     twice = pd.DataFrame(scores, index=["a", "a", "b", "c", "d"])
-    with pytest.raises(ValueError, match=r"scores' groups \['a'\] repeat"):
+    with pytest.raises(ValueError, match=r"the groups \['a'\] of scores repeat"):
         support_recovery(twice, pd.DataFrame(SUPPORT, index=list("abcde")))
     # a threshold below 0 does not count the zero columns that pad a narrower model as found
     rec = support_recovery([[0.5], [-0.5]], [[True, False], [False, True]], threshold=-1)

@@ -15,7 +15,7 @@ likelihood is within one paired standard error of the best, the sparsest map at 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,9 +125,11 @@ def lambda_path(
     -------
     LambdaPath
     """
-    if isinstance(lams, (str, bytes)) or not isinstance(lams, Sequence | np.ndarray):
+    if isinstance(lams, (str, bytes)) or not isinstance(lams, Iterable):
         raise ValueError(f"lams must be a list of numbers >= 0, e.g. [0, 0.1, 1]; got {lams!r}")
-    grid = sorted(number("lams", v) for v in lams)
+    grid = sorted(
+        number("lams", v.item() if np.ndim(v) == 0 and hasattr(v, "item") else v) for v in lams
+    )
     if not grid:
         raise ValueError("lams must be a non-empty list of numbers >= 0, got []")
     if len(set(grid)) != len(grid):

@@ -11,7 +11,7 @@ zero are known. Used to check that inference recovers the support
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,7 +114,7 @@ def simulate(
     seed = seed_int(seed)
     if isinstance(dims, (int, np.integer)) and not isinstance(dims, bool):
         dims = [dims] * num_groups
-    elif isinstance(dims, (str, bytes)) or not isinstance(dims, Sequence | np.ndarray):
+    elif isinstance(dims, (str, bytes)) or not isinstance(dims, Iterable):
         raise ValueError(f"dims must be an integer or one per group, got {dims!r}")
     dims = list(dims)
     liks = [likelihood] * num_groups if isinstance(likelihood, str) else list(likelihood)
