@@ -2,10 +2,10 @@
 entries, shared by ``peers.py`` (whole groups) and ``cells.py`` (cells, MIWAE).
 
 The methods that give draws: factVAE (``DRAWS`` importance-resampled posterior-predictive
-draws), ``IterativeImputer`` with ``sample_posterior=True`` (``PEER_FITS`` imputations, each
-its own seeded fit), MOFA+'s posterior predictive (Gaussian with its noise precision and the
-factors' posterior covariance) and a Gaussian plug-in around KNN with each column's training
-residual scale (``DRAWS`` each).
+draws), ``IterativeImputer`` with ``sample_posterior=True`` (``peer_methods.FITS`` = 40 imputations,
+each its own seeded fit), MOFA+'s posterior predictive (Gaussian with its noise precision and the
+factors' posterior covariance) and a Gaussian plug-in around KNN with each column's residual
+scale on held-back training rows given the test rows' holes (``DRAWS`` each).
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 from peer_methods import Groups, _matrix
 
-DRAWS = 200  # draws per hidden entry behind the coverage and CRPS
-PEER_FITS = 20  # IterativeImputer's draws: one fit each
+DRAWS = 200  # draws per hidden entry behind the coverage and CRPS (a method's own
+# ``num_draws`` where each draw costs a fit: IterativeImputer's)
 
 
 def draw_row(predictor, test: Groups, truth: Groups, hidden: np.ndarray, seed: int) -> dict:
@@ -30,8 +30,7 @@ def draw_row(predictor, test: Groups, truth: Groups, hidden: np.ndarray, seed: i
     draw = getattr(predictor, "draws", None)
     if draw is None:
         return {}
-    method = getattr(draw, "__qualname__", "")
-    x = draw(test, PEER_FITS if "iterative" in method else DRAWS, seed)
+    x = draw(test, getattr(predictor, "num_draws", DRAWS), seed)
     y = _matrix(truth)
     out = {f"coverage_{round(100 * a)}": v for a, v in coverage(x, y, hidden).items()}
     return {**out, "crps": float(crps(x, y)[hidden].mean())}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from typing import Any
@@ -13,3 +14,33 @@ def write_json(path: str, payload: Any, indent: int = 2) -> None:
     with open(path, "w") as f:
         json.dump(payload, f, indent=indent)
     print(f"wrote {path}")
+
+
+#: where every script writes its JSON by default: beside the scripts, whatever the folder
+#: it is run from
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
+
+
+def out_path(stem: str, data: list[str], seeds: list[int], methods=None, every=None) -> str:
+    """``out/<stem>_<data>_s<seeds>[_<methods>].json``: a run's own file (the methods named
+    when not ``every`` one), so that a run of other data or seeds keeps the earlier ones."""
+    parts = [stem, "-".join(data), "s" + "-".join(str(s) for s in seeds)]
+    if methods is not None and list(methods) != list(every or []):
+        parts.append("-".join(m.replace("+", "p") for m in methods))
+    return os.path.join(OUT, "_".join(parts) + ".json")
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def seed_type(text: str) -> int:
+    """An argparse type: a seed numpy takes (an integer >= 0)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a seed is an integer >= 0, got {text}")
+    return value

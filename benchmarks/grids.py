@@ -1,0 +1,102 @@
+"""The results tables of the docs, printed from a run's rows: one row per data set, one
+column per method (``peers.py``, ``cells.py``), the best score of each cell in bold."""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: the docs' labels of the methods and data sets, in the docs' column and row order
+METHODS = {
+    "mean": "mean",
+    "knn": "KNN(10)",
+    "iterative": "Iterative",
+    "missforest": "missForest",
+    "mofa+": "MOFA+",
+    "factvae": "**factVAE**",
+    "lam0": "λ = 0",
+    "jmvae+": "JMVAE+",
+    "bayes": "Bayes-optimal",
+}
+DRAWN = {"knn": "KNN plug-in", "iterative": "Iterative", "mofa+": "MOFA+", "factvae": "**factVAE**"}
+DATA = {
+    "sim": "simulation",
+    "breast": "breast cancer",
+    "nutrimouse": "nutrimouse",
+    "digits": "digits quadrants",
+    "mfeat": "UCI multiple features",
+    "wine": "wine",
+    "diabetes": "diabetes",
+    "fashion": "Fashion-MNIST quadrants",
+    "miwae": "breast cancer, MIWAE protocol",
+}
+
+
+def _mean(rows: list[dict], key: str, **match) -> float | None:
+    vals = [r[key] for r in rows if key in r and all(r.get(k) == v for k, v in match.items())]
+    return float(np.mean(vals)) if vals else None
+
+
+def _cells(values: dict[str, list[float | None]], best: str) -> dict[str, str]:
+    """Each method's parts joined by `` / ``, the best of each part (``best``: "min" or
+    "max") among the methods but the Bayes-optimal one in bold."""
+    parts = max(len(v) for v in values.values())
+    out = {m: [] for m in values}
+    for i in range(parts):
+        scores = {m: v[i] for m, v in values.items() if i < len(v) and v[i] is not None}
+        peers = [v for m, v in scores.items() if m != "bayes"]
+        top = (min if best == "min" else max)(peers) if peers else None
+        for m in values:
+            v = scores.get(m)
+            text = "" if v is None else f"{v:.3f}"
+            out[m].append(
+                f"**{text}**"
+                if v is not None and f"{v:.3f}" == f"{top:.3f}" and m != "bayes"
+                else text
+            )
+    return {m: " / ".join(p for p in parts if p) for m, parts in out.items()}
+
+
+def rmse_grid(rows: list[dict], parts: list[tuple[str, str]], key: str = "rmse") -> str:
+    """The RMSE table: a cell per data set and method, its ``parts`` (``(field, value)`` of
+    the rows, e.g. ``("setting", "one")``) joined by `` / ``, means over seeds."""
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    lines = [
+        "| data | " + " | ".join(METHODS[m] for m in methods) + " |",
+        "| --- |" + " --- |" * len(methods),
+    ]
+    for data in dict.fromkeys(r["data"] for r in rows):
+        sub = [r for r in rows if r["data"] == data]
+        values = {
+            m: [_mean(sub, key, method=m, **{f: v}) for f, v in parts if _has(sub, f, v)]
+            for m in methods
+        }
+        cells = _cells(values, "min")
+        lines.append(f"| {DATA.get(data, data)} | " + " | ".join(cells[m] for m in methods) + " |")
+    return "\n".join(lines)
+
+
+def _has(rows: list[dict], field: str, value: str) -> bool:
+    return any(r.get(field) == value for r in rows)
+
+
+def draw_grid(rows: list[dict], **match) -> str:
+    """The coverage of central 90% intervals / CRPS per data set and method that draws (the
+    best CRPS in bold), and factVAE's mean ESS."""
+    methods = [m for m in DRAWN if any(r["method"] == m and "crps" in r for r in rows)]
+    lines = [
+        "| data | " + " | ".join(DRAWN[m] for m in methods) + " | factVAE's ESS |",
+        "| --- |" + " --- |" * (len(methods) + 1),
+    ]
+    for data in dict.fromkeys(r["data"] for r in rows):
+        sub = [
+            r for r in rows if r["data"] == data and all(r.get(k) == v for k, v in match.items())
+        ]
+        crps = _cells({m: [_mean(sub, "crps", method=m)] for m in methods}, "min")
+        cells = []
+        for m in methods:
+            cover = _mean(sub, "coverage_90", method=m)
+            cells.append("" if cover is None else f"{cover:.3f} / {crps[m]}")
+        ess = _mean(sub, "ess", method="factvae")
+        ess_text = "" if ess is None else f"{ess:.0f}"
+        lines.append(f"| {DATA.get(data, data)} | " + " | ".join(cells) + f" | {ess_text} |")
+    return "\n".join(lines)
