@@ -56,9 +56,11 @@ def _cells(values: dict[str, list[float | None]], best: str) -> dict[str, str]:
     return {m: " / ".join(p for p in parts if p) for m, parts in out.items()}
 
 
-def rmse_grid(rows: list[dict], parts: list[tuple[str, str]], key: str = "rmse") -> str:
-    """The RMSE table: a cell per data set and method, its ``parts`` (``(field, value)`` of
-    the rows, e.g. ``("setting", "one")``) joined by `` / ``, means over seeds."""
+def rmse_grid(rows: list[dict], parts: list[tuple[str, dict]], spread: bool = False) -> str:
+    """The error table: a cell per data set and method, its ``parts`` (``(score, the rows'
+    fields it is of)``, e.g. ``("rmse", {"setting": "one"})``) joined by `` / ``: means over
+    seeds (``spread``: ``mean ± sd``, the sample sd over seeds); parts no row has are left
+    out."""
     methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
     lines = [
         "| data | " + " | ".join(METHODS[m] for m in methods) + " |",
@@ -66,17 +68,19 @@ def rmse_grid(rows: list[dict], parts: list[tuple[str, str]], key: str = "rmse")
     ]
     for data in dict.fromkeys(r["data"] for r in rows):
         sub = [r for r in rows if r["data"] == data]
-        values = {
-            m: [_mean(sub, key, method=m, **{f: v}) for f, v in parts if _has(sub, f, v)]
-            for m in methods
-        }
+        shown = [(key, match) for key, match in parts if _has(sub, key, match)]
+        values = {m: [_mean(sub, key, method=m, **match) for key, match in shown] for m in methods}
         cells = _cells(values, "min")
+        if spread:  # one part: its sd beside each mean
+            for m in methods:
+                vals = [r[shown[0][0]] for r in sub if r["method"] == m]
+                cells[m] += f" ± {np.std(vals, ddof=1):.3f}" if len(vals) > 1 else ""
         lines.append(f"| {DATA.get(data, data)} | " + " | ".join(cells[m] for m in methods) + " |")
     return "\n".join(lines)
 
 
-def _has(rows: list[dict], field: str, value: str) -> bool:
-    return any(r.get(field) == value for r in rows)
+def _has(rows: list[dict], key: str, match: dict) -> bool:
+    return any(key in r and all(r.get(k) == v for k, v in match.items()) for r in rows)
 
 
 def draw_grid(rows: list[dict], **match) -> str:

@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 )
     scored = [r for r in rows if "rmse" in r]
     print("\nRMSE, hide one / half (the docs' table):")
-    print(rmse_grid(scored, [("setting", "one"), ("setting", "half")]))
+    print(rmse_grid(scored, [("rmse", {"setting": "one"}), ("rmse", {"setting": "half"})]))
     if args.draws:
         print("\n90% coverage / CRPS, hide one:")
         print(draw_grid(scored, setting="one"))
