@@ -11,8 +11,9 @@ has an active latent, whether ``lam = 0`` kept every link, and the right-from-le
 from __future__ import annotations
 
 import argparse
+import os
 
-from report import write_json
+from report import OUT, seed_type, write_json
 
 from pyro_factvae.tools.experiments import BARS_LAM
 from pyro_factvae.tools.experiments import bars_run as run
@@ -20,9 +21,9 @@ from pyro_factvae.tools.experiments import bars_run as run
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--seeds", type=seed_type, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--lam", type=float, default=BARS_LAM)
-    parser.add_argument("--json", default="benchmarks/out/bars_sparsity.json")
+    parser.add_argument("--json", default=os.path.join(OUT, "bars_sparsity.json"))
     args = parser.parse_args(argv)
 
     rows = []

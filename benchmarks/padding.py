@@ -23,7 +23,7 @@ import pyro
 import torch
 from peer_data import loaders
 from peers import split_and_hide
-from report import write_json
+from report import OUT, write_json
 
 from pyro_factvae import FitConfig, GroupedData, Guide, Layout, Model, ModelConfig
 from pyro_factvae.infer.loop import Position, train_step
@@ -76,14 +76,19 @@ def time_table(name: str, groups: dict, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", nargs="+", default=["wine", "diabetes", "nutrimouse", "mfeat"])
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        default=["wine", "diabetes", "nutrimouse", "mfeat"],
+        choices=["wine", "diabetes", "nutrimouse", "mfeat", "breast", "digits", "sim"],
+    )
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/pyro_factvae"))
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lam", type=float, default=0.1)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default="benchmarks/out/padding.json")
+    parser.add_argument("--json", default=os.path.join(OUT, "padding.json"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = loaders(args.cache, None)

@@ -102,7 +102,7 @@ def summarise(results: list[dict]) -> list[dict]:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many: seeds 0 .. N-1")
     parser.add_argument("--samples", type=int, default=200, help="importance samples")
     parser.add_argument("--out", default="benchmarks/out")
     args = parser.parse_args(argv)

@@ -19,7 +19,7 @@ import tempfile
 import time
 
 import numpy as np
-from report import write_json
+from report import OUT, positive, write_json
 
 from pyro_factvae import FactVAE
 from pyro_factvae.datasets import bars_data
@@ -36,17 +36,17 @@ def rss_mb() -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=16, help="epochs per round")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--json", default="benchmarks/out/soak.json")
+    parser.add_argument("--rounds", type=positive, default=20)
+    parser.add_argument("--rows", type=positive, default=2000)
+    parser.add_argument("--epochs", type=positive, default=16, help="epochs per round")
+    parser.add_argument("--batch-size", type=positive, default=64)
+    parser.add_argument("--json", default=os.path.join(OUT, "soak.json"))
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
     vae = FactVAE(latent_dim=12, lam=1.0)
     rows, steps, start = [], 0, time.perf_counter()
-    per_epoch = math.ceil(args.rows / args.batch_size)
+    per_epoch = math.ceil(args.rows / args.batch_size)  # every row trains: no early stopping
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = os.path.join(tmp, "soak.ckpt")
         for r in range(args.rounds):
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
                 progress=False,
                 checkpoint=ckpt,
                 checkpoint_every=200,
+                patience=None,
             )
             steps += args.epochs * per_epoch
             loss = vae.history_[-1]

@@ -43,7 +43,7 @@ import time
 import pyro
 import torch
 from epoch_speed import epoch_table, grouped
-from report import write_json
+from report import OUT, positive, write_json
 from torch.nn.functional import pad
 
 from pyro_factvae import FactVAE, FitConfig, GroupedData
@@ -235,22 +235,22 @@ def _auto_int(text: str) -> int | str:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--groups", type=int, nargs="+", default=[4, 5, 16, 64, 256])
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[128, 1024])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--width", type=int, default=256, help="total width D")
+    parser.add_argument("--groups", type=positive, nargs="+", default=[4, 5, 16, 64, 256])
+    parser.add_argument("--batch-sizes", type=positive, nargs="+", default=[128, 1024])
+    parser.add_argument("--threads", type=positive, nargs="+", default=[1, 2])
+    parser.add_argument("--width", type=positive, default=256, help="total width D")
     parser.add_argument("--latent-dim", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=40)
+    parser.add_argument("--steps", type=positive, default=40)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--cells", type=float, default=0.0, help="also time missing cells")
     parser.add_argument("--fashion-dir", default=None)
-    parser.add_argument("--json", default="benchmarks/out/speed.json")
+    parser.add_argument("--json", default=os.path.join(OUT, "speed.json"))
     parser.add_argument(
         "--epochs", action="store_true", help="only the epoch against the minimal factVAE"
     )
-    parser.add_argument("--epoch-groups", type=int, nargs="+", default=[4, 16, 64, 256])
+    parser.add_argument("--epoch-groups", type=positive, nargs="+", default=[4, 16, 64, 256])
     parser.add_argument("--epoch-rows", type=int, default=30000)
-    parser.add_argument("--repeats", type=int, default=5, help="timed epochs of each, in turn")
+    parser.add_argument("--repeats", type=positive, default=5, help="timed epochs of each, in turn")
     parser.add_argument(
         "--epoch-latent-dim", type=_auto_int, default="auto", help="K of the epoch table"
     )
@@ -258,7 +258,15 @@ def main(argv: list[str] | None = None) -> dict:
         "--epoch-hidden", type=_auto_int, default="auto", help="H = p of the epoch table"
     )
     args = parser.parse_args(argv)
+    if args.json == os.path.join(OUT, "speed.json"):  # the main table's file is its own
+        if args.cells:
+            args.json = os.path.join(OUT, "speed_cells.json")
+        elif args.fashion_dir:
+            args.json = os.path.join(OUT, "speed_fashion.json")
     if args.epochs:
+        uneven = [g for g in args.epoch_groups if args.width % g]
+        if uneven:
+            parser.error(f"--epoch-groups {uneven}: each must divide --width {args.width}")
         torch.set_num_threads(max(args.threads))
         table = epoch_table(args)
         result = {"meta": {"torch": torch.__version__, "args": vars(args)}, "epochs": table}

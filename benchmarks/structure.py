@@ -19,13 +19,14 @@ Every fit is ``FactVAE().fit(train, seed=seed)``: every default, ``lam="auto"`` 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
 import numpy as np
 from peer_data import sim_data
 from peers import rmse, split_and_hide
-from report import write_json
+from report import OUT, positive, seed_type, write_json
 
 from pyro_factvae import FactVAE
 from pyro_factvae.analysis import support_recovery
@@ -84,10 +85,10 @@ def bars_row(seed: int) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", nargs="+", default=["sim", "bars"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
-    parser.add_argument("--json", default="benchmarks/out/structure.json")
+    parser.add_argument("--data", nargs="+", default=["sim", "bars"], choices=["sim", "bars"])
+    parser.add_argument("--seeds", type=seed_type, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--threads", type=positive, default=None, help="torch threads")
+    parser.add_argument("--json", default=os.path.join(OUT, "structure.json"))
     args = parser.parse_args(argv)
     if args.threads:
         import torch

@@ -15,10 +15,11 @@ mode, and reports, after matching fitted latents to true ones
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
-from report import write_json
+from report import OUT, positive, seed_type, write_json
 
 from pyro_factvae import FactVAE
 from pyro_factvae.analysis import active_probability, support_recovery, to_inference_data
@@ -58,15 +59,17 @@ def run(
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--latent-dims", type=int, nargs="+", default=[4, 6])
-    parser.add_argument("--modes", nargs="+", default=["prox", "variational"])
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--epochs", type=int, default=100)
+    parser.add_argument("--seeds", type=seed_type, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--latent-dims", type=positive, nargs="+", default=[4, 6])
+    parser.add_argument(
+        "--modes", nargs="+", default=["prox", "variational"], choices=["prox", "variational"]
+    )
+    parser.add_argument("--rows", type=positive, default=2000)
+    parser.add_argument("--epochs", type=positive, default=100)
     parser.add_argument(
         "--lam", type=float, default=3.0, help="a fixed lam (default: %(default)s, the docs' table)"
     )
-    parser.add_argument("--json", default="benchmarks/out/support_recovery.json")
+    parser.add_argument("--json", default=os.path.join(OUT, "support_recovery.json"))
     args = parser.parse_args(argv)
 
     results = []
