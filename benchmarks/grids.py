@@ -104,3 +104,26 @@ def draw_grid(rows: list[dict], **match) -> str:
         ess_text = "" if ess is None else f"{ess:.0f}"
         lines.append(f"| {DATA.get(data, data)} | " + " | ".join(cells) + f" | {ess_text} |")
     return "\n".join(lines)
+
+
+def method_grid(rows: list[dict], **match) -> str:
+    """The README's table: a row per method, a column per data set, each cell ``RMSE / 90%
+    coverage / CRPS`` (the last two where the method draws; the best RMSE and CRPS of each
+    data set in bold)."""
+    rows = [r for r in rows if all(r.get(k) == v for k, v in match.items())]
+    datas = list(dict.fromkeys(r["data"] for r in rows))
+    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    cells: dict[str, list[str]] = {m: [] for m in methods}
+    for data in datas:
+        sub = [r for r in rows if r["data"] == data]
+        err = _cells({m: [_mean(sub, "rmse", method=m)] for m in methods}, "min")
+        crps = _cells({m: [_mean(sub, "crps", method=m)] for m in methods}, "min")
+        for m in methods:
+            cover = _mean(sub, "coverage_90", method=m)
+            cells[m].append(err[m] if cover is None else f"{err[m]} / {cover:.2f} / {crps[m]}")
+    lines = [
+        "| method | " + " | ".join(DATA.get(d, d) for d in datas) + " |",
+        "| --- |" + " --- |" * len(datas),
+    ]
+    lines += [f"| {METHODS[m]} | " + " | ".join(cells[m]) + " |" for m in methods]
+    return "\n".join(lines)

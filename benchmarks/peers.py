@@ -46,7 +46,7 @@ import argparse  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from grids import draw_grid, rmse_grid  # noqa: E402
+from grids import draw_grid, method_grid, rmse_grid  # noqa: E402
 from peer_data import loaders, sim_data  # noqa: E402
 from peer_methods import PEERS, Groups, bayes_method, warm_up  # noqa: E402
 from peer_scores import draw_columns, draw_row, draw_text  # noqa: E402
@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.draws:
         print("\n90% coverage / CRPS, hide one:")
         print(draw_grid(scored, setting="one"))
+        print("\nhide one, RMSE / 90% coverage / CRPS (the README's table):")
+        print(method_grid(scored, setting="one"))
     write_json(args.json, rows, indent=1)
     return rows
 
