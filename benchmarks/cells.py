@@ -21,8 +21,8 @@ peers run with one BLAS thread (``OMP_NUM_THREADS=1``, set before numpy loads un
     python benchmarks/cells.py --data breast sim nutrimouse digits mfeat --seeds 0 --threads 1
     python benchmarks/cells.py --miwae --seeds 0 1 2 --threads 1
 
-Each run writes its rows to ``benchmarks/out/cells_<data sets>[_miwae].json`` (``--json``
-names another file), and prints the docs' tables.
+Each run writes its rows to ``benchmarks/out/cells_<data sets>_s<seeds>[_<methods>].json``
+(``--json`` names another file), and prints the docs' tables.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from grids import draw_grid, rmse_grid  # noqa: E402
 from peer_data import breast_cancer_data, loaders  # noqa: E402
 from peer_methods import PEERS, Groups, _matrix, _unmatrix, bayes_method, warm_up  # noqa: E402
 from peer_scores import draw_columns, draw_row, draw_text  # noqa: E402
-from report import OUT, positive, seed_type, write_json  # noqa: E402
+from report import out_path, positive, seed_type, write_json  # noqa: E402
 
 MIWAE_MSE = 0.2867
 METHODS = ["mean", "knn", "iterative", "missforest", "mofa+", "factvae"]
@@ -205,8 +205,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument(
         "--json",
         default=None,
-        help="results file (default: benchmarks/out/cells_<data sets>[_miwae].json, so that "
-        "the runs of different data sets do not overwrite each other)",
+        help="results file (default: benchmarks/out/cells_<data sets>_s<seeds>[_<methods>]"
+        ".json, so that other runs do not overwrite it)",
     )
     parser.add_argument("--fashion-dir", default=None, help="Fashion-MNIST idx files")
     parser.add_argument("--threads", type=positive, default=None, help="torch threads")
@@ -216,9 +216,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
         parser.error(f"--data: unknown {sorted(set(args.data) - set(known))}; choose from {known}")
     if not (args.data or args.miwae):
         parser.error("give --data (the cells protocol) or --miwae, or both")
-    if args.json is None:
+    if args.json is None:  # a file per run of other data, seeds or methods
         parts = [*args.data, *(["miwae"] if args.miwae else [])]
-        args.json = os.path.join(OUT, f"cells_{'_'.join(parts)}.json")
+        args.json = out_path("cells", parts, args.seeds, args.methods, METHODS)
     if args.threads:
         import torch
 

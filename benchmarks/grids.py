@@ -39,20 +39,19 @@ def _mean(rows: list[dict], key: str, **match) -> float | None:
 def _cells(values: dict[str, list[float | None]], best: str) -> dict[str, str]:
     """Each method's parts joined by `` / ``, the best of each part (``best``: "min" or
     "max") among the methods but the Bayes-optimal one in bold."""
-    parts = max(len(v) for v in values.values())
+    parts = max((len(v) for v in values.values()), default=0)
     out = {m: [] for m in values}
     for i in range(parts):
-        scores = {m: v[i] for m, v in values.items() if i < len(v) and v[i] is not None}
+        scores = {
+            m: v[i] for m, v in values.items() if i < len(v) and v[i] is not None and v[i] == v[i]
+        }
         peers = [v for m, v in scores.items() if m != "bayes"]
         top = (min if best == "min" else max)(peers) if peers else None
         for m in values:
             v = scores.get(m)
             text = "" if v is None else f"{v:.3f}"
-            out[m].append(
-                f"**{text}**"
-                if v is not None and f"{v:.3f}" == f"{top:.3f}" and m != "bayes"
-                else text
-            )
+            bold = v is not None and m != "bayes" and top is not None and text == f"{top:.3f}"
+            out[m].append(f"**{text}**" if bold else text)
     return {m: " / ".join(p for p in parts if p) for m, parts in out.items()}
 
 

@@ -74,7 +74,9 @@ def _knn_scale(x: np.ndarray, holes: np.ndarray, seed: int) -> np.ndarray:
     """Each column's RMSE of ``KNNImputer(10)`` fitted on 80% of the training rows ``x`` and
     imputing the other 20%, each of them given the holes of a random test row (``holes``):
     the error of the imputations the plug-in draws are put around, not that of a row that is
-    among its own neighbours or of holes of another kind."""
+    among its own neighbours or of holes of another kind. A held-back row keeps its own
+    training holes too, so where training rows miss more than test rows (the MIWAE protocol,
+    whose test rows are its training rows) the scale is too large and the draws too wide."""
     from sklearn.impute import KNNImputer
 
     rng = np.random.default_rng(seed)
@@ -82,12 +84,13 @@ def _knn_scale(x: np.ndarray, holes: np.ndarray, seed: int) -> np.ndarray:
     held[rng.integers(len(x))] = True
     probe = x[held]
     hide = holes[rng.integers(len(holes), size=len(probe))] & ~np.isnan(probe)
-    filled = KNNImputer(n_neighbors=10).fit(x[~held]).transform(np.where(hide, np.nan, probe))
-    resid = np.where(hide, filled - probe, np.nan)
-    with warnings.catch_warnings():  # a column never hidden: the pooled scale
+    knn = KNNImputer(n_neighbors=10, keep_empty_features=True).fit(x[~held])
+    resid = np.where(hide, knn.transform(np.where(hide, np.nan, probe)) - probe, np.nan)
+    with warnings.catch_warnings():  # a column never hidden: the pooled scale (else 1)
         warnings.simplefilter("ignore", RuntimeWarning)
         scale = np.sqrt(np.nanmean(resid**2, 0))
-    return np.where(np.isfinite(scale), scale, np.sqrt(np.nanmean(resid**2)))
+        pooled = np.sqrt(np.nanmean(resid**2)) if hide.any() else 1.0
+    return np.where(np.isfinite(scale), scale, pooled)
 
 
 def _fitted(imp, x: np.ndarray) -> Predictor:

@@ -24,7 +24,7 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "out")
 def out_path(stem: str, data: list[str], seeds: list[int], methods=None, every=None) -> str:
     """``out/<stem>_<data>_s<seeds>[_<methods>].json``: a run's own file (the methods named
     when not ``every`` one), so that a run of other data or seeds keeps the earlier ones."""
-    parts = [stem, "-".join(data), "s" + "-".join(str(s) for s in seeds)]
+    parts = [stem, "-".join(data) or "timing", "s" + "-".join(str(s) for s in seeds)]
     if methods is not None and list(methods) != list(every or []):
         parts.append("-".join(m.replace("+", "p") for m in methods))
     return os.path.join(OUT, "_".join(parts) + ".json")
