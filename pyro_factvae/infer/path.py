@@ -192,7 +192,7 @@ def walk(
                 store(rec)
         if criterion == "mse" and mean_score is None and (stop_early or tail):
             errors = held_out_mean_errors(state.fitted()[0], train, valid, seed)
-            mean_score = -float(np.mean(errors))
+            mean_score = rec.mean_score = -float(np.mean(errors))
         if stop_early and (
             rec.links[-1] == 0 or (past_support(rec) and beats_mean(rec, mean_score))
         ):
@@ -390,8 +390,8 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
     # the mean imputation on the validation pairs in the path's units (a fresh dense refit
     # standardizes by every row), kept in the final stage's checkpoints for a resume
     mean_mse = (resume.meta.get("lam_path") or {}).get("mean_mse") if resume else None
-    if done not in ("final", "fresh"):
-        mean_mse = float(np.mean(held_out_mean_errors(state.fitted()[0], train, valid, seed)))
+    if done not in ("final", "fresh"):  # the walk took it (its first lam's fit, "mse")
+        mean_mse = -records.mean_score
         if isinstance(state.lam_path, dict):
             state.lam_path["mean_mse"] = mean_mse
     chosen = grid[path.best]

@@ -49,6 +49,8 @@ class PathRecords:
     links: list[int] = field(default_factory=list)
     maps: list[Any] = field(default_factory=list)
     states: list[tuple[dict, dict]] = field(default_factory=list)
+    #: minus the mean imputation's held-out MSE on the same pairs (once the walk took it)
+    mean_score: float | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
