@@ -210,10 +210,11 @@ class GroupedData:
         Cells that are empty (NaN) are missing; a group is missing in a row where all its
         cells are. A non-numeric cell raises a ``ValueError`` naming its row and value.
         """
+        strict = not (drop_empty_rows or allow_empty_rows)  # empty rows refused, by label
         arrays = frame_arrays(frame, groups)
-        empty = np.isnan(np.hstack([np.asarray(a, dtype=float) for a in arrays.values()]))
-        empty = np.flatnonzero(empty.all(axis=1))
-        if len(empty) and not (drop_empty_rows or allow_empty_rows):  # named by their labels
+        out = cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=not drop_empty_rows)
+        empty = np.flatnonzero(~out.observed.any(-1).numpy()) if strict else []
+        if len(empty):
             labels = list(frame.index[empty[:5]])
             more = f", ... ({len(empty)} rows in all)" if len(empty) > 5 else ""
             raise ValueError(
@@ -223,7 +224,6 @@ class GroupedData:
                 "fit: --drop-empty-rows); to query such rows (prior-predictive means), "
                 "allow_empty_rows=True"
             )
-        out = cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
         out.columns = {name: list(cols) for name, cols in groups.items()}
         return out
 
