@@ -24,6 +24,7 @@ from pyro import distributions as dist
 from ..rng import seeded
 from .guide import Guide
 from .model import Model
+from .noise import SharedNoise
 from .weights import ImportanceWeights
 
 __all__ = [
@@ -73,6 +74,9 @@ def refined_posterior(
     # autograd under a caller's no_grad or inference_mode too, on copies of the inputs (the
     # tensors made in inference mode cannot be saved for backward)
     with seeded(device, seed), torch.inference_mode(False), torch.enable_grad():
+        # each step's particles: standard draws shared by every row and chunk, so a row's
+        # refinement depends on its own values and the seed alone
+        noise = SharedNoise(steps * REFINE_PARTICLES, model.config.latent_dim, device)
         for first in range(0, mask.shape[0], rows):  # a chunk at a time on the device
             sl = slice(first, first + rows)
             part = (
@@ -83,7 +87,7 @@ def refined_posterior(
             with torch.no_grad():
                 start = guide.posterior_dist(*part)
                 mean, sd = start.mean, start.stddev
-            loc, scale = _refine(model, phis, part, mean, sd, steps)
+            loc, scale = _refine(model, phis, part, mean, sd, noise.eps)
             keep = ~part[1].any(-1) | ~(loc.isfinite().all(-1) & scale.isfinite().all(-1))
             locs.append(torch.where(keep.unsqueeze(-1), mean, loc))
             scales.append(torch.where(keep.unsqueeze(-1), sd, scale))
@@ -96,15 +100,17 @@ def _usable(t: torch.Tensor) -> torch.Tensor:
     return t.clone() if t.is_inference() else t
 
 
-def _refine(model, phis, part, loc, scale, steps):
-    """Adam on one chunk's mean and log standard deviation (a leaf of its own)."""
+def _refine(model, phis, part, loc, scale, eps):
+    """Adam on one chunk's mean and log standard deviation (a leaf of its own), step ``t``
+    taking the particles ``eps[t * P:(t + 1) * P]`` (``P`` = :data:`REFINE_PARTICLES`)."""
     loc = loc.clone().requires_grad_(True)
     log_scale = scale.log().requires_grad_(True)
     weigh = ImportanceWeights(model, *part)
     optimizer = torch.optim.Adam([loc, log_scale], lr=REFINE_LR)
-    for _ in range(steps):
-        q = tdist.Independent(tdist.Normal(loc, log_scale.exp()), 1)
-        z = q.rsample((REFINE_PARTICLES,))
+    for first in range(0, len(eps), REFINE_PARTICLES):
+        scale = log_scale.exp()
+        q = tdist.Independent(tdist.Normal(loc, scale), 1)
+        z = loc + scale * eps[first : first + REFINE_PARTICLES]  # reparameterised
         elbo = weigh(q, z, model.decode(z, phis, weigh.offsets)).mean(0).sum()
         optimizer.zero_grad(set_to_none=True)
         loc.grad, log_scale.grad = torch.autograd.grad(-elbo, [loc, log_scale])

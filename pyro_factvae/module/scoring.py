@@ -34,6 +34,11 @@ __all__ = [
     "missing_cell_fraction",
 ]
 
+#: the criteria draw each row's ``z`` on its own: their averages over rows, which choose
+#: ``lam`` and stop training, are then averages of independent Monte Carlo errors (draws
+#: shared by the rows would correlate them)
+INDEPENDENT = {"shared_noise": False}
+
 
 def _group_log_likelihoods(
     model: Model,
@@ -169,7 +174,7 @@ def held_out_error(
         given = sub.observed.clone()
         given[:, g] = False
         (pred,) = predictive_means(
-            model, guide, sub.values, given, [g], num_samples, seed, sub.cells
+            model, guide, sub.values, given, [g], num_samples, seed, sub.cells, **INDEPENDENT
         )
         scores.append(
             _squared_errors(model, g, sub, _network_units(model, g, pred.to(model.device)))
@@ -270,7 +275,7 @@ def held_out_cell_error(
     groups = model.layout.groups_seen(given)
     names = range(len(data.names))
     preds = predictive_means(
-        model, guide, data.values, groups, list(names), num_samples, seed, given
+        model, guide, data.values, groups, list(names), num_samples, seed, given, **INDEPENDENT
     )
 
     def predict(g: int, rows: torch.Tensor) -> torch.Tensor:
