@@ -5,11 +5,13 @@ r"""How sure is an imputation? Calibration of the draws of
 ``p(x_hidden | x_rest)`` (importance-resampled ``z``, then the likelihood's noise; see
 :mod:`pyro_factvae.module.draws`) and scores the draws against the truth:
 
-* **coverage** of central intervals: the share of hidden entries inside the ``(1 - a) / 2``
-  and ``(1 + a) / 2`` quantiles of their draws, for each level ``a`` (calibrated draws cover
-  a share ``a``);
-* **CRPS** per entry, ``E|X - y| - E|X - X'| / 2`` from the draws (lower is better; for a
-  point forecast it is the absolute error);
+* **coverage** of central intervals: the share of hidden entries inside the central ``a``
+  interval of their draws (bounded by the draws of ranks ``j`` and ``M + 1 - j``,
+  ``j = floor((M + 1) (1 - a) / 2)``), for each level ``a`` (calibrated draws cover a share
+  ``a``, at least, whatever ``M``);
+* **CRPS** per entry, ``E|X - y| - E|X - X'| / 2`` from the draws, the second mean over
+  pairs of distinct draws (the fair CRPS; lower is better; for a point forecast it is the
+  absolute error);
 * **energy score** per (row, group), ``E||X - y|| - E||X - X'|| / 2`` over the group's hidden
   cells (the multivariate CRPS; ``X'`` pairs each draw with the next one).
 
@@ -30,7 +32,7 @@ import torch
 from .config import interval_draws, non_negative_int, positive_int
 from .estimator import FactVAE
 from .infer.state import check_support
-from .module.draws import central_bounds, discrete_columns, posterior_draws
+from .module.draws import central_bounds, posterior_draws
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
 from .validation import fmt_rows, frame_columns, is_dataframe
@@ -42,16 +44,22 @@ LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
 def _crps(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """CRPS of each entry from ``(M, ...)`` draws (the sorted-sample form of ``E|X - X'|``)."""
+    """The fair CRPS of each entry from ``(M, ...)`` draws: ``E|X - X'|`` over the ``M (M - 1)``
+    pairs of distinct draws (in its sorted-sample form), so that its expectation is the CRPS
+    of the distribution the draws come from, whatever ``M`` (Ferro 2014); one draw has no
+    pair, and its CRPS is its absolute error."""
     m = draws.shape[0]
     spread = draws.sort(0).values
     coeff = (2 * torch.arange(1, m + 1, dtype=draws.dtype) - m - 1).view(-1, *[1] * truth.dim())
-    return (draws - truth).abs().mean(0) - (coeff * spread).sum(0) / m**2
+    return (draws - truth).abs().mean(0) - (coeff * spread).sum(0) / (m * max(m - 1, 1))
 
 
 def crps(draws: Any, truth: Any) -> np.ndarray:
     """CRPS of each entry of ``truth`` (any shape) from ``(M, *truth.shape)`` draws of any
-    imputer: ``E|X - y| - E|X - X'| / 2``, exact for the empirical distribution of the draws."""
+    imputer: ``E|X - y| - E|X - X'| / 2``, the second mean over pairs of distinct draws (the
+    fair CRPS: its expectation does not depend on ``M``, so that imputers scored with
+    different numbers of draws are compared on the same footing; the empirical distribution's
+    CRPS, which divides by ``M ** 2``, is larger by ``E|X - X'| / (2 M)``)."""
     x = torch.as_tensor(np.asarray(draws), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(truth), dtype=torch.float64)
     if x.shape[1:] != y.shape:
@@ -80,7 +88,11 @@ def coverage(
     draws: Any, truth: Any, where: Any, levels: Sequence[float] = LEVELS
 ) -> dict[float, float]:
     """Share of the entries ``where`` (bool, ``truth``'s shape) of ``truth`` inside the
-    central ``level`` intervals of their ``(M, *truth.shape)`` draws, for each level."""
+    central ``level`` intervals of their ``(M, *truth.shape)`` draws, for each level: the
+    intervals of :meth:`~pyro_factvae.FactVAE.predict_interval`, whose bounds are order
+    statistics of the draws (:func:`~pyro_factvae.module.draws.central_ranks`), so that exact
+    draws cover at least ``level`` whatever ``M``; ``M`` must be at least ``2 / (1 - level)``
+    for the widest level (else a ``ValueError``)."""
     levels = _levels(levels)
     x = torch.as_tensor(np.asarray(draws), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(truth), dtype=torch.float64)
@@ -90,11 +102,10 @@ def coverage(
             f"draws have shape {tuple(x.shape)} and where {tuple(mask.shape)}; expected "
             f"(M, *{tuple(y.shape)}) and {tuple(y.shape)}, truth's shape"
         )
-    out = {}
-    for a in levels:
-        lo, hi = torch.quantile(x, torch.tensor([(1 - a) / 2, (1 + a) / 2], dtype=x.dtype), dim=0)
-        out[float(a)] = float(((y >= lo) & (y <= hi))[mask].double().mean())
-    return out
+    interval_draws(x.shape[0], max(levels), "len(draws)")
+    bounds = central_bounds(x, levels)
+    inside = (y >= bounds[:, 0]) & (y <= bounds[:, 1])  # (L, *truth.shape)
+    return {float(a): float(ok[mask].double().mean()) for a, ok in zip(levels, inside)}
 
 
 def draw_scores(
@@ -179,7 +190,6 @@ def draw_scores(
         seed,
         refine_steps=refine_steps,
     )
-    discrete = discrete_columns(model, truth.dims)  # bounded by draws, as predict_interval's
     groups = np.repeat(np.arange(truth.num_groups), truth.dims)
     inside = np.zeros((len(levels), truth.num_groups))
     crps = np.zeros(truth.num_groups)
@@ -189,7 +199,7 @@ def draw_scores(
     for rows, draws, part_ess in draws_of:
         y, hid = truth.matrix[rows].double() / unit, hidden[rows]
         x = draws.double() / unit
-        q = central_bounds(x, levels, discrete)  # (L, 2, b, D)
+        q = central_bounds(x, levels)  # (L, 2, b, D), as predict_interval's
         ok = (y >= q[:, 0]) & (y <= q[:, 1]) & hid  # (L, b, D)
         score = _crps(x, y).where(hid, 0.0)
         for g in range(truth.num_groups):

@@ -43,25 +43,26 @@ def positive_int(name: str, value: Any) -> int:
 
 def interval_draws(num_draws: Any, level: Any, name: str = "num_draws") -> int:
     """``num_draws`` as an ``int``, checked to be enough for a central ``level`` interval
-    (``level`` in (0, 1)): at least ``2 / (1 - level)`` draws, so that each bound, the
-    ``(1 - level) / 2`` or ``(1 + level) / 2`` quantile of the draws, leaves one draw beyond it
-    (20 for 90%, 40 for 95%; with fewer, the bounds are the extreme draws or between them,
-    and the interval is too narrow: with one draw, zero width). Else a ``ValueError``."""
+    (``level`` in (0, 1)): at least ``2 / (1 - level)`` draws (20 for 90%, 40 for 95%), so
+    that the bounds, the draws of ranks ``j`` and ``M + 1 - j``
+    (:func:`~pyro_factvae.module.draws.central_ranks`), cover at least ``level`` of new values
+    when the draws are exact; with fewer, even the smallest and the largest of ``M`` draws
+    cover only ``(M - 1) / (M + 1)``, the level or less (with one draw, zero width). Else a
+    ``ValueError``."""
     need = draws_for(level)
     num_draws = positive_int(name, num_draws)
     if num_draws < need:
         raise ValueError(
-            f"{name}={num_draws} is too few for a central {float(level) * 100:g}% interval: its "
-            "bounds are "
-            f"quantiles of the draws that need at least {need} draws to leave one beyond each "
-            f"bound; give {name} >= {need}"
+            f"{name}={num_draws} is too few for a central {float(level) * 100:g}% interval: "
+            f"with fewer than {need} draws even their range covers less than that share of "
+            f"new values; give {name} >= {need}"
         )
     return num_draws
 
 
 def draws_for(level: Any) -> int:
-    """The fewest draws whose quantiles bound a central ``level`` interval (``level`` in
-    (0, 1), else a ``ValueError``): ``2 / (1 - level)``, see :func:`interval_draws`."""
+    """The fewest draws that bound a central ``level`` interval (``level`` in (0, 1), else a
+    ``ValueError``): ``2 / (1 - level)``, see :func:`interval_draws`."""
     if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.number)):
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     level = float(level)

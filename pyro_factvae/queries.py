@@ -16,7 +16,7 @@ import torch
 from .config import interval_draws, non_negative_int, positive_int, seed_int
 from .data import GroupedData, is_dataframe
 from .infer.state import phi_norms
-from .module.draws import central_bounds, discrete_columns, posterior_draws
+from .module.draws import central_bounds, posterior_draws
 from .module.guide import Guide
 from .module.model import Model
 from .module.predict import NUM_SAMPLES, predictive_means
@@ -216,10 +216,13 @@ class Queries:
         refine_steps: int = REFINE_STEPS,
     ) -> tuple[Any, Any]:
         """Central ``level`` intervals of every entry: ``(lower, upper)``, each shaped like
-        :meth:`impute`'s output. Missing cells get the ``(1 - level) / 2`` and ``(1 + level) /
-        2`` quantiles of ``num_draws`` draws from ``p(x_miss | x_obs)`` (as ``impute(...,
-        num_draws=)``; rows are processed in chunks, so memory holds one chunk's draws);
-        observed entries get their value in both (zero width).
+        :meth:`impute`'s output. Missing cells get the ``j``-th smallest and the ``j``-th
+        largest of ``num_draws = M`` draws from ``p(x_miss | x_obs)`` (as ``impute(...,
+        num_draws=)``; rows are processed in chunks, so memory holds one chunk's draws), ``j =
+        floor((M + 1) (1 - level) / 2)``: exact draws cover at least ``level`` of new values
+        whatever ``M`` (:func:`~pyro_factvae.module.draws.central_ranks`), and each bound is
+        a draw (a count, 0 or 1 in a discrete group); observed entries get their value in
+        both (zero width).
 
         Parameters
         ----------
@@ -243,13 +246,10 @@ class Queries:
         grouped = self.prepare(data, allow_empty_rows=True)
         bounds = torch.empty(2, len(grouped), sum(grouped.dims))
         ess = torch.empty(len(grouped))
-        # a discrete group's bounds are draws (a count, a bit), not between two of them
-        model, _ = self.fitted_modules()
-        discrete = discrete_columns(model, grouped.dims)
         for rows, part, part_ess in self._draws(
             grouped, num_draws, num_samples, seed, refine_steps
         ):
-            bounds[:, rows] = central_bounds(part.double(), [level], discrete)[0].float()
+            bounds[:, rows] = central_bounds(part, [level])[0]
             ess[rows] = part_ess
         self.ess_ = ess.numpy()
         lower, upper = (self._filled(data, grouped, split_columns(b, grouped.dims)) for b in bounds)

@@ -187,6 +187,38 @@ def test_coverage_and_crps_score_any_imputers_draws():
         crps(calibrated[:, :10], truth)
 
 
+@pytest.mark.parametrize("num_draws", [20, 40, 200])
+def test_intervals_of_few_exact_draws_still_cover_their_level(num_draws):
+    from pyro_factvae.calibration import coverage
+    from pyro_factvae.module.draws import central_ranks
+
+    rng = np.random.default_rng(1)
+    truth = rng.standard_normal(20000)  # each with its own draws of the same law
+    draws = rng.standard_normal((num_draws, 20000))
+    got = coverage(draws, truth, np.ones(20000, bool), levels=(0.5, 0.9))
+    for level in (0.5, 0.9):
+        lo, hi = central_ranks(num_draws, level)
+        exact = (hi - lo) / (num_draws + 1)  # P(the new value between the two order statistics)
+        assert level <= exact <= level + 2 / (num_draws + 1)
+        assert abs(got[level] - exact) < 0.012  # 3 binomial sd at 20,000 values
+    assert central_ranks(40, 0.9) == (1, 38) and central_ranks(20, 0.9) == (0, 19)
+    assert central_ranks(10, 0.8) == (0, 9)  # (M + 1)(1 - level) / 2 = 1.1, not 0.999...
+    with pytest.raises(ValueError, match="too few"):
+        coverage(draws[:19], truth, np.ones(20000, bool), levels=0.9)
+
+
+def test_crps_of_few_exact_draws_is_the_distributions_crps():
+    from pyro_factvae.calibration import crps
+
+    rng = np.random.default_rng(2)
+    truth = rng.standard_normal(40000)
+    # E CRPS(N(0, 1), y) over y ~ N(0, 1): E|X - y| - E|X - X'| / 2 = 2 / sqrt(pi) - 1 / sqrt(pi)
+    exact = 1 / np.sqrt(np.pi)
+    for m in (2, 5, 50):
+        got = crps(rng.standard_normal((m, 40000)), truth).mean()
+        assert abs(got - exact) < 0.01, m  # the empirical CRPS is E|X - X'| / 2M higher
+
+
 def test_intervals_and_scores_refuse_too_few_draws_and_zero_samples(tmp_path, capsys):
     from pyro_factvae.calibration import draw_scores
     from pyro_factvae.cli import main

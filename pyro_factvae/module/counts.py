@@ -42,7 +42,6 @@ class CountLikelihood(Likelihood):
 
     #: the count families take a per-row library-size offset (``library_size=``)
     counts = True
-    discrete = True
 
     def __init__(self, num_groups: int, dim: int) -> None:
         super().__init__(num_groups, dim)

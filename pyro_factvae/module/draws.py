@@ -12,12 +12,12 @@ the model's activations over all rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
 from pyro import distributions as dist
 
-from ..registry import LIKELIHOODS
 from ..rng import seeded
 from .guide import Guide
 from .model import Model
@@ -25,7 +25,7 @@ from .predict import MAX_ELEMENTS
 from .refine import refined_posterior
 from .weights import ImportanceWeights
 
-__all__ = ["central_bounds", "discrete_columns", "posterior_draws"]
+__all__ = ["central_bounds", "central_ranks", "posterior_draws"]
 
 
 @torch.no_grad()
@@ -80,30 +80,24 @@ def posterior_draws(
             yield sl, torch.cat([v.to(torch.float32) for v in values], -1).cpu(), ess.cpu()
 
 
-def discrete_columns(model: Model, dims: Sequence[int]) -> torch.Tensor:
-    """``(sum d_g,)`` bool: the columns of groups whose likelihood is discrete (a count, a
-    bit, a class), whose draws are values of their own, not points of a continuum."""
-    return torch.cat(
-        [
-            torch.full((d,), LIKELIHOODS.get(lik).discrete)
-            for d, lik in zip(dims, model.layout.likelihoods)
-        ]
-    )
+def central_ranks(num_draws: int, level: float) -> tuple[int, int]:
+    """The 0-based ranks ``(j - 1, M - j)`` of the sorted ``M = num_draws`` draws that bound a
+    central ``level`` interval, ``j = floor((M + 1) (1 - level) / 2)`` (at least 1).
+
+    For ``M`` exact draws and a new value of the same distribution, the new value is below
+    the ``j``-th smallest draw with probability ``j / (M + 1)``, so the interval between the
+    ``j``-th smallest and the ``j``-th largest covers it with probability ``(M + 1 - 2 j) /
+    (M + 1) >= level``: 0.902 for 90% at 40 draws, 0.9005 at 200, and never more than
+    ``2 / (M + 1)`` above the level. (Quantiles interpolated between the draws cover less
+    than their level: 0.856 at 40 draws in a simulation of exact draws.)"""
+    j = max(1, math.floor(round((num_draws + 1) * (1.0 - level) / 2.0, 9)))
+    return j - 1, num_draws - j
 
 
-def central_bounds(
-    draws: torch.Tensor, levels: Sequence[float], discrete: torch.Tensor
-) -> torch.Tensor:
-    """``(L, 2, ...)``: the central ``levels`` intervals of ``draws`` (``(M, ..., D)``), the
-    ``(1 - a) / 2`` and ``(1 + a) / 2`` quantiles over the draws; in a ``discrete`` column
-    (``(D,)`` bool) the lower bound is the draw at or below its quantile and the upper one
-    the draw at or above it (a count or a bit, never between two)."""
-    probs = torch.tensor(
-        [p for a in levels for p in ((1 - a) / 2, (1 + a) / 2)], dtype=torch.float64
-    )
-    q = torch.quantile(draws, probs, dim=0).reshape(len(levels), 2, *draws.shape[1:])
-    if bool(discrete.any()):
-        low = torch.quantile(draws, probs[0::2], dim=0, interpolation="lower")
-        high = torch.quantile(draws, probs[1::2], dim=0, interpolation="higher")
-        q = torch.stack([low.where(discrete, q[:, 0]), high.where(discrete, q[:, 1])], 1)
-    return q
+def central_bounds(draws: torch.Tensor, levels: Sequence[float]) -> torch.Tensor:
+    """``(L, 2, ...)``: the central ``levels`` intervals of ``draws`` (``(M, ..., D)``), each
+    bound a draw, the order statistics of :func:`central_ranks` (so in a count, 0/1 or one-hot
+    column a bound is a count or 0 or 1, never between two)."""
+    ordered = draws.sort(0).values
+    ranks = [central_ranks(draws.shape[0], a) for a in levels]
+    return torch.stack([torch.stack([ordered[lo], ordered[hi]]) for lo, hi in ranks])

@@ -97,9 +97,6 @@ class Likelihood(nn.Module):
     #: each column on its own, with no sum over a group's columns such as a softmax, and
     #: honours ``widths``; see :class:`~pyro_factvae.layout.Layout`)
     paddable = False
-    #: whether the values are discrete (counts, bits, classes), so that an interval's bounds
-    #: are draws themselves, not interpolated between two
-    discrete = False
 
     def __init__(self, num_groups: int, dim: int, *, widths: Sequence[int] | None = None) -> None:
         super().__init__()
@@ -311,8 +308,6 @@ class NormalLikelihood(Likelihood):
 class BernoulliLikelihood(Likelihood):
     """``x ~ Bernoulli(logits=out)``; observed values must be 0 or 1."""
 
-    discrete = True
-
     paddable = True
 
     def dists(
@@ -352,8 +347,6 @@ class CategoricalLikelihood(Likelihood):
     """``x ~ OneHotCategorical(logits=out)``: the group is one class label, one-hot over its
     ``d_g`` columns (e.g. a label group for semi-supervised learning; a missing label is a
     missing group). Needs ``d_g >= 2``."""
-
-    discrete = True
 
     def dists(
         self, out: torch.Tensor, cells: torch.Tensor | None = None
