@@ -167,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="LEVEL",
         help="also write central LEVEL intervals (e.g. 0.9) as OUT_lower and OUT_upper, "
-        "shaped like OUT (observed cells as read), each bound a quantile of 1,000 draws "
+        "shaped like OUT (observed cells as read), each bound one of 1,000 draws "
         "(of 2 / (1 - LEVEL) above a level of 0.998)",
     )
     common(p)

@@ -54,8 +54,8 @@ def interval_draws(num_draws: Any, level: Any, name: str = "num_draws") -> int:
     if num_draws < need:
         raise ValueError(
             f"{name}={num_draws} is too few for a central {float(level) * 100:g}% interval: "
-            f"with fewer than {need} draws even their range covers less than that share of "
-            f"new values; give {name} >= {need}"
+            f"with fewer than {need} draws even their range covers no more than that share "
+            f"of new values; give {name} >= {need}"
         )
     return num_draws
 

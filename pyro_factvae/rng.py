@@ -16,9 +16,10 @@ import contextlib
 import operator
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
-__all__ = ["cuda_index", "fork_rng", "seeded"]
+__all__ = ["cuda_index", "fork_rng", "seeded", "stream_seed"]
 
 
 def cuda_index(device: torch.device | str | None) -> int | None:
@@ -57,3 +58,12 @@ def seeded(
             with torch.cuda.device(index):
                 torch.cuda.manual_seed(seed)
         yield
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """The seed of independent stream ``stream`` of ``seed`` (numpy's ``SeedSequence``), for a
+    computation that must not draw the numbers another one seeded with ``seed`` draws (the
+    per-row refinement, whose particles would otherwise be the first draws of the means and
+    draws it proposes for)."""
+    entropy = [operator.index(seed) % 2**64, operator.index(stream)]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])

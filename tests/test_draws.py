@@ -202,7 +202,7 @@ def test_intervals_of_few_exact_draws_still_cover_their_level(num_draws):
         assert level <= exact <= level + 2 / (num_draws + 1)
         assert abs(got[level] - exact) < 0.012  # 3 binomial sd at 20,000 values
     assert central_ranks(40, 0.9) == (1, 38) and central_ranks(20, 0.9) == (0, 19)
-    assert central_ranks(10, 0.8) == (0, 9)  # (M + 1)(1 - level) / 2 = 1.1, not 0.999...
+    assert central_ranks(19, 0.8) == (1, 17)  # (M + 1)(1 - level) / 2 = 2, not 1.999...
     with pytest.raises(ValueError, match="too few"):
         coverage(draws[:19], truth, np.ones(20000, bool), levels=0.9)
 
@@ -287,7 +287,7 @@ def test_intervals_of_discrete_groups_are_values_of_their_support():
     liks = {"cnt": "poisson", "lab": "categorical"}
     vae = FactVAE(latent_dim=2, lam=0.1, likelihood=liks).fit(groups, epochs=3, progress=False)
     lower, upper = vae.predict_interval(groups, num_draws=40, num_samples=8, refine_steps=0)
-    for bound in (lower, upper):  # counts are whole, a normal group's bounds interpolated
+    for bound in (lower, upper):  # counts are whole, a normal group's bounds continuous draws
         assert np.array_equal(bound["cnt"], np.round(bound["cnt"]))
         assert not np.array_equal(bound["x"][20:30], np.round(bound["x"][20:30]))
     assert np.all(lower["cnt"][:10] <= upper["cnt"][:10])

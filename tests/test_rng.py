@@ -51,3 +51,14 @@ def test_numpy_integer_seeds_seed_queries_as_python_ints_do():
         lambda s: vae.sample(3, seed=s)["a"],
     ):
         assert np.array_equal(query(np.int64(7)), query(7))
+
+
+def test_stream_seeds_repeat_and_differ_from_the_seed_and_each_other():
+    from pyro_factvae.rng import stream_seed
+
+    for seed in (0, 1, -5, 2**64 - 1, -(2**63)):
+        one = stream_seed(seed, 1)
+        assert one == stream_seed(seed, 1) and 0 <= one < 2**64
+        assert one != stream_seed(seed, 2) and one != seed
+        torch.Generator().manual_seed(one)  # a seed torch takes
+    assert stream_seed(0, 1) != stream_seed(1, 1)

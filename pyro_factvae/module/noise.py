@@ -11,7 +11,10 @@ own ``q``. Shared draws correlate the rows' Monte Carlo errors, which an average
 then does not shrink: the scores of :mod:`~pyro_factvae.module.scoring` (the ``lam``
 criterion, the log-likelihoods of :mod:`~pyro_factvae.metrics`), which are read as averages
 over rows, draw each row on its own, and so do multiple imputation's draws
-(:mod:`~pyro_factvae.module.draws`), as the rows of one imputed data set must.
+(:mod:`~pyro_factvae.module.draws`), as the rows of one imputed data set must. The errors of
+:func:`~pyro_factvae.metrics.evaluate` score the means :meth:`~pyro_factvae.FactVAE.impute`
+returns, and so take them as it does (at 1,000 draws their Monte Carlo error is small
+beside the imputation's).
 """
 
 from __future__ import annotations
@@ -59,4 +62,9 @@ class SharedNoise:
             loc = comp.loc.expand(len(eps), *comp.loc.shape).gather(-2, index).squeeze(-2)
             scale = comp.scale.expand(len(eps), *comp.scale.shape).gather(-2, index).squeeze(-2)
             return loc + scale * eps
-        return q.mean + q.stddev * eps
+        if not (
+            isinstance(q, torch.distributions.Independent)
+            and isinstance(q.base_dist, torch.distributions.Normal)
+        ):
+            raise TypeError(f"q must be a diagonal Normal or a mixture of them, got {q!r}")
+        return q.base_dist.loc + q.base_dist.scale * eps

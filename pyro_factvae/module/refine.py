@@ -21,7 +21,7 @@ import torch
 import torch.distributions as tdist
 from pyro import distributions as dist
 
-from ..rng import seeded
+from ..rng import seeded, stream_seed
 from .guide import Guide
 from .model import Model
 from .noise import SharedNoise
@@ -73,7 +73,8 @@ def refined_posterior(
     locs, scales = [], []
     # autograd under a caller's no_grad or inference_mode too, on copies of the inputs (the
     # tensors made in inference mode cannot be saved for backward)
-    with seeded(device, seed), torch.inference_mode(False), torch.enable_grad():
+    # a stream of its own: the particles are not the draws the refined q then proposes
+    with seeded(device, stream_seed(seed, 1)), torch.inference_mode(False), torch.enable_grad():
         # each step's particles: standard draws shared by every row and chunk, so a row's
         # refinement depends on its own values and the seed alone
         noise = SharedNoise(steps * REFINE_PARTICLES, model.config.latent_dim, device)
