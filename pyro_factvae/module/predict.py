@@ -9,7 +9,7 @@ import torch
 from ..rng import seeded
 from .guide import Guide
 from .model import Model
-from .noise import SharedNoise
+from .noise import RowNoise, row_keys
 from .refine import proposal
 from .weights import ImportanceWeights
 
@@ -45,15 +45,15 @@ def predictive_means(
     importance: bool = False,
     refine_steps: int = 0,
     max_elements: int = MAX_ELEMENTS,
-    shared_noise: bool = True,
+    row_noise: bool = True,
 ) -> list[torch.Tensor]:
     """``E[x_g | x_I]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 
     Monte Carlo over ``num_samples`` draws ``z_s ~ q(z | x_I)`` from
     :meth:`~pyro_factvae.module.guide.Guide.posterior_dist` (drawn under ``seed`` without touching
-    the global RNG; with ``shared_noise``, from standard draws shared by every row,
-    :class:`~pyro_factvae.module.noise.SharedNoise`, so that a row's mean depends on its own
-    values and ``seed``, not on the rows queried with it) of
+    the global RNG; with ``row_noise``, from standard draws keyed by each row,
+    :class:`~pyro_factvae.module.noise.RowNoise`, so that a row's mean depends on the row and
+    ``seed``, not on the rows queried with it) of
     ``E(x_g | z_s)``: their plain average (``E_q``), or with ``importance`` their
     self-normalised importance-weighted average, weights ``w_s = p(x_I | z_s) p(z_s) /
     q(z_s | x_I)`` over the observed cells of ``I``, which corrects the amortized encoder
@@ -87,10 +87,11 @@ def predictive_means(
         norm = torch.zeros(n, device=device)
     sums = [torch.zeros(n, layout.dims[g], device=device) for g in targets]
     with seeded(device, seed):
-        noise = SharedNoise(num_samples, q.event_shape[-1], device) if shared_noise else None
+        noise = RowNoise(num_samples, q.event_shape[-1], device) if row_noise else None
+        keys = row_keys(xs, enc_mask, cells) if row_noise else None
         for start in range(0, num_samples, chunk):
             size = min(chunk, num_samples - start)
-            z = q.sample((size,)) if noise is None else noise.sample(q, start, start + size)
+            z = q.sample((size,)) if noise is None else noise.sample(q, keys, start, start + size)
             outs = model.decode(z, phis, offsets)
             means = layout.scatter_unbind(
                 [lik.mean(out) for out, lik in zip(outs, model.likelihoods)]

@@ -24,7 +24,7 @@ from pyro import distributions as dist
 from ..rng import seeded, stream_seed
 from .guide import Guide
 from .model import Model
-from .noise import SharedNoise
+from .noise import RowNoise, row_keys
 from .weights import ImportanceWeights
 
 __all__ = [
@@ -75,9 +75,9 @@ def refined_posterior(
     # tensors made in inference mode cannot be saved for backward)
     # a stream of its own: the particles are not the draws the refined q then proposes
     with seeded(device, stream_seed(seed, 1)), torch.inference_mode(False), torch.enable_grad():
-        # each step's particles: standard draws shared by every row and chunk, so a row's
-        # refinement depends on its own values and the seed alone
-        noise = SharedNoise(steps * REFINE_PARTICLES, model.config.latent_dim, device)
+        # each step's particles keyed by the row: a row's refinement depends on the row and
+        # the seed, not on the rows or chunks it is refined with
+        noise = RowNoise(steps * REFINE_PARTICLES, model.config.latent_dim, device)
         for first in range(0, mask.shape[0], rows):  # a chunk at a time on the device
             sl = slice(first, first + rows)
             part = (
@@ -88,7 +88,12 @@ def refined_posterior(
             with torch.no_grad():
                 start = guide.posterior_dist(*part)
                 mean, sd = start.mean, start.stddev
-            loc, scale = _refine(model, phis, part, mean, sd, noise.eps)
+            keys = row_keys(*part)
+            particles = (
+                noise.standard(keys, t, t + REFINE_PARTICLES)[0]
+                for t in range(0, steps * REFINE_PARTICLES, REFINE_PARTICLES)
+            )
+            loc, scale = _refine(model, phis, part, mean, sd, particles)
             keep = ~part[1].any(-1) | ~(loc.isfinite().all(-1) & scale.isfinite().all(-1))
             locs.append(torch.where(keep.unsqueeze(-1), mean, loc))
             scales.append(torch.where(keep.unsqueeze(-1), sd, scale))
@@ -101,17 +106,18 @@ def _usable(t: torch.Tensor) -> torch.Tensor:
     return t.clone() if t.is_inference() else t
 
 
-def _refine(model, phis, part, loc, scale, eps):
-    """Adam on one chunk's mean and log standard deviation (a leaf of its own), step ``t``
-    taking the particles ``eps[t * P:(t + 1) * P]`` (``P`` = :data:`REFINE_PARTICLES`)."""
+def _refine(model, phis, part, loc, scale, particles):
+    """Adam on one chunk's mean and log standard deviation (a leaf of its own), a step for
+    each of ``particles``' standard draws, ``(P, b, K)`` each (``P`` =
+    :data:`REFINE_PARTICLES`)."""
     loc = loc.clone().requires_grad_(True)
     log_scale = scale.log().requires_grad_(True)
     weigh = ImportanceWeights(model, *part)
     optimizer = torch.optim.Adam([loc, log_scale], lr=REFINE_LR)
-    for first in range(0, len(eps), REFINE_PARTICLES):
+    for eps in particles:
         scale = log_scale.exp()
         q = tdist.Independent(tdist.Normal(loc, scale), 1)
-        z = loc + scale * eps[first : first + REFINE_PARTICLES]  # reparameterised
+        z = loc + scale * eps  # reparameterised
         elbo = weigh(q, z, model.decode(z, phis, weigh.offsets)).mean(0).sum()
         optimizer.zero_grad(set_to_none=True)
         loc.grad, log_scale.grad = torch.autograd.grad(-elbo, [loc, log_scale])

@@ -34,10 +34,8 @@ __all__ = [
     "missing_cell_fraction",
 ]
 
-#: the criteria draw each row's ``z`` on its own: their averages over rows, which choose
-#: ``lam`` and stop training, are then averages of independent Monte Carlo errors (draws
-#: shared by the rows would correlate them)
-INDEPENDENT = {"shared_noise": False}
+#: the criteria draw each row's ``z`` from the query's stream, as the scores of this module do
+INDEPENDENT = {"row_noise": False}
 
 
 def _group_log_likelihoods(

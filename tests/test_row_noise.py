@@ -1,5 +1,6 @@
-"""A row's imputed mean depends on its own values and the seed, not on the rows queried with
-it (standard draws shared by every row: common random numbers)."""
+"""A row's imputed mean depends on the row and the seed, not on the rows queried with it
+(standard draws keyed by a hash of the row), while different rows' draws stay nearly
+independent."""
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import torch
 from pyro import distributions as dist
 
 from pyro_factvae import FactVAE
-from pyro_factvae.module.noise import SharedNoise
+from pyro_factvae.module.noise import RowNoise, row_keys
 from pyro_factvae.module.predict import predictive_means
 from pyro_factvae.module.refine import REFINE_PARTICLES, refined_posterior
 
@@ -71,28 +72,53 @@ def test_a_rows_refinement_is_the_same_whatever_the_chunks_of_rows(fitted):
 def test_shared_draws_refuse_a_q_they_cannot_draw():
     q = dist.Gamma(torch.ones(2, 3), 1.0).to_event(1)
     with pytest.raises(TypeError, match="diagonal Normal"):
-        SharedNoise(4, 3, "cpu").sample(q)
+        RowNoise(4, 3, "cpu").sample(q, torch.zeros(2, dtype=torch.long), 0, 4)
 
 
-def test_shared_draws_follow_each_rows_own_normal():
+def test_row_draws_follow_each_rows_own_normal():
     torch.manual_seed(0)
     loc, scale = torch.tensor([[0.0, 5.0], [-3.0, 1.0]]), torch.tensor([[1.0, 2.0], [0.5, 3.0]])
     q = dist.Normal(loc, scale).to_event(1)
-    z = SharedNoise(20000, 2, "cpu").sample(q)  # (S, B, K)
+    keys = torch.tensor([0, 0])
+    z = RowNoise(20000, 2, "cpu", pool=1).sample(q, keys, 0, 20000)  # (S, B, K)
     assert z.shape == (20000, 2, 2)
     torch.testing.assert_close(z.mean(0), loc, atol=0.05, rtol=0)
     torch.testing.assert_close(z.std(0), scale, atol=0.05, rtol=0)
+    # rows of one key take the same standard draws; another key, other draws
     torch.testing.assert_close((z - loc) / scale, ((z - loc) / scale)[:, :1].expand_as(z))
+    other = RowNoise(20000, 2, "cpu", pool=1)
+    a, b = other.standard(torch.tensor([0, 7]), 0, 20000)[0].unbind(1)
+    assert abs(float(torch.corrcoef(torch.stack([a[:, 0], b[:, 0]]))[0, 1])) < 0.03
 
 
-def test_shared_draws_pick_a_mixtures_components_by_their_weights():
+def test_row_keys_depend_on_what_the_encoder_reads_and_nothing_else():
+    x = [torch.tensor([[1.0, 2.0], [1.0, 2.0], [1.0, 2.5], [-0.0, 2.0]]), torch.ones(4, 1)]
+    mask = torch.tensor([[True, True], [True, True], [True, True], [True, True]])
+    keys = row_keys(x, mask, None)
+    assert keys[0] == keys[1] and keys[0] != keys[2]  # equal rows, equal keys
+    assert keys[3] == row_keys([x[0] * torch.tensor([0.0, 1.0]), x[1]], mask, None)[3]  # -0 = 0
+    assert torch.equal(row_keys([v[[2, 0]] for v in x], mask[[2, 0]], None), keys[[2, 0]])
+    unread = [x[0], torch.full((4, 1), 9.0)]  # a group not read: its values do not count
+    half = mask.clone()
+    half[:, 1] = False
+    assert torch.equal(row_keys(unread, half, None), row_keys(x, half, None))
+    assert not torch.equal(row_keys(x, half, None), keys)  # which groups are read does count
+    cells = torch.ones(4, 3, dtype=torch.bool)
+    cells[0, 0] = False
+    moved = [x[0].clone(), x[1]]
+    moved[0][0, 0] = 123.0  # a cell not observed: its placeholder does not count
+    assert row_keys(moved, mask, cells)[0] == row_keys(x, mask, cells)[0]
+    assert row_keys(x, mask, cells)[0] != keys[0]
+
+
+def test_row_draws_pick_a_mixtures_components_by_their_weights():
     torch.manual_seed(0)
     weights = torch.tensor([[0.2, 0.0, 0.8], [0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
     loc = torch.tensor([0.0, 100.0, 200.0]).expand(3, 3).unsqueeze(-1)  # (B, C, K = 1)
     q = dist.MixtureSameFamily(
         dist.Categorical(probs=weights), dist.Normal(loc, torch.ones_like(loc)).to_event(1)
     )
-    z = SharedNoise(20000, 1, "cpu").sample(q)[..., 0]  # (S, B)
+    z = RowNoise(20000, 1, "cpu").sample(q, torch.tensor([0, 5, 9]), 0, 20000)[..., 0]
     picked = torch.round(z / 100).long().clamp(0, 2)  # the component each draw came from
     freq = torch.stack([(picked == c).float().mean(0) for c in range(3)], -1)
     torch.testing.assert_close(freq, weights, atol=0.02, rtol=0)
