@@ -18,7 +18,11 @@ cells are read). A row's draws are then a function of the row and the seed, iden
 get identical estimates, and two different rows share a draw only where their windows
 overlap (on average ``1 / pool`` of them), so an average over rows is nearly one of
 independent errors. Multiple imputation's draws (:mod:`~pyro_factvae.module.draws`) and the
-scores of :mod:`~pyro_factvae.module.scoring` draw each row on its own.
+scores of :mod:`~pyro_factvae.module.scoring` (the ``lam`` criterion among them) draw each
+row from the query's stream; the errors of :func:`~pyro_factvae.metrics.evaluate` score the
+means :meth:`~pyro_factvae.FactVAE.impute` returns, with its keyed draws. The keys read the
+values as given, so data in other units (or rounded otherwise) get other draws: the same
+means up to their Monte Carlo error.
 """
 
 from __future__ import annotations
