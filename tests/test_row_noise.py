@@ -123,3 +123,11 @@ def test_row_draws_pick_a_mixtures_components_by_their_weights():
     freq = torch.stack([(picked == c).float().mean(0) for c in range(3)], -1)
     torch.testing.assert_close(freq, weights, atol=0.02, rtol=0)
     assert not bool(((picked == 1) & (weights[:, 1] == 0)).any())  # weight 0: never drawn
+
+
+def test_the_pool_of_draws_is_bounded_in_memory():
+    assert len(RowNoise(1000, 64, "cpu").uniform) == 1000 * 32  # 2 M floats: the full pool
+    assert len(RowNoise(3000, 64, "cpu").uniform) == 3000 * 21  # 4 M floats at most
+    huge = RowNoise(100_000, 64, "cpu")
+    assert huge.eps.numel() == 100_000 * 64  # one multiple: a row's own error is tiny
+    assert RowNoise(10, 4, "cpu").eps.shape == (10 * 32, 4)

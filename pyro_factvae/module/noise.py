@@ -32,10 +32,13 @@ from collections.abc import Sequence
 import torch
 from pyro import distributions as dist
 
-__all__ = ["POOL", "RowNoise", "row_keys"]
+__all__ = ["POOL", "POOL_FLOATS", "RowNoise", "row_keys"]
 
 #: the pool of draws is this many times the draws a row takes
 POOL = 32
+#: ... as long as it holds at most this many floats (then fewer times; at least once: with
+#: that many draws a row's Monte Carlo error is small whatever the rows share)
+POOL_FLOATS = 2**22
 #: the modulus of the row hash (a Mersenne prime: every term stays below 2**63)
 _PRIME = 2**31 - 1
 
@@ -85,11 +88,13 @@ class RowNoise:
     device : torch.device or str
         Where the draws are made and kept (in float32, the model's precision).
     pool : int
-        The pool's size in multiples of ``num``.
+        The pool's size in multiples of ``num``, at most :data:`POOL_FLOATS` floats (at
+        least one multiple).
     """
 
     def __init__(self, num: int, dim: int, device: torch.device | str, pool: int = POOL) -> None:
-        size = max(1, num) * pool
+        num = max(1, num)
+        size = num * max(1, min(pool, POOL_FLOATS // (num * max(1, dim))))
         # float32, the model's precision, whatever torch's default dtype
         self.eps = torch.randn(size, dim, device=device, dtype=torch.float32)
         self.uniform = torch.rand(size, device=device, dtype=torch.float32)
