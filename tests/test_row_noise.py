@@ -32,14 +32,20 @@ def test_a_rows_imputation_does_not_depend_on_the_rows_imputed_with_it(fitted):
     query = {k: v.copy() for k, v in groups.items()}
     query["b"][:, 1] = np.nan  # a missing cell in every row, and whole groups missing
     query["c"][::3] = np.nan
-    every = vae.impute(query)  # the defaults: importance-weighted, refined rows
     order = np.random.default_rng(0).permutation(60)[:17]
-    some = vae.impute(_rows(query, order))
+    # importance-weighted means of the encoder's q: equal to float rounding
+    every = vae.impute(query, refine_steps=0)
+    some = vae.impute(_rows(query, order), refine_steps=0)
+    alone = vae.impute(_rows(query, [order[0]]), refine_steps=0)
     for name in every:
         np.testing.assert_allclose(some[name], every[name][order], rtol=0, atol=1e-5)
-    alone = vae.impute(_rows(query, [order[0]]))
-    for name in every:
         np.testing.assert_allclose(alone[name][0], every[name][order[0]], rtol=0, atol=1e-5)
+    # the defaults, whose refinement's Adam steps can amplify that rounding in a few rows
+    # (other draws move a mean by about 0.05)
+    every, some = vae.impute(query), vae.impute(_rows(query, order))
+    for name in every:
+        gap = np.abs(some[name] - every[name][order])
+        assert np.median(gap) < 1e-5 and gap.max() < 0.01
 
 
 def test_a_rows_mean_is_the_same_whatever_the_chunks_of_draws(fitted):
@@ -69,7 +75,7 @@ def test_a_rows_refinement_is_the_same_whatever_the_chunks_of_rows(fitted):
         assert float(gap.median()) < 1e-5 and float(gap.max()) < 0.02
 
 
-def test_shared_draws_refuse_a_q_they_cannot_draw():
+def test_row_draws_refuse_a_q_they_cannot_draw():
     q = dist.Gamma(torch.ones(2, 3), 1.0).to_event(1)
     with pytest.raises(TypeError, match="diagonal Normal"):
         RowNoise(4, 3, "cpu").sample(q, torch.zeros(2, dtype=torch.long), 0, 4)
@@ -84,10 +90,12 @@ def test_row_draws_follow_each_rows_own_normal():
     assert z.shape == (20000, 2, 2)
     torch.testing.assert_close(z.mean(0), loc, atol=0.05, rtol=0)
     torch.testing.assert_close(z.std(0), scale, atol=0.05, rtol=0)
-    # rows of one key take the same standard draws; another key, other draws
+    # rows of one key take the same standard draws
     torch.testing.assert_close((z - loc) / scale, ((z - loc) / scale)[:, :1].expand_as(z))
-    other = RowNoise(20000, 2, "cpu", pool=1)
-    a, b = other.standard(torch.tensor([0, 7]), 0, 20000)[0].unbind(1)
+    # keys far apart in the pool: windows that share no draw, and draws uncorrelated
+    other = RowNoise(20000, 2, "cpu")
+    a, b = other.standard(torch.tensor([0, 300_000]), 0, 20000)[0].unbind(1)
+    assert not bool((a == b).all(-1).any())
     assert abs(float(torch.corrcoef(torch.stack([a[:, 0], b[:, 0]]))[0, 1])) < 0.03
 
 
@@ -96,7 +104,8 @@ def test_row_keys_depend_on_what_the_encoder_reads_and_nothing_else():
     mask = torch.tensor([[True, True], [True, True], [True, True], [True, True]])
     keys = row_keys(x, mask, None)
     assert keys[0] == keys[1] and keys[0] != keys[2]  # equal rows, equal keys
-    assert keys[3] == row_keys([x[0] * torch.tensor([0.0, 1.0]), x[1]], mask, None)[3]  # -0 = 0
+    assert bool(x[0][3, 0].signbit())
+    assert keys[3] == row_keys([x[0].abs(), x[1]], mask, None)[3]  # -0.0 reads as 0.0
     assert torch.equal(row_keys([v[[2, 0]] for v in x], mask[[2, 0]], None), keys[[2, 0]])
     unread = [x[0], torch.full((4, 1), 9.0)]  # a group not read: its values do not count
     half = mask.clone()
@@ -127,7 +136,9 @@ def test_row_draws_pick_a_mixtures_components_by_their_weights():
 
 def test_the_pool_of_draws_is_bounded_in_memory():
     assert len(RowNoise(1000, 64, "cpu").uniform) == 1000 * 32  # 2 M floats: the full pool
-    assert len(RowNoise(3000, 64, "cpu").uniform) == 3000 * 21  # 4 M floats at most
+    pool = RowNoise(3000, 64, "cpu")
+    assert len(pool.uniform) == 3000 * 21  # 21 multiples: 4 M floats at most
+    assert pool.eps.numel() + pool.uniform.numel() <= 2**22
     huge = RowNoise(100_000, 64, "cpu")
-    assert huge.eps.numel() == 100_000 * 64  # one multiple: a row's own error is tiny
+    assert huge.eps.shape == (100_000, 64)  # one multiple: a row's own error is tiny
     assert RowNoise(10, 4, "cpu").eps.shape == (10 * 32, 4)

@@ -36,8 +36,9 @@ __all__ = ["POOL", "POOL_FLOATS", "RowNoise", "row_keys"]
 
 #: the pool of draws is this many times the draws a row takes
 POOL = 32
-#: ... as long as it holds at most this many floats (then fewer times; at least once: with
-#: that many draws a row's Monte Carlo error is small whatever the rows share)
+#: ... as long as it holds at most this many floats, draws and uniforms (then fewer times,
+#: and at least once: above about 2,000 draws of 64 latents a row the rows share more draws,
+#: but each row's own Monte Carlo error is small)
 POOL_FLOATS = 2**22
 #: the modulus of the row hash (a Mersenne prime: every term stays below 2**63)
 _PRIME = 2**31 - 1
@@ -46,9 +47,10 @@ _PRIME = 2**31 - 1
 def row_keys(
     xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None
 ) -> torch.Tensor:
-    """``(B,)`` int64: a hash of what the encoder reads of each row, exact (integer arithmetic
-    on the float32 bit patterns of the read cells and on which cells are read, so the same row
-    gets the same key in any query, chunk or order).
+    """``(B,)`` int64: a hash of what the encoder reads of each row, in integer arithmetic on
+    the float32 bit patterns of the read cells and on which cells are read, so that the same
+    row gets the same key in any query, chunk or order (two different rows may get the same
+    key, rarely: they then share their draws, as every row did with one set of draws).
 
     Parameters
     ----------
@@ -88,13 +90,13 @@ class RowNoise:
     device : torch.device or str
         Where the draws are made and kept (in float32, the model's precision).
     pool : int
-        The pool's size in multiples of ``num``, at most :data:`POOL_FLOATS` floats (at
-        least one multiple).
+        The pool's size in multiples of ``num``: fewer where that would hold more than
+        :data:`POOL_FLOATS` floats, and at least one (which may hold more).
     """
 
     def __init__(self, num: int, dim: int, device: torch.device | str, pool: int = POOL) -> None:
         num = max(1, num)
-        size = num * max(1, min(pool, POOL_FLOATS // (num * max(1, dim))))
+        size = num * max(1, min(pool, POOL_FLOATS // (num * (max(1, dim) + 1))))
         # float32, the model's precision, whatever torch's default dtype
         self.eps = torch.randn(size, dim, device=device, dtype=torch.float32)
         self.uniform = torch.rand(size, device=device, dtype=torch.float32)
