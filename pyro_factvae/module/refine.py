@@ -66,7 +66,7 @@ def refined_posterior(
     ``mask``, or whose refinement left the finite numbers, keeps the encoder's ``q`` (its
     mean and standard deviation). Inputs may be on any device: each chunk is moved to the
     model's, and only a chunk's activations are held; the result is on the model's device.
-    Drawn under a stream of ``seed`` of its own (:func:`~pyro_factvae.rng.stream_seed`: not
+    Drawn under a stream of ``seed`` of its own (``rng.stream_seed``: not
     the draws a query seeded with ``seed`` then makes) in a forked RNG, each row's particles
     keyed by the row (:class:`~pyro_factvae.module.noise.RowNoise`); the model and guide are
     not changed."""
