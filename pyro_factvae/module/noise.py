@@ -8,8 +8,10 @@ refinement). The same standard draws ``eps_s`` for every row (common random numb
 row's estimate a function of its own values and the seed, but correlate the rows' errors: one
 unlucky draw moves every row at once, and an average over rows (an RMSE) then varies 2-3
 times as much between seeds (the breast cancer RMSE of one λ = 0 fit on each of two splits,
-over six seeds of the imputation: sd 0.015 and 0.011 against 0.005 and 0.005 with each row's
-own draws; 0.004 and 0.005 with the keyed draws below).
+over six seeds of the imputation: sd 0.015 and 0.011, against 0.007 and 0.004 with each row's
+own draws and 0.004 and 0.005 with the keyed draws below; ``benchmarks/draw_spread.py``
+prints the last two, and that a row's own draws moved a row's mean by up to 0.5 between two
+queries).
 
 :class:`RowNoise` takes both: a pool of ``pool * S`` standard draws is made under the seed,
 and row ``i`` takes the ``S`` consecutive ones (cyclically) from an offset that is a hash of
