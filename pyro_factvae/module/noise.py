@@ -103,12 +103,15 @@ class RowNoise:
         self.eps = torch.randn(size, dim, device=device, dtype=torch.float32)
         self.uniform = torch.rand(size, device=device, dtype=torch.float32)
 
-    def standard(self, keys: torch.Tensor, start: int, stop: int):
-        """Draws ``start:stop`` of the rows with ``keys`` (``(B,)``): the standard Normals
-        ``(S', B, K)`` and the uniforms ``(S', B)``."""
+    def _index(self, keys: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """``(S', B)``: where in the pool draws ``start:stop`` of the rows with ``keys`` are."""
         steps = torch.arange(start, stop, device=keys.device)
-        index = (keys.unsqueeze(0) + steps.unsqueeze(-1)) % len(self.uniform)  # (S', B)
-        return self.eps[index], self.uniform[index]
+        return (keys.unsqueeze(0) + steps.unsqueeze(-1)) % len(self.uniform)
+
+    def standard(self, keys: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+        """Draws ``start:stop`` of the standard Normals of the rows with ``keys`` (``(B,)``):
+        ``(S', B, K)``."""
+        return self.eps[self._index(keys, start, stop)]
 
     def sample(self, q: dist.TorchDistribution, keys: torch.Tensor, start: int, stop: int):
         """Draws ``start:stop`` of ``z ~ q`` for the rows with ``keys``: ``(S', B, K)``.
@@ -116,17 +119,16 @@ class RowNoise:
         ``q`` is a diagonal Normal (batch ``(B,)``, event ``(K,)``), as the product of experts
         and refinement give, or a mixture of them (the JMVAE+ posterior), whose component is
         the one each row's cumulative weights put the draw's uniform in."""
-        eps, u = self.standard(keys, start, stop)
+        index = self._index(keys, start, stop)
+        eps = self.eps[index]
         if isinstance(q, dist.MixtureSameFamily):
             cdf = q.mixture_distribution.probs.cumsum(-1)  # (B, C)
             # u in [0, total): a component of weight 0 is never picked, whatever the rounding
-            u = u.unsqueeze(-1) * cdf[..., -1:]
-            pick = (u >= cdf).sum(-1).clamp(max=cdf.shape[-1] - 1)  # (S, B)
+            u = self.uniform[index].unsqueeze(-1) * cdf[..., -1:]
+            pick = (u >= cdf).sum(-1).clamp(max=cdf.shape[-1] - 1)  # (S', B)
             comp = q.component_distribution.base_dist  # loc, scale: (B, C, K)
-            index = pick.unsqueeze(-1).expand(-1, -1, eps.shape[-1]).unsqueeze(-2)
-            loc = comp.loc.expand(len(eps), *comp.loc.shape).gather(-2, index).squeeze(-2)
-            scale = comp.scale.expand(len(eps), *comp.scale.shape).gather(-2, index).squeeze(-2)
-            return loc + scale * eps
+            rows = torch.arange(cdf.shape[0], device=pick.device)
+            return comp.loc[rows, pick] + comp.scale[rows, pick] * eps
         if not (
             isinstance(q, torch.distributions.Independent)
             and isinstance(q.base_dist, torch.distributions.Normal)

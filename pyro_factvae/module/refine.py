@@ -93,7 +93,7 @@ def refined_posterior(
                 mean, sd = start.mean, start.stddev
             keys = row_keys(*part)
             particles = (
-                noise.standard(keys, t, t + REFINE_PARTICLES)[0]
+                noise.standard(keys, t, t + REFINE_PARTICLES)
                 for t in range(0, steps * REFINE_PARTICLES, REFINE_PARTICLES)
             )
             loc, scale = _refine(model, phis, part, mean, sd, particles)

@@ -34,9 +34,6 @@ __all__ = [
     "missing_cell_fraction",
 ]
 
-#: the criteria draw each row's ``z`` from the query's stream, as the scores of this module do
-INDEPENDENT = {"row_noise": False}
-
 
 def _group_log_likelihoods(
     model: Model,
@@ -171,8 +168,9 @@ def held_out_error(
     for g, _, sub in held_out(data):
         given = sub.observed.clone()
         given[:, g] = False
+        # each row drawn from the query's stream: an average of independent errors
         (pred,) = predictive_means(
-            model, guide, sub.values, given, [g], num_samples, seed, sub.cells, **INDEPENDENT
+            model, guide, sub.values, given, [g], num_samples, seed, sub.cells, row_noise=False
         )
         scores.append(
             _squared_errors(model, g, sub, _network_units(model, g, pred.to(model.device)))
@@ -273,7 +271,7 @@ def held_out_cell_error(
     groups = model.layout.groups_seen(given)
     names = range(len(data.names))
     preds = predictive_means(
-        model, guide, data.values, groups, list(names), num_samples, seed, given, **INDEPENDENT
+        model, guide, data.values, groups, list(names), num_samples, seed, given, row_noise=False
     )
 
     def predict(g: int, rows: torch.Tensor) -> torch.Tensor:
