@@ -30,7 +30,7 @@ from .masks import (
     observed_from_nan,
     require_trainable,
 )
-from .omics import anndata_groups, mudata_groups
+from .omics import anndata_groups, mudata_groups, var_groups
 from .ranges import Range, check_ranges, column_ranges, refuse_overflow
 from .stream import dataset_to_memmap, is_dataset
 from .validation import (
@@ -42,6 +42,7 @@ from .validation import (
     is_dataframe,
     reject_inf,
 )
+from .variables import frame_variables, text_labels
 
 __all__ = ["GroupedData", "as_grouped", "is_dataframe"]
 
@@ -106,9 +107,13 @@ class GroupedData:
                 "got a torch Dataset: stream it with GroupedData.from_dataset(dataset), or "
                 "give it to FactVAE().fit(dataset) directly"
             )
+        given = list(groups.values()) if isinstance(groups, Mapping) else groups
+        variables = None
         if type(groups).__name__ == "MuData":  # its modalities are the groups
-            groups = mudata_groups(groups)[0]
+            variables = {m: [str(v) for v in groups.mod[m].var_names] for m in groups.mod}
+            groups = given = mudata_groups(groups)[0]
         names, mats = group_arrays(groups, names)
+        variables = variables or frame_variables(names, list(given))
         num_rows = mats[0].shape[0]
         if mask is None:
             obs, cells = observed_from_nan(names, mats)
@@ -146,6 +151,7 @@ class GroupedData:
         cell_mask = None if cells is None else torch.as_tensor(cells, dtype=torch.bool)
         observed = torch.as_tensor(obs, dtype=torch.bool)
         self._assemble(list(names), matrix, dims, observed, row_index, cell_mask)
+        self.variables = variables
         self.ranges = ranges
         # a float64 group that float32 would round is kept, to give its values back exactly
         self.exact = [
@@ -172,6 +178,9 @@ class GroupedData:
         self.row_index: np.ndarray = row_index
         #: the DataFrame columns of each group, when built from one (names them in messages)
         self.columns: dict[str, list[Any]] | None = columns
+        #: the names of the groups' variables, where the data carry them
+        #: (:mod:`~pyro_factvae.variables`)
+        self.variables: dict[str, list[str]] | None = None
         #: per group, its float64 input where float32 rounds it (else ``None``): read by
         #: :meth:`to_numpy`, so observed values come back bit for bit
         self.exact: list[np.ndarray | None] = [None] * len(dims)
@@ -192,6 +201,7 @@ class GroupedData:
         out._assemble(
             list(self.names), matrix, self._dims, observed, row_index, cells, self.columns
         )
+        out.variables = self.variables
         out.ranges = self.ranges  # its rows' lie within them
         out._ranges_judged = self._ranges_judged
         return out
@@ -225,6 +235,8 @@ class GroupedData:
                 "allow_empty_rows=True"
             )
         out.columns = {name: list(cols) for name, cols in groups.items()}
+        named = {g: text_labels(cols) for g, cols in groups.items()}
+        out.variables = {g: cols for g, cols in named.items() if cols is not None} or None
         return out
 
     @classmethod
@@ -234,7 +246,9 @@ class GroupedData:
         """A MuData's modalities as groups (see :mod:`pyro_factvae.omics`): an observation a
         modality lacks is that group missing; ``layer`` reads a layer instead of ``X``."""
         groups, _ = mudata_groups(mdata, modalities, layer)
-        return cls(groups, allow_empty_rows=True)
+        out = cls(groups, allow_empty_rows=True)
+        out.variables = {m: [str(v) for v in mdata.mod[m].var_names] for m in groups}
+        return out
 
     @classmethod
     def from_anndata(
@@ -249,7 +263,9 @@ class GroupedData:
         maps group names to ``var_names`` (see :mod:`pyro_factvae.omics`); rows with no
         observed group as in the constructor."""
         arrays = anndata_groups(adata, groups, layer)
-        return cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
+        out = cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
+        out.variables = {g: list(cols) for g, cols in var_groups(adata, groups).items()}
+        return out
 
     @classmethod
     def from_masked(

@@ -190,6 +190,10 @@ class FactVAE(Queries):
     prior_history_ = property(lambda self: self._state.prior_history)
     metadata_ = property(lambda self: self._state.metadata, doc="User metadata kept in files.")
     columns_ = property(lambda self: self._state.columns, doc="DataFrame columns per group.")
+    variables_ = property(
+        lambda self: self._state.variables,
+        doc="The names of each group's variables, where the first fit's data named them.",
+    )
     lam_path_ = property(lambda self: self._state.lam_path, doc="The lam='auto' path.")
     interrupted_ = property(lambda self: self._state.interrupted)
 
@@ -374,6 +378,7 @@ class FactVAE(Queries):
             data = self.prepare(data)
             if self.columns_ is None and data.columns is not None:  # from_dataframe's mapping
                 self.set_columns(data.columns)
+            self._state.record_variables(data)
             data.require_trainable()
             if self.model_ is None:
                 warn_if_few_rows(len(data), self.config.lam)

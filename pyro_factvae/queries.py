@@ -351,6 +351,7 @@ class Queries:
         names = list(mdata.mod) if modalities is None else list(modalities)
         groups, obs = mudata_groups(mdata, names, layer)
         data = GroupedData(groups, allow_empty_rows=True)
+        data.variables = {m: [str(v) for v in mdata.mod[m].var_names] for m in names}
         filled = self.impute(data)
         where = {o: i for i, o in enumerate(obs)}
         for m in names:
@@ -370,8 +371,9 @@ class Queries:
         prior-predictive means. Returns ``adata``."""
         arrays = anndata_groups(adata, groups, layer)
         data = self.prepare(arrays, allow_empty_rows=True)  # the fitted groups, in any order
-        filled = self.impute(data)
         spec = var_groups(adata, groups)
+        data.variables = spec  # checked by the queries' prepare
+        filled = self.impute(data)
         where = {str(v): j for j, v in enumerate(adata.var_names)}
         # in the matrix's own precision: a float64 matrix's observed values kept exactly
         dtype = next(iter(arrays.values())).dtype

@@ -9,7 +9,18 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pyro_factvae"
 #: bottom to top; a module may import from its own layer or a lower one, never a higher one
 LAYERS = [
     {"_version", "sites", "registry", "protocols", "io", "rng"},
-    {"layout", "data", "masks", "validation", "ranges", "config", "fit_config", "stream", "omics"},
+    {
+        "layout",
+        "data",
+        "masks",
+        "validation",
+        "ranges",
+        "config",
+        "fit_config",
+        "stream",
+        "omics",
+        "variables",
+    },
     {"module"},
     {"infer"},
     {"queries", "outputs", "estimator"},

@@ -89,6 +89,32 @@ def test_a_fitted_model_answers_queries_on_a_mudata():
     assert not np.isnan(filled["prot"]).any()
 
 
+def test_variables_in_another_order_than_fitted_are_refused_by_name():
+    rng = np.random.default_rng(3)
+    adata = anndata.AnnData(rng.standard_normal((40, 5)).astype(np.float32))
+    adata.var_names = list("abcde")
+    adata.var["kind"] = ["left", "left", "right", "right", "right"]
+    vae = FactVAE(latent_dim=2, lam=0.1)
+    vae.fit(GroupedData.from_anndata(adata, groups="kind"), epochs=2, progress=False)
+    assert vae.variables_ == {"left": ["a", "b"], "right": ["c", "d", "e"]}
+    moved = adata[:, ["b", "a", "c", "d", "e"]].copy()
+    with pytest.raises(ValueError, match=r"group 'left'.*another order \(\['b', 'a'\]\)"):
+        vae.impute(GroupedData.from_anndata(moved, groups="kind"))
+    with pytest.raises(ValueError, match=r"group 'left'"):
+        vae.to_anndata(moved, groups="kind")
+    again = vae.impute(GroupedData.from_anndata(moved, groups=vae.variables_))  # as it says
+    want = vae.impute(GroupedData.from_anndata(adata, groups="kind"))
+    np.testing.assert_array_equal(again["left"], want["left"])
+    mdata, _, _, _ = _mudata()
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(mdata, epochs=2, progress=False)
+    assert vae.variables_["prot"] == ["p0", "p1", "p2"]
+    mdata.mod["prot"] = mdata.mod["prot"][:, ["p2", "p0", "p1"]].copy()
+    mdata.update()
+    for query in (lambda: vae.impute(mdata), lambda: vae.to_mudata(mdata)):
+        with pytest.raises(ValueError, match=r"group 'prot'.*another order"):
+            query()
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_an_anndata_gets_its_observed_values_back_in_its_own_precision(dtype):
     rng = np.random.default_rng(1)

@@ -52,6 +52,7 @@ def write(
         "prior_history": state.prior_history,
         "extra": state.metadata,
         "columns": state.columns,
+        "variables": state.variables,
         "lam_path": state.lam_path,
     }
     cpu = lambda sd: {k: v.cpu() for k, v in sd.items()}  # noqa: E731
@@ -103,6 +104,7 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     state.prior_history = list(meta.get("prior_history", []))
     state.metadata = dict(meta.get("extra") or {})
     state.columns = meta.get("columns")
+    state.variables = meta.get("variables")
     state.lam_path = meta.get("lam_path")
     if "optim" in tensors:  # a model file's moments, or a checkpoint's run's
         kind = meta["run"]["fit"].get("phi_optim", "adam") if "run" in meta else meta["optimizers"]

@@ -29,6 +29,7 @@ from ..module.priors import column_norms
 from ..registry import LIKELIHOODS
 from ..stream import is_dataset
 from ..validation import check_column_spec, fmt_rows
+from ..variables import check_variables
 from .optim import Optimizers
 
 __all__ = ["FitState", "as_device", "check_support", "phi_norms"]
@@ -122,6 +123,9 @@ class FitState:
     prior_history: list[float] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     columns: dict[str, list[str]] | None = None
+    #: the names of each group's variables in the first fit's data, where they had names
+    #: (:mod:`~pyro_factvae.variables`): later data that name them must name the same
+    variables: dict[str, list[str]] | None = None
     lam_path: dict[str, Any] | None = None
     interrupted: str | None = None
     # the model file's own where the state was read from one
@@ -147,7 +151,12 @@ class FitState:
         config = ModelConfig(**{**self.config.user_dict(), **settings})
         columns = None if self.columns is None else dict(self.columns)
         return FitState(
-            config, self.device, metadata=dict(self.metadata), columns=columns, pad=self.pad
+            config,
+            self.device,
+            metadata=dict(self.metadata),
+            columns=columns,
+            variables=self.variables,
+            pad=self.pad,
         )
 
     def fitted(self) -> tuple[Model, Guide]:
@@ -222,6 +231,7 @@ class FitState:
         DataFrame is split into groups by :attr:`columns`; a MuData's modalities are the
         groups; a torch Dataset is streamed into a memmap)."""
         empty = allow_empty_rows
+        names = None if self.layout is None else list(self.layout.names)
         if isinstance(data, (np.ndarray, torch.Tensor)) and self.layout is not None:
             edges = np.cumsum([0, *self.layout.dims]).tolist()
             split = ", ".join(
@@ -251,11 +261,8 @@ class FitState:
             and len(data) == len(self.layout.names)
         ):  # the fitted groups by name (a key's text: 0 is "0"), in any order
             by_name = {str(k): v for k, v in data.items()}
-            data = GroupedData(
-                {name: by_name[name] for name in self.layout.names}, allow_empty_rows=empty
-            )
+            data = GroupedData({name: by_name[name] for name in names}, allow_empty_rows=empty)
         elif not isinstance(data, (GroupedData, Mapping)) and self.layout is not None:
-            names = list(self.layout.names)
             if isinstance(data, (list, tuple)) and len(data) != len(names):
                 raise ValueError(
                     f"got {len(data)} array{'s' * (len(data) != 1)}; the model was fitted on "
@@ -283,8 +290,16 @@ class FitState:
                     f"group {'; group '.join(wrong)}: give each group the columns it was "
                     f"fitted on, in the same order{OWN_GROUPS}"
                 )
+            check_variables(data.names, data.variables, self.variables)
             check_support(data, self.layout, self.config)
         return data
+
+    def record_variables(self, data: GroupedData) -> None:
+        """Keep the names of ``data``'s variables (where it has them) as :attr:`variables`,
+        before a first fit (a fitted model keeps those of its first fit)."""
+        if self.model is None:
+            named = data.variables
+            self.variables = None if named is None else {g: list(v) for g, v in named.items()}
 
     def sparsity(self):
         """:func:`phi_norms` of the fitted model."""
