@@ -29,7 +29,7 @@ from .data import GroupedData
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
-from .sklearn_columns import check_frame, resolve_groups, shown
+from .sklearn_columns import check_frame, resolve_groups, shown, without_groups
 from .validation import is_dataframe
 
 __all__ = ["FactVAEImputer"]
@@ -277,9 +277,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
             tuple(self.encoder_hidden),
             tuple(self.decoder_hidden),
         )
-        for key in ("likelihood", "group_weight", "library_size"):  # keyed by group
-            if isinstance(model[key], Mapping):  # a group left out has no setting to take
-                model[key] = {g: v for g, v in model[key].items() if str(g) not in gone}
+        model.update(without_groups(model, list(groups), gone))
         fit = {k: getattr(self, k) for k in _FIT}
         data = GroupedData({g: X[:, cols] for g, cols in fitted.items()}, drop_empty_rows=True)
         vae = FactVAE(**model).fit(data, **fit)

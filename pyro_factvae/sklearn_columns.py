@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .validation import check_numeric, is_dataframe
+from .validation import INF_PROBLEM, check_numeric, fmt_rows, is_dataframe
 
-__all__ = ["IMPUTER_CATEGORICAL", "check_frame", "resolve_groups", "shown"]
+__all__ = ["IMPUTER_CATEGORICAL", "check_frame", "resolve_groups", "shown", "without_groups"]
 
 
 def resolve_groups(
@@ -77,14 +77,23 @@ IMPUTER_CATEGORICAL = "FactVAEImputer(groups=..., likelihood={group: 'categorica
 
 
 def check_frame(X: Any, groups: Mapping[str, list[int]]) -> None:
-    """For a DataFrame, a ``ValueError`` naming the group, column and row of the first cell
-    that is not a number (before scikit-learn's conversion, which names none of them)."""
+    """For a DataFrame, a ``ValueError`` naming the group, column and rows of the first cell
+    that is not a number, or is inf (before scikit-learn's conversion, which names none of
+    them)."""
     if not is_dataframe(X):
         return
     for name, cols in groups.items():
         for j in cols:
             if j < X.shape[1]:  # a frame of the wrong width is scikit-learn's to refuse
-                check_numeric(name, X.columns[j], X.iloc[:, j], IMPUTER_CATEGORICAL)
+                column = X.iloc[:, j]
+                check_numeric(name, X.columns[j], column, IMPUTER_CATEGORICAL)
+                values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+                rows = np.flatnonzero(np.isinf(values))
+                if len(rows):
+                    raise ValueError(
+                        f"group {name!r}: column {X.columns[j]!r}, rows {fmt_rows(rows)} "
+                        f"(index {shown(list(X.index[rows[:5]]), 5)}) {INF_PROBLEM}"
+                    )
 
 
 def shown(labels: list[Any], most: int = 8) -> str:
@@ -94,3 +103,29 @@ def shown(labels: list[Any], most: int = 8) -> str:
         v.item() if isinstance(v, np.generic) else v for v in labels[:most]
     ]  # 11, not np.int64(11)
     return "[" + ", ".join(map(repr, plain)) + more + "]"
+
+
+def without_groups(
+    settings: Mapping[str, Any], groups: Sequence[str], gone: Sequence[str]
+) -> dict[str, Any]:
+    """The per-group settings of ``settings`` (``likelihood``, ``group_weight``,
+    ``library_size``) without the groups ``gone`` (left out of the model: every column never
+    observed), whether a setting names the groups or lists them in the order of ``groups``;
+    a ``ValueError`` where a count group's size factors are in a group left out."""
+    order, out = [str(g) for g in groups], {}
+    for key in ("likelihood", "group_weight", "library_size"):
+        value = settings[key]
+        if isinstance(value, Mapping):
+            out[key] = {g: v for g, v in value.items() if str(g) not in gone}
+        elif isinstance(value, (list, tuple)) and len(value) == len(order):
+            out[key] = [v for g, v in zip(order, value) if g not in gone]
+    sizes = out.get("library_size", {})
+    for g, source in sizes.items():
+        if str(source) in gone:
+            raise ValueError(
+                f"library_size of {g!r}: its size-factor group {source!r} is never observed "
+                "(every cell is missing), so the counts have no size factors; give rows where "
+                f"{source!r} is observed, or library_size={{{g!r}: 'data'}} (the counts' own "
+                "sums)"
+            )
+    return out

@@ -112,7 +112,7 @@ def test_group_specs_that_would_be_misread_are_refused_before_the_fit():
         FactVAEImputer(sample_posterior=True, num_samples=0, epochs=1).fit(x)
 
 
-def test_frames_with_text_columns_are_refused_by_name():
+def test_frames_with_text_or_inf_cells_are_refused_by_name():
     x = np.random.default_rng(0).normal(size=(30, 6))
     x[1, 1] = np.nan
     groups = {"a": ["p", "q", "r"], "b": ["s", "t", "u"]}
@@ -125,6 +125,13 @@ def test_frames_with_text_columns_are_refused_by_name():
     )
     with pytest.raises(ValueError, match="column 'r' is not numeric: row 3"):
         imp.transform(text)
+    infinite = pd.DataFrame(x, columns=list("pqrstu"), index=[f"r{i}" for i in range(30)])
+    infinite.iloc[[4, 9], 4] = [np.inf, -np.inf]
+    says = r"group 'b': column 't', rows \[4, 9\] \(index \['r4', 'r9'\]\) hold inf"
+    with pytest.raises(ValueError, match=says):
+        FactVAEImputer(groups=groups, epochs=1).fit(infinite)
+    with pytest.raises(ValueError, match=says):
+        imp.transform(infinite)
     dated = pd.DataFrame(x, columns=list("pqrstu")).assign(r=pd.date_range("2020", periods=30))
     with pytest.raises(ValueError, match="group 'a': column 'r' holds dates"):
         FactVAEImputer(groups=groups, epochs=1).fit(dated)
@@ -180,6 +187,27 @@ def test_never_observed_columns_are_left_out_or_kept_as_scikit_learns_imputers_d
         assert draws.shape == (2, *reference.shape)
     with pytest.raises(ValueError, match="every column is missing in every row"):
         FactVAEImputer(**FAST).fit(np.full((10, 3), np.nan))
+
+
+def test_per_group_settings_lose_the_groups_left_out_as_never_observed():
+    rng = np.random.default_rng(0)
+    table = np.hstack([rng.standard_normal((60, 3)), rng.poisson(3.0, (60, 2))])
+    table[:, 1] = np.nan  # its group (by default each column is one) is left out
+    likelihood = ["normal"] * 3 + ["poisson"] * 2
+    with pytest.warns(UserWarning, match=r"columns \[1\] are never observed"):
+        imp = FactVAEImputer(likelihood=likelihood, group_weight={"x1": 3, "x3": 2}, **FAST)
+        imp.fit(table)
+    assert imp.vae_.layout_.likelihoods == ("normal", "normal", "poisson", "poisson")
+    assert dict(imp.vae_.config.group_weight) == {"x3": 2}
+    sizes = np.hstack([table, rng.uniform(0.5, 2.0, (60, 1))])
+    groups = {"x": [0, 1, 2], "counts": [3, 4], "size": [5]}
+    settings = dict(groups=groups, likelihood={"counts": "poisson"}, **FAST)
+    with pytest.warns(UserWarning, match="never observed"):  # column 1; sizes observed
+        FactVAEImputer(library_size={"counts": "size"}, **settings).fit(sizes)
+    sizes[:, 5] = np.nan
+    with pytest.warns(UserWarning, match="never observed"):
+        with pytest.raises(ValueError, match=r"library_size of 'counts': its size-factor group"):
+            FactVAEImputer(library_size={"counts": "size"}, **settings).fit(sizes)
 
 
 def test_cross_validation_runs_when_a_fold_never_observes_a_column():
