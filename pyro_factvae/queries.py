@@ -97,8 +97,12 @@ class Queries:
         model, guide = self.fitted_modules()
         data_in, data = data, self.prepare(data, allow_empty_rows=True)
         self.ess_ = None  # of the last draws: these are means
-        if isinstance(targets, str):
-            raise ValueError(f"targets must be a list of group names, not the string {targets!r}")
+        for name, value in (("targets", targets), ("given", given)):
+            if isinstance(value, str):
+                raise ValueError(
+                    f"{name} must be a list of group names, not the string {value!r} (e.g. "
+                    f"{name}=[{value!r}])"
+                )
         # group names are text: a dict keyed by 0 names its group "0"
         targets = list(model.layout.names) if targets is None else [str(t) for t in targets]
         given = None if given is None else [str(g) for g in given]
@@ -231,8 +235,9 @@ class Queries:
         level : float
             The central probability of each interval, in (0, 1).
         num_draws : int
-            Draws per row; at least ``2 / (1 - level)`` (20 for 90%), so that each bound
-            leaves a draw beyond it.
+            Draws per row; at least ``(1 + level) / (1 - level)`` (19 for 90%), so that the
+            interval covers the level even where its bounds are the smallest and the largest
+            draw.
         num_samples, seed, refine_steps
             As in :meth:`impute`: importance samples per row behind the draws, the seed of
             the draws (the global RNG is left as it was) and the refinement steps.

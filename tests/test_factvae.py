@@ -277,6 +277,11 @@ def test_dataframe_round_trip_keeps_index_columns_and_mapping(tmp_path, groups):
     assert (filled[observed] == frame[observed]).sum().sum() == observed.sum().sum()
     with pytest.raises(ValueError, match="not the string 'mean'"):
         vae.reconstruct(frame, targets="mean")
+    for given in ("a", "b"):  # a one-letter group name too: never read letter by letter
+        with pytest.raises(
+            ValueError, match=rf"given must be a list .* \(e.g. given=\['{given}'\]\)"
+        ):
+            vae.reconstruct(frame, given=given)
 
 
 def test_impute_returns_observed_values_unchanged_in_their_dtype(groups):
@@ -506,6 +511,10 @@ def test_fit_arguments_of_the_wrong_kind_are_refused(groups):
             vae.impute(groups, seed=bad, num_samples=5, refine_steps=0)
     with pytest.raises(ValueError, match=r"too few for a central 99.9% interval"):
         vae.predict_interval(groups, level=0.999, num_draws=40)
+    # two draws' range covers 1/3 of new values: enough for 10%, and said so for 50%
+    lower, upper = vae.predict_interval(groups, level=0.1, num_draws=2, refine_steps=0)
+    with pytest.raises(ValueError, match=r"covers only 1/3 of new values; give num_draws >= 3"):
+        vae.predict_interval(groups, level=0.5, num_draws=2)
     with pytest.raises(ValueError, match="importance=False applies to means; draws are always"):
         vae.impute(groups, num_draws=2, importance=False)
     arrays = list(groups.values()) if isinstance(groups, dict) else list(groups)
