@@ -12,7 +12,7 @@ import numpy as np
 
 from .data import GroupedData
 from .io import check_writable
-from .validation import frame_columns
+from .validation import fmt_rows, frame_columns
 
 __all__ = [
     "PLOT_FORMATS",
@@ -98,6 +98,8 @@ def read_data(
     (in that order, whatever the file's; any other array is left out)."""
     import pandas as pd
 
+    strict = not (drop_empty_rows or allow_empty_rows)  # empty rows refused here, for a shell
+    allow_empty_rows = allow_empty_rows or strict
     if not os.path.isfile(path):
         raise UserError(f"no such data file: {path}")
     ext = os.path.splitext(path)[1].lower()
@@ -120,11 +122,10 @@ def read_data(
                     f"({list(order)}); it has {sorted(arrays)}"
                 )
             arrays = {g: arrays[g] for g in order}
-        return (
-            GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows),
-            arrays,
-            None,
+        data = GroupedData(
+            arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows
         )
+        return refuse_empty_rows(data, path, "rows") if strict else data, arrays, None
     if ext != ".csv":
         raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
     try:
@@ -137,7 +138,20 @@ def read_data(
     data = GroupedData.from_dataframe(
         frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows
     )
-    return data, frame, groups
+    return refuse_empty_rows(data, path, "data rows") if strict else data, frame, groups
+
+
+def refuse_empty_rows(data: GroupedData, path: str, what: str) -> GroupedData:
+    """``data``, or a :class:`UserError` naming its rows with no observed group (counted
+    from 0, as ``what`` of the file ``path``) and the command-line option that drops them."""
+    empty = np.flatnonzero(~data.observed.any(-1).numpy())
+    if len(empty):
+        raise UserError(
+            f"{len(empty)} rows of {path} have no observed group ({what} {fmt_rows(empty)}, "
+            "counted from 0): give them an observed value, delete them, or add "
+            "--drop-empty-rows to leave them out"
+        )
+    return data
 
 
 def blank_headers(path: str) -> dict[str, str]:
