@@ -22,8 +22,8 @@ from pyro_factvae import FactVAE
 
 Groups = dict[str, np.ndarray]
 
-#: IterativeImputer's draws behind its coverage and CRPS, one fit each: as few as a central
-#: 95% interval needs (40; the library's own minimum), where the other methods draw 200
+#: IterativeImputer's draws behind its coverage and CRPS, one fit each: about as few as a
+#: central 95% interval needs (39, the library's own minimum), where the other methods draw 200
 FITS = 40
 
 

@@ -91,8 +91,8 @@ def coverage(
     central ``level`` intervals of their ``(M, *truth.shape)`` draws, for each level: the
     intervals of :meth:`~pyro_factvae.FactVAE.predict_interval`, whose bounds are order
     statistics of the draws (:func:`~pyro_factvae.module.draws.central_ranks`), so that exact
-    draws cover at least ``level`` whatever ``M``; ``M`` must be at least ``2 / (1 - level)``
-    for the widest level (else a ``ValueError``)."""
+    draws cover at least ``level`` whatever ``M``; ``M`` must be at least ``(1 + level) / (1 -
+    level)`` for the widest level (else a ``ValueError``)."""
     levels = _levels(levels)
     x = torch.as_tensor(np.asarray(draws), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(truth), dtype=torch.float64)
@@ -134,8 +134,8 @@ def draw_scores(
         (groups left out: nothing hidden). For a DataFrame ``data``, a mask of the frame's
         shape is read by its columns (a DataFrame mask by its labels).
     num_draws, num_samples, seed, refine_steps
-        As in :meth:`~pyro_factvae.FactVAE.impute`; ``num_draws`` at least ``2 / (1 - level)``
-        for the largest level (40 for 95%).
+        As in :meth:`~pyro_factvae.FactVAE.impute`; ``num_draws`` at least ``(1 + level) / (1 -
+        level)`` for the largest level (39 for 95%).
     levels : sequence of float
         Central interval levels for the coverage.
     standardized : bool

@@ -43,32 +43,32 @@ def positive_int(name: str, value: Any) -> int:
 
 def interval_draws(num_draws: Any, level: Any, name: str = "num_draws") -> int:
     """``num_draws`` as an ``int``, checked to be enough for a central ``level`` interval
-    (``level`` in (0, 1)): at least ``2 / (1 - level)`` draws (20 for 90%, 40 for 95%), so
-    that the bounds, the draws of ranks ``j`` and ``M + 1 - j``
+    (``level`` in (0, 1)): at least ``(1 + level) / (1 - level)`` draws (19 for 90%, 39 for
+    95%), so that the bounds, the draws of ranks ``j`` and ``M + 1 - j``
     (:func:`~pyro_factvae.module.draws.central_ranks`), cover at least ``level`` of new values
     when the draws are exact; with fewer, even the smallest and the largest of ``M`` draws
-    cover only ``(M - 1) / (M + 1)``, the level or less (with one draw, zero width). Else a
+    cover only ``(M - 1) / (M + 1)``, less than the level (with one draw, zero width). Else a
     ``ValueError``."""
     need = draws_for(level)
     num_draws = positive_int(name, num_draws)
     if num_draws < need:
         raise ValueError(
             f"{name}={num_draws} is too few for a central {float(level) * 100:g}% interval: "
-            f"with fewer than {need} draws even their range covers no more than that share "
-            f"of new values; give {name} >= {need}"
+            f"even the smallest to the largest of {num_draws} draws covers only "
+            f"{num_draws - 1}/{num_draws + 1} of new values; give {name} >= {need}"
         )
     return num_draws
 
 
 def draws_for(level: Any) -> int:
     """The fewest draws that bound a central ``level`` interval (``level`` in (0, 1), else a
-    ``ValueError``): ``2 / (1 - level)``, see :func:`interval_draws`."""
+    ``ValueError``): ``(1 + level) / (1 - level)``, see :func:`interval_draws`."""
     if isinstance(level, (bool, np.bool_)) or not isinstance(level, (int, float, np.number)):
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     level = float(level)
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
-    return math.ceil(round(2.0 / (1.0 - level), 6))
+    return math.ceil(round((1.0 + level) / (1.0 - level), 6))
 
 
 def seed_int(value: Any, name: str = "seed") -> int:

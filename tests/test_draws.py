@@ -204,7 +204,10 @@ def test_intervals_of_few_exact_draws_still_cover_their_level(num_draws):
     assert central_ranks(40, 0.9) == (1, 38) and central_ranks(20, 0.9) == (0, 19)
     assert central_ranks(19, 0.8) == (1, 17)  # (M + 1)(1 - level) / 2 = 2, not 1.999...
     with pytest.raises(ValueError, match="too few"):
-        coverage(draws[:19], truth, np.ones(20000, bool), levels=0.9)
+        coverage(draws[:18], truth, np.ones(20000, bool), levels=0.9)
+    # the fewest allowed: the smallest and largest of 19 exact draws cover 18 / 20 = 0.9
+    assert central_ranks(19, 0.9) == (0, 18)
+    assert abs(coverage(draws[:19], truth, np.ones(20000, bool), levels=0.9)[0.9] - 0.9) < 0.012
 
 
 def test_crps_of_few_exact_draws_is_the_distributions_crps():
@@ -228,18 +231,18 @@ def test_intervals_and_scores_refuse_too_few_draws_and_zero_samples(tmp_path, ca
     groups = {"a": rng.standard_normal((60, 2)), "b": rng.standard_normal((60, 2))}
     groups["b"][::4] = np.nan
     vae = FactVAE(latent_dim=2, lam=0.0).fit(groups, epochs=2, progress=False)
-    # each bound of a 90% interval needs a draw beyond it: 20 draws at least
-    with pytest.raises(ValueError, match="num_draws >= 20"):
-        vae.predict_interval(groups, level=0.9, num_draws=19)
-    lower, upper = vae.predict_interval(groups, level=0.9, num_draws=20)
+    # the range of M draws covers (M - 1) / (M + 1): 19 draws at least for 90%
+    with pytest.raises(ValueError, match="num_draws >= 19"):
+        vae.predict_interval(groups, level=0.9, num_draws=18)
+    lower, upper = vae.predict_interval(groups, level=0.9, num_draws=19)
     assert (upper["b"][::4] > lower["b"][::4]).all()
     hide = np.zeros((60, 2), bool)
     hide[1::4, 1] = True
-    with pytest.raises(ValueError, match="num_draws >= 40"):
-        draw_scores(vae, groups, hide, num_draws=39)
+    with pytest.raises(ValueError, match="num_draws >= 39"):
+        draw_scores(vae, groups, hide, num_draws=38)
     with pytest.raises(ValueError, match="num_samples"):
-        draw_scores(vae, groups, hide, num_draws=40, num_samples=0)
-    with pytest.raises(ValueError, match="num_draws >= 40"):
+        draw_scores(vae, groups, hide, num_draws=39, num_samples=0)
+    with pytest.raises(ValueError, match="num_draws >= 39"):
         evaluate(vae, groups, num_draws=1)
     for bad in (
         lambda: evaluate(vae, groups, num_samples=0),
