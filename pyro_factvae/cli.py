@@ -168,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LEVEL",
         help="also write central LEVEL intervals (e.g. 0.9) as OUT_lower and OUT_upper, "
         "shaped like OUT (observed cells as read), each bound one of 1,000 draws "
-        "(of 2 / (1 - LEVEL) above a level of 0.998)",
+        "(of (1 + LEVEL) / (1 - LEVEL) above a level of 0.998)",
     )
     common(p)
     p.set_defaults(run=cmd_impute)

@@ -185,7 +185,7 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     _check_refine_steps(args.refine_steps)
     interval_draws = INTERVAL_DRAWS
     if args.interval is not None:  # before anything is written
-        try:  # as many draws as a level near 1 needs to have a draw beyond each bound
+        try:  # as many draws as a level near 1 needs for the draws' range to cover it
             interval_draws = max(INTERVAL_DRAWS, draws_for(args.interval))
         except ValueError as exc:
             raise UserError(f"--interval: {exc}") from None

@@ -99,7 +99,7 @@ def read_data(
     import pandas as pd
 
     strict = not (drop_empty_rows or allow_empty_rows)  # empty rows refused here, for a shell
-    allow_empty_rows = allow_empty_rows or strict
+    keep_empty = allow_empty_rows or strict
     if not os.path.isfile(path):
         raise UserError(f"no such data file: {path}")
     ext = os.path.splitext(path)[1].lower()
@@ -122,9 +122,7 @@ def read_data(
                     f"({list(order)}); it has {sorted(arrays)}"
                 )
             arrays = {g: arrays[g] for g in order}
-        data = GroupedData(
-            arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows
-        )
+        data = GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=keep_empty)
         return refuse_empty_rows(data, path, "rows") if strict else data, arrays, None
     if ext != ".csv":
         raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
@@ -136,7 +134,7 @@ def read_data(
         raise UserError(f"{path} is a CSV: give --groups 'group=col1,col2;other=col3'")
     groups = frame_columns(frame, groups)  # a model's integer labels are the header's text
     data = GroupedData.from_dataframe(
-        frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows
+        frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=keep_empty
     )
     return refuse_empty_rows(data, path, "data rows") if strict else data, frame, groups
 
@@ -146,10 +144,10 @@ def refuse_empty_rows(data: GroupedData, path: str, what: str) -> GroupedData:
     from 0, as ``what`` of the file ``path``) and the command-line option that drops them."""
     empty = np.flatnonzero(~data.observed.any(-1).numpy())
     if len(empty):
+        rows = f"{len(empty)} rows of {path} have" if len(empty) > 1 else f"a row of {path} has"
         raise UserError(
-            f"{len(empty)} rows of {path} have no observed group ({what} {fmt_rows(empty)}, "
-            "counted from 0): give them an observed value, delete them, or add "
-            "--drop-empty-rows to leave them out"
+            f"{rows} no observed group ({what} {fmt_rows(empty)}, counted from 0): give them "
+            "an observed value, delete them, or add --drop-empty-rows to leave them out"
         )
     return data
 

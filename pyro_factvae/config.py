@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -54,10 +55,20 @@ def interval_draws(num_draws: Any, level: Any, name: str = "num_draws") -> int:
     if num_draws < need:
         raise ValueError(
             f"{name}={num_draws} is too few for a central {float(level) * 100:g}% interval: "
-            f"even the smallest to the largest of {num_draws} draws covers only "
-            f"{num_draws - 1}/{num_draws + 1} of new values; give {name} >= {need}"
+            f"{_range_covers(num_draws)}; give {name} >= {need}"
         )
     return num_draws
+
+
+def _range_covers(num_draws: int) -> str:
+    """What the range of ``num_draws`` exact draws covers of new values, in words."""
+    if num_draws == 1:
+        return "one draw bounds an interval of zero width"
+    share = Fraction(num_draws - 1, num_draws + 1)
+    return (
+        f"even the smallest to the largest of {num_draws} draws covers only "
+        f"{share.numerator}/{share.denominator} of new values"
+    )
 
 
 def draws_for(level: Any) -> int:

@@ -42,7 +42,7 @@ from .validation import (
     is_dataframe,
     reject_inf,
 )
-from .variables import frame_variables, text_labels
+from .variables import frame_variables, mudata_variables, named
 
 __all__ = ["GroupedData", "as_grouped", "is_dataframe"]
 
@@ -107,13 +107,15 @@ class GroupedData:
                 "got a torch Dataset: stream it with GroupedData.from_dataset(dataset), or "
                 "give it to FactVAE().fit(dataset) directly"
             )
+        # the groups as given (a DataFrame's column labels name its variables)
         given = list(groups.values()) if isinstance(groups, Mapping) else groups
-        variables = None
         if type(groups).__name__ == "MuData":  # its modalities are the groups
-            variables = {m: [str(v) for v in groups.mod[m].var_names] for m in groups.mod}
-            groups = given = mudata_groups(groups)[0]
+            variables = mudata_variables(groups, list(groups.mod))
+            groups = mudata_groups(groups)[0]
         names, mats = group_arrays(groups, names)
-        variables = variables or frame_variables(names, list(given))
+        if type(given).__name__ != "MuData":
+            given = given if isinstance(given, (list, tuple)) else []  # an iterator is spent
+            variables = frame_variables(names, given)
         num_rows = mats[0].shape[0]
         if mask is None:
             obs, cells = observed_from_nan(names, mats)
@@ -235,8 +237,7 @@ class GroupedData:
                 "allow_empty_rows=True"
             )
         out.columns = {name: list(cols) for name, cols in groups.items()}
-        named = {g: text_labels(cols) for g, cols in groups.items()}
-        out.variables = {g: cols for g, cols in named.items() if cols is not None} or None
+        out.variables = named(groups)
         return out
 
     @classmethod
@@ -247,7 +248,7 @@ class GroupedData:
         modality lacks is that group missing; ``layer`` reads a layer instead of ``X``."""
         groups, _ = mudata_groups(mdata, modalities, layer)
         out = cls(groups, allow_empty_rows=True)
-        out.variables = {m: [str(v) for v in mdata.mod[m].var_names] for m in groups}
+        out.variables = mudata_variables(mdata, list(groups))
         return out
 
     @classmethod
@@ -264,7 +265,7 @@ class GroupedData:
         observed group as in the constructor."""
         arrays = anndata_groups(adata, groups, layer)
         out = cls(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=allow_empty_rows)
-        out.variables = {g: list(cols) for g, cols in var_groups(adata, groups).items()}
+        out.variables = named(var_groups(adata, groups))
         return out
 
     @classmethod

@@ -373,9 +373,15 @@ class FactVAE(Queries):
                         "groups= maps a DataFrame's columns to groups; these data are a "
                         f"{type(data).__name__}, whose groups are their own: leave groups out"
                     )
+                before = self.columns_
                 self.set_columns(groups)
             target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
-            data = self.prepare(data)
+            try:
+                data = self.prepare(data)
+            except ValueError:  # refused data leave the mapping the model had
+                if groups is not None:
+                    self._state.columns = before
+                raise
             if self.columns_ is None and data.columns is not None:  # from_dataframe's mapping
                 self.set_columns(data.columns)
             self._state.record_variables(data)

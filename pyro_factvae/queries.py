@@ -25,6 +25,7 @@ from .omics import anndata_groups, mudata_groups, var_groups, write_results
 from .outputs import caller_arrays, float_dtype, returned_as, shaped_like, split_columns
 from .rng import seeded
 from .validation import frame_columns
+from .variables import mudata_variables, named
 
 __all__ = ["INTERVAL_DRAWS", "Queries"]
 
@@ -99,9 +100,11 @@ class Queries:
         self.ess_ = None  # of the last draws: these are means
         for name, value in (("targets", targets), ("given", given)):
             if isinstance(value, str):
+                one = (
+                    f" (for that group: {name}=[{value!r}])" if value in model.layout.names else ""
+                )
                 raise ValueError(
-                    f"{name} must be a list of group names, not the string {value!r} (e.g. "
-                    f"{name}=[{value!r}])"
+                    f"{name} must be a list of group names, not the string {value!r}{one}"
                 )
         # group names are text: a dict keyed by 0 names its group "0"
         targets = list(model.layout.names) if targets is None else [str(t) for t in targets]
@@ -356,7 +359,7 @@ class Queries:
         names = list(mdata.mod) if modalities is None else list(modalities)
         groups, obs = mudata_groups(mdata, names, layer)
         data = GroupedData(groups, allow_empty_rows=True)
-        data.variables = {m: [str(v) for v in mdata.mod[m].var_names] for m in names}
+        data.variables = mudata_variables(mdata, names)
         filled = self.impute(data)
         where = {o: i for i, o in enumerate(obs)}
         for m in names:
@@ -377,7 +380,7 @@ class Queries:
         arrays = anndata_groups(adata, groups, layer)
         data = self.prepare(arrays, allow_empty_rows=True)  # the fitted groups, in any order
         spec = var_groups(adata, groups)
-        data.variables = spec  # checked by the queries' prepare
+        data.variables = named(spec)  # checked by the queries' prepare
         filled = self.impute(data)
         where = {str(v): j for j, v in enumerate(adata.var_names)}
         # in the matrix's own precision: a float64 matrix's observed values kept exactly

@@ -110,14 +110,15 @@ def without_groups(
 ) -> dict[str, Any]:
     """The per-group settings of ``settings`` (``likelihood``, ``group_weight``,
     ``library_size``) without the groups ``gone`` (left out of the model: every column never
-    observed), whether a setting names the groups or lists them in the order of ``groups``;
+    observed), whether a setting names the groups or (``likelihood``) lists them in the order
+    of ``groups``;
     a ``ValueError`` where a count group's size factors are in a group left out."""
     order, out = [str(g) for g in groups], {}
     for key in ("likelihood", "group_weight", "library_size"):
         value = settings[key]
         if isinstance(value, Mapping):
             out[key] = {g: v for g, v in value.items() if str(g) not in gone}
-        elif isinstance(value, (list, tuple)) and len(value) == len(order):
+        elif key == "likelihood" and isinstance(value, (list, tuple)) and len(value) == len(order):
             out[key] = [v for g, v in zip(order, value) if g not in gone]
     sizes = out.get("library_size", {})
     for g, source in sizes.items():

@@ -279,7 +279,7 @@ def test_dataframe_round_trip_keeps_index_columns_and_mapping(tmp_path, groups):
         vae.reconstruct(frame, targets="mean")
     for given in ("a", "b"):  # a one-letter group name too: never read letter by letter
         with pytest.raises(
-            ValueError, match=rf"given must be a list .* \(e.g. given=\['{given}'\]\)"
+            ValueError, match=rf"given must be .* \(for that group: given=\['{given}'\]\)"
         ):
             vae.reconstruct(frame, given=given)
 
@@ -513,8 +513,13 @@ def test_fit_arguments_of_the_wrong_kind_are_refused(groups):
         vae.predict_interval(groups, level=0.999, num_draws=40)
     # two draws' range covers 1/3 of new values: enough for 10%, and said so for 50%
     lower, upper = vae.predict_interval(groups, level=0.1, num_draws=2, refine_steps=0)
+    assert all(np.all(upper[g] >= lower[g]) for g in lower)
     with pytest.raises(ValueError, match=r"covers only 1/3 of new values; give num_draws >= 3"):
         vae.predict_interval(groups, level=0.5, num_draws=2)
+    with pytest.raises(ValueError, match=r"draws covers only 2/3 of new values"):  # 4/6
+        vae.predict_interval(groups, level=0.8, num_draws=5)
+    with pytest.raises(ValueError, match=r"one draw bounds an interval of zero width"):
+        vae.predict_interval(groups, level=0.1, num_draws=1)
     with pytest.raises(ValueError, match="importance=False applies to means; draws are always"):
         vae.impute(groups, num_draws=2, importance=False)
     arrays = list(groups.values()) if isinstance(groups, dict) else list(groups)

@@ -199,6 +199,8 @@ def test_per_group_settings_lose_the_groups_left_out_as_never_observed():
         imp.fit(table)
     assert imp.vae_.layout_.likelihoods == ("normal", "normal", "poisson", "poisson")
     assert dict(imp.vae_.config.group_weight) == {"x3": 2}
+    with pytest.raises(ValueError, match="library_size"):  # a list is FactVAE's to refuse
+        FactVAEImputer(likelihood=likelihood, library_size=["data"] * 5, **FAST).fit(table)
     sizes = np.hstack([table, rng.uniform(0.5, 2.0, (60, 1))])
     groups = {"x": [0, 1, 2], "counts": [3, 4], "size": [5]}
     settings = dict(groups=groups, likelihood={"counts": "poisson"}, **FAST)

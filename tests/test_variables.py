@@ -33,7 +33,7 @@ def test_a_fit_on_named_frames_keeps_each_groups_variable_names(frames, tmp_path
 @pytest.mark.parametrize(
     "change, says",
     [
-        (lambda b: b[["b1", "b0"]], "name them in another order (['b1', 'b0'])"),
+        (lambda b: b[["b1", "b0"]], "from position 0, ['b1', 'b0'] where it was fitted on"),
         (lambda b: b.rename(columns={"b0": "zz"}), "lack ['b0'] and name ['zz']"),
     ],
 )
@@ -77,3 +77,44 @@ def test_a_single_frame_records_the_text_columns_of_its_groups():
     data = GroupedData.from_dataframe(frame, {"left": ["x", "w"], "right": ["y", "z"]})
     assert data.variables == {"left": ["x", "w"], "right": ["y", "z"]}
     assert data.subset(np.arange(5)).variables == data.variables  # kept by a subset of rows
+
+
+def test_a_refused_fit_leaves_the_column_mapping_as_it_was():
+    rng = np.random.default_rng(4)
+    frame = pd.DataFrame(rng.standard_normal((40, 3)), columns=list("abc"))
+    vae = FactVAE(latent_dim=2, lam=0.1)
+    vae.fit(frame, groups={"g1": ["a", "b"], "g2": ["c"]}, epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"group 'g1'.*leave the groups out"):
+        vae.fit(frame, groups={"g1": ["b", "a"], "g2": ["c"]}, epochs=1, progress=False)
+    assert vae.columns_ == {"g1": ["a", "b"], "g2": ["c"]}
+    assert vae.impute(frame).shape == frame.shape  # still answers with its own mapping
+
+
+def test_names_that_repeat_or_keys_that_are_not_text_are_handled():
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame(rng.standard_normal((40, 3)), columns=list("abc"))
+    data = GroupedData.from_dataframe(frame, {0: ["a", "b"], 1: ["c"]})
+    assert data.names == ["0", "1"] and data.variables == {"0": ["a", "b"], "1": ["c"]}
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="group '0'"):
+        vae.impute({0: frame[["b", "a"]], 1: frame[["c"]]})
+    # a group whose labels repeat one names nothing: read by position
+    twice = {"x": frame.set_axis(["p", "p", "q"], axis=1), "y": frame[["c"]]}
+    assert GroupedData(twice).variables == {"y": ["c"]}
+    groups = iter([frame[["a", "b"]], frame[["c"]]])  # an iterator, read once
+    assert GroupedData(groups).variables is None
+
+
+def test_a_resumed_checkpoint_keeps_the_names_and_refuses_others(tmp_path):
+    rng = np.random.default_rng(6)
+    frames = {
+        "a": pd.DataFrame(rng.standard_normal((40, 2)), columns=["a0", "a1"]),
+        "b": pd.DataFrame(rng.standard_normal((40, 2)), columns=["b0", "b1"]),
+    }
+    ckpt = tmp_path / "run.ckpt"
+    FactVAE(latent_dim=2, lam=0.1).fit(frames, epochs=2, checkpoint=ckpt, progress=False)
+    resumed = FactVAE(latent_dim=2, lam=0.1).fit(frames, resume=ckpt, progress=False)
+    assert resumed.variables_ == {"a": ["a0", "a1"], "b": ["b0", "b1"]}
+    swapped = {"a": frames["a"], "b": frames["b"][["b1", "b0"]]}
+    with pytest.raises(ValueError, match="group 'b'"):
+        FactVAE(latent_dim=2, lam=0.1).fit(swapped, resume=ckpt, progress=False)

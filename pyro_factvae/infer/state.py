@@ -29,7 +29,7 @@ from ..module.priors import column_norms
 from ..registry import LIKELIHOODS
 from ..stream import is_dataset
 from ..validation import check_column_spec, fmt_rows
-from ..variables import check_variables
+from ..variables import FRAME_HOW, PARTS_HOW, check_variables
 from .optim import Optimizers
 
 __all__ = ["FitState", "as_device", "check_support", "phi_norms"]
@@ -146,8 +146,8 @@ class FitState:
         self.guide.to(self.device)
 
     def fresh(self, **settings: Any) -> FitState:
-        """A new, unfitted state with these settings changed (same device, metadata and
-        column mapping)."""
+        """A new, unfitted state with these settings changed (same device, metadata, column
+        mapping and variable names)."""
         config = ModelConfig(**{**self.config.user_dict(), **settings})
         columns = None if self.columns is None else dict(self.columns)
         return FitState(
@@ -155,7 +155,7 @@ class FitState:
             self.device,
             metadata=dict(self.metadata),
             columns=columns,
-            variables=self.variables,
+            variables=None if self.variables is None else dict(self.variables),
             pad=self.pad,
         )
 
@@ -232,6 +232,7 @@ class FitState:
         groups; a torch Dataset is streamed into a memmap)."""
         empty = allow_empty_rows
         names = None if self.layout is None else list(self.layout.names)
+        how = PARTS_HOW  # how to give the fitted variables, said where they differ
         if isinstance(data, (np.ndarray, torch.Tensor)) and self.layout is not None:
             edges = np.cumsum([0, *self.layout.dims]).tolist()
             split = ", ".join(
@@ -250,6 +251,7 @@ class FitState:
                     "fitted model, set_columns({group: [columns]})"
                 )
             data = GroupedData.from_dataframe(data, self.columns, allow_empty_rows=empty)
+            how = FRAME_HOW
         elif type(data).__name__ == "MuData":
             data = GroupedData.from_mudata(data)
         elif is_dataset(data):  # one DataLoader batch at a time
@@ -290,7 +292,7 @@ class FitState:
                     f"group {'; group '.join(wrong)}: give each group the columns it was "
                     f"fitted on, in the same order{OWN_GROUPS}"
                 )
-            check_variables(data.names, data.variables, self.variables)
+            check_variables(data.names, data.variables, self.variables, how)
             check_support(data, self.layout, self.config)
         return data
 
