@@ -65,6 +65,21 @@ def test_a_callback_that_raises_stops_the_fit_with_its_epoch_saved_and_resumable
     assert "the model holds its weights then" in info.value.__notes__[0]
     assert bare.interrupted_ == "callback" and len(bare.history_) == 3
 
+    def interrupting(event):  # as a Ctrl-C inside a notebook's callback
+        if event.epoch == 3:
+            raise KeyboardInterrupt
+
+    rare = tmp_path / "rare.ckpt"  # written only at the stop
+    stopped = FactVAE(latent_dim=2, lam=0.5)
+    with pytest.raises(KeyboardInterrupt) as info:
+        stopped.fit(
+            small_groups(), callbacks=[interrupting], checkpoint=rare, checkpoint_every=10**6, **FIT
+        )
+    assert info.value.__notes__[0].startswith("a callback raised at epoch 3")
+    assert stopped.interrupted_ == "callback" and rare.exists()
+    resumed = FactVAE().fit(small_groups(), resume=rare, progress=False)
+    assert resumed.history_ == whole.history_
+
 
 def test_callbacks_follow_the_default_fit_through_its_lam_path():
     seen = []

@@ -254,7 +254,7 @@ class Trainer:
                 run.saved_step = run.global_step
 
             requested = False  # a callback asked to stop
-            raised: Exception | None = None  # what a callback raised, re-raised once saved
+            raised: BaseException | None = None  # what a callback raised, re-raised once saved
 
             def after_epoch(pos: Position) -> bool:
                 nonlocal requested, raised
@@ -273,7 +273,8 @@ class Trainer:
                     # True stops (numpy's too); not any value (what file.write returns, say)
                     try:
                         answers = [callback(event) for callback in callbacks]
-                    except Exception as exc:  # stops the run as a stop would, then re-raised
+                    # stops the run as a stop would, then re-raised (KeyboardInterrupt too)
+                    except BaseException as exc:
                         raised = exc
                         return False
                     stops = [isinstance(a, (bool, np.bool_)) and bool(a) for a in answers]
