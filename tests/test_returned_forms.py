@@ -73,6 +73,32 @@ def test_a_constant_column_is_filled_and_drawn_at_its_value():
     assert np.ptp(draws[0]["c"][10:14, 0]) > 0  # the varying column keeps its noise
 
 
+@pytest.mark.parametrize("family, value", [("bernoulli", 1.0), ("poisson", 0.0)])
+def test_a_constant_0_1_or_count_column_is_filled_and_drawn_at_its_value(family, value, tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((80, 3))
+    if family == "bernoulli":
+        y = (rng.random((80, 2)) > 0.5) * 1.0
+    else:
+        y = rng.poisson(3.0, (80, 2)) * 1.0
+    y[:, 1] = value  # constant wherever observed
+    y[:10] = np.nan
+    data = {"x": x, "y": y}
+    with pytest.warns(UserWarning, match=r"group 'y': columns \[1\] are constant"):
+        vae = FactVAE(latent_dim=2, lam=0.1, likelihood={"y": family})
+        vae.fit(data, epochs=5, seed=0, progress=False)
+    vae.save(tmp_path / "m.factvae")
+    loaded = FactVAE.load(tmp_path / "m.factvae")
+    query = dict(num_samples=8, refine_steps=0)
+    for model in (vae, loaded):
+        draws = model.impute(data, num_draws=20, **query)
+        lower, upper = model.predict_interval(data, num_draws=20, **query)
+        plugged = model.impute(data, num_samples=0)  # the posterior mean of z plugged in
+        for out in (model.impute(data, **query), plugged, *draws, lower, upper):
+            assert np.all(out["y"][:, 1] == value)
+        assert np.ptp(np.stack([d["y"][:10, 0] for d in draws])) > 0  # the other one varies
+
+
 def test_queries_refuse_a_seed_that_is_not_an_integer(fitted):
     vae, data = fitted
     for call in (

@@ -84,9 +84,16 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     model, guide = state.fitted()
     try:
         model_state = dict(tensors["model"])
+        # a file from before: every feature varies (and none is held)
+        fill = {
+            ".varies": torch.ones_like,
+            ".held": torch.zeros_like,
+            ".held_value": torch.zeros_like,
+        }
         for key, value in model.state_dict().items():
-            if key.endswith(".varies") and key not in model_state:
-                model_state[key] = torch.ones_like(value)  # a file from before: all vary
+            for end, make in fill.items():
+                if key.endswith(end) and key not in model_state:
+                    model_state[key] = make(value)
         model.load_state_dict(model_state)
         guide_state = dict(tensors["guide"])
         for key, value in guide.state_dict().items():

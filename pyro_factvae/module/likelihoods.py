@@ -97,6 +97,8 @@ class Likelihood(nn.Module):
     #: each column on its own, with no sum over a group's columns such as a softmax, and
     #: honours ``widths``; see :class:`~pyro_factvae.layout.Layout`)
     paddable = False
+    #: whether constant features are held at their value (:mod:`~pyro_factvae.module.held`)
+    holds = True
 
     def __init__(self, num_groups: int, dim: int, *, widths: Sequence[int] | None = None) -> None:
         super().__init__()
@@ -109,6 +111,8 @@ class Likelihood(nn.Module):
             columns = torch.arange(dim) < torch.tensor(self.widths).unsqueeze(-1)
         #: ``(G_b, dim)`` bool, each group's own columns (``None`` without padding)
         self.register_buffer("columns", columns, persistent=False)
+        self.register_buffer("held", torch.zeros(num_groups, dim, dtype=torch.bool))
+        self.register_buffer("held_value", torch.zeros(num_groups, dim))
 
     def scored(self, cells: torch.Tensor | None) -> torch.Tensor | None:
         """The cells a block's sums run over: ``cells`` (observed cells), less the padding;
@@ -135,11 +139,15 @@ class Likelihood(nn.Module):
         constant = self.constant()
         if not bool(constant.any()):
             return values
-        means = self.mean(out)
+        means = self.hold(self.mean(out))
         return [
             torch.where(constant[i, :w], means[..., i, :w], v)
             for i, (v, w) in enumerate(zip(values, self.widths))
         ]
+
+    def hold(self, means: torch.Tensor) -> torch.Tensor:
+        """``means`` (``(..., G_b, dim)``, from :meth:`mean`), held features at their value."""
+        return torch.where(self.held, self.held_value, means)
 
     def log_prob(
         self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
@@ -183,8 +191,8 @@ class Likelihood(nn.Module):
 
     def constant(self) -> torch.Tensor:
         """``(num_groups, dim)`` bool: features whose observed training values were all one
-        value, predicted as that value (default: none)."""
-        return torch.zeros(self.num_groups, self.dim, dtype=torch.bool)
+        value (in two rows or more), predicted as that value."""
+        return self.held.clone()
 
     def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
         """Features that vary in these data (``init_from_data``'s arguments) are no longer held
@@ -347,6 +355,8 @@ class CategoricalLikelihood(Likelihood):
     """``x ~ OneHotCategorical(logits=out)``: the group is one class label, one-hot over its
     ``d_g`` columns (e.g. a label group for semi-supervised learning; a missing label is a
     missing group). Needs ``d_g >= 2``."""
+
+    holds = False  # one label: held column by column, a class never seen would be no class
 
     def dists(
         self, out: torch.Tensor, cells: torch.Tensor | None = None

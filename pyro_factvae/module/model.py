@@ -25,7 +25,7 @@ from .. import sites
 from ..config import ModelConfig
 from ..layout import Layout
 from ..registry import LIKELIHOODS
-from . import library
+from . import held, library
 from .likelihoods import HALF_LOG_2PI, with_cells
 from .nets import BlockDecoder
 from .priors import gamma_sq_prior, phi_prior
@@ -143,6 +143,8 @@ class Model(PyroModule):
             else:
                 obs = [per_group[g] for g in block.groups]
             lik.init_from_data([xs[g] for g in block.groups], obs)
+            if lik.holds:
+                held.find_constant(lik, [xs[g] for g in block.groups], obs)
 
     def keep_varying(
         self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
@@ -153,6 +155,8 @@ class Model(PyroModule):
         for block, lik in zip(self.layout.blocks, self.likelihoods):
             obs = [mask[:, g] if per_group is None else per_group[g] for g in block.groups]
             lik.keep_varying([xs[g] for g in block.groups], obs)
+            if lik.holds:
+                held.keep_varying(lik, [xs[g] for g in block.groups], obs)
 
     def lam_totals(self, batch_size: int | None = None) -> list[float | torch.Tensor]:
         """See :func:`lam_totals`."""
@@ -233,7 +237,7 @@ class Model(PyroModule):
         (``offsets``: see :meth:`decode`)."""
         outs = self.decode(z, phis, offsets)
         return self.layout.scatter_unbind(
-            [lik.mean(out) for out, lik in zip(outs, self.likelihoods)]
+            [lik.hold(lik.mean(out)) for out, lik in zip(outs, self.likelihoods)]
         )
 
     def units(self) -> list[torch.Tensor]:

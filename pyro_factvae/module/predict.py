@@ -94,7 +94,7 @@ def predictive_means(
             z = q.sample((size,)) if noise is None else noise.sample(q, keys, start, start + size)
             outs = model.decode(z, phis, offsets)
             means = layout.scatter_unbind(
-                [lik.mean(out) for out, lik in zip(outs, model.likelihoods)]
+                [lik.hold(lik.mean(out)) for out, lik in zip(outs, model.likelihoods)]
             )
             if not importance:
                 for total, g in zip(sums, targets):

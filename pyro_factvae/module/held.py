@@ -1,0 +1,51 @@
+"""Features constant in the training data, held at their value.
+
+A feature whose observed training values are all one value (seen in two rows or more) is
+predicted as that value: its means and every draw are the value itself, not what the decoder
+makes of it (a 0/1 column that is always 1 would otherwise be imputed as 0.99 and drawn as 0
+now and then; a count column that is always 0, as a small rate). Every family keeps two
+buffers, ``held`` (bool, ``(G_b, dim)``) and ``held_value``, set here from the data where it
+:attr:`~pyro_factvae.module.likelihoods.Likelihood.holds` (not the categorical: a class never
+seen, a column always 0, would leave some draws no class); the Normal family's own
+standardization also predicts a constant feature as its value.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["find_constant", "keep_varying"]
+
+
+def _seen(x: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
+    """``obs`` (rows ``(N,)`` or cells ``(N, d)``) as a cell mask like ``x``."""
+    return (obs.unsqueeze(-1) if obs.dim() == 1 else obs).expand_as(x)
+
+
+def _range(x: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's smallest and largest value over its ``seen`` cells."""
+    low = x.double().where(seen, float("inf")).amin(0)
+    high = x.double().where(seen, float("-inf")).amax(0)
+    return low, high
+
+
+@torch.no_grad()
+def find_constant(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
+    """Set ``lik``'s ``held`` and ``held_value`` from each group's observed cells (``xs``,
+    ``observed``: as :meth:`~pyro_factvae.module.likelihoods.Likelihood.init_from_data`
+    takes them): held where a column is seen in two rows or more, always with one value."""
+    for i, (x, obs) in enumerate(zip(xs, observed)):
+        seen = _seen(x, obs)
+        low, high = _range(x, seen)
+        w = x.shape[-1]  # a padded block's padding is never held
+        lik.held[i, :w] = (seen.sum(0) >= 2) & (low == high)
+        lik.held_value[i, :w] = torch.where(lik.held[i, :w], low, 0.0).to(lik.held_value)
+
+
+@torch.no_grad()
+def keep_varying(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
+    """Release the held columns of ``lik`` that vary in these data."""
+    for i, (x, obs) in enumerate(zip(xs, observed)):
+        low, high = _range(x, _seen(x, obs))
+        w = x.shape[-1]
+        lik.held[i, :w] &= ~(high > low)
