@@ -48,6 +48,8 @@ def plot_sparsity(
     """
     from matplotlib.figure import Figure  # no pyplot: works headless, leaves the backend alone
 
+    if hasattr(norms, "sparsity") and callable(norms.sparsity):
+        raise ValueError("give the model's map, plot_sparsity(vae.sparsity()), not the model")
     values = np.asarray(norms, dtype=float)
     if values.ndim != 2:
         raise ValueError(f"norms must be a G x K table, got shape {values.shape}")
@@ -160,6 +162,13 @@ def plot_lambda_path(path_result: Any, path: str | os.PathLike | None = None):
 def _path_series(path_result: Any) -> tuple[np.ndarray, list[float], str, int, list[int]]:
     """``(lams, score, its label, index of the choice, active links)`` of a
     :class:`~pyro_factvae.tools.selection.LambdaPath` or of a ``lam_path_`` dict."""
+    if path_result is None or not (
+        isinstance(path_result, Mapping) or hasattr(path_result, "lams")
+    ):
+        raise ValueError(
+            "give a lam path: a FactVAE(lam='auto') fit's lam_path_ (a model fitted at a "
+            f"number lam has none), or a lambda_path result; got {type(path_result).__name__}"
+        )
     if not isinstance(path_result, Mapping):
         lams = np.asarray(path_result.lams, dtype=float)
         label = "held-out log p(x_g | x_rest)"

@@ -159,6 +159,13 @@ def test_plot_sparsity_takes_a_plain_table():
         plot_sparsity([1.0, 0.0])
 
 
+def test_plot_sparsity_given_the_model_says_to_give_its_map(fitted_bars):
+    from pyro_factvae.plotting import plot_sparsity
+
+    with pytest.raises(ValueError, match=r"plot_sparsity\(vae.sparsity\(\)\)"):
+        plot_sparsity(fitted_bars)
+
+
 def test_plot_sparsity_labels_its_colour_bar_and_leaves_a_callers_layout():
     from matplotlib.figure import Figure
 
