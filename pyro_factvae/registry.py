@@ -28,17 +28,35 @@ class Registry:
         self.what = what
         self._entries: dict[str, Any] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
-        """Class decorator: register the class under ``name`` (sets its ``name`` attribute)."""
+    def register(self, name: str, replace: bool = False) -> Callable[[T], T]:
+        """Class decorator: register the class under ``name`` (sets its ``name`` attribute).
+
+        A name already taken is refused, unless ``replace`` or the class is the same
+        definition run again (same module and qualified name: a notebook cell re-run),
+        which then takes its place."""
 
         def add(cls: T) -> T:
-            if name in self._entries:
-                raise ValueError(f"{self.what} {name!r} is registered twice")
+            old = self._entries.get(name)
+            same = old is not None and (old.__module__, old.__qualname__) == (
+                cls.__module__,
+                cls.__qualname__,
+            )
+            if old is not None and not (replace or same):
+                raise ValueError(
+                    f"{self.what} {name!r} is registered twice (as {old.__qualname__} and "
+                    f"{cls.__qualname__}): give it another name, or register({name!r}, "
+                    "replace=True) to replace the first"
+                )
             self._entries[name] = cls
             cls.name = name  # type: ignore[attr-defined]
             return cls
 
         return add
+
+    def unregister(self, name: str) -> None:
+        """Forget the class registered as ``name`` (a ``ValueError`` if there is none)."""
+        self.get(name)
+        del self._entries[name]
 
     def get(self, name: Any) -> Any:
         """The class registered as ``name``."""

@@ -245,6 +245,10 @@ def test_other_version_or_config_fails_with_a_message(tmp_path):
     bad = _tampered(tmp_path, lambda m: m["config"].update(keep_prob=3.0))
     with pytest.raises(ValueError, match="invalid config"):
         FactVAE.load(bad)
+    own = _tampered(tmp_path, lambda m: m["layout"]["likelihoods"].__setitem__(0, "laplace-own"))
+    says = r"uses the likelihood 'laplace-own', which is not registered in this session: run"
+    with pytest.raises(ValueError, match=says):
+        FactVAE.load(own)
 
 
 def test_resume_needs_a_checkpoint_and_the_same_data(tmp_path):

@@ -23,6 +23,7 @@ from ..config import ModelConfig
 from ..fit_config import FitConfig
 from ..io import read_payload, write_payload
 from ..layout import Layout
+from ..registry import LIKELIHOODS
 from .state import FitState
 
 __all__ = ["Checkpoint", "check_checkpoint", "differs_from", "restore", "write"]
@@ -72,6 +73,15 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     ``ValueError`` that names the file when they do not fit together."""
     name = os.fspath(path)
     refuse_path_file(meta, path)
+    unknown = sorted(
+        {str(lik) for lik in meta.get("layout", {}).get("likelihoods", [])} - set(LIKELIHOODS.names)
+    )
+    if unknown:  # a family of the user's own, not registered in this session
+        raise ValueError(
+            f"{name!r} uses the likelihood {unknown[0]!r}, which is not registered in this "
+            f"session: run the code that registers it (@LIKELIHOODS.register({unknown[0]!r}) "
+            "on its class) before loading the file"
+        )
     try:
         state.config = ModelConfig(**meta["config"])
         lay = meta["layout"]
