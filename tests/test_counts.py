@@ -198,6 +198,10 @@ def test_library_size_groups_and_lams_are_checked():
     vae = FactVAE(latent_dim=2, lam=0.1).fit(data, epochs=1, progress=False)
     with pytest.raises(ValueError, match="a fitted model takes a number for lam"):
         vae.set_lam("auto")
+    for bad in (-1, float("nan")):  # said without 'auto', which a fitted model refuses
+        with pytest.raises(ValueError, match=r"lam must be a finite number >= 0.0, got") as err:
+            vae.set_lam(bad)
+        assert "auto" not in str(err.value)
     from pyro_factvae.infer.run import Trainer
 
     fresh = FactVAE().fit_state

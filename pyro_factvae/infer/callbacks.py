@@ -32,7 +32,8 @@ class Epoch:
     #: epochs completed in this model's history (1 after the first; the fresh dense fit of a
     #: ``lam="auto"`` path that chose 0 counts its own, from 1)
     epoch: int
-    #: the phase trained (``map``, ``prox``, ``variational`` or ``relaxed refit``)
+    #: the phase trained (``prox``, ``variational`` or ``relaxed refit``; a variational fit
+    #: starts with a ``prox`` phase, its MAP warm start)
     phase: str
     #: the negative ELBO of the data per row over the epoch (likelihood and KL of ``z``)
     loss: float

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import ModelConfig
+from ..config import ModelConfig, number
 from ..data import GroupedData, is_dataframe
 from ..layout import Layout
 from ..module.guide import Guide
@@ -205,6 +205,8 @@ class FitState:
                 f"a fitted model takes a number for lam, got {lam!r} (lam='auto' chooses lam "
                 "on a first fit: build a new FactVAE(lam='auto'))"
             )
+        if self.model is not None:  # its own message: 'auto' is no way out here
+            number("lam", lam)
         self.set_config(lam=lam)
 
     def set_config(self, **changes: Any) -> None:
