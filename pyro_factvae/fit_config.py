@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import also, auto_or, number, positive_int, seed_int
+from .config import also, auto_or, non_negative_int, number, positive_int, seed_int
 
 __all__ = [
     "DEFAULT_STEPS",
@@ -32,11 +32,11 @@ _FIT_CHECKS: dict[str, Callable[[Any], Any]] = {
     "lr": lambda v: number("lr", v, strict=True),
     "phi_lr": lambda v: number("phi_lr", v, strict=True),
     "warmup_epochs": _nonneg_or_none("warmup_epochs"),
-    "map_epochs": lambda v: None if v is None else int(number("map_epochs", v)),
+    "map_epochs": lambda v: None if v is None else non_negative_int("map_epochs", v),
     "seed": lambda v: None if v is None else seed_int(v),
     "checkpoint_every": lambda v: None if v is None else positive_int("checkpoint_every", v),
     "patience": lambda v: None if v is None else _patience(v),
-    "relax_epochs": lambda v: None if v is None else int(number("relax_epochs", v)),
+    "relax_epochs": lambda v: None if v is None else non_negative_int("relax_epochs", v),
     "validation": lambda v: _fraction("validation", v),
 }
 

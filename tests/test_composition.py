@@ -135,6 +135,9 @@ def test_map_epochs_of_the_variational_mode(groups):
         vae.fit(groups, epochs=2, map_epochs=2, progress=False)
     with pytest.raises(ValueError, match="variational' only"):
         FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=2, map_epochs=1, progress=False)
+    for name in ("map_epochs", "relax_epochs"):  # as epochs: refused, never truncated
+        with pytest.raises(ValueError, match=f"{name} must be 0 or a positive integer, got 2.7"):
+            vae.fit(groups, epochs=4, progress=False, **{name: 2.7})
 
 
 def test_composition_example_runs(tmp_path, capsys):

@@ -142,6 +142,7 @@ def test_lambda_path_arguments_are_checked_and_a_validation_dict_is_matched_by_n
         ({"validation": {"a": other["a"]}}, "give the same groups"),
         ({"fit_kwargs": {"epochs": 3}}, "lambda_path's own arguments"),
         ({"fit_kwargs": {"relax_epochs": 3}}, "it fits no relaxed refits"),
+        ({"fit_kwargs": {"checkpoint_every": 5}}, "writes no checkpoint"),
         ({"num_samples": 0}, "num_samples must be a positive integer"),
         ({"warm_epochs": 0}, "warm_epochs must be a positive integer"),
     ]:

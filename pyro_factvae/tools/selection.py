@@ -138,14 +138,16 @@ def lambda_path(
     seed_int(seed)
     if "lam" in model_kwargs:
         raise ValueError("give lam through lams, not as a model argument")
-    own = ("epochs", "seed", "relax_epochs")  # lambda_path's own, or the walk's, not settings
+    # lambda_path's own, or the walk's, not settings (its fits write no checkpoint)
+    own = ("epochs", "seed", "relax_epochs", "checkpoint_every")
     given = set(fit_kwargs or {})
     unknown = sorted((given - set(FitConfig().to_dict())) | (given & set(own)))
     if unknown:
         raise ValueError(
             f"fit_kwargs {unknown} are not training settings lambda_path passes on; give "
             f"some of {sorted(set(FitConfig().to_dict()) - set(own))} (epochs, warm_epochs "
-            "and seed are lambda_path's own arguments; it fits no relaxed refits)"
+            "and seed are lambda_path's own arguments; it fits no relaxed refits and writes no "
+            "checkpoint)"
         )
     positive_int("epochs", epochs)
     positive_int("num_samples", num_samples)
