@@ -183,6 +183,8 @@ class GroupedData:
         #: the names of the groups' variables, where the data carry them
         #: (:mod:`~pyro_factvae.variables`)
         self.variables: dict[str, list[str]] | None = None
+        #: whether queries give it back in float32 (a matrix or a stream's memmap; else float64)
+        self.single = False
         #: per group, its float64 input where float32 rounds it (else ``None``): read by
         #: :meth:`to_numpy`, so observed values come back bit for bit
         self.exact: list[np.ndarray | None] = [None] * len(dims)
@@ -203,7 +205,7 @@ class GroupedData:
         out._assemble(
             list(self.names), matrix, self._dims, observed, row_index, cells, self.columns
         )
-        out.variables = self.variables
+        out.variables, out.single = self.variables, self.single
         out.ranges = self.ranges  # its rows' lie within them
         out._ranges_judged = self._ranges_judged
         return out
@@ -316,6 +318,7 @@ class GroupedData:
         check_matrix(names, tensor, obs, dims, chunk, cells)
         out = object.__new__(cls)
         out._assemble(names, tensor, tuple(dims), obs, np.arange(tensor.shape[0]), cells)
+        out.single = True  # the file's float32 is what it holds and gives back
         return out
 
     @classmethod
@@ -351,7 +354,7 @@ class GroupedData:
         cell_mask = None if cells is None else torch.from_numpy(cells)
         matrix, observed = torch.from_numpy(matrix), torch.from_numpy(observed)
         out._assemble(names, matrix, tuple(dims), observed, row_index, cell_mask)
-        out.ranges = ranges
+        out.ranges, out.single = ranges, True
         return out
 
     # ------------------------------------------------------------------ properties

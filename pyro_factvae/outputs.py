@@ -32,8 +32,11 @@ def float_dtype(dtype: Any) -> np.dtype:
 
 def _held_dtype(data: Any) -> np.dtype | None:
     """The dtype of data the library holds itself: float64 for a GroupedData (whose float64
-    input it gives back exactly), a DataFrame and a MuData, float32 for a stream; ``None``
-    for the caller's own per-group arrays."""
+    input it gives back exactly), a DataFrame and a MuData, float32 for a stream and for a
+    GroupedData of a float32 matrix or a stream's memmap; ``None`` for the caller's own
+    per-group arrays."""
+    if isinstance(data, GroupedData) and data.single:
+        return np.dtype(np.float32)
     if isinstance(data, GroupedData) or is_dataframe(data) or type(data).__name__ == "MuData":
         return np.dtype(np.float64)
     return np.dtype(np.float32) if is_dataset(data) else None

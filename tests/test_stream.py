@@ -68,6 +68,17 @@ def test_fitting_a_dataset_equals_fitting_its_arrays():
     assert filled.dtype == np.float32  # the stored values, as for a GroupedData
     np.testing.assert_array_equal(filled[:40], ref[:40].astype(np.float32))
     np.testing.assert_allclose(filled[40:], ref[40:], rtol=1e-6)
+    streamed = GroupedData.from_dataset(Rows(groups()))  # held, and given back, in float32
+    mapped = GroupedData.from_matrix(
+        streamed.matrix.numpy(), streamed.dims, streamed.observed, names=streamed.names
+    )
+    query = dict(num_samples=8, refine_steps=0)
+    for data in (streamed, mapped.subset(np.arange(300))):
+        filled = a.impute(data, **query)
+        assert {v.dtype for v in filled.values()} == {np.dtype(np.float32)}
+        np.testing.assert_array_equal(filled["b"], a.impute(Rows(groups()), **query)["b"])
+        assert a.impute(data, num_draws=2, **query)[0]["a"].dtype == np.float32
+        assert a.predict_interval(data, num_draws=19, **query)[1]["c"].dtype == np.float32
 
 
 def test_rows_without_an_observed_group_are_refused_or_dropped_with_their_item_index():
