@@ -141,10 +141,19 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
         result,
         f"fitted {len(data)} rows, groups {data.names}: final loss {vae.history_[-1]:.4g} "
         f"nats/row (prior terms {vae.prior_history_[-1]:.4g} apart), lam {vae.lam:g}"
-        f"{' (chosen on a validation split)' if vae.lam_path_ else ''}, "
+        f"{_lam_how(vae.lam_path_)}, "
         f"{links} active links; wrote {args.out}",
     )
     return result
+
+
+def _lam_how(path: dict[str, Any] | None) -> str:
+    """How ``lam`` came about, for ``factvae fit``'s line: chosen, or ``auto``'s fallback."""
+    if not path:
+        return ""
+    if "chosen_lam" in path:
+        return " (chosen on a validation split)"
+    return " (lam auto's fallback: no lam could be scored, see the warning)"
 
 
 def _likelihoods(items: Sequence[str] | None) -> str | dict[str, str]:

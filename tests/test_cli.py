@@ -99,7 +99,10 @@ def test_options_are_not_abbreviated(csv_with_holes, capsys):
         (["sparsity", "missing.factvae"], "no such model file"),
         (["lambda-path", "{data}", "--groups", "{spec}", "--lams", "0,x"], "give numbers"),
         (["lambda-path", "{data}", "--groups", "{spec}", "--lams=-1,0"], "--lams must be"),
-        (["lambda-path", "{data}", "--groups", "{spec}", "--device", "gpu"], "device must be"),
+        (
+            ["lambda-path", "{data}", "--groups", "{spec}", "--device", "gpu"],
+            "device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'",
+        ),
         (["fit", "{data}", "--groups", "{spec}", "--batch-size", "0"], "--batch-size must be"),
         (["fit", "{data}", "--groups", "{spec}", "--latent-dim", "0"], "--latent-dim must be"),
         (["fit", "{data}", "--groups", "{spec}", "--checkpoint-every", "5"], "needs --checkpoint"),
@@ -522,6 +525,11 @@ def test_cli_messages_speak_in_options_and_ctrl_c_outside_training_is_one_line(
     assert main(path) == 1 and "--drop-empty-rows" in capsys.readouterr().err
     assert main([*path, "--drop-empty-rows", "--json"]) == 0
     capsys.readouterr()
+    one = ["fit", str(data), "--groups", spec.split(";")[0], "-o", str(tmp_path / "one")]
+    assert main([*one, "--epochs", "1", "--drop-empty-rows", "--no-progress"]) == 0
+    said = capsys.readouterr()
+    assert "fell back to lam=0" in said.err and "factvae: --lam 0.1" in said.err
+    assert "lam 0 (lam auto's fallback: no lam could be scored" in said.out
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

@@ -96,8 +96,8 @@ def check_path_data(train: GroupedData, valid: GroupedData) -> None:
         if not bool((part.observed.sum(1) > 1).any()):
             raise ValueError(
                 f"no {name} row has two observed groups, so no group can be held out and "
-                "scored; choosing lam needs rows that observe at least two groups (or fit at "
-                "a number lam, FactVAE(lam=0.1))"
+                "scored; choosing lam needs rows that observe at least two groups (or give lam "
+                "a number: FactVAE(lam=0.1); factvae: --lam 0.1)"
             )
 
 

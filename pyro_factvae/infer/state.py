@@ -41,7 +41,7 @@ def as_device(device: Any) -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise ValueError(
-            f"device must be 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}"
+            f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}"
         ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
