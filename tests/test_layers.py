@@ -3,6 +3,7 @@ inside functions included), and no module grows past ~400 lines without a reason
 
 import ast
 import pathlib
+import re
 
 PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pyro_factvae"
 
@@ -164,6 +165,20 @@ def test_modules_stay_small():
     for name, path in _modules().items():
         lines = len(path.read_text().splitlines())
         assert lines <= 420 or name.split(".")[-1] in LONG, f"{name}: {lines} lines"
+
+
+def test_the_layout_page_names_every_module():
+    table = (PACKAGE.parent / "docs" / "layout.md").read_text()
+    named = set(re.findall(r"`([a-z_/]+\.py)`", table))
+    folders = ("tools", "datasets")  # named as folders, each module's job in a word
+    unnamed = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name not in ("__init__.py", "_version.py")
+        and path.parent.name not in folders
+        and str(path.relative_to(PACKAGE)) not in named
+    ]
+    assert not unnamed, f"docs/layout.md does not name {sorted(unnamed)}"
 
 
 def _module_runs(names: list[str]) -> list[str]:
