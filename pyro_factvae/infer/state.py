@@ -40,9 +40,7 @@ def as_device(device: Any) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(
-            f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}"
-        ) from None
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device {device!r} needs CUDA, which this torch build or machine does not have "
