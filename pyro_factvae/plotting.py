@@ -162,12 +162,14 @@ def plot_lambda_path(path_result: Any, path: str | os.PathLike | None = None):
 def _path_series(path_result: Any) -> tuple[np.ndarray, list[float], str, int, list[int]]:
     """``(lams, score, its label, index of the choice, active links)`` of a
     :class:`~pyro_factvae.tools.selection.LambdaPath` or of a ``lam_path_`` dict."""
+    if hasattr(path_result, "lam_path_"):
+        raise ValueError("give the model's path, plot_lambda_path(vae.lam_path_), not the model")
     if path_result is None or not (
         isinstance(path_result, Mapping) or hasattr(path_result, "lams")
     ):
         raise ValueError(
             "give a lam path: a FactVAE(lam='auto') fit's lam_path_ (a model fitted at a "
-            f"number lam has none), or a lambda_path result; got {type(path_result).__name__}"
+            f"number lam has none), or a lambda_path result; got {path_result!r}"
         )
     if not isinstance(path_result, Mapping):
         lams = np.asarray(path_result.lams, dtype=float)

@@ -41,6 +41,16 @@ class LikelihoodFamily(Protocol):
     #: cut group ``i`` to ``widths[i]`` columns and its sums leave out the padding; see
     #: :class:`~pyro_factvae.module.likelihoods.Likelihood`)
     paddable: bool
+    #: whether features constant in the training data are held at their value (buffers
+    #: ``held``, ``held_value``, set by :mod:`~pyro_factvae.module.held`); ``False`` for a
+    #: family whose columns are not free one by one (a one-hot label, a composition)
+    holds: bool
+
+    def hold(self, means: torch.Tensor) -> torch.Tensor:
+        """``means`` with the held features at their value."""
+
+    def draw(self, out: torch.Tensor) -> list[torch.Tensor]:
+        """A draw of every group given decoder outputs, held features at their value."""
 
     def dists(self, out: torch.Tensor, cells: torch.Tensor | None = None) -> list[Any]:
         """Per-group distributions given decoder outputs ``(..., G_b, d)``."""

@@ -406,9 +406,10 @@ def test_a_default_fits_lam_path_plots_with_its_choice_marked(groups):
     with pytest.raises(ValueError, match="scored no lam"):
         plot_lambda_path({"lams": [0.0], "criterion": "none: nothing can be held out"})
     fixed = FactVAE(latent_dim=2, lam=0.1).fit(groups, epochs=1, progress=False)
-    for wrong in (fixed.lam_path_, fixed):  # None; the model itself
-        with pytest.raises(ValueError, match="a model fitted at a number lam has none"):
-            plot_lambda_path(wrong)
+    with pytest.raises(ValueError, match="a model fitted at a number lam has none"):
+        plot_lambda_path(fixed.lam_path_)  # None
+    with pytest.raises(ValueError, match=r"plot_lambda_path\(vae.lam_path_\), not the model"):
+        plot_lambda_path(vae)
 
 
 def test_a_constant_column_warns_and_is_imputed_as_its_value(tmp_path):

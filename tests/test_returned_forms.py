@@ -97,6 +97,27 @@ def test_a_constant_0_1_or_count_column_is_filled_and_drawn_at_its_value(family,
         for out in (model.impute(data, **query), plugged, *draws, lower, upper):
             assert np.all(out["y"][:, 1] == value)
         assert np.ptp(np.stack([d["y"][:10, 0] for d in draws])) > 0  # the other one varies
+    y[20:40, 1] = 1.0 - value if family == "bernoulli" else 4.0  # it varies in these data:
+    vae.fit(data, epochs=1, progress=False)  # a continued fit frees it
+    assert not vae.model_.constant()[1][1]
+    assert np.ptp(vae.impute(data, **query)["y"][10:, 1]) > 0
+
+
+def test_a_columns_range_is_read_in_chunks_of_rows(monkeypatch):
+    import torch
+
+    from pyro_factvae.module import held
+
+    rng = np.random.default_rng(1)
+    x = torch.as_tensor(rng.standard_normal((50, 3)))
+    obs = torch.as_tensor(rng.random((50, 3)) < 0.7)
+    whole = held.column_range(x, obs)
+    monkeypatch.setattr(held, "CHUNK", 7)
+    for got, want in zip(held.column_range(x, obs), whole):
+        assert torch.equal(got, want)
+    seen = x.where(obs, float("nan"))
+    assert torch.equal(whole[0], torch.as_tensor(np.nanmin(seen.numpy(), 0)))
+    assert torch.equal(whole[2], obs.sum(0))
 
 
 def test_queries_refuse_a_seed_that_is_not_an_integer(fitted):

@@ -79,7 +79,7 @@ def test_a_single_frame_records_the_text_columns_of_its_groups():
     assert data.subset(np.arange(5)).variables == data.variables  # kept by a subset of rows
 
 
-def test_a_refused_fit_leaves_the_column_mapping_as_it_was():
+def test_a_refused_fit_leaves_the_column_mapping_as_it_was(tmp_path):
     rng = np.random.default_rng(4)
     frame = pd.DataFrame(rng.standard_normal((40, 3)), columns=list("abc"))
     vae = FactVAE(latent_dim=2, lam=0.1)
@@ -88,6 +88,19 @@ def test_a_refused_fit_leaves_the_column_mapping_as_it_was():
         vae.fit(frame, groups={"g1": ["b", "a"], "g2": ["c"]}, epochs=1, progress=False)
     assert vae.columns_ == {"g1": ["a", "b"], "g2": ["c"]}
     assert vae.impute(frame).shape == frame.shape  # still answers with its own mapping
+    swapped = {"g1": ["b", "a"], "g2": ["c"]}
+    with pytest.raises(ValueError, match="leave the groups out"):  # a frame split by a mapping
+        vae.impute(GroupedData.from_dataframe(frame, swapped))
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a folder"):  # refused before any training
+        vae.fit(frame, groups=swapped, checkpoint=folder, epochs=1, progress=False)
+    assert vae.columns_ == {"g1": ["a", "b"], "g2": ["c"]}
+    fresh = FactVAE(latent_dim=2, lam=0.1)
+    empty = frame.assign(c=np.nan)  # a column never observed: refused by require_trainable
+    with pytest.raises(ValueError, match="never observed"):
+        fresh.fit(empty, groups={"g1": ["a", "b"], "g2": ["c"]}, epochs=1, progress=False)
+    assert fresh.columns_ is None and fresh.variables_ is None
 
 
 def test_names_that_repeat_or_keys_that_are_not_text_are_handled():

@@ -73,9 +73,9 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     ``ValueError`` that names the file when they do not fit together."""
     name = os.fspath(path)
     refuse_path_file(meta, path)
-    unknown = sorted(
-        {str(lik) for lik in meta.get("layout", {}).get("likelihoods", [])} - set(LIKELIHOODS.names)
-    )
+    lay = meta.get("layout")
+    used = lay.get("likelihoods", []) if isinstance(lay, dict) else []
+    unknown = sorted({str(lik) for lik in used} - set(LIKELIHOODS.names))
     if unknown:  # a family of the user's own, not registered in this session
         raise ValueError(
             f"{name!r} uses the likelihood {unknown[0]!r}, which is not registered in this "

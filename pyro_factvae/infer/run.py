@@ -116,6 +116,8 @@ class Trainer:
                 state.to_device()
                 if seeded:
                     rng_state = torch.get_rng_state()
+        else:  # a continued fit: a feature held constant that varies in these data is freed
+            state.model.keep_varying(data.values, data.observed, data.cells)
         state.set_config(num_data=len(data))
         lam = float(state.config.lam)
         # the data's hash is for a checkpoint's resume (hashing 30 MB took 28 ms a fit call)

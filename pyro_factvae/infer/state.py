@@ -232,7 +232,6 @@ class FitState:
         groups; a torch Dataset is streamed into a memmap)."""
         empty = allow_empty_rows
         names = None if self.layout is None else list(self.layout.names)
-        how = PARTS_HOW  # how to give the fitted variables, said where they differ
         if isinstance(data, (np.ndarray, torch.Tensor)) and self.layout is not None:
             edges = np.cumsum([0, *self.layout.dims]).tolist()
             split = ", ".join(
@@ -251,7 +250,6 @@ class FitState:
                     "fitted model, set_columns({group: [columns]})"
                 )
             data = GroupedData.from_dataframe(data, self.columns, allow_empty_rows=empty)
-            how = FRAME_HOW
         elif type(data).__name__ == "MuData":
             data = GroupedData.from_mudata(data)
         elif is_dataset(data):  # one DataLoader batch at a time
@@ -292,6 +290,7 @@ class FitState:
                     f"group {'; group '.join(wrong)}: give each group the columns it was "
                     f"fitted on, in the same order{OWN_GROUPS}"
                 )
+            how = FRAME_HOW if data.columns is not None else PARTS_HOW  # a frame split, or parts
             check_variables(data.names, data.variables, self.variables, how)
             check_support(data, self.layout, self.config)
         return data

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["find_constant", "keep_varying"]
+__all__ = ["CHUNK", "column_range", "find_constant", "keep_varying"]
 
 
 def _seen(x: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
@@ -22,11 +22,25 @@ def _seen(x: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
     return (obs.unsqueeze(-1) if obs.dim() == 1 else obs).expand_as(x)
 
 
-def _range(x: torch.Tensor, seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each column's smallest and largest value over its ``seen`` cells."""
-    low = x.double().where(seen, float("inf")).amin(0)
-    high = x.double().where(seen, float("-inf")).amax(0)
-    return low, high
+#: rows read at a time for the columns' ranges (memory holds one such chunk in float64)
+CHUNK = 65_536
+
+
+def column_range(
+    x: torch.Tensor, obs: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each column's smallest and largest value over its observed cells, and how many there
+    are (``obs``: rows ``(N,)`` or cells ``(N, d)``), read ``CHUNK`` rows at a time, on the
+    CPU (a memmap's pages are read once, never copied whole)."""
+    low = torch.full((x.shape[-1],), float("inf"), dtype=torch.float64)
+    high, count = -low, torch.zeros(x.shape[-1], dtype=torch.int64)
+    for start in range(0, x.shape[0], CHUNK):
+        part = x[start : start + CHUNK].double().cpu()
+        seen = _seen(part, obs[start : start + CHUNK].cpu())
+        low = torch.minimum(low, part.where(seen, float("inf")).amin(0))
+        high = torch.maximum(high, part.where(seen, float("-inf")).amax(0))
+        count += seen.sum(0)
+    return low, high, count
 
 
 @torch.no_grad()
@@ -35,17 +49,17 @@ def find_constant(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> 
     ``observed``: as :meth:`~pyro_factvae.module.likelihoods.Likelihood.init_from_data`
     takes them): held where a column is seen in two rows or more, always with one value."""
     for i, (x, obs) in enumerate(zip(xs, observed)):
-        seen = _seen(x, obs)
-        low, high = _range(x, seen)
+        low, high, count = column_range(x, obs)
         w = x.shape[-1]  # a padded block's padding is never held
-        lik.held[i, :w] = (seen.sum(0) >= 2) & (low == high)
-        lik.held_value[i, :w] = torch.where(lik.held[i, :w], low, 0.0).to(lik.held_value)
+        held = (count >= 2) & (low == high)
+        lik.held[i, :w] = held.to(lik.held.device)
+        lik.held_value[i, :w] = torch.where(held, low, 0.0).to(lik.held_value)
 
 
 @torch.no_grad()
 def keep_varying(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
     """Release the held columns of ``lik`` that vary in these data."""
     for i, (x, obs) in enumerate(zip(xs, observed)):
-        low, high = _range(x, _seen(x, obs))
+        low, high, _ = column_range(x, obs)
         w = x.shape[-1]
-        lik.held[i, :w] &= ~(high > low)
+        lik.held[i, :w] &= ~(high > low).to(lik.held.device)

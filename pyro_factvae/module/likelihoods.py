@@ -31,6 +31,7 @@ from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from ..registry import LIKELIHOODS
+from .held import column_range
 
 __all__ = [
     "HALF_LOG_2PI",
@@ -156,7 +157,7 @@ class Likelihood(nn.Module):
 
     def hold(self, means: torch.Tensor) -> torch.Tensor:
         """``means`` (``(..., G_b, dim)``, from :meth:`mean`), held features at their value."""
-        return torch.where(self.held, self.held_value, means)
+        return torch.where(self.held, self.held_value, means) if self.holds else means
 
     def log_prob(
         self, out: torch.Tensor, x: torch.Tensor, cells: torch.Tensor | None = None
@@ -288,11 +289,11 @@ class NormalLikelihood(Likelihood):
     @torch.no_grad()
     def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
         for i, (x, obs) in enumerate(zip(xs, observed)):
-            seen = (obs.unsqueeze(-1) if obs.dim() == 1 else obs).expand_as(x)
-            low = x.double().where(seen, float("inf")).amin(0)
-            high = x.double().where(seen, float("-inf")).amax(0)
+            low, high, _ = column_range(x, obs)
             w = x.shape[-1]
-            self.varies[i, :w] = torch.where(high > low, 1.0, self.varies[i, :w])
+            self.varies[i, :w] = torch.where(
+                (high > low).to(self.varies.device), 1.0, self.varies[i, :w]
+            )
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit

@@ -246,9 +246,9 @@ class Model(PyroModule):
         return self.layout.scatter_unbind([lik.units() for lik in self.likelihoods])
 
     def constant(self) -> list[torch.Tensor]:
-        """Each group's ``(d_g,)`` bool: features constant in the training data (see
-        ``Likelihood.constant``), in the user's group order."""
-        return self.layout.scatter_unbind([lik.constant() for lik in self.likelihoods])
+        """Each group's ``(d_g,)`` bool on the CPU: features constant in the training data
+        (see ``Likelihood.constant``), in the user's group order."""
+        return self.layout.scatter_unbind([lik.constant().cpu() for lik in self.likelihoods])
 
     def dists(
         self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
