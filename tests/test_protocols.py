@@ -53,7 +53,7 @@ def test_a_part_missing_a_method_fails_its_protocol():
     from pyro_factvae.module.likelihoods import Likelihood
 
     # flags, the attributes besides the name
-    assert Likelihood.counts is False and Likelihood.paddable is False
-    for member in _members(LikelihoodFamily) - {"name", "counts", "paddable"}:
+    assert Likelihood.counts is False and Likelihood.paddable is False and Likelihood.holds
+    for member in _members(LikelihoodFamily) - {"name", "counts", "paddable", "holds"}:
         assert callable(getattr(Likelihood, member)), member
         assert inspect.signature(getattr(Likelihood, member))
