@@ -13,7 +13,7 @@ simulates the ``x_label`` site given ``z ~ q(z | views)``. They agree: the fitte
 ordinary Pyro program.
 
     pip install scikit-learn
-    python examples/composition.py      # 29 s of fitting, about 40 s in all, on 2 CPU cores
+    python examples/composition.py      # 4 s of fitting, about 11 s in all, on one CPU core
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ def with_labels(views: GroupedData, labels: np.ndarray, keep: np.ndarray) -> Gro
     return GroupedData(groups)
 
 
-def pyro_label_probs(vae: FactVAE, data: GroupedData, given: list[str], n: int = 200):
-    """``p(label | given views)`` with ``pyro.infer.Predictive`` on the fitted Pyro modules."""
+def pyro_label_probs(
+    vae: FactVAE, data: GroupedData, given: list[str], n: int = 200, seed: int = 0
+):
+    """``p(label | given views)`` with ``pyro.infer.Predictive`` on the fitted Pyro modules,
+    its draws under ``seed`` (in a fork of the global RNG, left as it was)."""
     mask = data.group_mask(given)
 
     def simulate_from_z(xs, mask, enc_mask):  # same arguments as the guide; x's are drawn
@@ -52,7 +55,8 @@ def pyro_label_probs(vae: FactVAE, data: GroupedData, given: list[str], n: int =
     predictive = Predictive(
         simulate_from_z, guide=vae.guide_, num_samples=n, return_sites=["x_label"]
     )
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
         draws = predictive(data.values, mask, mask)["x_label"]
     return draws.reshape(n, len(data), 10).mean(0).numpy()
 
@@ -97,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         probs = vae.reconstruct(test, given=given, targets=["label"], num_samples=50)["label"]
         key = "all views" if len(given) > 1 else given[0]
         accuracy[key] = float((probs.argmax(1) == truth).mean())
-    pyro_probs = pyro_label_probs(vae, test, list(QUADRANTS))
+    pyro_probs = pyro_label_probs(vae, test, list(QUADRANTS), seed=args.seed)
     accuracy["all views (Predictive)"] = float((pyro_probs.argmax(1) == truth).mean())
 
     print(f"{keep.sum()} of {len(tr)} training rows labelled; fit {seconds:.0f} s")
