@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import interval_draws, non_negative_int, positive_int
+from .config import interval_draws, non_negative_int, positive_int, seed_int
 from .estimator import FactVAE
 from .infer.state import check_support
 from .module.draws import central_bounds, posterior_draws
@@ -154,6 +154,7 @@ def draw_scores(
     """
     non_negative_int("refine_steps", refine_steps)
     positive_int("num_samples", num_samples)
+    seed_int(seed)
     levels = _levels(levels)
     interval_draws(num_draws, max(levels))  # the widest interval needs the most draws
     model, guide = vae.fitted_modules()
@@ -235,10 +236,11 @@ def draw_scores(
 
 
 def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
-    """``hidden`` as a numpy mask; for a DataFrame ``data``, a mask over the frame's columns
-    (or a DataFrame mask, by its labels) as the cells of the groups, in the fitted order; a
-    mapping ``{group: (N, d_g) cells or (N,) rows}`` as the cells of its groups (others not
-    hidden)."""
+    """``hidden`` as a numpy bool mask in the fitted group order: for a DataFrame ``data``, a
+    mask over the frame's columns (or a DataFrame mask, by its column and row labels) as the
+    cells of the groups; for a dict ``data`` in another order than fitted, a mask of its
+    groups or cells in the dict's order; a mapping ``{group: (N, d_g) cells or (N,) rows}``
+    as the cells of its groups (others not hidden)."""
     if isinstance(hidden, Mapping):
         names, dims = list(vae.layout_.names), list(vae.layout_.dims)
         masks = {str(k): np.asarray(v) for k, v in hidden.items()}
@@ -269,12 +271,40 @@ def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
                 )
             parts.append(m)
         return np.concatenate(parts, axis=1)
-    if not is_dataframe(data) or vae.columns_ is None:
-        return np.asarray(hidden)
-    labels = [c for cols in frame_columns(data, vae.columns_).values() for c in cols]
-    if is_dataframe(hidden):
-        return hidden[labels].to_numpy(dtype=bool)
-    hidden = np.asarray(hidden)
-    if hidden.shape == data.shape:
-        return hidden[:, [data.columns.get_loc(c) for c in labels]]
+    if is_dataframe(data) and vae.columns_ is not None:
+        labels = [c for cols in frame_columns(data, vae.columns_).values() for c in cols]
+        if is_dataframe(hidden):  # by its labels: columns, and rows by the frame's index
+            lacking = [c for c in labels if c not in hidden.columns]
+            if lacking:
+                raise ValueError(f"hidden lacks the columns {lacking[:5]} of the fitted groups")
+            if not hidden.index.equals(data.index):
+                if hidden.index.has_duplicates or set(hidden.index) != set(data.index):
+                    raise ValueError(
+                        "hidden's row index differs from the data's: give a mask with the "
+                        "data's index (hidden.reindex(data.index, fill_value=False))"
+                    )
+                hidden = hidden.loc[data.index]
+            return _as_mask(hidden[labels].to_numpy())
+        hidden = _as_mask(hidden)
+        if hidden.shape == data.shape:
+            return hidden[:, [data.columns.get_loc(c) for c in labels]]
+        return hidden
+    hidden = _as_mask(hidden)
+    order, names = [str(k) for k in data] if isinstance(data, Mapping) else [], vae.layout_.names
+    if hidden.ndim == 2 and sorted(order) == sorted(names) and order != list(names):
+        # a dict of the groups in its own order: its mask's columns are in that order too
+        width = dict(zip(names, vae.layout_.dims))
+        if hidden.shape[1] == len(order):
+            return hidden[:, [order.index(n) for n in names]]
+        if hidden.shape[1] == sum(width.values()):
+            parts = dict(zip(order, np.split(hidden, np.cumsum([width[n] for n in order])[:-1], 1)))
+            return np.concatenate([parts[n] for n in names], axis=1)
     return hidden
+
+
+def _as_mask(hidden: Any) -> np.ndarray:
+    """``hidden`` as a bool array; a ``ValueError`` for values other than booleans, 0 and 1."""
+    hidden = np.asarray(hidden)
+    if hidden.dtype != bool and not np.isin(hidden, (0, 1)).all():
+        raise ValueError("hidden must hold booleans (or 0 and 1)")
+    return hidden.astype(bool)

@@ -83,6 +83,7 @@ def reconstruction_log_likelihood(
     marginal likelihood (see :func:`iwae_log_likelihood` for that). ``NaN`` for rows with no
     observed target.
     """
+    seed_int(seed)
     data = _prepare(vae, data)
     _, guide = vae.fitted_modules()
     enc = data.group_mask(given, data.observed)
@@ -96,6 +97,14 @@ def reconstruction_log_likelihood(
         obs = data.observed.to(device)
         ll = model.log_likelihoods(values, obs, z, list(guide.Phi), cells, enc.to(device))[0]
     return _as_numpy(torch.where(tgt, ll.cpu(), 0.0).sum(-1), tgt.any(-1))
+
+
+def _check_draws(num_samples: Any, seed: Any, max_elements: Any) -> None:
+    """``ValueError`` for settings of the importance-weighted scores that are not integers
+    (``num_samples`` and ``max_elements`` positive)."""
+    positive_int("num_samples", num_samples)
+    seed_int(seed)
+    positive_int("max_elements", max_elements)
 
 
 def iwae_log_likelihood(
@@ -112,7 +121,7 @@ def iwae_log_likelihood(
     tightens as ``k = num_samples`` grows; with the ``Phi`` and networks at their fitted
     values (the global sites' prior is not included). ``NaN`` for rows with no observed group.
     """
-    positive_int("num_samples", num_samples)
+    _check_draws(num_samples, seed, max_elements)
     data = _prepare(vae, data)
     model, guide = vae.fitted_modules()
     (out,) = importance(
@@ -150,7 +159,7 @@ def conditional_log_likelihood(
     not in ``targets``. ``NaN`` for rows where no target is observed. A row with no given
     group gets the marginal ``log p(x_M)`` (prior proposal).
     """
-    positive_int("num_samples", num_samples)
+    _check_draws(num_samples, seed, max_elements)
     data = _prepare(vae, data)
     tgt = data.group_mask(targets, data.observed)
     enc = data.group_mask(given, data.observed & ~tgt)
@@ -233,6 +242,11 @@ def mean_imputation_error(
     The trivial baseline for :func:`imputation_error`; same return convention.
     """
     train, data = as_grouped(train), as_grouped(data)
+    if train.names != data.names or train.dims != data.dims:
+        raise ValueError(
+            f"data's groups {dict(zip(data.names, data.dims))} (name: width) differ from "
+            f"train's {dict(zip(train.names, train.dims))}: give both the same groups"
+        )
     tgt = data.group_mask(targets, data.observed)
     pred = {}
     for name in targets:
@@ -291,8 +305,7 @@ def evaluate(
         and entries (the others).
     """
     non_negative_int("refine_steps", refine_steps)
-    positive_int("num_samples", num_samples)
-    seed_int(seed)
+    _check_draws(num_samples, seed, max_elements)
     if non_negative_int("num_draws", num_draws):  # enough for the widest coverage reported
         interval_draws(num_draws, max(LEVELS))
     data = _prepare(vae, data, scored_rows=True)
@@ -383,7 +396,7 @@ def held_out_log_likelihood(
     where ``evaluate`` takes 1,000): each group held out in turn, ``log p(x_g | x_rest)``
     averaged over (row, group) pairs, in nats. The criterion of
     :func:`~pyro_factvae.tools.selection.lambda_path`."""
-    positive_int("num_samples", num_samples)
+    _check_draws(num_samples, seed, max_elements)
     data = _prepare(vae, data, scored_rows=True)
     model, guide = vae.fitted_modules()
     return float(np.mean(held_out_score(model, guide, data, num_samples, seed, max_elements)))

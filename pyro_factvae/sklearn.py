@@ -128,9 +128,11 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
     Notes
     -----
     It passes every check of ``sklearn.utils.estimator_checks.check_estimator`` (a test).
-    The imputed means are Monte Carlo estimates from one seeded stream of draws over the
-    rows given together, so a row's fills move, within the Monte Carlo error (set by
-    ``num_samples``), with the rows it is transformed with.
+    The imputed means are Monte Carlo estimates from draws keyed by each row
+    (:mod:`~pyro_factvae.module.noise`): a row's fills are the same, up to float rounding,
+    whatever rows it is transformed with. The draws of ``sample_posterior=True`` and of
+    :meth:`multiple_imputations` come from one seeded stream over the rows given together,
+    so a row's draw changes with the rows transformed with it.
     """
 
     def __init__(

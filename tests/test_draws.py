@@ -342,6 +342,16 @@ def test_draw_scores_take_a_mask_per_group_as_a_dict():
         draw_scores(vae, groups, {"z": hide[:, 1]}, **kw)
     with pytest.raises(ValueError, match=r"hidden\['b'\] has shape \(40, 3\); expected"):
         draw_scores(vae, groups, {"b": np.zeros((40, 3), bool)}, **kw)
+    # a dict in another order than fitted: an array mask is read in the dict's own order
+    turned = {"b": groups["b"], "a": groups["a"]}
+    assert draw_scores(vae, turned, hide[:, ::-1], **kw)["entries"] == base["entries"]
+    by_cell = np.repeat(hide[:, ::-1], [2, 3], axis=1)  # b's 2 cells, then a's 3
+    assert draw_scores(vae, turned, by_cell, **kw)["entries"] == base["entries"]
+    with pytest.raises(ValueError, match="hidden must hold booleans"):
+        draw_scores(vae, groups, hide * 0.01, **kw)
+    for seed in (None, 1.5):  # as every query says it
+        with pytest.raises(ValueError, match="seed must be an integer"):
+            draw_scores(vae, groups, hide, seed=seed, **kw)
 
 
 def test_draw_scores_read_a_frames_mask_by_its_columns_and_name_rows_left_bare():
@@ -359,6 +369,13 @@ def test_draw_scores_read_a_frames_mask_by_its_columns_and_name_rows_left_bare()
     assert draw_scores(vae, frame, hide, **kw)["entries"] == {"a": 0, "b": 40}
     labelled = pd.DataFrame(hide, columns=frame.columns)[["c4", "c0", "c1", "c2", "c3"]]
     assert draw_scores(vae, frame, labelled, **kw)["entries"] == {"a": 0, "b": 40}
+    some = labelled.copy()
+    some.iloc[20:] = False  # rows 0-19 hidden: read by the frame's index, in any row order
+    assert draw_scores(vae, frame, some.iloc[::-1], **kw)["entries"] == {"a": 0, "b": 20}
+    with pytest.raises(ValueError, match="hidden's row index differs from the data's"):
+        draw_scores(vae, frame, some.iloc[:30], **kw)
+    with pytest.raises(ValueError, match=r"hidden lacks the columns \['c3'\]"):
+        draw_scores(vae, frame, labelled.drop(columns="c3"), **kw)
     holed = frame.copy()
     holed.iloc[2] = np.nan  # a row that observes nothing: left out, not counted
     holed.iloc[5, :3] = np.nan  # row 5 observes group a alone

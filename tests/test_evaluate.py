@@ -220,6 +220,11 @@ def test_compare_reports_errors_in_the_units_of_its_mean_baseline(groups):
     (row,) = compare(scaled, scaled, {"latent_dim": 2}, steps=4, methods=["lam0"], num_samples=8)
     raw = evaluate(row["model"], scaled, num_samples=8, standardized=False)
     assert row["rmse"] == raw["rmse"] and row["mean_rmse"] > 10  # both in the data's units
+    # lam="auto" where the config gives no lam: its path's epochs are counted too
+    (auto,) = compare(
+        scaled, scaled, {"latent_dim": 2}, steps=4, methods=["factvae"], num_samples=8
+    )
+    assert auto["epochs"] == len(auto["model"].history_) > row["epochs"] == 4
 
 
 def test_compare_checks_every_argument_before_it_fits(groups, monkeypatch):
@@ -289,3 +294,28 @@ def test_evaluate_by_group_scores_each_held_out_group_and_pools_them():
             (per[g][key] ** 2 if key == "rmse" else per[g][key]) * entries[g] for g in per
         ) / sum(entries.values())
         assert pooled[key] == pytest.approx(math.sqrt(weighted) if key == "rmse" else weighted)
+
+
+def test_the_likelihood_scores_refuse_a_seed_or_chunk_that_is_not_an_integer():
+    from pyro_factvae import metrics
+
+    vae, data, _, _ = linear_gaussian("poe", n=12)
+    scores = (
+        lambda **k: metrics.iwae_log_likelihood(vae, data, num_samples=5, **k),
+        lambda **k: metrics.conditional_log_likelihood(vae, data, ["b"], num_samples=5, **k),
+        lambda **k: metrics.held_out_log_likelihood(vae, data, num_samples=5, **k),
+    )
+    for score in scores:
+        a, b = score(seed=3), score(seed=3)
+        assert np.array_equal(a, b, equal_nan=True)  # a seed repeats
+        for seed in (None, 1.5):
+            with pytest.raises(ValueError, match="seed must be an integer"):
+                score(seed=seed)
+        with pytest.raises(ValueError, match="max_elements must be a positive integer"):
+            score(max_elements=0)
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        metrics.reconstruction_log_likelihood(vae, data, seed=None)
+    train = {k: v for k, v in data.to_numpy().items()}
+    narrow = {**train, "a": train["a"][:, :2]}
+    with pytest.raises(ValueError, match="differ from train's"):
+        metrics.mean_imputation_error(narrow, data, ["a"])

@@ -2,6 +2,7 @@ import os
 import runpy
 
 import numpy as np
+import pytest
 
 from pyro_factvae.datasets.mocap import MOCAP6_CHANNELS
 
@@ -150,3 +151,12 @@ def test_example_options_out_of_range_are_refused_before_any_work(tmp_path, caps
     with pytest.raises(SystemExit):
         _example("mocap.py")["main"](["--data", str(path), "--sizes", "9"])
     assert "--sizes: the data have 5 training sequences" in capsys.readouterr().err
+
+
+def test_the_experiments_rmse_is_over_every_entry_of_groups_of_any_width():
+    from pyro_factvae import GroupedData
+    from pyro_factvae.tools.experiments import rmse
+
+    test = GroupedData({"a": np.zeros((3, 2)), "b": np.zeros((3, 1))})
+    pred = {"a": np.ones((3, 2)), "b": np.full((3, 1), 2.0)}
+    assert rmse(pred, test) == pytest.approx(np.sqrt((6 * 1.0 + 3 * 4.0) / 9))

@@ -33,8 +33,12 @@ def right_from_left(model: FactVAE, test) -> dict[str, np.ndarray]:
 
 
 def rmse(pred: dict[str, np.ndarray], test) -> float:
+    """RMSE of the groups ``pred`` against ``test``'s values, over all their entries (groups
+    of any widths)."""
     truth = test.to_numpy()
-    return float(np.sqrt(np.mean([(pred[k] - truth[k]) ** 2 for k in pred])))
+    return float(
+        np.sqrt(np.mean(np.concatenate([((pred[k] - truth[k]) ** 2).ravel() for k in pred])))
+    )
 
 
 def bars_run(
