@@ -186,9 +186,13 @@ def csv_ready(frame: Any, header: dict[str, str] | None = None, source: Any = No
         out = text.copy()
         empty = empty.reindex(index=frame.index, columns=frame.columns, fill_value=False)
         for j in range(frame.shape[1]):
-            rows = empty.iloc[:, j].to_numpy(dtype=bool)
-            if rows.any() and frame.iloc[:, j].dtype.kind in "fiu":  # a group's column
-                out.iloc[rows, j] = _digits(frame.iloc[:, j].to_numpy(dtype=float)[rows])
+            if frame.iloc[:, j].dtype.kind not in "fiu":
+                continue
+            values = frame.iloc[:, j].to_numpy(dtype=float)
+            # the cells filled (a column in no group keeps its empty cells' text: "NA", "")
+            rows = empty.iloc[:, j].to_numpy(dtype=bool) & ~np.isnan(values)
+            if rows.any():
+                out.iloc[rows, j] = _digits(values[rows])
     return out.rename(columns=header) if header else out
 
 

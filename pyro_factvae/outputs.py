@@ -4,7 +4,7 @@ from the caller's data without copying it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -14,7 +14,14 @@ from .data import GroupedData, is_dataframe
 from .stream import is_dataset
 from .validation import as_array
 
-__all__ = ["caller_arrays", "float_dtype", "returned_as", "shaped_like", "split_columns"]
+__all__ = [
+    "caller_arrays",
+    "float_dtype",
+    "returned_as",
+    "reusable",
+    "shaped_like",
+    "split_columns",
+]
 
 
 def split_columns(matrix: Any, dims: Sequence[int]) -> list[np.ndarray]:
@@ -40,6 +47,12 @@ def _held_dtype(data: Any) -> np.dtype | None:
     if isinstance(data, GroupedData) or is_dataframe(data) or type(data).__name__ == "MuData":
         return np.dtype(np.float64)
     return np.dtype(np.float32) if is_dataset(data) else None
+
+
+def reusable(data: Any) -> Any:
+    """``data`` in a form that can be read twice: an iterator of groups (a generator, say)
+    as a list; anything else as it is."""
+    return list(data) if isinstance(data, Iterator) else data
 
 
 def _items(data: Any, grouped: GroupedData) -> list[Any]:
@@ -69,7 +82,10 @@ def returned_as(data: Any, grouped: GroupedData) -> list[tuple[np.dtype, tuple[i
         return [(held, (len(grouped), d)) for d in grouped.dims]
     forms = []
     for a in _items(data, grouped):
-        dtype = torch.empty(0, dtype=a.dtype).numpy().dtype if isinstance(a, torch.Tensor) else None
+        dtype = None
+        if isinstance(a, torch.Tensor):  # bfloat16, which numpy lacks, as float32
+            kind = torch.float32 if a.dtype == torch.bfloat16 else a.dtype
+            dtype = torch.empty(0, dtype=kind).numpy().dtype
         forms.append((float_dtype(np.asarray(a).dtype if dtype is None else dtype), np.shape(a)))
     return forms
 

@@ -22,7 +22,7 @@ from .module.model import Model
 from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
 from .omics import anndata_groups, mudata_groups, var_groups, write_results
-from .outputs import caller_arrays, float_dtype, returned_as, shaped_like, split_columns
+from .outputs import caller_arrays, float_dtype, returned_as, reusable, shaped_like, split_columns
 from .rng import seeded
 from .validation import frame_columns
 from .variables import mudata_variables, named
@@ -96,6 +96,7 @@ class Queries:
             group's input dtype as :meth:`impute` returns it (a group given 1-D, 1-D).
         """
         model, guide = self.fitted_modules()
+        data = reusable(data)  # read twice: into the model's form, then back into the caller's
         data_in, data = data, self.prepare(data, allow_empty_rows=True)
         self.ess_ = None  # of the last draws: these are means
         for name, value in (("targets", targets), ("given", given)):
@@ -171,8 +172,10 @@ class Queries:
         Returns
         -------
         dict, DataFrame, or a list of them
-            ``{group: (N, d_g) array}`` (``(N,)`` for a group given 1-D) in each group's
-            input dtype (float64 for integer input, a GroupedData and a MuData) with the
+            ``{group: (N, d_g) array}`` (``(N,)`` for a group given 1-D; a GroupedData holds
+            every group 2-D) in each group's input dtype (float64 for integer input, a
+            GroupedData and a MuData; float32 for a stream, a torch Dataset or a GroupedData
+            of ``from_dataset`` or ``from_matrix``) with the
             observed values returned unchanged, bit for bit; for a DataFrame,
             a filled copy with the same index and columns (a nullable integer or boolean
             column becomes float64 where it had holes; a column in no group, an id say, is
@@ -187,6 +190,7 @@ class Queries:
         the training data is filled with its value, to float32 precision (fit warns about
         it).
         """
+        data = reusable(data)
         grouped = self.prepare(data, allow_empty_rows=True)
         if num_draws is None:
             recon = self.reconstruct(
@@ -251,6 +255,7 @@ class Queries:
             ``(lower, upper)``, each shaped like :meth:`impute`'s output."""
         interval_draws(num_draws, level)
         positive_int("num_samples", num_samples)
+        data = reusable(data)
         grouped = self.prepare(data, allow_empty_rows=True)
         bounds = torch.empty(2, len(grouped), sum(grouped.dims))
         ess = torch.empty(len(grouped))

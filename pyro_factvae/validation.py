@@ -35,7 +35,9 @@ def as_array(name: str, array: Any) -> np.ndarray:
     array's masked cells, a pandas object's ``NA`` and an object array's ``None`` (its other
     cells numbers) are read as such; ``ValueError`` for a sparse matrix or ragged lists."""
     if isinstance(array, torch.Tensor):
-        array = array.detach().cpu().numpy()
+        array = array.detach().cpu()
+        # numpy has no bfloat16 (nor complex is data): read as float32, what it holds exactly
+        array = (array.float() if array.dtype == torch.bfloat16 else array).numpy()
     if type(array).__module__.startswith("scipy.sparse"):
         raise ValueError(
             f"group {name!r}: a scipy.sparse matrix; densify it (.toarray()) first, or give "

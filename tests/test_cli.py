@@ -311,6 +311,16 @@ def test_impute_writes_observed_csv_cells_back_unchanged(tmp_path, csv_with_hole
             assert x == "" or x == y  # observed cells: the same text
     assert main(["impute", str(model), str(data), "-o", str(tmp_path / "x.parquet")]) == 1
     assert "unknown format '.parquet'" in capsys.readouterr().err
+    # a numeric column in no group keeps its text where it is empty or NA
+    extra = pd.read_csv(data, dtype=str, keep_default_na=False)
+    extra["score"] = ["NA", "", "null", "1.5"] * (len(extra) // 4) + ["2"] * (len(extra) % 4)
+    scored = tmp_path / "scored.csv"
+    extra.to_csv(scored, index=False)
+    assert main(["impute", str(model), str(scored), "-o", str(out)]) == 0
+    assert (
+        pd.read_csv(out, dtype=str, keep_default_na=False)["score"].tolist()
+        == extra["score"].tolist()
+    )
     # --refine-steps 0: the encoder's posterior, other fills than the refined default
     plain = tmp_path / "plain.csv"
     assert main(["impute", str(model), str(data), "-o", str(plain), "--refine-steps", "0"]) == 0

@@ -233,3 +233,25 @@ def test_queries_answer_in_float32_whatever_torchs_default_dtype(ab):
         assert GroupedData({"a": ab[0]}).matrix.dtype == torch.float32
     finally:
         torch.set_default_dtype(before)
+
+
+def test_an_iterator_of_groups_and_bfloat16_tensors_are_read_as_lists_and_float32(ab):
+    a, b = ab
+    holed = b.copy()
+    holed[::5] = np.nan
+    vae = _fit(iter([a, holed]))  # a fit reads an iterator once
+    query = dict(num_samples=5, refine_steps=0)
+    want = vae.impute([a, holed], **query)
+    for got in (
+        vae.impute(iter([a, holed]), **query),
+        vae.predict_interval(iter([a, holed]), num_draws=19, **query)[0],
+        vae.impute(iter([a, holed]), num_draws=2, **query)[0],
+        vae.reconstruct(iter([a, holed]), **query),
+    ):
+        assert set(got) == {"g0", "g1"} and got["g1"].shape == holed.shape
+    np.testing.assert_array_equal(vae.impute(iter([a, holed]), **query)["g1"], want["g1"])
+    half = [torch.tensor(a, dtype=torch.bfloat16), torch.tensor(holed, dtype=torch.bfloat16)]
+    filled = vae.impute(half, **query)
+    assert filled["g1"].dtype == np.float32 and not np.isnan(filled["g1"]).any()
+    kept = ~np.isnan(holed)
+    assert np.array_equal(filled["g1"][kept], half[1].float().numpy()[kept])
