@@ -15,7 +15,7 @@ import torch
 
 import pyro_factvae.infer.loop as loop
 from pyro_factvae import FactVAE
-from pyro_factvae.infer.distributed import init_from_env, world
+from pyro_factvae.infer.distributed import init_from_env, leave, world
 
 
 def groups() -> dict[str, np.ndarray]:
@@ -53,6 +53,7 @@ def main(out: str, tag: str, stop: bool) -> None:
     state = {**vae.model_.state_dict(), **guide}
     result = {"state": state, "history": vae.history_, "size": size}
     torch.save(result, f"{out}/{tag}_rank{rank}.pt")
+    leave()
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["ONE_PROCESS", "World", "init_from_env", "is_writer", "world"]
+__all__ = ["ONE_PROCESS", "World", "init_from_env", "is_writer", "leave", "world"]
 
 
 def world() -> tuple[int, int]:
@@ -116,3 +116,11 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group("nccl" if cuda else "gloo")
     return True
+
+
+def leave() -> None:
+    """Leave the process group :func:`init_from_env` joined, every rank once its work is done
+    (a gloo group left for the interpreter's exit to tear down aborted a rank now and then:
+    ``terminate called without an active exception``). Nothing without one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
