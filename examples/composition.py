@@ -56,7 +56,7 @@ def pyro_label_probs(
         simulate_from_z, guide=vae.guide_, num_samples=n, return_sites=["x_label"]
     )
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # the CPU's, where the model is
         draws = predictive(data.values, mask, mask)["x_label"]
     return draws.reshape(n, len(data), 10).mean(0).numpy()
 

@@ -130,9 +130,11 @@ def draw_scores(
         already missing are not scored, nor rows that observe nothing.
     hidden : array-like of bool, or mapping
         ``(N, G)`` groups or ``(N, sum d_g)`` cells to hide and score (observed ones only;
-        each row must keep an observed cell), or ``{group: (N, d_g) cells or (N,) rows}``
-        (groups left out: nothing hidden). For a DataFrame ``data``, a mask of the frame's
-        shape is read by its columns (a DataFrame mask by its labels).
+        each row must keep an observed cell), in the order of the groups of ``data`` (a
+        dict's own key order), or ``{group: (N, d_g) cells or (N,) rows}`` (groups left
+        out: nothing hidden). For a DataFrame ``data``, a mask of the frame's shape is read
+        by its columns (a DataFrame mask by its column labels, and its rows by their labels
+        when its index holds the data's in another order).
     num_draws, num_samples, seed, refine_steps
         As in :meth:`~pyro_factvae.FactVAE.impute`; ``num_draws`` at least ``(1 + level) / (1 -
         level)`` for the largest level (39 for 95%).
@@ -277,11 +279,13 @@ def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
             lacking = [c for c in labels if c not in hidden.columns]
             if lacking:
                 raise ValueError(f"hidden lacks the columns {lacking[:5]} of the fitted groups")
-            if not hidden.index.equals(data.index):
-                if hidden.index.has_duplicates or set(hidden.index) != set(data.index):
+            if not hidden.index.equals(data.index):  # the same labels in another order
+                repeated = hidden.index.has_duplicates or data.index.has_duplicates
+                if repeated or len(hidden) != len(data) or set(hidden.index) != set(data.index):
                     raise ValueError(
                         "hidden's row index differs from the data's: give a mask with the "
-                        "data's index (hidden.reindex(data.index, fill_value=False))"
+                        "data's index, in any order (each label once), or in the data's "
+                        "order (a frame of hidden.to_numpy() and data.index)"
                     )
                 hidden = hidden.loc[data.index]
             return _as_mask(hidden[labels].to_numpy())
@@ -305,6 +309,10 @@ def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
 def _as_mask(hidden: Any) -> np.ndarray:
     """``hidden`` as a bool array; a ``ValueError`` for values other than booleans, 0 and 1."""
     hidden = np.asarray(hidden)
-    if hidden.dtype != bool and not np.isin(hidden, (0, 1)).all():
-        raise ValueError("hidden must hold booleans (or 0 and 1)")
+    try:  # pandas' NA in a nullable mask is no answer
+        ok = hidden.dtype == bool or bool(np.isin(hidden, (0, 1)).all())
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError("hidden must hold booleans (or 0 and 1), no missing values")
     return hidden.astype(bool)

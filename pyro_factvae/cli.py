@@ -259,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"factvae: error: {_as_options(message)}", file=sys.stderr)
         return 1
+    finally:  # after rank 0 alone has said how the run ended
+        from .infer.distributed import leave
+
+        leave()
     return 0
 
 

@@ -64,24 +64,14 @@ def _resume_command(args: argparse.Namespace, checkpoint: str) -> str:
 
 def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     """Under ``torchrun`` every process trains its share of each minibatch (data-parallel);
-    rank 0 alone writes the checkpoint, the model file and the output; every rank leaves the
-    process group when it is done."""
-    from .infer.distributed import init_from_env, leave
+    rank 0 alone writes the checkpoint, the model file and the output (every rank leaves the
+    process group once :func:`~pyro_factvae.cli.main` has said how the run ended)."""
+    from .estimator import FactVAE
+    from .infer.distributed import init_from_env, is_writer
     from .infer.state import as_device
 
     as_device(args.device)  # before torchrun's process group is set up for it
     init_from_env(args.device)
-    try:
-        return _fit(args)
-    finally:
-        leave()
-
-
-def _fit(args: argparse.Namespace) -> dict[str, Any] | None:
-    """:func:`cmd_fit` in its process group (if any)."""
-    from .estimator import FactVAE
-    from .infer.distributed import is_writer
-
     if args.out is None:  # the default name: an earlier model there is not replaced unasked
         if os.path.exists(DEFAULT_MODEL):
             raise UserError(

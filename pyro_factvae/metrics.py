@@ -242,12 +242,14 @@ def mean_imputation_error(
     The trivial baseline for :func:`imputation_error`; same return convention.
     """
     train, data = as_grouped(train), as_grouped(data)
-    if train.names != data.names or train.dims != data.dims:
-        raise ValueError(
-            f"data's groups {dict(zip(data.names, data.dims))} (name: width) differ from "
-            f"train's {dict(zip(train.names, train.dims))}: give both the same groups"
-        )
     tgt = data.group_mask(targets, data.observed)
+    for name in targets:  # matched by name: each target of the same width in both
+        have, want = data.dims[data.index(name)], train.dims[train.index(name)]
+        if have != want:
+            raise ValueError(
+                f"group {name!r} has {have} columns in data and {want} in train: give it the "
+                "same columns in both"
+            )
     pred = {}
     for name in targets:
         g = train.index(name)

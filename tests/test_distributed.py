@@ -74,7 +74,7 @@ def test_the_cli_under_torchrun_writes_one_model_and_one_report(tmp_path):
     from pyro_factvae import FactVAE
 
     rng = np.random.default_rng(0)
-    z = rng.normal(size=(200, 2))
+    z = rng.normal(size=(201, 2))  # the last minibatch of 8 has 1 row: none for rank 1
     groups = {f"g{i}": z @ rng.normal(size=(2, 3)) for i in range(3)}
     np.savez(tmp_path / "d.npz", **groups)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "OMP_NUM_THREADS": "1"}
@@ -82,11 +82,12 @@ def test_the_cli_under_torchrun_writes_one_model_and_one_report(tmp_path):
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     cli = ["--nproc_per_node=2", "-m", "pyro_factvae.cli", "fit", str(tmp_path / "d.npz")]
     opts = ["-o", str(tmp_path / "m.factvae"), "--lam", "0.1", "--epochs", "2", "--json"]
+    opts += ["--batch-size", "8"]
     done = subprocess.run(
         [*launcher, *cli, *opts], capture_output=True, text=True, env=env, timeout=600
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert json.loads(done.stdout)["rows"] == 200  # one report: rank 0's
+    assert json.loads(done.stdout)["rows"] == 201  # one report: rank 0's
     assert FactVAE.load(tmp_path / "m.factvae").lam_ == 0.1
 
 
@@ -124,8 +125,28 @@ def test_each_process_of_a_cuda_run_takes_the_gpu_of_its_local_rank(device, expe
     calls = []
     monkeypatch.setenv("WORLD_SIZE", "4")
     monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setattr(distributed, "_JOINED", False)  # as it was, after this fake join
     monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
     monkeypatch.setattr(distributed.dist, "init_process_group", lambda b: calls.append(("init", b)))
     monkeypatch.setattr(torch.cuda, "set_device", lambda i: calls.append(("set_device", i)))
     assert distributed.init_from_env(device) is True
     assert calls == expected  # the GPU is chosen before nccl starts on it
+
+
+def test_the_cli_leaves_a_process_group_it_did_not_join(tmp_path, monkeypatch):
+    import numpy as np
+    import torch.distributed as dist
+
+    from pyro_factvae.cli import main
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", a=rng.normal(size=(40, 2)), b=rng.normal(size=(40, 2)))
+    dist.init_process_group(
+        "gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1
+    )
+    try:  # the caller's group: the command uses it and leaves it to the caller
+        argv = ["fit", str(tmp_path / "d.npz"), "-o", str(tmp_path / "m.factvae"), "--lam", "0.1"]
+        assert main([*argv, "--epochs", "1", "--no-progress"]) == 0
+        assert dist.is_initialized()
+    finally:
+        dist.destroy_process_group()

@@ -374,6 +374,10 @@ def test_draw_scores_read_a_frames_mask_by_its_columns_and_name_rows_left_bare()
     assert draw_scores(vae, frame, some.iloc[::-1], **kw)["entries"] == {"a": 0, "b": 20}
     with pytest.raises(ValueError, match="hidden's row index differs from the data's"):
         draw_scores(vae, frame, some.iloc[:30], **kw)
+    gappy = labelled.astype("boolean")
+    gappy.iloc[3, 1] = pd.NA  # no answer is no mask
+    with pytest.raises(ValueError, match="hidden must hold booleans .*no missing values"):
+        draw_scores(vae, frame, gappy, **kw)
     with pytest.raises(ValueError, match=r"hidden lacks the columns \['c3'\]"):
         draw_scores(vae, frame, labelled.drop(columns="c3"), **kw)
     holed = frame.copy()

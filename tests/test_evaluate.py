@@ -317,5 +317,9 @@ def test_the_likelihood_scores_refuse_a_seed_or_chunk_that_is_not_an_integer():
         metrics.reconstruction_log_likelihood(vae, data, seed=None)
     train = {k: v for k, v in data.to_numpy().items()}
     narrow = {**train, "a": train["a"][:, :2]}
-    with pytest.raises(ValueError, match="differ from train's"):
+    with pytest.raises(ValueError, match="group 'a' has 3 columns in data and 2 in train"):
         metrics.mean_imputation_error(narrow, data, ["a"])
+    want = metrics.mean_imputation_error(train, data, ["a"])  # groups matched by name
+    for other in ({"b": train["b"], "a": train["a"]}, {"a": train["a"]}):
+        got = metrics.mean_imputation_error(other, data, ["a"])
+        assert all(np.array_equal(g, w, equal_nan=True) for g, w in zip(got, want))

@@ -98,6 +98,8 @@ class World:
 
 #: a run of one process (no collectives)
 ONE_PROCESS = World()
+#: whether :func:`init_from_env` joined the process group (so :func:`leave` leaves it)
+_JOINED = False
 
 
 def init_from_env(device: str | torch.device | None = None) -> bool:
@@ -115,12 +117,17 @@ def init_from_env(device: str | torch.device | None = None) -> bool:
     if cuda and torch.device(device).index is None and "LOCAL_RANK" in os.environ:
         torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group("nccl" if cuda else "gloo")
+    global _JOINED
+    _JOINED = True
     return True
 
 
 def leave() -> None:
     """Leave the process group :func:`init_from_env` joined, every rank once its work is done
     (a gloo group left for the interpreter's exit to tear down aborted a rank now and then:
-    ``terminate called without an active exception``). Nothing without one."""
-    if dist.is_available() and dist.is_initialized():
+    ``terminate called without an active exception``). Nothing where it joined none (a
+    group the caller set up is the caller's to leave)."""
+    global _JOINED
+    if _JOINED and dist.is_initialized():
         dist.destroy_process_group()
+    _JOINED = False

@@ -186,7 +186,9 @@ class CollapsedELBO:
         if self._group_weight is not None:
             log_lik = log_lik * self._group_weight
         num_data = config.num_data or batch
-        row_scale = self.scale * num_data / batch  # the data plate's N / B, then the loss's
+        # the data plate's N / B, then the loss's (a rank with no row of a small last minibatch
+        # adds nothing: its share of the gradient is 0)
+        row_scale = self.scale * num_data / max(batch, 1)
         if weight is not None:
             kl, log_lik = kl * weight, log_lik * weight.unsqueeze(-1)
         nll = -log_lik.where(mask, 0.0).sum(0) * row_scale  # (G,)
