@@ -144,6 +144,7 @@ def test_minmax_floors_tiny_ranges():
         (lambda t: t.replace("\nlfemur ", "\nlfemur x", 1), r"line 8: .*not numbers"),
         (lambda t: re.sub(r"\nlfemur \S+", "\nlfemur nan", t, count=1), r"line 8: .*not finite"),
         (lambda t: re.sub(r"(\nlfemur \S+)", r"\1\1", t, count=1), r"line 9: .*appears twice"),
+        (lambda t: t.replace("\n2\n", "\n1\n", 1), r"line 9: frame 1 after frame 1: frames must"),
     ],
 )
 def test_amc_rejects_malformed_files_naming_file_and_line(cmu_dir, edit, message):
@@ -157,6 +158,14 @@ def test_asf_and_missing_files_are_clear_errors(cmu_dir, tmp_path):
     bad = tmp_path / "bad.asf"
     bad.write_text(":bonedata\n begin\n dof rx\n end\n")
     with pytest.raises(ValueError, match=r"bad\.asf, line 4: a bone ends without"):
+        read_asf(bad)
+    cut = ASF.replace("dof rx\n  end\n:hierarchy", "dof rx\n:hierarchy")  # lfemur never ends
+    bad.write_text(cut)
+    with pytest.raises(ValueError, match=r"bad\.asf, line \d+: the bone that begins here has no"):
+        read_asf(bad)
+    twice = ASF.replace("name lowerback", "name lfemur")
+    bad.write_text(twice)
+    with pytest.raises(ValueError, match=r"bone 'lfemur' is named twice"):
         read_asf(bad)
     with pytest.raises(ValueError, match="no skeleton file"):
         load_cmu(tmp_path / "nowhere")
@@ -193,6 +202,15 @@ def test_mocap6_reader_groups_the_twelve_channels(tmp_path):
     np.savez(tmp_path / "few.npz", X=x, column_names=names[:3], doc_range=np.array([0, 7]))
     with pytest.raises(ValueError, match="few.npz: 3 column_names for frames of shape"):
         load_mocap6(tmp_path / "few.npz")
+    for bounds, says in (([2, 4, 7], "must start at frame 0"), ([0, 2.5, 7], "whole frame")):
+        np.savez(tmp_path / "off.npz", X=x, column_names=names, doc_range=np.array(bounds))
+        with pytest.raises(ValueError, match=says):
+            load_mocap6(tmp_path / "off.npz")
+    (tmp_path / "cut.npz").write_bytes(path.read_bytes()[:200])
+    np.save(tmp_path / "one.npy", x)
+    for broken in ("cut.npz", "one.npy"):
+        with pytest.raises(ValueError, match=f"{broken}: not a mocap6 dataset"):
+            load_mocap6(tmp_path / broken)
 
 
 def test_load_cmu_refuses_no_trials(tmp_path):

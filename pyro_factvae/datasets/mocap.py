@@ -22,6 +22,7 @@ import re
 import tarfile
 import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,6 +124,8 @@ def read_asf(path: str | os.PathLike) -> dict[str, list[str]]:
     ``ValueError`` naming the file and line.
     """
     joints: dict[str, list[str]] = {}
+    named: set[str] = set()  # every bone, with channels or not
+    opened: int | None = None  # the line where the bone being read begins
     section, bone, dof = "", None, None
     try:
         lines = Path(path).read_text().splitlines()
@@ -140,7 +143,11 @@ def read_asf(path: str | os.PathLike) -> dict[str, list[str]]:
             joints["root"] = [w.lower() for w in words[1:]]
         elif section == ":bonedata":
             if key == "begin":
-                bone, dof = None, []
+                if opened is not None:
+                    raise _error(
+                        path, number, f"a bone begins before the one at line {opened} ends"
+                    )
+                bone, dof, opened = None, [], number
             elif key == "name" and len(words) == 2:
                 bone = words[1]
             elif key == "dof":
@@ -148,9 +155,14 @@ def read_asf(path: str | os.PathLike) -> dict[str, list[str]]:
             elif key == "end":
                 if bone is None:
                     raise _error(path, number, "a bone ends without a 'name' line")
+                if bone in named:
+                    raise _error(path, number, f"bone {bone!r} is named twice")
+                named.add(bone)
                 if dof:
                     joints[bone] = dof
-                bone = None
+                bone, opened = None, None
+    if opened is not None:
+        raise _error(path, opened, "the bone that begins here has no 'end' line")
     if "root" not in joints:
         raise _error(path, None, "no ':root' section with an 'order' line; is this an ASF file?")
     return joints
@@ -161,8 +173,8 @@ def read_amc(path: str | os.PathLike, skeleton: Mapping[str, Sequence[str]]) -> 
 
     Every frame must list every joint of ``skeleton`` that has channels, each with one value
     per channel. A truncated frame, an unknown joint, a joint twice in a frame, a wrong number
-    of values or a value that is not a finite number raises a ``ValueError`` naming the file
-    and line.
+    of values, a value that is not a finite number or a frame number that does not increase
+    raises a ``ValueError`` naming the file and line.
     """
     channels = [f"{j}.{c}" for j, chans in skeleton.items() for c in chans]
     offset, start = {}, 0
@@ -173,6 +185,7 @@ def read_amc(path: str | os.PathLike, skeleton: Mapping[str, Sequence[str]]) -> 
     current: np.ndarray | None = None
     seen: set[str] = set()
     frame_line = 0
+    last: int | None = None  # the last frame number (they must increase)
 
     def finish(line: int) -> None:
         missing = [j for j in skeleton if j not in seen]
@@ -193,6 +206,11 @@ def read_amc(path: str | os.PathLike, skeleton: Mapping[str, Sequence[str]]) -> 
         if len(words) == 1 and words[0].isdigit():
             if current is not None:
                 finish(number)
+            if last is not None and int(words[0]) <= last:
+                raise _error(
+                    path, number, f"frame {words[0]} after frame {last}: frames must be in order"
+                )
+            last = int(words[0])
             current, seen, frame_line = np.full(len(channels), np.nan), set(), number
             continue
         if current is None:
@@ -325,12 +343,18 @@ def load_mocap6(path: str | os.PathLike) -> Motion:
     the root's translation (``to_grouped(motion, drop=())`` keeps it, in ``core``).
     """
     try:
-        with np.load(path, allow_pickle=False) as f:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with loaded as f:
             frames = np.asarray(f["X"], dtype=float)
             names = [c.decode() if isinstance(c, bytes) else str(c) for c in f["column_names"]]
-            bounds = np.asarray(f["doc_range"], dtype=int)
-    except (OSError, KeyError, ValueError) as exc:
+            raw = np.asarray(f["doc_range"])
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{os.fspath(path)}: not a mocap6 dataset.npz ({exc})") from None
+    if raw.dtype.kind not in "iuf" or not np.all(raw == np.round(raw)):
+        raise ValueError(f"{os.fspath(path)}: doc_range must hold whole frame numbers, got {raw}")
+    bounds = raw.astype(int)
     name = os.fspath(path)
     if frames.ndim != 2 or len(names) != frames.shape[1]:
         raise ValueError(
@@ -339,6 +363,11 @@ def load_mocap6(path: str | os.PathLike) -> Motion:
         )
     if bounds.ndim != 1 or len(bounds) < 2 or np.any(np.diff(bounds) < 0):
         raise ValueError(f"{name}: doc_range must be increasing frame bounds, got {bounds}")
+    if bounds[0] != 0 or bounds[-1] != len(frames):
+        raise ValueError(
+            f"{name}: doc_range {bounds[:3].tolist()}...{bounds[-1]} must start at frame 0 and "
+            f"end at the {len(frames)} frames"
+        )
     sequences = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
     if len(sequences) != len(frames):
         raise ValueError(f"{os.fspath(path)}: doc_range does not cover the {len(frames)} frames")
