@@ -141,6 +141,29 @@ def test_open_idx_refuses_a_missing_or_damaged_file_and_keeps_no_broken_cache(tm
         with pytest.raises(ValueError, match="bad.gz: not a readable gzip file"):
             open_idx(tmp_path / "bad.gz", cache=tmp_path / "c.idx")
     assert not (tmp_path / "c.idx").exists() and not (tmp_path / "c.idx.part").exists()
+    good = np.arange(2 * 4 * 4).reshape(2, 4, 4)
+    write_idx(tmp_path / "good.gz", good)
+    flipped = bytearray((tmp_path / "good.gz").read_bytes())
+    flipped[15] ^= 0xFF  # a corrupt deflate stream: zlib's own error
+    (tmp_path / "flip.gz").write_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="flip.gz: not a readable gzip file"):
+        open_idx(tmp_path / "flip.gz", cache=tmp_path / "c.idx")
+    with pytest.raises(ValueError, match="flip.gz: cannot read the idx file"):
+        read_idx(tmp_path / "flip.gz")
+    assert not (tmp_path / "c.idx.part").exists()
+    with pytest.raises(ValueError, match=r"cache .*nowhere.*cannot be written"):
+        open_idx(tmp_path / "good.gz", cache=tmp_path / "nowhere" / "c.idx")
+
+
+def test_an_idx_cache_serves_only_the_file_it_was_made_from(tmp_path):
+    write_idx(tmp_path / "train.gz", np.zeros((5, 4, 4)))
+    write_idx(tmp_path / "test.gz", np.ones((2, 4, 4)))
+    assert open_idx(tmp_path / "train.gz", cache=tmp_path / "c.idx").shape == (5, 4, 4)
+    again = open_idx(tmp_path / "test.gz", cache=tmp_path / "c.idx")  # another file: remade
+    assert again.shape == (2, 4, 4) and again.max() == 1
+    stamp = (tmp_path / "c.idx.source").read_text()
+    assert open_idx(tmp_path / "test.gz", cache=tmp_path / "c.idx").shape == (2, 4, 4)
+    assert (tmp_path / "c.idx.source").read_text() == stamp  # reused as it was
 
 
 def test_bars_arguments_are_checked():

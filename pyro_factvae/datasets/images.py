@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     try:
         with opener(path, "rb") as f:
             raw = f.read()
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise ValueError(f"{path}: cannot read the idx file ({exc})") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise ValueError(f"{path}: not an unsigned-byte idx file (bad magic number)")
@@ -134,7 +135,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 def open_idx(path: str | os.PathLike, cache: str | os.PathLike | None = None) -> np.memmap:
     """An unsigned-byte ``idx`` file as a read-only ``numpy.memmap``: nothing is read into
     memory until indexed. A ``.gz`` file is first decompressed, a chunk at a time, into
-    ``cache`` (required for ``.gz``; reused when it exists)."""
+    ``cache`` (required for ``.gz``; reused while it was made from this file, as it is now:
+    its path, size and modification time are kept beside it, in ``cache + ".source"``)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
@@ -142,15 +144,24 @@ def open_idx(path: str | os.PathLike, cache: str | os.PathLike | None = None) ->
         if cache is None:
             raise ValueError(f"{path} is compressed: give cache=PATH to decompress it into")
         cache = Path(cache)
-        if not cache.exists():  # decompressed beside it, then renamed: no half-written cache
+        stat = path.stat()
+        source = f"{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}\n"
+        stamp = cache.with_name(cache.name + ".source")
+        made = cache.is_file() and stamp.is_file() and stamp.read_text() == source
+        if not made:  # decompressed beside it, then renamed: no half-written cache
             part = cache.with_name(cache.name + ".part")
             try:
-                with gzip.open(path, "rb") as src, open(part, "wb") as dst:
+                dst = open(part, "wb")
+            except OSError as exc:
+                raise ValueError(f"cache {cache}: cannot be written ({exc})") from None
+            try:
+                with gzip.open(path, "rb") as src, dst:
                     shutil.copyfileobj(src, dst, length=1 << 20)
-            except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+            except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
                 part.unlink(missing_ok=True)
                 raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
             os.replace(part, cache)
+            stamp.write_text(source)
         path = cache
     with open(path, "rb") as f:
         magic = f.read(4)
