@@ -207,3 +207,18 @@ def test_the_views_example_refuses_a_split_that_leaves_no_subject(cvl, capsys):
     main = runpy.run_path(script)["main"]
     with pytest.raises(SystemExit, match="--test-subjects 5 leaves no training subject of the 2"):
         main(["--cvl", str(cvl), "--test-subjects", "5", "--epochs", "1"])
+
+
+def test_a_16_bit_grey_view_keeps_its_shades_and_a_float_one_is_refused(tmp_path):
+    from PIL import Image
+
+    from pyro_factvae.datasets.images import _read_view
+
+    grey = tmp_path / "g16.png"
+    Image.fromarray(np.full((8, 8), 30000, np.uint16)).save(grey)
+    value = _read_view(grey, size=4, crop=8)
+    np.testing.assert_allclose(value, round(30000 / 65535 * 255) / 127.5 - 1.0)  # not white
+    floats = tmp_path / "f.tiff"
+    Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(floats)
+    with pytest.raises(ValueError, match=r"f\.tiff: a 'F' image"):
+        _read_view(floats, size=4, crop=8)

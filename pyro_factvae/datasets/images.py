@@ -226,7 +226,16 @@ def _read_view(path: Path, size: int, crop: int) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            gray = image.convert("L")
+            if image.mode.startswith("I;16"):  # 16-bit grey: "L" would clip it at 255
+                wide = np.asarray(image, dtype=np.float64) / 65535.0 * 255.0
+                gray = Image.fromarray(np.round(wide).astype(np.uint8))
+            elif image.mode in ("I", "F"):
+                raise ValueError(
+                    f"{path}: a {image.mode!r} image (32-bit integers or floats), whose scale "
+                    "is its own: convert it to 8 or 16 bits first"
+                )
+            else:
+                gray = image.convert("L")
     except (OSError, UnidentifiedImageError) as exc:
         raise ValueError(f"{path}: unreadable image ({exc})") from None
     w, h = gray.size
