@@ -426,17 +426,18 @@ class FactVAE(Queries):
 
         The file holds only tensors, strings and numbers: :meth:`load` reads it with
         ``torch.load(weights_only=True)``, which never runs code from the file. ``extra``:
-        JSON-ready user metadata, returned by :meth:`load` as ``metadata_`` (the ``factvae``
-        command keeps the CSV column spec there).
+        JSON-ready user metadata, returned by :meth:`load` as ``metadata_``, and kept in
+        ``metadata_`` at once, as JSON gives it back (keys as text, tuples as lists; the
+        ``factvae`` command keeps the CSV column spec there).
         """
         if extra is not None:
             try:  # checked before it is kept: a later save would fail on it too
-                json.dumps(dict(extra))
+                text = json.dumps(dict(extra))
             except (TypeError, ValueError) as exc:
                 raise ValueError(
                     f"extra must be JSON-ready (numbers, strings, lists, dicts): {exc}"
                 ) from None
-            self._state.metadata = dict(extra)
+            self._state.metadata = json.loads(text)  # as load gives it back, here too
         write(self._state, os.fspath(path), optimizers=optimizers)
 
     @classmethod

@@ -392,6 +392,13 @@ def test_model_files_refuse_bad_metadata_folders_and_a_paths_side_file(tmp_path)
         vae.save(tmp_path / "m.pt", extra={"arr": np.arange(3)})
     vae.save(tmp_path / "m.pt")  # the bad extra was not kept
     assert FactVAE.load(tmp_path / "m.pt").metadata_ == {}
+    vae.save(tmp_path / "x.pt", extra={1: "one", "pair": (1, 2)})  # as JSON keeps it, at once
+    assert (
+        vae.metadata_ == FactVAE.load(tmp_path / "x.pt").metadata_ == {"1": "one", "pair": [1, 2]}
+    )
+    np.savez(tmp_path / "d.npz", a=np.zeros(3))  # a whole zip of another kind
+    with pytest.raises(ValueError, match="a zip archive of another kind"):
+        FactVAE.load(tmp_path / "d.npz")
     with pytest.raises(ValueError, match="is a folder; give a file name"):
         vae.save(str(tmp_path / "new") + "/")
     with pytest.raises(ValueError, match="is a folder, not a FactVAE file"):
