@@ -506,6 +506,11 @@ class GroupedData:
     def __getitem__(self, rows: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``(values, observed)`` for the given rows: the minibatch format of the model (the
         cells of the rows: ``cells[rows]``, when :attr:`cells` is not ``None``)."""
+        if isinstance(rows, str):
+            raise ValueError(
+                f"data[rows] takes rows; for the values of group {rows!r}: "
+                f"data.to_numpy()[{rows!r}]"
+            )
         return [v[rows] for v in self.values], self.observed[rows]
 
 

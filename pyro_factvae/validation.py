@@ -364,9 +364,12 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
     missing = [c for cols in groups.values() for c in cols if c not in frame.columns]
     if missing:
         need = "; ".join(f"{g} = [{', '.join(map(str, c))}]" for g, c in groups.items())
+        have = list(frame.columns)
+        shown = ", ".join(repr(c) for c in have[:8]) + (", ..." if len(have) > 8 else "")
         raise ValueError(
-            f"the data have no columns {missing} (a CSV's header, a DataFrame's columns); "
-            f"the groups need: {need}"
+            f"the data have no columns {missing} (a CSV's header, a DataFrame's columns; "
+            f"they have [{shown}]: names match exactly, spaces included); the groups need: "
+            f"{need}"
         )
     repeated = {c for c in frame.columns[frame.columns.duplicated()]}
     for name, cols in groups.items():

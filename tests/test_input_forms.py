@@ -255,3 +255,11 @@ def test_an_iterator_of_groups_and_bfloat16_tensors_are_read_as_lists_and_float3
     assert filled["g1"].dtype == np.float32 and not np.isnan(filled["g1"]).any()
     kept = ~np.isnan(holed)
     assert np.array_equal(filled["g1"][kept], half[1].float().numpy()[kept])
+
+
+def test_indexing_grouped_data_by_a_group_name_says_how_to_get_the_group(ab):
+    data = GroupedData({"left": ab[0], "right": ab[1]})
+    with pytest.raises(ValueError, match=r"data.to_numpy\(\)\['right'\]"):
+        data["right"]
+    values, observed = data[np.arange(3)]  # rows, as a minibatch
+    assert values[1].shape == (3, 2) and observed.shape == (3, 2)
