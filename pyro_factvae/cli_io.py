@@ -132,13 +132,6 @@ def read_data(
         raise UserError(f"cannot read {path} as CSV: {exc}") from None
     if groups is None:
         raise UserError(f"{path} is a CSV: give --groups 'group=col1,col2;other=col3'")
-    short = short_lines(path)
-    if short:  # pandas reads the missing fields as empty cells
-        raise UserError(
-            f"{path}: lines {short} have fewer fields than the header (a cut-off file or a "
-            "row that lost its commas?); give each row every field, an empty one for a "
-            "missing cell"
-        )
     groups = frame_columns(frame, groups)  # a model's integer labels are the header's text
     try:
         data = GroupedData.from_dataframe(
@@ -147,23 +140,6 @@ def read_data(
     except ValueError as exc:  # named with its file (a ';' CSV has one column, say)
         raise UserError(f"{path}: {exc}") from None
     return refuse_empty_rows(data, path, "data rows") if strict else data, frame, groups
-
-
-def short_lines(path: str, most: int = 5) -> list[int]:
-    """The first ``most`` line numbers of the CSV ``path`` whose records have fewer fields
-    than its header (blank lines aside)."""
-    import csv
-
-    out: list[int] = []
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        reader = csv.reader(f)
-        width = len(next(reader, []))
-        for row in reader:
-            if row and len(row) < width:
-                out.append(reader.line_num)
-                if len(out) == most:
-                    break
-    return out
 
 
 def refuse_empty_rows(data: GroupedData, path: str, what: str) -> GroupedData:

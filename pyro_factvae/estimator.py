@@ -427,8 +427,7 @@ class FactVAE(Queries):
         The file holds only tensors, strings and numbers: :meth:`load` reads it with
         ``torch.load(weights_only=True)``, which never runs code from the file. ``extra``:
         JSON-ready user metadata, returned by :meth:`load` as ``metadata_``, and kept in
-        ``metadata_`` at once, as JSON gives it back (keys as text, tuples as lists; the
-        ``factvae`` command keeps the CSV column spec there).
+        ``metadata_`` at once, as JSON gives it back (keys as text, tuples as lists).
         """
         if extra is not None:
             try:  # checked before it is kept: a later save would fail on it too

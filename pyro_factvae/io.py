@@ -129,7 +129,7 @@ def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
                 "it holds Python objects other than tensors and plain data, and loading them "
                 "could run code; refused"
             )
-        elif _starts_with(name, b"PK\x03\x04") and zipfile.is_zipfile(name):
+        elif _starts_with(name, b"PK\x03\x04") and _other_zip(name):
             # a whole zip archive that torch does not read: another program's (an .npz...)
             reason = "a zip archive of another kind (an .npz, say), not a torch file"
         elif _starts_with(name, b"PK\x03\x04"):  # a zip, as torch.save writes, cut short
@@ -165,3 +165,13 @@ def write_payload(meta: dict[str, Any], tensors: dict[str, Any], path: str | os.
     """Write ``meta`` (JSON-ready) and ``tensors`` (state dicts, tensors) as a model file."""
     head = {"format": FORMAT, "format_version": FORMAT_VERSION, "version": __version__}
     atomic_save({"meta": json.dumps({**head, **meta}), **tensors}, path)
+
+
+def _other_zip(name: str) -> bool:
+    """Whether ``name`` is a readable zip archive that is not one ``torch.save`` wrote (which
+    holds a ``data.pkl``): an ``.npz``, say."""
+    try:
+        with zipfile.ZipFile(name) as archive:
+            return not any(n.endswith("data.pkl") for n in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False

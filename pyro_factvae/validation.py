@@ -368,7 +368,7 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
         shown = ", ".join(repr(c) for c in have[:8]) + (", ..." if len(have) > 8 else "")
         raise ValueError(
             f"the data have no columns {missing} (a CSV's header, a DataFrame's columns; "
-            f"they have [{shown}]: names match exactly, spaces included); the groups need: "
+            f"they have [{shown}], named exactly as these); the groups need: "
             f"{need}"
         )
     repeated = {c for c in frame.columns[frame.columns.duplicated()]}

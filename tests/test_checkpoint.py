@@ -399,6 +399,12 @@ def test_model_files_refuse_bad_metadata_folders_and_a_paths_side_file(tmp_path)
     np.savez(tmp_path / "d.npz", a=np.zeros(3))  # a whole zip of another kind
     with pytest.raises(ValueError, match="a zip archive of another kind"):
         FactVAE.load(tmp_path / "d.npz")
+    broken = bytearray((tmp_path / "x.pt").read_bytes())
+    second = broken.index(b"PK\x03\x04", 4)  # a member's header: torch cannot read it
+    broken[second : second + 4] = bytes(4)  # torch's own archive, its index intact
+    (tmp_path / "broken.pt").write_bytes(bytes(broken))
+    with pytest.raises(ValueError, match="is not a loadable FactVAE file: it is truncated or"):
+        FactVAE.load(tmp_path / "broken.pt")
     with pytest.raises(ValueError, match="is a folder; give a file name"):
         vae.save(str(tmp_path / "new") + "/")
     with pytest.raises(ValueError, match="is a folder, not a FactVAE file"):

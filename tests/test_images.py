@@ -140,7 +140,7 @@ def test_open_idx_refuses_a_missing_or_damaged_file_and_keeps_no_broken_cache(tm
     for _ in range(2):  # the second call is refused for the same reason
         with pytest.raises(ValueError, match="bad.gz: not a readable gzip file"):
             open_idx(tmp_path / "bad.gz", cache=tmp_path / "c.idx")
-    assert not (tmp_path / "c.idx").exists() and not (tmp_path / "c.idx.part").exists()
+    assert not (tmp_path / "c.idx").exists() and not list(tmp_path.glob("*.part"))
     good = np.arange(2 * 4 * 4).reshape(2, 4, 4)
     write_idx(tmp_path / "good.gz", good)
     flipped = bytearray((tmp_path / "good.gz").read_bytes())
@@ -150,7 +150,7 @@ def test_open_idx_refuses_a_missing_or_damaged_file_and_keeps_no_broken_cache(tm
         open_idx(tmp_path / "flip.gz", cache=tmp_path / "c.idx")
     with pytest.raises(ValueError, match="flip.gz: cannot read the idx file"):
         read_idx(tmp_path / "flip.gz")
-    assert not (tmp_path / "c.idx.part").exists()
+    assert not list(tmp_path.glob("*.part"))
     with pytest.raises(ValueError, match=r"cache .*nowhere.*cannot be written"):
         open_idx(tmp_path / "good.gz", cache=tmp_path / "nowhere" / "c.idx")
 
@@ -220,5 +220,5 @@ def test_a_16_bit_grey_view_keeps_its_shades_and_a_float_one_is_refused(tmp_path
     np.testing.assert_allclose(value, round(30000 / 65535 * 255) / 127.5 - 1.0)  # not white
     floats = tmp_path / "f.tiff"
     Image.fromarray(np.full((8, 8), 0.5, np.float32)).save(floats)
-    with pytest.raises(ValueError, match=r"f\.tiff: a 'F' image"):
+    with pytest.raises(ValueError, match=r"f\.tiff: a float image"):
         _read_view(floats, size=4, crop=8)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
+import tempfile
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -132,6 +132,33 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
+def _decompress(path: Path, cache: Path, stamp: Path, source: str) -> None:
+    """``path`` (gzip) decompressed into ``cache`` through a temporary file of its own beside
+    it, renamed into place when complete (no half-written cache, and two processes never
+    write one file), with ``stamp`` (``source``) written after it and removed before."""
+    try:
+        handle, part = tempfile.mkstemp(dir=cache.parent, prefix=cache.name + ".", suffix=".part")
+    except OSError as exc:
+        raise ValueError(f"cache {cache}: cannot be written ({exc})") from None
+    try:
+        with os.fdopen(handle, "wb") as dst, gzip.open(path, "rb") as src:
+            while True:
+                try:
+                    chunk = src.read(1 << 20)
+                except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+                    raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
+                if not chunk:
+                    break
+                dst.write(chunk)
+        stamp.unlink(missing_ok=True)  # no stamp of the file it replaces beside the new cache
+        os.replace(part, cache)
+        stamp.write_text(source)
+    except OSError as exc:  # the cache's own: a full disk, a folder in its place
+        raise ValueError(f"cache {cache}: cannot be written ({exc})") from None
+    finally:
+        Path(part).unlink(missing_ok=True)
+
+
 def open_idx(path: str | os.PathLike, cache: str | os.PathLike | None = None) -> np.memmap:
     """An unsigned-byte ``idx`` file as a read-only ``numpy.memmap``: nothing is read into
     memory until indexed. A ``.gz`` file is first decompressed, a chunk at a time, into
@@ -148,20 +175,8 @@ def open_idx(path: str | os.PathLike, cache: str | os.PathLike | None = None) ->
         source = f"{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}\n"
         stamp = cache.with_name(cache.name + ".source")
         made = cache.is_file() and stamp.is_file() and stamp.read_text() == source
-        if not made:  # decompressed beside it, then renamed: no half-written cache
-            part = cache.with_name(cache.name + ".part")
-            try:
-                dst = open(part, "wb")
-            except OSError as exc:
-                raise ValueError(f"cache {cache}: cannot be written ({exc})") from None
-            try:
-                with gzip.open(path, "rb") as src, dst:
-                    shutil.copyfileobj(src, dst, length=1 << 20)
-            except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-                part.unlink(missing_ok=True)
-                raise ValueError(f"{path}: not a readable gzip file ({exc})") from None
-            os.replace(part, cache)
-            stamp.write_text(source)
+        if not made:
+            _decompress(path, cache, stamp, source)
         path = cache
     with open(path, "rb") as f:
         magic = f.read(4)
@@ -226,13 +241,18 @@ def _read_view(path: Path, size: int, crop: int) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            if image.mode.startswith("I;16"):  # 16-bit grey: "L" would clip it at 255
-                wide = np.asarray(image, dtype=np.float64) / 65535.0 * 255.0
-                gray = Image.fromarray(np.round(wide).astype(np.uint8))
-            elif image.mode in ("I", "F"):
+            if image.mode.startswith("I"):  # 16-bit grey ("I" before Pillow 10.3): "L" clips
+                wide = np.asarray(image, dtype=np.float64)
+                if wide.size and (wide.min() < 0 or wide.max() > 65535):
+                    raise ValueError(
+                        f"{path}: a {image.mode!r} image with values outside 0..65535, whose "
+                        "scale is its own: convert it to 8 or 16 bits first"
+                    )
+                gray = Image.fromarray(np.round(wide / 65535.0 * 255.0).astype(np.uint8))
+            elif image.mode == "F":
                 raise ValueError(
-                    f"{path}: a {image.mode!r} image (32-bit integers or floats), whose scale "
-                    "is its own: convert it to 8 or 16 bits first"
+                    f"{path}: a float image, whose scale is its own: convert it to 8 or 16 "
+                    "bits first"
                 )
             else:
                 gray = image.convert("L")

@@ -23,6 +23,7 @@ import tarfile
 import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,7 @@ def read_amc(path: str | os.PathLike, skeleton: Mapping[str, Sequence[str]]) -> 
         words = raw.split()
         if not words or words[0].startswith(("#", ":")):
             continue
-        if len(words) == 1 and words[0].isdigit():
+        if len(words) == 1 and words[0].isdecimal():
             if current is not None:
                 finish(number)
             if last is not None and int(words[0]) <= last:
@@ -350,9 +351,9 @@ def load_mocap6(path: str | os.PathLike) -> Motion:
             frames = np.asarray(f["X"], dtype=float)
             names = [c.decode() if isinstance(c, bytes) else str(c) for c in f["column_names"]]
             raw = np.asarray(f["doc_range"])
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"{os.fspath(path)}: not a mocap6 dataset.npz ({exc})") from None
-    if raw.dtype.kind not in "iuf" or not np.all(raw == np.round(raw)):
+    if raw.dtype.kind not in "iuf" or not np.all(np.isfinite(raw) & (raw == np.round(raw))):
         raise ValueError(f"{os.fspath(path)}: doc_range must hold whole frame numbers, got {raw}")
     bounds = raw.astype(int)
     name = os.fspath(path)
@@ -365,13 +366,10 @@ def load_mocap6(path: str | os.PathLike) -> Motion:
         raise ValueError(f"{name}: doc_range must be increasing frame bounds, got {bounds}")
     if bounds[0] != 0 or bounds[-1] != len(frames):
         raise ValueError(
-            f"{name}: doc_range {bounds[:3].tolist()}...{bounds[-1]} must start at frame 0 and "
-            f"end at the {len(frames)} frames"
+            f"{name}: doc_range runs from {bounds[0]} to {bounds[-1]}; it must start at frame 0 "
+            f"and end at the {len(frames)} frames"
         )
-    sequences = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
-    if len(sequences) != len(frames):
-        raise ValueError(f"{os.fspath(path)}: doc_range does not cover the {len(frames)} frames")
-    return Motion(frames, names, sequences)
+    return Motion(frames, names, np.repeat(np.arange(len(bounds) - 1), np.diff(bounds)))
 
 
 def fetch_mocap6(cache_dir: str | os.PathLike | None = None) -> Path:
