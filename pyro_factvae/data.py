@@ -505,7 +505,8 @@ class GroupedData:
     # ------------------------------------------------------------------ minibatches
     def __getitem__(self, rows: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
         """``(values, observed)`` for the given rows: the minibatch format of the model (the
-        cells of the rows: ``cells[rows]``, when :attr:`cells` is not ``None``)."""
+        cells of the rows: ``cells[rows]``, when :attr:`cells` is not ``None``). A group's
+        name is refused (its values: ``to_numpy()[name]``)."""
         if isinstance(rows, str):
             raise ValueError(
                 f"data[rows] takes rows; for the values of group {rows!r}: "

@@ -341,7 +341,9 @@ def load_mocap6(path: str | os.PathLike) -> Motion:
     ``Motion.sequences`` holds 0..5 (from the file's ``doc_range``). The channels are the
     file's ``column_names``, ``root.ty`` (the body's height, the file's one translation)
     included; :func:`to_grouped` leaves it out by default, as the paper's protocol leaves out
-    the root's translation (``to_grouped(motion, drop=())`` keeps it, in ``core``).
+    the root's translation (``to_grouped(motion, drop=())`` keeps it, in ``core``). A file
+    that is no such archive, or whose ``doc_range`` does not run in whole, increasing frame
+    numbers from 0 to its number of frames, raises a ``ValueError`` naming it.
     """
     try:
         loaded = np.load(path, allow_pickle=False)
