@@ -245,13 +245,9 @@ def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
     as the cells of its groups (others not hidden)."""
     if isinstance(hidden, Mapping):
         names, dims = list(vae.layout_.names), list(vae.layout_.dims)
-        masks = {str(k): np.asarray(v) for k, v in hidden.items()}
+        masks = {str(k): _as_mask(v, f"hidden[{str(k)!r}]") for k, v in hidden.items()}
         if len(masks) != len(hidden):
             raise ValueError(f"hidden names a group twice: {list(hidden)}")
-        for k, m in masks.items():
-            if m.dtype != bool and not np.isin(m, (0, 1)).all():
-                raise ValueError(f"hidden[{k!r}] must hold booleans (or 0 and 1)")
-        masks = {k: m.astype(bool) for k, m in masks.items()}
         unknown = [k for k in masks if k not in names]
         if unknown or not masks:
             raise ValueError(
@@ -306,13 +302,14 @@ def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
     return hidden
 
 
-def _as_mask(hidden: Any) -> np.ndarray:
-    """``hidden`` as a bool array; a ``ValueError`` for values other than booleans, 0 and 1."""
+def _as_mask(hidden: Any, what: str = "hidden") -> np.ndarray:
+    """``hidden`` as a bool array; a ``ValueError`` (naming it ``what``) for values other than
+    booleans, 0 and 1."""
     hidden = np.asarray(hidden)
     try:  # pandas' NA in a nullable mask is no answer
         ok = hidden.dtype == bool or bool(np.isin(hidden, (0, 1)).all())
     except TypeError:
         ok = False
     if not ok:
-        raise ValueError("hidden must hold booleans (or 0 and 1), no missing values")
+        raise ValueError(f"{what} must hold booleans (or 0 and 1), no missing values")
     return hidden.astype(bool)

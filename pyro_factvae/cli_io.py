@@ -99,7 +99,6 @@ def read_data(
     import pandas as pd
 
     strict = not (drop_empty_rows or allow_empty_rows)  # empty rows refused here, for a shell
-    keep_empty = allow_empty_rows or strict
     if not os.path.isfile(path):
         raise UserError(f"no such data file: {path}")
     ext = os.path.splitext(path)[1].lower()
@@ -122,7 +121,7 @@ def read_data(
                     f"({list(order)}); it has {sorted(arrays)}"
                 )
             arrays = {g: arrays[g] for g in order}
-        data = GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=keep_empty)
+        data = GroupedData(arrays, drop_empty_rows=drop_empty_rows, allow_empty_rows=True)
         return refuse_empty_rows(data, path, "rows") if strict else data, arrays, None
     if ext != ".csv":
         raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
@@ -135,7 +134,7 @@ def read_data(
     groups = frame_columns(frame, groups)  # a model's integer labels are the header's text
     try:
         data = GroupedData.from_dataframe(
-            frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=keep_empty
+            frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=True
         )
     except ValueError as exc:  # named with its file (a ';' CSV has one column, say)
         raise UserError(f"{path}: {exc}") from None

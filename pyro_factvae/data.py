@@ -107,15 +107,16 @@ class GroupedData:
                 "got a torch Dataset: stream it with GroupedData.from_dataset(dataset), or "
                 "give it to FactVAE().fit(dataset) directly"
             )
-        # the groups as given (a DataFrame's column labels name its variables)
+        # the groups as given (a DataFrame's column labels name its variables; an iterator is
+        # spent by the time they are read)
         given = list(groups.values()) if isinstance(groups, Mapping) else groups
+        given = given if isinstance(given, (list, tuple)) else []
+        variables = None
         if type(groups).__name__ == "MuData":  # its modalities are the groups
             variables = mudata_variables(groups, list(groups.mod))
             groups = mudata_groups(groups)[0]
         names, mats = group_arrays(groups, names)
-        if type(given).__name__ != "MuData":
-            given = given if isinstance(given, (list, tuple)) else []  # an iterator is spent
-            variables = frame_variables(names, given)
+        variables = variables or frame_variables(names, given)
         num_rows = mats[0].shape[0]
         if mask is None:
             obs, cells = observed_from_nan(names, mats)

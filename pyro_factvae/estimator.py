@@ -373,19 +373,19 @@ class FactVAE(Queries):
                         "groups= maps a DataFrame's columns to groups; these data are a "
                         f"{type(data).__name__}, whose groups are their own: leave groups out"
                     )
-            before = self.columns_, self.variables_
-            try:  # a call refused before training leaves the mapping and names as they were
+            before = self.columns_
+            try:  # a call refused before training leaves the mapping as it was
                 if groups is not None:
                     self.set_columns(groups)
                 target = None if checkpoint is None else check_writable(checkpoint, "checkpoint")
                 data = self.prepare(data)
-                if self.columns_ is None and data.columns is not None:  # from_dataframe's
-                    self.set_columns(data.columns)
-                self._state.record_variables(data)
                 data.require_trainable()
             except (ValueError, OSError):
-                self._state.columns, self._state.variables = before
+                self._state.columns = before
                 raise
+            if self.columns_ is None and data.columns is not None:  # from_dataframe's mapping
+                self.set_columns(data.columns)
+            self._state.record_variables(data)
             if self.model_ is None:
                 warn_if_few_rows(len(data), self.config.lam)
             if auto:

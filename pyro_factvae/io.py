@@ -129,11 +129,12 @@ def read_payload(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any
                 "it holds Python objects other than tensors and plain data, and loading them "
                 "could run code; refused"
             )
-        elif _starts_with(name, b"PK\x03\x04") and _other_zip(name):
-            # a whole zip archive that torch does not read: another program's (an .npz...)
-            reason = "a zip archive of another kind (an .npz, say), not a torch file"
-        elif _starts_with(name, b"PK\x03\x04"):  # a zip, as torch.save writes, cut short
-            reason = "it is truncated or corrupt (an incomplete copy?); write it again"
+        elif _starts_with(name, b"PK\x03\x04"):  # another program's zip, or torch's broken
+            reason = (
+                "a zip archive of another kind (an .npz, say), not a torch file"
+                if _other_zip(name)
+                else "it is truncated or corrupt (an incomplete copy?); write it again"
+            )
         else:
             reason = "not a torch file"
         raise ValueError(f"{name!r} is not a loadable FactVAE file: {reason}") from None

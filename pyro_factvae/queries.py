@@ -48,6 +48,12 @@ class Queries:
     #: (``impute(num_draws=...)``, ``predict_interval``); ``None`` after a query of means
     ess_: np.ndarray | None = None
 
+    def _read(self, data: Any) -> tuple[Any, GroupedData]:
+        """``(data, the model's form of it)``: an iterator of groups read once into a list,
+        as the answer is read back into the caller's form from it."""
+        data = reusable(data)
+        return data, self.prepare(data, allow_empty_rows=True)
+
     def latent(
         self, data: Any, given: Sequence[str] | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -96,8 +102,7 @@ class Queries:
             group's input dtype as :meth:`impute` returns it (a group given 1-D, 1-D).
         """
         model, guide = self.fitted_modules()
-        data = reusable(data)  # read twice: into the model's form, then back into the caller's
-        data_in, data = data, self.prepare(data, allow_empty_rows=True)
+        data_in, data = self._read(data)
         self.ess_ = None  # of the last draws: these are means
         for name, value in (("targets", targets), ("given", given)):
             if isinstance(value, str):
@@ -190,8 +195,7 @@ class Queries:
         the training data is filled with its value, to float32 precision (fit warns about
         it).
         """
-        data = reusable(data)
-        grouped = self.prepare(data, allow_empty_rows=True)
+        data, grouped = self._read(data)
         if num_draws is None:
             recon = self.reconstruct(
                 grouped,
@@ -255,8 +259,7 @@ class Queries:
             ``(lower, upper)``, each shaped like :meth:`impute`'s output."""
         interval_draws(num_draws, level)
         positive_int("num_samples", num_samples)
-        data = reusable(data)
-        grouped = self.prepare(data, allow_empty_rows=True)
+        data, grouped = self._read(data)
         bounds = torch.empty(2, len(grouped), sum(grouped.dims))
         ess = torch.empty(len(grouped))
         for rows, part, part_ess in self._draws(

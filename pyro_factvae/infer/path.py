@@ -396,8 +396,8 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             state.lam_path["mean_mse"] = mean_mse
     chosen = grid[path.best]
     if chosen > 0 or not refits:
-        if done != "final":  # the path saw 80% of the rows: a feature may vary in the rest
-            state.model.keep_varying(data.values, data.observed, data.cells)
+        # the path saw 80% of the rows, and a feature may vary in the rest: the final fit on
+        # every row frees it (Trainer.train, as every continued fit)
         if done == "final":
             state.set_lam(chosen)
             finish(data)

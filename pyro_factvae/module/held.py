@@ -6,8 +6,8 @@ makes of it (a 0/1 column that is always 1 would otherwise be imputed as 0.99 an
 now and then; a count column that is always 0, as a small rate). Every family keeps two
 buffers, ``held`` (bool, ``(G_b, dim)``) and ``held_value``, set here from the data where it
 :attr:`~pyro_factvae.module.likelihoods.Likelihood.holds` (not the categorical: a class never
-seen, a column always 0, would leave some draws no class); the Normal family's own
-standardization also predicts a constant feature as its value.
+seen, a column always 0, would leave some draws no class, nor the Normal, whose own
+standardization, ``varies`` and ``shift``, predicts a constant feature as its value).
 """
 
 from __future__ import annotations

@@ -229,6 +229,7 @@ class NormalLikelihood(Likelihood):
     """
 
     paddable = True
+    holds = False  # its own ``varies`` and ``shift`` hold a constant feature
 
     def __init__(
         self,
