@@ -386,13 +386,20 @@ class FactVAE(Queries):
             if self.columns_ is None and data.columns is not None:  # from_dataframe's mapping
                 self.set_columns(data.columns)
             self._state.record_variables(data)
-            if self.model_ is None:
+            first = self.model_ is None
+            if first:
                 warn_if_few_rows(len(data), self.config.lam)
-            if auto:
-                self._state.layout_of(data)  # checks every row, before the path splits them
-                fit_auto(self._state, data, given, progress, target, callbacks=callbacks)
-            else:
-                Trainer(self._state).train(data, given, progress, target, callbacks)
+            unfitted = self._state.fresh() if first else None
+            try:
+                if auto:
+                    self._state.layout_of(data)  # checks every row, before the path splits
+                    fit_auto(self._state, data, given, progress, target, callbacks=callbacks)
+                else:
+                    Trainer(self._state).train(data, given, progress, target, callbacks)
+            except ValueError:
+                if first:  # a first fit refused on the way leaves no half-built model behind
+                    self._state = unfitted
+                raise
             return self
 
     def set_columns(self, groups: Mapping[str, Sequence[str]]) -> FactVAE:

@@ -115,3 +115,17 @@ def test_early_stopping_in_a_prox_phase_scores_the_group_lasso_term_too(monkeypa
     least = min(range(len(scored)), key=lambda i: scored[i][0])  # the first of the least
     assert scored[least][1] < scored[0][1]  # the prox pruned after the first score
     assert int((vae.sparsity().to_numpy() > 0).sum()) == scored[least][1]
+
+
+@pytest.mark.parametrize("lam", [0.1, "auto"])
+def test_a_validation_split_without_rows_is_refused_and_leaves_the_estimator_unfitted(lam):
+    rng = torch.Generator().manual_seed(0)
+    data = {"a": torch.randn(4, 3, generator=rng).numpy(), "b": torch.randn(4, 2).numpy()}
+    vae = FactVAE(latent_dim=2, lam=lam)
+    with pytest.raises(ValueError, match="leaves no row to validate on: give patience=None"):
+        vae.fit(data, epochs=2, patience=5, progress=False)
+    assert vae.model_ is None and vae.config.lam == lam and vae.history_ == []
+    with pytest.raises(ValueError, match="not fitted"):
+        vae.impute(data)
+    vae.fit(data, epochs=2, patience=None, progress=False)  # the advice works
+    assert vae.model_ is not None and (lam != "auto" or vae.lam_path_ is not None)

@@ -32,6 +32,7 @@ __all__ = [
     "VALIDATE_STEPS",
     "Run",
     "Signals",
+    "check_validation_rows",
     "fingerprint",
     "plan",
     "seeding",
@@ -62,6 +63,22 @@ def warn_if_few_rows(rows: int, lam: Any) -> None:
             "evaluate) against a simple imputer before trusting it",
             FewRowsWarning,
             stacklevel=3,
+        )
+
+
+def check_validation_rows(rows: int, fit: FitConfig) -> None:
+    """A ``ValueError`` unless early stopping's split of ``rows`` (``fit.validation`` held
+    out, ``fit.patience`` not ``None``) leaves rows both to train and to validate on."""
+    if fit.patience is None:
+        return
+    kept = int(round((1 - fit.validation) * rows))
+    if not 0 < kept < rows:
+        left = "to train on" if kept == 0 else "to validate on"
+        raise ValueError(
+            f"early stopping (patience={fit.patience}) holds out validation={fit.validation:g} "
+            f"of the {rows} rows this fit trains on, which leaves no row {left}: give "
+            "patience=None (no early stopping), or a validation fraction that holds out at "
+            "least one row and keeps one"
         )
 
 

@@ -41,16 +41,18 @@ from .callbacks import Epoch, after_raise
 from .checkpoint import Checkpoint
 from .checkpoint import write as write_checkpoint
 from .distributed import World
-from .loop import (
-    NonFiniteError,
-    Position,
-    cosine,
-    fresh_stopper,
-    train_phase,
-    validation_loss,
-)
+from .loop import NonFiniteError, Position, cosine, fresh_stopper, train_phase, validation_loss
 from .optim import Optimizers
-from .plan import MIN_ROWS_TO_STOP, VALIDATE_STEPS, Run, Signals, fingerprint, plan, seeding
+from .plan import (
+    MIN_ROWS_TO_STOP,
+    VALIDATE_STEPS,
+    Run,
+    Signals,
+    check_validation_rows,
+    fingerprint,
+    plan,
+    seeding,
+)
 from .state import FitState
 
 __all__ = ["Trainer"]
@@ -103,6 +105,7 @@ class Trainer:
         fit = FitConfig(**given).resolved(
             bool(state.history), collapsed_only, len(data), sparse=state.config.lam > 0
         )
+        check_validation_rows(len(data), fit)
         layout = state.layout_of(data)
         generator, rng_state = seeding(fit.seed, self.world.size)
         if state.model is None:
