@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .arrays import as_array
 from .data import GroupedData, is_dataframe
 from .stream import is_dataset
-from .validation import as_array
 
 __all__ = [
     "caller_arrays",

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate
 
+from .arrays import to_numpy
 from .io import new_file_mode
 from .masks import observed_from_nan
 from .ranges import Range, column_ranges, merge_ranges, refuse_overflow
-from .validation import fmt_rows, reject_inf, to_numpy
+from .validation import fmt_rows, reject_inf
 
 __all__ = ["dataset_to_memmap", "is_dataset"]
 

@@ -9,8 +9,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .arrays import to_numpy
+
 __all__ = [
-    "as_array",
     "check_matrix",
     "check_numeric",
     "fmt_rows",
@@ -20,7 +21,6 @@ __all__ = [
     "is_dataframe",
     "reject_inf",
     "reject_observed",
-    "to_numpy",
 ]
 
 
@@ -28,76 +28,6 @@ def fmt_rows(rows: np.ndarray, limit: int = 5) -> str:
     shown = ", ".join(str(int(r)) for r in rows[:limit])
     more = f", ... ({len(rows)} rows in all)" if len(rows) > limit else ""
     return f"[{shown}{more}]"
-
-
-def as_array(name: str, array: Any) -> np.ndarray:
-    """A group's data as a numpy array, missing cells NaN: a tensor's values, a masked
-    array's masked cells, a pandas object's ``NA`` and an object array's ``None`` (its other
-    cells numbers) are read as such; ``ValueError`` for a sparse matrix or ragged lists."""
-    if isinstance(array, torch.Tensor):
-        array = array.detach().cpu()
-        # numpy has no bfloat16 (nor complex is data): read as float32, what it holds exactly
-        array = (array.float() if array.dtype == torch.bfloat16 else array).numpy()
-    if type(array).__module__.startswith("scipy.sparse"):
-        raise ValueError(
-            f"group {name!r}: a scipy.sparse matrix; densify it (.toarray()) first, or give "
-            "the data as an AnnData (GroupedData.from_anndata), whose sparse X is read in "
-            "chunks"
-        )
-    # a float group keeps its precision (float32 comes back float32); others become float64
-    if np.ma.isMaskedArray(array) and array.dtype.kind in "biuf":  # masked cells: missing
-        kind = array.dtype if array.dtype.kind == "f" else np.float64
-        array = np.ma.filled(np.ma.asarray(array).astype(kind), np.nan)
-    elif np.ma.isMaskedArray(array):  # dates, text, complex: refused below, as unmasked
-        array = np.ma.getdata(array)
-    held = getattr(getattr(array, "dtype", None), "numpy_dtype", None)
-    if held is not None and hasattr(array, "to_numpy") and np.dtype(held).kind in "biuf":
-        kind = held if np.dtype(held).kind == "f" else np.float64  # pandas' nullable dtypes
-        array = array.to_numpy(dtype=kind, na_value=np.nan)
-    try:
-        out = np.asarray(array)
-    except Exception as exc:  # ragged lists and the like
-        raise ValueError(f"group {name!r}: could not be read as an array ({exc})") from None
-    if out.dtype == object:  # numbers with None (or pandas' NA) for missing cells
-        try:
-            cells = [np.nan if _is_na(v) else v for v in out.ravel()]
-            out = np.array(cells, dtype=np.float64).reshape(out.shape)
-        except (TypeError, ValueError):
-            pass  # text: said by to_numpy
-    return out
-
-
-def _is_na(value: Any) -> bool:
-    """Whether an object array's cell is a missing value (``None``, pandas' ``NA``)."""
-    return value is None or type(value).__name__ in ("NAType", "NaTType")
-
-
-def to_numpy(name: str, array: Any) -> np.ndarray:
-    """A group's data as a 2-D float64 array (:func:`as_array`; a 1-D group as one column);
-    ``ValueError`` naming the group for data that are not numbers or not 1-D or 2-D."""
-    out = as_array(name, array)
-    if out.dtype == bool:
-        out = out.astype(np.float32)
-    if out.dtype.kind in "mM":
-        raise ValueError(
-            f"group {name!r}: dates or durations (dtype {out.dtype}); convert them to numbers "
-            "first, e.g. seconds from a reference time, with NaN where a value is missing"
-        )
-    if not (np.issubdtype(out.dtype, np.number)):
-        raise ValueError(
-            f"group {name!r}: data must be numeric, got dtype {out.dtype}; "
-            "encode categories as numbers (e.g. one-hot) first"
-        )
-    if np.iscomplexobj(out):
-        raise ValueError(f"group {name!r}: complex values are not supported")
-    if out.ndim == 1:
-        out = out[:, None]
-    if out.ndim != 2:
-        raise ValueError(
-            f"group {name!r}: expected a 2-D array (rows x features), got shape {out.shape}; "
-            "flatten images to rows first"
-        )
-    return out.astype(np.float64, copy=False)
 
 
 def check_names(names: Sequence[Any]) -> None:

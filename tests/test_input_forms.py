@@ -71,6 +71,17 @@ def test_repeated_column_labels_and_date_columns_are_refused_by_name(ab):
             GroupedData({"a": given, "b": ab[1]})
 
 
+@pytest.mark.parametrize(
+    "cell",
+    [np.datetime64("2020-01-01"), np.timedelta64(3, "h"), pd.Timestamp("2020"), "1.5", 1 + 2j],
+)
+def test_an_object_array_cell_that_is_not_a_number_is_refused_by_row_and_column(ab, cell):
+    objects = ab[1].astype(object)
+    objects[7, 1] = cell  # a date would otherwise read as its days since 1970
+    with pytest.raises(ValueError, match=r"group 'b': row 7, column 1 holds .*not a number"):
+        GroupedData({"a": ab[0], "b": objects})
+
+
 def test_masked_object_and_nullable_groups_read_their_holes_as_missing(ab):
     a, b = ab
     masked = np.ma.masked_array(a.copy(), mask=False)

@@ -15,6 +15,7 @@ LAYERS = [
         "data",
         "masks",
         "validation",
+        "arrays",
         "ranges",
         "config",
         "fit_config",

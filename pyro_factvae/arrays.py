@@ -1,0 +1,102 @@
+"""A group's data read as a numpy array, missing cells NaN, every value checked to be a
+number: the first step of :mod:`~pyro_factvae.validation`'s checks of what a user hands to
+:class:`~pyro_factvae.data.GroupedData`."""
+
+from __future__ import annotations
+
+import decimal
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["as_array", "to_numpy"]
+
+
+def as_array(name: str, array: Any) -> np.ndarray:
+    """A group's data as a numpy array, missing cells NaN: a tensor's values, a masked
+    array's masked cells, a pandas object's ``NA`` and an object array's ``None`` (its other
+    cells numbers) are read as such; ``ValueError`` for a sparse matrix or ragged lists."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu()
+        # numpy has no bfloat16 (nor complex is data): read as float32, what it holds exactly
+        array = (array.float() if array.dtype == torch.bfloat16 else array).numpy()
+    if type(array).__module__.startswith("scipy.sparse"):
+        raise ValueError(
+            f"group {name!r}: a scipy.sparse matrix; densify it (.toarray()) first, or give "
+            "the data as an AnnData (GroupedData.from_anndata), whose sparse X is read in "
+            "chunks"
+        )
+    # a float group keeps its precision (float32 comes back float32); others become float64
+    if np.ma.isMaskedArray(array) and array.dtype.kind in "biuf":  # masked cells: missing
+        kind = array.dtype if array.dtype.kind == "f" else np.float64
+        array = np.ma.filled(np.ma.asarray(array).astype(kind), np.nan)
+    elif np.ma.isMaskedArray(array):  # dates, text, complex: refused below, as unmasked
+        array = np.ma.getdata(array)
+    held = getattr(getattr(array, "dtype", None), "numpy_dtype", None)
+    if held is not None and hasattr(array, "to_numpy") and np.dtype(held).kind in "biuf":
+        kind = held if np.dtype(held).kind == "f" else np.float64  # pandas' nullable dtypes
+        array = array.to_numpy(dtype=kind, na_value=np.nan)
+    try:
+        out = np.asarray(array)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"group {name!r}: could not be read as an array ({exc})") from None
+    if out.dtype == object:  # numbers with None (or pandas' NA) for missing cells
+        cells = out.ravel()
+        bad = next((i for i, v in enumerate(cells) if not (_is_na(v) or _is_real(v))), None)
+        if bad is not None:
+            at = np.unravel_index(bad, out.shape)
+            where = f"row {at[0]}" + (f", column {at[1]}" if out.ndim > 1 else "")
+            raise ValueError(
+                f"group {name!r}: {where} holds {cells[bad]!r} ({type(cells[bad]).__name__}), "
+                "not a number; give numbers, with NaN or None where a value is missing (dates "
+                "and durations as numbers, e.g. seconds from a reference time; categories "
+                "one-hot encoded)"
+            )
+        cells = [np.nan if _is_na(v) else v for v in cells]
+        out = np.array(cells, dtype=np.float64).reshape(out.shape)
+    return out
+
+
+def _is_na(value: Any) -> bool:
+    """Whether an object array's cell is a missing value (``None``, pandas' ``NA``)."""
+    return value is None or type(value).__name__ in ("NAType", "NaTType")
+
+
+def _is_real(value: Any) -> bool:
+    """Whether an object array's cell is a real number (not text, a date or a duration,
+    which ``numpy.array(..., float)`` would turn into a number of days or of its unit)."""
+    if isinstance(value, (np.datetime64, np.timedelta64)):
+        return False
+    return isinstance(value, (numbers.Real, np.number, decimal.Decimal)) and not np.iscomplexobj(
+        value
+    )
+
+
+def to_numpy(name: str, array: Any) -> np.ndarray:
+    """A group's data as a 2-D float64 array (:func:`as_array`; a 1-D group as one column);
+    ``ValueError`` naming the group for data that are not numbers or not 1-D or 2-D."""
+    out = as_array(name, array)
+    if out.dtype == bool:
+        out = out.astype(np.float32)
+    if out.dtype.kind in "mM":
+        raise ValueError(
+            f"group {name!r}: dates or durations (dtype {out.dtype}); convert them to numbers "
+            "first, e.g. seconds from a reference time, with NaN where a value is missing"
+        )
+    if not (np.issubdtype(out.dtype, np.number)):
+        raise ValueError(
+            f"group {name!r}: data must be numeric, got dtype {out.dtype}; "
+            "encode categories as numbers (e.g. one-hot) first"
+        )
+    if np.iscomplexobj(out):
+        raise ValueError(f"group {name!r}: complex values are not supported")
+    if out.ndim == 1:
+        out = out[:, None]
+    if out.ndim != 2:
+        raise ValueError(
+            f"group {name!r}: expected a 2-D array (rows x features), got shape {out.shape}; "
+            "flatten images to rows first"
+        )
+    return out.astype(np.float64, copy=False)
