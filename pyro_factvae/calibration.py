@@ -96,13 +96,21 @@ def coverage(
     levels = _levels(levels)
     x = torch.as_tensor(np.asarray(draws), dtype=torch.float64)
     y = torch.as_tensor(np.asarray(truth), dtype=torch.float64)
-    mask = torch.as_tensor(np.asarray(where), dtype=torch.bool)
+    mask = torch.as_tensor(_as_mask(where, "where"))
     if x.shape[1:] != y.shape or mask.shape != y.shape:
         raise ValueError(
             f"draws have shape {tuple(x.shape)} and where {tuple(mask.shape)}; expected "
             f"(M, *{tuple(y.shape)}) and {tuple(y.shape)}, truth's shape"
         )
     interval_draws(x.shape[0], max(levels), "len(draws)")
+    for what, bad in (("truth", ~y.isfinite() & mask), ("draws", ~x.isfinite().all(0) & mask)):
+        if bool(bad.any()):  # NaN is inside no interval: it would count as a miss
+            at, n = tuple(int(i) for i in bad.nonzero()[0]), int(bad.sum())
+            raise ValueError(
+                f"{what} {'are' if what == 'draws' else 'is'} not finite at {n} "
+                f"entr{'y' if n == 1 else 'ies'} where scored (the first at index {at}): "
+                "score only entries with a finite truth and draws"
+            )
     bounds = central_bounds(x, levels)
     inside = (y >= bounds[:, 0]) & (y <= bounds[:, 1])  # (L, *truth.shape)
     return {float(a): float(ok[mask].double().mean()) for a, ok in zip(levels, inside)}

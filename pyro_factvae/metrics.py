@@ -243,12 +243,14 @@ def mean_imputation_error(
     """
     train, data = as_grouped(train), as_grouped(data)
     tgt = data.group_mask(targets, data.observed)
+    named = (train.variables or {}), (data.variables or {})
     for name in targets:  # matched by name: each target of the same width in both
         have, want = data.dims[data.index(name)], train.dims[train.index(name)]
-        if have != want:
+        a, b = (list(v.get(name) or []) for v in named)  # its variables, where named
+        if have != want or (a and b and a != b):
             raise ValueError(
-                f"group {name!r} has {have} columns in data and {want} in train: give it the "
-                "same columns in both"
+                f"group {name!r} has the columns {b or have} in data and {a or want} in train: "
+                "give it the same columns in both, in the same order"
             )
     pred = {}
     for name in targets:

@@ -187,6 +187,25 @@ def test_coverage_and_crps_score_any_imputers_draws():
         crps(calibrated[:, :10], truth)
 
 
+def test_coverage_refuses_non_finite_scored_entries_and_masks_that_are_not_boolean():
+    from pyro_factvae.calibration import coverage
+
+    rng = np.random.default_rng(0)
+    draws, truth = rng.standard_normal((40, 50)), rng.standard_normal(50)
+    holes = truth.copy()
+    holes[:10] = np.nan
+    with pytest.raises(ValueError, match=r"truth is not finite at 10 entries where scored"):
+        coverage(draws, holes, np.ones(50, bool))
+    scored = ~np.isnan(holes)  # a NaN truth left out of the scored entries is no miss
+    assert coverage(draws, holes, scored) == coverage(draws[:, 10:], truth[10:], scored[10:])
+    broken = draws.copy()
+    broken[:, 3] = np.nan
+    with pytest.raises(ValueError, match=r"draws are not finite at 1 entry where scored"):
+        coverage(broken, truth, np.ones(50, bool))
+    with pytest.raises(ValueError, match="where must hold booleans"):
+        coverage(draws, truth, np.full(50, 0.5))
+
+
 @pytest.mark.parametrize("num_draws", [20, 40, 200])
 def test_intervals_of_few_exact_draws_still_cover_their_level(num_draws):
     from pyro_factvae.calibration import coverage

@@ -153,6 +153,17 @@ def test_mean_imputation_error_uses_training_means():
     assert sae[0] == pytest.approx(2 + 4)
 
 
+def test_mean_imputation_error_refuses_variables_named_in_another_order():
+    import pandas as pd
+
+    a = pd.DataFrame([[0.0, 100.0], [2.0, 102.0]], columns=["x", "y"])
+    train = {"a": a, "b": np.array([[1.0], [3.0]])}
+    same = mean_imputation_error(train, {"a": a, "b": train["b"]}, ["a"])[0]
+    assert same == pytest.approx([2.0, 2.0])  # 1 and 101 the means: each row off by 1 twice
+    with pytest.raises(ValueError, match=r"group 'a' has the columns \['y', 'x'\] in data"):
+        mean_imputation_error(train, {"a": a[["y", "x"]], "b": train["b"]}, ["a"])
+
+
 def test_evaluate_reports_every_metric_and_repeats():
     vae, data, _, _ = linear_gaussian("mixture", n=16)
     a = evaluate(vae, data, num_samples=20, seed=0)
