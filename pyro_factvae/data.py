@@ -406,7 +406,7 @@ class GroupedData:
         dims = torch.tensor(self._dims, dtype=torch.float32)
         parts = ", ".join(f"{n}[{d}] {f:.0%}" for n, d, f in zip(self.names, self.dims, frac))
         cells = ""
-        if self.cells is not None:
+        if self.cells is not None and len(self):
             lost = 1 - float(self.cells.sum()) / float((self.observed.float() @ dims).sum())
             cells = f"; {lost:.1%} of the cells of observed groups missing"
         return f"GroupedData({len(self)} rows; {parts} observed{cells})"

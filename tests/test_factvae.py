@@ -222,6 +222,16 @@ def test_a_group_never_observed_is_refused_by_name(groups):
         FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1, progress=False)
 
 
+def test_data_with_no_rows_are_refused_by_fit_and_every_query(groups):
+    vae = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1, progress=False)
+    empty = GroupedData(groups).subset(np.zeros(len(groups["a"]), bool))
+    assert repr(empty).startswith("GroupedData(0 rows")
+    calls = (vae.impute, vae.latent, vae.predict_interval, FactVAE(lam=0.1).fit)
+    for call in calls:
+        with pytest.raises(ValueError, match="the data have no rows"):
+            call(empty)
+
+
 def test_rows_without_any_group_get_prior_predictive_means(groups):
     vae = FactVAE(latent_dim=2, lam=1.0).fit(groups, epochs=1, progress=False)
     query = {k: v[:6].copy() for k, v in groups.items()}

@@ -272,6 +272,8 @@ class FitState:
             data = GroupedData(data, names=names, allow_empty_rows=empty)
         elif not isinstance(data, GroupedData):
             data = GroupedData(data, allow_empty_rows=empty)
+        if len(data) == 0:
+            raise ValueError("the data have no rows (an empty selection?): give at least one")
         if self.layout is not None:
             if tuple(data.names) != self.layout.names:
                 raise ValueError(
