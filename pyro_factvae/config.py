@@ -12,6 +12,7 @@ with :meth:`ModelConfig.to_dict`. How one ``fit`` call trains is
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -262,6 +263,10 @@ class ModelConfig:
                 f"this config is resolved for a model and frozen (cannot set {name}); change "
                 "lam with FactVAE.set_lam(...), or give a new ModelConfig to a new model"
             )
+        if name not in self.__dataclass_fields__:  # a misspelt setting, silently ignored
+            close = difflib.get_close_matches(name, self.__dataclass_fields__, 1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise AttributeError(f"ModelConfig has no setting {name!r}{hint}")
         check = _MODEL_CHECKS.get(name)
         super().__setattr__(name, value if check is None else check(value))
 
@@ -332,6 +337,12 @@ class ModelConfig:
         if spec is None:
             return [None] * len(names)
         if spec == "data":
+            if not any(counts):  # else the setting would do nothing, silently
+                raise ValueError(
+                    "library_size='data' sets the depth of count groups ('poisson' or "
+                    "'negative_binomial'), and no group has a count likelihood: leave it out, "
+                    "or give the count groups theirs (likelihood={group: 'poisson'})"
+                )
             return ["data" if c else None for c in counts]
         out: list[Any] = [None] * len(names)
         for group, source in spec.items():

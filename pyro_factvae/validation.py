@@ -3,7 +3,7 @@ becomes a ``ValueError`` that names the group, column or rows and says what to d
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
 import numpy as np
@@ -68,9 +68,15 @@ def group_arrays(groups: Any, names: Any) -> tuple[list[str], list[np.ndarray]]:
             "expected one array per group (a list or dict of arrays), got a single array; "
             "split its columns into groups, e.g. GroupedData([X[:, :4], X[:, 4:]])"
         )
-    else:
+    elif isinstance(groups, Iterable) and not isinstance(groups, (str, bytes, Set)):  # ordered
         arrays = list(groups)
         names = [f"g{i}" for i in range(len(arrays))] if names is None else list(names)
+    else:
+        raise ValueError(
+            f"got {type(groups).__name__} {str(groups)[:40]!r} as the data: give the groups as "
+            "{group: array}, a list of arrays, a DataFrame with groups={group: [columns]}, a "
+            "GroupedData, a MuData or a torch Dataset"
+        )
     if len(arrays) == 0:
         raise ValueError("no groups given: factVAE needs at least one group")
     if len(names) != len(arrays):

@@ -515,6 +515,12 @@ def test_a_frame_with_integer_column_labels_is_fitted_by_label(tmp_path):
         tiny(lam=0.1).fit(x, groups={"a": [0]}, **FAST)
 
 
+@pytest.mark.parametrize("data", [None, 3, "data.csv", {1, 2}])
+def test_data_that_are_no_groups_are_refused_with_what_is_accepted(data):
+    with pytest.raises(ValueError, match=r"as the data: give the groups as \{group: array\}"):
+        tiny().fit(data, epochs=1, progress=False)
+
+
 def test_fit_arguments_of_the_wrong_kind_are_refused(groups):
     with pytest.raises(ValueError, match="seed must be an integer, got 1.5"):
         tiny().fit(groups, epochs=1, seed=1.5, progress=False)
@@ -565,3 +571,10 @@ def test_a_setting_assigned_on_the_estimator_is_refused_not_ignored():
             setattr(vae, name, value)
     vae.config.latent_dim = 3  # the config owns the settings, before a fit
     assert vae.config.latent_dim == 3 and "latent_dim" not in vars(vae)
+
+
+def test_a_misspelt_setting_on_the_config_is_refused_with_the_closest_name():
+    vae = FactVAE(lam=0.1)
+    with pytest.raises(AttributeError, match="no setting 'latnet_dim'; did you mean 'latent_dim'"):
+        vae.config.latnet_dim = 2
+    assert not hasattr(vae.config, "latnet_dim")
