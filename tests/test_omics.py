@@ -87,6 +87,10 @@ def test_a_fitted_model_answers_queries_on_a_mudata():
     filled = vae.impute(mdata)
     assert mean.shape == (60, 2) and filled["prot"].shape == (60, 3)
     assert not np.isnan(filled["prot"]).any()
+    swapped = mudata.MuData({"prot": mdata.mod["prot"], "rna": mdata.mod["rna"]})
+    again = vae.impute(swapped)  # modalities are matched by name, as a dict's groups are
+    rows = [list(swapped.obs_names).index(o) for o in mdata.obs_names]  # its rows' own order
+    assert all(np.allclose(again[k][rows], filled[k], atol=1e-5) for k in filled)
 
 
 def test_variables_in_another_order_than_fitted_are_refused_by_name():

@@ -250,10 +250,14 @@ class FitState:
                     "fitted model, set_columns({group: [columns]})"
                 )
             data = GroupedData.from_dataframe(data, self.columns, allow_empty_rows=empty)
-        elif type(data).__name__ == "MuData":
-            data = GroupedData.from_mudata(data)
+        elif type(data).__name__ == "MuData":  # modalities by name, in any order
+            same = names is not None and sorted(map(str, data.mod)) == sorted(names)
+            data = GroupedData.from_mudata(data, modalities=names if same else None)
         elif is_dataset(data):  # one DataLoader batch at a time
             data = GroupedData.from_dataset(data, allow_empty_rows=empty)
+            unnamed = [f"g{i}" for i in range(len(data.names))]
+            if names is not None and data.names == unnamed and len(names) == len(unnamed):
+                data.names = list(names)  # sequence items: the fitted groups, in order
         elif (
             isinstance(data, Mapping)
             and self.layout is not None
