@@ -85,8 +85,8 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
             raise UserError(f"no such checkpoint: {args.resume}")
         if groups is None:  # the CSV spec travels in the checkpoint
             groups = FactVAE.load(args.resume).columns_
-    output_path(args.out, "--out")
-    output_path(args.checkpoint, "--checkpoint")
+    output_path(args.out, "--out", inputs=(args.data, args.resume, args.checkpoint))
+    output_path(args.checkpoint, "--checkpoint", inputs=(args.data,))
     if args.checkpoint_every is not None and not (args.checkpoint or args.resume):
         raise UserError("--checkpoint-every needs --checkpoint PATH (where to write them)")
     data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
@@ -199,12 +199,13 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
             interval_draws = max(INTERVAL_DRAWS, draws_for(args.interval))
         except ValueError as exc:
             raise UserError(f"--interval: {exc}") from None
-    output_path(args.out, "--out", (".csv", ".npz"))
+    inputs = (args.data, args.model)
+    output_path(args.out, "--out", (".csv", ".npz"), inputs)
     stem, ext = os.path.splitext(args.out)
     bounds = {which: f"{stem}_{which}{ext}" for which in ("lower", "upper")}
     if args.interval is not None:  # the bounds' files too, before any work
         for bound in bounds.values():
-            output_path(bound, "--interval's output")
+            output_path(bound, "--interval's output", inputs=inputs)
     vae = _load(args.model, args.device)
     groups = model_groups(vae, parse_groups(args.groups))
     order = vae.layout_.names
@@ -291,7 +292,7 @@ def cmd_sparsity(args: argparse.Namespace) -> dict[str, Any]:
     """``factvae sparsity``: the group-by-latent sparsity map of a saved model."""
     from .plotting import plot_sparsity
 
-    output_path(args.plot, "--plot", PLOT_FORMATS)
+    output_path(args.plot, "--plot", PLOT_FORMATS, (args.model,))
     vae = _load(args.model, args.device)
     norms = vae.sparsity()
     if args.plot:
@@ -315,8 +316,8 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
         lams = [float(v) for v in args.lams.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"--lams {args.lams!r}: give numbers separated by commas") from None
-    output_path(args.plot, "--plot", PLOT_FORMATS)
-    output_path(args.out, "--out")
+    output_path(args.plot, "--plot", PLOT_FORMATS, (args.data,))
+    output_path(args.out, "--out", inputs=(args.data, args.plot))
     data, _, groups = read_data(
         args.data, parse_groups(args.groups), drop_empty_rows=args.drop_empty_rows
     )

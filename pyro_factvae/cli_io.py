@@ -222,11 +222,17 @@ def model_groups(vae, given: dict[str, list[str]] | None) -> dict[str, list[str]
     return given if given is not None else vae.columns_
 
 
-def output_path(path: str | None, option: str, extensions: tuple[str, ...] = ()) -> str | None:
+def output_path(
+    path: str | None, option: str, extensions: tuple[str, ...] = (), inputs: Any = ()
+) -> str | None:
     """Check an output path before any work: a known extension (when ``extensions`` are
-    given), a writable folder (created)."""
+    given), a writable folder (created), and none of the files it reads (``inputs``: their
+    paths, ``None`` for one not given), which writing would destroy."""
     if path is None:
         return None
+    for given in inputs:
+        if given is not None and os.path.realpath(given) == os.path.realpath(path):
+            raise UserError(f"{option} {path} is a file this command reads; give another path")
     ext = os.path.splitext(path)[1].lower()
     if extensions and ext not in extensions:
         raise UserError(

@@ -557,3 +557,26 @@ def test_a_csv_with_another_separator_is_named_with_its_file_and_header(tmp_path
     assert main(fit) == 1
     assert "semi.csv: the data have no columns" in (err := capsys.readouterr().err)
     assert "they have ['x0;x1;x2;x3']" in err
+
+
+def test_no_output_path_may_be_a_file_the_command_reads(tmp_path, csv_with_holes, capsys):
+    data, spec = csv_with_holes
+    before = data.read_bytes()
+    fit = ["fit", str(data), "--groups", spec, "--epochs", "2", "--lam", "0.1", "--no-progress"]
+    model = str(tmp_path / "m.factvae")
+    same = str(tmp_path / "." / "data.csv")  # the same file, spelt otherwise
+    for argv in (
+        [*fit, "-o", same],
+        [*fit, "-o", model, "--checkpoint", same],
+        ["impute", model, str(data), "-o", same],
+        ["impute", model, str(data), "-o", str(tmp_path / "out.csv"), "--interval", "0.9"],
+    ):
+        if argv[0] == "impute" and not os.path.exists(model):
+            assert main([*fit, "-o", model]) == 0
+        code = main(argv)
+        err = capsys.readouterr().err
+        if "--interval" in argv:  # its bounds' files are new ones: written
+            assert code == 0
+            continue
+        assert code == 1 and "is a file this command reads; give another path" in err
+    assert data.read_bytes() == before
