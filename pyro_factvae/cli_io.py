@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from collections.abc import Sequence
 from typing import Any
 
@@ -244,6 +245,15 @@ def output_path(
         raise UserError(str(exc)) from None
 
 
+def save_npz(path: str, arrays: dict[str, Any]) -> None:
+    """``arrays`` as an ``.npz`` archive (what ``numpy.savez`` writes), each under its own
+    name, those of ``savez``'s own arguments (``file``, ``allow_pickle``) included."""
+    with zipfile.ZipFile(path, "w", allowZip64=True) as archive:
+        for name, value in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+
+
 def finite_json(value: Any) -> Any:
     """JSON-safe: non-finite floats become ``None`` (``null``), recursively."""
     if isinstance(value, dict):
@@ -305,14 +315,13 @@ class Output:
         for col in filled.columns:
             if col not in grouped:
                 values = filled[col].to_numpy()
-                taken = str(col) in out or str(col) in ("file", "allow_pickle")  # savez's own
-                key = f"column_{col}" if taken else str(col)
+                key = f"column_{col}" if str(col) in out else str(col)
                 out[key] = values.astype(str) if values.dtype == object else values
         return out
 
     def write(self, filled: Any, path: str) -> None:
         if path.lower().endswith(".npz"):
-            np.savez(path, **self.arrays(filled))
+            save_npz(path, self.arrays(filled))
         else:
             csv_ready(self.table(filled), self.header, self.source).to_csv(path, index=False)
 
@@ -325,7 +334,7 @@ class Output:
         if path.lower().endswith(".npz"):
             per = [self.arrays(d) for d in draws]
             stack = {k: np.stack([d[k] for d in per]) for k in self.names}
-            np.savez(path, **{**per[0], **stack})
+            save_npz(path, {**per[0], **stack})
             return
         parts = [csv_ready(self.table(d), self.header, self.source) for d in draws]
         name = "draw"

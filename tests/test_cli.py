@@ -369,7 +369,7 @@ def test_cli_messages_name_the_columns_and_npz_output_keeps_ids_and_names(
     assert main(["impute", str(model), str(data), "-o", str(out)]) == 0
     with np.load(out, allow_pickle=False) as z:
         assert list(z["id"]) == list(frame["id"]) and list(z["c_columns"]) == ["c0", "c1"]
-        assert list(z["column_file"]) == list(frame["file"])
+        assert list(z["file"]) == list(frame["file"])  # under its own name
         assert z["a"].shape == (len(frame), 3) and not np.isnan(z["a"]).any()
     draws = tmp_path / "draws.npz"
     assert main(["impute", str(model), str(data), "-o", str(draws), "--draws", "3"]) == 0
@@ -580,3 +580,19 @@ def test_no_output_path_may_be_a_file_the_command_reads(tmp_path, csv_with_holes
             continue
         assert code == 1 and "is a file this command reads; give another path" in err
     assert data.read_bytes() == before
+
+
+def test_npz_output_keeps_groups_named_as_numpy_savez_arguments(tmp_path, groups, capsys):
+    from pyro_factvae.cli_io import save_npz
+
+    data = tmp_path / "d.npz"  # numpy.savez cannot write these names: its own arguments'
+    save_npz(str(data), {"file": groups["a"], "allow_pickle": groups["b"]})
+    model, out = str(tmp_path / "m.factvae"), str(tmp_path / "out.npz")
+    fit = ["fit", str(data), "--epochs", "2", "--lam", "0.1", "--no-progress", "-o", model]
+    assert main(fit) == 0
+    assert main(["impute", model, str(data), "-o", out, "--samples", "8"]) == 0
+    filled = np.load(out)
+    assert sorted(filled.files) == ["allow_pickle", "file"]
+    observed = ~np.isnan(groups["a"])
+    np.testing.assert_array_equal(filled["file"][observed], groups["a"][observed])
+    assert not np.isnan(filled["allow_pickle"]).any()
