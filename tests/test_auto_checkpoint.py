@@ -86,6 +86,30 @@ def test_a_stopped_default_fit_resumes_bit_for_bit(whole, step, stage, tmp_path,
     assert _same(whole, again)
 
 
+@pytest.mark.parametrize("scored, stage", [(2, "refit:1"), (8, "refit:7")])
+def test_a_signal_between_two_stages_stops_the_path_resumably(
+    whole, scored, stage, tmp_path, monkeypatch
+):
+    """A signal while a lam is scored (no fit running) stops the path before its next
+    stage, as one during a fit does: ``interrupted_`` says so, and the checkpoint resumes."""
+    from pyro_factvae.infer.path_state import PathRecords
+
+    path, original, count = tmp_path / "run.ckpt", PathRecords.score, {"n": 0}
+
+    def score_then_signal(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] == scored:
+            signal.raise_signal(signal.SIGINT)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PathRecords, "score", score_then_signal)
+    cut = FactVAE(latent_dim=2).fit(small_groups(), checkpoint=path, **FIT)
+    assert cut.interrupted_ == "SIGINT" and cut.lam_path_["stage"] == stage
+    monkeypatch.setattr(PathRecords, "score", original)
+    resumed = FactVAE().fit(small_groups(), resume=path, progress=False)
+    assert resumed.interrupted_ is None and _same(whole, resumed)
+
+
 def test_a_final_fit_resumes_with_the_lam_its_walk_chose(whole, tmp_path, monkeypatch):
     """A rule that would choose otherwise now (an earlier version's) does not move a walk
     that has ended: the final fit in the checkpoint trains that walk's choice."""

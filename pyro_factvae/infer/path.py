@@ -42,7 +42,8 @@ from ..validation import warn_constant
 from .callbacks import staged
 from .checkpoint import Checkpoint
 from .path_choice import PathResult, beats_mean, choose, past_support, warn_if_the_mean_wins
-from .path_state import PathRecords, PathStore, stages
+from .path_state import PathRecords, PathStore, at_stage, stages
+from .plan import Signals
 from .run import Trainer
 from .state import FitState
 
@@ -123,6 +124,7 @@ def walk(
     callbacks: Sequence[Callable[..., Any]] = (),
     stop_early: bool = False,
     tail: int = 0,
+    signals: Signals | None = None,
 ) -> PathResult | None:
     """Fit ``state`` along ``lams`` (increasing) on ``train``,
     score each on ``valid``, and leave it at the best ``lam`` with that fit's weights.
@@ -145,7 +147,7 @@ def walk(
     than the mean (:func:`~pyro_factvae.infer.path_choice.beats_mean`); and at a ``lam``
     that pruned every link. ``tail``: the last ``tail`` values of ``lams`` are walked only
     while no ``lam`` imputes better than the mean (``criterion="mse"``). Returns ``None``
-    when a signal interrupted a stage (``state.interrupted``)."""
+    when a signal interrupted a stage, or (``signals``) came between two (``state.interrupted``)."""
     if criterion not in ("ll", "mse"):
         raise ValueError(f"criterion must be 'll' or 'mse', got {criterion!r}")
     grid = sorted(float(v) for v in lams)
@@ -159,6 +161,8 @@ def walk(
         """Train ``stage`` unless it is done; ``False`` when a signal stopped it."""
         if order.index(stage) <= last:
             return True
+        if signals is not None and signals.stopped(state):
+            return False
         if checkpoint is not None:
             at_stage(state, stage)
         Trainer(state).train(train, kwargs, progress, checkpoint, staged(callbacks, "path"))
@@ -204,15 +208,6 @@ def walk(
     state.set_lam(grid[path.best])
     state.reset_optimizers()  # their moments belong to the last lam
     return path
-
-
-def at_stage(state: FitState, stage: str) -> dict[str, Any]:
-    """Name ``stage`` in ``state.lam_path`` (what a checkpoint written now records), keeping
-    the id of the path's run, which ties its checkpoints to its ``.path`` file."""
-    old = state.lam_path if isinstance(state.lam_path, dict) else {}
-    kept = {k: old[k] for k in ("run", "mean_mse") if old.get(k) is not None}
-    state.lam_path = {"stage": stage, **kept}
-    return state.lam_path
 
 
 def _fresh_dense_fit(
@@ -280,13 +275,15 @@ def fit_auto(
         warnings.simplefilter("ignore", FewRowsWarning)
         # the path's fits see 80% of the rows: constant or rare columns are told of at its end
         warnings.filterwarnings("ignore", message=".*(constant in the|in one) training")
-        path = _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
+        with Signals() as signals:  # one between two stages stops the path there too
+            args = (state, data, given, progress, checkpoint, resume, callbacks, signals)
+            path = _walk_and_refit(*args)
     if path is not None:  # else a signal stopped it: lam_path names the stage to resume
         state.lam_path = path
         warn_constant(data.names, state.model.constant(), data.columns, data.cell_counts())
 
 
-def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks) -> dict | None:
+def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks, signals):
     """:func:`fit_auto`'s stages; the path as plain data, or ``None`` when interrupted."""
     state.interrupted = None
     data.require_trainable()
@@ -381,6 +378,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
             callbacks=callbacks,
             stop_early=True,
             tail=tail,
+            signals=signals,
         )
         if path is None:
             return None
@@ -395,6 +393,8 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks)
         if isinstance(state.lam_path, dict):
             state.lam_path["mean_mse"] = mean_mse
     chosen = grid[path.best]
+    if signals.stopped(state):
+        return None
     if chosen > 0 or not refits:
         # the path saw 80% of the rows, and a feature may vary in the rest: the final fit on
         # every row frees it (Trainer.train, as every continued fit)

@@ -26,7 +26,7 @@ from ..io import read_payload, write_payload
 from ..module.scoring import held_out_errors, held_out_score
 from .state import FitState
 
-__all__ = ["PathRecords", "PathStore", "stages"]
+__all__ = ["PathRecords", "PathStore", "at_stage", "stages"]
 
 
 def stages(grid: list[float], relaxed: bool) -> list[str]:
@@ -133,3 +133,12 @@ class PathStore:
         )
         history = None if meta["history"] is None else (meta["history"][0], meta["history"][1])
         return records, dict(meta["settings"]), history
+
+
+def at_stage(state: FitState, stage: str) -> dict[str, Any]:
+    """Name ``stage`` in ``state.lam_path`` (what a checkpoint written now records), keeping
+    the id of the path's run, which ties its checkpoints to its ``.path`` file."""
+    old = state.lam_path if isinstance(state.lam_path, dict) else {}
+    kept = {k: old[k] for k in ("run", "mean_mse") if old.get(k) is not None}
+    state.lam_path = {"stage": stage, **kept}
+    return state.lam_path

@@ -147,6 +147,12 @@ class Signals:
         for sig, old in self._old.items():
             signal.signal(sig, old)
 
+    def stopped(self, state: Any) -> bool:
+        """Whether a signal was received (then ``state.interrupted`` names it)."""
+        if self.received is not None:
+            state.interrupted = signal.Signals(self.received).name
+        return self.received is not None
+
 
 @dataclass
 class Run:
