@@ -142,7 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--out", "-o", required=True, help="output .csv or .npz")
     p.add_argument(
-        "--samples", type=int, default=NUM_SAMPLES, help="Monte Carlo draws of z (%(default)s)"
+        "--samples",
+        type=int,
+        default=NUM_SAMPLES,
+        help="Monte Carlo draws of z behind each mean and the draws' proposals (%(default)s; "
+        "0: the means at the posterior mean of z, without --draws or --interval)",
     )
     p.add_argument(
         "--refine-steps",

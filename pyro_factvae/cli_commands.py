@@ -193,6 +193,9 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     from .queries import INTERVAL_DRAWS
 
     _check_refine_steps(args.refine_steps)
+    if args.samples < 0 or (args.samples == 0 and (args.draws or args.interval) is not None):
+        draws = "" if args.samples < 0 else " with --draws or --interval (their proposals)"
+        raise UserError(f"--samples must be a positive integer{draws}, got {args.samples}")
     interval_draws = INTERVAL_DRAWS
     if args.interval is not None:  # before anything is written
         try:  # as many draws as a level near 1 needs for the draws' range to cover it

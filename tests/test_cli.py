@@ -106,6 +106,11 @@ def test_options_are_not_abbreviated(csv_with_holes, capsys):
         (["fit", "{data}", "--groups", "{spec}", "--batch-size", "0"], "--batch-size must be"),
         (["fit", "{data}", "--groups", "{spec}", "--latent-dim", "0"], "--latent-dim must be"),
         (["fit", "{data}", "--groups", "{spec}", "--checkpoint-every", "5"], "needs --checkpoint"),
+        (  # refused before anything is written or read
+            ["impute", "m.factvae", "{data}", "-o", "x.csv", "--samples", "0", "--draws", "2"],
+            "--samples must be a positive integer with --draws or --interval",
+        ),
+        (["impute", "m.factvae", "{data}", "-o", "x.csv", "--samples", "-1"], "got -1"),
     ],
 )
 def test_user_errors_are_one_line(argv, message, csv_with_holes, capsys):
