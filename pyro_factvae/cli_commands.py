@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -85,6 +86,11 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
             raise UserError(f"no such checkpoint: {args.resume}")
         if groups is None:  # the CSV spec travels in the checkpoint
             groups = FactVAE.load(args.resume).columns_
+    if args.resume and not args.checkpoint:  # the resumed run checkpoints where it was
+        try:
+            output_path(args.resume, "--resume")
+        except UserError as exc:
+            raise UserError(f"{exc}; give --checkpoint PATH to checkpoint elsewhere") from None
     output_path(args.out, "--out", inputs=(args.data, args.resume, args.checkpoint))
     output_path(args.checkpoint, "--checkpoint", inputs=(args.data,))
     if args.checkpoint_every is not None and not (args.checkpoint or args.resume):
@@ -107,17 +113,20 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
         else "nothing was saved; give --checkpoint PATH to be able to resume"
     )
     try:
-        vae.fit(
-            data,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            progress=progress,
-            checkpoint=checkpoint,
-            checkpoint_every=args.checkpoint_every,
-            callbacks=callbacks,
-            resume=args.resume,
-        )
+        with warnings.catch_warnings():  # the API's word that the model keeps a stopped
+            # fit's weights: here nothing is kept, and the interruption's own line says so
+            warnings.filterwarnings("ignore", message="fit interrupted by .* no checkpoint")
+            vae.fit(
+                data,
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                seed=args.seed,
+                progress=progress,
+                checkpoint=checkpoint,
+                checkpoint_every=args.checkpoint_every,
+                callbacks=callbacks,
+                resume=args.resume,
+            )
     except Exception as exc:  # a log that could not be written stops the fit, resumable
         if vae.interrupted_ != "callback":
             raise

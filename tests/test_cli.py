@@ -224,6 +224,11 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
     assert model.exists()
     assert main(["fit", str(data), "--groups", spec, "--resume", str(tmp_path / "none")]) == 1
     assert "no such checkpoint" in capsys.readouterr().err
+    _sigint_after_the_second_step(monkeypatch)  # no checkpoint: one line, that nothing was kept
+    assert main([a for a in argv if a not in ("--checkpoint", str(ckpt))]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("nothing was saved; give --checkpoint PATH to be able to resume")
+    assert len(err.splitlines()) == 1
 
 
 def test_a_fit_whose_log_cannot_be_written_stops_resumable(tmp_path, csv_with_holes, capsys):
@@ -543,7 +548,7 @@ def test_cli_messages_speak_in_options_and_ctrl_c_outside_training_is_one_line(
     one = ["fit", str(data), "--groups", spec.split(";")[0], "-o", str(tmp_path / "one")]
     assert main([*one, "--epochs", "1", "--drop-empty-rows", "--no-progress"]) == 0
     said = capsys.readouterr()
-    assert "fell back to lam=0" in said.err and "factvae: --lam 0.1" in said.err
+    assert "fell back to lam=0" in said.err and "factvae fit --lam 0.1" in said.err
     assert "lam 0 (lam auto's fallback: no lam could be scored" in said.out
 
     def interrupted(*args, **kwargs):
@@ -601,3 +606,20 @@ def test_npz_output_keeps_groups_named_as_numpy_savez_arguments(tmp_path, groups
     observed = ~np.isnan(groups["a"])
     np.testing.assert_array_equal(filled["file"][observed], groups["a"][observed])
     assert not np.isnan(filled["allow_pickle"]).any()
+
+
+def test_resuming_from_a_folder_that_cannot_be_written_names_checkpoint(
+    tmp_path, csv_with_holes, capsys, monkeypatch
+):
+    data, spec = csv_with_holes
+    folder = tmp_path / "shared"
+    ckpt, model = str(folder / "run.ckpt"), str(tmp_path / "m.factvae")
+    fit = ["fit", str(data), "--epochs", "2", "--lam", "0.1", "--no-progress", "-o", model]
+    assert main([*fit, "--groups", spec, "--checkpoint", ckpt]) == 0
+    capsys.readouterr()
+    writable = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: str(p) != str(folder) and writable(p, mode))
+    assert main([*fit, "--resume", ckpt]) == 1
+    err = capsys.readouterr().err
+    assert "its folder is not writable; give --checkpoint PATH to checkpoint elsewhere" in err
+    assert main([*fit, "--resume", ckpt, "--checkpoint", str(tmp_path / "mine.ckpt")]) == 0

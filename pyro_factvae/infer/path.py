@@ -98,7 +98,7 @@ def check_path_data(train: GroupedData, valid: GroupedData) -> None:
             raise ValueError(
                 f"no {name} row has two observed groups, so no group can be held out and "
                 "scored; choosing lam needs rows that observe at least two groups (or give lam "
-                "a number: FactVAE(lam=0.1); factvae: --lam 0.1)"
+                "a number: FactVAE(lam=0.1); factvae fit --lam 0.1)"
             )
 
 
