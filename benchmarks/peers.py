@@ -18,10 +18,12 @@ UCI set took 22 minutes here); missForest (``IterativeImputer(ExtraTreesRegresso
 on wide data as its docstring says); MOFA+ (``mofapy2``; it fits only its training rows, so the
 factors of a test row are inferred from its observed views with the weights frozen, by MOFA's
 own factor update ``Sigma = (I + sum_m E[W_m^T T_m W_m])^-1``, ``E[z] = Sigma sum_m E[W_m]^T
-T_m y_m``, then ``y_h = mean_h + E[W_h] E[z]``); the in-house ``lam = 0`` and JMVAE+; on the
-simulation, the Bayes-optimal imputer (the exact Gaussian conditional mean). The ``multivae``
-package (MVAE, MoPoE, MMVAE+) cannot be imported next to the local CPU torch build (it imports
-torchvision, whose registry build does not load beside it), so it is not a peer here.
+T_m y_m``, then ``y_h = mean_h + E[W_h] E[z]``); the in-house ``lam = 0`` and JMVAE+; on
+request (``--methods ... factvae-avg3``), the imputations of three default fits averaged; on
+the simulation, the Bayes-optimal imputer (the exact Gaussian conditional mean). The
+``multivae`` package (MVAE, MoPoE, MMVAE+) cannot be imported next to the local CPU torch
+build (it imports torchvision, whose registry build does not load beside it), so it is not a
+peer here.
 
 Data sets that can be had offline (``peer_data.py``): a linear-Gaussian simulation with a
 sparse support; digits quadrants (scikit-learn); UCI multiple features (6 views, 2,000 rows)
@@ -50,7 +52,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 from grids import draw_grid, method_grid, rmse_grid  # noqa: E402
 from peer_data import loaders, sim_data  # noqa: E402
-from peer_methods import PEERS, Groups, bayes_method, warm_up  # noqa: E402
+from peer_methods import DEFAULT_PEERS, PEERS, Groups, bayes_method, warm_up  # noqa: E402
 from peer_scores import draw_columns, draw_row, draw_text  # noqa: E402
 from report import out_path, positive, seed_type, write_json  # noqa: E402
 
@@ -125,7 +127,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--seeds", type=seed_type, nargs="+", default=[0])
     parser.add_argument("--settings", nargs="+", default=["one", "half"], choices=["one", "half"])
-    parser.add_argument("--methods", nargs="+", default=list(PEERS), choices=list(PEERS))
+    parser.add_argument("--methods", nargs="+", default=DEFAULT_PEERS, choices=list(PEERS))
     parser.add_argument("--cache", default=os.path.expanduser("~/.cache/pyro_factvae"))
     parser.add_argument(
         "--json", help="default: benchmarks/out/peers_<data>_s<seeds>[_<methods>].json"
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     known = sorted(loaders(args.cache, args.fashion_dir))
     if set(args.data) - set(known):
         parser.error(f"--data: unknown {sorted(set(args.data) - set(known))}; choose from {known}")
-    args.json = args.json or out_path("peers", args.data, args.seeds, args.methods, list(PEERS))
+    args.json = args.json or out_path("peers", args.data, args.seeds, args.methods, DEFAULT_PEERS)
     if args.threads:
         import torch
 
