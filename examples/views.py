@@ -87,6 +87,7 @@ def plot_grid(model, train, test, shape, path: str, crop: int, n: int = 8) -> No
         ("training rows with a view missing", train, np.flatnonzero(~observed.all(1))[:n]),
         ("held-out rows", test, np.arange(min(n, len(test)))),
     ]
+    panels = [p for p in panels if len(p[2])]  # e.g. no training row misses a view
     fig = Figure(figsize=(1.0 * n, 1.15 * 2 * len(panels)))
     axes = fig.subplots(2 * len(panels), n, squeeze=False)
     for ax in axes.ravel():
@@ -131,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict:
             parser.error(f"--{option} must be positive, got {getattr(args, option)}")
     if args.lam < 0:
         parser.error(f"--lam must be >= 0, got {args.lam}")
+    if not 0 <= args.missing <= 1:
+        parser.error(f"--missing must be a fraction in [0, 1], got {args.missing}")
     os.makedirs(args.out, exist_ok=True)
     train, test, shape = cvl(args) if args.cvl else fashion(args)
     model = FactVAE(
@@ -160,10 +163,10 @@ def main(argv: list[str] | None = None) -> dict:
     plot_sparsity(
         model.sparsity(), title="views", path=os.path.join(args.out, "views_sparsity.png")
     )
+    with open(os.path.join(args.out, "views.json"), "w") as f:  # the scores before the grid
+        json.dump({"args": vars(args), "metrics": metrics}, f, indent=1)
     crop = shape[1] if args.cvl else 14
     plot_grid(model, train, test, shape, os.path.join(args.out, "views_grid.png"), crop)
-    with open(os.path.join(args.out, "views.json"), "w") as f:
-        json.dump({"args": vars(args), "metrics": metrics}, f, indent=1)
     return metrics
 
 

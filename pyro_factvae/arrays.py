@@ -44,7 +44,9 @@ def as_array(name: str, array: Any) -> np.ndarray:
         raise ValueError(f"group {name!r}: could not be read as an array ({exc})") from None
     if out.dtype == object:  # numbers with None (or pandas' NA) for missing cells
         cells = out.ravel()
-        bad = next((i for i, v in enumerate(cells) if not (_is_na(v) or _is_real(v))), None)
+        bad = None  # each type judged once; the cells one by one only for a doubtful type
+        if not all(map(_real_or_missing, set(map(type, cells)))):
+            bad = next((i for i, v in enumerate(cells) if not _cell_ok(v)), None)
         if bad is not None:
             at = np.unravel_index(bad, out.shape)
             where = f"row {at[0]}" + (f", column {at[1]}" if out.ndim > 1 else "")
@@ -54,24 +56,37 @@ def as_array(name: str, array: Any) -> np.ndarray:
                 "and durations as numbers, e.g. seconds from a reference time; categories "
                 "one-hot encoded)"
             )
-        cells = [np.nan if _is_na(v) else v for v in cells]
-        out = np.array(cells, dtype=np.float64).reshape(out.shape)
+        try:
+            cells = [np.nan if _missing(v) else v for v in cells]
+            out = np.array(cells, dtype=np.float64).reshape(out.shape)
+        except (TypeError, ValueError) as exc:  # e.g. a signalling NaN of decimal
+            raise ValueError(f"group {name!r}: a cell is not a number ({exc})") from None
     return out
 
 
-def _is_na(value: Any) -> bool:
-    """Whether an object array's cell is a missing value (``None``, pandas' ``NA``)."""
-    return value is None or type(value).__name__ in ("NAType", "NaTType")
+#: the missing values of an object array: ``None``, pandas' ``NA`` and ``NaT``
+_MISSING = ("NoneType", "NAType", "NaTType")
 
 
-def _is_real(value: Any) -> bool:
-    """Whether an object array's cell is a real number (not text, a date or a duration,
-    which ``numpy.array(..., float)`` would turn into a number of days or of its unit)."""
-    if isinstance(value, (np.datetime64, np.timedelta64)):
-        return False
-    return isinstance(value, (numbers.Real, np.number, decimal.Decimal)) and not np.iscomplexobj(
-        value
+def _missing(value: Any) -> bool:
+    """Whether an object array's cell is a missing value."""
+    return type(value).__name__ in _MISSING or (
+        isinstance(value, np.datetime64) and np.isnat(value)
     )
+
+
+def _real_or_missing(kind: type) -> bool:
+    """Whether every cell of this type is a real number or a missing value (not text, a date
+    or a duration, which ``numpy.array(..., float)`` reads as days or its own unit)."""
+    if kind.__name__ in _MISSING:
+        return True
+    if issubclass(kind, (np.datetime64, np.timedelta64, complex, np.complexfloating)):
+        return False
+    return issubclass(kind, (numbers.Real, np.number, np.bool_, decimal.Decimal))
+
+
+def _cell_ok(value: Any) -> bool:
+    return _real_or_missing(type(value)) or _missing(value)
 
 
 def to_numpy(name: str, array: Any) -> np.ndarray:

@@ -91,8 +91,9 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
             output_path(args.resume, "--resume")
         except UserError as exc:
             raise UserError(f"{exc}; give --checkpoint PATH to checkpoint elsewhere") from None
-    output_path(args.out, "--out", inputs=(args.data, args.resume, args.checkpoint))
-    output_path(args.checkpoint, "--checkpoint", inputs=(args.data,))
+    read = (args.data, args.resume, _spec_file(args.groups))
+    output_path(args.out, "--out", inputs=read, outputs={"--checkpoint": args.checkpoint})
+    output_path(args.checkpoint, "--checkpoint", inputs=read)
     if args.checkpoint_every is not None and not (args.checkpoint or args.resume):
         raise UserError("--checkpoint-every needs --checkpoint PATH (where to write them)")
     data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
@@ -191,6 +192,11 @@ def _load(path: str, device: str = "cpu"):
     return FactVAE.load(path, device=device)
 
 
+def _spec_file(groups: str | None) -> str | None:
+    """The file ``--groups`` names, where it names one (else ``None``: a spec in the text)."""
+    return groups if groups is not None and os.path.isfile(groups) else None
+
+
 def _check_refine_steps(steps: int) -> None:
     if steps < 0:
         raise UserError(f"--refine-steps must be 0 or a positive integer, got {steps}")
@@ -204,14 +210,15 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     _check_refine_steps(args.refine_steps)
     if args.samples < 0 or (args.samples == 0 and (args.draws or args.interval) is not None):
         draws = "" if args.samples < 0 else " with --draws or --interval (their proposals)"
-        raise UserError(f"--samples must be a positive integer{draws}, got {args.samples}")
+        kind = "0 or a positive integer" if args.samples < 0 else "a positive integer"
+        raise UserError(f"--samples must be {kind}{draws}, got {args.samples}")
     interval_draws = INTERVAL_DRAWS
     if args.interval is not None:  # before anything is written
         try:  # as many draws as a level near 1 needs for the draws' range to cover it
             interval_draws = max(INTERVAL_DRAWS, draws_for(args.interval))
         except ValueError as exc:
             raise UserError(f"--interval: {exc}") from None
-    inputs = (args.data, args.model)
+    inputs = (args.data, args.model, _spec_file(args.groups))
     output_path(args.out, "--out", (".csv", ".npz"), inputs)
     stem, ext = os.path.splitext(args.out)
     bounds = {which: f"{stem}_{which}{ext}" for which in ("lower", "upper")}
@@ -328,8 +335,9 @@ def cmd_lambda_path(args: argparse.Namespace) -> dict[str, Any]:
         lams = [float(v) for v in args.lams.split(",") if v.strip()]
     except ValueError:
         raise UserError(f"--lams {args.lams!r}: give numbers separated by commas") from None
-    output_path(args.plot, "--plot", PLOT_FORMATS, (args.data,))
-    output_path(args.out, "--out", inputs=(args.data, args.plot))
+    read = (args.data, _spec_file(args.groups))
+    output_path(args.plot, "--plot", PLOT_FORMATS, read)
+    output_path(args.out, "--out", inputs=read, outputs={"--plot": args.plot})
     data, _, groups = read_data(
         args.data, parse_groups(args.groups), drop_empty_rows=args.drop_empty_rows
     )

@@ -224,16 +224,24 @@ def model_groups(vae, given: dict[str, list[str]] | None) -> dict[str, list[str]
 
 
 def output_path(
-    path: str | None, option: str, extensions: tuple[str, ...] = (), inputs: Any = ()
+    path: str | None,
+    option: str,
+    extensions: tuple[str, ...] = (),
+    inputs: Any = (),
+    outputs: dict[str, str | None] | None = None,
 ) -> str | None:
     """Check an output path before any work: a known extension (when ``extensions`` are
-    given), a writable folder (created), and none of the files it reads (``inputs``: their
-    paths, ``None`` for one not given), which writing would destroy."""
+    given), a writable folder (created), none of the files the command reads (``inputs``:
+    their paths, ``None`` for one not given), which writing would destroy, and none of its
+    other ``outputs`` (``{option: path}``)."""
     if path is None:
         return None
     for given in inputs:
-        if given is not None and os.path.realpath(given) == os.path.realpath(path):
+        if _same_file(given, path):
             raise UserError(f"{option} {path} is a file this command reads; give another path")
+    for other, given in (outputs or {}).items():
+        if _same_file(given, path):
+            raise UserError(f"{option} {path} is also {other}'s path; give each its own")
     ext = os.path.splitext(path)[1].lower()
     if extensions and ext not in extensions:
         raise UserError(
@@ -243,6 +251,15 @@ def output_path(
         return check_writable(path, option)
     except ValueError as exc:
         raise UserError(str(exc)) from None
+
+
+def _same_file(a: str | None, b: str) -> bool:
+    """Whether the paths ``a`` and ``b`` name one file (spelt otherwise, linked, hard-linked)."""
+    if a is None:
+        return False
+    if os.path.exists(a) and os.path.exists(b):
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
 
 
 def save_npz(path: str, arrays: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -337,11 +338,13 @@ class ModelConfig:
         if spec is None:
             return [None] * len(names)
         if spec == "data":
-            if not any(counts):  # else the setting would do nothing, silently
-                raise ValueError(
+            if not any(counts):  # a warning: a model file that says so still loads
+                warnings.warn(
                     "library_size='data' sets the depth of count groups ('poisson' or "
-                    "'negative_binomial'), and no group has a count likelihood: leave it out, "
-                    "or give the count groups theirs (likelihood={group: 'poisson'})"
+                    "'negative_binomial'), and no group has a count likelihood, so it does "
+                    "nothing: leave it out, or give the count groups theirs "
+                    "(likelihood={group: 'poisson'})",
+                    stacklevel=2,
                 )
             return ["data" if c else None for c in counts]
         out: list[Any] = [None] * len(names)

@@ -374,6 +374,8 @@ class FactVAE(Queries):
                         f"{type(data).__name__}, whose groups are their own: leave groups out"
                     )
             before = self.columns_
+            first = self.model_ is None  # refused before any step, it leaves no model behind
+            unfitted = self._state.fresh() if first else None
             try:  # a call refused before training leaves the mapping as it was
                 if groups is not None:
                     self.set_columns(groups)
@@ -386,10 +388,8 @@ class FactVAE(Queries):
             if self.columns_ is None and data.columns is not None:  # from_dataframe's mapping
                 self.set_columns(data.columns)
             self._state.record_variables(data)
-            first = self.model_ is None
             if first:
                 warn_if_few_rows(len(data), self.config.lam)
-            unfitted = self._state.fresh() if first else None
             try:
                 if auto:
                     self._state.layout_of(data)  # checks every row, before the path splits
@@ -397,8 +397,8 @@ class FactVAE(Queries):
                 else:
                     Trainer(self._state).train(data, given, progress, target, callbacks)
             except ValueError:
-                if first:  # a first fit refused on the way leaves no half-built model behind
-                    self._state = unfitted
+                if first and not self._state.history and self._state.interrupted is None:
+                    self._state = unfitted  # a first fit refused before its first epoch
                 raise
             return self
 

@@ -248,9 +248,10 @@ def mean_imputation_error(
         have, want = data.dims[data.index(name)], train.dims[train.index(name)]
         a, b = (list(v.get(name) or []) for v in named)  # its variables, where named
         if have != want or (a and b and a != b):
+            got, kept = (f"the columns {b}", a) if a and b else (f"{have} columns", want)
             raise ValueError(
-                f"group {name!r} has the columns {b or have} in data and {a or want} in train: "
-                "give it the same columns in both, in the same order"
+                f"group {name!r} has {got} in data and {kept} in train: give it the same "
+                "columns in both, in the same order"
             )
     pred = {}
     for name in targets:

@@ -110,6 +110,15 @@ def test_a_signal_between_two_stages_stops_the_path_resumably(
     assert resumed.interrupted_ is None and _same(whole, resumed)
 
 
+def test_a_signal_after_the_final_fit_is_not_swallowed(monkeypatch):
+    def signal_then_check(*args, **kwargs):  # the path's last words, after its final fit
+        signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(lam_path, "warn_if_the_mean_wins", signal_then_check)
+    with pytest.raises(KeyboardInterrupt):  # delivered again once the path's handler is gone
+        FactVAE(latent_dim=2).fit(small_groups(), **FIT)
+
+
 def test_a_final_fit_resumes_with_the_lam_its_walk_chose(whole, tmp_path, monkeypatch):
     """A rule that would choose otherwise now (an earlier version's) does not move a walk
     that has ended: the final fit in the checkpoint trains that walk's choice."""

@@ -65,6 +65,15 @@ def test_a_callback_that_raises_stops_the_fit_with_its_epoch_saved_and_resumable
     assert "the model holds its weights then" in info.value.__notes__[0]
     assert bare.interrupted_ == "callback" and len(bare.history_) == 3
 
+    def refusing(event):  # a ValueError too: the model keeps its epochs, as it says
+        if event.epoch == 3:
+            raise ValueError("not this one")
+
+    kept = FactVAE(latent_dim=2, lam=0.5)
+    with pytest.raises(ValueError, match="not this one"):
+        kept.fit(small_groups(), callbacks=[refusing], **FIT)
+    assert kept.model_ is not None and len(kept.history_) == 3
+
     def interrupting(event):  # as a Ctrl-C inside a notebook's callback
         if event.epoch == 3:
             raise KeyboardInterrupt

@@ -110,7 +110,7 @@ def test_options_are_not_abbreviated(csv_with_holes, capsys):
             ["impute", "m.factvae", "{data}", "-o", "x.csv", "--samples", "0", "--draws", "2"],
             "--samples must be a positive integer with --draws or --interval",
         ),
-        (["impute", "m.factvae", "{data}", "-o", "x.csv", "--samples", "-1"], "got -1"),
+        (["impute", "m.factvae", "{data}", "-o", "x.csv", "--samples", "-1"], "0 or a positive"),
     ],
 )
 def test_user_errors_are_one_line(argv, message, csv_with_holes, capsys):
@@ -589,6 +589,17 @@ def test_no_output_path_may_be_a_file_the_command_reads(tmp_path, csv_with_holes
             assert code == 0
             continue
         assert code == 1 and "is a file this command reads; give another path" in err
+    assert data.read_bytes() == before
+    spec_file = tmp_path / "spec.json"  # a --groups file is read too
+    spec_file.write_text(json.dumps({"a": ["a0", "a1", "a2"], "b": ["b0", "b1", "b2"]}))
+    assert main([*fit[:2], "--groups", str(spec_file), *fit[4:], "-o", str(spec_file)]) == 1
+    assert "is a file this command reads" in capsys.readouterr().err
+    linked = tmp_path / "linked.csv"  # a hard link: the same file under another name
+    os.link(data, linked)
+    assert main(["impute", model, str(data), "-o", str(linked)]) == 1
+    assert "is a file this command reads" in capsys.readouterr().err
+    assert main([*fit, "-o", model, "--checkpoint", model]) == 1  # two outputs, one path
+    assert "--out " + model + " is also --checkpoint's path" in capsys.readouterr().err
     assert data.read_bytes() == before
 
 

@@ -88,6 +88,10 @@ def test_views_example_runs_on_small_idx_files(tmp_path):
     )
     assert np.isfinite(metrics["rmse"]) and metrics["mean_rmse"] > 0
     assert (tmp_path / "views_grid.png").stat().st_size > 1000
+    complete = tmp_path / "complete"  # no training row misses a view: that panel is left out
+    base = ["--fashion-dir", str(tmp_path), "--train", "40", "--test", "12", "--epochs", "1"]
+    _example("views.py")["main"]([*base, "--missing", "0", "--out", str(complete)])
+    assert (complete / "views.json").exists() and (complete / "views_grid.png").exists()
 
 
 def test_mocap_example_runs_the_paper_protocol_on_cmu_files(tmp_path):
@@ -138,6 +142,7 @@ def test_example_options_out_of_range_are_refused_before_any_work(tmp_path, caps
         ("composition.py", ["--labelled", "1.5"], "--labelled is a fraction in (0, 1]"),
         ("views.py", ["--train", "-5"], "--train must be positive, got -5"),
         ("views.py", ["--test", "0"], "--test must be positive, got 0"),
+        ("views.py", ["--missing", "1.5"], "--missing must be a fraction in [0, 1], got 1.5"),
     ]
     for script, argv, message in refused:
         with pytest.raises(SystemExit):

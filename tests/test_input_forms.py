@@ -82,6 +82,16 @@ def test_an_object_array_cell_that_is_not_a_number_is_refused_by_row_and_column(
         GroupedData({"a": ab[0], "b": objects})
 
 
+def test_object_array_cells_of_numpy_bools_fractions_and_nat_read_as_numbers_or_missing(ab):
+    import fractions
+
+    objects = ab[1].astype(object)
+    objects[0, 0], objects[1, 0], objects[2, 0] = np.True_, fractions.Fraction(1, 4), pd.NaT
+    objects[3, 0] = np.datetime64("NaT")
+    read = GroupedData({"a": ab[0], "b": objects}).to_numpy()["b"][:4, 0]
+    np.testing.assert_array_equal(read, [1.0, 0.25, np.nan, np.nan])
+
+
 def test_masked_object_and_nullable_groups_read_their_holes_as_missing(ab):
     a, b = ab
     masked = np.ma.masked_array(a.copy(), mask=False)

@@ -3,6 +3,7 @@ included) on held-out rows."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -129,3 +130,10 @@ def test_a_validation_split_without_rows_is_refused_and_leaves_the_estimator_unf
         vae.impute(data)
     vae.fit(data, epochs=2, patience=None, progress=False)  # the advice works
     assert vae.model_ is not None and (lam != "auto" or vae.lam_path_ is not None)
+    import pandas as pd
+
+    frame = pd.DataFrame(np.hstack([data["a"], data["b"]]), columns=list("vwxyz"))
+    refused = FactVAE(latent_dim=2, lam=lam)
+    with pytest.raises(ValueError, match="leaves no row to validate on"):
+        refused.fit(frame, groups={"a": ["v", "w", "x"], "b": ["y", "z"]}, patience=5, epochs=2)
+    assert refused.columns_ is None and refused.variables_ is None  # as before the call

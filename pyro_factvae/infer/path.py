@@ -275,7 +275,7 @@ def fit_auto(
         warnings.simplefilter("ignore", FewRowsWarning)
         # the path's fits see 80% of the rows: constant or rare columns are told of at its end
         warnings.filterwarnings("ignore", message=".*(constant in the|in one) training")
-        with Signals() as signals:  # one between two stages stops the path there too
+        with Signals(redeliver=True) as signals:  # one between two stages stops it there
             args = (state, data, given, progress, checkpoint, resume, callbacks, signals)
             path = _walk_and_refit(*args)
     if path is not None:  # else a signal stopped it: lam_path names the stage to resume

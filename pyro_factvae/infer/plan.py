@@ -126,10 +126,14 @@ def fingerprint(data: GroupedData) -> str:
 
 
 class Signals:
-    """Turn SIGINT / SIGTERM into a flag for the duration of a run (main thread only)."""
+    """Turn SIGINT / SIGTERM into a flag for the duration of a run (main thread only).
 
-    def __init__(self) -> None:
+    ``redeliver``: a signal that no :meth:`stopped` acted on is sent again on leaving (to the
+    handlers before), so that one received after the last check is not lost."""
+
+    def __init__(self, redeliver: bool = False) -> None:
         self.received: int | None = None
+        self.redeliver, self._acted = redeliver, False
         self._old: dict[int, Any] = {}
 
     def __enter__(self) -> Signals:
@@ -143,14 +147,17 @@ class Signals:
             raise KeyboardInterrupt
         self.received = signum
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, *exc: Any) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
+        if self.redeliver and self.received is not None and not self._acted and kind is None:
+            signal.raise_signal(self.received)
 
     def stopped(self, state: Any) -> bool:
         """Whether a signal was received (then ``state.interrupted`` names it)."""
         if self.received is not None:
             state.interrupted = signal.Signals(self.received).name
+            self._acted = True
         return self.received is not None
 
 

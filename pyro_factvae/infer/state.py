@@ -255,9 +255,12 @@ class FitState:
             data = GroupedData.from_mudata(data, modalities=names if same else None)
         elif is_dataset(data):  # one DataLoader batch at a time
             data = GroupedData.from_dataset(data, allow_empty_rows=empty)
-            unnamed = [f"g{i}" for i in range(len(data.names))]
-            if names is not None and data.names == unnamed and len(names) == len(unnamed):
-                data.names = list(names)  # sequence items: the fitted groups, in order
+            if names is not None and data.names != names:  # its items name the groups
+                raise ValueError(
+                    f"the Dataset's items give the groups {data.names} (a sequence item's are "
+                    f"g0, g1, ...), the model was fitted on {names}: make each item a dict "
+                    "{group: values} of the fitted groups, in that order"
+                )
         elif (
             isinstance(data, Mapping)
             and self.layout is not None
