@@ -12,11 +12,11 @@ with :meth:`ModelConfig.to_dict`. How one ``fit`` call trains is
 
 from __future__ import annotations
 
-import difflib
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from difflib import get_close_matches
 from fractions import Fraction
 from typing import Any
 
@@ -265,8 +265,8 @@ class ModelConfig:
                 "lam with FactVAE.set_lam(...), or give a new ModelConfig to a new model"
             )
         if name not in self.__dataclass_fields__:  # a misspelt setting, silently ignored
-            close = difflib.get_close_matches(name, self.__dataclass_fields__, 1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            close = get_close_matches(name, list(self.__dataclass_fields__), 1)
+            hint = "".join(f"; did you mean {c!r}?" for c in close)
             raise AttributeError(f"ModelConfig has no setting {name!r}{hint}")
         check = _MODEL_CHECKS.get(name)
         super().__setattr__(name, value if check is None else check(value))
@@ -340,10 +340,8 @@ class ModelConfig:
         if spec == "data":
             if not any(counts):  # a warning: a model file that says so still loads
                 warnings.warn(
-                    "library_size='data' sets the depth of count groups ('poisson' or "
-                    "'negative_binomial'), and no group has a count likelihood, so it does "
-                    "nothing: leave it out, or give the count groups theirs "
-                    "(likelihood={group: 'poisson'})",
+                    "library_size='data' sets the depth of count groups, and no group has a "
+                    "count likelihood ('poisson', 'negative_binomial'): it does nothing here",
                     stacklevel=2,
                 )
             return ["data" if c else None for c in counts]
