@@ -26,6 +26,10 @@ __all__ = ["anndata_groups", "matrix_dtype", "mudata_groups", "var_groups", "wri
 
 
 def _values(adata: Any, layer: str | None, what: str) -> Any:
+    if layer is None and adata.X is None:
+        layers = sorted(adata.layers)
+        how = f"; read one of its layers {layers} with layer=" if layers else ", and no layer"
+        raise ValueError(f"{what} has no X (its X is None){how}")
     if layer is None:
         return adata.X
     if layer not in adata.layers:
@@ -66,6 +70,8 @@ def mudata_groups(
     obs_names)`` for the modalities of ``mdata`` (default: all, in order), each in its
     :func:`matrix_dtype`; ``chunk``: rows read at a time (a positive integer)."""
     positive_int("chunk", chunk)
+    if isinstance(modalities, str):
+        raise ValueError(f"modalities is a list of names, e.g. [{modalities!r}], not a string")
     names = list(mdata.mod) if modalities is None else list(modalities)
     unknown = [m for m in names if m not in mdata.mod]
     if unknown or not names:

@@ -364,10 +364,10 @@ class Queries:
         observations it has) in its layer ``<key>_imputed``, the sparsity map in
         ``mdata.uns["<key>_sparsity"]``. Returns ``mdata``. (A modality's values for the
         observations it lacks: :meth:`impute` on ``GroupedData.from_mudata(mdata)``.)"""
-        names = list(mdata.mod) if modalities is None else list(modalities)
-        groups, obs = mudata_groups(mdata, names, layer)
-        data = GroupedData(groups, allow_empty_rows=True)
-        data.variables = mudata_variables(mdata, names)
+        groups, obs = mudata_groups(mdata, modalities, layer)
+        names = list(groups)
+        data = self.prepare(groups, allow_empty_rows=True)  # the fitted groups, in any order
+        data.variables = mudata_variables(mdata, list(data.names))
         filled = self.impute(data)
         where = {o: i for i, o in enumerate(obs)}
         for m in names:

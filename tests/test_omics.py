@@ -194,3 +194,22 @@ def test_a_chunk_that_is_not_a_positive_integer_and_a_bare_string_are_refused():
         anndata_groups(x, {"g": "v0"})
     out = anndata_groups(x, {"g": ["v0", "v2"]}, chunk=3)  # chunks that do not divide the rows
     assert np.array_equal(out["g"], np.arange(30, dtype=np.float32).reshape(10, 3)[:, [0, 2]])
+
+
+def test_a_mudata_in_another_order_is_written_back_and_bad_reads_are_named():
+    mdata, _, _, _ = _mudata()
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(mdata, epochs=2, progress=False)
+    ref = vae.to_mudata(mudata.MuData({k: mdata.mod[k].copy() for k in ("rna", "prot")}))
+    swapped = vae.to_mudata(mudata.MuData({k: mdata.mod[k].copy() for k in ("prot", "rna")}))
+    for k in ("rna", "prot"):  # each modality's own rows: the same values whatever the order
+        np.testing.assert_allclose(
+            swapped.mod[k].layers["factvae_imputed"],
+            ref.mod[k].layers["factvae_imputed"],
+            atol=1e-5,
+        )
+    with pytest.raises(ValueError, match=r"modalities is a list of names, e.g. \['rna'\]"):
+        GroupedData.from_mudata(mdata, modalities="rna")
+    bare = anndata.AnnData(obs=mdata.mod["rna"].obs, var=mdata.mod["rna"].var)  # X is None
+    bare.layers["counts"] = mdata.mod["rna"].X
+    with pytest.raises(ValueError, match=r"has no X \(its X is None\); read one of its layers"):
+        GroupedData.from_anndata(bare, {"g": list(bare.var_names)})
