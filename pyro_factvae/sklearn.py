@@ -24,12 +24,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import MissingIndicator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .config import non_negative_int, positive_int
+from .config import non_negative_int, positive_int, seed_int
 from .data import GroupedData
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
-from .sklearn_columns import check_frame, resolve_groups, shown, without_groups
+from .sklearn_columns import check_frame, check_labels, resolve_groups, shown, without_groups
 from .validation import is_dataframe
 
 __all__ = ["FactVAEImputer"]
@@ -124,6 +124,9 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         The indicator of ``add_indicator=True``.
     n_features_in_, feature_names_in_
         As every scikit-learn estimator (the latter for a DataFrame with string columns).
+    column_labels_ : list or None
+        A DataFrame's other (e.g. integer) column labels, by which ``groups`` named its
+        columns: a DataFrame given to :meth:`transform` must have them, in that order.
 
     Notes
     -----
@@ -285,6 +288,8 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         vae = FactVAE(**model).fit(data, **fit)
         # set together, once the fit succeeded
         self.vae_, self.groups_, self.indicator_ = vae, fitted, None
+        by_label = columns is not None and not hasattr(self, "feature_names_in_")
+        self.column_labels_ = list(columns) if by_label else None
         if self.add_indicator:
             self.indicator_ = MissingIndicator(error_on_new=False).fit(X)
         return self
@@ -297,9 +302,9 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         X = self._checked(X)
         data = GroupedData(self._split(X), allow_empty_rows=True)
         if self.sample_posterior:
-            (filled,) = self.vae_.impute(data, num_draws=1, **self._query())
+            (filled,) = self._impute(data, num_draws=1)
         else:
-            filled = self.vae_.impute(data, **self._query())
+            filled = self._impute(data)
         return self._output(filled, X)
 
     def multiple_imputations(self, X: Any, num_draws: int = 20) -> np.ndarray:
@@ -308,7 +313,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         :meth:`transform` gives them."""
         X = self._checked(X)
         data = GroupedData(self._split(X), allow_empty_rows=True)
-        draws = self.vae_.impute(data, num_draws=num_draws, **self._query())
+        draws = self._impute(data, num_draws=num_draws)
         return np.stack([self._output(d, X) for d in draws])
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
@@ -346,6 +351,7 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
         DataFrame's cells by group and column), its missing cells NaN."""
         check_is_fitted(self, "vae_")
         names = getattr(self, "feature_names_in_", None)
+        check_labels(X, getattr(self, "column_labels_", None))
         if is_dataframe(X) and (  # else scikit-learn's own check names the mismatch
             X.shape[1] == self.n_features_in_
             and (names is None or list(map(str, X.columns)) == list(map(str, names)))
@@ -372,17 +378,16 @@ class FactVAEImputer(TransformerMixin, BaseEstimator):
             return X
         return np.where(X == marker, np.nan, X)
 
-    def _query(self) -> dict[str, int]:
-        """The settings of every query of the fitted model."""
-        return {
-            "num_samples": self.num_samples,
-            "seed": self._seed(),
-            "refine_steps": self.refine_steps,
-        }
-
-    def _seed(self) -> int:
-        """``seed``, or a fresh one from numpy's global RNG when it is ``None``."""
-        return int(np.random.randint(2**31)) if self.seed is None else int(self.seed)
+    def _impute(self, data: GroupedData, **draws: Any) -> Any:
+        """The fitted model's imputation of ``data``, leaving the model as fitted (its
+        ``ess_``, of the last query, as it was: transform changes no fitted state)."""
+        kept = self.vae_.ess_
+        seed = int(np.random.randint(2**31)) if self.seed is None else seed_int(self.seed)
+        query = {"num_samples": self.num_samples, "seed": seed, "refine_steps": self.refine_steps}
+        try:
+            return self.vae_.impute(data, **query, **draws)
+        finally:
+            self.vae_.ess_ = kept
 
     def _split(self, X: np.ndarray) -> dict[str, np.ndarray]:
         return {name: X[:, cols] for name, cols in self.groups_.items()}

@@ -11,7 +11,14 @@ import numpy as np
 
 from .validation import INF_PROBLEM, check_numeric, fmt_rows, is_dataframe
 
-__all__ = ["IMPUTER_CATEGORICAL", "check_frame", "resolve_groups", "shown", "without_groups"]
+__all__ = [
+    "IMPUTER_CATEGORICAL",
+    "check_frame",
+    "check_labels",
+    "resolve_groups",
+    "shown",
+    "without_groups",
+]
 
 
 def resolve_groups(
@@ -94,6 +101,16 @@ def check_frame(X: Any, groups: Mapping[str, list[int]]) -> None:
                         f"group {name!r}: column {X.columns[j]!r}, rows {fmt_rows(rows)} "
                         f"(index {shown(list(X.index[rows[:5]]), 5)}) {INF_PROBLEM}"
                     )
+
+
+def check_labels(X: Any, labels: list[Any] | None) -> None:
+    """A ``ValueError`` when ``X`` is a DataFrame whose columns are not the (non-string)
+    ``labels`` fitted on, in that order (``None``: nothing to check)."""
+    if labels is not None and is_dataframe(X) and list(X.columns) != labels:
+        raise ValueError(
+            f"X's columns {shown(list(X.columns))} are not those fitted on, {shown(labels)}, "
+            "by which groups names them: give them in that order (X[imputer.column_labels_])"
+        )
 
 
 def shown(labels: list[Any], most: int = 8) -> str:

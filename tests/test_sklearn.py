@@ -101,6 +101,21 @@ def test_integer_column_labels_are_labels_not_positions():
     assert imp.groups_ == {"a": [1, 0, 2], "b": [3, 4, 5]}
     with pytest.raises(ValueError, match="column 2 is not a label of the DataFrame's columns"):
         FactVAEImputer(groups={"a": [2, 10, 20, 30], "b": [40, 50, 60]}, **FAST).fit(frame)
+    assert imp.column_labels_ == [20, 10, 30, 40, 50, 60]
+    np.testing.assert_array_equal(imp.transform(frame), imp.transform(holed))  # in order
+    with pytest.raises(ValueError, match=r"X's columns \[40, 50, 60, 20, 10, 30\] are not those"):
+        imp.transform(frame[[40, 50, 60, 20, 10, 30]])  # by position: other groups' values
+
+
+def test_transform_changes_no_fitted_state_and_checks_its_seed():
+    _, holed, _ = _table()
+    imp = FactVAEImputer(**FAST).fit(holed)
+    imp.transform(holed)
+    ess = imp.vae_.ess_
+    imp.set_params(sample_posterior=True).transform(holed[:5])
+    assert imp.vae_.ess_ is ess
+    with pytest.raises(ValueError, match="seed must be an integer, got 1.7"):
+        imp.set_params(seed=1.7).transform(holed)
 
 
 def test_group_specs_that_would_be_misread_are_refused_before_the_fit():
