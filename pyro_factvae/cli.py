@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="log-likelihoods and held-out imputation error",
         description="Log-likelihoods (nats per row) and, with each group held out in turn and "
         "pooled over the groups (each group's with --by-group), RMSE, MAE, interval coverage "
-        "and CRPS, in standardized units (each feature's error over its training standard "
-        "deviation) unless --raw.",
+        "and CRPS, in standardized units (each normal feature's error over its training "
+        "standard deviation; other families' in their own units) unless --raw.",
     )
     p.add_argument("model")
     p.add_argument("data")

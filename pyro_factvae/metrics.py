@@ -161,7 +161,7 @@ def conditional_log_likelihood(
     """
     _check_draws(num_samples, seed, max_elements)
     data = _prepare(vae, data)
-    tgt = data.group_mask(targets, data.observed)
+    tgt = data.group_mask(_named(targets), data.observed)
     enc = data.group_mask(given, data.observed & ~tgt)
     if bool((enc & tgt).any()):
         raise ValueError("a group cannot be both given and a target; remove it from one list")
@@ -195,7 +195,7 @@ def imputation_error(
     groups; other families are scored as they are).
     """
     data = _prepare(vae, data)
-    tgt = data.group_mask(targets, data.observed)
+    tgt = data.group_mask(_named(targets), data.observed)
     enc = data.group_mask(given, data.observed & ~tgt)
     if bool((enc & tgt).any()):  # the target's own cells would be read to predict them
         raise ValueError("a group cannot be both given and a target; remove it from one list")
@@ -234,6 +234,13 @@ def _errors(
     return _as_numpy(sse, valid), _as_numpy(sae, valid)
 
 
+def _named(targets: Any) -> list[str]:
+    """``targets`` as a list of group names; a ``ValueError`` for none."""
+    if targets is None or isinstance(targets, str) or not list(targets):
+        raise ValueError(f"targets must name the groups to score, e.g. ['a'], got {targets!r}")
+    return list(targets)
+
+
 def mean_imputation_error(
     train: Any, data: Any, targets: Sequence[str]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -241,8 +248,9 @@ def mean_imputation_error(
 
     The trivial baseline for :func:`imputation_error`; same return convention.
     """
-    train, data = as_grouped(train), as_grouped(data)
-    tgt = data.group_mask(targets, data.observed)
+    train = as_grouped(train)  # data may hold rows with nothing observed: NaN there
+    data = data if isinstance(data, GroupedData) else GroupedData(data, allow_empty_rows=True)
+    tgt = data.group_mask(_named(targets), data.observed)
     named = (train.variables or {}), (data.variables or {})
     for name in targets:  # matched by name: each target of the same width in both
         have, want = data.dims[data.index(name)], train.dims[train.index(name)]
@@ -286,7 +294,9 @@ def evaluate(
 
     ``rmse``, ``mae`` and ``crps`` are in standardized units by default: each error divided
     by its feature's training standard deviation (kept in the model), so that features in
-    the hundreds do not drown those near one; ``standardized=False`` reports the data's units.
+    the hundreds do not drown those near one (normal groups; the errors of other families,
+    counts among them, are in their own units, as :func:`imputation_error`'s);
+    ``standardized=False`` reports the data's units.
 
     Returns
     -------

@@ -175,6 +175,8 @@ def _path_series(path_result: Any) -> tuple[np.ndarray, list[float], str, int, l
         lams = np.asarray(path_result.lams, dtype=float)
         label = "held-out log p(x_g | x_rest)"
         return lams, path_result.held_out_ll, label, path_result.best, path_result.active_links
+    if "held_out_ll" in path_result:  # a LambdaPath's to_dict (or lambda-path --json)
+        raise ValueError("give the LambdaPath itself (lambda_path's result), not its dict")
     if "held_out_mse" not in path_result:
         raise ValueError(
             f"this lam path scored no lam ({path_result.get('criterion', 'interrupted')}): "

@@ -164,6 +164,25 @@ def test_mean_imputation_error_refuses_variables_named_in_another_order():
         mean_imputation_error(train, {"a": a[["y", "x"]], "b": train["b"]}, ["a"])
 
 
+def test_metrics_refuse_no_targets_and_the_mean_baseline_leaves_empty_rows_nan(groups):
+    from pyro_factvae.metrics import conditional_log_likelihood, imputation_error
+
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(groups, epochs=1, progress=False)
+    for call in (
+        lambda t: conditional_log_likelihood(vae, groups, t, num_samples=4),
+        lambda t: imputation_error(vae, groups, t, num_samples=4),
+        lambda t: mean_imputation_error(groups, groups, t),
+    ):
+        for targets in (None, [], "a"):
+            with pytest.raises(ValueError, match="targets must name the groups to score"):
+                call(targets)
+    holed = {k: v.copy() for k, v in groups.items()}
+    for v in holed.values():
+        v[3] = np.nan  # nothing observed: nothing to score, as every metric says
+    sse, _ = mean_imputation_error(groups, holed, ["a"])
+    assert np.isnan(sse[3]) and np.isfinite(sse[0])
+
+
 def test_evaluate_reports_every_metric_and_repeats():
     vae, data, _, _ = linear_gaussian("mixture", n=16)
     a = evaluate(vae, data, num_samples=20, seed=0)

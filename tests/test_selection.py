@@ -87,6 +87,18 @@ def test_lambda_path_checks_its_data_before_training():
 def test_lambda_path_repr_is_short(groups):
     path = lambda_path(groups, [0.0, 0.5], epochs=1, warm_epochs=1, latent_dim=2, num_samples=4)
     assert "DataFrame" not in repr(path) and len(repr(path)) < 300
+    from pyro_factvae.plotting import plot_lambda_path
+
+    with pytest.raises(ValueError, match="give the LambdaPath itself"):
+        plot_lambda_path(path.to_dict())
+
+
+def test_lambda_path_refuses_validation_groups_in_another_order(groups):
+    from pyro_factvae import GroupedData
+
+    swapped = GroupedData({k: groups[k] for k in reversed(list(groups))})  # scored by position
+    with pytest.raises(ValueError, match="give the same groups, in the same order"):
+        lambda_path(groups, [0.0, 1.0], validation=swapped, epochs=1, latent_dim=2)
 
 
 def test_the_default_path_trains_each_later_stage_for_an_eighth_of_the_epochs():

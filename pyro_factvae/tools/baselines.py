@@ -58,7 +58,8 @@ def _same_groups(train: GroupedData, test: GroupedData) -> None:
     if train.names != test.names or train.dims != test.dims:
         raise ValueError(
             f"test's groups {dict(zip(test.names, test.dims))} (name: width) differ from "
-            f"train's {dict(zip(train.names, train.dims))}: give both the same groups"
+            f"train's {dict(zip(train.names, train.dims))}: give both the same groups, in "
+            "the same order"
         )
 
 

@@ -173,6 +173,12 @@ def lambda_path(
             train, valid = data, as_grouped({name: validation[name] for name in data.names})
         else:
             train, valid = data, as_grouped(validation, names=data.names)
+            if list(valid.names) != list(data.names) or list(valid.dims) != list(data.dims):
+                raise ValueError(
+                    f"the validation data have groups {dict(zip(valid.names, valid.dims))} "
+                    f"(name: width), the data {dict(zip(data.names, data.dims))}: give the "
+                    "same groups, in the same order (or a dict of them by name)"
+                )
         check_path_data(train, valid)
         warm_epochs = max(1, epochs // 2) if warm_epochs is None else warm_epochs
         vae = FactVAE(lam=grid[0], **model_kwargs)
