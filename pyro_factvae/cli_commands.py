@@ -91,8 +91,10 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
             output_path(args.resume, "--resume")
         except UserError as exc:
             raise UserError(f"{exc}; give --checkpoint PATH to checkpoint elsewhere") from None
-    read = (args.data, args.resume, _spec_file(args.groups))
-    output_path(args.out, "--out", inputs=read, outputs={"--checkpoint": args.checkpoint})
+    read = (args.data, _spec_file(args.groups))  # --checkpoint may go on where --resume was
+    output_path(
+        args.out, "--out", inputs=(*read, args.resume), outputs={"--checkpoint": args.checkpoint}
+    )
     output_path(args.checkpoint, "--checkpoint", inputs=read)
     if args.checkpoint_every is not None and not (args.checkpoint or args.resume):
         raise UserError("--checkpoint-every needs --checkpoint PATH (where to write them)")

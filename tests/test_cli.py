@@ -600,6 +600,9 @@ def test_no_output_path_may_be_a_file_the_command_reads(tmp_path, csv_with_holes
     assert "is a file this command reads" in capsys.readouterr().err
     assert main([*fit, "-o", model, "--checkpoint", model]) == 1  # two outputs, one path
     assert "--out " + model + " is also --checkpoint's path" in capsys.readouterr().err
+    ckpt = str(tmp_path / "run.ckpt")  # a resumed run may go on checkpointing where it was
+    assert main([*fit, "-o", model, "--checkpoint", ckpt]) == 0
+    assert main([*fit[:2], "-o", model, "--resume", ckpt, "--checkpoint", ckpt]) == 0
     assert data.read_bytes() == before
 
 
