@@ -234,11 +234,11 @@ def _errors(
     return _as_numpy(sse, valid), _as_numpy(sae, valid)
 
 
-def _named(targets: Any) -> list[str]:
-    """``targets`` as a list of group names; a ``ValueError`` for none."""
-    if targets is None or isinstance(targets, str) or not list(targets):
+def _named(targets: Any) -> Any:
+    """``targets``, with a ``ValueError`` where it names no group (a string: said later)."""
+    if targets is None or (not isinstance(targets, str) and not list(targets)):
         raise ValueError(f"targets must name the groups to score, e.g. ['a'], got {targets!r}")
-    return list(targets)
+    return targets
 
 
 def mean_imputation_error(
