@@ -516,8 +516,10 @@ class GroupedData:
         return [v[rows] for v in self.values], self.observed[rows]
 
 
-def as_grouped(data: Any, names: Sequence[str] | None = None) -> GroupedData:
+def as_grouped(
+    data: Any, names: Sequence[str] | None = None, allow_empty_rows: bool = False
+) -> GroupedData:
     """Return ``data`` as :class:`GroupedData` (unchanged if it already is one)."""
     if isinstance(data, GroupedData):
         return data
-    return GroupedData(data, names=names)
+    return GroupedData(data, names=names, allow_empty_rows=allow_empty_rows)

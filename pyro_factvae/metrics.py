@@ -249,7 +249,7 @@ def mean_imputation_error(
     The trivial baseline for :func:`imputation_error`; same return convention.
     """
     train = as_grouped(train)  # data may hold rows with nothing observed: NaN there
-    data = data if isinstance(data, GroupedData) else GroupedData(data, allow_empty_rows=True)
+    data = as_grouped(data, allow_empty_rows=True)
     tgt = data.group_mask(_named(targets), data.observed)
     named = (train.variables or {}), (data.variables or {})
     for name in targets:  # matched by name: each target of the same width in both
