@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import number, positive_int, seed_int
+from .checks import number, positive_int, seed_int
 from .estimator import FactVAE
 from .validation import is_dataframe
 

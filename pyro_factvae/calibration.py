@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import interval_draws, non_negative_int, positive_int, seed_int
+from .checks import interval_draws, non_negative_int, positive_int, seed_int
 from .estimator import FactVAE
 from .infer.state import check_support
 from .module.draws import central_bounds, posterior_draws

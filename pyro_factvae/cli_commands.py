@@ -206,7 +206,7 @@ def _check_refine_steps(steps: int) -> None:
 
 def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     """``factvae impute``: fill the empty cells (means, draws or intervals) and write them."""
-    from .config import draws_for
+    from .checks import draws_for
     from .queries import INTERVAL_DRAWS
 
     _check_refine_steps(args.refine_steps)

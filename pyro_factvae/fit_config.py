@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .config import also, auto_or, non_negative_int, number, positive_int, seed_int
+from .checks import also, auto_or, non_negative_int, number, positive_int, seed_int
 
 __all__ = [
     "DEFAULT_STEPS",

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .calibration import LEVELS, draw_scores
-from .config import interval_draws, non_negative_int, positive_int, seed_int
+from .checks import interval_draws, non_negative_int, positive_int, seed_int
 from .data import GroupedData, as_grouped
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES, predictive_means

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import positive_int
+from .checks import positive_int
 
 __all__ = ["anndata_groups", "matrix_dtype", "mudata_groups", "var_groups", "write_results"]
 

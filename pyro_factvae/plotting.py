@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import number
+from .checks import number
 from .data import is_dataframe
 
 __all__ = ["plot_lambda_path", "plot_link_intervals", "plot_sparsity"]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import interval_draws, non_negative_int, positive_int, seed_int
+from .checks import interval_draws, non_negative_int, positive_int, seed_int
 from .data import GroupedData, is_dataframe
 from .infer.state import phi_norms
 from .module.draws import central_bounds, posterior_draws

@@ -24,7 +24,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.impute import MissingIndicator
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .config import non_negative_int, positive_int, seed_int
+from .checks import non_negative_int, positive_int, seed_int
 from .data import GroupedData
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES

@@ -9,7 +9,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "pyro_factvae"
 
 #: bottom to top; a module may import from its own layer or a lower one, never a higher one
 LAYERS = [
-    {"_version", "sites", "registry", "protocols", "io", "rng"},
+    {"_version", "sites", "registry", "protocols", "io", "rng", "checks"},
     {
         "layout",
         "data",

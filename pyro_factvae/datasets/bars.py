@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import number, positive_int, seed_int
+from ..checks import number, positive_int, seed_int
 from ..validation import is_dataframe
 from .images import QUADRANTS, quadrant_data
 

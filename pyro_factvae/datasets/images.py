@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..config import number
+from ..checks import number
 
 __all__ = [
     "CVL_VIEWS",

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import positive_int
+from ..checks import positive_int
 
 __all__ = [
     "JOINT_GROUPS",

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import ModelConfig, number
+from ..checks import number
+from ..config import ModelConfig
 from ..data import GroupedData, is_dataframe
 from ..layout import Layout
 from ..module.guide import Guide

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import positive_int
+from ..checks import positive_int
 from ..data import GroupedData, as_grouped
 from ..estimator import FactVAE
 from ..metrics import evaluate, mean_imputation_error

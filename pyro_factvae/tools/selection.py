@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..config import number, positive_int, seed_int
+from ..checks import number, positive_int, seed_int
 from ..data import as_grouped
 from ..estimator import FactVAE
 from ..fit_config import FitConfig

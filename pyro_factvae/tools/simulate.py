@@ -21,7 +21,8 @@ from pyro import poutine
 from pyro.infer import Predictive
 
 from .. import sites
-from ..config import ModelConfig, number, positive_int, seed_int
+from ..checks import number, positive_int, seed_int
+from ..config import ModelConfig
 from ..data import GroupedData
 from ..layout import Layout
 from ..module.likelihoods import MIN_SCALE, NormalLikelihood, inverse_softplus
