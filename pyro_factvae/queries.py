@@ -15,9 +15,11 @@ import torch
 
 from .checks import interval_draws, non_negative_int, positive_int, seed_int
 from .data import GroupedData, is_dataframe
+from .extrapolation import warn_far_outside
 from .infer.state import phi_norms
 from .module.draws import central_bounds, posterior_draws
 from .module.guide import Guide
+from .module.held import training_range
 from .module.model import Model
 from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
@@ -193,7 +195,9 @@ class Queries:
         comes back unrounded (``numpy.rint`` it if it must be whole; a 0/1 column fits
         better as ``bernoulli``, a class as a ``categorical`` group). A column constant in
         the training data is filled with its value, to float32 precision (fit warns about
-        it).
+        it). A mean that lies farther outside its column's training range than the range is
+        wide is returned as it is, with an
+        :class:`~pyro_factvae.extrapolation.ExtrapolationWarning` that names where.
         """
         data, grouped = self._read(data)
         if num_draws is None:
@@ -204,7 +208,9 @@ class Queries:
                 importance=importance,
                 refine_steps=refine_steps,
             )
-            return self._filled(data, grouped, [recon[n] for n in grouped.names])
+            fills = [recon[n] for n in grouped.names]
+            warn_far_outside(grouped, fills, training_range(self.fitted_modules()[0]))
+            return self._filled(data, grouped, fills)
         positive_int("num_draws", num_draws)
         positive_int("num_samples", num_samples)
         if not importance:

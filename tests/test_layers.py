@@ -25,7 +25,7 @@ LAYERS = [
     },
     {"module"},
     {"infer"},
-    {"queries", "outputs", "estimator"},
+    {"queries", "outputs", "extrapolation", "estimator"},
     {
         "metrics",
         "calibration",

@@ -12,6 +12,7 @@ and the trainer's tensors (optimizers, schedules, data order, RNG states):
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -99,6 +100,8 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
             ".varies": torch.ones_like,
             ".held": torch.zeros_like,
             ".held_value": torch.zeros_like,
+            ".low": lambda v: torch.full_like(v, math.inf),  # no training range known
+            ".high": lambda v: torch.full_like(v, -math.inf),
         }
         for key, value in model.state_dict().items():
             for end, make in fill.items():

@@ -1,4 +1,4 @@
-"""Features constant in the training data, held at their value.
+"""Features constant in the training data, held at their value; each feature's training range.
 
 A feature whose observed training values are all one value (seen in two rows or more) is
 predicted as that value: its means and every draw are the value itself, not what the decoder
@@ -12,9 +12,10 @@ standardization, ``varies`` and ``shift``, predicts a constant feature as its va
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-__all__ = ["CHUNK", "column_range", "find_constant", "keep_varying"]
+__all__ = ["CHUNK", "column_range", "find_constant", "keep_varying", "note_range", "training_range"]
 
 
 def _seen(x: torch.Tensor, obs: torch.Tensor) -> torch.Tensor:
@@ -63,3 +64,26 @@ def keep_varying(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> N
         low, high, _ = column_range(x, obs)
         w = x.shape[-1]
         lik.held[i, :w] &= ~(high > low).to(lik.held.device)
+
+
+@torch.no_grad()
+def note_range(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
+    """Widen ``lik``'s ``low`` and ``high`` (each feature's observed training range, kept
+    with the weights; empty until data are seen) to cover these data (``init_from_data``'s
+    arguments): a fit on more data widens them, nothing narrows them."""
+    for i, (x, obs) in enumerate(zip(xs, observed)):
+        low, high, _ = column_range(x, obs)  # empty (inf, -inf) where nothing is observed
+        w = x.shape[-1]  # a padded block's padding keeps an empty range
+        lik.low[i, :w] = torch.minimum(lik.low[i, :w].cpu().double(), low).to(lik.low)
+        lik.high[i, :w] = torch.maximum(lik.high[i, :w].cpu().double(), high).to(lik.high)
+
+
+def training_range(model) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each group of ``model`` (a :class:`~pyro_factvae.module.model.Model`) as ``(low,
+    high)``, ``(d_g,)`` float64 arrays: its features' observed training range (empty, ``low >
+    high``, where none is known: a model read from a file written without them), in the
+    user's group order."""
+    layout, liks = model.layout, model.likelihoods
+    lows = layout.scatter_unbind([lik.low.cpu().double() for lik in liks])
+    highs = layout.scatter_unbind([lik.high.cpu().double() for lik in liks])
+    return [(low.numpy(), high.numpy()) for low, high in zip(lows, highs)]

@@ -116,6 +116,10 @@ class Likelihood(nn.Module):
         self.register_buffer("columns", columns, persistent=False)
         self.register_buffer("held", torch.zeros(num_groups, dim, dtype=torch.bool))
         self.register_buffer("held_value", torch.zeros(num_groups, dim))
+        #: each feature's smallest and largest observed training value (empty, low > high,
+        #: where none is known: before a fit, and in the padding)
+        self.register_buffer("low", torch.full((num_groups, dim), math.inf))
+        self.register_buffer("high", torch.full((num_groups, dim), -math.inf))
         lacking = [m for m in ("dists", "mean") if getattr(type(self), m) is getattr(Likelihood, m)]
         if lacking:  # said when the model is built, not at the first step's NotImplementedError
             raise ValueError(

@@ -143,6 +143,7 @@ class Model(PyroModule):
             else:
                 obs = [per_group[g] for g in block.groups]
             lik.init_from_data([xs[g] for g in block.groups], obs)
+            held.note_range(lik, [xs[g] for g in block.groups], obs)
             if lik.holds:
                 held.find_constant(lik, [xs[g] for g in block.groups], obs)
 
@@ -155,6 +156,7 @@ class Model(PyroModule):
         for block, lik in zip(self.layout.blocks, self.likelihoods):
             obs = [mask[:, g] if per_group is None else per_group[g] for g in block.groups]
             lik.keep_varying([xs[g] for g in block.groups], obs)
+            held.note_range(lik, [xs[g] for g in block.groups], obs)
             if lik.holds:
                 held.keep_varying(lik, [xs[g] for g in block.groups], obs)
 
