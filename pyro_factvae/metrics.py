@@ -35,8 +35,13 @@ from .data import GroupedData, as_grouped
 from .estimator import FactVAE
 from .module.predict import NUM_SAMPLES, predictive_means
 from .module.refine import REFINE_STEPS
-from .module.scoring import MAX_ELEMENTS, held_out, held_out_score, importance
-from .rng import seeded
+from .module.scoring import (
+    MAX_ELEMENTS,
+    held_out,
+    held_out_score,
+    importance,
+    reconstruction_score,
+)
 
 __all__ = [
     "conditional_log_likelihood",
@@ -74,6 +79,7 @@ def reconstruction_log_likelihood(
     given: Sequence[str] | None = None,
     targets: Sequence[str] | None = None,
     seed: int = 0,
+    max_elements: int = MAX_ELEMENTS,
 ) -> np.ndarray:
     """Single-sample reconstruction log-likelihood per row (the paper's Table 1 metric).
 
@@ -81,22 +87,15 @@ def reconstruction_log_likelihood(
     **one** ``z ~ q(z | x_given)`` and returns ``sum_{g in targets} log p(x_g | z)`` over the
     observed targets (default: all observed groups). It is a noisy reconstruction score, not a
     marginal likelihood (see :func:`iwae_log_likelihood` for that). ``NaN`` for rows with no
-    observed target.
+    observed target. Rows are scored ``max_elements`` floats at a time, as the other scores.
     """
-    seed_int(seed)
+    _check_draws(1, seed, max_elements)
     data = _prepare(vae, data)
-    _, guide = vae.fitted_modules()
+    model, guide = vae.fitted_modules()
     enc = data.group_mask(given, data.observed)
     tgt = data.group_mask(targets, data.observed)
-    model, _ = vae.fitted_modules()
-    device = model.device
-    values = [v.to(device) for v in data.values]
-    cells = None if data.cells is None else data.cells.to(device)
-    with torch.no_grad(), seeded(device, seed):
-        z = guide.posterior_dist(values, enc.to(device), cells).sample((1,))
-        obs = data.observed.to(device)
-        ll = model.log_likelihoods(values, obs, z, list(guide.Phi), cells, enc.to(device))[0]
-    return _as_numpy(torch.where(tgt, ll.cpu(), 0.0).sum(-1), tgt.any(-1))
+    ll = reconstruction_score(model, guide, data, enc, tgt, seed, max_elements)
+    return _as_numpy(ll, tgt.any(-1))
 
 
 def _check_draws(num_samples: Any, seed: Any, max_elements: Any) -> None:
@@ -325,7 +324,11 @@ def evaluate(
         interval_draws(num_draws, max(LEVELS))
     data = _prepare(vae, data, scored_rows=True)
     out = {
-        "recon_ll": float(np.nanmean(reconstruction_log_likelihood(vae, data, seed=seed))),
+        "recon_ll": float(
+            np.nanmean(
+                reconstruction_log_likelihood(vae, data, seed=seed, max_elements=max_elements)
+            )
+        ),
         "iwae_ll": float(np.mean(iwae_log_likelihood(vae, data, num_samples, seed, max_elements))),
     }
     per: dict[str, dict[str, Any]] = {}  # each held-out group's sums

@@ -32,6 +32,7 @@ __all__ = [
     "held_out_score",
     "importance",
     "missing_cell_fraction",
+    "reconstruction_score",
 ]
 
 
@@ -98,6 +99,35 @@ def importance(
             for r, a in zip(results, acc):
                 r[sl] = (torch.logsumexp(torch.stack(a), 0) - math.log(num_samples)).cpu()
     return results
+
+
+@torch.no_grad()
+def reconstruction_score(
+    model: Model,
+    guide: Guide,
+    data: GroupedData,
+    given: torch.Tensor,
+    targets: torch.Tensor,
+    seed: int,
+    max_elements: int,
+) -> torch.Tensor:
+    """``sum_{g in targets} log p(x_g | z)`` over the observed cells, with **one** ``z ~ q(z |
+    x_given)`` per row (Table 1's metric): ``(N,)`` on the CPU, rows in chunks of at most
+    ``max_elements`` floats."""
+    n = len(data)
+    rows, _ = _chunks(model, 1, n, max_elements)
+    out = torch.empty(n)
+    dev = model.device
+    with seeded(dev, seed):
+        for start in range(0, n, rows):
+            sl = slice(start, start + rows)
+            xs = [x[sl].to(dev) for x in data.values]
+            giv, obs = given[sl].to(dev), data.observed[sl].to(dev)
+            cells = None if data.cells is None else data.cells[sl].to(dev)
+            z = guide.posterior_dist(xs, giv, cells).sample((1,))
+            ll = _group_log_likelihoods(model, guide, xs, obs, z, cells, giv)[0]
+            out[sl] = torch.where(targets[sl].to(dev), ll, 0.0).sum(-1).cpu()
+    return out
 
 
 def held_out(data: GroupedData) -> Iterator[tuple[int, str, GroupedData]]:
