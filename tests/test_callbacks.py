@@ -186,3 +186,23 @@ def _has_tensorboard():
     except ImportError:
         return False
     return True
+
+
+def test_a_raising_callback_leaves_the_epoch_to_the_others_and_to_early_stopping(tmp_path):
+    fit = dict(FIT, patience=1, relax_epochs=0, warmup_epochs=0)
+    whole = FactVAE(latent_dim=2, lam=0.5).fit(small_groups(n=120), **fit)
+
+    def failing(event):
+        if event.epoch == 2:
+            raise OSError("alert hook failed")
+
+    seen, path = [], tmp_path / "run.ckpt"
+    with pytest.raises(OSError, match="alert hook failed"):
+        FactVAE(latent_dim=2, lam=0.5).fit(
+            small_groups(n=120), callbacks=[failing, seen.append], checkpoint=path, **fit
+        )
+    assert [e.epoch for e in seen] == [1, 2]  # the callback after the raising one saw epoch 2
+    resumed = FactVAE().fit(small_groups(n=120), resume=path, progress=False)
+    assert resumed.history_ == whole.history_  # epoch 2 was scored for early stopping
+    a, b = _state(whole), _state(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -275,15 +275,16 @@ class Trainer:
                         active_links=self.active_links(),
                         target_lam=phase.lam,
                     )
-                    # True stops (numpy's too); not any value (what file.write returns, say)
-                    try:
-                        answers = [callback(event) for callback in callbacks]
-                    # stops the run as a stop would, then re-raised (KeyboardInterrupt too)
-                    except BaseException as exc:
-                        raised = exc
-                        return False
-                    stops = [isinstance(a, (bool, np.bool_)) and bool(a) for a in answers]
-                    requested = requested or any(stops)
+                    # True stops (numpy's too), not any value (what file.write returns, say); a
+                    # raise stops as a stop would, re-raised once saved (the first, Ctrl-C too)
+                    for callback in callbacks:
+                        try:
+                            answer = callback(event)
+                        except BaseException as exc:
+                            raised = raised or exc
+                            continue
+                        stop_now = isinstance(answer, (bool, np.bool_)) and bool(answer)
+                        requested = requested or stop_now
                 if not stopping:
                     return False
                 phase = run.phases[run.phase]
