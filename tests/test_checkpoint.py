@@ -457,3 +457,29 @@ def test_a_resumed_frame_fit_checks_groups_and_a_frames_mapping_is_kept(tmp_path
     built = GroupedData.from_dataframe(frame, spec)  # its mapping travels with the model
     vae = FactVAE(latent_dim=2, lam=0.1).fit(built, epochs=1, progress=False)
     assert vae.columns_ == spec and vae.impute(frame).shape == frame.shape
+
+
+def test_a_gradient_too_large_to_square_stops_before_the_update_with_weights_finite(tmp_path):
+    vae = FactVAE(latent_dim=2, lam=0.1)
+    with pytest.raises(NonFiniteError, match="too large to square in float32") as info:
+        vae.fit(small_groups(n=120), epochs=5, batch_size=32, lr=1e3, phi_lr=1e3, progress=False)
+    assert "keep their last finite values" in str(info.value)
+    params = [*vae.model_.parameters(), *vae.guide_.parameters()]
+    assert all(torch.isfinite(p).all() for p in params)
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_a_checkpoint_file_of_another_run_is_not_named_as_this_fits_state(tmp_path, monkeypatch):
+    path = tmp_path / "run.ckpt"
+    FactVAE(latent_dim=2, lam=1.0).fit(small_groups(seed=3), epochs=1, checkpoint=path)
+    original = train_module.guarded_step
+
+    def broken(objective, optim, args, pos, **kwargs):
+        args = ([x * float("nan") for x in args[0]], *args[1:])
+        return original(objective, optim, args, pos, **kwargs)
+
+    monkeypatch.setattr(train_module, "guarded_step", broken)
+    with pytest.raises(NonFiniteError, match="no checkpoint was written"):
+        FactVAE(latent_dim=2, lam=1.0).fit(
+            small_groups(), epochs=1, checkpoint=path, checkpoint_every=10, progress=False
+        )

@@ -67,6 +67,8 @@ def write(
             head["optimizers"] = saved[0]
             tensors = {"optim": saved[1]}
     write_payload({**head, **(meta or {})}, {**weights, **(tensors or {})}, path)
+    if meta is not None:  # a checkpoint: what it holds is this state's
+        state.written = os.path.realpath(path)
 
 
 def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike) -> None:

@@ -329,12 +329,12 @@ def guarded_step(
         checks = flat[start:]
     else:
         grads = [p.grad for p in optimizers.params if p.grad is not None]
-    if grads:
-        gsum = torch.stack([g.sum() for g in grads]).sum()
+    if grads:  # squares: finite too where Adam's second moments take them (not 1e28 ** 2)
+        gsum = torch.stack([(g * g).sum() for g in grads]).sum()
         checks = torch.cat([checks, gsum.reshape(1)])
     values = checks.tolist()
     if not all(math.isfinite(v) for v in values):
-        what = "loss" if not math.isfinite(values[0]) else "gradient"
+        what = "loss" if not math.isfinite(values[0]) else "gradient (or its square)"
         optimizers.zero_grad()
         raise NonFiniteError(
             f"the {what} became non-finite at step {pos.step + 1} (epoch {pos.epoch + 1}, "
@@ -364,4 +364,12 @@ def diagnose(objective, args, params, **kwargs) -> str:
         grads = torch.autograd.grad(value, trainable, allow_unused=True, retain_graph=True)
         if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
             return f"gradient of the {label}"
+        if any(g is not None and not bool(torch.isfinite(g * g).all()) for g in grads):
+            big = _largest(grads)
+            return f"gradient of the {label}, too large to square in float32 ({big:.3g})"
     return "none found on a re-evaluation (a non-finite value from sampling)"
+
+
+def _largest(grads) -> float:
+    """The largest absolute value in ``grads`` (``None`` entries skipped)."""
+    return max(float(g.abs().max()) for g in grads if g is not None and g.numel())

@@ -411,10 +411,9 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "generator": generator.get_state(), **cuda},
         }
 
-    @staticmethod
-    def _last_good(run: Run, checkpoint: str | None) -> str:
+    def _last_good(self, run: Run, checkpoint: str | None) -> str:
         if run.saved_step:
             return f"the last good checkpoint is {checkpoint!r} (step {run.saved_step})"
-        if checkpoint is not None and os.path.exists(checkpoint):
+        if checkpoint is not None and self.state.written == os.path.realpath(checkpoint):
             return f"{checkpoint!r} holds the state from before this fit call"
         return "no checkpoint was written"

@@ -127,6 +127,8 @@ class FitState:
     variables: dict[str, list[str]] | None = None
     lam_path: dict[str, Any] | None = None
     interrupted: str | None = None
+    #: the real path of the last checkpoint this state wrote (``None``: none yet)
+    written: str | None = None
     # the model file's own where the state was read from one
     pad: bool | float | tuple[tuple[int, ...], ...] = True
 
