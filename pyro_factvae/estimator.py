@@ -356,6 +356,11 @@ class FactVAE(Queries):
                     "checkpoint_every sets how often the checkpoint is written: give checkpoint "
                     "a path too"
                 )
+            if groups is not None and not is_dataframe(data):  # a resumed fit's too
+                raise ValueError(
+                    "groups= maps a DataFrame's columns to groups; these data are a "
+                    f"{type(data).__name__}, whose groups are their own: leave groups out"
+                )
             if resume is not None:
                 resume_fit(
                     self._state, data, resume, given, checkpoint, progress, callbacks, groups
@@ -367,12 +372,6 @@ class FactVAE(Queries):
                     "lam='auto' chooses lam on a first fit; give lam a number (e.g. the "
                     "chosen vae.lam_) to continue training"
                 )
-            if groups is not None:
-                if not is_dataframe(data):
-                    raise ValueError(
-                        "groups= maps a DataFrame's columns to groups; these data are a "
-                        f"{type(data).__name__}, whose groups are their own: leave groups out"
-                    )
             before = self.columns_
             first = self.model_ is None  # refused before any step, it leaves no model behind
             unfitted = self._state.fresh() if first else None

@@ -78,6 +78,22 @@ def _row(value: Any) -> Any:
     return value
 
 
+def _text_group(item: Any) -> tuple[str, Any] | None:
+    """``(name, dtype)`` of the first group of ``item`` given as a numpy array of text."""
+    if isinstance(item, Mapping):
+        pairs = [(str(k), v) for k, v in item.items()]
+    elif isinstance(item, (list, tuple)):
+        pairs = [(f"g{i}", v) for i, v in enumerate(item)]
+    else:
+        return None
+    for name, value in pairs:
+        dtype = getattr(value, "dtype", None)
+        if isinstance(dtype, np.dtype) and dtype.kind in "USO":
+            if dtype.kind != "O" or any(isinstance(v, (str, bytes)) for v in value.flat):
+                return name, dtype
+    return None
+
+
 def _groups_of(item: Any) -> tuple[list[str], list[int]]:
     """An item's group names and widths, as its batch is checked."""
     if isinstance(item, Mapping):
@@ -103,6 +119,12 @@ def _collate_same_widths(indexed: list[tuple[int, Any]]) -> Any:
                 f"dataset item {index}: a group's list is not a row of numbers ({exc}); give "
                 "each group as a flat list, array or tensor of numbers (None or NaN: missing)"
             ) from None
+        text = _text_group(item)
+        if text is not None:
+            raise ValueError(
+                f"dataset item {index}: group {text[0]!r} holds text (dtype {text[1]}), not "
+                "numbers; encode categories as numbers (e.g. one-hot) first"
+            )
         items.append(item)
     try:
         first = _groups_of(items[0])

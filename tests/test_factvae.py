@@ -513,6 +513,12 @@ def test_a_frame_with_integer_column_labels_is_fitted_by_label(tmp_path):
     assert tiny(lam=0.1).fit(text, groups=groups, **FAST).impute(text).notna().all().all()
     with pytest.raises(ValueError, match="groups= maps a DataFrame's columns"):
         tiny(lam=0.1).fit(x, groups={"a": [0]}, **FAST)
+    path = tmp_path / "run.ckpt"
+    tiny(lam=0.1).fit(x, checkpoint=path, **FAST)
+    resumed = FactVAE()
+    with pytest.raises(ValueError, match="groups= maps a DataFrame's columns"):  # resumed too
+        resumed.fit(x, groups=groups, resume=path, progress=False)
+    assert resumed.columns_ is None
 
 
 @pytest.mark.parametrize("data", [None, 3, "data.csv", {1, 2}])

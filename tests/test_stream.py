@@ -266,3 +266,11 @@ def test_a_kept_file_follows_the_umask_and_batched_fetches_and_bad_lists_are_nam
 
     with pytest.raises(ValueError, match=r"dataset item 41: a group's list is not a row"):
         GroupedData.from_dataset(Text(groups()), batch_size=32)
+
+
+@pytest.mark.parametrize("text", [np.array(["x", "y", "z"]), np.array(["x", 1.0, 2.0], object)])
+def test_a_dataset_item_holding_text_is_refused_with_the_advice_to_encode_it(text):
+    g = groups(n=20)
+    g["a"] = np.broadcast_to(text, (20, 3)).copy()
+    with pytest.raises(ValueError, match=r"item 0: group 'a' holds text .*one-hot"):
+        GroupedData.from_dataset(Rows(g))
