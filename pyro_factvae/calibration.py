@@ -30,11 +30,14 @@ import numpy as np
 import torch
 
 from .checks import interval_draws, non_negative_int, positive_int, seed_int
+from .data import GroupedData
 from .estimator import FactVAE
 from .infer.state import check_support
+from .layout import Layout
 from .module.draws import central_bounds, posterior_draws
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
+from .registry import LIKELIHOODS
 from .validation import fmt_rows, frame_columns, is_dataframe
 
 __all__ = ["LEVELS", "coverage", "crps", "draw_scores"]
@@ -116,6 +119,24 @@ def coverage(
     return {float(a): float(ok[mask].double().mean()) for a, ok in zip(levels, inside)}
 
 
+def _check_whole(hidden: torch.Tensor, truth: GroupedData, layout: Layout) -> None:
+    """A ``ValueError`` naming the rows where ``hidden`` covers some columns of a group whose
+    columns are one value (a categorical group's one-hot label: fewer variables than columns)."""
+    start = 0
+    for name, lik, dim in zip(layout.names, layout.likelihoods, layout.dims):
+        cols = hidden[:, start : start + dim]
+        start += dim
+        if LIKELIHOODS.get(lik).variables(dim) == dim:
+            continue
+        part = cols.any(-1) & ~cols.all(-1)
+        if bool(part.any()):
+            raise ValueError(
+                f"hidden covers only some columns of group {name!r} in rows "
+                f"{fmt_rows(np.flatnonzero(part.numpy()))}: its {dim} columns are one "
+                f"{lik} value, hidden whole or not at all; hide all of them or none"
+            )
+
+
 def draw_scores(
     vae: FactVAE,
     data: Any,
@@ -179,6 +200,7 @@ def draw_scores(
             f"{tuple(truth.observed.shape)} or (rows, cells) = {tuple(full.shape)}"
         )
     hidden = hidden & full
+    _check_whole(hidden, truth, model.layout)
     seen = truth.observed.any(-1)  # a row that observes nothing has nothing to score
     bare = seen & ~(full & ~hidden).any(-1)
     if bool(bare.any()):

@@ -320,7 +320,9 @@ def test_intervals_of_discrete_groups_are_values_of_their_support():
         vae.predict_interval(groups, level="0.9")
     hidden = np.zeros((n, 8), bool)
     hidden[:10, 5] = True  # one column of the one-hot label
-    with pytest.raises(ValueError, match="only some of its columns"):
+    groups["x"][7] = groups["cnt"][7] = groups["lab"][7] = np.nan  # row 7 observes nothing
+    # rows 0-4 miss the label; row numbers are the data's, rows observing nothing included
+    with pytest.raises(ValueError, match=r"only some columns of group 'lab' in rows \[5, 6, 8"):
         draw_scores(vae, groups, hidden, num_draws=40, num_samples=8, refine_steps=0)
     draws, truth = np.zeros((20, 4, 3)), np.zeros((4, 3))
     with pytest.raises(ValueError, match="expected"):
