@@ -59,7 +59,7 @@ def as_array(name: str, array: Any) -> np.ndarray:
         try:
             cells = [np.nan if _missing(v) else v for v in cells]
             out = np.array(cells, dtype=np.float64).reshape(out.shape)
-        except (TypeError, ValueError) as exc:  # e.g. a signalling NaN of decimal
+        except (TypeError, ValueError, OverflowError) as exc:  # a decimal sNaN, 10**400
             raise ValueError(f"group {name!r}: a cell is not a number ({exc})") from None
     return out
 

@@ -21,6 +21,7 @@ __all__ = [
     "interval_draws",
     "non_negative_int",
     "number",
+    "numpy_seed",
     "positive_int",
     "seed_int",
 ]
@@ -82,6 +83,12 @@ def seed_int(value: Any, name: str = "seed") -> int:
     if not -(2**63) <= int(value) < 2**64:
         raise ValueError(f"{name} must be an integer in [-2**63, 2**64), got {value!r}")
     return int(value)
+
+
+def numpy_seed(value: Any, name: str = "seed") -> int:
+    """A seed (:func:`seed_int`'s range) as numpy's generators take it, in ``[0, 2**64)``: a
+    negative one wrapped around as torch reads it (``-1`` is ``2**64 - 1``)."""
+    return seed_int(value, name) % 2**64
 
 
 def non_negative_int(name: str, value: Any) -> int:

@@ -22,7 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checks import number, positive_int, seed_int
 from .masks import (
+    bool_mask,
     complete_or_cells,
     groups_of,
     masks_from_explicit,
@@ -309,16 +311,18 @@ class GroupedData:
         if len(names) != len(dims):
             raise ValueError(f"got {len(names)} names for {len(dims)} groups (dims)")
         check_names(names)
-        dims = [int(d) for d in dims]
-        obs = torch.as_tensor(np.asarray(observed), dtype=torch.bool)
+        dims = [positive_int("dims entry", d) for d in dims]
+        chunk = positive_int("chunk", chunk)
+        obs = torch.from_numpy(bool_mask(observed, "observed"))
         cells = None
         if obs.dim() == 2 and obs.shape[1] == sum(dims) != len(dims):
             cells = obs
             obs = groups_of(cells, dims)
             cells = complete_or_cells(cells, obs, dims)
-        check_matrix(names, tensor, obs, dims, chunk, cells)
+        ranges = check_matrix(names, tensor, obs, dims, chunk, cells)
         out = object.__new__(cls)
         out._assemble(names, tensor, tuple(dims), obs, np.arange(tensor.shape[0]), cells)
+        out.ranges = ranges  # judged as a fit's data, as the arrays' are
         out.single = True  # the file's float32 is what it holds and gives back
         return out
 
@@ -436,16 +440,20 @@ class GroupedData:
     # ------------------------------------------------------------------ slicing
     def subset(self, rows: Any) -> GroupedData:
         """The rows ``rows`` (indices or bool mask) as a new :class:`GroupedData`."""
-        rows = torch.as_tensor(np.asarray(rows))
-        if rows.dim() != 1 or not (rows.dtype == torch.bool or not rows.is_floating_point()):
+        arr = np.asarray(rows.cpu() if isinstance(rows, torch.Tensor) else rows)
+        if arr.ndim != 1 or arr.dtype.kind not in "biu":
             raise ValueError(
-                f"rows must be a 1-D array of row indices or a bool mask, got {rows.dim()}-D "
-                f"{rows.dtype}"
+                f"rows must be a 1-D array of row indices or a bool mask, got {arr.ndim}-D "
+                f"{arr.dtype}"
             )
-        if rows.dtype == torch.bool:
-            if len(rows) != len(self):
-                raise ValueError(f"a bool mask of rows needs {len(self)} entries, got {len(rows)}")
-            rows = rows.nonzero().squeeze(-1)
+        if arr.dtype.kind == "b":
+            if len(arr) != len(self):
+                raise ValueError(f"a bool mask of rows needs {len(self)} entries, got {len(arr)}")
+            arr = np.flatnonzero(arr)
+        bad = (arr < -len(self)) | (arr >= len(self))  # one int64 index for every part
+        if bad.any():
+            raise ValueError(f"row index {arr[bad][0]} is out of range for {len(self)} rows")
+        rows = torch.as_tensor(arr.astype(np.int64) % max(1, len(self)))
         index = self.row_index[rows.numpy()]
         cells = None if self.cells is None else self.cells[rows]
         out = self._derive(self.matrix[rows], self.observed[rows], index, cells)
@@ -458,7 +466,7 @@ class GroupedData:
 
         It must be a subset of the current mask: nothing missing can be revealed.
         """
-        observed = torch.as_tensor(observed, dtype=torch.bool)
+        observed = torch.from_numpy(bool_mask(observed, "observed"))
         groups, cells = narrowed(observed, self.observed, self.cell_mask(), self._dims)
         empty = (~groups.any(1)).nonzero().squeeze(-1).numpy()
         if len(empty):
@@ -482,9 +490,10 @@ class GroupedData:
 
     def split(self, fraction: float = 0.8, seed: int = 0) -> tuple[GroupedData, GroupedData]:
         """Random split into ``(first, second)`` with ``fraction`` of rows in the first."""
-        if not 0.0 < fraction < 1.0:
+        if not 0.0 < number("fraction", fraction) < 1.0:
             raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-        perm = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed_int(seed))
+        perm = torch.randperm(len(self), generator=generator)
         cut = int(round(fraction * len(self)))
         if not 0 < cut < len(self):
             raise ValueError(

@@ -16,6 +16,7 @@ import torch
 from .validation import fmt_rows, reject_observed
 
 __all__ = [
+    "bool_mask",
     "complete_or_cells",
     "group_cells",
     "masks_from_explicit",
@@ -36,6 +37,18 @@ def observed_from_nan(names, mats) -> tuple[np.ndarray, np.ndarray | None]:
     return obs, (np.concatenate(seen, axis=1) if partial else None)
 
 
+def bool_mask(mask: Any, what: str = "mask") -> np.ndarray:
+    """``mask`` (an array or tensor of bools, or of 0 and 1) as a numpy bool array; a
+    ``ValueError`` for any other value (a mask of probabilities, NaN) rather than reading
+    every nonzero as observed."""
+    arr = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
+    if arr.dtype != bool:
+        if not np.isin(arr, (0, 1)).all():
+            raise ValueError(f"{what} must be boolean (True = observed)")
+        arr = arr.astype(bool)
+    return arr
+
+
 def group_cells(cells: np.ndarray, dims) -> list[np.ndarray]:
     """Per-group column blocks ``(N, d_g)`` of an ``(N, sum d_g)`` cell mask."""
     return np.split(cells, np.cumsum(list(dims))[:-1], axis=1)
@@ -45,8 +58,7 @@ def masks_from_explicit(names, mats, mask: Any) -> tuple[np.ndarray, np.ndarray 
     """An explicit bool mask, ``(N, G)`` per group or ``(N, sum d_g)`` per cell, as the
     ``(N, G)`` group mask and the cell mask (``None`` when no observed group misses a cell);
     ``ValueError`` for a wrong shape or dtype, or NaN under a cell marked observed."""
-    obs = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
-    obs = np.asarray(obs)
+    obs = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask)
     num_rows, dims = mats[0].shape[0], [m.shape[1] for m in mats]
     shapes = {(num_rows, len(mats)), (num_rows, sum(dims))}
     if obs.ndim != 2 or tuple(obs.shape) not in shapes:
@@ -54,10 +66,7 @@ def masks_from_explicit(names, mats, mask: Any) -> tuple[np.ndarray, np.ndarray 
             f"mask has shape {obs.shape}, expected (rows, groups) = {(num_rows, len(mats))} "
             f"or (rows, cells) = {(num_rows, sum(dims))}"
         )
-    if obs.dtype != bool:
-        if not np.isin(obs, (0, 1)).all():
-            raise ValueError("mask must be boolean (True = observed)")
-        obs = obs.astype(bool)
+    obs = bool_mask(obs)
     if obs.shape[1] == sum(dims) and obs.shape[1] != len(mats):
         cells = group_cells(obs, dims)
         groups = np.stack([c.any(axis=1) for c in cells], axis=1)

@@ -38,17 +38,21 @@ def _values(adata: Any, layer: str | None, what: str) -> Any:
 
 
 def matrix_dtype(matrix: Any) -> np.dtype:
-    """The dtype a matrix is read in: float64 for a float64 matrix (its values kept exactly),
-    float32 for anything else."""
-    float64 = np.dtype(getattr(matrix, "dtype", np.float32)) == np.float64
-    return np.dtype(np.float64 if float64 else np.float32)
+    """The dtype a matrix is read in: float64 for a float64 matrix, and for an integer one
+    holding a value beyond float32's whole numbers (``2**24``; its values kept exactly),
+    float32 for anything else (counts as float32 take half the memory)."""
+    dtype = np.dtype(getattr(matrix, "dtype", np.float32))
+    if dtype.kind in "iu" and np.prod(getattr(matrix, "shape", (0,))) > 0:
+        extreme = max(abs(int(matrix.max())), abs(int(matrix.min())))  # dense or sparse
+        return np.dtype(np.float64 if extreme > 2**24 else np.float32)
+    return np.dtype(np.float64 if dtype == np.float64 else np.float32)
 
 
-def _rows(matrix: Any, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` of a dense or sparse matrix, dense, in :func:`matrix_dtype`."""
+def _rows(matrix: Any, start: int, stop: int, dtype: np.dtype) -> np.ndarray:
+    """Rows ``start:stop`` of a dense or sparse matrix, dense, in ``dtype``."""
     part = matrix[start:stop]
     part = part.toarray() if hasattr(part, "toarray") else np.asarray(part)
-    return part.astype(matrix_dtype(matrix), copy=False)
+    return part.astype(dtype, copy=False)
 
 
 def _unique(names: list[str], what: str, how: str) -> None:
@@ -95,9 +99,10 @@ def mudata_groups(
                 "obs_names; call mdata.update() after changing a modality"
             )
         rows = np.array([where[o] for o in own], dtype=np.int64)
-        arr = np.full((len(obs), ad.n_vars), np.nan, dtype=matrix_dtype(values))
+        dtype = matrix_dtype(values)
+        arr = np.full((len(obs), ad.n_vars), np.nan, dtype=dtype)
         for start in range(0, ad.n_obs, chunk):
-            arr[rows[start : start + chunk]] = _rows(values, start, start + chunk)
+            arr[rows[start : start + chunk]] = _rows(values, start, start + chunk, dtype)
         out[m] = arr
     return out, obs
 
@@ -162,7 +167,7 @@ def anndata_groups(
     dtype = matrix_dtype(values)
     out = {g: np.empty((adata.n_obs, len(cols)), dtype=dtype) for g, cols in spec.items()}
     for start in range(0, adata.n_obs, chunk):
-        rows = _rows(values, start, start + chunk)  # one chunk of rows, dense
+        rows = _rows(values, start, start + chunk, dtype)  # one chunk of rows, dense
         for g, cols in spec.items():
             out[g][start : start + chunk] = rows[:, [where[v] for v in cols]]
     return out

@@ -24,7 +24,7 @@ from .arrays import to_numpy
 from .io import new_file_mode
 from .masks import observed_from_nan
 from .ranges import Range, column_ranges, merge_ranges, refuse_overflow
-from .validation import fmt_rows, reject_inf
+from .validation import check_names, fmt_rows, reject_inf
 
 __all__ = ["dataset_to_memmap", "is_dataset"]
 
@@ -254,8 +254,7 @@ def _write(
         widths = [m.shape[1] for m in mats]
         if matrix is None:
             names, dims = batch_names, widths
-            if len(set(names)) != len(names):
-                raise ValueError(f"group names must be unique, got {names}")
+            check_names(names)  # unique and non-empty, as the arrays' are
             shape = (num_rows, sum(dims))
             matrix = _mapped(path, np.dtype(np.float32), shape)
             observed = np.zeros((num_rows, len(dims)), dtype=bool)

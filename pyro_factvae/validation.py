@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .arrays import to_numpy
+from .ranges import column_ranges, merge_ranges
 
 __all__ = [
     "check_matrix",
@@ -150,6 +151,7 @@ def check_numeric(group: str, name: Any, column: Any, how: str = CATEGORICAL_HOW
     import pandas as pd
     from pandas.api.types import (
         is_bool_dtype,
+        is_complex_dtype,
         is_datetime64_any_dtype,
         is_numeric_dtype,
         is_timedelta64_dtype,
@@ -161,9 +163,20 @@ def check_numeric(group: str, name: Any, column: Any, how: str = CATEGORICAL_HOW
             "numbers first, e.g. seconds from a reference time ((frame[col] - t0) / "
             "pandas.Timedelta(seconds=1)), which leaves NaN where a date is missing"
         )
+    if is_complex_dtype(column):
+        raise ValueError(
+            f"group {group!r}: column {name!r} holds complex numbers; give real numbers (e.g. "
+            "the real and the imaginary parts as two columns)"
+        )
     if is_numeric_dtype(column) or is_bool_dtype(column):
         return
-    numbers = pd.to_numeric(column, errors="coerce")
+    try:
+        numbers = pd.to_numeric(column, errors="coerce")
+    except (OverflowError, TypeError) as exc:  # 10**400 as an object
+        raise ValueError(
+            f"group {group!r}: a cell is not a real number that float64 holds ({exc}); give "
+            "real numbers, with NaN where a value is missing"
+        ) from None
     bad = numbers.isna() & column.notna()
     if bool(bad.any()) and bad.sum() > 0.5 * column.notna().sum():  # text: categories
         kinds = list(dict.fromkeys(column[bad].tolist()))[:3]
@@ -215,15 +228,22 @@ def check_matrix(
     dims: list[int],
     chunk: int,
     cells: torch.Tensor | None = None,
-) -> None:
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """``ValueError`` naming the group and row of the first non-finite observed value or
     nonzero missing value of a side-by-side matrix, read ``chunk`` rows at a time; also its
     dtype and shapes, and rows with no observed group. ``cells``: the ``(N, sum d_g)`` cell
-    mask, when some observed group misses cells (else the group mask ``obs`` says it all)."""
-    if tensor.dim() != 2 or tensor.dtype != torch.float32:
+    mask, when some observed group misses cells (else the group mask ``obs`` says it all).
+    Returns each group's column ranges over its observed cells, read on the way
+    (:func:`~pyro_factvae.ranges.column_ranges`)."""
+    if tensor.dim() != 2:
         raise ValueError(
-            f"matrix must be a 2-D float32 array, got {tensor.dtype} of shape "
-            f"{tuple(tensor.shape)}; convert it with .astype(numpy.float32)"
+            f"matrix must be 2-D, (rows, columns), got shape {tuple(tensor.shape)}; a single "
+            "column is matrix.reshape(-1, 1)"
+        )
+    if tensor.dtype != torch.float32:
+        raise ValueError(
+            f"matrix must be a float32 array, got {tensor.dtype}; convert it with "
+            ".astype(numpy.float32)"
         )
     if any(d < 1 for d in dims) or sum(dims) != tensor.shape[1]:
         raise ValueError(
@@ -238,13 +258,16 @@ def check_matrix(
     empty = (~obs.any(1)).nonzero().squeeze(-1).numpy()
     if len(empty):
         raise ValueError(f"{len(empty)} rows have no observed group: {fmt_rows(empty)}")
-    cols = torch.tensor(dims)
+    cols, ranges = torch.tensor(dims), None
     for start in range(0, tensor.shape[0], chunk):
         part = tensor[start : start + chunk]
         if cells is None:
             seen_cols = obs[start : start + chunk].repeat_interleave(cols, dim=1)
         else:
             seen_cols = cells[start : start + chunk]
+        mats = np.split(part.detach().cpu().numpy(), np.cumsum(dims)[:-1], axis=1)
+        seen = seen_cols.cpu().numpy()
+        ranges = merge_ranges(ranges, column_ranges(mats, obs[start : start + chunk], seen))
         bad_obs = (~torch.isfinite(part) & seen_cols).nonzero()
         bad_miss = ((part != 0) & ~seen_cols).nonzero()
         for bad, problem in ((bad_obs, "is not finite"), (bad_miss, "is nonzero")):
@@ -256,6 +279,7 @@ def check_matrix(
                     f"group {names[g]!r}, row {row}: a value of a {where} cell "
                     f"{problem}; observed values must be finite and missing ones 0"
                 )
+    return ranges
 
 
 def frame_columns(frame: Any, groups: Mapping[str, Any]) -> dict[str, list[Any]]:
@@ -321,7 +345,18 @@ def frame_arrays(frame: Any, groups: Any) -> dict[str, np.ndarray]:
         block = frame[list(cols)]
         for c in cols:
             check_numeric(name, c, block[c])
-        arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        try:
+            arrays[name] = block.to_numpy(dtype=np.float64, na_value=np.nan)
+        except (TypeError, ValueError, OverflowError) as exc:  # 1+2j, 10**400 as objects
+            raise ValueError(
+                f"group {name!r}: a cell is not a real number that float64 holds ({exc}); "
+                "give real numbers, with NaN where a value is missing"
+            ) from None
+        inf = np.flatnonzero(np.isinf(arrays[name]).any(axis=1))
+        if len(inf):  # named by the frame's index, as its other rows are
+            more = f", ... ({len(inf)} rows in all)" if len(inf) > 5 else ""
+            labels = list(frame.index[inf[:5]])
+            raise ValueError(f"group {name!r}: rows at index {labels}{more} {INF_PROBLEM}")
     return arrays
 
 

@@ -274,3 +274,10 @@ def test_a_dataset_item_holding_text_is_refused_with_the_advice_to_encode_it(tex
     g["a"] = np.broadcast_to(text, (20, 3)).copy()
     with pytest.raises(ValueError, match=r"item 0: group 'a' holds text .*one-hot"):
         GroupedData.from_dataset(Rows(g))
+
+
+def test_a_dataset_with_an_empty_group_name_is_refused():
+    g = groups(n=20)
+    g[""] = g.pop("c")
+    with pytest.raises(ValueError, match="group name '' must be a non-empty string"):
+        GroupedData.from_dataset(Rows(g))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import number, positive_int, seed_int
+from ..checks import number, numpy_seed, positive_int, seed_int
 from ..validation import is_dataframe
 from .images import QUADRANTS, quadrant_data
 
@@ -37,7 +37,7 @@ def make_bars(
         raise ValueError(f"p is a probability: it must be in [0, 1], got {p}")
     number("noise", noise)
     number("value", value, low=-np.inf)
-    rng = np.random.default_rng(None if seed is None else seed_int(seed))
+    rng = np.random.default_rng(None if seed is None else numpy_seed(seed))
     rows = (rng.random((n, size, 1)) < p) * value
     return (rows + noise * rng.standard_normal((n, size, size))).astype(np.float32)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from ..checks import number
+from ..checks import non_negative_int, number, numpy_seed
 
 __all__ = [
     "CVL_VIEWS",
@@ -62,18 +62,19 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".pg
 def quadrant_data(images: np.ndarray, missing: float = 0.0, seed: int = 0, pad_to: int = 0):
     """Four quadrant groups of ``(n, s, s)`` images, each missing with probability ``missing``.
 
-    Missingness is independent per (row, quadrant); a row that would lose all four keeps one
-    at random. ``pad_to`` zero-pads every quadrant to ``pad_to x pad_to`` (e.g. 14 -> 16 so
-    that strided convolutions halve cleanly). Returns a :class:`~pyro_factvae.GroupedData`
-    with groups :data:`QUADRANTS`, each ``(n, h * h)``.
+    Missingness is independent per (row, quadrant), drawn from ``seed`` (an integer); a row
+    that would lose all four keeps one at random. ``pad_to`` zero-pads every quadrant to
+    ``pad_to x pad_to`` (e.g. 14 -> 16 so that strided convolutions halve cleanly). Returns a
+    :class:`~pyro_factvae.GroupedData` with groups :data:`QUADRANTS`, each ``(n, h * h)``.
     """
     from ..data import GroupedData
 
+    seed, pad_to = numpy_seed(seed), non_negative_int("pad_to", pad_to)
+    if not 0.0 <= number("missing", missing) <= 1.0:
+        raise ValueError(f"missing is a probability: it must be in [0, 1], got {missing}")
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or images.shape[1] != images.shape[2] or images.shape[1] % 2:
         raise ValueError(f"expected (n, s, s) images with even s, got shape {images.shape}")
-    if not 0.0 <= missing <= 1.0:
-        raise ValueError(f"missing is a probability: it must be in [0, 1], got {missing}")
     n, s, _ = images.shape
     h = s // 2
     parts = [images[:, :h, :h], images[:, :h, h:], images[:, h:, :h], images[:, h:, h:]]

@@ -135,7 +135,7 @@ def lambda_path(
     if len(set(grid)) != len(grid):
         twice = sorted({v for v in grid if grid.count(v) > 1})
         raise ValueError(f"lams {twice} appear more than once: give each lam once")
-    seed_int(seed)
+    seed = seed_int(seed)
     if "lam" in model_kwargs:
         raise ValueError("give lam through lams, not as a model argument")
     # lambda_path's own, or the walk's, not settings (its fits write no checkpoint)
