@@ -73,6 +73,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="examples/out")
     args = parser.parse_args(argv)
+    for option in ("steps", "samples"):
+        if getattr(args, option) < 1:
+            parser.error(f"--{option} must be positive, got {getattr(args, option)}")
+    if not 0.0 <= args.missing <= 1.0:
+        parser.error(f"--missing is a probability in [0, 1], got {args.missing}")
+    if args.lam < 0:
+        parser.error(f"--lam must be >= 0, got {args.lam}")
     os.makedirs(args.out, exist_ok=True)
     train, test = split(args.missing, args.seed)
     rows = compare(

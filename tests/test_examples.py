@@ -56,13 +56,20 @@ def test_mocap_example_runs_table1_protocol_on_a_mocap6_file(tmp_path, capsys):
     assert "right_arm" in capsys.readouterr().out
 
 
-def test_digits_example_compares_three_methods(tmp_path):
+def test_digits_example_compares_three_methods(tmp_path, capsys):
     rows = _example("digits.py")["main"](
         ["--steps", "10", "--samples", "4", "--out", str(tmp_path)]
     )
     assert [r["method"] for r in rows] == ["factvae", "lam0", "jmvae+"]
     assert all(r["mean_rmse"] > 0 and np.isfinite(r["cond_ll"]) for r in rows)
     assert (tmp_path / "digits_bottom_from_top.png").stat().st_size > 1000
+    for bad, says in (
+        (["--missing", "2"], "--missing is a probability"),
+        (["--steps", "0"], "--steps"),
+    ):
+        with pytest.raises(SystemExit):
+            _example("digits.py")["main"](bad + ["--out", str(tmp_path)])
+        assert says in capsys.readouterr().err
 
 
 def test_views_example_runs_on_small_idx_files(tmp_path):
