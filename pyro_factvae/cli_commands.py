@@ -246,15 +246,21 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     written = [args.out]
     query = {"seed": args.seed, "refine_steps": args.refine_steps}
     given, as_read = _queried(source, data, groups)
+    # everything computed before anything is written: a failure leaves every file as it was
     if args.draws is None:
-        out.write(as_read(vae.impute(given, num_samples=args.samples, **query)), args.out)
+        filled = as_read(vae.impute(given, num_samples=args.samples, **query))
     else:  # M completed data sets: stacked with a leading `draw` column, or a draw axis
         draws = vae.impute(given, num_samples=args.samples, num_draws=args.draws, **query)
-        out.write_draws([as_read(d) for d in draws], args.out)
+        filled = [as_read(d) for d in draws]
     if args.interval is not None:
         lower, upper = vae.predict_interval(
             given, args.interval, num_draws=interval_draws, num_samples=args.samples, **query
         )
+    if args.draws is None:
+        out.write(filled, args.out)
+    else:
+        out.write_draws(filled, args.out)
+    if args.interval is not None:
         for bound, which in ((lower, "lower"), (upper, "upper")):
             out.write(as_read(bound), bounds[which])
             written.append(bounds[which])

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from .data import GroupedData
-from .io import check_writable
+from .io import atomic_path, check_writable
 from .validation import fmt_rows, frame_columns
 
 __all__ = [
@@ -126,10 +126,11 @@ def read_data(
         return refuse_empty_rows(data, path, "rows") if strict else data, arrays, None
     if ext != ".csv":
         raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
-    try:
-        frame = pd.read_csv(path, float_precision="round_trip")  # the exact float64 of each cell
+    try:  # the exact float64 of each cell; "x0, x1" read as "x0,x1" (a space is no value)
+        frame = pd.read_csv(path, float_precision="round_trip", skipinitialspace=True)
     except Exception as exc:
         raise UserError(f"cannot read {path} as CSV: {exc}") from None
+    check_header(path, frame)
     if groups is None:
         raise UserError(f"{path} is a CSV: give --groups 'group=col1,col2;other=col3'")
     groups = frame_columns(frame, groups)  # a model's integer labels are the header's text
@@ -140,6 +141,40 @@ def read_data(
     except ValueError as exc:  # named with its file (a ';' CSV has one column, say)
         raise UserError(f"{path}: {exc}") from None
     return refuse_empty_rows(data, path, "data rows") if strict else data, frame, groups
+
+
+def _header(path: str) -> list[str]:
+    """The cells of a CSV's header line, as written (Excel's BOM left out)."""
+    import csv
+
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        return next(csv.reader(f, skipinitialspace=True), [])
+
+
+def check_header(path: str, frame: Any) -> None:
+    """A :class:`UserError` for a CSV read into ``frame`` whose columns the header does not
+    name one to one: a name given to two columns (pandas would read the second as
+    ``x0.1``), a first column without a header cell (R's row names: pandas would take it as
+    the index, and lose it from what is written back), or no data rows."""
+    import pandas as pd
+
+    header = _header(path)
+    named = [c for c in header if c.strip()]
+    repeated = sorted({c for c in named if named.count(c) > 1})
+    if repeated:
+        raise UserError(
+            f"{path}: the header names more than one column {repeated}; rename them so that "
+            "each name is one column's"
+        )
+    if not isinstance(frame.index, pd.RangeIndex):
+        raise UserError(
+            f"{path}: its rows have more fields than its header ({len(header)}): a first "
+            "column without a header cell (row names, as R's write.table(sep=',') writes "
+            "them)? Give it a name in the header (e.g. id); a column in no group is written "
+            "back as it is"
+        )
+    if len(frame) == 0:
+        raise UserError(f"{path} has a header but no data rows")
 
 
 def refuse_empty_rows(data: GroupedData, path: str, what: str) -> GroupedData:
@@ -159,13 +194,10 @@ def blank_headers(path: str) -> dict[str, str]:
     """The columns of a CSV whose header cell is empty, as pandas labels them
     (``"Unnamed: 0"``, say: the index column that ``DataFrame.to_csv`` writes), each mapped
     to ``""``, so that what is written back keeps the header as it was read."""
-    import csv
 
     if not path.lower().endswith(".csv"):
         return {}
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:  # Excel's BOM
-        header = next(csv.reader(f), [])
-    return {f"Unnamed: {i}": "" for i, cell in enumerate(header) if not cell.strip()}
+    return {f"Unnamed: {i}": "" for i, cell in enumerate(_header(path)) if not cell.strip()}
 
 
 def read_text(path: str) -> Any:
@@ -173,7 +205,9 @@ def read_text(path: str) -> Any:
     :func:`read_data` gives its columns."""
     import pandas as pd
 
-    return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
+    return pd.read_csv(
+        path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True
+    )
 
 
 def csv_ready(frame: Any, header: dict[str, str] | None = None, source: Any = None) -> Any:
@@ -337,10 +371,12 @@ class Output:
         return out
 
     def write(self, filled: Any, path: str) -> None:
-        if path.lower().endswith(".npz"):
-            save_npz(path, self.arrays(filled))
-        else:
-            csv_ready(self.table(filled), self.header, self.source).to_csv(path, index=False)
+        """``filled`` to ``path``, atomically (a complete file or the old one)."""
+        with atomic_path(path) as tmp:
+            if path.lower().endswith(".npz"):
+                save_npz(tmp, self.arrays(filled))
+            else:
+                csv_ready(self.table(filled), self.header, self.source).to_csv(tmp, index=False)
 
     def write_draws(self, draws: Sequence[Any], path: str) -> None:
         """``M`` completed data sets: one CSV stacked with a leading ``draw`` column (1..M;
@@ -351,7 +387,8 @@ class Output:
         if path.lower().endswith(".npz"):
             per = [self.arrays(d) for d in draws]
             stack = {k: np.stack([d[k] for d in per]) for k in self.names}
-            save_npz(path, {**per[0], **stack})
+            with atomic_path(path) as tmp:
+                save_npz(tmp, {**per[0], **stack})
             return
         parts = [csv_ready(self.table(d), self.header, self.source) for d in draws]
         name = "draw"
@@ -359,7 +396,8 @@ class Output:
             name += "_"
         for m, part in enumerate(parts, start=1):
             part.insert(0, name, m)
-        pd.concat(parts, ignore_index=True).to_csv(path, index=False)
+        with atomic_path(path) as tmp:
+            pd.concat(parts, ignore_index=True).to_csv(tmp, index=False)
 
 
 def loggers(log_dir: str) -> list[Any]:

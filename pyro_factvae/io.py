@@ -11,10 +11,12 @@ crash leaves the old file intact. Checkpoints are model files with the training 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -22,6 +24,7 @@ import torch
 from ._version import __version__
 
 __all__ = [
+    "atomic_path",
     "FORMAT",
     "FORMAT_VERSION",
     "atomic_save",
@@ -57,16 +60,18 @@ def check_writable(path: str | os.PathLike, what: str = "output") -> str:
     return name
 
 
-def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
-    """``torch.save(payload, path)`` via a temporary file, fsync and rename (folder created);
-    the file's mode follows the umask, like any other output."""
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """A temporary path beside ``path`` (folder created) for a block to write to: when the
+    block ends, the file is fsynced and renamed onto ``path``, its mode following the umask
+    like any other output; when it raises, the file is removed and ``path`` left as it was."""
     path = check_writable(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".factvae-", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp, new_file_mode())  # as open() would make it, not mkstemp's 0600
         os.replace(tmp, path)
@@ -74,6 +79,12 @@ def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
+    """``torch.save(payload, path)`` through :func:`atomic_path`: a complete file or none."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def _starts_with(path: str, magic: bytes) -> bool:

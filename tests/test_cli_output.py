@@ -135,3 +135,62 @@ def test_a_model_given_other_groups_is_told_to_fit_a_new_model_in_cli_words(tmp_
     err = capsys.readouterr().err
     assert "group 'a' has 3 columns" in err and "fit a new model (factvae fit)" in err
     assert "FactVAE(" not in err
+
+
+def test_csv_headers_that_do_not_name_each_column_once_are_refused(tmp_path, capsys):
+    data, spec = _table(tmp_path)
+    model = tmp_path / "m.factvae"
+    assert main(["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "1"]) == 0
+    lines = data.read_text().splitlines()
+    cases = {
+        "dup.csv": ([",a,b,c,a"] + lines[1:], "the header names more than one column ['a']"),
+        "rstyle.csv": (["a,b,c,d"] + lines[1:], "its rows have more fields than its header"),
+        "empty.csv": (lines[:1], "has a header but no data rows"),
+    }
+    for name, (rows, says) in cases.items():
+        path = tmp_path / name
+        path.write_text("\n".join(rows) + "\n")
+        capsys.readouterr()
+        assert main(["impute", str(model), str(path), "-o", str(tmp_path / "o.csv")]) == 1
+        assert says in capsys.readouterr().err
+
+
+def test_a_csv_with_spaces_after_its_commas_reads_as_without(tmp_path):
+    data, spec = _table(tmp_path)
+    spaced = tmp_path / "spaced.csv"
+    spaced.write_text(data.read_text().replace(",", ", "))
+    model = tmp_path / "m.factvae"
+    assert main(["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "1"]) == 0
+    plain, wide = tmp_path / "plain.csv", tmp_path / "wide.csv"
+    assert main(["impute", str(model), str(data), "-o", str(plain), "--seed", "1"]) == 0
+    assert main(["impute", str(model), str(spaced), "-o", str(wide), "--seed", "1"]) == 0
+    assert wide.read_text() == plain.read_text()
+
+
+def test_impute_leaves_its_outputs_as_they_were_when_it_fails(tmp_path, monkeypatch, capsys):
+    data, spec = _table(tmp_path)
+    model, out = tmp_path / "m.factvae", tmp_path / "out.csv"
+    assert main(["fit", str(data), "--groups", spec, "-o", str(model), "--epochs", "1"]) == 0
+    out.write_text("before\n")
+    lower = tmp_path / "out_lower.csv"
+    lower.write_text("old bound\n")
+
+    def partly(self, path, **kwargs):  # a disk that fills up in the middle of the file
+        with open(path, "w") as f:
+            f.write("a,b\n1,")
+        raise OSError("disk full")
+
+    argv = ["impute", str(model), str(data), "-o", str(out), "--interval", "0.9"]
+    with monkeypatch.context() as patch:
+        patch.setattr(pd.DataFrame, "to_csv", partly)
+        assert main([*argv, "--samples", "20"]) == 1
+    assert "disk full" in capsys.readouterr().err
+    assert out.read_text() == "before\n" and lower.read_text() == "old bound\n"
+
+    def no_bounds(*args, **kwargs):  # the intervals fail after the fills were computed
+        raise ValueError("no bounds today")
+
+    monkeypatch.setattr(FactVAE, "predict_interval", no_bounds)
+    assert main([*argv, "--samples", "20"]) == 1
+    assert out.read_text() == "before\n" and lower.read_text() == "old bound\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".factvae-")) == []
