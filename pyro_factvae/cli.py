@@ -14,6 +14,7 @@ usage and exits with status 2, as usage errors do.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -314,11 +315,19 @@ OPTIONS = {
 }
 
 
+#: a resume's ``name=value (file: saved)``, the settings that differ from a checkpoint's
+_DIFFERS = re.compile(r"\b(\w+)=(\S+?) \(file: ")
+
+
 def _as_options(message: str) -> str:
-    """A library message that starts with an argument's name (or advises ``device='cpu'``)
-    in the words of the command line."""
+    """A library message that starts with an argument's name (or advises ``device='cpu'``,
+    or names the settings that differ from a checkpoint) in the words of the command line."""
     message = message.replace("device='cpu'", "--device cpu")
     message = message.replace(OWN_GROUPS, CLI_OWN_GROUPS)
+    message = message.replace("(in Python, on a new FactVAE(); these differ", "(these differ")
+    message = _DIFFERS.sub(
+        lambda m: f"{OPTIONS[m[1]]} {m[2]} (file: " if m[1] in OPTIONS else m[0], message
+    )
     for name, option in OPTIONS.items():
         if message.startswith((f"{name} ", f"{name}=")):
             return option + message[len(name) :]

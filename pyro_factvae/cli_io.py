@@ -159,6 +159,11 @@ def check_header(path: str, frame: Any) -> None:
     import pandas as pd
 
     header = _header(path)
+    if len(header) == 1 and any(sep in header[0] for sep in ";\t"):
+        raise UserError(
+            f"{path}: its header is one field, {header[0][:60]!r}: are its fields separated "
+            "by ';' or tabs? factvae reads comma-separated files (pandas' to_csv writes them)"
+        )
     named = [c for c in header if c.strip()]
     repeated = sorted({c for c in named if named.count(c) > 1})
     if repeated:

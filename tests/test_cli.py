@@ -216,9 +216,9 @@ def test_fit_interrupted_exits_non_zero_with_how_to_resume(
     assert hint[:2] == ["factvae", "fit"] and "--groups" not in hint
     # settings that differ from the checkpoint's are refused, not silently dropped
     assert main([*hint[1:], "--epochs", "5", "--lam", "0.5", "--no-progress"]) == 1
-    assert "differ from it: epochs=5 (file: 2)" in capsys.readouterr().err
+    assert "differ from it: --epochs 5 (file: 2)" in capsys.readouterr().err
     assert main([*hint[1:], "--lam", "0.5", "--no-progress"]) == 1
-    assert "differ from the file: lam=0.5 (file: 1" in capsys.readouterr().err
+    assert "(these differ from the file: --lam 0.5 (file: 1" in capsys.readouterr().err
     assert not model.exists()
     assert main([*hint[1:], "--no-progress"]) == 0
     assert model.exists()

@@ -146,6 +146,7 @@ def test_csv_headers_that_do_not_name_each_column_once_are_refused(tmp_path, cap
         "dup.csv": ([",a,b,c,a"] + lines[1:], "the header names more than one column ['a']"),
         "rstyle.csv": (["a,b,c,d"] + lines[1:], "its rows have more fields than its header"),
         "empty.csv": (lines[:1], "has a header but no data rows"),
+        "semi.csv": ([r.replace(",", ";") for r in lines], "separated by ';' or tabs?"),
     }
     for name, (rows, says) in cases.items():
         path = tmp_path / name
