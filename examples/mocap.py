@@ -102,6 +102,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         values = getattr(args, option)
         if min(values if isinstance(values, list) else [values]) < 1:
             parser.error(f"--{option} must be positive, got {values}")
+    if args.lam < 0:  # before the data are read (or downloaded)
+        parser.error(f"--lam must be >= 0, got {args.lam}")
     os.makedirs(args.out, exist_ok=True)
 
     motion, order, sizes, test_seq = protocol(args)
