@@ -83,8 +83,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> None:
     """``torch.save(payload, path)`` through :func:`atomic_path`: a complete file or none."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def _starts_with(path: str, magic: bytes) -> bool:
