@@ -165,3 +165,15 @@ def test_conditional_sample_of_a_pruned_column_is_the_gamma_limit():
     assert draws.var().item() == pytest.approx(0.125, rel=0.06)
     with pytest.raises(ValueError, match="lam > 0"):
         conditional_sample(torch.zeros(2, 3), 0.0, 5)
+
+
+def test_a_column_without_a_gradient_yet_is_neither_moved_nor_shrunk_by_adam():
+    phi = torch.nn.Parameter(torch.tensor([[1.0, 5.0], [0.0, 0.0]]))
+    opt = ProximalOptim([phi], lr=0.1, lam=0.2)
+    phi.grad = torch.tensor([[0.0, 1.0], [0.0, 1.0]])  # column 0: its group in no row yet
+    opt.step()
+    assert phi[0, 0] == 1.0  # not the threshold lr * lam / eps, which zeroed it
+    assert 0 < column_norms(phi.detach())[1] < 5.0  # the other column shrinks as before
+    phi.grad = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # its first gradient: it moves
+    opt.step()
+    assert 0 < phi[0, 0] < 1.0
