@@ -24,7 +24,7 @@ from .fit_config import FitConfig
 from .infer.callbacks import Epoch
 from .infer.checkpoint import restore, write
 from .infer.path import fit_auto
-from .infer.plan import warn_if_few_rows
+from .infer.plan import check_posterior, warn_if_few_rows
 from .infer.resume import resume_fit
 from .infer.run import Trainer
 from .infer.state import FitState, as_device
@@ -49,7 +49,8 @@ class FactVAE(Queries):
     i.e. ``lam`` (and ``tau = theta_prior_weight``) are *per-example* weights, and ``lam`` is
     also per variable (``v_g``: the width of group ``g``, 1 for a categorical label); the
     penalty is applied exactly by the prox step (Algorithm 1). ``history_`` records the
-    negative of the first two terms per epoch (more in the docs' objective page).
+    negative of the first term per epoch, ``prior_history_`` that of the second (more in
+    the docs' objective page).
 
     Parameters
     ----------
@@ -101,7 +102,8 @@ class FactVAE(Queries):
         benchmarks.
     phi_inference : {"prox", "variational"}
         ``"prox"``: MAP ``Phi`` with exact zeros (Algorithm 1). ``"variational"``: a mean-field
-        posterior over ``Phi`` and ``gamma_sq`` (see :mod:`~pyro_factvae.module.guide`).
+        posterior over ``Phi`` and ``gamma_sq`` (see :mod:`~pyro_factvae.module.guide`); it
+        needs ``lam`` a number > 0 (at 0 the prior of ``gamma_sq`` is flat).
     image_shape, conv_width
         Image groups ``(C, H, W)``: DCGAN-style convolutional networks (sec. 4.3).
     group_weight : mapping, optional
@@ -130,8 +132,8 @@ class FactVAE(Queries):
         Per epoch, the negative ELBO of the data per row: ``-(1/N) sum_i ELBO_i``
         (likelihood and KL of ``z``), the number to watch.
     prior_history_ : list of float
-        Per epoch, the prior terms per row, apart: ``-tau log N(theta_f; 0, I)`` (a constant
-        of about 0.92 nats per generator weight plus weight decay), and in a variational
+        Per epoch, the prior terms per row, apart: ``-tau log N(theta_f; 0, I)`` (``tau``
+        times a constant of about 0.92 nats per generator weight, plus weight decay), and in a variational
         phase the KL of ``Phi`` and ``gamma_sq`` over ``N``.
     config : ModelConfig
         The settings. Before a fit, the spec (assignments are validated like the
@@ -367,6 +369,7 @@ class FactVAE(Queries):
                 )
                 return self
             auto = self.config.lam == "auto"
+            check_posterior(self.config.phi_inference, self.config.lam)  # before any work
             if auto and self.model_ is not None:
                 raise ValueError(
                     "lam='auto' chooses lam on a first fit; give lam a number (e.g. the "

@@ -184,3 +184,11 @@ def test_collapse_acts_on_the_librarys_sites_whatever_their_names(fitted, groups
     tr.compute_log_prob()
     assert "v1/gamma_sq_a" not in tr.nodes  # renamed, and still integrated out
     assert float(tr.nodes["v1/Phi_a"]["log_prob_sum"]) == 0.0
+
+
+@pytest.mark.parametrize("lam", [0.0, "auto"])
+def test_the_variational_posterior_is_refused_where_its_prior_is_flat(groups, lam):
+    vae = FactVAE(latent_dim=2, lam=lam, phi_inference="variational")
+    with pytest.raises(ValueError, match="phi_inference='variational' needs lam a number > 0"):
+        vae.fit(groups, epochs=2, progress=False)
+    assert vae.model_ is None  # refused before any work

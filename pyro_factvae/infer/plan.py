@@ -24,9 +24,11 @@ import torch
 from ..data import GroupedData
 from ..fit_config import REFIT_LR, FewRowsWarning, FitConfig
 from ..module.guide import MAP
+from ..registry import PHI_POSTERIORS
 from .loop import VALIDATION_SCORE, Phase, Position, fresh_stopper
 
 __all__ = [
+    "check_posterior",
     "FEW_ROWS",
     "MIN_ROWS_TO_STOP",
     "VALIDATE_STEPS",
@@ -80,6 +82,20 @@ def check_validation_rows(rows: int, fit: FitConfig) -> None:
             "patience=None (no early stopping), or a validation fraction that holds out at "
             "least one row and keeps one"
         )
+
+
+def check_posterior(posterior: str, lam: Any) -> None:
+    """A ``ValueError`` for a posterior over ``Phi`` that is not collapsed (the variational
+    one) with ``lam`` 0, or with ``"auto"``, whose path starts at 0: at lam 0 the Gamma prior
+    of ``gamma_sq`` is flat, and the posterior of each link improper."""
+    if PHI_POSTERIORS.get(posterior).collapsed or (lam != "auto" and float(lam) > 0):
+        return
+    raise ValueError(
+        f"phi_inference={posterior!r} needs lam a number > 0, got {lam!r}: at lam 0 (where "
+        "lam='auto' starts its path) the Gamma prior of gamma_sq is flat, and the posterior "
+        "of each link improper; give lam > 0 (e.g. the lam_ a default fit chose), or "
+        "phi_inference='prox' (the default)"
+    )
 
 
 def plan(fit: FitConfig, posterior: str, lam: float) -> list[Phase]:
