@@ -133,8 +133,8 @@ class FactVAE(Queries):
         (likelihood and KL of ``z``), the number to watch.
     prior_history_ : list of float
         Per epoch, the prior terms per row, apart: ``-tau log N(theta_f; 0, I)`` (``tau``
-        times a constant of about 0.92 nats per generator weight, plus weight decay), and in a variational
-        phase the KL of ``Phi`` and ``gamma_sq`` over ``N``.
+        times a constant of about 0.92 nats per generator weight, plus weight decay), and
+        in a variational phase the KL of ``Phi`` and ``gamma_sq`` over ``N``.
     config : ModelConfig
         The settings. Before a fit, the spec (assignments are validated like the
         constructor's arguments); after it, the model's resolved, frozen config (change
