@@ -11,19 +11,18 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+from .cli_csv import blank_headers, read_text
 from .cli_io import (
     PLOT_FORMATS,
     Interrupted,
     Output,
     UserError,
-    blank_headers,
     emit,
     loggers,
     model_groups,
     output_path,
     parse_groups,
     read_data,
-    read_text,
 )
 
 __all__ = [

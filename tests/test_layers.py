@@ -36,7 +36,7 @@ LAYERS = [
         "sklearn",
         "sklearn_columns",
     },
-    {"cli_io", "cli_commands", "cli"},
+    {"cli_csv", "cli_io", "cli_commands", "cli"},
 ]
 #: longer modules and why
 LONG = {
