@@ -15,18 +15,20 @@ def _header(path: str) -> list[str]:
     import csv
 
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        return next(csv.reader(f, skipinitialspace=True), [])
+        return next(csv.reader(f), [])
 
 
 def check_header(path: str, frame: Any) -> None:
-    """A :class:`UserError` for a CSV read into ``frame`` whose columns the header does not
+    """A ``ValueError`` for a CSV read into ``frame`` whose columns the header does not
     name one to one: a name given to two columns (pandas would read the second as
     ``x0.1``), a first column without a header cell (R's row names: pandas would take it as
     the index, and lose it from what is written back), or no data rows."""
     import pandas as pd
 
     header = _header(path)
-    if len(header) == 1 and any(sep in header[0] for sep in ";\t"):
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        quoted = '"' in f.readline()  # "a;b" quoted is one name
+    if len(header) == 1 and not quoted and any(sep in header[0] for sep in ";\t"):
         raise ValueError(
             f"{path}: its header is one field, {header[0][:60]!r}: are its fields separated "
             "by ';' or tabs? factvae reads comma-separated files (pandas' to_csv writes them)"
@@ -42,8 +44,8 @@ def check_header(path: str, frame: Any) -> None:
         raise ValueError(
             f"{path}: its rows have more fields than its header ({len(header)}): a first "
             "column without a header cell (row names, as R's write.table(sep=',') writes "
-            "them)? Give it a name in the header (e.g. id); a column in no group is written "
-            "back as it is"
+            "them), or a comma at the end of each row? Give every column a name in the "
+            "header (e.g. id; a column in no group is written back as it is)"
         )
     if len(frame) == 0:
         raise ValueError(f"{path} has a header but no data rows")
@@ -64,9 +66,7 @@ def read_text(path: str) -> Any:
     :func:`read_data` gives its columns."""
     import pandas as pd
 
-    return pd.read_csv(
-        path, dtype=str, keep_default_na=False, na_filter=False, skipinitialspace=True
-    )
+    return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
 
 
 def csv_ready(frame: Any, header: dict[str, str] | None = None, source: Any = None) -> Any:

@@ -124,8 +124,8 @@ def read_data(
         return refuse_empty_rows(data, path, "rows") if strict else data, arrays, None
     if ext != ".csv":
         raise UserError(f"{path}: unknown data format {ext!r}; use .npz or .csv")
-    try:  # the exact float64 of each cell; "x0, x1" read as "x0,x1" (a space is no value)
-        frame = pd.read_csv(path, float_precision="round_trip", skipinitialspace=True)
+    try:  # the exact float64 of each cell
+        frame = pd.read_csv(path, float_precision="round_trip")
     except Exception as exc:
         raise UserError(f"cannot read {path} as CSV: {exc}") from None
     try:
@@ -140,6 +140,10 @@ def read_data(
             frame, groups, drop_empty_rows=drop_empty_rows, allow_empty_rows=True
         )
     except ValueError as exc:  # named with its file (a ';' CSV has one column, say)
+        spaced = [c for c in frame.columns if isinstance(c, str) and c != c.strip()][:3]
+        if spaced and "have no columns" in str(exc):  # "x0, x1": the spec's names are stripped
+            exc = f"{exc}; its header's names have spaces around them ({spaced}): remove the "
+            exc += "spaces after the commas, or name them so in a JSON --groups file"
         raise UserError(f"{path}: {exc}") from None
     return refuse_empty_rows(data, path, "data rows") if strict else data, frame, groups
 

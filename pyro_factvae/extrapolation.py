@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .data import GroupedData
+from .validation import fmt_rows
 
 __all__ = ["LIMIT", "ExtrapolationWarning", "outside_widths", "warn_far_outside"]
 
@@ -58,8 +59,9 @@ def warn_far_outside(
         rows, cols = np.nonzero(hits)
         total += len(rows)
         worst = max(worst, float(far.max()))
+        where = f"rows {fmt_rows(np.unique(rows))}, columns {fmt_rows(np.unique(cols))}"
         parts.append(
-            f"group {name!r}: {len(rows)} cells in rows {_few(rows)} (columns {_few(cols)})"
+            f"group {name!r}: {len(rows)} cells ({where.replace('rows in all', 'in all')})"
         )
     if parts:
         warnings.warn(
@@ -71,9 +73,3 @@ def warn_far_outside(
             ExtrapolationWarning,
             stacklevel=stacklevel,
         )
-
-
-def _few(index: np.ndarray, shown: int = 5) -> str:
-    """The first ``shown`` distinct values of ``index``, then ``...`` if there are more."""
-    values = np.unique(index)
-    return ", ".join(str(v) for v in values[:shown]) + (", ..." if len(values) > shown else "")

@@ -65,8 +65,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """A temporary path beside ``path`` (folder created) for a block to write to: when the
     block ends, the file is fsynced and renamed onto ``path``, its mode following the umask
     like any other output; when it raises, the file is removed and ``path`` left as it was."""
-    path = check_writable(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    path = os.path.realpath(check_writable(path))  # a symbolic link: written through
+    folder = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".factvae-", suffix=".tmp")
     os.close(fd)
     try:

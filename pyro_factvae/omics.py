@@ -38,12 +38,15 @@ def _values(adata: Any, layer: str | None, what: str) -> Any:
 
 
 def matrix_dtype(matrix: Any) -> np.dtype:
-    """The dtype a matrix is read in: float64 for a float64 matrix, and for an integer one
-    holding a value beyond float32's whole numbers (``2**24``; its values kept exactly),
-    float32 for anything else (counts as float32 take half the memory)."""
+    """The dtype a matrix is read in: float64 for a float64 matrix, and for an integer one in
+    memory holding a value beyond float32's whole numbers (``2**24``; its values kept
+    exactly), float32 for anything else (counts as float32 take half the memory; a backed
+    matrix's extremes are not read ahead of its rows)."""
     dtype = np.dtype(getattr(matrix, "dtype", np.float32))
-    if dtype.kind in "iu" and np.prod(getattr(matrix, "shape", (0,))) > 0:
-        extreme = max(abs(int(matrix.max())), abs(int(matrix.min())))  # dense or sparse
+    sized = np.prod(getattr(matrix, "shape", (0,))) > 0
+    if dtype.kind in "iu" and sized and hasattr(matrix, "max") and hasattr(matrix, "min"):
+        # in memory, dense or sparse (a backed matrix is not read ahead: float32)
+        extreme = max(abs(int(matrix.max())), abs(int(matrix.min())))
         return np.dtype(np.float64 if extreme > 2**24 else np.float32)
     return np.dtype(np.float64 if dtype == np.float64 else np.float32)
 

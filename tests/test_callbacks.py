@@ -206,3 +206,16 @@ def test_a_raising_callback_leaves_the_epoch_to_the_others_and_to_early_stopping
     assert resumed.history_ == whole.history_  # epoch 2 was scored for early stopping
     a, b = _state(whole), _state(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_ctrl_c_in_a_callback_stops_at_once_without_the_others():
+    seen = []
+
+    def interrupting(event):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        FactVAE(latent_dim=2, lam=0.5).fit(
+            small_groups(), callbacks=[interrupting, seen.append], **FIT
+        )
+    assert seen == []  # a Ctrl-C is "stop now": the callbacks after it do not run

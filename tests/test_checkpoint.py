@@ -483,3 +483,43 @@ def test_a_checkpoint_file_of_another_run_is_not_named_as_this_fits_state(tmp_pa
         FactVAE(latent_dim=2, lam=1.0).fit(
             small_groups(), epochs=1, checkpoint=path, checkpoint_every=10, progress=False
         )
+
+
+@pytest.mark.filterwarnings("ignore:Encountered NaN")
+def test_a_resumed_fit_names_the_checkpoint_it_resumed_from_as_its_state(tmp_path, monkeypatch):
+    path = tmp_path / "run.ckpt"
+    stop = lambda e: e.epoch == 1  # noqa: E731
+    FactVAE(latent_dim=2, lam=1.0).fit(
+        small_groups(), epochs=3, checkpoint=path, callbacks=[stop], progress=False
+    )
+    original = train_module.guarded_step
+
+    def broken(objective, optim, args, pos, **kwargs):
+        args = ([x * float("nan") for x in args[0]], *args[1:])
+        return original(objective, optim, args, pos, **kwargs)
+
+    monkeypatch.setattr(train_module, "guarded_step", broken)
+    with pytest.raises(NonFiniteError, match="holds the state from before this fit call"):
+        FactVAE().fit(small_groups(), resume=path, progress=False)
+
+
+def test_the_step_check_stops_a_gradient_too_large_to_square_not_many_large_ones():
+    from types import SimpleNamespace
+
+    from pyro_factvae.infer.loop import Position, guarded_step
+
+    w = torch.nn.Parameter(torch.ones(1000, 1000))
+
+    def objective(scale):
+        total = (w * scale).sum()
+        return SimpleNamespace(loss=total, data=total, named=lambda: {"likelihood": total})
+
+    stepped = []
+    opt = SimpleNamespace(params=[w], step=lambda: stepped.append(1), zero_grad=lambda: None)
+    # each |g| = 2e16 squares finitely, though the float32 sum of the squares overflows
+    guarded_step(objective, opt, (2e16,), Position())
+    assert stepped == [1]
+    w.grad = None
+    with pytest.raises(NonFiniteError, match="too large to square in float32"):
+        guarded_step(objective, opt, (1e20,), Position())
+    assert stepped == [1]

@@ -102,6 +102,9 @@ def test_inf_in_a_frame_is_named_by_its_index_label():
 def test_image_data_take_negative_seeds_and_check_their_arguments():
     assert not np.array_equal(make_bars(5, seed=-3), make_bars(5, seed=3))
     np.testing.assert_array_equal(make_bars(5, seed=-3), make_bars(5, seed=-3))
+    from pyro_factvae.datasets.bars import bars_data
+
+    assert len(bars_data(20, seed=2**64 - 1)) == 20  # the largest seed its check accepts
     images = np.zeros((10, 4, 4))
     with pytest.raises(ValueError, match="seed must be an integer"):
         quadrant_data(images, 0.5, seed=1.5)

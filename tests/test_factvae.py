@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from pyro_factvae import FactVAE, GroupedData
+from pyro_factvae import FactVAE, FitConfig, GroupedData
 from pyro_factvae.datasets import bars_data, bars_structure
 
 from .conftest import small_groups
@@ -584,3 +584,19 @@ def test_a_misspelt_setting_on_the_config_is_refused_with_the_closest_name():
     with pytest.raises(AttributeError, match="no setting 'latnet_dim'; did you mean 'latent_dim'"):
         vae.config.latnet_dim = 2
     assert not hasattr(vae.config, "latnet_dim")
+
+
+def test_a_group_observed_only_in_the_rows_held_out_for_stopping_is_refused():
+    from pyro_factvae.infer.plan import stopping_split
+
+    data = GroupedData(small_groups(n=100))
+    fit = FitConfig(patience=5).resolved(False, True, len(data))
+    _, valid = stopping_split(data, fit)
+    groups = small_groups(n=100)
+    groups["c"][:] = np.nan
+    groups["c"][valid.row_index[:2]] = 1.0  # c seen in two rows, both held out
+    vae = tiny(lam=0.1)
+    with pytest.raises(ValueError, match=r"groups \['c'\] are observed only in the rows held"):
+        vae.fit(groups, epochs=2, patience=5, progress=False)
+    assert vae.model_ is None
+    assert tiny(lam=0.1).fit(groups, epochs=2, patience=None, progress=False).model_ is not None

@@ -63,7 +63,7 @@ def bars_data(
     ``seed``: an integer (``None`` is refused: the missing quadrants are drawn from
     ``seed + 7919``)."""
     seed = seed_int(seed)
-    return quadrant_data(make_bars(n, size=size, seed=seed), missing, seed + 7919)
+    return quadrant_data(make_bars(n, size=size, seed=seed), missing, (seed + 7919) % 2**64)
 
 
 def bars_structure(norms: np.ndarray) -> dict[str, int | bool]:

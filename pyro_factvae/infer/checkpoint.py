@@ -215,5 +215,7 @@ class Checkpoint:
             )
 
     def restore_into(self, state: FitState) -> None:
-        """Rebuild ``state`` from it (see :func:`restore`)."""
+        """Rebuild ``state`` from it (see :func:`restore`): the state it holds is this
+        file's, as if ``state`` had written it."""
         restore(state, self.meta, self.tensors, self.path)
+        state.written = os.path.realpath(self.path)

@@ -53,6 +53,10 @@ VALIDATION_SEED = 0
 VALIDATION_SCORE = "training objective with the group-lasso term"
 
 
+#: the largest gradient float32 squares to a finite number (Adam's second moments)
+SQUARABLE = math.sqrt(torch.finfo(torch.float32).max)
+
+
 def fresh_stopper() -> dict:
     """Early stopping's state at the start of a phase: no best score yet."""
     return {"best": None, "epoch": 0, "wait": 0, "score": VALIDATION_SCORE}
@@ -329,15 +333,18 @@ def guarded_step(
         checks = flat[start:]
     else:
         grads = [p.grad for p in optimizers.params if p.grad is not None]
-    if grads:  # squares: finite too where Adam's second moments take them (not 1e28 ** 2)
-        gsum = torch.stack([(g * g).sum() for g in grads]).sum()
-        checks = torch.cat([checks, gsum.reshape(1)])
+    grads = [g for g in grads if g.numel()]
+    if grads:  # the largest |g|: finite, and small enough for Adam to square in float32
+        top = torch.stack([g.detach().abs().amax() for g in grads]).amax()
+        checks = torch.cat([checks, top.reshape(1)])
     values = checks.tolist()
-    if not all(math.isfinite(v) for v in values):
-        what = "loss" if not math.isfinite(values[0]) else "gradient (or its square)"
+    if not all(math.isfinite(v) for v in values) or (grads and values[-1] > SQUARABLE):
+        what = "the loss became non-finite"
+        if math.isfinite(values[0]):
+            what = "the gradient became non-finite or too large to square in float32"
         optimizers.zero_grad()
         raise NonFiniteError(
-            f"the {what} became non-finite at step {pos.step + 1} (epoch {pos.epoch + 1}, "
+            f"{what} at step {pos.step + 1} (epoch {pos.epoch + 1}, "
             f"batch {pos.batch + 1}); term: "
             f"{diagnose(objective, args, optimizers.params, **kwargs)}. "
             "The parameters keep their last finite values"
@@ -364,7 +371,7 @@ def diagnose(objective, args, params, **kwargs) -> str:
         grads = torch.autograd.grad(value, trainable, allow_unused=True, retain_graph=True)
         if any(g is not None and not bool(torch.isfinite(g).all()) for g in grads):
             return f"gradient of the {label}"
-        if any(g is not None and not bool(torch.isfinite(g * g).all()) for g in grads):
+        if any(g is not None and g.numel() and float(g.abs().amax()) > SQUARABLE for g in grads):
             big = _largest(grads)
             return f"gradient of the {label}, too large to square in float32 ({big:.3g})"
     return "none found on a re-evaluation (a non-finite value from sampling)"

@@ -49,8 +49,8 @@ class ProximalOptim(torch.optim.Optimizer):
         ``"adam"`` (default): the same proximal-gradient step in a *column-wise* adaptive
         metric. Each column ``j`` gets its own step ``eta_j = eta / (sqrt(v_j) + eps)``, with
         ``v_j`` a running mean of the column's squared gradient (averaged over its entries; a
-        column whose ``v_j`` is still 0 is left as it is), and the gradient is replaced by
-        its Adam-style running mean. Because the metric is a scalar per column,
+        column whose ``v_j`` is still 0 takes the plain step ``eta``), and the gradient is
+        replaced by its Adam-style running mean. Because the metric is a scalar per column,
         ``prox_{eta_j lam}`` is still the exact group soft-threshold, and the fixed points are
         exactly those of Algorithm 1 (stationary points of ``loss + lam sum_j ||Phi_.j||``):
         a column is zero iff its gradient norm there is at most ``lam``. (Variable-metric
@@ -148,9 +148,10 @@ class ProximalOptim(torch.optim.Optimizer):
         m_hat = state["exp_avg"] / (1 - b1 ** state["step"])
         v_hat = state["exp_avg_sq"] / (1 - b2 ** state["step"])
         # eta_j, one per column; a column with no gradient yet (v_j = 0: its group absent
-        # from every minibatch so far) takes no step, not the threshold lr * lam / eps that
-        # would zero it (and its encoder half, whose gradient at zero is zero, for good)
-        step = torch.where(v_hat > 0, group["lr"] / (v_hat.sqrt() + group["eps"]), 0.0)
+        # from every minibatch so far) takes Algorithm 1's plain eta, not lr / eps, whose
+        # threshold zeroed it at once (and its encoder half, whose gradient at zero is zero,
+        # for good); one that never gets a gradient still shrinks to zero, lr * lam a step
+        step = torch.where(v_hat > 0, group["lr"] / (v_hat.sqrt() + group["eps"]), group["lr"])
         p.sub_(step * m_hat)
         return step
 

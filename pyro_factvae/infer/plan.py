@@ -28,6 +28,7 @@ from ..registry import PHI_POSTERIORS
 from .loop import VALIDATION_SCORE, Phase, Position, fresh_stopper
 
 __all__ = [
+    "stopping_split",
     "check_posterior",
     "FEW_ROWS",
     "MIN_ROWS_TO_STOP",
@@ -96,6 +97,21 @@ def check_posterior(posterior: str, lam: Any) -> None:
         "of each link improper; give lam > 0 (e.g. the lam_ a default fit chose), or "
         "phi_inference='prox' (the default)"
     )
+
+
+def stopping_split(data: GroupedData, fit: FitConfig) -> tuple[GroupedData, GroupedData]:
+    """``(training rows, validation rows)`` for early stopping, the same split on every call
+    (resume included); a ``ValueError`` naming the groups only the validation rows observe
+    (nothing would train their links, which kept their random start)."""
+    train, valid = data.split(1 - fit.validation, seed=fit.seed or 0)
+    unseen = [n for g, n in enumerate(train.names) if not bool(train.observed[:, g].any())]
+    if unseen:
+        raise ValueError(
+            f"groups {unseen} are observed only in the rows held out for early stopping "
+            f"(validation={fit.validation:g} of the rows): nothing would train their links; "
+            "give them more rows, or fit with patience=None (every row trained on)"
+        )
+    return train, valid
 
 
 def plan(fit: FitConfig, posterior: str, lam: float) -> list[Phase]:

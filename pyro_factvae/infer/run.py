@@ -53,6 +53,7 @@ from .plan import (
     fingerprint,
     plan,
     seeding,
+    stopping_split,
 )
 from .state import FitState
 
@@ -154,11 +155,10 @@ class Trainer:
         self._run(run, data, generator, rng_state, progress, target, callbacks, saved)
 
     def _run(self, run, data, generator, rng_state, progress, checkpoint, callbacks, saved=None):
-        """:meth:`execute` on the training rows, the validation split held out, and what a
-        finished or stopped run tells the user."""
+        """:meth:`execute` on the training rows (validation held out); what a run tells."""
         state, valid = self.state, None
         if run.fit.patience is not None:  # the same split on every call, resume included
-            data, valid = data.split(1 - run.fit.validation, seed=run.fit.seed or 0)
+            data, valid = stopping_split(data, run.fit)
         state.interrupted = self.execute(
             run, data, generator, rng_state, progress, checkpoint, valid, callbacks, saved
         )
@@ -276,14 +276,16 @@ class Trainer:
                         active_links=self.active_links(),
                         target_lam=phase.lam,
                     )
-                    # True stops (numpy's too), not any value (what file.write returns, say); a
-                    # raise stops as a stop would, re-raised once saved (the first, Ctrl-C too)
+                    # True stops (numpy's too); a raise stops too, re-raised once saved
                     for callback in callbacks:
                         try:
                             answer = callback(event)
-                        except BaseException as exc:
+                        except Exception as exc:  # the others still see the epoch
                             raised = raised or exc
                             continue
+                        except BaseException as exc:  # Ctrl-C: stop now, nothing scored
+                            raised = raised or exc
+                            return False
                         stop_now = isinstance(answer, (bool, np.bool_)) and bool(answer)
                         requested = requested or stop_now
                 if not stopping:
@@ -293,11 +295,9 @@ class Trainer:
                     return False  # lam is still ramping up: the objective is not the final one
                 if pos.epoch % scored_every and pos.epoch < phase.epochs:
                     return False  # epochs of a few steps: scored every few epochs
-                # the objective the phase minimises: with the prox, its group-lasso term too,
-                # else the best epoch is one from before the prox pruned (a denser map than
-                # lam selects: on wine, 15 links where the prox's fit kept 3); the steps scale
-                # their data term to N rows over the N_train trained on and the prox's term
-                # not, so per row of the score the group-lasso term counts N_train / N
+                # the objective the phase minimises, with the prox's group-lasso term (else the
+                # best epoch predates the prox's pruning: on wine 15 links for 3), counted per
+                # row of the score as the steps count it, N_train / N (docs/objective.md)
                 loss = validation_loss(self.model, self.guide, valid, self.guide.phi_mode)
                 loss += optimizers.phi.penalty() * len(data) / self.model.config.num_data
                 stop = run.stopper
