@@ -44,36 +44,37 @@ def column_range(
     return low, high, count
 
 
+#: each group's ``(low, high, count)`` from :func:`column_range`, read once per fit
+Ranges = list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
 @torch.no_grad()
-def find_constant(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-    """Set ``lik``'s ``held`` and ``held_value`` from each group's observed cells (``xs``,
-    ``observed``: as :meth:`~pyro_factvae.module.likelihoods.Likelihood.init_from_data`
-    takes them): held where a column is seen in two rows or more, always with one value."""
-    for i, (x, obs) in enumerate(zip(xs, observed)):
-        low, high, count = column_range(x, obs)
-        w = x.shape[-1]  # a padded block's padding is never held
+def find_constant(lik, ranges: Ranges) -> None:
+    """Set ``lik``'s ``held`` and ``held_value`` from each group's column ranges over its
+    observed training cells: held where a column is seen in two rows or more, always with one
+    value."""
+    for i, (low, high, count) in enumerate(ranges):
+        w = len(low)  # a padded block's padding is never held
         held = (count >= 2) & (low == high)
         lik.held[i, :w] = held.to(lik.held.device)
         lik.held_value[i, :w] = torch.where(held, low, 0.0).to(lik.held_value)
 
 
 @torch.no_grad()
-def keep_varying(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-    """Release the held columns of ``lik`` that vary in these data."""
-    for i, (x, obs) in enumerate(zip(xs, observed)):
-        low, high, _ = column_range(x, obs)
-        w = x.shape[-1]
-        lik.held[i, :w] &= ~(high > low).to(lik.held.device)
+def keep_varying(lik, ranges: Ranges) -> None:
+    """Release the held columns of ``lik`` that vary in these data (their column ranges)."""
+    for i, (low, high, _) in enumerate(ranges):
+        lik.held[i, : len(low)] &= ~(high > low).to(lik.held.device)
 
 
 @torch.no_grad()
-def note_range(lik, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
+def note_range(lik, ranges: Ranges) -> None:
     """Widen ``lik``'s ``low`` and ``high`` (each feature's observed training range, kept
-    with the weights; empty until data are seen) to cover these data (``init_from_data``'s
-    arguments): a fit on more data widens them, nothing narrows them."""
-    for i, (x, obs) in enumerate(zip(xs, observed)):
-        low, high, _ = column_range(x, obs)  # empty (inf, -inf) where nothing is observed
-        w = x.shape[-1]  # a padded block's padding keeps an empty range
+    with the weights; empty until data are seen) to cover these data's column ranges (empty,
+    ``(inf, -inf)``, where nothing is observed): a fit on more data widens them, nothing
+    narrows them."""
+    for i, (low, high, _) in enumerate(ranges):
+        w = len(low)  # a padded block's padding keeps an empty range
         lik.low[i, :w] = torch.minimum(lik.low[i, :w].cpu().double(), low).to(lik.low)
         lik.high[i, :w] = torch.maximum(lik.high[i, :w].cpu().double(), high).to(lik.high)
 

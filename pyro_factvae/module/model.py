@@ -138,14 +138,12 @@ class Model(PyroModule):
         from the observed cells (``cells``, ``(N, sum d_g)``) or rows (``mask``)."""
         per_group = self.layout.split_cells(cells)
         for block, lik in zip(self.layout.blocks, self.likelihoods):
-            if per_group is None:
-                obs = [mask[:, g] for g in block.groups]
-            else:
-                obs = [per_group[g] for g in block.groups]
+            obs = [mask[:, g] if per_group is None else per_group[g] for g in block.groups]
             lik.init_from_data([xs[g] for g in block.groups], obs)
-            held.note_range(lik, [xs[g] for g in block.groups], obs)
+            ranges = [held.column_range(xs[g], o) for g, o in zip(block.groups, obs)]  # once
+            held.note_range(lik, ranges)
             if lik.holds:
-                held.find_constant(lik, [xs[g] for g in block.groups], obs)
+                held.find_constant(lik, ranges)
 
     def keep_varying(
         self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
@@ -156,9 +154,10 @@ class Model(PyroModule):
         for block, lik in zip(self.layout.blocks, self.likelihoods):
             obs = [mask[:, g] if per_group is None else per_group[g] for g in block.groups]
             lik.keep_varying([xs[g] for g in block.groups], obs)
-            held.note_range(lik, [xs[g] for g in block.groups], obs)
+            ranges = [held.column_range(xs[g], o) for g, o in zip(block.groups, obs)]  # once
+            held.note_range(lik, ranges)
             if lik.holds:
-                held.keep_varying(lik, [xs[g] for g in block.groups], obs)
+                held.keep_varying(lik, ranges)
 
     def lam_totals(self, batch_size: int | None = None) -> list[float | torch.Tensor]:
         """See :func:`lam_totals`."""
