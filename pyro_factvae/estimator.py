@@ -32,6 +32,7 @@ from .io import check_writable, read_payload
 from .module.guide import Guide
 from .module.model import Model
 from .queries import Queries
+from .rng import float32_default
 
 __all__ = ["FactVAE"]
 
@@ -350,8 +351,8 @@ class FactVAE(Queries):
         """
         # the training settings among the arguments (FitConfig's fields)
         given = {k: v for k, v in locals().items() if k in FitConfig.__dataclass_fields__}
-        # a fit under a caller's no_grad or inference_mode trains all the same
-        with torch.inference_mode(False), torch.enable_grad():
+        # a fit under a caller's no_grad, inference_mode or float64 default trains the same
+        with torch.inference_mode(False), torch.enable_grad(), float32_default():
             callbacks = _callback_list(callbacks)
             if checkpoint_every is not None and checkpoint is None and resume is None:
                 raise ValueError(

@@ -218,8 +218,8 @@ class Queries:
                 "importance=False applies to means; draws are always importance-resampled "
                 "from the proposals (leave importance out with num_draws)"
             )
-        draws = torch.empty(num_draws, len(grouped), sum(grouped.dims))
-        ess = torch.empty(len(grouped))
+        draws = torch.empty(num_draws, len(grouped), sum(grouped.dims), dtype=torch.float32)
+        ess = torch.empty(len(grouped), dtype=torch.float32)
         for rows, part, part_ess in self._draws(
             grouped, num_draws, num_samples, seed, refine_steps
         ):
@@ -266,8 +266,8 @@ class Queries:
         interval_draws(num_draws, level)
         positive_int("num_samples", num_samples)
         data, grouped = self._read(data)
-        bounds = torch.empty(2, len(grouped), sum(grouped.dims))
-        ess = torch.empty(len(grouped))
+        bounds = torch.empty(2, len(grouped), sum(grouped.dims), dtype=torch.float32)
+        ess = torch.empty(len(grouped), dtype=torch.float32)
         for rows, part, part_ess in self._draws(
             grouped, num_draws, num_samples, seed, refine_steps
         ):

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-__all__ = ["cuda_index", "fork_rng", "seeded", "stream_seed"]
+__all__ = ["cuda_index", "float32_default", "fork_rng", "seeded", "stream_seed"]
 
 
 def cuda_index(device: torch.device | str | None) -> int | None:
@@ -38,6 +38,19 @@ def fork_rng(device: torch.device | str | None = None, enabled: bool = True) -> 
     index = cuda_index(device)
     with torch.random.fork_rng(devices=[] if index is None else [index], enabled=enabled):
         yield
+
+
+@contextlib.contextmanager
+def float32_default() -> Iterator[None]:
+    """torch's default dtype float32 for the block, as it was after: a fit builds its weights
+    in the data's float32 and its seeded draws (``torch.rand``, ``torch.randn``) take the
+    same numbers from the generator whatever the caller's default dtype."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
 
 
 @contextlib.contextmanager

@@ -241,17 +241,26 @@ def test_a_column_observed_in_one_training_row_is_named_once_by_the_fit(ab):
         assert len(said) == 1 and "columns [1]" in str(said[0].message)  # once, after the path
 
 
-def test_queries_answer_in_float32_whatever_torchs_default_dtype(ab):
-    vae = _fit({"a": ab[0], "b": ab[1]})
-    expected = vae.impute({"a": ab[0], "b": ab[1]}, num_samples=20, refine_steps=2)
+def test_fits_and_queries_run_in_float32_whatever_torchs_default_dtype(ab):
+    holed = ab[1].copy()
+    holed[::3] = np.nan  # whole groups and single cells to fill: the queries accumulate
+    holed[1::3, 0] = np.nan
+    data = {"a": ab[0], "b": holed}
+    vae = _fit(data)
+    expected = vae.impute(data, num_samples=20, refine_steps=2)
+    bounds = vae.predict_interval(data, num_draws=20, num_samples=20, refine_steps=2)
     drawn = vae.sample(3, seed=0)
     before = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        again = vae.impute({"a": ab[0], "b": ab[1]}, num_samples=20, refine_steps=2)
+        again = vae.impute(data, num_samples=20, refine_steps=2)
         assert np.array_equal(again["b"], expected["b"])
+        again_bounds = vae.predict_interval(data, num_draws=20, num_samples=20, refine_steps=2)
+        assert all(np.array_equal(x["b"], y["b"]) for x, y in zip(again_bounds, bounds))
         assert np.array_equal(vae.sample(3, seed=0)["a"], drawn["a"])
         assert GroupedData({"a": ab[0]}).matrix.dtype == torch.float32
+        refit = _fit(data)  # built in float32 as the data are: the same fit
+        assert np.array_equal(refit.impute(data, num_samples=20, refine_steps=2)["b"], again["b"])
     finally:
         torch.set_default_dtype(before)
 

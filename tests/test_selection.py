@@ -1,6 +1,9 @@
+import signal
+
 import numpy as np
 import pytest
 
+import pyro_factvae.infer.loop as train_module
 import pyro_factvae.infer.path as lam_path
 from pyro_factvae import FactVAE
 from pyro_factvae.datasets import bars_data, bars_structure
@@ -193,3 +196,18 @@ def test_lambda_path_refuses_a_grid_or_seed_it_cannot_walk():
 
     path = lambda_path(data, pd.Series([0.1, 0.0]), epochs=1, num_samples=2, progress=False)
     assert path.lams == [0.0, 0.1]  # any iterable of numbers, walked in increasing order
+
+
+def test_lambda_path_stopped_by_a_signal_raises_keyboard_interrupt(monkeypatch):
+    original, count = train_module.guarded_step, {"n": 0}
+
+    def step_then_signal(*args, **kwargs):
+        out = original(*args, **kwargs)
+        count["n"] += 1
+        if count["n"] == 3:  # during the first lam's fit
+            signal.raise_signal(signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(train_module, "guarded_step", step_then_signal)
+    with pytest.raises(KeyboardInterrupt, match="stopped by SIGINT before every lam"):
+        lambda_path(small_groups(), [0.0, 0.1], epochs=4, latent_dim=2, num_samples=5)

@@ -137,7 +137,7 @@ def expand_experts(
     ext = torch.cat([enc_mask, ~enc_mask.any(-1, keepdim=True)], dim=-1)
     rows, cols = ext.nonzero(as_tuple=True)
     one_hot = torch.nn.functional.one_hot(cols, groups + 1)[:, :groups].bool()
-    weight = (len(rows) / batch) / ext.sum(-1)[rows].to(torch.get_default_dtype())
+    weight = (len(rows) / batch) / ext.sum(-1)[rows].float()
     return rows, one_hot, weight
 
 

@@ -83,9 +83,9 @@ def predictive_means(
     if importance:
         log_weight = ImportanceWeights(model, xs, enc_mask, cells)
         # a finite floor, so a draw of weight exactly 0 never makes (-inf) - (-inf)
-        top = torch.full((n,), torch.finfo(torch.float32).min, device=device)
-        norm = torch.zeros(n, device=device)
-    sums = [torch.zeros(n, layout.dims[g], device=device) for g in targets]
+        top = torch.full((n,), torch.finfo(torch.float32).min, dtype=torch.float32, device=device)
+        norm = torch.zeros(n, dtype=torch.float32, device=device)
+    sums = [torch.zeros(n, layout.dims[g], dtype=torch.float32, device=device) for g in targets]
     with seeded(device, seed):
         noise = RowNoise(num_samples, q.event_shape[-1], device) if row_noise else None
         keys = row_keys(xs, enc_mask, cells) if row_noise else None

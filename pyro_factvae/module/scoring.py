@@ -77,7 +77,7 @@ def importance(
     """
     n = len(data)
     rows, samples = _chunks(model, num_samples, n, max_elements)
-    results = [torch.empty(n) for _ in masks]
+    results = [torch.empty(n, dtype=torch.float32) for _ in masks]
     normal = torch.distributions.Normal(0.0, 1.0)
     with seeded(model.device, seed):
         for start in range(0, n, rows):
@@ -116,7 +116,7 @@ def reconstruction_score(
     ``max_elements`` floats."""
     n = len(data)
     rows, _ = _chunks(model, 1, n, max_elements)
-    out = torch.empty(n)
+    out = torch.empty(n, dtype=torch.float32)
     dev = model.device
     with seeded(dev, seed):
         for start in range(0, n, rows):
@@ -240,7 +240,7 @@ def _train_mean(model: Model, train: GroupedData, g: int, max_rows: int = 2**16)
         seen = train.group_cells(g)[idx].to(dev)
         total += net.where(seen, 0.0).sum(0)
         count += seen.sum(0)
-    return (total / count.clamp(min=1)).to(torch.get_default_dtype())
+    return (total / count.clamp(min=1)).float()
 
 
 def missing_cell_fraction(data: GroupedData) -> float:

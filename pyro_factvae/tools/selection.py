@@ -28,6 +28,7 @@ from ..estimator import FactVAE
 from ..fit_config import FitConfig
 from ..infer.path import check_path_data, walk
 from ..plotting import plot_lambda_path
+from ..rng import float32_default
 
 __all__ = ["LambdaPath", "lambda_path"]
 
@@ -124,6 +125,11 @@ def lambda_path(
     Returns
     -------
     LambdaPath
+
+    Raises
+    ------
+    KeyboardInterrupt
+        A SIGINT or SIGTERM stopped one of the fits (the path is not returned).
     """
     if isinstance(lams, (str, bytes)) or not isinstance(lams, Iterable):
         raise ValueError(f"lams must be a list of numbers >= 0, e.g. [0, 0.1, 1]; got {lams!r}")
@@ -153,8 +159,8 @@ def lambda_path(
     positive_int("num_samples", num_samples)
     if warm_epochs is not None:
         positive_int("warm_epochs", warm_epochs)
-    # a path under a caller's no_grad or inference_mode trains all the same
-    with torch.inference_mode(False), torch.enable_grad():
+    # a path under a caller's no_grad, inference_mode or float64 default trains the same
+    with torch.inference_mode(False), torch.enable_grad(), float32_default():
         data = as_grouped(data)
         if isinstance(validation, (bool, np.bool_)):
             raise ValueError(
@@ -186,4 +192,9 @@ def lambda_path(
         path = walk(
             state, train, valid, grid, epochs, warm_epochs, seed, num_samples, progress, fit_kwargs
         )
+        if path is None:  # a SIGINT or SIGTERM stopped a fit: there is no path to return
+            raise KeyboardInterrupt(
+                f"lambda_path was stopped by {state.interrupted} before every lam was scored; "
+                "it keeps no checkpoint: run it again"
+            )
         return LambdaPath(grid, path.held_out_ll, path.active_links, path.sparsity, path.best, vae)
