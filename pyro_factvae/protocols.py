@@ -81,8 +81,10 @@ class LikelihoodFamily(Protocol):
     def constant(self) -> torch.Tensor:
         """``(G_b, d)`` bool: features constant in the training data."""
 
-    def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-        """Features that vary in these data are no longer held constant."""
+    def keep_varying(
+        self, xs: list[torch.Tensor], observed: list[torch.Tensor], ranges: list[Any]
+    ) -> None:
+        """Features held constant that vary in these data (or hold another value) are freed."""
 
     def in_support(self, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
         """``x`` with in-support values under missing rows."""

@@ -103,6 +103,41 @@ def test_a_constant_0_1_or_count_column_is_filled_and_drawn_at_its_value(family,
     assert np.ptp(vae.impute(data, **query)["y"][10:, 1]) > 0
 
 
+@pytest.mark.parametrize("family", ["normal", "bernoulli"])
+def test_a_continued_fit_frees_a_column_held_at_one_value_that_it_sees_at_another(family):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((120, 1))
+    x = z @ rng.standard_normal((1, 3)) + 0.2 * rng.standard_normal((120, 3))
+    y = (z @ rng.standard_normal((1, 2)) > 0) * 1.0
+    y[:, 1] = 1.0  # constant: held at 1
+    kwargs = {} if family == "normal" else {"likelihood": {"y": family}}
+    vae = FactVAE(latent_dim=2, lam=0.1, **kwargs)
+    with pytest.warns(UserWarning, match="constant"):
+        vae.fit({"x": x, "y": y}, epochs=3, seed=0, progress=False)
+    assert vae.model_.constant()[1][1]
+    y[:, 1] = 0.0  # constant in these data too, at another value
+    vae.fit({"x": x, "y": y}, epochs=1, progress=False)
+    assert not vae.model_.constant()[1][1]  # no longer held at 1
+
+
+def test_a_normal_column_freed_by_a_continued_fit_is_standardized_with_the_new_data():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((120, 1))
+    x = z @ rng.standard_normal((1, 3)) + 0.2 * rng.standard_normal((120, 3))
+    y = z @ rng.standard_normal((1, 2)) + 0.2 * rng.standard_normal((120, 2))
+    y[:, 1] = 5.0
+    vae = FactVAE(latent_dim=2, lam=0.1)
+    with pytest.warns(UserWarning, match="constant"):
+        vae.fit({"x": x, "y": y}, epochs=3, seed=0, progress=False)
+    y[:, 1] = 5000 + 1000 * z[:, 0]  # it varies now, in other units
+    vae.fit({"x": x, "y": y}, epochs=1, progress=False)
+    model = vae.model_
+    shift = model.layout.scatter_unbind([lik.shift for lik in model.likelihoods])[1][1]
+    unit = model.layout.scatter_unbind([lik.unit for lik in model.likelihoods])[1][1]
+    assert float(shift) == pytest.approx(y[:, 1].mean(), rel=1e-6)
+    assert float(unit) == pytest.approx(y[:, 1].std(ddof=1), rel=1e-5)
+
+
 def test_a_columns_range_is_read_in_chunks_of_rows(monkeypatch):
     import torch
 

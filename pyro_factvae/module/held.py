@@ -62,9 +62,12 @@ def find_constant(lik, ranges: Ranges) -> None:
 
 @torch.no_grad()
 def keep_varying(lik, ranges: Ranges) -> None:
-    """Release the held columns of ``lik`` that vary in these data (their column ranges)."""
-    for i, (low, high, _) in enumerate(ranges):
-        lik.held[i, : len(low)] &= ~(high > low).to(lik.held.device)
+    """Release the held columns of ``lik`` that vary in these data (their column ranges) or
+    hold another value than the one held."""
+    for i, (low, high, count) in enumerate(ranges):
+        w = len(low)
+        other = (count > 0) & (low != lik.held_value[i, :w].cpu().double())
+        lik.held[i, :w] &= ~((high > low) | other).to(lik.held.device)
 
 
 @torch.no_grad()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import pyro.distributions as dist
 import torch
@@ -31,7 +32,6 @@ from torch import nn
 from torch.nn.functional import binary_cross_entropy_with_logits, softplus
 
 from ..registry import LIKELIHOODS
-from .held import column_range
 
 __all__ = [
     "HALF_LOG_2PI",
@@ -208,9 +208,12 @@ class Likelihood(nn.Module):
         value (in two rows or more), predicted as that value."""
         return self.held.clone()
 
-    def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-        """Features that vary in these data (``init_from_data``'s arguments) are no longer held
-        constant (default: nothing to do)."""
+    def keep_varying(
+        self, xs: list[torch.Tensor], observed: list[torch.Tensor], ranges: list[Any]
+    ) -> None:
+        """Features held constant that vary in these data (``init_from_data``'s arguments;
+        ``ranges``: each group's :func:`~pyro_factvae.module.held.column_range`), or hold
+        another value, are no longer held constant (default: nothing to do)."""
 
     @staticmethod
     def in_support(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
@@ -218,6 +221,16 @@ class Likelihood(nn.Module):
         value in the support, so that scoring them (then masking) is valid. Default: as is
         (the zeros :class:`~pyro_factvae.data.GroupedData` puts there)."""
         return x
+
+
+def _moments(x: torch.Tensor, cells: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each column's count, mean and standard deviation (``n - 1``) over its observed
+    ``cells``, in float64."""
+    count = cells.sum(0).double()
+    vals = x.double().where(cells, 0.0)
+    mean = vals.sum(0) / count.clamp(min=1)
+    var = ((x.double() - mean).where(cells, 0.0).square().sum(0)) / (count - 1).clamp(min=1)
+    return count, mean, var.sqrt()
 
 
 @LIKELIHOODS.register("normal")
@@ -281,24 +294,33 @@ class NormalLikelihood(Likelihood):
                     self.unit[i, :w] = torch.where(std > 0, std, torch.ones_like(std)).float()
                     self.varies[i, :w] = (std > 0).float()
                 continue
-            count = obs.sum(0).double()
-            vals = x.double().where(obs, 0.0)
-            mean = vals.sum(0) / count.clamp(min=1)
-            var = ((x.double() - mean).where(obs, 0.0).square().sum(0)) / (count - 1).clamp(min=1)
-            std = var.sqrt()
+            count, mean, std = _moments(x, obs)
             self.shift[i, :w] = torch.where(count > 0, mean, 0.0).float()
             ok = (count > 1) & (std > 0)
             self.unit[i, :w] = torch.where(ok, std, torch.ones_like(std)).float()
             self.varies[i, :w] = ((count < 2) | (std > 0)).float()
 
     @torch.no_grad()
-    def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-        for i, (x, obs) in enumerate(zip(xs, observed)):
-            low, high, _ = column_range(x, obs)
+    def keep_varying(
+        self, xs: list[torch.Tensor], observed: list[torch.Tensor], ranges: list[Any]
+    ) -> None:
+        """A feature held at its value (``varies`` 0) that varies in these data, or holds
+        another value, is freed and standardized anew with these data's mean and standard
+        deviation over its observed cells (its old ``shift`` and unit 1 would leave a freed
+        column in its raw units)."""
+        for i, (x, obs, (low, high, count)) in enumerate(zip(xs, observed, ranges)):
             w = x.shape[-1]
-            self.varies[i, :w] = torch.where(
-                (high > low).to(self.varies.device), 1.0, self.varies[i, :w]
-            )
+            held = self.varies[i, :w].cpu() == 0
+            other = (count > 0) & (low != self.shift[i, :w].cpu().double())
+            freed = held & ((high > low) | other)
+            if not bool(freed.any()):
+                continue
+            cells = obs.unsqueeze(-1).expand_as(x) if obs.dim() == 1 else obs
+            count, mean, std = _moments(x, cells)
+            unit = torch.where((count > 1) & (std > 0), std, torch.ones_like(std))
+            for buffer, value in ((self.shift, mean), (self.unit, unit)):
+                buffer[i, :w] = torch.where(freed, value, buffer[i, :w].cpu().double()).to(buffer)
+            self.varies[i, :w] = torch.where(freed.to(self.varies.device), 1.0, self.varies[i, :w])
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.shift) / self.unit

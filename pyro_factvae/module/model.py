@@ -153,8 +153,8 @@ class Model(PyroModule):
         per_group = self.layout.split_cells(cells)
         for block, lik in zip(self.layout.blocks, self.likelihoods):
             obs = [mask[:, g] if per_group is None else per_group[g] for g in block.groups]
-            lik.keep_varying([xs[g] for g in block.groups], obs)
             ranges = [held.column_range(xs[g], o) for g, o in zip(block.groups, obs)]  # once
+            lik.keep_varying([xs[g] for g in block.groups], obs, ranges)
             held.note_range(lik, ranges)
             if lik.holds:
                 held.keep_varying(lik, ranges)
