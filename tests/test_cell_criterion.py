@@ -78,3 +78,22 @@ def test_a_path_scores_imputations_with_the_draws_it_is_given(fitted):
         records.score(state, data, "mse", draws, 3, fraction)
         expected = -held_out_errors(vae.model_, vae.guide_, data, fraction, draws, 3)
         assert np.array_equal(records.pairs[0], expected)
+
+
+def test_a_one_hot_label_is_hidden_whole_or_not_at_all_when_cells_are_held_out():
+    from pyro_factvae.module.scoring import _hidden_cells
+
+    groups = _with_holes(n=120, share=0.2)
+    rng = np.random.default_rng(1)
+    groups["label"] = np.eye(3)[rng.integers(0, 3, 120)]
+    vae = FactVAE(latent_dim=2, lam=0.1, likelihood={"label": "categorical"})
+    vae.fit(groups, epochs=2, progress=False)
+    data = vae.prepare(groups)
+    given, hidden = _hidden_cells(data, 0.5, 0, vae.model_)
+    label = hidden[:, -3:]
+    assert bool(label.any()) and bool((label.all(-1) | ~label.any(-1)).all())
+    other = hidden[:, :-3]  # the normal groups' cells are drawn one by one
+    assert bool((other.any(-1) & ~other.all(-1)).any())
+    assert not bool((given & hidden).any()) and bool((given | hidden).any(-1).all())
+    # and every row keeps a cell
+    assert bool(given.any(-1)[data.cell_mask().any(-1)].all())

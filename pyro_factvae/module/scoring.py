@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data import GroupedData
+from ..registry import LIKELIHOODS
 from ..rng import seeded
 from .guide import Guide
 from .model import Model
@@ -252,16 +253,24 @@ def missing_cell_fraction(data: GroupedData) -> float:
 
 
 def _hidden_cells(
-    data: GroupedData, fraction: float, seed: int
+    data: GroupedData, fraction: float, seed: int, model: Model
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(given, hidden)`` ``(N, sum d_g)`` cell masks: each observed cell hidden with
-    probability ``fraction`` (drawn under ``seed``), every row keeping at least one."""
+    probability ``fraction`` (drawn under ``seed``), every row keeping at least one; the
+    columns of a group that is one value (a categorical group's one-hot label) are hidden
+    together, by its first column's draw."""
     seen = data.cell_mask()
     draw = torch.rand(seen.shape, generator=torch.Generator().manual_seed(seed))
-    hidden = seen & (draw < fraction)
+    unit = torch.arange(seen.shape[1])  # the column whose draw each column takes
+    start = 0
+    for lik, dim in zip(model.layout.likelihoods, model.layout.dims):
+        if LIKELIHOODS.get(lik).variables(dim) != dim:
+            unit[start : start + dim] = start
+        start += dim
+    hidden = seen & (draw[:, unit] < fraction)
     lost = seen.any(-1) & ~(seen & ~hidden).any(-1)
-    first = seen.float().argmax(-1)
-    hidden[lost.nonzero().squeeze(-1), first[lost]] = False
+    first = unit[seen.float().argmax(-1)]  # the first observed cell, with its label's others
+    hidden[lost] &= unit != first[lost].unsqueeze(-1)
     return seen & ~hidden, hidden
 
 
@@ -297,7 +306,7 @@ def held_out_cell_error(
     mean squared error over its hidden cells, in network units: the task of data that miss
     single cells, which whole held-out groups do not score (a map that predicts each group
     from the others with few latents can fill single cells poorly)."""
-    given, hidden = _hidden_cells(data, fraction, seed)
+    given, hidden = _hidden_cells(data, fraction, seed, model)
     groups = model.layout.groups_seen(given)
     names = range(len(data.names))
     preds = predictive_means(
@@ -316,7 +325,7 @@ def held_out_mean_cell_error(
 ) -> np.ndarray:
     """:func:`held_out_cell_error` of the mean imputation, on the same hidden cells (each
     predicted by its column's mean over the observed cells of ``train``)."""
-    _, hidden = _hidden_cells(data, fraction, seed)
+    _, hidden = _hidden_cells(data, fraction, seed, model)
     means = [_train_mean(model, train, g) for g in range(len(data.names))]
 
     def predict(g: int, rows: torch.Tensor) -> torch.Tensor:
