@@ -320,9 +320,12 @@ def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
             return hidden[:, [data.columns.get_loc(c) for c in labels]]
         return hidden
     hidden = _as_mask(hidden)
-    order, names = [str(k) for k in data] if isinstance(data, Mapping) else [], vae.layout_.names
+    order = [str(k) for k in data] if isinstance(data, Mapping) else []
+    if type(data).__name__ == "MuData":  # its modalities are its groups, in its own order
+        order = [str(m) for m in data.mod]
+    names = vae.layout_.names
     if hidden.ndim == 2 and sorted(order) == sorted(names) and order != list(names):
-        # a dict of the groups in its own order: its mask's columns are in that order too
+        # a dict's or MuData's groups in its own order: its mask's columns are in that order
         width = dict(zip(names, vae.layout_.dims))
         if hidden.shape[1] == len(order):
             return hidden[:, [order.index(n) for n in names]]

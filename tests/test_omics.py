@@ -213,3 +213,16 @@ def test_a_mudata_in_another_order_is_written_back_and_bad_reads_are_named():
     bare.layers["counts"] = mdata.mod["rna"].X
     with pytest.raises(ValueError, match=r"has no X \(its X is None\); read one of its layers"):
         GroupedData.from_anndata(bare, {"g": list(bare.var_names)})
+
+
+def test_a_mask_of_a_mudata_in_another_order_is_read_in_its_modalities_order():
+    from pyro_factvae.calibration import draw_scores
+
+    mdata, _, _, _ = _mudata()
+    vae = FactVAE(latent_dim=2, lam=0.1).fit(mdata, epochs=2, progress=False)
+    swapped = mudata.MuData({k: mdata.mod[k].copy() for k in ("prot", "rna")})
+    hide = np.zeros((60, 2), bool)
+    hide[:10, 0] = True  # the first modality of this MuData: prot
+    query = dict(num_draws=39, num_samples=5, refine_steps=0)
+    entries = draw_scores(vae, swapped, hide, **query)["entries"]
+    assert entries["prot"] > 0 and entries["rna"] == 0
