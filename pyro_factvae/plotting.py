@@ -184,6 +184,11 @@ def _path_series(path_result: Any) -> tuple[np.ndarray, list[float], str, int, l
         )
     if "chosen_lam" not in path_result:
         raise ValueError("this lam path names no chosen lam (a file of an earlier version)")
+    lacking = [k for k in ("lams", "active_links") if k not in path_result]
+    if lacking:
+        raise ValueError(
+            f"this lam path has no {' or '.join(lacking)}: give a fit's lam_path_ as it is"
+        )
     lams = np.asarray(path_result["lams"], dtype=float)
     best = int(np.argmin(np.abs(lams - float(path_result["chosen_lam"]))))
     mse = path_result["held_out_mse"]

@@ -415,6 +415,8 @@ def test_a_default_fits_lam_path_plots_with_its_choice_marked(groups):
     np.testing.assert_allclose(ax.lines[0].get_ydata(), vae.lam_path_["held_out_mse"])
     with pytest.raises(ValueError, match="scored no lam"):
         plot_lambda_path({"lams": [0.0], "criterion": "none: nothing can be held out"})
+    with pytest.raises(ValueError, match="has no lams: give a fit's lam_path_ as it is"):
+        plot_lambda_path({"held_out_mse": [1.0], "chosen_lam": 0.1, "active_links": [3]})
     fixed = FactVAE(latent_dim=2, lam=0.1).fit(groups, epochs=1, progress=False)
     with pytest.raises(ValueError, match="a model fitted at a number lam has none"):
         plot_lambda_path(fixed.lam_path_)  # None
