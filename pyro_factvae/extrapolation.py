@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -40,15 +41,28 @@ def outside_widths(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.
     return np.where(known, out, 0.0)
 
 
+def _named(positions: np.ndarray, labels: Sequence[Any] | None) -> str:
+    """``positions`` as :func:`~pyro_factvae.validation.fmt_rows` writes them, or by their
+    ``labels``."""
+    if labels is None:
+        return fmt_rows(positions)
+    named = [labels[int(i)] for i in positions[:5]]
+    more = f", ... ({len(positions)} rows in all)" if len(positions) > 5 else ""
+    return f"[{', '.join(repr(n) for n in named)}{more}]"
+
+
 def warn_far_outside(
     data: GroupedData,
     fills: Sequence[np.ndarray],
     ranges: Sequence[tuple[np.ndarray, np.ndarray]],
     stacklevel: int = 3,
+    index: Sequence[Any] | None = None,
 ) -> None:
     """Warn (:class:`ExtrapolationWarning`) of the missing cells of ``data`` whose ``fills``
     (``(N, d_g)`` per group) lie more than :data:`LIMIT` widths outside their feature's
-    training range (``ranges``: ``(low, high)`` per group), naming groups, rows and columns."""
+    training range (``ranges``: ``(low, high)`` per group), naming groups, rows and columns
+    (rows by ``index``, a frame's row labels, and columns by a frame's column names where
+    ``data`` were read from one)."""
     parts, total, worst = [], 0, 0.0
     for g, (name, fill, (low, high)) in enumerate(zip(data.names, fills, ranges)):
         far = outside_widths(np.asarray(fill, dtype=np.float64), low, high)
@@ -59,7 +73,8 @@ def warn_far_outside(
         rows, cols = np.nonzero(hits)
         total += len(rows)
         worst = max(worst, float(far.max()))
-        where = f"rows {fmt_rows(np.unique(rows))}, columns {fmt_rows(np.unique(cols))}"
+        where = f"rows {_named(np.unique(rows), index)}, columns "
+        where += _named(np.unique(cols), None if data.columns is None else data.columns[name])
         parts.append(
             f"group {name!r}: {len(rows)} cells ({where.replace('rows in all', 'in all')})"
         )

@@ -209,7 +209,8 @@ class Queries:
                 refine_steps=refine_steps,
             )
             fills = [recon[n] for n in grouped.names]
-            warn_far_outside(grouped, fills, training_range(self.fitted_modules()[0]))
+            index = data.index if is_dataframe(data) else None
+            warn_far_outside(grouped, fills, training_range(self.fitted_modules()[0]), 3, index)
             return self._filled(data, grouped, fills)
         positive_int("num_draws", num_draws)
         positive_int("num_samples", num_samples)

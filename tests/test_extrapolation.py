@@ -110,3 +110,23 @@ def test_a_model_file_without_training_ranges_loads_and_imputes_silently(fitted,
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExtrapolationWarning)
         old.impute(data, num_samples=20, refine_steps=0)
+
+
+def test_the_warning_names_a_frames_rows_and_columns_by_their_labels():
+    import pandas as pd
+
+    data = _data(n=60)
+    frame = pd.DataFrame(
+        np.hstack([data["a"], data["b"]]),
+        columns=["a0", "a1", "a2", "a3", "age", "bmi"],
+        index=[f"p{i}" for i in range(60)],
+    )
+    groups = {"a": ["a0", "a1", "a2", "a3"], "b": ["age", "bmi"]}
+    vae = FactVAE(latent_dim=3, lam=0.1).fit(frame, groups=groups, epochs=2, progress=False)
+    b, i = vae.model_.layout.locate(1)
+    with torch.no_grad():  # as if group b's training values all lay near 100
+        vae.model_.likelihoods[b].low[i, :2] = 100.0
+        vae.model_.likelihoods[b].high[i, :2] = 100.5
+    says = r"group 'b': 20 cells \(rows \['p0', 'p6', 'p12', 'p18', 'p24', \.\.\. \(10 in all\)\], "
+    with pytest.warns(ExtrapolationWarning, match=says + r"columns \['age', 'bmi'\]\)"):
+        vae.impute(frame, num_samples=20, refine_steps=0)
