@@ -323,12 +323,27 @@ PEERS: dict[str, Callable] = {
 DEFAULT_PEERS = [m for m in PEERS if m != "factvae-avg3"]
 
 
+def warm_up_factvae() -> None:
+    """One throwaway one-epoch fit and impute on 20 rows: torch's first optimizer loads
+    ``torch._dynamo`` (2-3 s), which would otherwise land on the first timed factVAE fit."""
+    rng = np.random.default_rng(0)
+    tiny = {"a": rng.standard_normal((20, 2)), "b": rng.standard_normal((20, 2))}
+    tiny["b"][:5] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vae = FactVAE(latent_dim=2, lam=0.1).fit(tiny, epochs=1, progress=False)
+        vae.impute(tiny, num_samples=2, refine_steps=1)
+
+
 def warm_up(methods: list[str]) -> None:
     """Import what the peers among ``methods`` import, so that no method's first timed fit
-    pays for loading its library (mofapy2 about 0.4 s, scikit-learn's imputers 0.15 s)."""
+    pays for loading its library (mofapy2 about 0.4 s, scikit-learn's imputers 0.15 s, and
+    for factVAE what torch loads on its first optimizer step: 2-3 s here)."""
     import sklearn.ensemble  # noqa: F401
     import sklearn.impute  # noqa: F401
     from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+
+    warm_up_factvae()
 
     if "mofa+" in methods:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():

@@ -28,7 +28,7 @@ import os
 import sys
 
 import numpy as np
-from report import seed_type
+from report import OUT, seed_type
 
 from pyro_factvae.datasets import bars_data
 from pyro_factvae.datasets.images import load_digits_quadrants, load_fashion_mnist, quadrant_data
@@ -104,21 +104,22 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", nargs="*", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seeds", type=seed_type, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--samples", type=int, default=200, help="importance samples")
-    parser.add_argument("--out", default="benchmarks/out")
+    parser.add_argument(
+        "--samples", type=int, default=None, help="importance samples (200; fashion 50)"
+    )
+    parser.add_argument("--out", default=OUT)
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
     results = []
     for name in args.datasets:
         for seed in args.seeds:
+            samples = args.samples or (50 if name == "fashion" else 200)
             try:
                 train, test, (config, steps) = DATASETS[name](seed)
             except (ValueError, ImportError, RuntimeError) as exc:
                 print(f"skipping {name}: {exc}", file=sys.stderr)
                 break
-            for row in compare(
-                train, test, config, steps=steps, seed=seed, num_samples=args.samples
-            ):
+            for row in compare(train, test, config, steps=steps, seed=seed, num_samples=samples):
                 row.pop("model")
                 results.append({"dataset": name, "seed": seed, **row})
                 print(

@@ -81,7 +81,7 @@ class Reference:
         theta = [
             p for p in [*self.model.parameters(), *self.guide.parameters()] if id(p) not in ids
         ]
-        self.theta = torch.optim.Adam(theta, lr=lr, foreach=True)
+        self.theta = torch.optim.Adam(theta, lr=lr, fused=True)  # the library's, on the CPU
         self.phi_lr = phi_lr
         self.state = [
             (torch.zeros_like(p), torch.zeros_like(p[..., :1, :]), [0]) for p in self.phis
