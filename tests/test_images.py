@@ -106,6 +106,18 @@ def test_cvl_unreadable_image_names_the_file(cvl):
         load_views(cvl / "missing")
 
 
+def test_cvl_two_files_for_one_view_are_refused_and_an_image_too_large_is_named(cvl, monkeypatch):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(cvl / "01" / "MVC-001F.png")
+    with pytest.raises(ValueError, match=r"could be any of \['MVC-001F.JPG', 'MVC-001F.png'\]"):
+        load_views(cvl, size=8)
+    (cvl / "01" / "MVC-001F.png").unlink()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # as if each image were too large
+    with pytest.raises(ValueError, match=r"01/MVC-001F\.JPG: unreadable image"):
+        load_views(cvl, size=8)
+
+
 def test_quadrant_names_are_shared_with_bars():
     from pyro_factvae.datasets import bars
 
@@ -153,6 +165,10 @@ def test_open_idx_refuses_a_missing_or_damaged_file_and_keeps_no_broken_cache(tm
     assert not list(tmp_path.glob("*.part"))
     with pytest.raises(ValueError, match=r"cache .*nowhere.*cannot be written"):
         open_idx(tmp_path / "good.gz", cache=tmp_path / "nowhere" / "c.idx")
+    before = (tmp_path / "good.gz").read_bytes()
+    with pytest.raises(ValueError, match="is the compressed file itself"):
+        open_idx(tmp_path / "good.gz", cache=tmp_path / "good.gz")
+    assert (tmp_path / "good.gz").read_bytes() == before  # the source is left as it was
 
 
 def test_an_idx_cache_serves_only_the_file_it_was_made_from(tmp_path):

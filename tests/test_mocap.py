@@ -233,3 +233,29 @@ def test_select_takes_a_list_of_the_sequences_the_data_hold():
         ValueError, match=r"sequences \[5\] are not in the data; it has \[0, 1, 2\]"
     ):
         motion.select([0, 5])
+
+
+def test_fetching_mocap6_fails_cleanly_on_a_cut_off_download_or_an_unwritable_cache(
+    monkeypatch, tmp_path
+):
+    import http.client
+    import urllib.request
+
+    from pyro_factvae.datasets.mocap import fetch_mocap6
+
+    def cut_off(url, timeout=None):
+        raise http.client.IncompleteRead(b"x" * 100, 1000)
+
+    monkeypatch.setattr(urllib.request, "urlopen", cut_off)
+    with pytest.raises(RuntimeError, match=r"could not download bnpy.*IncompleteRead"):
+        fetch_mocap6(tmp_path / "cache")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="cannot create the folder of mocap6 cache file"):
+        fetch_mocap6(blocker / "sub")
+    monkeypatch.setenv("PYRO_FACTVAE_DATA", "")  # empty: the default cache, not the cwd
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RuntimeError, match=re.escape(str(tmp_path / "home" / ".cache"))):
+        fetch_mocap6()
+    assert not (tmp_path / "mocap6.npz").exists()

@@ -172,6 +172,8 @@ def open_idx(path: str | os.PathLike, cache: str | os.PathLike | None = None) ->
         if cache is None:
             raise ValueError(f"{path} is compressed: give cache=PATH to decompress it into")
         cache = Path(cache)
+        if cache.resolve() == path.resolve():
+            raise ValueError(f"cache {cache} is the compressed file itself: give another path")
         stat = path.stat()
         source = f"{path.resolve()}\n{stat.st_size}\n{stat.st_mtime_ns}\n"
         stamp = cache.with_name(cache.name + ".source")
@@ -257,7 +259,7 @@ def _read_view(path: Path, size: int, crop: int) -> np.ndarray:
                 )
             else:
                 gray = image.convert("L")
-    except (OSError, UnidentifiedImageError) as exc:
+    except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
         raise ValueError(f"{path}: unreadable image ({exc})") from None
     w, h = gray.size
     side = min(crop, w, h)
@@ -315,8 +317,15 @@ def load_views(
         folders = [by_name[s] for s in dict.fromkeys(subjects)]
     rows, names = [], []
     for folder in folders:
-        files = {p.stem.upper(): p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = {p.stem.upper(): p for p in images}
         paths = {view: files.get(stem.upper()) for view, stem in views.items()}
+        for view, stem in views.items():
+            same = [p.name for p in images if p.stem.upper() == stem.upper()]
+            if len(same) > 1:
+                raise ValueError(
+                    f"{folder}: view {view!r} could be any of {same}; keep one of them"
+                )
         if all(path is None for path in paths.values()):
             continue
         rows.append(

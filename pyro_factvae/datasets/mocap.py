@@ -16,6 +16,7 @@ group of its joint; the root's translation is dropped (the pose, not the walk's 
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import re
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..checks import positive_int
+from ..io import atomic_path, check_writable
 
 __all__ = [
     "JOINT_GROUPS",
@@ -379,15 +381,17 @@ def fetch_mocap6(cache_dir: str | os.PathLike | None = None) -> Path:
 
     The archive (``bnpy-0.1.7.tar.gz``, checked against its SHA-256) is found through the
     package index's simple API; only the one data file is extracted (bnpy is neither built nor
-    imported). The cache is ``cache_dir``, ``$PYRO_FACTVAE_DATA`` or ``~/.cache/pyro_factvae``.
+    imported) and written atomically. The cache is ``cache_dir``, ``$PYRO_FACTVAE_DATA`` (when
+    set and not empty) or ``~/.cache/pyro_factvae``. Raises ``RuntimeError`` when the archive
+    cannot be had, ``ValueError`` when the cache cannot be written.
     """
     cache = Path(
-        cache_dir or os.environ.get("PYRO_FACTVAE_DATA", Path.home() / ".cache" / "pyro_factvae")
+        cache_dir or os.environ.get("PYRO_FACTVAE_DATA") or Path.home() / ".cache" / "pyro_factvae"
     )
     target = cache / "mocap6.npz"
     if target.exists():
         return target
-    cache.mkdir(parents=True, exist_ok=True)
+    check_writable(target, "mocap6 cache file (cache_dir, or $PYRO_FACTVAE_DATA)")
     try:
         with urllib.request.urlopen(MOCAP6_INDEX, timeout=60) as page:
             html = page.read().decode()
@@ -397,17 +401,17 @@ def fetch_mocap6(cache_dir: str | os.PathLike | None = None) -> Path:
         url = urllib.parse.urljoin(MOCAP6_INDEX, link.group(1))
         with urllib.request.urlopen(url, timeout=300) as response:
             archive = response.read()
-    except OSError as exc:
+    except (OSError, http.client.HTTPException, UnicodeDecodeError) as exc:  # a cut-off read too
         raise RuntimeError(
-            f"could not download {MOCAP6_ARCHIVE} ({exc}); download it by hand and pass "
-            "the extracted bnpy/datasets/mocap6/dataset.npz to load_mocap6"
+            f"could not download {MOCAP6_ARCHIVE} ({exc!r}); download it by hand and pass "
+            f"the extracted bnpy/datasets/mocap6/dataset.npz to load_mocap6 (or put it at "
+            f"{target})"
         ) from None
     if hashlib.sha256(archive).hexdigest() != MOCAP6_SHA256:
         raise RuntimeError(f"{url}: checksum mismatch, refusing to use it")
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         member = tar.getmember(MOCAP6_MEMBER)
         data = tar.extractfile(member).read()
-    tmp = target.with_suffix(".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:  # two processes at once: each renames its own file
+        Path(tmp).write_bytes(data)
     return target
