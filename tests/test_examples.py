@@ -172,3 +172,41 @@ def test_the_experiments_rmse_is_over_every_entry_of_groups_of_any_width():
     test = GroupedData({"a": np.zeros((3, 2)), "b": np.zeros((3, 1))})
     pred = {"a": np.ones((3, 2)), "b": np.full((3, 1), 2.0)}
     assert rmse(pred, test) == pytest.approx(np.sqrt((6 * 1.0 + 3 * 4.0) / 9))
+
+
+@pytest.mark.parametrize(
+    "script", ["bars.py", "digits.py", "composition.py", "mocap.py", "views.py"]
+)
+def test_example_arguments_that_cannot_run_are_usage_errors(script, tmp_path, capsys):
+    main = _example(script)["main"]
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    for args, says in (
+        (["--lam", "nan"], "--lam must be a finite number"),
+        (["--out", str(blocker / "out")], "cannot make the folder"),
+    ):
+        with pytest.raises(SystemExit) as stop:
+            main([*args, "--out", str(tmp_path / "o")] if "--out" not in args else args)
+        assert stop.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_example_data_that_cannot_be_read_are_usage_errors(tmp_path, capsys):
+    cases = (
+        ("mocap.py", ["--data", str(tmp_path / "nope.npz")], "--data PATH"),
+        ("views.py", ["--fashion-dir", str(tmp_path / "none")], "--fashion-dir"),
+        ("views.py", ["--cvl", str(tmp_path), "--train", "10"], "--cvl takes none"),
+        ("views.py", ["--cvl", str(tmp_path / "none")], "no folder"),
+        ("views.py", ["--test-subjects", "0"], "--test-subjects must be positive"),
+        ("composition.py", ["--labelled", "1e-9"], "keeps no labelled training row"),
+    )
+    for script, args, says in cases:
+        with pytest.raises(SystemExit) as stop:
+            _example(script)["main"]([*args, "--out", str(tmp_path / "o")])
+        assert stop.value.code == 2 and says in capsys.readouterr().err, (script, args)
+
+
+def test_a_negative_seed_splits_the_digits_reproducibly():
+    split = _example("digits.py")["split"]
+    a, _ = split(0.25, -1)
+    b, _ = split(0.25, -1)
+    assert np.array_equal(a.to_numpy()["top_left"], b.to_numpy()["top_left"], equal_nan=True)
