@@ -109,11 +109,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--out", default=OUT)
     args = parser.parse_args(argv)
+    if args.samples is not None and args.samples < 1:
+        parser.error(f"--samples must be positive, got {args.samples}")
     os.makedirs(args.out, exist_ok=True)
     results = []
     for name in args.datasets:
         for seed in args.seeds:
-            samples = args.samples or (50 if name == "fashion" else 200)
+            samples = (50 if name == "fashion" else 200) if args.samples is None else args.samples
             try:
                 train, test, (config, steps) = DATASETS[name](seed)
             except (ValueError, ImportError, RuntimeError) as exc:

@@ -270,9 +270,10 @@ def draw_scores(
 def _in_group_order(vae: FactVAE, data: Any, hidden: Any) -> np.ndarray:
     """``hidden`` as a numpy bool mask in the fitted group order: for a DataFrame ``data``, a
     mask over the frame's columns (or a DataFrame mask, by its column and row labels) as the
-    cells of the groups; for a dict ``data`` in another order than fitted, a mask of its
-    groups or cells in the dict's order; a mapping ``{group: (N, d_g) cells or (N,) rows}``
-    as the cells of its groups (others not hidden)."""
+    cells of the groups; for a dict or a MuData ``data`` in another order than fitted, a mask
+    of its groups or cells in its own order (the dict's keys, the MuData's modalities); a
+    mapping ``{group: (N, d_g) cells or (N,) rows}`` as the cells of its groups (others not
+    hidden)."""
     if isinstance(hidden, Mapping):
         names, dims = list(vae.layout_.names), list(vae.layout_.dims)
         masks = {str(k): _as_mask(v, f"hidden[{str(k)!r}]") for k, v in hidden.items()}

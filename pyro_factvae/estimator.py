@@ -460,7 +460,8 @@ class FactVAE(Queries):
         """
         meta, tensors = read_payload(path)
         vae = cls(device=device)
-        restore(vae.fit_state, meta, tensors, path)
+        with float32_default():  # the weights as saved, whatever torch's default dtype
+            restore(vae.fit_state, meta, tensors, path)
         return vae
 
 

@@ -61,8 +61,8 @@ def warn_far_outside(
     """Warn (:class:`ExtrapolationWarning`) of the missing cells of ``data`` whose ``fills``
     (``(N, d_g)`` per group) lie more than :data:`LIMIT` widths outside their feature's
     training range (``ranges``: ``(low, high)`` per group), naming groups, rows and columns
-    (rows by ``index``, a frame's row labels, and columns by a frame's column names where
-    ``data`` were read from one)."""
+    (rows by ``index``, a frame's row labels as a list, and columns by a frame's column names
+    where ``data`` were read from one)."""
     parts, total, worst = [], 0, 0.0
     for g, (name, fill, (low, high)) in enumerate(zip(data.names, fills, ranges)):
         far = outside_widths(np.asarray(fill, dtype=np.float64), low, high)

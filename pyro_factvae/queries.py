@@ -209,7 +209,8 @@ class Queries:
                 refine_steps=refine_steps,
             )
             fills = [recon[n] for n in grouped.names]
-            index = data.index if is_dataframe(data) else None
+            labelled = is_dataframe(data) and not data.index.has_duplicates
+            index = data.index.tolist() if labelled else None  # else positions
             warn_far_outside(grouped, fills, training_range(self.fitted_modules()[0]), 3, index)
             return self._filled(data, grouped, fills)
         positive_int("num_draws", num_draws)

@@ -130,3 +130,9 @@ def test_the_warning_names_a_frames_rows_and_columns_by_their_labels():
     says = r"group 'b': 20 cells \(rows \['p0', 'p6', 'p12', 'p18', 'p24', \.\.\. \(10 in all\)\], "
     with pytest.warns(ExtrapolationWarning, match=says + r"columns \['age', 'bmi'\]\)"):
         vae.impute(frame, num_samples=20, refine_steps=0)
+    frame.index = range(1000, 1060)  # whole numbers, written as such
+    with pytest.warns(ExtrapolationWarning, match=r"rows \[1000, 1006, 1012,"):
+        vae.impute(frame, num_samples=20, refine_steps=0)
+    frame.index = [7] * 60  # labels that repeat name no row: positions
+    with pytest.warns(ExtrapolationWarning, match=r"rows \[0, 6, 12,"):
+        vae.impute(frame, num_samples=20, refine_steps=0)

@@ -241,7 +241,8 @@ def test_a_column_observed_in_one_training_row_is_named_once_by_the_fit(ab):
         assert len(said) == 1 and "columns [1]" in str(said[0].message)  # once, after the path
 
 
-def test_fits_and_queries_run_in_float32_whatever_torchs_default_dtype(ab):
+def test_fits_and_queries_run_in_float32_whatever_torchs_default_dtype(ab, tmp_path):
+    path = tmp_path / "m.factvae"
     holed = ab[1].copy()
     holed[::3] = np.nan  # whole groups and single cells to fill: the queries accumulate
     holed[1::3, 0] = np.nan
@@ -261,6 +262,10 @@ def test_fits_and_queries_run_in_float32_whatever_torchs_default_dtype(ab):
         assert GroupedData({"a": ab[0]}).matrix.dtype == torch.float32
         refit = _fit(data)  # built in float32 as the data are: the same fit
         assert np.array_equal(refit.impute(data, num_samples=20, refine_steps=2)["b"], again["b"])
+        vae.save(path)
+        loaded = FactVAE.load(path)
+        assert all(p.dtype == torch.float32 for p in loaded.model_.parameters())
+        assert np.array_equal(loaded.impute(data, num_samples=20, refine_steps=2)["b"], again["b"])
     finally:
         torch.set_default_dtype(before)
 

@@ -138,6 +138,24 @@ def test_a_normal_column_freed_by_a_continued_fit_is_standardized_with_the_new_d
     assert float(unit) == pytest.approx(y[:, 1].std(ddof=1), rel=1e-5)
 
 
+def test_a_normal_column_seen_in_one_row_is_standardized_when_a_continued_fit_sees_more():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((120, 1))
+    x = z @ rng.standard_normal((1, 3)) + 0.2 * rng.standard_normal((120, 3))
+    y = z @ rng.standard_normal((1, 2)) + 0.2 * rng.standard_normal((120, 2))
+    few = y.copy()
+    few[1:, 1] = np.nan  # one observation: no spread to learn
+    few[0, 1] = 5000.0
+    vae = FactVAE(latent_dim=2, lam=0.1)
+    with pytest.warns(UserWarning, match="observed in one training row only"):
+        vae.fit({"x": x, "y": few}, epochs=2, seed=0, progress=False)
+    y[:, 1] = 5000 + 1000 * z[:, 0]
+    vae.fit({"x": x, "y": y}, epochs=1, progress=False)
+    model = vae.model_
+    unit = model.layout.scatter_unbind([lik.unit for lik in model.likelihoods])[1][1]
+    assert float(unit) == pytest.approx(y[:, 1].std(ddof=1), rel=1e-5)  # not 1: raw units
+
+
 def test_a_columns_range_is_read_in_chunks_of_rows(monkeypatch):
     import torch
 

@@ -304,22 +304,25 @@ class NormalLikelihood(Likelihood):
     def keep_varying(
         self, xs: list[torch.Tensor], observed: list[torch.Tensor], ranges: list[Any]
     ) -> None:
-        """A feature held at its value (``varies`` 0) that varies in these data, or holds
-        another value, is freed and standardized anew with these data's mean and standard
-        deviation over its observed cells (its old ``shift`` and unit 1 would leave a freed
-        column in its raw units)."""
-        for i, (x, obs, (low, high, count)) in enumerate(zip(xs, observed, ranges)):
+        """A feature whose unit the fits so far could not set (held at its value, ``varies``
+        0, or seen in one row: its training range one value) that varies in these data, or
+        holds another value, is standardized anew with these data's mean and standard
+        deviation over its observed cells (its old ``shift`` and unit 1 would leave it in its
+        raw units) and freed."""
+        for i, (x, obs, (low, high, seen)) in enumerate(zip(xs, observed, ranges)):
             w = x.shape[-1]
-            held = self.varies[i, :w].cpu() == 0
-            other = (count > 0) & (low != self.shift[i, :w].cpu().double())
-            freed = held & ((high > low) | other)
+            old_low = self.low[i, :w].cpu().double()
+            one = old_low == self.high[i, :w].cpu().double()
+            value = torch.where(one, old_low, self.shift[i, :w].cpu().double())
+            stale = (self.varies[i, :w].cpu() == 0) | one
+            freed = stale & ((high > low) | ((seen > 0) & (low != value)))
             if not bool(freed.any()):
                 continue
             cells = obs.unsqueeze(-1).expand_as(x) if obs.dim() == 1 else obs
             count, mean, std = _moments(x, cells)
             unit = torch.where((count > 1) & (std > 0), std, torch.ones_like(std))
-            for buffer, value in ((self.shift, mean), (self.unit, unit)):
-                buffer[i, :w] = torch.where(freed, value, buffer[i, :w].cpu().double()).to(buffer)
+            for buffer, new in ((self.shift, mean), (self.unit, unit)):
+                buffer[i, :w] = torch.where(freed, new, buffer[i, :w].cpu().double()).to(buffer)
             self.varies[i, :w] = torch.where(freed.to(self.varies.device), 1.0, self.varies[i, :w])
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
