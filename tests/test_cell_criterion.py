@@ -97,3 +97,7 @@ def test_a_one_hot_label_is_hidden_whole_or_not_at_all_when_cells_are_held_out()
     assert not bool((given & hidden).any()) and bool((given | hidden).any(-1).all())
     # and every row keeps a cell
     assert bool(given.any(-1)[data.cell_mask().any(-1)].all())
+    for name in ("a", "b", "c"):
+        groups[name][:5] = np.nan  # rows 0-4 observe the label alone
+    given, hidden = _hidden_cells(vae.prepare(groups), 0.999, 0, vae.model_)
+    assert bool(given[:5, -3:].all()) and not bool(hidden[:5].any())  # kept whole
