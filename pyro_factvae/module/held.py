@@ -32,14 +32,16 @@ def column_range(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each column's smallest and largest value over its observed cells, and how many there
     are (``obs``: rows ``(N,)`` or cells ``(N, d)``), read ``CHUNK`` rows at a time, on the
-    CPU (a memmap's pages are read once, never copied whole)."""
+    CPU (a memmap's pages are read once, never copied whole); in float64, each the exact value
+    of a cell (a minimum is one of the values: taken in the data's own dtype)."""
     low = torch.full((x.shape[-1],), float("inf"), dtype=torch.float64)
     high, count = -low, torch.zeros(x.shape[-1], dtype=torch.int64)
     for start in range(0, x.shape[0], CHUNK):
-        part = x[start : start + CHUNK].double().cpu()
+        part = x[start : start + CHUNK].cpu()
+        part = part if part.is_floating_point() else part.double()
         seen = _seen(part, obs[start : start + CHUNK].cpu())
-        low = torch.minimum(low, part.where(seen, float("inf")).amin(0))
-        high = torch.maximum(high, part.where(seen, float("-inf")).amax(0))
+        low = torch.minimum(low, part.where(seen, float("inf")).amin(0).double())
+        high = torch.maximum(high, part.where(seen, float("-inf")).amax(0).double())
         count += seen.sum(0)
     return low, high, count
 
