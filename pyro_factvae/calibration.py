@@ -37,7 +37,6 @@ from .layout import Layout
 from .module.draws import central_bounds, posterior_draws
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
-from .registry import LIKELIHOODS
 from .validation import fmt_rows, frame_columns, is_dataframe
 
 __all__ = ["LEVELS", "coverage", "crps", "draw_scores"]
@@ -123,10 +122,10 @@ def _check_whole(hidden: torch.Tensor, truth: GroupedData, layout: Layout) -> No
     """A ``ValueError`` naming the rows where ``hidden`` covers some columns of a group whose
     columns are one value (a categorical group's one-hot label: fewer variables than columns)."""
     start = 0
-    for name, lik, dim in zip(layout.names, layout.likelihoods, layout.dims):
+    for name, lik, dim, whole in zip(layout.names, layout.likelihoods, layout.dims, layout.whole):
         cols = hidden[:, start : start + dim]
         start += dim
-        if LIKELIHOODS.get(lik).variables(dim) == dim:
+        if not whole:
             continue
         part = cols.any(-1) & ~cols.all(-1)
         if bool(part.any()):

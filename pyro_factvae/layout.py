@@ -198,6 +198,15 @@ class Layout:
             out.append(per_group[0] if len(set(per_group)) == 1 else per_group)
         return tuple(out)
 
+    @property
+    def whole(self) -> tuple[bool, ...]:
+        """Per group, in the user's order: its columns are one value (fewer variables than
+        columns, as a categorical group's one-hot label), hidden or held out together."""
+        return tuple(
+            LIKELIHOODS.get(lik).variables(dim) != dim
+            for lik, dim in zip(self.likelihoods, self.dims)
+        )
+
     def penalty_rates(self, lam_total: float) -> list[float | torch.Tensor]:
         """Per block, ``lam_total`` (``N lam``) times :attr:`penalty_weights`: a number, or
         a ``(G_b, 1)`` tensor (one rate per group, broadcast over a block's ``(G_b, K)``

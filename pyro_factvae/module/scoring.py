@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from ..data import GroupedData
-from ..registry import LIKELIHOODS
 from ..rng import seeded
 from .guide import Guide
 from .model import Model
@@ -263,8 +262,8 @@ def _hidden_cells(
     draw = torch.rand(seen.shape, generator=torch.Generator().manual_seed(seed))
     unit = torch.arange(seen.shape[1])  # the column whose draw each column takes
     start = 0
-    for lik, dim in zip(model.layout.likelihoods, model.layout.dims):
-        if LIKELIHOODS.get(lik).variables(dim) != dim:
+    for whole, dim in zip(model.layout.whole, model.layout.dims):
+        if whole:
             unit[start : start + dim] = start
         start += dim
     hidden = seen & (draw[:, unit] < fraction)
