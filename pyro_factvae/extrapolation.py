@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 from .data import GroupedData
-from .validation import fmt_rows
 
 __all__ = ["LIMIT", "ExtrapolationWarning", "outside_widths", "warn_far_outside"]
 
@@ -42,13 +41,10 @@ def outside_widths(values: np.ndarray, low: np.ndarray, high: np.ndarray) -> np.
 
 
 def _named(positions: np.ndarray, labels: Sequence[Any] | None) -> str:
-    """``positions`` as :func:`~pyro_factvae.validation.fmt_rows` writes them, or by their
-    ``labels``."""
-    if labels is None:
-        return fmt_rows(positions)
-    named = [labels[int(i)] for i in positions[:5]]
-    more = f", ... ({len(positions)} rows in all)" if len(positions) > 5 else ""
-    return f"[{', '.join(repr(n) for n in named)}{more}]"
+    """The first five ``positions``, or their ``labels``, and how many there are."""
+    shown = [str(int(i)) if labels is None else repr(labels[int(i)]) for i in positions[:5]]
+    more = f", ... ({len(positions)} in all)" if len(positions) > 5 else ""
+    return f"[{', '.join(shown)}{more}]"
 
 
 def warn_far_outside(
@@ -75,9 +71,7 @@ def warn_far_outside(
         worst = max(worst, float(far.max()))
         where = f"rows {_named(np.unique(rows), index)}, columns "
         where += _named(np.unique(cols), None if data.columns is None else data.columns[name])
-        parts.append(
-            f"group {name!r}: {len(rows)} cells ({where.replace('rows in all', 'in all')})"
-        )
+        parts.append(f"group {name!r}: {len(rows)} cells ({where})")
     if parts:
         warnings.warn(
             f"{total} imputed means lie farther outside their column's training range than "
