@@ -317,12 +317,14 @@ def load_views(
         folders = [by_name[s] for s in dict.fromkeys(subjects)]
     rows, names = [], []
     for folder in folders:
-        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        files = {p.stem.upper(): p for p in images}
-        paths = {view: files.get(stem.upper()) for view, stem in views.items()}
+        files: dict[str, list[Path]] = {}
+        for p in sorted(folder.iterdir()):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                files.setdefault(p.stem.upper(), []).append(p)
+        paths = {view: files.get(stem.upper(), [None])[0] for view, stem in views.items()}
         for view, stem in views.items():
-            same = [p.name for p in images if p.stem.upper() == stem.upper()]
-            if len(same) > 1:
+            if len(files.get(stem.upper(), [])) > 1:
+                same = [p.name for p in files[stem.upper()]]
                 raise ValueError(
                     f"{folder}: view {view!r} could be any of {same}; keep one of them"
                 )
