@@ -200,8 +200,8 @@ class Layout:
 
     @property
     def whole(self) -> tuple[bool, ...]:
-        """Per group, in the user's order: its columns are one value (fewer variables than
-        columns, as a categorical group's one-hot label), hidden or held out together."""
+        """Whether each group (in the user's order) is one value over its columns (fewer
+        variables than columns, as a categorical group's one-hot label), hidden whole."""
         return tuple(
             LIKELIHOODS.get(lik).variables(dim) != dim
             for lik, dim in zip(self.likelihoods, self.dims)
