@@ -317,7 +317,7 @@ def guarded_step(
     terms = objective(*args, **kwargs)
     loss = terms.loss
     loss.backward()
-    checks = torch.stack([loss.detach(), terms.data.detach()])
+    checks = [loss.detach(), terms.data.detach()]
     grads = []
     for p in optimizers.params:
         if p.grad is None and world.size > 1:  # every rank sums the same tensors
@@ -326,18 +326,19 @@ def guarded_step(
             grads.append(p.grad)
     # the gradients in one flat vector: its extremes in one kernel (a per-tensor abs / amax
     # was two dispatches a tensor, a tenth of a small model's step)
-    flat = torch.cat([g.reshape(-1) for g in grads]) if grads else checks[:0]
+    flat = torch.cat([g.reshape(-1) for g in grads]) if grads else None
     if world.size > 1:  # sum the ranks' shares: the global minibatch's gradient and loss
-        flat = world.all_reduce_(torch.cat([flat, checks]) * share)
+        parts = [torch.stack(checks)] if flat is None else [flat, torch.stack(checks)]
+        summed = world.all_reduce_(torch.cat(parts) * share)
         start = 0
         for g in grads:
-            g.copy_(flat[start : start + g.numel()].view_as(g))
+            g.copy_(summed[start : start + g.numel()].view_as(g))
             start += g.numel()
-        flat, checks = flat[:start], flat[start:]
+        flat, checks = summed[:start], list(summed[start:].unbind())
     if grads:  # the largest |g|: finite, and small enough for Adam to square in float32
-        checks = torch.cat([checks, torch.stack(torch.aminmax(flat))])
+        checks.extend(torch.aminmax(flat))
     # one host sync for the loss, its data part and the gradients' extremes
-    values = checks.tolist()
+    values = torch.stack(checks).tolist()
     top = max(-values[2], values[3]) if grads else 0.0
     if not all(math.isfinite(v) for v in values) or top > SQUARABLE:
         what = "the loss became non-finite"

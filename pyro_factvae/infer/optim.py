@@ -25,7 +25,7 @@ import torch
 
 from ..module.guide import Guide
 from ..module.model import Model
-from ..module.priors import column_norms, prox_group_lasso
+from ..module.priors import column_norms, prox_factor
 
 __all__ = ["Optimizers", "ProximalOptim"]
 
@@ -116,7 +116,7 @@ class ProximalOptim(torch.optim.Optimizer):
                 if support is not None:
                     p.mul_(support)  # exact zeros stay; no shrinkage
                 elif group["lam"] > 0:
-                    p.copy_(prox_group_lasso(p, threshold, check=False))
+                    p.mul_(prox_factor(p, threshold))  # prox_group_lasso, in place
         return loss
 
     @torch.no_grad()

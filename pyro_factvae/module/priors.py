@@ -32,6 +32,7 @@ import torch
 __all__ = [
     "column_norms",
     "prox_group_lasso",
+    "prox_factor",
     "gamma_sq_prior",
     "phi_prior",
     "log_marginal",
@@ -63,9 +64,15 @@ def prox_group_lasso(
     """
     if check and bool(torch.as_tensor(threshold).lt(0).any()):
         raise ValueError("prox threshold must be >= 0")
+    return phi * prox_factor(phi, threshold)
+
+
+def prox_factor(phi: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
+    """The factor ``max(||Phi_.j|| - threshold, 0) / ||Phi_.j||`` of each column, shaped
+    ``phi.shape[:-2] + (1, K)``: :func:`prox_group_lasso` is ``phi`` times it (an optimizer
+    applies it in place)."""
     norms = column_norms(phi).unsqueeze(-2)
-    factor = torch.clamp(1.0 - threshold / norms.clamp_min(1e-30), min=0.0)
-    return phi * factor
+    return torch.clamp(1.0 - threshold / norms.clamp_min(1e-30), min=0.0)
 
 
 def gamma_sq_prior(
