@@ -13,7 +13,7 @@ read back from that folder and torch's memory: a lower bound on what a later run
 median milliseconds of a step each way, and the steps after which each compilation would have
 paid for itself (never where the compiled step is not faster).
 
-    python benchmarks/compile_speed.py              # ~5 min on one core
+    python benchmarks/compile_speed.py              # ~10 min on one core
     python benchmarks/compile_speed.py --groups 4 --batch-sizes 128
 """
 
@@ -98,6 +98,10 @@ def compile_vs_eager(groups: int, batch: int, rows: int, width: int, steps: int)
     }
 
 
+def _steps(n: int | None) -> str:
+    return "never" if n is None else f"{n:,} steps"
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=positive, nargs="+", default=[4, 16, 64])
@@ -119,8 +123,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(
                 f"{g:>4} {batch:>5} {r['compile_s']:>9.1f} {r['warm_compile_s']:>6.1f} "
                 f"{r['eager_ms']:>8.2f} {r['compiled_ms']:>11.2f} {r['ratio']:>6.2f}  "
-                f"pays after {r['break_even_steps'] or 'never'} steps "
-                f"(warm: {r['warm_break_even_steps'] or 'never'})",
+                f"pays after: {_steps(r['break_even_steps'])} "
+                f"(warm: {_steps(r['warm_break_even_steps'])})",
                 flush=True,
             )
     write_json(args.json, {"threads": args.threads, "torch": torch.__version__, "rows": out})
