@@ -234,8 +234,10 @@ class Optimizers:
         self.phi.step()
 
     def zero_grad(self) -> None:
-        self.theta.zero_grad(set_to_none=True)
-        self.phi.zero_grad(set_to_none=True)
+        # what zero_grad(set_to_none=True) of both does, without torch's per-call wrapper
+        # (about 40 microseconds a call on the CPU: a few percent of a small model's step)
+        for p in self.params:
+            p.grad = None
 
     def state_dict(self) -> dict[str, Any]:
         return {"theta": self.theta.state_dict(), "phi": self.phi.state_dict()}
