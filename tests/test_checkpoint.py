@@ -523,3 +523,28 @@ def test_the_step_check_stops_a_gradient_too_large_to_square_not_many_large_ones
     with pytest.raises(NonFiniteError, match="too large to square in float32"):
         guarded_step(objective, opt, (1e20,), Position())
     assert stepped == [1]
+
+
+def test_the_step_check_stops_a_large_negative_or_nan_gradient_under_a_finite_loss():
+    from types import SimpleNamespace
+
+    from pyro_factvae.infer.loop import Position, guarded_step
+
+    w, v = torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(2))
+
+    def objective(grad):
+        # a finite loss whose gradient in w is ``grad`` in every entry
+        hooked = w.clone()
+        hooked.register_hook(lambda g: torch.full_like(g, grad))
+        total = hooked.sum() + v.sum()
+        return SimpleNamespace(loss=total, data=total, named=lambda: {"likelihood": total})
+
+    stepped = []
+    opt = SimpleNamespace(params=[w, v], step=lambda: stepped.append(1), zero_grad=lambda: None)
+    guarded_step(objective, opt, (-1e16,), Position())
+    assert stepped == [1]
+    for grad in (-1e20, float("nan")):
+        w.grad = v.grad = None
+        with pytest.raises(NonFiniteError, match="gradient became non-finite or too large"):
+            guarded_step(objective, opt, (grad,), Position())
+    assert stepped == [1]
