@@ -65,6 +65,13 @@ def _device(guide: Guide) -> torch.device:
     return next(guide.parameters()).device
 
 
+def _columns(groups: list[int]) -> slice | list[int]:
+    """``groups`` as an index of the mask's group axis: a slice where they run in order."""
+    if groups == list(range(groups[0], groups[0] + len(groups))):
+        return slice(groups[0], groups[0] + len(groups))
+    return groups
+
+
 def _block_reader(data: GroupedData, block: Any) -> Callable[[torch.Tensor], torch.Tensor]:
     """``read(rows)``: a block's ``(B, G_b, d_b)`` values of ``rows``, cut from a
     :meth:`~pyro_factvae.GroupedData.block` view; for a padded block, from the matrix (no
@@ -127,7 +134,9 @@ class CollapsedELBO:
         self.model, self.guide, self.scale = model, guide, scale
         layout = model.layout
         self._blocks = [_block_reader(data, b) for b in layout.blocks]
-        self._groups = [list(b.groups) for b in layout.blocks]
+        # each block's columns of the (B, G) mask: a slice (a view) where its groups run in
+        # order, as in a single block
+        self._groups = [_columns(list(b.groups)) for b in layout.blocks]
         self._observed = data.observed
         self._cells = data.cells  # None: no observed group misses a cell (the fast path)
         self._device = _device(guide)
