@@ -200,7 +200,7 @@ class CollapsedELBO:
         row_scale = self.scale * num_data / max(batch, 1)
         if weight is not None:
             kl, log_lik = kl * weight, log_lik * weight.unsqueeze(-1)
-        nll = -log_lik.where(mask, 0.0).sum(0) * row_scale  # (G,)
+        nll = log_lik.where(mask, 0.0).sum(0) * -row_scale  # (G,)
         kl_total = kl.sum() * row_scale
         tau = config.theta_prior_weight
         if tau > 0:

@@ -347,7 +347,9 @@ class NormalLikelihood(Likelihood):
     ) -> torch.Tensor:
         scale = self.noise()
         # torch.distributions.Normal.log_prob's expression, summed over the observed features
-        z = -((x - self.mean(out)) ** 2) / (2 * scale**2) - scale.log() - HALF_LOG_2PI
+        # (its minus sign on the (G_b, d) denominator: the same numbers, one operation fewer
+        # over the minibatch)
+        z = (x - self.mean(out)) ** 2 / (-2 * scale**2) - scale.log() - HALF_LOG_2PI
         cells = self.scored(cells)
         return (z if cells is None else z.where(cells, 0.0)).sum(-1)
 
