@@ -5,11 +5,13 @@ For each size (``G`` groups of 256 columns in all, 30,000 rows, the default netw
 ``lam=0.1``) a ``FactVAE`` is fitted for one epoch; then its training objective
 (:mod:`pyro_factvae.infer.objective`, the loss ``FactVAE.fit`` minimises) is compiled with
 ``torch.compile`` (``dynamic=False``, full minibatches only) and the two are timed in turn on
-the same minibatches: the objective, ``backward`` and the update of both optimizers, as a step
-of ``fit`` runs them. Reported: the seconds the first three compiled steps took (the
-compilation), cold (an empty inductor cache folder, as a first run on a machine meets it) and
-warm (the same graphs compiled again in the same process after ``torch.compiler.reset()``,
-read back from that folder and torch's memory: a lower bound on what a later run pays), the
+the same minibatches: the minibatch, the encoder's subsets, the objective, ``backward`` and the
+update of both optimizers (a step of ``fit`` less its gradient check). Reported: the seconds
+the first three compiled steps took (the compilation, and three steps), cold (an empty
+inductor cache folder, as a first run on a machine meets it; within one run only the first
+size is wholly cold, as later ones may reuse kernels torch holds in memory, so theirs are
+lower bounds: run one size a process for each) and warm (the same graphs compiled again in the
+same process after ``torch.compiler.reset()``: a lower bound on what a later run pays), the
 median milliseconds of a step each way, and the steps after which each compilation would have
 paid for itself (never where the compiled step is not faster).
 

@@ -326,15 +326,16 @@ def guarded_step(
             grads.append(p.grad)
     # the gradients in one flat vector: its extremes in one kernel (a per-tensor abs / amax
     # was two dispatches a tensor, a tenth of a small model's step)
-    flat = torch.cat([g.reshape(-1) for g in grads]) if grads else None
+    flats = [g.reshape(-1) for g in grads]
     if world.size > 1:  # sum the ranks' shares: the global minibatch's gradient and loss
-        parts = [torch.stack(checks)] if flat is None else [flat, torch.stack(checks)]
-        summed = world.all_reduce_(torch.cat(parts) * share)
+        summed = world.all_reduce_(torch.cat([*flats, torch.stack(checks)]) * share)
         start = 0
         for g in grads:
             g.copy_(summed[start : start + g.numel()].view_as(g))
             start += g.numel()
         flat, checks = summed[:start], list(summed[start:].unbind())
+    elif grads:
+        flat = torch.cat(flats)
     if grads:  # the largest |g|: finite, and small enough for Adam to square in float32
         checks.extend(torch.aminmax(flat))
     # one host sync for the loss, its data part and the gradients' extremes

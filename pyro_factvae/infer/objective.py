@@ -66,7 +66,8 @@ def _device(guide: Guide) -> torch.device:
 
 
 def _columns(groups: list[int]) -> slice | list[int]:
-    """``groups`` as an index of the mask's group axis: a slice where they run in order."""
+    """``groups`` as an index of the mask's group axis: a slice where they are consecutive
+    and ascending."""
     if groups == list(range(groups[0], groups[0] + len(groups))):
         return slice(groups[0], groups[0] + len(groups))
     return groups
@@ -134,8 +135,8 @@ class CollapsedELBO:
         self.model, self.guide, self.scale = model, guide, scale
         layout = model.layout
         self._blocks = [_block_reader(data, b) for b in layout.blocks]
-        # each block's columns of the (B, G) mask: a slice (a view) where its groups run in
-        # order, as in a single block
+        # each block's columns of the (B, G) mask: a slice (a view) where its groups are
+        # consecutive, as in a single block
         self._groups = [_columns(list(b.groups)) for b in layout.blocks]
         self._observed = data.observed
         self._cells = data.cells  # None: no observed group misses a cell (the fast path)

@@ -69,8 +69,8 @@ def prox_group_lasso(
 
 def prox_factor(phi: torch.Tensor, threshold: float | torch.Tensor) -> torch.Tensor:
     """The factor ``max(||Phi_.j|| - threshold, 0) / ||Phi_.j||`` of each column, shaped
-    ``phi.shape[:-2] + (1, K)``: :func:`prox_group_lasso` is ``phi`` times it (an optimizer
-    applies it in place)."""
+    ``phi.shape[:-2] + (1, K)`` (a zero column's: 0, or 1 at a zero threshold; it stays
+    zero): :func:`prox_group_lasso` is ``phi`` times it (an optimizer applies it in place)."""
     norms = column_norms(phi).unsqueeze(-2)
     return torch.clamp(1.0 - threshold / norms.clamp_min(1e-30), min=0.0)
 
