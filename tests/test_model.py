@@ -201,6 +201,35 @@ def test_grouped_matmul_gives_einsums_sums_bit_for_bit_with_gradients():
         assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
 
 
+def test_a_decoder_of_many_groups_gives_each_groups_own_generator_and_gradients():
+    from pyro_factvae.module.nets import GROUP_MAJOR_ABOVE, BlockDecoder
+
+    torch.manual_seed(0)
+    for groups in (3, GROUP_MAJOR_ABOVE + 5):  # activations row-major, and group-major
+        dec = BlockDecoder(groups, 2, width=4, hidden=[3])
+        z = torch.randn(6, 5)
+        w = torch.randn(groups, 4, 5, requires_grad=True)
+        out = dec(z, w)
+        first, last = dec.net[1][0], dec.net[1][2]
+        for g in range(groups):  # f_g(W_g z) of eq 5, one group at a time
+            a = torch.relu(z @ w[g].T + dec.shift[g])
+            h = torch.relu(a @ first.weight[g] + first.bias[g])
+            torch.testing.assert_close(out[:, g], h @ last.weight[g] + last.bias[g])
+        grads = torch.autograd.grad(out.square().sum(), (w, last.weight))
+        ref = torch.stack(
+            [
+                torch.relu(torch.relu(z @ w[g].T + dec.shift[g]) @ first.weight[g] + first.bias[g])
+                @ last.weight[g]
+                + last.bias[g]
+                for g in range(groups)
+            ],
+            1,
+        )
+        ref_grads = torch.autograd.grad(ref.square().sum(), (w, last.weight))
+        for a, b in zip(grads, ref_grads):
+            torch.testing.assert_close(a, b)
+
+
 def test_bernoulli_likelihood_site(groups):
     model, guide = make(dims=(3, 3, 2), liks=("normal", "bernoulli", "normal"))
     xs, mask = batch(groups)
