@@ -204,9 +204,9 @@ def imputation_error(
         positive_int("num_samples", num_samples)
     idx = [data.index(name) for name in targets]
     non_negative_int("refine_steps", refine_steps)
-    means = predictive_means(
-        model, guide, data.values, enc, idx, num_samples, seed, data.cells, importance, refine_steps
-    )
+    args = (data.values, enc, idx, num_samples, seed, data.cells, importance, refine_steps)
+    # a group of size factors sets its count groups' depth unless it is scored (a covariate)
+    means = predictive_means(model, guide, *args, sources=data.observed & ~tgt)
     units = [u.cpu() for u in model.units()] if standardized else None
     return _errors(data, tgt, dict(zip(targets, means)), units)
 

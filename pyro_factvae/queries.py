@@ -94,8 +94,10 @@ class Queries:
         ``q`` takes this many steps from the encoder's towards the model's posterior (Adam on
         its mean and scale, the ELBO of the row's given cells: semi-amortized inference,
         :mod:`~pyro_factvae.module.refine`); 0 keeps the encoder's. Rows where none of
-        ``given`` is observed get prior-predictive means. ``seed`` seeds the draws of ``z``
-        (in a fork of the global RNG, which is left as it was): results repeat.
+        ``given`` is observed get prior-predictive means. A group of size factors
+        (``library_size``) sets the depth of its count groups wherever it is observed, given
+        or not. ``seed`` seeds the draws of ``z`` (in a fork of the global RNG, which is left
+        as it was): results repeat.
 
         Returns
         -------
@@ -123,18 +125,9 @@ class Queries:
         non_negative_int("refine_steps", refine_steps)
         seed_int(seed)
         mask = data.group_mask(given)
-        means = predictive_means(
-            model,
-            guide,
-            data.values,
-            mask,
-            idx,
-            num_samples,
-            seed,
-            data.cells,
-            importance,
-            refine_steps,
-        )
+        args = (data.values, mask, idx, num_samples, seed, data.cells, importance, refine_steps)
+        # a group of size factors is a covariate (read where observed), given or not
+        means = predictive_means(model, guide, *args, sources=data.observed)
         forms = returned_as(data_in, data)
         keys = {str(k): k for k in data_in} if isinstance(data_in, Mapping) else {}
         return {

@@ -67,15 +67,21 @@ def offsets_from(
     xs: Sequence[torch.Tensor],
     mask: torch.Tensor,
     cells: torch.Tensor | None = None,
+    sources: torch.Tensor | None = None,
 ) -> list[tuple | None] | None:
     """:func:`offsets` from per-group values ``xs`` (the user's order), a ``(B, G)`` mask
-    and a ``(B, sum d_g)`` cell mask."""
+    of the groups given and a ``(B, sum d_g)`` cell mask. ``sources``: a ``(B, G)`` mask of
+    the groups whose observed values may serve as size factors besides those of ``mask``
+    (a covariate set the depth of its count groups whether or not the encoder reads it);
+    default ``mask``'s alone."""
     if all(source is None for source in model.library):
         return None
+    read = mask if sources is None else mask | sources
     blocks = [
-        lik.in_support(x, mask[:, list(block.groups)].unsqueeze(-1))
+        lik.in_support(x, read[:, list(block.groups)].unsqueeze(-1))
         for block, x, lik in zip(
-            model.layout.blocks, model.layout.gather(xs, mask, cells), model.likelihoods
+            model.layout.blocks, model.layout.gather(xs, read, cells), model.likelihoods
         )
     ]
-    return offsets(model, blocks, mask, model.layout.gather_cells(cells))
+    # a count group's own total is read where it is given (``mask``) only
+    return offsets(model, blocks, mask, model.layout.gather_cells(cells), sources=read)

@@ -225,12 +225,6 @@ class Model(PyroModule):
         """The rows' library sizes for :meth:`decode` (:func:`~.library.offsets`)."""
         return library.offsets(self, blocks, mask, cell_blocks, sources)
 
-    def offsets_from(
-        self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
-    ) -> list[tuple | None] | None:
-        """:meth:`offsets` from per-group values (:func:`~.library.offsets_from`)."""
-        return library.offsets_from(self, xs, mask, cells)
-
     def means(
         self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
     ) -> list[torch.Tensor]:
@@ -276,17 +270,20 @@ class Model(PyroModule):
         phis: Sequence[torch.Tensor],
         cells: torch.Tensor | None = None,
         given: torch.Tensor | None = None,
+        sources: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``log p(x_g | z)`` for every group, ``(..., B, G)`` for ``z`` of shape
         ``(..., B, K)``, over each group's observed cells (``cells``: the ``(B, sum d_g)``
         cell mask; ``None``: all of them). Missing groups are scored at an in-support
         placeholder: mask them. ``given``: the ``(B, G)`` groups ``z`` was inferred from,
-        which the count groups' library sizes are read from too (default: ``observed``; a
-        held-out group must not lend its own depth to its score)."""
+        which the count groups' own totals are read from too (default: ``observed``; a
+        held-out group must not lend its own depth to its score); ``sources``: groups whose
+        observed values may set the depth as size factors besides ``given``'s (covariates,
+        as in training; :func:`~.library.offsets_from`)."""
         per_group = self.layout.split_cells(cells)
         cell_blocks = self.layout.gather_cells(cells)
         reads = observed if given is None else given & observed
-        outs = self.decode(z, phis, self.offsets_from(xs, reads, cells))
+        outs = self.decode(z, phis, library.offsets_from(self, xs, reads, cells, sources))
         per_block = []
         for b, (block, out, lik) in enumerate(zip(self.layout.blocks, outs, self.likelihoods)):
             fns = with_cells(lik.dists, out, cells=None if cell_blocks is None else cell_blocks[b])

@@ -8,6 +8,7 @@ import torch
 
 from ..rng import seeded
 from .guide import Guide
+from .library import offsets_from
 from .model import Model
 from .noise import RowNoise, row_keys
 from .refine import proposal
@@ -46,6 +47,7 @@ def predictive_means(
     refine_steps: int = 0,
     max_elements: int = MAX_ELEMENTS,
     row_noise: bool = True,
+    sources: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
     """``E[x_g | x_I]`` for the groups ``targets``, ``I`` given by ``enc_mask``.
 
@@ -65,15 +67,19 @@ def predictive_means(
     mask of ``xs``. Inputs may be on any device: they are computed on the model's, returned
     on the CPU. The draws are decoded in batches of about ``max_elements`` floats
     (:attr:`~pyro_factvae.module.model.Model.row_floats` per row and draw; at least one draw
-    of every row).
+    of every row). ``sources``: a ``(B, G)`` mask of groups whose observed values may serve
+    as size factors (``library_size``) besides those in ``enc_mask`` (a covariate sets the
+    depth whether or not the encoder reads it); default ``enc_mask``'s alone.
     """
     device = model.device
     layout = model.layout
     xs, enc_mask = [x.to(device) for x in xs], enc_mask.to(device)
     cells = None if cells is None else cells.to(device)
     phis = list(guide.Phi)
-    q = proposal(model, guide, xs, enc_mask, cells, refine_steps, seed)
-    offsets = model.offsets_from(xs, enc_mask, cells)  # of the count groups, from x_I
+    sources = None if sources is None else sources.to(device)
+    q = proposal(model, guide, xs, enc_mask, cells, refine_steps, seed, sources)
+    # of the count groups, from x_I (and the size factors of ``sources``)
+    offsets = offsets_from(model, xs, enc_mask, cells, sources)
     if num_samples == 0:
         means = model.means(q.mean, phis, offsets)
         return [means[g].cpu() for g in targets]
@@ -81,7 +87,7 @@ def predictive_means(
     # draws in chunks of ``chunk``: one batched decode each, bounded in memory like the draws'
     chunk = max(1, min(num_samples, max_elements // (model.row_floats * max(n, 1))))
     if importance:
-        log_weight = ImportanceWeights(model, xs, enc_mask, cells)
+        log_weight = ImportanceWeights(model, xs, enc_mask, cells, sources)
         # a finite floor, so a draw of weight exactly 0 never makes (-inf) - (-inf)
         top = torch.full((n,), torch.finfo(torch.float32).min, dtype=torch.float32, device=device)
         norm = torch.zeros(n, dtype=torch.float32, device=device)

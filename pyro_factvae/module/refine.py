@@ -58,6 +58,7 @@ def refined_posterior(
     steps: int,
     seed: int = 0,
     max_elements: int = REFINE_ELEMENTS,
+    sources: torch.Tensor | None = None,
 ) -> dist.TorchDistribution:
     """``q(z | x_O)`` (a diagonal Normal, batch ``(B,)``, event ``(K,)``) after ``steps`` Adam
     steps per row from the encoder's, on the ELBO of the observed cells of the groups in
@@ -69,7 +70,8 @@ def refined_posterior(
     Drawn under a stream of ``seed`` of its own (``rng.stream_seed``: not
     the draws a query seeded with ``seed`` then makes) in a forked RNG, each row's particles
     keyed by the row (:class:`~pyro_factvae.module.noise.RowNoise`); the model and guide are
-    not changed."""
+    not changed. ``sources``: groups whose observed values may serve as size factors
+    besides ``mask``'s (:func:`~pyro_factvae.module.library.offsets_from`)."""
     device = model.device
     rows = max(1, max_elements // (model.row_floats * REFINE_PARTICLES))
     phis = [phi.detach() for phi in guide.Phi]
@@ -96,7 +98,8 @@ def refined_posterior(
                 noise.standard(keys, t, t + REFINE_PARTICLES)
                 for t in range(0, steps * REFINE_PARTICLES, REFINE_PARTICLES)
             )
-            loc, scale = _refine(model, phis, part, mean, sd, particles)
+            src = None if sources is None else sources[sl].to(device)
+            loc, scale = _refine(model, phis, part, mean, sd, particles, src)
             keep = ~part[1].any(-1) | ~(loc.isfinite().all(-1) & scale.isfinite().all(-1))
             locs.append(torch.where(keep.unsqueeze(-1), mean, loc))
             scales.append(torch.where(keep.unsqueeze(-1), sd, scale))
@@ -109,13 +112,13 @@ def _usable(t: torch.Tensor) -> torch.Tensor:
     return t.clone() if t.is_inference() else t
 
 
-def _refine(model, phis, part, loc, scale, particles):
+def _refine(model, phis, part, loc, scale, particles, sources=None):
     """Adam on one chunk's mean and log standard deviation (a leaf of its own), a step for
     each of ``particles``' standard draws, ``(P, b, K)`` each (``P`` =
     :data:`REFINE_PARTICLES`)."""
     loc = loc.clone().requires_grad_(True)
     log_scale = scale.log().requires_grad_(True)
-    weigh = ImportanceWeights(model, *part)
+    weigh = ImportanceWeights(model, *part, sources)
     optimizer = torch.optim.Adam([loc, log_scale], lr=REFINE_LR)
     for eps in particles:
         scale = log_scale.exp()
@@ -136,9 +139,11 @@ def proposal(
     cells: torch.Tensor | None,
     refine_steps: int,
     seed: int = 0,
+    sources: torch.Tensor | None = None,
 ) -> dist.TorchDistribution:
     """The importance proposal of predictions: the encoder's ``q(z | x_O)``, refined per row
-    by ``refine_steps`` steps (:func:`refined_posterior`) when that is above 0."""
+    by ``refine_steps`` steps (:func:`refined_posterior`, with ``sources``) when that is
+    above 0."""
     if refine_steps > 0:
-        return refined_posterior(model, guide, xs, mask, cells, refine_steps, seed)
+        return refined_posterior(model, guide, xs, mask, cells, refine_steps, seed, sources=sources)
     return guide.posterior_dist(xs, mask, cells)

@@ -44,11 +44,15 @@ def _group_log_likelihoods(
     z: torch.Tensor,
     cells: torch.Tensor | None,
     given: torch.Tensor | None = None,
+    scored: torch.Tensor | None = None,
 ):
     """``log p(x_g | z)`` over the observed cells of every group, ``(S, B, G)``; ``z`` is
     ``(S, B, K)``, inferred from the groups ``given``. Missing groups are scored at an
-    in-support placeholder; callers mask them out."""
-    return model.log_likelihoods(xs, observed, z, list(guide.Phi), cells, given)
+    in-support placeholder; callers mask them out. ``scored``: the ``(B, G)`` groups being
+    predicted; every other observed group of size factors sets its count groups' depth (a
+    covariate, given or not)."""
+    sources = None if scored is None else observed & ~scored
+    return model.log_likelihoods(xs, observed, z, list(guide.Phi), cells, given, sources)
 
 
 def _chunks(model: Model, num_samples: int, num_rows: int, max_elements: int):
@@ -78,6 +82,7 @@ def importance(
     n = len(data)
     rows, samples = _chunks(model, num_samples, n, max_elements)
     results = [torch.empty(n, dtype=torch.float32) for _ in masks]
+    scored = torch.stack(list(masks)).any(0)  # what is predicted lends no size factor
     normal = torch.distributions.Normal(0.0, 1.0)
     with seeded(model.device, seed):
         for start in range(0, n, rows):
@@ -90,7 +95,9 @@ def importance(
             acc: list[list[torch.Tensor]] = [[] for _ in masks]
             for s0 in range(0, num_samples, samples):
                 z = q.sample((min(samples, num_samples - s0),))
-                ll = _group_log_likelihoods(model, guide, xs, obs, z, cells, giv)  # (S, B, G)
+                ll = _group_log_likelihoods(
+                    model, guide, xs, obs, z, cells, giv, scored[sl].to(dev)
+                )  # (S, B, G)
                 log_w = normal.log_prob(z).sum(-1) - q.log_prob(z)
                 log_w = log_w + torch.where(giv, ll, 0.0).sum(-1)
                 for a, m in zip(acc, masks):
@@ -125,8 +132,9 @@ def reconstruction_score(
             giv, obs = given[sl].to(dev), data.observed[sl].to(dev)
             cells = None if data.cells is None else data.cells[sl].to(dev)
             z = guide.posterior_dist(xs, giv, cells).sample((1,))
-            ll = _group_log_likelihoods(model, guide, xs, obs, z, cells, giv)[0]
-            out[sl] = torch.where(targets[sl].to(dev), ll, 0.0).sum(-1).cpu()
+            tgt = targets[sl].to(dev)
+            ll = _group_log_likelihoods(model, guide, xs, obs, z, cells, giv, tgt)[0]
+            out[sl] = torch.where(tgt, ll, 0.0).sum(-1).cpu()
     return out
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
+from .library import offsets_from
 from .likelihoods import with_cells
 from .model import Model
 
@@ -16,7 +17,9 @@ __all__ = ["ImportanceWeights"]
 class ImportanceWeights:
     """``log p(x_O | z) + log p(z) - log q(z | x_O)`` of draws ``z``: the self-normalised
     importance weights of the encoder's proposals, over the observed cells of the groups in
-    ``mask`` (``cells``: the ``(B, sum d_g)`` cell mask of ``xs``, or ``None``)."""
+    ``mask`` (``cells``: the ``(B, sum d_g)`` cell mask of ``xs``, or ``None``; ``sources``:
+    groups whose observed values may serve as size factors besides ``mask``'s,
+    :func:`~pyro_factvae.module.library.offsets_from`)."""
 
     def __init__(
         self,
@@ -24,6 +27,7 @@ class ImportanceWeights:
         xs: Sequence[torch.Tensor],
         mask: torch.Tensor,
         cells: torch.Tensor | None,
+        sources: torch.Tensor | None = None,
     ) -> None:
         layout = model.layout
         self.model, self.mask = model, mask
@@ -34,7 +38,10 @@ class ImportanceWeights:
         cell_blocks = layout.gather_cells(cells)
         self.cells = cell_blocks or [None] * len(self.blocks)
         #: the rows' library-size offsets (``None`` without count groups that take one)
-        self.offsets = model.offsets(self.blocks, mask, cell_blocks)
+        if sources is None:
+            self.offsets = model.offsets(self.blocks, mask, cell_blocks)
+        else:  # size factors read where ``sources`` are observed too
+            self.offsets = offsets_from(model, xs, mask, cells, sources)
         self.prior = torch.distributions.Normal(torch.zeros((), device=mask.device), 1.0)
 
     def __call__(self, q, z: torch.Tensor, outs: Sequence[torch.Tensor]) -> torch.Tensor:
