@@ -14,9 +14,8 @@ fitted posterior (the product of experts, or the JMVAE+ mixture for ``inference=
 :func:`imputation_error`                   squared / absolute error of ``E[x_M | x_G]``
 =========================================  =================================================
 
-All Monte Carlo work runs vectorised over samples and rows in chunks of at most
-``max_elements`` floats per decoder output, so ``k = 1000`` fits in memory for any ``N``.
-Draws use ``seed`` under a forked RNG: the global RNG is left alone and results repeat.
+Monte Carlo work runs over samples and rows in chunks of at most ``max_elements`` floats
+per decoder output (``k = 1000`` fits in memory for any ``N``), under ``seed`` in a forked RNG.
 """
 
 from __future__ import annotations
@@ -85,9 +84,10 @@ def reconstruction_log_likelihood(
 
     Encodes each row with the observed groups in ``given`` (default: all observed), draws
     **one** ``z ~ q(z | x_given)`` and returns ``sum_{g in targets} log p(x_g | z)`` over the
-    observed targets (default: all observed groups). It is a noisy reconstruction score, not a
-    marginal likelihood (see :func:`iwae_log_likelihood` for that). ``NaN`` for rows with no
-    observed target. Rows are scored ``max_elements`` floats at a time, as the other scores.
+    observed targets (default: all observed groups; a group of size factors that is not a
+    target sets its count groups' depth, given or not). A noisy reconstruction score, not a
+    marginal likelihood (see :func:`iwae_log_likelihood`). ``NaN`` for rows with no observed
+    target. Rows are scored ``max_elements`` floats at a time, as the other scores.
     """
     _check_draws(1, seed, max_elements)
     data = _prepare(vae, data)
@@ -155,8 +155,9 @@ def conditional_log_likelihood(
 
     i.e. the difference of two importance-weighted estimates, ``log p(x_M, x_G) - log p(x_G)``,
     on the same draws (consistent as ``k`` grows). ``G`` defaults to every observed group
-    not in ``targets``. ``NaN`` for rows where no target is observed. A row with no given
-    group gets the marginal ``log p(x_M)`` (prior proposal).
+    not in ``targets``; a group of size factors not in ``targets`` is a covariate of both
+    terms, given or not. ``NaN`` for rows where no target is observed. A row with no given
+    group gets ``log p(x_M)`` under the prior proposal.
     """
     _check_draws(num_samples, seed, max_elements)
     data = _prepare(vae, data)
@@ -184,14 +185,14 @@ def imputation_error(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Errors of the posterior-predictive mean ``E[x_M | x_G]`` against the held-out truth
     (estimated as :meth:`~pyro_factvae.FactVAE.reconstruct` does, with ``num_samples``,
-    ``importance`` and ``refine_steps``).
+    ``importance`` and ``refine_steps``; a group of size factors not in ``targets`` is read).
 
     Returns per-row ``(sum of squared errors, sum of absolute errors)`` over the observed
     cells of ``targets`` (``NaN`` for rows with no observed target); ``G`` defaults to every
-    observed group not in ``targets``, each encoded from its observed cells. RMSE over a data set is
-    ``sqrt(nansum(sse) / entries)``, see :func:`evaluate`. Errors are in the data's units, or
-    with ``standardized`` each divided by its feature's training standard deviation (normal
-    groups; other families are scored as they are).
+    observed group not in ``targets``, each encoded from its observed cells. RMSE over a data
+    set is ``sqrt(nansum(sse) / entries)``, see :func:`evaluate`. Errors are in the data's
+    units, or with ``standardized`` divided by each feature's training standard deviation
+    (normal groups; other families as they are).
     """
     data = _prepare(vae, data)
     tgt = data.group_mask(_named(targets), data.observed)
@@ -205,7 +206,6 @@ def imputation_error(
     idx = [data.index(name) for name in targets]
     non_negative_int("refine_steps", refine_steps)
     args = (data.values, enc, idx, num_samples, seed, data.cells, importance, refine_steps)
-    # a group of size factors sets its count groups' depth unless it is scored (a covariate)
     means = predictive_means(model, guide, *args, sources=data.observed & ~tgt)
     units = [u.cpu() for u in model.units()] if standardized else None
     return _errors(data, tgt, dict(zip(targets, means)), units)

@@ -72,7 +72,7 @@ def offsets_from(
     """:func:`offsets` from per-group values ``xs`` (the user's order), a ``(B, G)`` mask
     of the groups given and a ``(B, sum d_g)`` cell mask. ``sources``: a ``(B, G)`` mask of
     the groups whose observed values may serve as size factors besides those of ``mask``
-    (a covariate set the depth of its count groups whether or not the encoder reads it);
+    (a covariate sets the depth of its count groups whether or not the encoder reads it);
     default ``mask``'s alone."""
     if all(source is None for source in model.library):
         return None

@@ -93,11 +93,10 @@ def importance(
             cells = None if data.cells is None else data.cells[sl].to(dev)
             q = guide.posterior_dist(xs, giv, cells)
             acc: list[list[torch.Tensor]] = [[] for _ in masks]
+            out = scored[sl].to(dev)
             for s0 in range(0, num_samples, samples):
                 z = q.sample((min(samples, num_samples - s0),))
-                ll = _group_log_likelihoods(
-                    model, guide, xs, obs, z, cells, giv, scored[sl].to(dev)
-                )  # (S, B, G)
+                ll = _group_log_likelihoods(model, guide, xs, obs, z, cells, giv, out)  # (S, B, G)
                 log_w = normal.log_prob(z).sum(-1) - q.log_prob(z)
                 log_w = log_w + torch.where(giv, ll, 0.0).sum(-1)
                 for a, m in zip(acc, masks):
