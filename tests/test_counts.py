@@ -255,3 +255,25 @@ def test_library_size_groups_and_lams_are_checked():
     fresh = FactVAE().fit_state
     with pytest.raises(ValueError, match="Trainer.train fits at a number lam"):
         Trainer(fresh).train(vae.prepare(data), {})
+
+
+def test_a_count_feature_constant_in_a_first_fit_is_scaled_by_the_data_it_varies_in():
+    counts, other = _counts(n=120)
+    first = counts.copy()
+    first[:, 3] = 0.0  # all zero: no log mean or log1p unit to learn from
+    vae = FactVAE(latent_dim=2, lam=0.0, likelihood={"c": "poisson"})
+    with pytest.warns(UserWarning, match=r"columns \[3\] are constant in the training data"):
+        vae.fit({"c": first, "o": other}, epochs=2, progress=False)
+    model, _ = vae.fitted_modules()
+    lik = model.likelihoods[model.layout.locate(0)[0]]
+    before = {k: getattr(lik, k).clone() for k in ("log_mean", "log1p_shift", "log1p_unit")}
+    assert float(before["log1p_unit"][0, 3]) == 1.0  # the constant column's placeholder unit
+    vae.fit({"c": counts, "o": other}, epochs=1, progress=False)  # continued: column 3 varies
+    logs = np.log1p(counts[:, 3])
+    assert np.isclose(float(lik.log1p_unit[0, 3]), logs.std(ddof=1), rtol=1e-5)
+    assert np.isclose(float(lik.log1p_shift[0, 3]), logs.mean(), rtol=1e-5)
+    assert np.isclose(float(lik.log_mean[0, 3]), np.log(counts[:, 3].mean()), rtol=1e-5)
+    for key, old in before.items():  # the columns the first fit could scale keep their scale
+        keep = torch.ones(counts.shape[1], dtype=torch.bool)
+        keep[3] = False
+        assert torch.equal(getattr(lik, key)[0, keep], old[0, keep])

@@ -53,15 +53,22 @@ class CountLikelihood(Likelihood):
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
         """``log_mean`` and the ``log1p`` standardization from each feature's observed cells."""
         for i, (x, obs) in enumerate(zip(xs, observed)):
-            seen = (obs.unsqueeze(-1) if obs.dim() == 1 else obs).expand_as(x)
-            count = seen.sum(0).clamp(min=1).double()
-            mean = x.double().where(seen, 0.0).sum(0) / count
-            self.log_mean[i] = mean.clamp(min=MIN_MEAN).log().float()
-            logs = torch.log1p(x.double()).where(seen, 0.0)
-            shift = logs.sum(0) / count
-            var = (logs - shift).where(seen, 0.0).square().sum(0) / (count - 1).clamp(min=1)
-            self.log1p_shift[i] = shift.float()
-            self.log1p_unit[i] = torch.where(var > 0, var.sqrt(), torch.ones_like(var)).float()
+            self.log_mean[i], self.log1p_shift[i], self.log1p_unit[i] = _scales(x, obs)
+
+    @torch.no_grad()
+    def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor], ranges) -> None:
+        """A feature whose ``log_mean`` and ``log1p`` standardization the fits so far could not
+        set (seen in no row, or one value in all: its training range one value or empty) that
+        varies in these data, or holds another value, takes them from these data."""
+        for i, (x, obs, (low, high, seen)) in enumerate(zip(xs, observed, ranges)):
+            w = x.shape[-1]
+            old_low, old_high = self.low[i, :w].cpu().double(), self.high[i, :w].cpu().double()
+            stale = old_low >= old_high  # one value, or none (an empty range: inf, -inf)
+            freed = (stale & ((high > low) | ((seen > 0) & (low != old_low)))).to(self.log_mean)
+            for buffer, new in zip(
+                (self.log_mean, self.log1p_shift, self.log1p_unit), _scales(x, obs)
+            ):
+                buffer[i, :w] = torch.where(freed > 0, new.to(buffer), buffer[i, :w])
 
     @staticmethod
     def log_total(x: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
@@ -99,6 +106,19 @@ class CountLikelihood(Likelihood):
                 "that are not whole counts >= 0; give counts, or use 'normal' (e.g. on "
                 "log1p of the data)"
             )
+
+
+def _scales(x: torch.Tensor, obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each feature's log mean count (at least :data:`MIN_MEAN`) and the mean and standard
+    deviation of its ``log1p`` (1 where it does not vary) over its observed cells, float32."""
+    seen = (obs.unsqueeze(-1) if obs.dim() == 1 else obs).expand_as(x)
+    count = seen.sum(0).clamp(min=1).double()
+    mean = x.double().where(seen, 0.0).sum(0) / count
+    logs = torch.log1p(x.double()).where(seen, 0.0)
+    shift = logs.sum(0) / count
+    var = (logs - shift).where(seen, 0.0).square().sum(0) / (count - 1).clamp(min=1)
+    unit = torch.where(var > 0, var.sqrt(), torch.ones_like(var))
+    return mean.clamp(min=MIN_MEAN).log().float(), shift.float(), unit.float()
 
 
 @LIKELIHOODS.register("poisson")
