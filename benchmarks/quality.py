@@ -28,7 +28,7 @@ import os
 import sys
 
 import numpy as np
-from report import OUT, seed_type
+from report import OUT, seed_type, write_json
 
 from pyro_factvae.datasets import bars_data
 from pyro_factvae.datasets.images import load_digits_quadrants, load_fashion_mnist, quadrant_data
@@ -147,8 +147,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         cells += [f"{row[m][0]:.4f} ± {row[m][1]:.4f}" for m in ("rmse", "mean_rmse")]
         cells.append(f"{row['active_links'][0]:.0f}")
         print(f"| {row['dataset']} | {row['method']} | " + " | ".join(cells) + " |")
-    with open(path, "w") as f:
-        json.dump({"args": vars(args), "runs": results, "table": table}, f, indent=1)
+    write_json(path, {"args": vars(args), "runs": results, "table": table}, indent=1)
     return table
 
 

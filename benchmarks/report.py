@@ -7,11 +7,13 @@ import json
 import os
 from typing import Any
 
+from pyro_factvae.io import atomic_path
+
 
 def write_json(path: str, payload: Any, indent: int = 2) -> None:
-    """Write ``payload`` to ``path`` (its folder created) and print where."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with open(path, "w") as f:
+    """Write ``payload`` to ``path`` (its folder created; whole or not at all: a temporary
+    file renamed onto it) and print where."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(payload, f, indent=indent)
     print(f"wrote {path}")
 

@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 from pyro_factvae.datasets import QUADRANTS
-from pyro_factvae.plotting import plot_sparsity
+from pyro_factvae.plotting import plot_sparsity, save_figure
 from pyro_factvae.tools.experiments import BARS_FIT, BARS_LAM, bars_run
 from pyro_factvae.tools.script_args import check_lam, out_folder, script_out
 
@@ -50,7 +50,7 @@ def plot_reconstructions(test, preds: dict[str, dict], path: str, n: int = 8) ->
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     fig.suptitle("right half predicted from the left half (held-out images)")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> dict:

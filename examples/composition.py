@@ -20,7 +20,6 @@ ordinary Pyro program. Writes ``composition.json`` (the accuracies) and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -32,7 +31,7 @@ from pyro_factvae import FactVAE, GroupedData
 from pyro_factvae.checks import numpy_seed
 from pyro_factvae.datasets.images import QUADRANTS, load_digits_quadrants
 from pyro_factvae.plotting import plot_sparsity
-from pyro_factvae.tools.script_args import check_lam, out_folder, script_out
+from pyro_factvae.tools.script_args import check_lam, out_folder, script_out, write_json
 
 ARCH = dict(latent_dim=10, encoder_hidden=[32], encoder_width=16, decoder_width=16)
 
@@ -122,8 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
         path=os.path.join(args.out, "composition_sparsity.png"),
     )
     result = {"args": vars(args), "labelled": int(keep.sum()), "accuracy": accuracy}
-    with open(os.path.join(args.out, "composition.json"), "w") as f:
-        json.dump(result, f, indent=1)
+    write_json(result, os.path.join(args.out, "composition.json"))
     return result
 
 

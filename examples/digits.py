@@ -22,16 +22,15 @@ beside the script).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 import numpy as np
 
 from pyro_factvae.checks import numpy_seed
 from pyro_factvae.datasets.images import QUADRANTS, load_digits_quadrants
-from pyro_factvae.plotting import plot_sparsity
+from pyro_factvae.plotting import plot_sparsity, save_figure
 from pyro_factvae.tools.baselines import compare
-from pyro_factvae.tools.script_args import check_lam, out_folder, script_out
+from pyro_factvae.tools.script_args import check_lam, out_folder, script_out, write_json
 
 ARCH = dict(latent_dim=8, encoder_hidden=[32], encoder_width=16, decoder_width=16, keep_prob=0.75)
 
@@ -64,7 +63,7 @@ def plot_bottom_from_top(models: dict, test, path: str, n: int = 10) -> None:
             axes[r, i].set_axis_off()
         axes[r, 0].set_title(label, fontsize=8, loc="left")
     fig.suptitle("bottom half of held-out digits predicted from the top half")
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -103,8 +102,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             f"{row['cond_ll']:>8.2f} {row['rmse']:>6.3f} {row['mean_rmse']:>6.3f} "
             f"{row['active_links']:>5} {row['fit_seconds']:>5.0f}"
         )
-    with open(os.path.join(args.out, "digits.json"), "w") as f:
-        json.dump({"args": vars(args), "results": rows}, f, indent=1)
+    write_json({"args": vars(args), "results": rows}, os.path.join(args.out, "digits.json"))
     print(models["factvae"].sparsity().round(2).to_string())
     plot_sparsity(
         models["factvae"].sparsity(),

@@ -34,7 +34,6 @@ channel of the held-out sequence reconstructed from the core group only, against
 from __future__ import annotations
 
 import argparse
-import json
 import os
 
 from pyro_factvae.datasets.mocap import (
@@ -45,9 +44,15 @@ from pyro_factvae.datasets.mocap import (
     load_mocap6,
     to_grouped,
 )
-from pyro_factvae.plotting import plot_sparsity
+from pyro_factvae.plotting import plot_sparsity, save_figure
 from pyro_factvae.tools.baselines import compare
-from pyro_factvae.tools.script_args import check_lam, out_folder, read_or_exit, script_out
+from pyro_factvae.tools.script_args import (
+    check_lam,
+    out_folder,
+    read_or_exit,
+    script_out,
+    write_json,
+)
 
 #: the authors' mocap networks: encoder d-32-16, decoder z W (K -> 16), ReLU, 16 -> d
 ARCH = dict(latent_dim=8, encoder_hidden=[32], encoder_width=16, decoder_width=16, keep_prob=0.9)
@@ -86,7 +91,7 @@ def plot_from_core(model, test, channels, path: str) -> None:
     axes[-1].set_xlabel("frame of the held-out sequence")
     fig.suptitle("every limb channel reconstructed from the core group only (scaled units)")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -141,8 +146,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
             )
             if row["method"] == "factvae":
                 last = (model, test)
-    with open(os.path.join(args.out, "mocap_table1.json"), "w") as f:
-        json.dump({"args": vars(args), "results": results}, f, indent=1)
+    table = {"args": vars(args), "results": results}
+    write_json(table, os.path.join(args.out, "mocap_table1.json"))
     model, test = last
     print("\nsparsity (largest training set):")
     print(model.sparsity().round(2).to_string())

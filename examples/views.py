@@ -24,7 +24,6 @@ CRPS, log-likelihoods).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 
@@ -33,9 +32,15 @@ import numpy as np
 from pyro_factvae import FactVAE
 from pyro_factvae.datasets.images import QUADRANTS, load_fashion_mnist, load_views, quadrant_data
 from pyro_factvae.metrics import evaluate
-from pyro_factvae.plotting import plot_sparsity
+from pyro_factvae.plotting import plot_sparsity, save_figure
 from pyro_factvae.tools.baselines import mean_imputation_rmse
-from pyro_factvae.tools.script_args import check_lam, out_folder, read_or_exit, script_out
+from pyro_factvae.tools.script_args import (
+    check_lam,
+    out_folder,
+    read_or_exit,
+    script_out,
+    write_json,
+)
 
 
 def fashion(args, parser):
@@ -107,7 +112,7 @@ def plot_grid(model, train, test, shape, path: str, crop: int, n: int = 8) -> No
         axes[2 * p, 0].set_title(f"{title}: input (blank = missing)", fontsize=8, loc="left")
         axes[2 * p + 1, 0].set_title("each view from the others", fontsize=8, loc="left")
     fig.subplots_adjust(left=0.02, right=0.98, top=0.95, bottom=0.02, hspace=0.35, wspace=0.05)
-    fig.savefig(path, dpi=90)
+    save_figure(fig, path, dpi=90)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -174,8 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
     plot_sparsity(
         model.sparsity(), title="views", path=os.path.join(args.out, "views_sparsity.png")
     )
-    with open(os.path.join(args.out, "views.json"), "w") as f:  # the scores before the grid
-        json.dump({"args": vars(args), "metrics": metrics}, f, indent=1)
+    # the scores before the grid
+    write_json({"args": vars(args), "metrics": metrics}, os.path.join(args.out, "views.json"))
     crop = shape[1] if args.cvl else 14
     plot_grid(model, train, test, shape, os.path.join(args.out, "views_grid.png"), crop)
     return metrics

@@ -12,8 +12,9 @@ import numpy as np
 
 from .checks import number
 from .data import is_dataframe
+from .io import atomic_path
 
-__all__ = ["plot_lambda_path", "plot_link_intervals", "plot_sparsity"]
+__all__ = ["plot_lambda_path", "plot_link_intervals", "plot_sparsity", "save_figure"]
 
 
 def plot_sparsity(
@@ -74,7 +75,7 @@ def plot_sparsity(
     if own:
         fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path)
     return fig
 
 
@@ -123,7 +124,7 @@ def plot_link_intervals(
     axes[0].invert_yaxis()
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path)
     return fig
 
 
@@ -155,7 +156,7 @@ def plot_lambda_path(path_result: Any, path: str | os.PathLike | None = None):
     ax2.set_ylabel("active links", color="tab:orange")
     fig.tight_layout()
     if path is not None:
-        fig.savefig(path, dpi=120)
+        save_figure(fig, path)
     return fig
 
 
@@ -193,3 +194,20 @@ def _path_series(path_result: Any) -> tuple[np.ndarray, list[float], str, int, l
     best = int(np.argmin(np.abs(lams - float(path_result["chosen_lam"]))))
     mse = path_result["held_out_mse"]
     return lams, mse, "held-out imputation MSE", best, path_result["active_links"]
+
+
+def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> str:
+    """Write ``fig`` to ``path`` whole or not at all (through a temporary file renamed onto
+    it: an interrupted write leaves the old file, or none), in the format its extension names
+    (``.png``, ``.pdf``, ``.svg``; none: matplotlib's default format, its extension added, as
+    ``savefig`` does). Returns the path written."""
+    from matplotlib import rcParams
+
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lstrip(".").lower()
+    if not ext:
+        ext = rcParams["savefig.format"]
+        path = f"{path}.{ext}"
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=ext)
+    return path

@@ -179,3 +179,35 @@ def test_plot_sparsity_labels_its_colour_bar_and_leaves_a_callers_layout():
     before = left.get_position().bounds
     plot_sparsity([[0.9, 0.0]], ax=right)
     assert left.get_position().bounds == before  # no tight_layout on the caller's figure
+
+
+def test_figures_are_written_whole_or_not_at_all(tmp_path):
+    from pyro_factvae.plotting import plot_sparsity, save_figure
+
+    path = tmp_path / "map.png"
+    plot_sparsity([[1.0, 0.0]], path=path)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    before = path.read_bytes()
+    fig = plot_sparsity([[1.0, 0.5]])
+    with pytest.raises(ValueError, match="not supported"):
+        save_figure(fig, tmp_path / "map.xyz")  # a format matplotlib cannot write
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]  # no partial file left
+    assert path.read_bytes() == before
+    assert save_figure(fig, tmp_path / "plain") == str(tmp_path / "plain.png")  # as savefig
+    assert (tmp_path / "plain.png").read_bytes()[:4] == b"\x89PNG"
+    save_figure(fig, tmp_path / "map.svg")
+    assert b"<svg" in (tmp_path / "map.svg").read_bytes()[:400]
+
+
+def test_script_json_is_written_whole_or_not_at_all(tmp_path):
+    import json
+
+    from pyro_factvae.tools.script_args import write_json
+
+    path = tmp_path / "out" / "table.json"
+    write_json({"rmse": 0.5}, str(path))
+    assert json.loads(path.read_text()) == {"rmse": 0.5}
+    with pytest.raises(TypeError):
+        write_json({"rmse": object()}, str(path))  # fails half-way through the dump
+    assert json.loads(path.read_text()) == {"rmse": 0.5}
+    assert [p.name for p in path.parent.iterdir()] == ["table.json"]

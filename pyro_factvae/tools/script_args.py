@@ -1,16 +1,20 @@
 """Command-line checks the example scripts share: a ``lam`` that is a finite number, an
 output folder that can be made, data that can be read, all answered through the script's own
-``argparse`` error (its usage line and exit status 2), never a traceback."""
+``argparse`` error (its usage line and exit status 2), never a traceback; and their JSON
+written whole or not at all."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
-__all__ = ["check_lam", "out_folder", "read_or_exit", "script_out"]
+from ..io import atomic_path
+
+__all__ = ["check_lam", "out_folder", "read_or_exit", "script_out", "write_json"]
 
 T = TypeVar("T")
 
@@ -45,3 +49,10 @@ def read_or_exit(parser: argparse.ArgumentParser, read: Callable[[], T], what: s
     except (ValueError, RuntimeError) as exc:
         hint = f" ({what})" if what else ""
         parser.error(f"{exc}{hint}")
+
+
+def write_json(payload: Any, path: str, indent: int = 1) -> None:
+    """``json.dump(payload)`` to ``path`` whole or not at all (a temporary file renamed onto
+    it, :func:`~pyro_factvae.io.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(payload, f, indent=indent)
