@@ -14,7 +14,7 @@ fits the walks leave out and the choices that move against the full paths'; per 
 and data set, the mean test RMSE of the ``lam`` it picks (``hindsight``: the best test RMSE
 of any ``lam``) beside that of the final fit.
 
-    python benchmarks/path_gap.py --threads 1   # wine, diabetes, nutrimouse, breast; ~12 min
+    python benchmarks/path_gap.py --threads 1   # wine, diabetes, nutrimouse, breast; ~15 min
 """
 
 from __future__ import annotations
