@@ -43,7 +43,7 @@ TOLERANCE = 0.01  # lam="auto"'s relative reach of the best error
 def walk_end(errors: list[float], links: list[int], mean: float, gap: float) -> int:
     """The index of the last ``lam`` a walk with this gap fits."""
     for i in range(len(errors)):
-        best = min(errors[: i + 1])
+        best = np.nanmin(np.where(np.isfinite(errors[: i + 1]), errors[: i + 1], np.nan))
         if links[i] == 0 or (best < mean and errors[i] - best > gap * best):
             return i
     return len(errors) - 1
@@ -53,8 +53,10 @@ def rule_within(tolerance: float):
     """The choice of ``lam="auto"`` with another relative reach of the best error."""
 
     def rule(errors: list[float], links: list[int]) -> int:
-        best = min(errors)
-        within = [i for i, v in enumerate(errors) if v - best <= tolerance * best]
+        best = np.nanmin(np.where(np.isfinite(errors), errors, np.nan))
+        within = [
+            i for i, v in enumerate(errors) if np.isfinite(v) and v - best <= tolerance * best
+        ]
         fewest = min(links[i] for i in within)
         return min(i for i in within if links[i] == fewest)
 
@@ -66,7 +68,9 @@ RULES = {
     "lam=auto (1%)": rule_within(TOLERANCE),
     "within 2%": rule_within(0.02),
     "within 5%": rule_within(0.05),
-    "best validation error": lambda errors, links: int(np.argmin(errors)),
+    "best validation error": lambda errors, links: int(
+        np.nanargmin(np.where(np.isfinite(errors), errors, np.nan))
+    ),
     "lam = 0": lambda errors, links: 0,
 }
 

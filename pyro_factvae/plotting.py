@@ -203,7 +203,7 @@ def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> str:
     ``savefig`` does). Returns the path written."""
     from matplotlib import rcParams
 
-    path = os.fspath(path)
+    path = os.fspath(path).rstrip(".")  # "fig." is "fig", as savefig reads it
     ext = os.path.splitext(path)[1].lstrip(".").lower()
     if not ext:
         ext = rcParams["savefig.format"]

@@ -193,7 +193,10 @@ def test_figures_are_written_whole_or_not_at_all(tmp_path):
         save_figure(fig, tmp_path / "map.xyz")  # a format matplotlib cannot write
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map.png"]  # no partial file left
     assert path.read_bytes() == before
-    assert save_figure(fig, tmp_path / "plain") == str(tmp_path / "plain.png")  # as savefig
+    from matplotlib import rc_context
+
+    with rc_context({"savefig.format": "png"}):  # no extension: the default format's, added
+        assert save_figure(fig, tmp_path / "plain") == str(tmp_path / "plain.png")
     assert (tmp_path / "plain.png").read_bytes()[:4] == b"\x89PNG"
     save_figure(fig, tmp_path / "map.svg")
     assert b"<svg" in (tmp_path / "map.svg").read_bytes()[:400]

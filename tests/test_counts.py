@@ -277,3 +277,18 @@ def test_a_count_feature_constant_in_a_first_fit_is_scaled_by_the_data_it_varies
         keep = torch.ones(counts.shape[1], dtype=torch.bool)
         keep[3] = False
         assert torch.equal(getattr(lik, key)[0, keep], old[0, keep])
+
+
+def test_a_continued_fit_of_a_model_without_training_ranges_keeps_its_count_scales():
+    counts, other = _counts(n=120)
+    vae = FactVAE(latent_dim=2, lam=0.0, likelihood={"c": "poisson"})
+    vae.fit({"c": counts, "o": other}, epochs=2, progress=False)
+    model, _ = vae.fitted_modules()
+    lik = model.likelihoods[model.layout.locate(0)[0]]
+    with torch.no_grad():  # as a file written before the ranges were kept reads
+        lik.low.fill_(float("inf"))
+        lik.high.fill_(float("-inf"))
+    before = {k: getattr(lik, k).clone() for k in ("log_mean", "log1p_shift", "log1p_unit")}
+    vae.fit({"c": counts[:50], "o": other[:50]}, epochs=1, progress=False)
+    for key, old in before.items():  # the trained scales stay under the trained weights
+        assert torch.equal(getattr(lik, key), old)

@@ -34,6 +34,8 @@ __all__ = ["CountLikelihood", "NegativeBinomialLikelihood", "PoissonLikelihood"]
 
 #: the smallest mean count a feature's ``log_mean`` starts from (an all-zero feature)
 MIN_MEAN = 1e-3
+#: the ``log_mean`` of a feature with no observed count, or only zeros (float32)
+NO_DATA_LOG_MEAN = float(torch.tensor(MIN_MEAN, dtype=torch.float64).log().float())
 
 
 class CountLikelihood(Likelihood):
@@ -63,7 +65,11 @@ class CountLikelihood(Likelihood):
         for i, (x, obs, (low, high, seen)) in enumerate(zip(xs, observed, ranges)):
             w = x.shape[-1]
             old_low, old_high = self.low[i, :w].cpu().double(), self.high[i, :w].cpu().double()
-            stale = old_low >= old_high  # one value, or none (an empty range: inf, -inf)
+            # one value, or none: an empty range (inf, -inf) where the scales are still those
+            # of no data (a file written before ranges were kept has empty ranges throughout)
+            blank = (self.log_mean[i, :w] == NO_DATA_LOG_MEAN) & (self.log1p_shift[i, :w] == 0)
+            blank = (blank & (self.log1p_unit[i, :w] == 1)).cpu()
+            stale = (old_low == old_high) | ((old_low > old_high) & blank)
             freed = (stale & ((high > low) | ((seen > 0) & (low != old_low)))).to(self.log_mean)
             for buffer, new in zip(
                 (self.log_mean, self.log1p_shift, self.log1p_unit), _scales(x, obs)
