@@ -198,9 +198,23 @@ def _path_series(path_result: Any) -> tuple[np.ndarray, list[float], str, int, l
 
 def save_figure(fig: Any, path: str | os.PathLike, dpi: int = 120) -> str:
     """Write ``fig`` to ``path`` whole or not at all (through a temporary file renamed onto
-    it: an interrupted write leaves the old file, or none), in the format its extension names
-    (``.png``, ``.pdf``, ``.svg``; none: matplotlib's default format, its extension added, as
-    ``savefig`` does). Returns the path written."""
+    it: an interrupted write leaves the old file, or none).
+
+    Parameters
+    ----------
+    fig : matplotlib Figure
+        The figure, e.g. what :func:`plot_sparsity` returns.
+    path : path-like
+        Where to write it, in the format its extension names (``.png``, ``.pdf``, ``.svg``);
+        without one, matplotlib's default format, its extension added (as ``savefig`` does).
+    dpi : int
+        Resolution of raster formats.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
     from matplotlib import rcParams
 
     path = os.fspath(path).rstrip(".")  # "fig." is "fig", as savefig reads it

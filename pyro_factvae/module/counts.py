@@ -22,6 +22,8 @@ predictive means are rates (real numbers); draws are whole counts.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyro.distributions as dist
 import torch
 from torch import nn
@@ -58,7 +60,9 @@ class CountLikelihood(Likelihood):
             self.log_mean[i], self.log1p_shift[i], self.log1p_unit[i] = _scales(x, obs)
 
     @torch.no_grad()
-    def keep_varying(self, xs: list[torch.Tensor], observed: list[torch.Tensor], ranges) -> None:
+    def keep_varying(
+        self, xs: list[torch.Tensor], observed: list[torch.Tensor], ranges: list[Any]
+    ) -> None:
         """A feature whose ``log_mean`` and ``log1p`` standardization the fits so far could not
         set (seen in no row, or one value in all: its training range one value or empty) that
         varies in these data, or holds another value, takes them from these data."""

@@ -53,6 +53,16 @@ def read_or_exit(parser: argparse.ArgumentParser, read: Callable[[], T], what: s
 
 def write_json(payload: Any, path: str, indent: int = 1) -> None:
     """``json.dump(payload)`` to ``path`` whole or not at all (a temporary file renamed onto
-    it, :func:`~pyro_factvae.io.atomic_path`)."""
+    it, :func:`~pyro_factvae.io.atomic_path`; its folder is created).
+
+    Parameters
+    ----------
+    payload
+        Anything ``json.dump`` takes; one it cannot write raises and leaves ``path`` as it was.
+    path : str
+        The file to write.
+    indent : int
+        ``json.dump``'s indent.
+    """
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(payload, f, indent=indent)
