@@ -38,10 +38,7 @@ class ImportanceWeights:
         cell_blocks = layout.gather_cells(cells)
         self.cells = cell_blocks or [None] * len(self.blocks)
         #: the rows' library-size offsets (``None`` without count groups that take one)
-        if sources is None:
-            self.offsets = model.offsets(self.blocks, mask, cell_blocks)
-        else:  # size factors read where ``sources`` are observed too
-            self.offsets = offsets_from(model, xs, mask, cells, sources)
+        self.offsets = offsets_from(model, xs, mask, cells, sources)
         self.prior = torch.distributions.Normal(torch.zeros((), device=mask.device), 1.0)
 
     def __call__(self, q, z: torch.Tensor, outs: Sequence[torch.Tensor]) -> torch.Tensor:
