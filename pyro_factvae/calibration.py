@@ -199,6 +199,11 @@ def draw_scores(
             f"{tuple(truth.observed.shape)} or (rows, cells) = {tuple(full.shape)}"
         )
     hidden = hidden & full
+    if not bool(hidden.any()):
+        raise ValueError(
+            "hidden selects no observed cell of data, so there is nothing to score: mark "
+            "cells that data observes (the entries to hide and predict), not its missing ones"
+        )
     _check_whole(hidden, truth, model.layout)
     seen = truth.observed.any(-1)  # a row that observes nothing has nothing to score
     bare = seen & ~(full & ~hidden).any(-1)

@@ -78,6 +78,11 @@ def seed_int(value: Any, name: str = "seed") -> int:
     """A seed: an integer (numpy's included) that torch's generators take, in
     ``[-2**63, 2**64)``, else a ``ValueError`` (``1.5`` is not taken as 1, nor ``None`` as
     unseeded where the call must repeat)."""
+    if value is None:  # the call repeats from its seed: other draws take another integer
+        raise ValueError(
+            f"{name} must be an integer, got None: this call repeats what it draws from its "
+            "seed; give another integer for other draws"
+        )
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if not -(2**63) <= int(value) < 2**64:

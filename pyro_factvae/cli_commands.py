@@ -67,6 +67,7 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     rank 0 alone writes the checkpoint, the model file and the output (every rank leaves the
     process group once :func:`~pyro_factvae.cli.main` has said how the run ended)."""
     from .estimator import FactVAE
+    from .fit_config import FitConfig
     from .infer.distributed import init_from_env, is_writer
     from .infer.state import as_device
 
@@ -97,14 +98,17 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     output_path(args.checkpoint, "--checkpoint", inputs=read)
     if args.checkpoint_every is not None and not (args.checkpoint or args.resume):
         raise UserError("--checkpoint-every needs --checkpoint PATH (where to write them)")
-    data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
-    checkpoint = args.checkpoint or args.resume
-    progress = not args.no_progress and is_writer()
-    callbacks = loggers(args.log_dir) if args.log_dir and is_writer() else []
+    # the options' values are checked before the data are read: a bad option is not found
+    # only after the data's problems are fixed
     likelihood = _likelihoods(args.likelihood)
     vae = FactVAE(
         latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood, device=args.device
     )
+    FitConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
+    checkpoint = args.checkpoint or args.resume
+    progress = not args.no_progress and is_writer()
+    callbacks = loggers(args.log_dir) if args.log_dir and is_writer() else []
     if groups and not args.resume:  # a resumed run takes them from its checkpoint
         vae.set_columns(groups)
     # resumed, the settings given here must agree with the checkpoint's (the library names

@@ -219,7 +219,10 @@ def test_scattered_nan_round_trips_through_memmap_and_dataset_streaming(tmp_path
     # from_matrix checks the values under missing cells
     bad = data.matrix.numpy().copy()
     bad[~data.cells.numpy()] = 1.0
-    with pytest.raises(ValueError, match="missing cell is nonzero"):
+    with pytest.raises(ValueError, match="missing cell is 1, not 0"):
+        GroupedData.from_matrix(bad, data.dims, data.cells.numpy())
+    bad[~data.cells.numpy()] = np.nan  # NaN where missing, as a dict of groups has it
+    with pytest.raises(ValueError, match=r"missing cell is nan, not 0.*fill NaN with 0"):
         GroupedData.from_matrix(bad, data.dims, data.cells.numpy())
 
 

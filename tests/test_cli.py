@@ -289,6 +289,12 @@ def test_group_names_with_spaces_in_the_csv_spec_and_empty_rows(tmp_path, groups
     err = capsys.readouterr().err  # a fix that works from the shell, not a Python one
     assert "a row of" in err and "(data rows [7], counted from 0)" in err
     assert "--drop-empty-rows" in err and "GroupedData" not in err and "dropna" not in err
+    # a bad option's value is named before the data's problems, not after they are fixed
+    for option, value in [("--lam", "-1"), ("--latent-dim", "0"), ("--batch-size", "0")]:
+        assert main([*fit, option, value]) == 1
+        assert f"{option} must be" in capsys.readouterr().err
+    assert main([*fit[:-3], "--epochs", "0"]) == 1
+    assert "--epochs must be a positive integer" in capsys.readouterr().err
     assert main([*fit, "--drop-empty-rows", "--json"]) == 0
     assert _json(capsys)["groups"] == ["left arm", "IgG.1"]
     out = tmp_path / "filled.csv"

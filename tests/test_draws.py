@@ -373,6 +373,8 @@ def test_draw_scores_take_a_mask_per_group_as_a_dict():
     for seed in (None, 1.5):  # as every query says it
         with pytest.raises(ValueError, match="seed must be an integer"):
             draw_scores(vae, groups, hide, seed=seed, **kw)
+    with pytest.raises(ValueError, match="got None: .*give another integer for other draws"):
+        vae.impute(groups, seed=None)  # sample(seed=None) draws unseeded; impute repeats
 
 
 def test_draw_scores_read_a_frames_mask_by_its_columns_and_name_rows_left_bare():
@@ -408,6 +410,10 @@ def test_draw_scores_read_a_frames_mask_by_its_columns_and_name_rows_left_bare()
     bare[5, 3:] = True
     with pytest.raises(ValueError, match=r"leaves rows \[5\] with no observed cell"):
         draw_scores(vae, holed, bare, **kw)
+    with pytest.raises(ValueError, match="hidden selects no observed cell of data"):
+        draw_scores(vae, holed, holed.isna().to_numpy(), **kw)  # the missing cells
+    with pytest.raises(ValueError, match="hidden selects no observed cell of data"):
+        draw_scores(vae, frame, np.zeros((40, 2), bool), **kw)
 
 
 def test_draw_scores_cover_with_the_bounds_predict_interval_gives_a_count_group():
