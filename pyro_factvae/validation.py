@@ -275,14 +275,16 @@ def check_matrix(
                 row, col = int(bad[0, 0]) + start, int(bad[0, 1])
                 g = int(torch.searchsorted(cols.cumsum(0), col, right=True))
                 where = "observed" if problem == "is not finite" else "missing"
-                value = float(part[int(bad[0, 0]), col])
+                hint = ""
                 if where == "missing":  # NaN, as elsewhere, is not how this matrix says it
-                    problem = f"is {value:g}, not 0"
+                    problem = f"is {float(part[int(bad[0, 0]), col]):g}, not 0"
+                    hint = (
+                        " (the observed mask says what is missing: fill NaN with 0, e.g. "
+                        "numpy.nan_to_num(matrix, nan=0.0))"
+                    )
                 raise ValueError(
                     f"group {names[g]!r}, row {row}: a value of a {where} cell "
-                    f"{problem}; observed values must be finite and missing ones 0 (the "
-                    "observed mask says what is missing: fill NaN with 0, e.g. "
-                    "numpy.nan_to_num(matrix, nan=0.0))"
+                    f"{problem}; observed values must be finite and missing ones 0{hint}"
                 )
     return ranges
 
