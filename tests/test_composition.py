@@ -80,6 +80,28 @@ def test_predictive_with_the_fitted_guide_handles_batched_phi(fitted, groups):
     assert torch.isfinite(draws).all()
 
 
+def test_predictive_draws_take_the_cell_mask_as_the_docs_show_it(groups):
+    holed = {g: v.copy() for g, v in groups.items()}
+    holed["a"][::2, 0] = np.nan  # a cell missing in every other row: its placeholder is 0
+    vae = FactVAE(latent_dim=3, lam=0.1).fit(holed, epochs=2, progress=False)
+    data = vae.prepare(holed)
+    program = Predictive(
+        lambda xs, mask, cells=None: vae.model_(None, mask=mask),
+        guide=vae.guide_,
+        num_samples=3,
+        return_sites=["z"],
+    )
+
+    def z(**kwargs):
+        pyro.set_rng_seed(0)
+        with torch.no_grad():
+            return program(data.values, data.observed, **kwargs)["z"]
+
+    # the guide reads the mask: without it the encoder takes the zeros for data
+    assert z(cells=data.cells).shape == (3, len(data), 3)
+    assert not torch.allclose(z(cells=data.cells), z())
+
+
 def test_categorical_label_group_and_group_weight():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 120)
