@@ -213,6 +213,8 @@ def cmd_impute(args: argparse.Namespace) -> dict[str, Any]:
     from .queries import INTERVAL_DRAWS
 
     _check_refine_steps(args.refine_steps)
+    if args.draws is not None and args.draws < 1:  # before the data are read
+        raise UserError(f"--draws must be a positive integer, got {args.draws}")
     if args.samples < 0 or (args.samples == 0 and (args.draws or args.interval) is not None):
         draws = "" if args.samples < 0 else " with --draws or --interval (their proposals)"
         kind = "0 or a positive integer" if args.samples < 0 else "a positive integer"

@@ -298,6 +298,9 @@ def test_group_names_with_spaces_in_the_csv_spec_and_empty_rows(tmp_path, groups
     assert main([*fit, "--drop-empty-rows", "--json"]) == 0
     assert _json(capsys)["groups"] == ["left arm", "IgG.1"]
     out = tmp_path / "filled.csv"
+    nowhere = ["impute", str(model), str(tmp_path / "nope.csv"), "-o", str(out)]
+    assert main([*nowhere, "--draws", "0"]) == 1  # the option is named before the data
+    assert "--draws must be a positive integer, got 0" in capsys.readouterr().err
     assert main(["impute", str(model), str(data), "-o", str(out)]) == 0
     filled = pd.read_csv(out)
     assert not filled.isna().any().any()  # the empty row gets prior-predictive means
