@@ -104,7 +104,12 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
     vae = FactVAE(
         latent_dim=args.latent_dim, lam=args.lam, likelihood=likelihood, device=args.device
     )
-    FitConfig(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed)
+    FitConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+    )
     data, _, groups = read_data(args.data, groups, drop_empty_rows=args.drop_empty_rows)
     checkpoint = args.checkpoint or args.resume
     progress = not args.no_progress and is_writer()

@@ -3,6 +3,7 @@ becomes a ``ValueError`` that names the group, column or rows and says what to d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence, Set
 from typing import Any
 
@@ -276,11 +277,15 @@ def check_matrix(
                 g = int(torch.searchsorted(cols.cumsum(0), col, right=True))
                 where = "observed" if problem == "is not finite" else "missing"
                 hint = ""
-                if where == "missing":  # NaN, as elsewhere, is not how this matrix says it
-                    problem = f"is {float(part[int(bad[0, 0]), col]):g}, not 0"
+                if where == "missing":
+                    value = float(part[int(bad[0, 0]), col])
+                    problem = f"is {value:g}, not 0"
+                    # NaN, as a dict of groups has it, is not how this matrix says missing
                     hint = (
                         " (the observed mask says what is missing: fill NaN with 0, e.g. "
                         "numpy.nan_to_num(matrix, nan=0.0))"
+                        if math.isnan(value)
+                        else " (set the matrix to 0 wherever the observed mask is False)"
                     )
                 raise ValueError(
                     f"group {names[g]!r}, row {row}: a value of a {where} cell "

@@ -219,8 +219,9 @@ def test_scattered_nan_round_trips_through_memmap_and_dataset_streaming(tmp_path
     # from_matrix checks the values under missing cells
     bad = data.matrix.numpy().copy()
     bad[~data.cells.numpy()] = 1.0
-    with pytest.raises(ValueError, match="missing cell is 1, not 0"):
+    with pytest.raises(ValueError, match="missing cell is 1, not 0") as refused:
         GroupedData.from_matrix(bad, data.dims, data.cells.numpy())
+    assert "NaN" not in str(refused.value)  # a 1 is not a NaN to fill
     bad[~data.cells.numpy()] = np.nan  # NaN where missing, as a dict of groups has it
     with pytest.raises(ValueError, match=r"missing cell is nan, not 0.*fill NaN with 0"):
         GroupedData.from_matrix(bad, data.dims, data.cells.numpy())

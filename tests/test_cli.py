@@ -295,6 +295,9 @@ def test_group_names_with_spaces_in_the_csv_spec_and_empty_rows(tmp_path, groups
         assert f"{option} must be" in capsys.readouterr().err
     assert main([*fit[:-3], "--epochs", "0"]) == 1
     assert "--epochs must be a positive integer" in capsys.readouterr().err
+    every = ["--checkpoint", str(tmp_path / "c.ckpt"), "--checkpoint-every", "0"]
+    assert main([*fit, *every]) == 1
+    assert "--checkpoint-every must be a positive integer" in capsys.readouterr().err
     assert main([*fit, "--drop-empty-rows", "--json"]) == 0
     assert _json(capsys)["groups"] == ["left arm", "IgG.1"]
     out = tmp_path / "filled.csv"
