@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from typing import Any
 
-from pyro_factvae.io import atomic_path
+from pyro_factvae.tools.script_args import write_json as script_json
 
 
 def write_json(path: str, payload: Any, indent: int = 2) -> None:
     """Write ``payload`` to ``path`` (its folder created; whole or not at all: a temporary
     file renamed onto it) and print where."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(payload, f, indent=indent)
+    script_json(payload, path, indent=indent)
     print(f"wrote {path}")
 
 
