@@ -1,3 +1,4 @@
+import dataclasses
 import signal
 
 import numpy as np
@@ -211,3 +212,22 @@ def test_lambda_path_stopped_by_a_signal_raises_keyboard_interrupt(monkeypatch):
     monkeypatch.setattr(train_module, "guarded_step", step_then_signal)
     with pytest.raises(KeyboardInterrupt, match="stopped by SIGINT before every lam"):
         lambda_path(small_groups(), [0.0, 0.1], epochs=4, latent_dim=2, num_samples=5)
+
+
+def test_the_final_fit_of_lam_auto_standardizes_by_every_row(monkeypatch):
+    from pyro_factvae.infer import path_choice
+
+    def second_lam(lams, *args):  # a lam > 0: the path's model is refit on every row
+        return dataclasses.replace(path_choice.choose(lams, *args), best=1)
+
+    monkeypatch.setattr(lam_path, "choose", second_lam)
+    groups = small_groups(n=40, seed=2)
+    groups["a"] = groups["a"] + 3.0 * (np.arange(40) % 4 == 0)[:, None]  # means the split moves
+    vae = FactVAE(latent_dim=2).fit(groups, epochs=8, seed=0, progress=False)
+    assert vae.lam_ > 0
+    model = vae.model_
+    shifts = model.layout.scatter_unbind([lik.shift for lik in model.likelihoods])
+    units = model.layout.scatter_unbind([lik.unit for lik in model.likelihoods])
+    for name, shift, unit in zip(groups, shifts, units):
+        np.testing.assert_allclose(shift.numpy(), np.nanmean(groups[name], 0), rtol=1e-5)
+        np.testing.assert_allclose(unit.numpy(), np.nanstd(groups[name], 0, ddof=1), rtol=1e-5)

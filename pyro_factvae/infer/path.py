@@ -62,9 +62,8 @@ __all__ = [
 #: measured data (between 0.1 and 0.3 a simulation went from a dense map to two true links
 #: lost; 0.17 kept exactly the true ones)
 AUTO_GRID = (0.0, 0.01, 0.03, 0.1, 0.17, 0.3, 0.55, 1.0)
-#: the grid goes on with these only while no ``lam`` imputes better than the mean
-#: (:func:`~pyro_factvae.infer.path_choice.beats_mean`): on a nutrimouse split lam 1 kept 4
-#: links (test RMSE 4.1), 1.8 one (0.99, as the mean)
+#: the grid goes on with these only while no ``lam`` imputes better than the mean (``beats_mean``):
+#: on a nutrimouse split lam 1 kept 4 links (test RMSE 4.1), 1.8 one (0.99, as the mean)
 AUTO_TAIL = (1.8, 3.2, 5.6, 10.0)
 #: the grid of a path file that does not name its own (written by pyro_factvae 0.2.0)
 UNNAMED_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -91,8 +90,7 @@ def _smaller_steps(fit_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def check_path_data(train: GroupedData, valid: GroupedData) -> None:
-    """A ``ValueError`` unless both parts have rows with two observed groups (so that a
-    group can be held out and scored)."""
+    """A ``ValueError`` unless both parts have rows with two observed groups to score."""
     for name, part in (("training", train), ("validation", valid)):
         if not bool((part.observed.sum(1) > 1).any()):
             raise ValueError(
@@ -385,7 +383,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks,
         history = (list(state.history), list(state.prior_history))
         if store is not None:
             store.save(records, settings, history)
-    # the mean imputation on the validation pairs in the path's units (a fresh dense refit
+    # the mean imputation on the validation pairs in the path's units (the final fit
     # standardizes by every row), kept in the final stage's checkpoints for a resume
     mean_mse = (resume.meta.get("lam_path") or {}).get("mean_mse") if resume else None
     if done not in ("final", "fresh"):  # the walk took it (its first lam's fit, "mse")
@@ -396,12 +394,14 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks,
     if signals.stopped(state):
         return None
     if chosen > 0 or not refits:
-        # the path saw 80% of the rows, and a feature may vary in the rest: the final fit on
-        # every row frees it (Trainer.train, as every continued fit)
+        # the path saw 80% of the rows: the final fit on every row standardizes by every row,
+        # as a fresh fit does (on nutrimouse's 32-row splits a group left with no link was
+        # imputed 0.1 sd from its mean), and so frees a feature that varies in the rest
         if done == "final":
             state.set_lam(chosen)
             finish(data)
         else:
+            state.model.init_from_data(data.values, data.observed, data.cells)
             # the relaxed phase takes smaller steps itself; plain training (lam = 0) is told to
             rest = {**(fit_kwargs if relax else _smaller_steps(fit_kwargs)), "warmup_epochs": 0.0}
             if checkpoint is not None:
