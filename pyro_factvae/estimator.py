@@ -67,7 +67,8 @@ class FactVAE(Queries):
         warm starts and relaxed refits on 80% of the rows (ending at a ``lam`` whose error
         is 25% above the best), scores the held-out imputation error of each group given
         the others on the other 20%, keeps the sparsest map within 1% of the best (at the
-        smallest ``lam`` that keeps it), and refits that support on every row (``lam_``,
+        smallest ``lam`` that keeps it), and refits that support on every row, standardized
+        by every row (``lam_``,
         ``lam_path_``: the choice; then in ``config.lam``).
     likelihood : str, sequence of str or mapping
         ``"normal"``, ``"bernoulli"``, ``"categorical"`` (a one-hot group), ``"poisson"`` or

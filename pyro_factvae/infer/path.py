@@ -260,8 +260,8 @@ def fit_auto(
     and where the data miss cells, of as large a share of the cells given the rest
     (:func:`~pyro_factvae.module.scoring.held_out_errors`; of the ``lam`` s within 1% of the
     best, the sparsest map at its smallest ``lam``), then refit the chosen support on every row (a
-    relaxed refit of ``epochs // WARM_DIVISOR``; at ``lam = 0``, a fresh
-    dense fit). With nothing to hold out (one group) it falls back to ``lam = 0`` with a
+    relaxed refit of ``epochs // WARM_DIVISOR`` standardized by every row; at ``lam = 0``, a
+    fresh dense fit). With nothing to hold out (one group) it falls back to ``lam = 0`` with a
     warning. Leaves the path as plain data in ``state.lam_path``, or, when a signal
     interrupted it (``state.interrupted``), the stage to resume.
 
@@ -414,7 +414,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks,
         _fresh_dense_fit(state, data, given, progress, checkpoint, fresh, history, last)
     if state.interrupted:
         return None
-    if mean_mse is None:  # a checkpoint that did not keep it: scored by the final model
+    if mean_mse is None:  # an old checkpoint did not keep it: the final model's units
         mean_mse = float(np.mean(held_out_mean_errors(state.fitted()[0], train, valid, seed)))
     warn_if_the_mean_wins(path, chosen, mean_mse, stacklevel=4)
     return path.as_mse_record(mean_mse)

@@ -189,8 +189,10 @@ class Likelihood(nn.Module):
         return dim
 
     def init_from_data(self, xs: list[torch.Tensor], observed: list[torch.Tensor]) -> None:
-        """Data-dependent initialisation of the block's parameters (default: none);
-        ``observed`` per group: ``(N,)`` rows or ``(N, dim)`` cells."""
+        """Set the block's data-dependent buffers (e.g. standardization) wholly from these data
+        (default: none): when a model is built, and again before ``lam="auto"``'s final refit
+        on every row, so never a learned parameter; ``observed``: ``(N,)`` rows or ``(N, dim)``
+        cells per group."""
 
     def to_network(self, x: torch.Tensor) -> torch.Tensor:
         """Block inputs ``(..., num_groups, dim)`` in the units the encoders see (default: as

@@ -134,8 +134,8 @@ class Model(PyroModule):
     def init_from_data(
         self, xs: Sequence[torch.Tensor], mask: torch.Tensor, cells: torch.Tensor | None = None
     ) -> None:
-        """Data-dependent initialisation of the likelihoods (e.g. Normal scales = data std),
-        from the observed cells (``cells``, ``(N, sum d_g)``) or rows (``mask``)."""
+        """Set the likelihoods' data-dependent buffers (e.g. the Normal's standardization) and
+        training ranges from the observed cells (``cells``, ``(N, sum d_g)``) or rows (``mask``)."""
         per_group = self.layout.split_cells(cells)
         for block, lik in zip(self.layout.blocks, self.likelihoods):
             obs = [mask[:, g] if per_group is None else per_group[g] for g in block.groups]
