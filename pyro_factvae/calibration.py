@@ -226,6 +226,7 @@ def draw_scores(
         num_samples,
         seed,
         refine_steps=refine_steps,
+        spread=vae.spread_,
     )
     groups = np.repeat(np.arange(truth.num_groups), truth.dims)
     inside = np.zeros((len(levels), truth.num_groups))

@@ -224,6 +224,16 @@ class FactVAE(Queries):
         self.fitted_modules()
         return float(self.config.lam)
 
+    @property
+    def spread_(self) -> float:
+        """The factor by which the draws of continuous groups (``impute(num_draws=...)``,
+        ``predict_interval``) are spread about their imputed means: the ratio of the
+        imputations' errors to the draws' spread on the rows early stopping held out,
+        measured at the end of each fit (:mod:`~pyro_factvae.infer.spread`); 1.0 (the model's
+        own draws) after a fit without validation rows (``patience=None``)."""
+        self.fitted_modules()
+        return float(self._state.spread)
+
     def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:
         """``data`` as :class:`GroupedData`, checked against the fitted groups, widths and
         likelihoods (see :meth:`~pyro_factvae.infer.state.FitState.prepare`)."""

@@ -45,6 +45,8 @@ class Queries:
     def prepare(self, data: Any, allow_empty_rows: bool = False) -> GroupedData:  # pragma: no cover
         raise NotImplementedError
 
+    #: the draws' spread about the imputed means (provided by FactVAE)
+    spread_: float = 1.0
     columns_: dict[str, list[str]] | None = None
     #: per row, the effective sample size of the importance weights behind the last draws
     #: (``impute(num_draws=...)``, ``predict_interval``); ``None`` after a query of means
@@ -288,6 +290,7 @@ class Queries:
             num_samples,
             seed,
             refine_steps=refine,
+            spread=self.spread_,
         )
 
     def _filled(self, data: Any, grouped: GroupedData, fills: list[np.ndarray]) -> Any:

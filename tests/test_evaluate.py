@@ -26,6 +26,7 @@ def linear_gaussian(inference, n=40, seed=0):
     data = GroupedData(groups)
     vae = FactVAE(latent_dim=2, lam=0.0, decoder_width=P, encoder_width=4, inference=inference)
     vae.fit(data, epochs=1, progress=False)
+    vae.fit_state.spread = 1.0  # the model's own draws: the weights below are set by hand
     model, guide = vae.model_, vae.guide_
     loadings, means, scales = [], [], []
     with torch.no_grad():

@@ -56,6 +56,7 @@ def write(
         "columns": state.columns,
         "variables": state.variables,
         "lam_path": state.lam_path,
+        "spread": state.spread,
     }
     cpu = lambda sd: {k: v.cpu() for k, v in sd.items()}  # noqa: E731
     weights = {"model": cpu(model.state_dict()), "guide": cpu(guide.state_dict())}
@@ -128,6 +129,7 @@ def restore(state: FitState, meta: dict, tensors: dict, path: str | os.PathLike)
     state.columns = meta.get("columns")
     state.variables = meta.get("variables")
     state.lam_path = meta.get("lam_path")
+    state.spread = float(meta.get("spread", 1.0))  # a file from before: the model's draws
     if "optim" in tensors:  # a model file's moments, or a checkpoint's run's
         kind = meta["run"]["fit"].get("phi_optim", "adam") if "run" in meta else meta["optimizers"]
         state.saved_optimizers = (kind, tensors["optim"])
@@ -186,6 +188,17 @@ class Checkpoint:
         """The ``lam`` path stage it was written in (``None``: not a path's)."""
         path = self.meta.get("lam_path")
         return path.get("stage") if isinstance(path, dict) else None
+
+    def run_state(self) -> tuple[dict[str, Any], torch.Tensor, torch.Generator]:
+        """The run's training state for :meth:`~pyro_factvae.infer.run.Trainer.execute`
+        (``saved``: optimizers, schedulers, best weights, CUDA RNG), its torch RNG state and
+        its generator."""
+        t = self.tensors
+        saved = {"optim": t["optim"], "sched": t["sched"], "best": t.get("best")}
+        saved["cuda_rng"] = t["rng"].get("cuda")
+        generator = torch.Generator()
+        generator.set_state(t["rng"]["generator"])
+        return saved, t["rng"]["torch"], generator
 
     @property
     def fit_settings(self) -> dict[str, Any]:

@@ -67,16 +67,14 @@ AUTO_GRID = (0.0, 0.01, 0.03, 0.1, 0.17, 0.3, 0.55, 1.0)
 AUTO_TAIL = (1.8, 3.2, 5.6, 10.0)
 #: the grid of a path file that does not name its own (written by pyro_factvae 0.2.0)
 UNNAMED_GRID = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
-#: ``lam="auto"``: every ``lam`` after the first, its relaxed refit, and the final refit on
-#: every row train ``epochs // WARM_DIVISOR`` epochs each (a warm start needs fewer than a
-#: first fit: with an eighth instead of a quarter, seven data sets over two seeds imputed
-#: as well, mean hide-one RMSE 0.743 against 0.746, worse on 3 of the 14 fits and by at
-#: most 4%, in 24% less time)
+#: ``lam="auto"``: every ``lam`` after the first, its relaxed refit, and the final refit on every
+#: row train ``epochs // WARM_DIVISOR`` epochs each (a warm start needs fewer than a first fit:
+#: with an eighth instead of a quarter, seven data sets over two seeds imputed as well, mean
+#: hide-one RMSE 0.743 against 0.746, worse on 3 of the 14 fits and by at most 4%, 24% faster)
 WARM_DIVISOR = 8
 #: ``lam="auto"`` scores each ``lam``'s held-out imputations with this many draws of ``z`` per
-#: row (1,000 instead, hide one over seeds 0-9, changed the choice on one split in ten of each
-#: of wine, nutrimouse and diabetes and on none of nine of breast cancer's; the mean test
-#: RMSE moved by at most 0.003 on each)
+#: row (1,000 instead, hide one over seeds 0-9, changed the choice on one split in ten of each of
+#: wine, nutrimouse and diabetes and on none of nine of breast cancer's; test RMSE moved <= 0.003)
 AUTO_SAMPLES = 20
 
 
@@ -124,8 +122,8 @@ def walk(
     tail: int = 0,
     signals: Signals | None = None,
 ) -> PathResult | None:
-    """Fit ``state`` along ``lams`` (increasing) on ``train``,
-    score each on ``valid``, and leave it at the best ``lam`` with that fit's weights.
+    """Fit ``state`` along ``lams`` (increasing) on ``train``, score each on ``valid``, and
+    leave it at the best ``lam`` with that fit's weights (its draws' spread not measured).
 
     ``relax_epochs > 0``: at every ``lam > 0`` the prox fit is followed by that many epochs of
     relaxed refit (support kept, no shrinkage), and the refit is what is scored and kept; the
@@ -163,7 +161,8 @@ def walk(
             return False
         if checkpoint is not None:
             at_stage(state, stage)
-        Trainer(state).train(train, kwargs, progress, checkpoint, staged(callbacks, "path"))
+        trainer, told = Trainer(state, measure_spread=False), staged(callbacks, "path")
+        trainer.train(train, kwargs, progress, checkpoint, told)
         return not state.interrupted
 
     # the mean imputation's score on the validation pairs ("mse"; after a fit: its units)
@@ -179,14 +178,8 @@ def walk(
             if not run(f"fit:{i}", epochs=n, seed=seed + i, relax_epochs=0, **fit_kwargs):
                 return None
             if relax_epochs and lam > 0:
-                refit = {**fit_kwargs, "warmup_epochs": 0.0}
-                if not run(
-                    f"refit:{i}",
-                    epochs=relax_epochs,
-                    relax_epochs=relax_epochs,
-                    seed=seed + i,
-                    **refit,
-                ):
+                refit = {**fit_kwargs, "warmup_epochs": 0.0, "epochs": relax_epochs}
+                if not run(f"refit:{i}", relax_epochs=relax_epochs, seed=seed + i, **refit):
                     return None
         if len(rec) <= i:  # else scored before the path was interrupted
             rec.score(state, valid, criterion, num_samples, seed, missing_cell_fraction(train))
@@ -239,6 +232,7 @@ def _fresh_dense_fit(
             return
         state.model.load_state_dict(fresh.model.state_dict())
         state.guide.load_state_dict(fresh.guide.state_dict())
+        state.spread = fresh.spread
         state.history.extend(fresh.history)
         state.prior_history.extend(fresh.prior_history)
     state.set_config(num_data=len(data))  # the weights were fitted on every row
@@ -311,7 +305,8 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks,
 
     def finish(part: GroupedData) -> None:  # the stage the checkpoint was written in
         stage = {"fallback": "fit", "final": "final", "fresh": "final"}.get(done, "path")
-        Trainer(state).resume(part, resume, checkpoint, progress, staged(callbacks, stage))
+        trainer = Trainer(state, measure_spread=stage != "path")
+        trainer.resume(part, resume, checkpoint, progress, staged(callbacks, stage))
 
     try:
         try:

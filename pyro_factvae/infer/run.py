@@ -55,6 +55,7 @@ from .plan import (
     seeding,
     stopping_split,
 )
+from .spread import held_out_spread
 from .state import FitState
 
 __all__ = ["Trainer"]
@@ -64,10 +65,16 @@ Callbacks = Sequence[Callable[[Epoch], Any]]
 
 class Trainer:
     """Trains a :class:`~pyro_factvae.infer.state.FitState` with Algorithm 1. The optimizers
-    live in the state across fits (a later fit continues with their moments)."""
+    live in the state across fits (a later fit continues with their moments). A finished run
+    with validation rows measures the draws' spread on them (``state.spread``,
+    :mod:`~pyro_factvae.infer.spread`) unless ``measure_spread`` is false (the fits of the
+    ``lam`` path, whose final fit measures it); without them the spread is 1."""
 
-    def __init__(self, state: FitState, world: World | None = None) -> None:
+    def __init__(
+        self, state: FitState, world: World | None = None, measure_spread: bool = True
+    ) -> None:
         self.state = state
+        self.measure_spread = measure_spread
         #: the processes of this run (read once, here, and passed down to the step)
         self.world = World.current() if world is None else world
         self._best: dict[str, Any] | None = None
@@ -150,7 +157,7 @@ class Trainer:
         if run.finished:  # a later fit continues with the optimizers' moments, as it would have
             self.continue_from(ckpt.tensors, run.fit)
             return
-        saved, rng_state, generator = self.restored(ckpt.tensors)
+        saved, rng_state, generator = ckpt.run_state()
         target = check_writable(target, "checkpoint")
         self._run(run, data, generator, rng_state, progress, target, callbacks, saved)
 
@@ -162,6 +169,10 @@ class Trainer:
         state.interrupted = self.execute(
             run, data, generator, rng_state, progress, checkpoint, valid, callbacks, saved
         )
+        if self.measure_spread and not state.interrupted:
+            seed = run.fit.seed or 0
+            spread = 1.0 if valid is None else held_out_spread(*state.fitted(), valid, seed)
+            state.spread = spread
         if not state.interrupted and PHI_POSTERIORS.get(state.guide.phi_mode).collapsed:
             norms = state.sparsity()
             for name in norms.index[(norms.values == 0).all(axis=1)]:
@@ -194,20 +205,6 @@ class Trainer:
         process that wrote it."""
         self.state.optimizers = None
         self._optimizers(fit).load_state_dict(tensors["optim"])
-
-    @staticmethod
-    def restored(tensors: dict[str, Any]) -> tuple[dict, torch.Tensor, torch.Generator]:
-        """A checkpoint's training state for :meth:`execute` (``saved``), its torch RNG state
-        and its generator."""
-        saved = {
-            "optim": tensors["optim"],
-            "sched": tensors["sched"],
-            "best": tensors.get("best"),
-            "cuda_rng": tensors["rng"].get("cuda"),
-        }
-        generator = torch.Generator()
-        generator.set_state(tensors["rng"]["generator"])
-        return saved, tensors["rng"]["torch"], generator
 
     def execute(
         self,

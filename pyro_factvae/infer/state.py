@@ -126,6 +126,9 @@ class FitState:
     #: (:mod:`~pyro_factvae.variables`): later data that name them must name the same
     variables: dict[str, list[str]] | None = None
     lam_path: dict[str, Any] | None = None
+    #: the draws' spread about the imputed means, measured on the last fit's validation rows
+    #: (:mod:`~pyro_factvae.infer.spread`; 1.0: the model's own draws)
+    spread: float = 1.0
     interrupted: str | None = None
     #: the real path of the last checkpoint this state wrote (``None``: none yet)
     written: str | None = None

@@ -8,6 +8,11 @@ draws of the model's posterior ``p(z | x_O)``, not of the amortized ``q``), and 
 draw ``x ~ p(x | z)`` from the likelihood's own noise (a Normal draw, a 0/1 draw, a one-hot
 class). Rows are processed in chunks, so memory holds one chunk's draws, never ``M`` copies of
 the model's activations over all rows.
+
+A ``spread`` other than 1 scales each continuous draw's distance from the row's
+importance-weighted mean ``sum_s w_s E(x | z_s)`` (the imputed mean, which it keeps): the
+held-out spread a fit measures (:mod:`~pyro_factvae.infer.spread`), so that intervals cover
+as often on new rows as they say.
 """
 
 from __future__ import annotations
@@ -25,7 +30,13 @@ from .predict import MAX_ELEMENTS
 from .refine import refined_posterior
 from .weights import ImportanceWeights
 
-__all__ = ["central_bounds", "central_ranks", "posterior_draws"]
+__all__ = ["central_bounds", "central_ranks", "continuous_groups", "posterior_draws"]
+
+
+def continuous_groups(model: Model) -> list[bool]:
+    """Whether each group (in the user's order) has real-valued draws whose spread may be
+    scaled (its family's ``continuous``)."""
+    return model.layout.scatter([[lik.continuous] * lik.num_groups for lik in model.likelihoods])
 
 
 @torch.no_grad()
@@ -40,6 +51,7 @@ def posterior_draws(
     seed: int,
     max_elements: int = MAX_ELEMENTS,
     refine_steps: int = 0,
+    spread: float = 1.0,
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Yield ``(rows, draws, ess)`` chunk by chunk over the rows.
 
@@ -51,6 +63,8 @@ def posterior_draws(
     ``refine_steps``: the proposals' ``q`` refined per row first
     (:func:`~pyro_factvae.module.refine.refined_posterior`), once for every row before the
     draws (in the refinement's own chunks, which hold many more rows than a chunk of draws).
+    ``spread``: each continuous group's draws scaled about the row's importance-weighted mean
+    by this factor (1: the model's own draws).
     """
     device = model.device
     n = mask.shape[0]
@@ -77,6 +91,11 @@ def posterior_draws(
             pick = torch.multinomial(weights.T, num_draws, replacement=True)  # (b, M)
             chosen = z.gather(0, pick.T.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # (M, b, K)
             values = model.draw(chosen, phis, weigh.offsets)  # (M, b, d_g) each
+            if spread != 1.0:
+                means = model.means(z, phis, weigh.offsets)  # (S, b, d_g) each
+                for g in (g for g, real in enumerate(continuous_groups(model)) if real):
+                    centre = (weights.unsqueeze(-1) * means[g]).sum(0)
+                    values[g] = centre + spread * (values[g] - centre)
             yield sl, torch.cat([v.to(torch.float32) for v in values], -1).cpu(), ess.cpu()
 
 

@@ -102,6 +102,9 @@ class Likelihood(nn.Module):
     paddable = False
     #: whether constant features are held at their value (:mod:`~pyro_factvae.module.held`)
     holds = True
+    #: whether draws are real numbers whose spread about a row's mean may be scaled (the
+    #: held-out spread of :mod:`~pyro_factvae.infer.spread`); not counts, 0/1 or classes
+    continuous = False
 
     def __init__(self, num_groups: int, dim: int, *, widths: Sequence[int] | None = None) -> None:
         super().__init__()
@@ -249,6 +252,7 @@ class NormalLikelihood(Likelihood):
 
     paddable = True
     holds = False  # its own ``varies`` and ``shift`` hold a constant feature
+    continuous = True
 
     def __init__(
         self,

@@ -1,0 +1,108 @@
+"""The draws' spread measured on held-out rows, and draws scaled by it."""
+
+import math
+
+import numpy as np
+import torch
+
+from pyro_factvae import FactVAE, GroupedData
+from pyro_factvae.infer import run as run_module
+from pyro_factvae.infer.spread import held_out_spread
+from tests.test_evaluate import linear_gaussian
+
+
+def _exact_rows(exact, n, seed):
+    """``n`` rows of the exact marginal of :func:`linear_gaussian`'s model."""
+    cov = exact["L"].T @ exact["L"] + torch.diag(exact["sd"] ** 2)
+    rng = np.random.default_rng(seed)
+    chol = np.linalg.cholesky(cov.numpy())
+    x = exact["mu"].numpy() + rng.standard_normal((n, len(chol))) @ chol.T
+    return {"a": x[:, :3], "b": x[:, 3:]}
+
+
+def test_the_spread_of_the_true_model_is_one_and_of_a_too_sure_model_above_one():
+    vae, _, _, exact = linear_gaussian("poe", n=400)
+    model, guide = vae.fitted_modules()
+    valid = GroupedData(_exact_rows(exact, 300, seed=1))
+    exact_spread = held_out_spread(model, guide, valid, seed=0)
+    assert 1.0 <= exact_spread < 1.1, exact_spread  # never below 1
+    with torch.no_grad():  # noise scales a quarter of the truth's: draws far too narrow
+        for lik in model.likelihoods:
+            lik.raw_scale.copy_(torch.log(torch.expm1(lik.scale * 0.25)))
+    too_sure = held_out_spread(model, guide, valid, seed=0)
+    assert too_sure > 1.5 * exact_spread, (too_sure, exact_spread)
+
+
+def test_the_spread_scales_continuous_draws_about_the_rows_mean_and_leaves_bits_alone():
+    rng = np.random.default_rng(0)
+    n = 40
+    groups = {"x": rng.standard_normal((n, 3)), "bits": rng.integers(0, 2, (n, 4)).astype(float)}
+    groups["x"][:10] = np.nan
+    groups["bits"][10:20, 1] = np.nan
+    vae = FactVAE(latent_dim=2, lam=0.0, likelihood={"bits": "bernoulli"})
+    vae.fit(groups, epochs=2, patience=None, progress=False)
+    assert vae.spread_ == 1.0  # no validation rows: the model's own draws
+    one = vae.impute(groups, num_draws=6, seed=3)
+    vae.fit_state.spread = 2.5
+    two = vae.impute(groups, num_draws=6, seed=3)
+    x1, x2 = (np.stack([d["x"] for d in draws]) for draws in (one, two))
+    centre = (2.5 * x1 - x2) / 1.5  # x2 = c + 2.5 (x1 - c): the same c in every draw
+    np.testing.assert_allclose(centre, np.broadcast_to(centre[:1], centre.shape), atol=1e-4)
+    assert float(np.abs(x2 - x1)[:, :10].max()) > 0.1  # the hidden rows moved
+    np.testing.assert_array_equal(x1[:, 10:], x2[:, 10:])  # observed cells as they were
+    assert all(np.array_equal(a["bits"], b["bits"]) for a, b in zip(one, two))
+    lower1, upper1 = vae.predict_interval(groups, num_draws=200)
+    vae.fit_state.spread = 1.0
+    lower2, upper2 = vae.predict_interval(groups, num_draws=200)
+    ratio = (upper1["x"] - lower1["x"])[:10] / (upper2["x"] - lower2["x"])[:10]
+    np.testing.assert_allclose(ratio, 2.5, rtol=1e-3)
+
+
+def _overfit_groups(n, seed):
+    """Two groups of 20 columns from two factors, with few rows to learn them from."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, 2))
+    w = rng.standard_normal((2, 40))
+    x = z @ w + rng.standard_normal((n, 40))
+    return {"a": x[:, :20], "b": x[:, 20:]}
+
+
+def test_a_fit_measures_the_spread_on_its_validation_rows_once_and_keeps_it_in_files(
+    tmp_path, monkeypatch
+):
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append((len(args[2]), held_out_spread(*args, **kwargs)))
+        return calls[-1][1]
+
+    monkeypatch.setattr(run_module, "held_out_spread", counted)
+    groups = _overfit_groups(40, seed=0)
+    vae = FactVAE(latent_dim=4).fit(groups, epochs=30, seed=0, progress=False)
+    assert len(calls) == 1  # the lam path's fits measure nothing; its final fit does
+    assert calls[0][0] == 4  # the final fit's validation tenth of 40 rows
+    assert math.isfinite(vae.spread_) and vae.spread_ >= 1.0 and vae.spread_ == calls[0][1]
+    path = tmp_path / "m.factvae"
+    vae.save(path)
+    assert FactVAE.load(path).spread_ == vae.spread_
+    plain = FactVAE(latent_dim=4, lam=0.0).fit(groups, epochs=30, patience=None, progress=False)
+    assert plain.spread_ == 1.0 and len(calls) == 1
+
+
+def test_a_model_that_overfits_few_rows_measures_wider_draws_that_cover_more():
+    groups = _overfit_groups(240, seed=1)
+    train = {g: v[:60] for g, v in groups.items()}
+    test = {g: v[60:] for g, v in groups.items()}
+    vae = FactVAE(latent_dim=8, lam=0.0, decoder_width=64)
+    vae.fit(train, epochs=400, seed=0, patience=None, progress=False)
+    assert vae.spread_ == 1.0
+    # the same weights' spread, measured on rows they were not trained on
+    spread = held_out_spread(*vae.fitted_modules(), GroupedData(test), seed=0)
+    hidden = {"a": np.full_like(test["a"], np.nan), "b": test["b"]}
+    covered = []
+    for s in (1.0, spread):
+        vae.fit_state.spread = s
+        lower, upper = vae.predict_interval(hidden, level=0.9, num_draws=100)
+        covered.append(float(((test["a"] >= lower["a"]) & (test["a"] <= upper["a"])).mean()))
+    assert spread > 1.2, spread
+    assert covered[0] < 0.85 and covered[1] > covered[0] + 0.07, covered
