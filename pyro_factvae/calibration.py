@@ -34,7 +34,7 @@ from .data import GroupedData
 from .estimator import FactVAE
 from .infer.state import check_support
 from .layout import Layout
-from .module.draws import central_bounds, posterior_draws
+from .module.draws import central_bounds, half_pair_distance, posterior_draws
 from .module.predict import NUM_SAMPLES
 from .module.refine import REFINE_STEPS
 from .validation import fmt_rows, frame_columns, is_dataframe
@@ -46,14 +46,11 @@ LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
 def _crps(draws: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """The fair CRPS of each entry from ``(M, ...)`` draws: ``E|X - X'|`` over the ``M (M - 1)``
-    pairs of distinct draws (in its sorted-sample form), so that its expectation is the CRPS
-    of the distribution the draws come from, whatever ``M`` (Ferro 2014); one draw has no
+    """The fair CRPS of each entry from ``(M, ...)`` draws: ``E|X - y| - E|X - X'| / 2``, the
+    second mean over the ``M (M - 1)`` pairs of distinct draws, so that its expectation is the
+    CRPS of the distribution the draws come from, whatever ``M`` (Ferro 2014); one draw has no
     pair, and its CRPS is its absolute error."""
-    m = draws.shape[0]
-    spread = draws.sort(0).values
-    coeff = (2 * torch.arange(1, m + 1, dtype=draws.dtype) - m - 1).view(-1, *[1] * truth.dim())
-    return (draws - truth).abs().mean(0) - (coeff * spread).sum(0) / (m * max(m - 1, 1))
+    return (draws - truth).abs().mean(0) - half_pair_distance(draws)
 
 
 def crps(draws: Any, truth: Any) -> np.ndarray:

@@ -156,6 +156,7 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
         "final_prior_loss": vae.prior_history_[-1],
         "lam": vae.lam,
         "active_links": links,
+        "spread": vae.spread_,
     }
     emit(
         args,
@@ -163,7 +164,7 @@ def cmd_fit(args: argparse.Namespace) -> dict[str, Any] | None:
         f"fitted {len(data)} rows, groups {data.names}: final loss {vae.history_[-1]:.4g} "
         f"nats/row (prior terms {vae.prior_history_[-1]:.4g} apart), lam {vae.lam:g}"
         f"{_lam_how(vae.lam_path_)}, "
-        f"{links} active links; wrote {args.out}",
+        f"{links} active links, draws' spread x{vae.spread_:.3g}; wrote {args.out}",
     )
     return result
 

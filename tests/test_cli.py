@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from pyro_factvae import FactVAE
 from pyro_factvae.cli import main, parse_groups
 
 
@@ -36,6 +37,7 @@ def test_round_trip_fit_impute_evaluate_sparsity_on_a_csv(tmp_path, csv_with_hol
     assert main([*fit, "--latent-dim", "3", "--lam", "0.1", "--no-progress", "--json"]) == 0
     out = _json(capsys)
     assert out["groups"] == ["a", "b", "c"] and out["rows"] == 40 and model.exists()
+    assert out["spread"] == FactVAE.load(model).spread_ >= 1.0  # measured on validation rows
     # the spec is stored with the model: no --groups needed from here on
     filled = tmp_path / "filled.csv"
     assert main(["impute", str(model), str(data), "-o", str(filled), "--json"]) == 0

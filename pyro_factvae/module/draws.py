@@ -30,7 +30,13 @@ from .predict import MAX_ELEMENTS
 from .refine import refined_posterior
 from .weights import ImportanceWeights
 
-__all__ = ["central_bounds", "central_ranks", "continuous_groups", "posterior_draws"]
+__all__ = [
+    "central_bounds",
+    "central_ranks",
+    "continuous_groups",
+    "half_pair_distance",
+    "posterior_draws",
+]
 
 
 def continuous_groups(model: Model) -> list[bool]:
@@ -120,3 +126,16 @@ def central_bounds(draws: torch.Tensor, levels: Sequence[float]) -> torch.Tensor
     ordered = draws.sort(0).values
     ranks = [central_ranks(draws.shape[0], a) for a in levels]
     return torch.stack([torch.stack([ordered[lo], ordered[hi]]) for lo, hi in ranks])
+
+
+def half_pair_distance(draws: torch.Tensor) -> torch.Tensor:
+    """``E|X - X'| / 2`` of each entry of ``(M, ...)`` draws, over the ``M (M - 1)`` pairs of
+    distinct draws (in its sorted-sample form): the spread term of the fair CRPS,
+    ``E|X - y| - E|X - X'| / 2`` (Ferro 2014), whose expectation does not depend on ``M``; 0
+    for one draw."""
+    m = draws.shape[0]
+    ordered = draws.sort(0).values
+    coeff = (2 * torch.arange(1, m + 1, dtype=draws.dtype) - m - 1).view(
+        -1, *[1] * (draws.dim() - 1)
+    )
+    return (coeff * ordered).sum(0) / (m * max(m - 1, 1))
