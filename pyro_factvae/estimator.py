@@ -227,10 +227,10 @@ class FactVAE(Queries):
     @property
     def spread_(self) -> float:
         """The factor by which the draws of continuous groups (``impute(num_draws=...)``,
-        ``predict_interval``) are spread about their imputed means: the ratio of the
-        imputations' errors to the draws' spread on the rows early stopping held out,
-        measured at the end of each fit (:mod:`~pyro_factvae.infer.spread`); 1.0 (the model's
-        own draws) after a fit without validation rows (``patience=None``)."""
+        ``predict_interval``) are spread about their imputed means, at least 1: the factor
+        that gave draws of hidden groups the smallest CRPS on the rows early stopping held
+        out, measured at the end of each fit (:mod:`~pyro_factvae.infer.spread`); 1.0 (the
+        model's own draws) after a fit without validation rows (``patience=None``)."""
         self.fitted_modules()
         return float(self._state.spread)
 
