@@ -222,8 +222,9 @@ class Trainer:
         stopped it (``"callback"`` when a callback did), or ``None``.
 
         The history goes to the state's ``history`` and ``prior_history``; checkpoints to
-        ``checkpoint`` (:func:`~pyro_factvae.infer.checkpoint.write`). ``saved``: a
-        checkpoint's training state (from :meth:`restored`), taken at the start.
+        ``checkpoint`` (:func:`~pyro_factvae.infer.checkpoint.write`). ``saved``: a checkpoint's
+        training state (:meth:`~pyro_factvae.infer.checkpoint.Checkpoint.run_state`), taken at
+        the start.
         ``rng_state``: the torch RNG state to train under, in a fork of the global RNG
         (``None``: use and advance the global RNG). ``valid``: held-out rows for early
         stopping (``run.fit.patience`` epochs without a better validation loss end a phase,

@@ -8,7 +8,7 @@ nutrimouse's 32 training rows, central 90% intervals of hidden groups covered 45
 truth). The validation rows early stopping holds out are rows the final weights never
 trained on. Each continuous group a validation row observes is hidden in turn (where the row
 observes another group) and drawn from the fitted model, ``M`` times; draws spread about
-their mean ``xbar_c`` by a factor ``s``, ``xbar_c + s (x_mc - xbar_c)``, have the fair CRPS
+their mean ``xbar_c`` by a factor ``s``, ``xbar_c + s (x_mc - xbar_c)``, have the fair CRPS ::
 
     CRPS(s) = sum_c [ mean_m |xbar_c - y_c + s (x_mc - xbar_c)| - s E|X_c - X'_c| / 2 ]
 

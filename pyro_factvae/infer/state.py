@@ -104,6 +104,9 @@ class FitState:
         The DataFrame column-to-group mapping.
     lam_path : dict or None
         The ``lam="auto"`` path (or, during it, the stage a checkpoint was written in).
+    spread : float
+        The draws' spread about the imputed means, measured on the last finished fit's
+        validation rows (:mod:`~pyro_factvae.infer.spread`); 1.0: the model's own draws.
     interrupted : str or None
         The signal (or ``"callback"``) that stopped the last run.
     pad : bool, float or tuple
@@ -126,8 +129,6 @@ class FitState:
     #: (:mod:`~pyro_factvae.variables`): later data that name them must name the same
     variables: dict[str, list[str]] | None = None
     lam_path: dict[str, Any] | None = None
-    #: the draws' spread about the imputed means, measured on the last fit's validation rows
-    #: (:mod:`~pyro_factvae.infer.spread`; 1.0: the model's own draws)
     spread: float = 1.0
     interrupted: str | None = None
     #: the real path of the last checkpoint this state wrote (``None``: none yet)
