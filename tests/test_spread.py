@@ -37,8 +37,13 @@ def test_the_spread_of_the_true_model_is_one_and_of_a_too_sure_model_above_one()
 def test_the_spread_scales_continuous_draws_about_the_rows_mean_and_leaves_bits_alone():
     rng = np.random.default_rng(0)
     n = 40
-    groups = {"x": rng.standard_normal((n, 3)), "bits": rng.integers(0, 2, (n, 4)).astype(float)}
+    groups = {
+        "x": rng.standard_normal((n, 3)),
+        "bits": rng.integers(0, 2, (n, 4)).astype(float),
+        "y": rng.standard_normal((n, 2)),
+    }
     groups["x"][:10] = np.nan
+    groups["y"][30:] = np.nan
     groups["bits"][10:20, 1] = np.nan
     vae = FactVAE(latent_dim=2, lam=0.0, likelihood={"bits": "bernoulli"})
     vae.fit(groups, epochs=2, patience=None, progress=False)
@@ -46,11 +51,17 @@ def test_the_spread_scales_continuous_draws_about_the_rows_mean_and_leaves_bits_
     one = vae.impute(groups, num_draws=6, seed=3)
     vae.fit_state.spread = 2.5
     two = vae.impute(groups, num_draws=6, seed=3)
-    x1, x2 = (np.stack([d["x"] for d in draws]) for draws in (one, two))
-    centre = (2.5 * x1 - x2) / 1.5  # x2 = c + 2.5 (x1 - c): the same c in every draw
-    np.testing.assert_allclose(centre, np.broadcast_to(centre[:1], centre.shape), atol=1e-4)
-    assert float(np.abs(x2 - x1)[:, :10].max()) > 0.1  # the hidden rows moved
-    np.testing.assert_array_equal(x1[:, 10:], x2[:, 10:])  # observed cells as they were
+    means = vae.impute(groups)
+    for name, hid in (("x", slice(0, 10)), ("y", slice(30, None))):
+        x1, x2 = (np.stack([d[name] for d in draws]) for draws in (one, two))
+        centre = (2.5 * x1 - x2) / 1.5  # x2 = c + 2.5 (x1 - c): the same c in every draw ...
+        np.testing.assert_allclose(centre, np.broadcast_to(centre[:1], centre.shape), atol=1e-4)
+        # ... the row's imputed mean (up to the Monte Carlo error of two sets of proposals)
+        np.testing.assert_allclose(centre[0, hid], means[name][hid], atol=0.05)
+        assert float(np.abs(x2 - x1)[:, hid].max()) > 0.1  # the hidden rows moved
+        rest = np.ones(n, bool)
+        rest[hid] = False
+        np.testing.assert_array_equal(x1[:, rest], x2[:, rest])  # observed cells as they were
     assert all(np.array_equal(a["bits"], b["bits"]) for a, b in zip(one, two))
     lower1, upper1 = vae.predict_interval(groups, num_draws=200)
     vae.fit_state.spread = 1.0
@@ -68,9 +79,11 @@ def _overfit_groups(n, seed):
     return {"a": x[:, :20], "b": x[:, 20:]}
 
 
-def test_a_fit_measures_the_spread_on_its_validation_rows_once_and_keeps_it_in_files(
+def test_a_fit_measures_the_spread_on_held_out_rows_once_and_keeps_it_in_files(
     tmp_path, monkeypatch
 ):
+    from pyro_factvae.infer import path as path_module
+
     calls = []
 
     def counted(*args, **kwargs):
@@ -78,16 +91,26 @@ def test_a_fit_measures_the_spread_on_its_validation_rows_once_and_keeps_it_in_f
         return calls[-1][1]
 
     monkeypatch.setattr(run_module, "held_out_spread", counted)
+    monkeypatch.setattr(path_module, "held_out_spread", counted)
     groups = _overfit_groups(40, seed=0)
     vae = FactVAE(latent_dim=4).fit(groups, epochs=30, seed=0, progress=False)
-    assert len(calls) == 1  # the lam path's fits measure nothing; its final fit does
-    assert calls[0][0] == 4  # the final fit's validation tenth of 40 rows
+    # once: the lam path's fits measure nothing; a lam > 0 is measured on the 8 rows the path
+    # held out (the final refit starts from weights trained on its own validation rows), a
+    # fresh dense fit (lam 0) on its own validation tenth
+    assert [rows for rows, _ in calls] == [8 if vae.lam_ > 0 else 4]
     assert math.isfinite(vae.spread_) and vae.spread_ >= 1.0 and vae.spread_ == calls[0][1]
-    path = tmp_path / "m.factvae"
-    vae.save(path)
-    assert FactVAE.load(path).spread_ == vae.spread_
+    vae.fit_state.spread = 1.7
+    vae.save(tmp_path / "m.factvae")
+    assert FactVAE.load(tmp_path / "m.factvae").spread_ == 1.7
     plain = FactVAE(latent_dim=4, lam=0.0).fit(groups, epochs=30, patience=None, progress=False)
     assert plain.spread_ == 1.0 and len(calls) == 1
+    # a fixed lam's fit measures on its validation rows before its last checkpoint: a resume
+    # of the finished checkpoint has it
+    ckpt = tmp_path / "fit.ckpt"
+    fixed = FactVAE(latent_dim=4, lam=0.1).fit(groups, epochs=30, checkpoint=ckpt, progress=False)
+    assert [rows for rows, _ in calls[1:]] == [4] and fixed.spread_ == calls[1][1]
+    assert FactVAE().fit(groups, resume=ckpt, progress=False).spread_ == fixed.spread_
+    assert len(calls) == 2  # read from the checkpoint, not measured again
 
 
 def test_a_model_that_overfits_few_rows_measures_wider_draws_that_cover_more():

@@ -45,6 +45,7 @@ from .path_choice import PathResult, beats_mean, choose, past_support, warn_if_t
 from .path_state import PathRecords, PathStore, at_stage, stages
 from .plan import Signals
 from .run import Trainer
+from .spread import held_out_spread
 from .state import FitState
 
 __all__ = [
@@ -305,7 +306,7 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks,
 
     def finish(part: GroupedData) -> None:  # the stage the checkpoint was written in
         stage = {"fallback": "fit", "final": "final", "fresh": "final"}.get(done, "path")
-        trainer = Trainer(state, measure_spread=stage != "path")
+        trainer = Trainer(state, measure_spread=stage == "fit")  # the final refit's: kept
         trainer.resume(part, resume, checkpoint, progress, staged(callbacks, stage))
 
     try:
@@ -395,14 +396,16 @@ def _walk_and_refit(state, data, given, progress, checkpoint, resume, callbacks,
         if done == "final":
             state.set_lam(chosen)
             finish(data)
-        else:
+        else:  # measured on the rows the path held out: the final fit's own were trained on
+            state.spread = held_out_spread(*state.fitted(), valid, seed)
             state.model.init_from_data(data.values, data.observed, data.cells)
             # the relaxed phase takes smaller steps itself; plain training (lam = 0) is told to
             rest = {**(fit_kwargs if relax else _smaller_steps(fit_kwargs)), "warmup_epochs": 0.0}
             if checkpoint is not None:
                 at_stage(state, "final")
             final = {**rest, "epochs": warm, "seed": seed + len(grid), "relax_epochs": relax}
-            Trainer(state).train(data, final, progress, checkpoint, staged(callbacks, "final"))
+            trainer = Trainer(state, measure_spread=False)
+            trainer.train(data, final, progress, checkpoint, staged(callbacks, "final"))
     else:
         fresh = resume if done == "fresh" else None
         last = staged(callbacks, "final")

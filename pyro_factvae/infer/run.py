@@ -67,8 +67,8 @@ class Trainer:
     """Trains a :class:`~pyro_factvae.infer.state.FitState` with Algorithm 1. The optimizers
     live in the state across fits (a later fit continues with their moments). A finished run
     with validation rows measures the draws' spread on them (``state.spread``,
-    :mod:`~pyro_factvae.infer.spread`) unless ``measure_spread`` is false (the fits of the
-    ``lam`` path, whose final fit measures it); without them the spread is 1."""
+    :mod:`~pyro_factvae.infer.spread`; without them it is 1), before its last checkpoint,
+    unless ``measure_spread`` is false (the fits of the ``lam`` path, which measures it)."""
 
     def __init__(
         self, state: FitState, world: World | None = None, measure_spread: bool = True
@@ -169,10 +169,6 @@ class Trainer:
         state.interrupted = self.execute(
             run, data, generator, rng_state, progress, checkpoint, valid, callbacks, saved
         )
-        if self.measure_spread and not state.interrupted:
-            seed = run.fit.seed or 0
-            spread = 1.0 if valid is None else held_out_spread(*state.fitted(), valid, seed)
-            state.spread = spread
         if not state.interrupted and PHI_POSTERIORS.get(state.guide.phi_mode).collapsed:
             norms = state.sparsity()
             for name in norms.index[(norms.values == 0).all(axis=1)]:
@@ -375,6 +371,10 @@ class Trainer:
                 run.position = Position()
                 run.stopper = fresh_stopper()
                 self._best = None
+            if self.measure_spread:  # before the last checkpoint, which keeps it
+                seed, fitted = run.fit.seed or 0, self.state.fitted()
+                spread = 1.0 if valid is None else held_out_spread(*fitted, valid, seed)
+                self.state.spread = spread
             if checkpoint is not None:
                 write()
                 world.barrier()
