@@ -228,9 +228,10 @@ class FactVAE(Queries):
     def spread_(self) -> float:
         """The factor by which the draws of continuous groups (``impute(num_draws=...)``,
         ``predict_interval``) are spread about their imputed means, at least 1: the factor
-        that gave draws of hidden groups the smallest CRPS on the rows early stopping held
-        out, measured at the end of each fit (:mod:`~pyro_factvae.infer.spread`); 1.0 (the
-        model's own draws) after a fit without validation rows (``patience=None``)."""
+        that gave draws of hidden groups the smallest CRPS on the rows early stopping (or the
+        ``lam`` path) held out, measured at the end of each fit
+        (:mod:`~pyro_factvae.infer.spread`); 1.0 (the model's own draws) after a fit without
+        validation rows (``patience=None``, or fewer than 20 rows)."""
         self.fitted_modules()
         return float(self._state.spread)
 

@@ -6,7 +6,9 @@ noise scales shrink towards its training residuals, and the draws of
 :meth:`~pyro_factvae.FactVAE.predict_interval`) come out narrower than its errors (on
 nutrimouse's 32 training rows, central 90% intervals of hidden groups covered 45-85% of the
 truth). The validation rows early stopping holds out are rows the final weights never
-trained on. Each continuous group a validation row observes is hidden in turn (where the row
+trained on (a ``lam="auto"`` fit measures the chosen ``lam``'s model on the rows its path held
+out, :mod:`~pyro_factvae.infer.path`, as the final refit starts from weights that trained on
+its own). Each continuous group a validation row observes is hidden in turn (where the row
 observes another group) and drawn from the fitted model, ``M`` times; draws spread about
 their mean ``xbar_c`` by a factor ``s``, ``xbar_c + s (x_mc - xbar_c)``, have the fair CRPS ::
 
