@@ -79,6 +79,7 @@ def posterior_draws(
     refined = None
     if refine_steps > 0:  # chunk by chunk on the device, the rows' inputs left where they are
         refined = refined_posterior(model, guide, xs, mask, cells, refine_steps, seed)
+    scaled = [g for g, real in enumerate(continuous_groups(model)) if real]
     with seeded(device, seed):
         for start in range(0, n, rows):
             sl = slice(start, min(start + rows, n))
@@ -91,15 +92,16 @@ def posterior_draws(
                 q = dist.Normal(refined.mean[sl], refined.stddev[sl]).to_event(1)
             z = q.sample((num_samples,))  # (S, b, K)
             weigh = ImportanceWeights(model, x, m, c)
-            log_w = weigh(q, z, model.decode(z, phis, weigh.offsets))
+            outs = model.decode(z, phis, weigh.offsets)
+            log_w = weigh(q, z, outs)
             weights = torch.softmax(log_w, dim=0)
             ess = 1.0 / weights.square().sum(0)
             pick = torch.multinomial(weights.T, num_draws, replacement=True)  # (b, M)
             chosen = z.gather(0, pick.T.unsqueeze(-1).expand(-1, -1, z.shape[-1]))  # (M, b, K)
             values = model.draw(chosen, phis, weigh.offsets)  # (M, b, d_g) each
             if spread != 1.0:
-                means = model.means(z, phis, weigh.offsets)  # (S, b, d_g) each
-                for g in (g for g, real in enumerate(continuous_groups(model)) if real):
+                means = model.means(z, phis, outs=outs)  # (S, b, d_g) each
+                for g in scaled:
                     centre = (weights.unsqueeze(-1) * means[g]).sum(0)
                     values[g] = centre + spread * (values[g] - centre)
             yield sl, torch.cat([v.to(torch.float32) for v in values], -1).cpu(), ess.cpu()

@@ -226,11 +226,15 @@ class Model(PyroModule):
         return library.offsets(self, blocks, mask, cell_blocks, sources)
 
     def means(
-        self, z: torch.Tensor, phis: Sequence[torch.Tensor], offsets: Sequence | None = None
+        self,
+        z: torch.Tensor,
+        phis: Sequence[torch.Tensor],
+        offsets: Sequence | None = None,
+        outs: Sequence[torch.Tensor] | None = None,
     ) -> list[torch.Tensor]:
         """``E(x_g | z)`` for every group, ``(..., d_g)`` each, in the user's group order
-        (``offsets``: see :meth:`decode`)."""
-        outs = self.decode(z, phis, offsets)
+        (``offsets``: see :meth:`decode`; ``outs``: :meth:`decode`'s outputs, when made)."""
+        outs = self.decode(z, phis, offsets) if outs is None else outs
         return self.layout.scatter_unbind(
             [lik.hold(lik.mean(out)) for out, lik in zip(outs, self.likelihoods)]
         )
